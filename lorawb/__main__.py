@@ -1,0 +1,3 @@
+from lorawb.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The core: project, config, dataset, index, captions, triage. No UI, no torch."""

@@ -1,0 +1,146 @@
+"""A project folder: where things are, and its validated lorawb.toml."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tomlkit.toml_document import TOMLDocument
+
+from lorawb.core import tomlio
+from lorawb.core.config import DEFAULT_TOML, ProjectConfig
+from lorawb.errors import ProjectError
+
+CONFIG_NAME = "lorawb.toml"
+STATE_DIR = ".lorawb"
+
+
+@dataclass
+class Project:
+    root: Path
+    config: ProjectConfig
+    document: TOMLDocument = field(repr=False)
+    config_text: str = field(default="", repr=False)
+
+    # --- locations -------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.config.project.name or self.root.name
+
+    @property
+    def trigger(self) -> str:
+        return self.config.project.trigger
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.root / self.config.project.dataset_dir
+
+    @property
+    def rejected_dir(self) -> Path:
+        return self.dataset_dir / "rejected"
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.root / self.config.project.inbox_dir
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def matrices_dir(self) -> Path:
+        return self.root / "matrices"
+
+    @property
+    def state_dir(self) -> Path:
+        d = self.root / STATE_DIR
+        d.mkdir(exist_ok=True)
+        return d
+
+    def resolve(self, p: str | Path) -> Path:
+        """A path from the config: relative paths are relative to the project folder."""
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    # --- load / save -----------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Project:
+        """Open the project at ``path`` (or the nearest parent holding lorawb.toml)."""
+        start = Path(path or ".").expanduser().resolve()
+        if start.is_file() and start.name == CONFIG_NAME:
+            start = start.parent
+        root = _find_root(start)
+        if root is None:
+            if not start.exists():
+                raise ProjectError("no such folder", path=start, hint="create a project with `lorawb init PATH`")
+            raise ProjectError(
+                f"not a lorawb project (no {CONFIG_NAME} here or above)",
+                path=start,
+                hint=f"create one with `lorawb init {start}`",
+            )
+        cfg_path = root / CONFIG_NAME
+        doc, text = tomlio.load_document(cfg_path)
+        config = tomlio.validate(ProjectConfig, tomlio.to_plain(doc), path=cfg_path, text=text)
+        return cls(root=root, config=config, document=doc, config_text=text)
+
+    def save_setting(self, dotted: str, value: object) -> None:
+        """Change one setting in lorawb.toml, keeping the user's comments and layout."""
+        parts = dotted.split(".")
+        table = self.document
+        for p in parts[:-1]:
+            if p not in table:
+                table[p] = tomlio.tomlkit.table()
+            table = table[p]
+        table[parts[-1]] = value
+        plain = tomlio.to_plain(self.document)
+        text = tomlio.tomlkit.dumps(self.document)
+        self.config = tomlio.validate(ProjectConfig, plain, path=self.config_path, text=text)
+        tomlio.save_document(self.config_path, self.document)
+        self.config_text = text
+
+
+def _find_root(start: Path) -> Path | None:
+    for d in (start, *start.parents):
+        if (d / CONFIG_NAME).is_file():
+            return d
+    return None
+
+
+def init_project(
+    path: str | Path,
+    *,
+    trigger: str = "",
+    images: str | Path | None = None,
+    link: bool = False,
+    name: str | None = None,
+) -> Project:
+    """Create a project folder. With ``images``, copy (or symlink) that folder into dataset/."""
+    root = Path(path).expanduser().resolve()
+    if (root / CONFIG_NAME).exists():
+        raise ProjectError(f"a project already exists here ({CONFIG_NAME})", path=root)
+    if images is not None:
+        src = Path(images).expanduser().resolve()
+        if not src.is_dir():
+            raise ProjectError("--images must be a folder of images", path=src)
+    root.mkdir(parents=True, exist_ok=True)
+    text = DEFAULT_TOML.format(name=(name or root.name).replace('"', ""), trigger=trigger.replace('"', ""))
+    tomlio.validate(ProjectConfig, tomlio.tomlkit.parse(text).unwrap(), path=root / CONFIG_NAME, text=text)
+    dataset = root / "dataset"
+    if images is not None:
+        if dataset.exists() and any(dataset.iterdir()):
+            raise ProjectError("dataset/ already has files; not copying over them", path=dataset)
+        if dataset.exists():
+            dataset.rmdir()
+        if link:
+            dataset.symlink_to(src, target_is_directory=True)
+        else:
+            shutil.copytree(src, dataset, symlinks=False, ignore=shutil.ignore_patterns(".*", "__pycache__"))
+    for sub in ("dataset", "inbox", "runs", "matrices"):
+        (root / sub).mkdir(exist_ok=True)
+    tomlio.atomic_write_text(root / CONFIG_NAME, text)
+    return Project.load(root)

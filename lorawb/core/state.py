@@ -1,0 +1,41 @@
+"""The app's own state: one SQLite database in .lorawb/state.sqlite.
+
+Each module owns its tables and creates them with ``ensure_schema`` (CREATE ...
+IF NOT EXISTS), so features add tables without a central migration list.
+Deleting .lorawb/ loses no user data: images and captions live in the folder.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+_lock = threading.Lock()
+_schemas_done: set[tuple[str, str]] = set()
+
+
+def state_db_path(state_dir: Path) -> Path:
+    return state_dir / "state.sqlite"
+
+
+def connect(state_dir: Path) -> sqlite3.Connection:
+    """A new connection (one per thread). WAL so the app and the CLI can share it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(state_db_path(state_dir), timeout=10.0, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def ensure_schema(conn: sqlite3.Connection, name: str, ddl: str) -> None:
+    """Run ``ddl`` (a script of CREATE ... IF NOT EXISTS) once per database per process."""
+    db = conn.execute("PRAGMA database_list").fetchone()[2]
+    key = (db, name)
+    with _lock:
+        if key in _schemas_done:
+            return
+        conn.executescript(ddl)
+        _schemas_done.add(key)

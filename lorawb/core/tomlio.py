@@ -1,0 +1,141 @@
+"""TOML in and out: comment-preserving (tomlkit), errors with file and line.
+
+Validation is done by pydantic models elsewhere; this module turns both TOML
+syntax errors and pydantic errors into ConfigError messages that name the
+file, the line and the dotted key, and say what is expected.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from pydantic import BaseModel, ValidationError
+from tomlkit.exceptions import ParseError
+from tomlkit.toml_document import TOMLDocument
+
+from lorawb.core.fsutil import atomic_write_text, read_text
+from lorawb.errors import ConfigError
+
+
+def load_document(path: Path) -> tuple[TOMLDocument, str]:
+    """Parse a TOML file (any encoding); returns the tomlkit document and its text."""
+    tf = read_text(path)
+    try:
+        return tomlkit.parse(tf.text), tf.text
+    except ParseError as exc:
+        msg = str(exc).split(" at line")[0]
+        raise ConfigError(
+            f"invalid TOML: {msg} (column {exc.col})",
+            path=path,
+            line=exc.line,
+            hint="fix the syntax; strings need quotes, tables look like [section]",
+        ) from exc
+
+
+def save_document(path: Path, doc: TOMLDocument) -> None:
+    atomic_write_text(path, tomlkit.dumps(doc))
+
+
+def find_key_line(text: str, dotted: str) -> int | None:
+    """Best-effort line number of ``a.b.c`` in TOML text (table headers + key lines)."""
+    parts = dotted.split(".")
+    lines = text.splitlines()
+    table: list[str] = []
+    best: int | None = None
+    for i, raw in enumerate(lines, 1):
+        line = raw.strip()
+        m = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?", line)
+        if m:
+            table = [p.strip().strip('"') for p in m.group(1).split(".")]
+            if table == parts[: len(table)] and best is None and len(table) == len(parts):
+                best = i
+            continue
+        m = re.match(r'^("?)([A-Za-z0-9_\-. ]+?)\1\s*=', line)
+        if m:
+            key = table + [p.strip().strip('"') for p in m.group(2).split(".")]
+            if key == parts:
+                return i
+            if key == parts[: len(key)] and best is None:
+                best = i
+    if best is None and len(parts) > 1:
+        return find_key_line(text, ".".join(parts[:-1]))
+    return best
+
+
+def _describe_error(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    return err.get("msg", "invalid value")
+
+
+def validate(model: type[BaseModel], data: Any, *, path: Path | None, text: str = "", prefix: str = "") -> Any:
+    """Validate ``data`` against a pydantic model; ConfigError names the first bad key."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        dotted = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
+        if prefix:
+            dotted = f"{prefix}.{dotted}" if dotted else prefix
+        line = find_key_line(text, dotted) if text else None
+        value = first.get("input")
+        detail = _describe_error(first)
+        shown = "" if first.get("type") in ("missing", "extra_forbidden") else f" (got {value!r})"
+        more = f"; {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
+        hint = None
+        if first.get("type") == "extra_forbidden":
+            fields = _fields_at(model, [p for p in first["loc"][:-1] if not isinstance(p, int)])
+            if fields:
+                hint = "known keys here: " + ", ".join(sorted(fields))
+        raise ConfigError(f"{dotted}: {detail}{shown}{more}", path=path, line=line, hint=hint) from exc
+
+
+def _fields_at(model: type[BaseModel], loc: list[Any]) -> list[str]:
+    cur: Any = model
+    for part in loc:
+        field = getattr(cur, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        cur = field.annotation
+    return list(getattr(cur, "model_fields", {}).keys())
+
+
+def to_plain(obj: Any) -> Any:
+    """tomlkit containers -> plain dicts/lists (for validation and JSON)."""
+    if hasattr(obj, "unwrap"):
+        return obj.unwrap()
+    return obj
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c = value`` in nested dicts, creating tables as needed."""
+    parts = dotted.split(".")
+    cur = data
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[p] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def parse_override(spec: str) -> tuple[str, Any]:
+    """``--set a.b=VALUE``: VALUE is parsed as a TOML value, else taken as a string."""
+    if "=" not in spec:
+        raise ConfigError(f"--set {spec!r}: expected KEY=VALUE, e.g. train.max_steps=500")
+    key, raw = spec.split("=", 1)
+    key = key.strip()
+    try:
+        value = tomlkit.parse(f"v = {raw}")["v"]
+        value = to_plain(value)
+    except ParseError:
+        value = raw
+    return key, value

@@ -1,0 +1,1 @@
+"""Prompt-matrix tester (a later milestone)."""

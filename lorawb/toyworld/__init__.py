@@ -1,0 +1,1 @@
+"""Toy world: procedural characters, an attribute reader, tiny model builder."""

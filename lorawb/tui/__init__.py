@@ -1,0 +1,1 @@
+"""The Textual app. Imports core/train; never the other way round."""
