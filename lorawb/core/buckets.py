@@ -1,0 +1,47 @@
+"""Aspect-ratio buckets, as kohya and OneTrainer make them (pure Python, no torch).
+
+Buckets have sides that are multiples of ``step`` (64) and an area of at most
+``resolution**2``; an image goes to the bucket whose aspect ratio is nearest
+its own, so nothing is stretched: it is resized to cover the bucket and cropped.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+Bucket = tuple[int, int]  # (width, height)
+
+
+@lru_cache(maxsize=64)
+def make_buckets(
+    resolution: int, step: int = 64, min_side: int | None = None, max_side: int | None = None
+) -> tuple[Bucket, ...]:
+    """All (w, h) with w, h multiples of ``step``, w*h <= resolution**2, as large as possible per width."""
+    area = resolution * resolution
+    min_side = min_side or max(step, (resolution // 2 // step) * step)
+    max_side = max_side or resolution * 2
+    buckets: set[Bucket] = set()
+    w = min_side
+    while w <= max_side:
+        h = min(max_side, (area // w) // step * step)
+        if h >= min_side:
+            buckets.add((w, h))
+            buckets.add((h, w))
+        w += step
+    buckets.add(((resolution // step) * step,) * 2)  # the square bucket always exists
+    return tuple(sorted(buckets, key=lambda b: (b[0] / b[1], b[0])))
+
+
+def nearest_bucket(width: int, height: int, resolution: int, step: int = 64) -> Bucket:
+    """The bucket whose aspect ratio is closest (in log space) to the image's."""
+    if width <= 0 or height <= 0:
+        raise ValueError("image size must be positive")
+    target = math.log(width / height)
+    return min(make_buckets(resolution, step), key=lambda b: (abs(math.log(b[0] / b[1]) - target), -b[0] * b[1]))
+
+
+def bucket_label(bucket: Bucket) -> str:
+    w, h = bucket
+    g = math.gcd(w, h)
+    return f"{w}x{h} ({w // g}:{h // g})"
