@@ -504,6 +504,13 @@ def make_accelerator(cfg: TrainConfig) -> Any:
     if cfg.train.device == "cuda" and not torch.cuda.is_available():
         raise TrainingError("train.device is 'cuda' but no CUDA GPU is visible", hint="set train.device = 'auto'")
     mp = cfg.train.mixed_precision if want_cuda else "no"
+    # Accelerate keeps process-wide state; a second run in this process (tests, the bench, an app
+    # that trains in-process) may want other settings. Never reset a live process group.
+    from accelerate.state import AcceleratorState, GradientState
+
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    AcceleratorState._reset_state(reset_partial_state=not distributed)
+    GradientState._reset_state()
     return Accelerator(cpu=not want_cuda, mixed_precision=mp)
 
 
