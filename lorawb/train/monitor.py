@@ -244,6 +244,7 @@ class MonitorView:
     samples: tuple[SampleStep, ...]
     checkpoints: tuple[CheckpointInfo, ...]
     log: tuple[str, ...]
+    recent: tuple[tuple[int, float, float], ...] = ()  # the last raw (step, loss, smoothed) points
 
     @property
     def progress(self) -> float | None:
@@ -518,7 +519,7 @@ class RunMonitor:
                 started=self.started,
             )
 
-    def snapshot(self, points: int = 400, log_lines: int = 200) -> MonitorView:
+    def snapshot(self, points: int = 400, log_lines: int = 200, recent: int = 8) -> MonitorView:
         """An immutable view; series downsampled to at most ``points`` points each."""
         with self.lock:
             total = self._total_steps()
@@ -556,6 +557,14 @@ class RunMonitor:
                 samples=samples,
                 checkpoints=tuple(sorted(self._checkpoints.values(), key=lambda c: (c.step, c.name))),
                 log=log,
+                recent=tuple(
+                    (int(x), y, sm)
+                    for x, y, sm in zip(
+                        self.loss.xs[-recent:], self.loss.ys[-recent:], self.loss_smooth.ys[-recent:], strict=True
+                    )
+                )
+                if recent
+                else (),
             )
 
     def catch_up(self, *, budget_s: float | None = None) -> int:
