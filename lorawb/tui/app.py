@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 # textual_image probes the terminal's graphics support on import: before the app starts.
 import textual_image.widget  # noqa: F401
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from lorawb.core import layout
@@ -82,6 +84,18 @@ class LorawbApp(App):
         self.title = f"lorawb · {self.project.name}"
         self.sub_title = f"trigger {self.project.trigger or '(none set)'}"
         self.count_dataset()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette: Textual's own, tab switching, then every tab's ``commands()``."""
+        yield from super().get_system_commands(screen)
+        for key, label, _ in TABS:
+            yield SystemCommand(f"Go to {label}", f"Show the {label} tab", lambda k=key: self.action_show_tab(k))
+        yield SystemCommand("Cycle image mode", "Kitty / Sixel / half-blocks / unicode", self.action_cycle_image_mode)
+        yield SystemCommand("Rescan dataset", "Re-read the dataset folder", self.action_rescan)
+        for key, _, _ in TABS:
+            tab = self.query_one(f"#{key}")
+            if hasattr(tab, "commands"):
+                yield from tab.commands()
 
     # --- shared state -----------------------------------------------------------
     def select_image(self, rel: str | None) -> None:

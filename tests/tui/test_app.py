@@ -54,3 +54,15 @@ async def test_matrix_tab_lists_matrices(sample_like_project):
         table = app.query_one("#matrix-list", DataTable)
         assert table.row_count == 1
         assert table.get_row_at(0) == ["m1", "0/4", "weight × prompt"]
+
+
+async def test_command_palette_lists_tab_commands(sample_like_project):
+    app = LorawbApp(sample_like_project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Go to Captions" in titles and "Cycle image mode" in titles
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Go to Train")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.active_tab == "train"
