@@ -127,6 +127,7 @@ class LogTail:
         self.keep = keep
         self.max_bytes = max_bytes
         self.lines: deque[str] = deque(maxlen=keep)
+        self.total = 0  # lines ever appended to ``lines``: a UI shows ``total - shown`` new ones
         self.offset = 0
         self._partial = b""
         self._ino: int | None = None
@@ -141,6 +142,7 @@ class LogTail:
         if st.st_size < self.offset or (self._ino is not None and st.st_ino != self._ino):
             self.offset, self._partial, self._first = 0, b"", True
             self.lines.clear()
+            self.total = 0
         self._ino = st.st_ino
         if st.st_size == self.offset:
             return 0
@@ -168,6 +170,7 @@ class LogTail:
             # \r: progress bars redraw a line in place; the last redraw is what a person saw.
             text = line.decode("utf-8", errors="replace").rstrip("\r").rsplit("\r", 1)[-1]
             self.lines.append(text)
+        self.total += len(raw)
         return len(raw)
 
 
@@ -245,6 +248,7 @@ class MonitorView:
     checkpoints: tuple[CheckpointInfo, ...]
     log: tuple[str, ...]
     recent: tuple[tuple[int, float, float], ...] = ()  # the last raw (step, loss, smoothed) points
+    log_total: int = 0  # lines the log tail has read so far (``log`` holds the last of them)
 
     @property
     def progress(self) -> float | None:
@@ -557,6 +561,7 @@ class RunMonitor:
                 samples=samples,
                 checkpoints=tuple(sorted(self._checkpoints.values(), key=lambda c: (c.step, c.name))),
                 log=log,
+                log_total=self.log.total,
                 recent=tuple(
                     (int(x), y, sm)
                     for x, y, sm in zip(
