@@ -28,7 +28,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import DataTable, Log, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import ContentSwitcher, DataTable, Log, ProgressBar, Static, TabbedContent, TabPane, Tabs
 
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
@@ -53,6 +53,16 @@ GPU_EVERY = 2.0  # seconds between NVML queries
 CHART_POINTS = 400  # points per series handed to a chart (plotext draws ~2 per column)
 SMOOTHING_STEPS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 VIEWS = ("runs", "monitor", "samples", "checkpoints", "log", "compare", "new")
+
+
+def short_id(run_id: str) -> str:
+    """'20261125-143200-lr5e5' -> 'lr5e5'; an unnamed run keeps its time: '143200'."""
+    parts = run_id.split("-", 2)
+    if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+        return parts[2]
+    if len(parts) == 2 and parts[0].isdigit():
+        return parts[1]
+    return run_id[-16:]
 
 
 class TrainTab(Vertical):
@@ -125,7 +135,7 @@ class TrainTab(Vertical):
                 yield Static("select a run in Runs (r)", id="train-stats")
                 with Horizontal(id="train-charts"):
                     yield SeriesChart("loss", empty="no steps yet", id="chart-loss")
-                    yield SeriesChart("learning rate", empty="no steps yet", id="chart-lr")
+                    yield SeriesChart("learning rate", empty="no steps yet", y_format="{:.1e}", id="chart-lr")
             with TabPane("Samples", id="tv-samples"):
                 yield SampleStrip(id="train-samples")
             with TabPane("Checkpoints", id="tv-checkpoints"):
@@ -166,7 +176,8 @@ class TrainTab(Vertical):
             return self.query_one("#compare-diff")
         if pane == "tv-new":
             return self.query_one("#train-form").focus_target()  # type: ignore[attr-defined]
-        return self.query_one("#train-views", TabbedContent)
+        # Views without a focusable widget focus their tab strip: keys keep reaching this tab.
+        return self.query_one("#train-views", TabbedContent).query_one(Tabs)
 
     def commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Train: new run", "Open the run form", lambda: self.action_view("new"))
@@ -177,22 +188,28 @@ class TrainTab(Vertical):
 
     # --- polling ----------------------------------------------------------------
     def _shown(self) -> bool:
+        """On screen: every ancestor displayed and, in each tab switcher, ours the current pane."""
         node: Widget | None = self
         while node is not None and node is not self.screen:
+            parent = node.parent
             if not node.display:
                 return False
-            node = node.parent  # type: ignore[assignment]
+            # At start-up the switchers have not hidden their other panes yet: ask them.
+            if isinstance(parent, ContentSwitcher) and parent.current != node.id:
+                return False
+            node = parent  # type: ignore[assignment]
         return self.is_mounted
 
     def on_show(self) -> None:
         self.request_poll()
 
     def _tick(self) -> None:
-        if self._shown():
-            self.request_poll()
+        self.request_poll()
 
     def request_poll(self) -> None:
-        """Poll now, or right after the poll in flight (never two at once)."""
+        """Poll now, or right after the poll in flight (never two at once); never while hidden."""
+        if not self._shown():
+            return
         if self._polling:
             self._poll_again = True
             return
@@ -409,7 +426,10 @@ class TrainTab(Vertical):
             table.add_row("(same config)", "", "")
         ca, cb = c.curves
         self.query_one("#chart-compare", SeriesChart).set_lines(
-            [Line(f"A {ca.run_id[-18:]}", *ca.smooth, "loss"), Line(f"B {cb.run_id[-18:]}", *cb.smooth, "val-loss")]
+            [
+                Line(f"A {short_id(ca.run_id)}", *ca.smooth, "loss"),
+                Line(f"B {short_id(cb.run_id)}", *cb.smooth, "val-loss"),
+            ]
         )
 
     # --- actions ----------------------------------------------------------------

@@ -31,10 +31,13 @@ class SeriesChart(PlotextPlot):
     SeriesChart { width: 1fr; height: 1fr; min-height: 5; }
     """
 
-    def __init__(self, title: str = "", *, empty: str = "no data yet", id: str | None = None) -> None:
+    def __init__(
+        self, title: str = "", *, empty: str = "no data yet", y_format: str = "{:.3g}", id: str | None = None
+    ) -> None:
         super().__init__(id=id)
         self.title = title
         self.empty = empty
+        self.y_format = y_format
         self.lines: tuple[Line, ...] = ()
         self.ylog = False
 
@@ -68,4 +71,21 @@ class SeriesChart(PlotextPlot):
             plt.plot(list(ln.xs), list(ln.ys), label=ln.label, color=self._colour(ln.colour), marker="braille")
         if drawn:
             plt.yscale("log" if self.ylog else "linear")
+            xs = [x for ln in drawn for x in (min(ln.xs), max(ln.xs))]
+            ys = [y for ln in drawn for y in (min(ln.ys), max(ln.ys))]
+            # Steps are whole numbers; plotext's own ticks would say 38.2.
+            xt = _ticks(min(xs), max(xs), 5, whole=True)
+            plt.xticks(xt, [str(int(x)) for x in xt])
+            yt = _ticks(min(ys), max(ys), 5)
+            plt.yticks(yt, [self.y_format.format(y) for y in yt])
         self.refresh()
+
+
+def _ticks(lo: float, hi: float, n: int, whole: bool = False) -> list[float]:
+    if hi <= lo:
+        return [lo]
+    step = (hi - lo) / (n - 1)
+    ticks = [lo + i * step for i in range(n)]
+    if whole:
+        ticks = sorted({float(round(t)) for t in ticks})
+    return ticks
