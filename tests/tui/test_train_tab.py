@@ -436,3 +436,82 @@ async def test_polling_pauses_while_the_tab_is_hidden(sample_like_project):
         assert tab(app).board.monitors == []
         await pilot.press("3")
         await wait_for(pilot, lambda: tab(app).view is not None)
+
+
+# --------------------------------------------------------------------------- real runs
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from lorawb.toyworld.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd1", family="sd1", seed=0)
+
+
+@pytest.mark.slow
+async def test_start_a_real_detached_run_from_the_form_and_watch_it_finish(tmp_path, tiny_model):
+    from lorawb.core.project import Project
+    from tests.train.conftest import make_project
+
+    project = Project.load(make_project(tmp_path / "proj", tiny_model, n_images=4))
+    app = LorawbApp(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3", "n")
+        await settle(pilot)
+        status = app.query_one("#form-status", Static)
+        assert "same settings as lorawb.toml" in str(status.render())
+        for key, value in (("train-max_steps", "4"), ("sample-every_n_steps", "2"), ("save-every_n_steps", "2")):
+            app.query_one(f"#f-{key}", Input).value = value
+        app.query_one("#form-prompts", TextArea).load_text("{trigger}, forest")
+        app.query_one("#form-name", Input).value = "from-tab"
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        # the tab selects the new run and shows its monitor while the detached process trains
+        await wait_for(pilot, lambda: tab(app).selected is not None and tab(app).selected.endswith("from-tab"), 30)
+        assert app.query_one("#train-views", TabbedContent).active == "tv-monitor"
+        run = RunFolder(project.runs_dir / tab(app).selected)
+        await wait_for(pilot, lambda: tab(app).view is not None and tab(app).view.ended, timeout=240)
+        v = tab(app).view
+        assert v.display_state == "finished", (v.error, (run.path / "worker.out").read_text()[-2000:])
+        assert v.step == 4 and v.max_steps == 4 and len(v.loss_xy[0]) == 4
+        assert [s.step for s in v.samples] == [2, 4] and v.samples[0].images[0].prompt == "zkx_mira, forest"
+        assert [c.step for c in v.checkpoints] == [2, 4] and all(c.size for c in v.checkpoints)
+        assert str(app.query_one("#train-runs", DataTable).get_row(run.id)[1]) == "finished"
+        # the run's frozen config has what the form said
+        frozen = run.config.read_text()
+        assert "max_steps = 4" in frozen and "every_n_steps = 2" in frozen
+        # the form now prefills from this run, unchanged
+        await pilot.press("n")
+        await settle(pilot)
+        assert f"same settings as {run.id}" in str(app.query_one("#form-status", Static).render())
+        # the app closing does not end anything: the run is a separate process and already done
+        assert not run.is_alive()
+
+
+@pytest.mark.slow
+async def test_stop_and_resume_a_real_run_from_the_tab(tmp_path, tiny_model):
+    from lorawb.core.project import Project
+    from lorawb.train.config import resolve_config
+    from lorawb.train.process import start_run, stop_run
+    from tests.train.conftest import make_project
+
+    project = Project.load(make_project(tmp_path / "proj", tiny_model, n_images=4))
+    run = start_run(project, resolve_config(project, overrides=["train.max_steps=100000"]), detach=True)
+    app = LorawbApp(project)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("3")
+            await wait_for(pilot, lambda: tab(app).view is not None and tab(app).view.step >= 2, timeout=120)
+            assert tab(app).view.display_state == "running"
+            await pilot.press("x", "x")
+            await wait_for(pilot, lambda: tab(app).view.display_state == "stopped", timeout=60)
+            stopped_at = tab(app).view.step
+            assert tab(app).view.checkpoints[-1].step == stopped_at  # it saved before it stopped
+            await pilot.press("R")
+            await wait_for(pilot, lambda: tab(app).view.step > stopped_at + 1, timeout=120)
+            assert tab(app).view.display_state == "running"
+            xs = tab(app).view.loss_xy[0]
+            assert list(xs) == sorted(set(xs))  # the resumed curve continues, no repeated steps
+            await pilot.press("x", "x")
+            await wait_for(pilot, lambda: tab(app).view.display_state == "stopped", timeout=60)
+    finally:
+        if run.is_alive():
+            stop_run(run, wait=30)
