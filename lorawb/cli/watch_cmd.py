@@ -177,7 +177,8 @@ def render(v: MonitorView):
             parts.append(Text(f"  {_show(im.path)}  {im.prompt}"))
     if v.checkpoints:
         c = v.checkpoints[-1]
-        parts.append(Text(f"checkpoints: {len(v.checkpoints)}, latest {_show(c.path)} ({format_size(c.size)})"))
+        parts.append(Text(f"checkpoints ({len(v.checkpoints)}), latest:", style="bold"))
+        parts.append(Text(f"  {_show(c.path)}  {format_size(c.size)}  step {c.step}"))
     if v.error:
         parts.append(Text(v.error, style="red"))
     return Group(*parts)

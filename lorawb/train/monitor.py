@@ -619,6 +619,12 @@ class RunBoard:
                 self._monitors[rid] = RunMonitor(found[rid], **self._kwargs)
             return known != set(found)
 
+    def set_smoothing(self, weight: float) -> None:
+        """One EMA strength for every run, so their smoothed losses compare."""
+        self._kwargs["smoothing"] = weight
+        for m in self.monitors:
+            m.set_smoothing(weight)
+
     def poll(self) -> int:
         """Poll every run once (one bounded chunk each); returns the number of new events."""
         return sum(m.poll() for m in self.monitors)

@@ -515,3 +515,55 @@ async def test_stop_and_resume_a_real_run_from_the_tab(tmp_path, tiny_model):
     finally:
         if run.is_alive():
             stop_run(run, wait=30)
+
+
+async def test_a_failing_poll_is_reported_and_polling_goes_on(sample_like_project, monkeypatch):
+    from lorawb.train.monitor import RunBoard
+
+    project = sample_like_project
+    run = make_run(project, RUN_A)
+    write_steps(EventWriter(run.events), 1, 3)
+    real_rows, calls = RunBoard.rows, []
+
+    def flaky_rows(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return real_rows(self)
+
+    monkeypatch.setattr(RunBoard, "rows", flaky_rows)
+    app = LorawbApp(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        end = time.monotonic() + 10
+        while tab(app).view is None and time.monotonic() < end:
+            await pilot.pause(0.05)
+        assert tab(app).view is not None and len(calls) >= 2
+        assert any("boom" in str(n.message) for n in app._notifications)
+
+
+async def test_form_picks_up_a_run_started_elsewhere(sample_like_project):
+    project = sample_like_project
+    app = LorawbApp(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3", "n")
+        await settle(pilot)
+        status = app.query_one("#form-status", Static)
+        assert "same settings as lorawb.toml" in str(status.render())
+        make_run(project, RUN_A, lr="3e-4")  # e.g. `lorawb train` in another terminal
+        await pilot.press("escape", "r")
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        assert f"same settings as {RUN_A}" in str(status.render())
+        assert app.query_one("#f-train-learning_rate", Input).value == "0.0003"
+        # an edited form keeps its source and edits when another run appears
+        app.query_one("#f-train-learning_rate", Input).value = "1e-3"
+        await settle(pilot)
+        make_run(project, RUN_B)
+        await pilot.press("escape", "r")
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        assert f"1 setting differs from {RUN_A}" in str(status.render())
+        assert app.query_one("#f-train-learning_rate", Input).value == "1e-3"

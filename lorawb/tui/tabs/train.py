@@ -29,6 +29,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, DataTable, Log, ProgressBar, Static, TabbedContent, TabPane, Tabs
+from textual.worker import Worker, WorkerState
 
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
@@ -45,6 +46,7 @@ from lorawb.train.monitor import (
 )
 from lorawb.train.runfolder import RunFolder
 from lorawb.tui.widgets.train_charts import Line, SeriesChart
+from lorawb.tui.widgets.train_form import RunForm
 from lorawb.tui.widgets.train_runs import STATE_STYLES, RunTable
 from lorawb.tui.widgets.train_samples import SampleStrip
 
@@ -53,6 +55,7 @@ GPU_EVERY = 2.0  # seconds between NVML queries
 CHART_POINTS = 400  # points per series handed to a chart (plotext draws ~2 per column)
 SMOOTHING_STEPS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 VIEWS = ("runs", "monitor", "samples", "checkpoints", "log", "compare", "new")
+WORKER_GROUPS = ("train-poll", "train-control")
 
 
 def short_id(run_id: str) -> str:
@@ -148,12 +151,7 @@ class TrainTab(Vertical):
                     yield DataTable(id="compare-diff", cursor_type="row", zebra_stripes=True)
                     yield SeriesChart("smoothed loss", empty="no steps yet", id="chart-compare")
             with TabPane("New run", id="tv-new"):
-                yield from self._compose_form()
-
-    def _compose_form(self) -> Iterable[Widget]:
-        from lorawb.tui.widgets.train_form import RunForm
-
-        yield RunForm(self.project, id="train-form")
+                yield RunForm(self.project, id="train-form")
 
     def _runs_help(self) -> str:
         return (
@@ -175,7 +173,7 @@ class TrainTab(Vertical):
         if pane == "tv-compare":
             return self.query_one("#compare-diff")
         if pane == "tv-new":
-            return self.query_one("#train-form").focus_target()  # type: ignore[attr-defined]
+            return self.query_one(RunForm).focus_target()
         # Views without a focusable widget focus their tab strip: keys keep reaching this tab.
         return self.query_one("#train-views", TabbedContent).query_one(Tabs)
 
@@ -229,9 +227,9 @@ class TrainTab(Vertical):
         error = None
         try:
             self.board.discover()
+            self.board.set_smoothing(smoothing)
             m = self.board.monitor(selected) if selected else None
             if m is not None:
-                m.set_smoothing(smoothing)
                 m.catch_up(budget_s=0.25)  # the run on screen gets the lion's share
             for other in self.board.monitors:
                 if other is not m:
@@ -249,6 +247,14 @@ class TrainTab(Vertical):
         except (OSError, LorawbError) as exc:
             error = str(exc)
         self.post_message(self.Polled(rows, view, comparison, gpu, error, self.board.pending))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A bug in a worker must not freeze the monitor: say so, and let the next tick poll again."""
+        if event.state != WorkerState.ERROR or event.worker.group not in WORKER_GROUPS:
+            return
+        if event.worker.group == "train-poll":
+            self._polling = False
+        self.notify(f"{event.worker.error!r}", title="Train tab error", severity="error", timeout=8)
 
     def on_train_tab_polled(self, msg: Polled) -> None:
         self._polling = False
@@ -444,7 +450,9 @@ class TrainTab(Vertical):
         self.request_poll()
 
     @on(TabbedContent.TabActivated, "#train-views")
-    def _view_changed(self, _event: TabbedContent.TabActivated) -> None:
+    def _view_changed(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "tv-new" and self._shown():
+            self.query_one(RunForm).refresh_sources()
         self.request_poll()
 
     def action_smoothing(self, direction: int) -> None:
@@ -540,5 +548,5 @@ class TrainTab(Vertical):
         self.select_run(run.id)
         self.action_view("monitor")
 
-    def on_run_form_started(self, msg) -> None:  # RunForm.Started
+    def on_run_form_started(self, msg: RunForm.Started) -> None:
         self._started(msg.run)

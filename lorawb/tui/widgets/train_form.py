@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Button, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Input, Label, Select, Static, TabbedContent, Tabs, TextArea
 
 from lorawb.core.project import Project
 from lorawb.errors import ConfigError, LorawbError
@@ -29,7 +29,10 @@ def _field_id(key: str) -> str:
 
 
 class RunForm(VerticalScroll):
-    BINDINGS = [Binding("ctrl+s", "start", "Start run", priority=True)]
+    BINDINGS = [
+        Binding("ctrl+s", "start", "Start run", priority=True),
+        Binding("escape", "leave", "Leave form", show=False),
+    ]
 
     class Started(Message):
         def __init__(self, run: RunFolder) -> None:
@@ -71,6 +74,10 @@ class RunForm(VerticalScroll):
     def focus_target(self) -> Widget:
         return self.query_one(_field_id_selector(F.FIELDS[0].key), Input)
 
+    def action_leave(self) -> None:
+        """Out of the fields onto the view tabs, where single-letter keys work again."""
+        self.query_ancestor(TabbedContent).query_one(Tabs).focus()
+
     # --- sources ---------------------------------------------------------------------
     def reload_sources(self, keep: str | None = None) -> None:
         """Re-read the runs (newest first) and prefill from ``keep`` or the newest run."""
@@ -84,6 +91,22 @@ class RunForm(VerticalScroll):
         with self.prevent(Select.Changed):
             select.value = wanted
         self.prefill(self.sources[wanted])
+
+    def refresh_sources(self) -> None:
+        """Pick up runs started since (from the CLI too). An edited form keeps its source and edits."""
+        labels = [s.label for s in self.sources]
+        fresh, _ = F.prefill_sources(self.project)
+        if [s.label for s in fresh] == labels:
+            return
+        if not self.diff and self.error is None:
+            self.reload_sources()
+            return
+        keep = self.source.label if self.source else None
+        self.sources = fresh
+        select = self.query_one("#form-source", Select)
+        with self.prevent(Select.Changed):
+            select.set_options([(s.label, i) for i, s in enumerate(fresh)])
+            select.value = next((i for i, s in enumerate(fresh) if s.label == keep), 0)
 
     @on(Select.Changed, "#form-source")
     def _source_changed(self, event: Select.Changed) -> None:
