@@ -341,8 +341,15 @@ def scan_dataset(
         stem = os.path.splitext(cap.name)[0]
         if (folder, stem) not in image_stems:
             result.orphan_captions.append(rel)
+    result.unreadable.sort(key=lambda item: walk_order(item[0]))
     result.elapsed_s = time.perf_counter() - started
     return result
+
+
+def walk_order(rel: str) -> list[tuple[int, str]]:
+    """Sort key giving the order ``layout.walk_images`` yields: per folder, files by name, then subfolders."""
+    parts = rel.split("/")
+    return [(1, p) for p in parts[:-1]] + [(0, parts[-1])]
 
 
 def _read_many(
