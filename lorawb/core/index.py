@@ -22,7 +22,7 @@ from dataclasses import astuple, fields
 from pathlib import Path
 
 from lorawb.core import state
-from lorawb.core.dataset import ImageFacts, Progress, ScanResult, scan_dataset
+from lorawb.core.dataset import ImageFacts, Progress, ScanResult, scan_dataset, walk_order
 from lorawb.core.project import Project
 
 _TABLE = "dataset_images_v1"
@@ -52,12 +52,6 @@ CREATE TABLE IF NOT EXISTS {_TABLE} (
 CREATE INDEX IF NOT EXISTS {_TABLE}_hash ON {_TABLE} (content_hash);
 CREATE TABLE IF NOT EXISTS {_META} (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-def walk_order(rel: str) -> list[tuple[int, str]]:
-    """Sort key giving the order ``layout.walk_images`` yields: per folder, files by name, then subfolders."""
-    parts = rel.split("/")
-    return [(1, p) for p in parts[:-1]] + [(0, parts[-1])]
 
 
 class DatasetIndex:
@@ -225,5 +219,6 @@ def _result_from(root: Path, facts: list[ImageFacts], meta: dict[str, str]) -> S
             result.unreadable.append((f.rel, f.error or "unreadable"))
         if f.caption_rel and f.caption_lossy:
             result.non_utf8.append((f.caption_rel, f.caption_encoding or "?"))
+    result.unreadable.sort(key=lambda item: walk_order(item[0]))
     result.orphan_captions = json.loads(meta.get("orphan_captions", "[]"))
     return result
