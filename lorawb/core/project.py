@@ -93,17 +93,19 @@ class Project:
     def save_setting(self, dotted: str, value: object) -> None:
         """Change one setting in lorawb.toml, keeping the user's comments and layout."""
         parts = dotted.split(".")
-        table = self.document
+        # Change a copy: a value that fails validation must leave the project as it was.
+        document = tomlio.tomlkit.parse(tomlio.tomlkit.dumps(self.document))
+        table = document
         for p in parts[:-1]:
             if p not in table:
                 table[p] = tomlio.tomlkit.table()
             table = table[p]
         table[parts[-1]] = value
-        plain = tomlio.to_plain(self.document)
-        text = tomlio.tomlkit.dumps(self.document)
-        self.config = tomlio.validate(ProjectConfig, plain, path=self.config_path, text=text)
-        tomlio.save_document(self.config_path, self.document)
-        self.config_text = text
+        plain = tomlio.to_plain(document)
+        text = tomlio.tomlkit.dumps(document)
+        config = tomlio.validate(ProjectConfig, plain, path=self.config_path, text=text)
+        tomlio.save_document(self.config_path, document)
+        self.document, self.config, self.config_text = document, config, text
 
 
 def _find_root(start: Path) -> Path | None:
