@@ -245,18 +245,25 @@ def with_caption(facts: ImageFacts, image: Path, root: Path | None) -> ImageFact
 
 def caption_stat_matches(facts: ImageFacts, image: Path) -> bool:
     """True when the caption on disk is still the one ``facts`` describes (same file, size, mtime)."""
-    cap = layout.caption_path_for(image)
-    try:
-        st = cap.stat()
-    except OSError:
+    # The same choice as layout.caption_path_for (.txt, else .caption), in as few stat calls as possible:
+    # this runs for every image on every rescan.
+    base = os.path.splitext(str(image))[0]
+    found = None
+    for ext in layout.CAPTION_EXTS:
+        try:
+            st = os.stat(base + ext)
+        except OSError:
+            continue
+        found = ext
+        break
+    if found is None:
         return facts.caption_rel is None
-    expected = f"{facts.folder}/{cap.name}" if facts.folder else cap.name
-    if facts.caption_rel != expected:
+    if facts.caption_rel is None or os.path.splitext(facts.caption_rel)[1] != found:
         return False
     if (st.st_mtime_ns, st.st_size) != (facts.caption_mtime_ns, facts.caption_size):
         return False
     # The "both exist" note depends on the .caption beside the .txt: one more stat.
-    shadowed = cap.suffix == ".txt" and image.with_suffix(".caption").exists()
+    shadowed = found == ".txt" and os.path.exists(base + ".caption")
     return shadowed == any(_BOTH_NOTE in p for p in facts.problems)
 
 
@@ -289,7 +296,8 @@ def scan_dataset(
         )
     result = ScanResult(root=root)
     walk_errors: list[tuple[Path, str]] = []
-    paths = list(layout.walk_images(root, errors=walk_errors))
+    caption_files: list[Path] = []
+    paths = list(layout.walk_images(root, errors=walk_errors, captions=caption_files))
     for p, reason in walk_errors:
         result.unreadable.append((printable_name(_display_rel(p, root)), reason))
 
@@ -335,12 +343,12 @@ def scan_dataset(
         if facts.caption_rel and facts.caption_lossy:
             result.non_utf8.append((facts.caption_rel, facts.caption_encoding or "?"))
 
-    for cap in layout.walk_captions(root):
-        rel = printable_name(_display_rel(cap, root))
+    for cap in caption_files:
+        rel = _display_rel(cap, root)
         folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
-        stem = os.path.splitext(cap.name)[0]
-        if (folder, stem) not in image_stems:
-            result.orphan_captions.append(rel)
+        if (folder, os.path.splitext(cap.name)[0]) not in image_stems:
+            result.orphan_captions.append(printable_name(rel))
+    result.orphan_captions.sort(key=walk_order)
     result.unreadable.sort(key=lambda item: walk_order(item[0]))
     result.elapsed_s = time.perf_counter() - started
     return result
@@ -373,11 +381,14 @@ def default_workers() -> int:
 
 
 def _display_rel(p: Path, root: Path) -> str:
+    # Paths from the walk are built from ``root``, so a prefix cut is enough (and much cheaper than relative_to).
+    full, base = str(p), str(root)
+    if full.startswith(base) and full[len(base) : len(base) + 1] == os.sep:
+        return full[len(base) + 1 :].replace(os.sep, "/")
     try:
-        rel = p.relative_to(root).as_posix()
+        return p.relative_to(root).as_posix()
     except ValueError:
-        rel = p.as_posix()
-    return rel
+        return p.as_posix()
 
 
 def _encodable(rel: str) -> bool:

@@ -51,12 +51,17 @@ def caption_path_for(image: Path) -> Path:
 
 
 def walk_images(
-    root: Path, *, skip_rejected: bool = True, errors: list[tuple[Path, str]] | None = None
+    root: Path,
+    *,
+    skip_rejected: bool = True,
+    errors: list[tuple[Path, str]] | None = None,
+    captions: list[Path] | None = None,
 ) -> Iterator[Path]:
     """Every image file under ``root``, sorted per folder, following symlinks without looping.
 
     With ``errors``, what cannot be walked is reported there as (path, reason): folders that
-    cannot be listed and image names that are broken symbolic links.
+    cannot be listed and image names that are broken symbolic links. With ``captions``, the
+    caption files met on the way are collected there (saves a second walk for orphan checks).
     """
     seen: set[tuple[int, int]] = set()
 
@@ -85,6 +90,8 @@ def walk_images(
                         subdirs.append(Path(e.path))
                 elif e.is_file() and is_image(e.name):
                     yield Path(e.path)
+                elif captions is not None and os.path.splitext(e.name)[1].lower() in CAPTION_EXTS and e.is_file():
+                    captions.append(Path(e.path))
                 elif errors is not None and e.is_symlink() and is_image(e.name) and not os.path.exists(e.path):
                     errors.append((Path(e.path), "broken symbolic link"))
             except OSError as exc:
