@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import BAD_NAME, TRIGGER, noise
 from PIL import Image
 
 from lorawb.core import dataset
 from lorawb.core.dataset import read_image_facts, scan_dataset
 from lorawb.errors import ProjectError
+from tests.core.problem_files import BAD_NAME, TRIGGER, noise
 
 # rel: (width, height, mode, format, repeats, caption_rel)
 EXPECTED_IMAGES = {

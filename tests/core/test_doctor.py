@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TRIGGER
 
 from lorawb.cli import main
 from lorawb.core.doctor import diagnose, render_text, split_tags, trigger_position
+from tests.core.problem_files import TRIGGER
 
 
 def test_report_on_problem_dataset(problem_project):

@@ -6,12 +6,12 @@ import os
 import shutil
 import threading
 
-from conftest import TRIGGER
 from PIL import Image
 
 from lorawb.core import dataset
 from lorawb.core.index import DatasetIndex
 from lorawb.core.project import Project
+from tests.core.problem_files import TRIGGER
 
 
 def count_opens(monkeypatch) -> list[str]:
