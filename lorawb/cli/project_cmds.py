@@ -47,10 +47,30 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from lorawb.core.project import Project
 
     project = Project.load(args.project)
-    report = diagnose(project)
+    report = diagnose(project, progress=_progress_line() if sys.stderr.isatty() else None)
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_text(report, limit=None if args.all else 10))
     return 0
+
+
+def _progress_line():
+    """A `scanning 120/10000` line on the terminal, rewritten at most 10 times a second, erased at the end."""
+    import time
+
+    last = [0.0]
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < 0.1:
+            return
+        last[0] = now
+        if done >= total:
+            sys.stderr.write("\r\x1b[K")
+        else:
+            sys.stderr.write(f"\rscanning {done}/{total} images")
+        sys.stderr.flush()
+
+    return show

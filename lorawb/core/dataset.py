@@ -40,6 +40,7 @@ _FORMAT_EXTS = {
     "GIF": (".gif",),
     "MPO": (".jpg", ".jpeg"),  # multi-picture JPEG from cameras
 }
+_PIL_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")  # JPEG also opens MPO files
 
 
 @dataclass
@@ -145,7 +146,7 @@ def _fill_image(facts: ImageFacts, path: Path) -> None:
     except Image.DecompressionBombError as exc:
         _fail(facts, _bomb_reason(str(exc)))
     except UnidentifiedImageError:
-        _fail(facts, "not an image Pillow can read (corrupt, or not the format its extension says)")
+        _fail(facts, "not a PNG, JPEG, WebP, BMP or GIF image (corrupt, or another format)")
     except MemoryError:
         _fail(facts, "too large to decode in memory")
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for corrupt data; all mean "unusable"
@@ -161,7 +162,8 @@ def _fill_image(facts: ImageFacts, path: Path) -> None:
 
 
 def _decode(facts: ImageFacts, data: bytes) -> None:
-    with Image.open(io.BytesIO(data)) as im:
+    # Only the formats a dataset may hold: a file named .png that is really EPS must not reach Ghostscript.
+    with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
         width, height = im.size
         facts.mode = im.mode
         facts.format = im.format or ""
@@ -288,6 +290,8 @@ def scan_dataset(
     """
     started = time.perf_counter()
     root = Path(dataset_dir)
+    if root.exists() and not root.is_dir():
+        raise ProjectError("the dataset folder is a file, not a folder", path=root)
     if not root.is_dir():
         raise ProjectError(
             "the dataset folder does not exist",

@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 
 from lorawb.core.buckets import bucket_label, nearest_bucket
-from lorawb.core.dataset import ImageFacts, ScanResult, scan_dataset
+from lorawb.core.dataset import ImageFacts, Progress, ScanResult, scan_dataset
 from lorawb.core.project import STATE_DIR, Project
 from lorawb.errors import LorawbError
 
@@ -102,10 +102,13 @@ class DoctorReport:
 # --- building the report ----------------------------------------------------------
 
 
-def diagnose(project: Project, scan: ScanResult | None = None) -> DoctorReport:
-    """Scan (through the index, incrementally) and report on ``project``'s dataset."""
+def diagnose(project: Project, scan: ScanResult | None = None, progress: Progress | None = None) -> DoctorReport:
+    """Scan (through the index, incrementally) and report on ``project``'s dataset.
+
+    ``scan``: report on this scan instead; ``progress(done, total)`` follows the scan.
+    """
     if scan is None:
-        scan = _scan(project)
+        scan = _scan(project, progress)
     cfg = project.config.project
     report = DoctorReport(
         project=project.name,
@@ -133,19 +136,19 @@ def diagnose(project: Project, scan: ScanResult | None = None) -> DoctorReport:
     return report
 
 
-def _scan(project: Project) -> ScanResult:
+def _scan(project: Project, progress: Progress | None) -> ScanResult:
     from lorawb.core.index import DatasetIndex
 
     index = DatasetIndex(project)
     try:
-        return index.refresh()
+        return index.refresh(progress)
     except (sqlite3.Error, OSError):
         # A read-only project (or a broken .lorawb/) must still get a report: scan without the index.
-        return scan_dataset(project.dataset_dir)
+        return scan_dataset(project.dataset_dir, progress=progress)
     except LorawbError as exc:
         state_dir = project.root / STATE_DIR  # not project.state_dir: that one creates the folder
         if exc.path is not None and state_dir in (exc.path, *exc.path.parents):
-            return scan_dataset(project.dataset_dir)
+            return scan_dataset(project.dataset_dir, progress=progress)
         raise
     finally:
         index.close()

@@ -34,7 +34,7 @@ EXPECTED_IMAGES = {
 
 EXPECTED_UNREADABLE = [
     ("dangling.png", "broken symbolic link"),
-    ("10_mira/corrupt.png", "not an image Pillow can read (corrupt, or not the format its extension says)"),
+    ("10_mira/corrupt.png", "not a PNG, JPEG, WebP, BMP or GIF image (corrupt, or another format)"),
     ("10_mira/empty.jpg", "empty file (0 bytes)"),
     ("10_mira/truncated.jpg", "truncated: image file is truncated"),
     ("10_mira/truncated.png", "truncated: image file is truncated"),
@@ -208,3 +208,21 @@ def test_path_outside_root_and_no_root(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     facts = read_image_facts(Path(tmp_path / "x.png"))
     assert (facts.rel, facts.folder, facts.repeats) == ("x.png", "", 1)
+
+
+def test_other_formats_are_refused_without_being_decoded(tmp_path):
+    # A TIFF or an EPS (which Pillow would hand to Ghostscript) named .png is reported, never opened as such.
+    Image.new("RGB", (300, 300)).save(tmp_path / "tiff.png", format="TIFF")
+    (tmp_path / "eps.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
+    result = scan_dataset(tmp_path)
+    assert result.images == []
+    assert result.unreadable == [
+        ("eps.png", "not a PNG, JPEG, WebP, BMP or GIF image (corrupt, or another format)"),
+        ("tiff.png", "not a PNG, JPEG, WebP, BMP or GIF image (corrupt, or another format)"),
+    ]
+
+
+def test_dataset_that_is_a_file(tmp_path):
+    (tmp_path / "dataset").write_text("oops")
+    with pytest.raises(ProjectError, match="the dataset folder is a file, not a folder"):
+        scan_dataset(tmp_path / "dataset")

@@ -186,3 +186,13 @@ def test_doctor_on_read_only_state(small_project, monkeypatch, capsys):
     monkeypatch.setattr(state, "connect", refuse)
     assert main(["doctor", str(small_project.root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 5
+
+
+def test_progress_line_is_drawn_and_erased(capsys):
+    from lorawb.cli.project_cmds import _progress_line
+
+    show = _progress_line()
+    show(0, 10)
+    show(5, 10)  # within 0.1 s of the last one: skipped
+    show(10, 10)
+    assert capsys.readouterr().err == "\rscanning 0/10 images\r\x1b[K"
