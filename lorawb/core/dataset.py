@@ -260,7 +260,7 @@ def caption_stat_matches(facts: ImageFacts, image: Path) -> bool:
         break
     if found is None:
         return facts.caption_rel is None
-    if facts.caption_rel is None or os.path.splitext(facts.caption_rel)[1] != found:
+    if facts.caption_rel != os.path.splitext(facts.rel)[0] + found:
         return False
     if (st.st_mtime_ns, st.st_size) != (facts.caption_mtime_ns, facts.caption_size):
         return False

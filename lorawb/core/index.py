@@ -18,10 +18,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import astuple, fields
+from dataclasses import astuple, fields, replace
 from pathlib import Path
 
-from lorawb.core import state
+from lorawb.core import layout, state
 from lorawb.core.dataset import ImageFacts, Progress, ScanResult, scan_dataset, walk_order
 from lorawb.core.project import Project
 
@@ -96,10 +96,18 @@ class DatasetIndex:
             meta = self._meta(conn)
             known = {f.rel: f for f in self._rows(conn)} if meta.get("root") == self._root_key() else {}
 
+            # A renamed folder (say 10_mira -> 20_mira, to change repeats) keeps its files' names, sizes and
+            # mtimes: find them by those, so a rename does not mean reading every image again.
+            moved = {(f.name, f.size_bytes, f.mtime_ns): f for f in known.values()}
+
             def reuse(rel: str, size: int, mtime_ns: int) -> ImageFacts | None:
                 f = known.get(rel)
                 if f is None or f.size_bytes != size or f.mtime_ns != mtime_ns:
-                    return None
+                    f = moved.get((rel.rsplit("/", 1)[-1], size, mtime_ns))
+                    if f is None:
+                        return None
+                    folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
+                    f = replace(f, rel=rel, folder=folder, repeats=layout.repeats_for(folder))
                 if f.error is not None and f.error.startswith("cannot read"):
                     return None  # permissions may have been fixed without touching mtime: try again
                 return f

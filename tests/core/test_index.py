@@ -159,3 +159,18 @@ def test_duplicates_of(problem_project):
     index = DatasetIndex(problem_project)
     facts = index.refresh().by_rel()
     assert index.duplicates_of(facts["top.png"].content_hash) == ["10_mira/dup.png", "top.png"]
+
+
+def test_renamed_repeat_folder_is_not_read_again(small_project, monkeypatch):
+    index = DatasetIndex(small_project)
+    index.refresh()
+    ds = small_project.dataset_dir
+    (ds / "10_zkx_mira").rename(ds / "3_zkx_mira")
+    opened = count_opens(monkeypatch)
+    result = index.refresh()
+    assert opened == [] and result.opened == 0
+    assert sorted(f.rel for f in result.images) == [f"3_zkx_mira/img_{i}.png" for i in range(5)]
+    assert {(f.folder, f.repeats) for f in result.images} == {("3_zkx_mira", 3)}
+    assert [f.caption_rel for f in result.images] == [f"3_zkx_mira/img_{i}.txt" for i in range(5)]
+    assert index.get("10_zkx_mira/img_0.png") is None
+    assert comparable(index.load_cached()) == comparable(result)
