@@ -47,6 +47,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from lorawb.core.project import Project
 
     project = Project.load(args.project)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")  # file names in any script, on any terminal encoding
     report = diagnose(project, progress=_progress_line() if sys.stderr.isatty() else None)
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
