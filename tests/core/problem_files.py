@@ -52,7 +52,7 @@ def noise(size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> Image.Imag
     rng = random.Random(seed)
     w, h = size
     channels = len(Image.new(mode, (1, 1)).getbands())
-    data = bytes(rng.randrange(256) for _ in range(w * h * channels))
+    data = rng.randbytes(w * h * channels)
     return Image.frombytes(mode, size, data)
 
 
@@ -98,7 +98,7 @@ def build_problem_dataset(ds: Path) -> None:
     frames[0].save(mira / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
     Image.new("CMYK", (400, 400), (0, 128, 128, 0)).save(mira / "cmyk.jpg", quality=90)
     (mira / "cmyk.txt").write_bytes(f"{TRIGGER}, bar".encode("utf-16"))
-    (mira / "corrupt.png").write_bytes(bytes(random.Random(7).randrange(256) for _ in range(3000)))
+    (mira / "corrupt.png").write_bytes(random.Random(7).randbytes(3000))
     (mira / "dup.png").write_bytes(top)
     (mira / "dup.txt").write_text(f"{TRIGGER}, forest", encoding="utf-8")
     (mira / "empty.jpg").write_bytes(b"")
