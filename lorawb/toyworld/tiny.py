@@ -367,3 +367,134 @@ def ensure_tiny_model(dest: str | Path, family: str = "sd1", seed: int = 0, **kw
     if (dest / "model_index.json").exists():
         return dest
     return build_tiny_model(dest, family=family, seed=seed, **kw)
+
+
+# --- single-file checkpoints ------------------------------------------------------------------------
+
+
+def _unet_to_ldm(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(diffusers prefix, original-layout prefix) pairs for an SD1-style UNet of any size."""
+    n = len(config["block_out_channels"])
+    per = config["layers_per_block"]
+    pairs = [
+        ("time_embedding.linear_1.", "time_embed.0."),
+        ("time_embedding.linear_2.", "time_embed.2."),
+        ("conv_in.", "input_blocks.0.0."),
+        ("conv_norm_out.", "out.0."),
+        ("conv_out.", "out.2."),
+        ("mid_block.attentions.0.", "middle_block.1."),
+        ("mid_block.resnets.0.", "middle_block.0."),
+        ("mid_block.resnets.1.", "middle_block.2."),
+    ]
+    for i, kind in enumerate(config["down_block_types"]):
+        for j in range(per):
+            pairs.append((f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{(per + 1) * i + j + 1}.0."))
+            if kind.startswith("CrossAttn"):
+                pairs.append((f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{(per + 1) * i + j + 1}.1."))
+        if i < n - 1:
+            pairs.append((f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{(per + 1) * (i + 1)}.0.op."))
+    for i, kind in enumerate(config["up_block_types"]):
+        attn = kind.startswith("CrossAttn")
+        for j in range(per + 1):
+            pairs.append((f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{(per + 1) * i + j}.0."))
+            if attn:
+                pairs.append((f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{(per + 1) * i + j}.1."))
+        if i < n - 1:
+            pairs.append((f"up_blocks.{i}.upsamplers.0.", f"output_blocks.{(per + 1) * i + per}.{2 if attn else 1}."))
+    return pairs
+
+
+_RESNET_LDM = [
+    ("norm1.", "in_layers.0."),
+    ("conv1.", "in_layers.2."),
+    ("norm2.", "out_layers.0."),
+    ("conv2.", "out_layers.3."),
+    ("time_emb_proj.", "emb_layers.1."),
+    ("conv_shortcut.", "skip_connection."),
+]
+
+
+def _vae_to_ldm(config: dict[str, Any]) -> list[tuple[str, str]]:
+    n = len(config["block_out_channels"])
+    per = config["layers_per_block"]
+    pairs = [("encoder.conv_norm_out.", "encoder.norm_out."), ("decoder.conv_norm_out.", "decoder.norm_out.")]
+    for part in ("encoder", "decoder"):
+        pairs.append((f"{part}.mid_block.attentions.0.", f"{part}.mid.attn_1."))
+        for j in range(2):
+            pairs.append((f"{part}.mid_block.resnets.{j}.", f"{part}.mid.block_{j + 1}."))
+    for i in range(n):
+        for j in range(per):
+            pairs.append((f"encoder.down_blocks.{i}.resnets.{j}.", f"encoder.down.{i}.block.{j}."))
+        if i < n - 1:
+            pairs.append((f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample."))
+        for j in range(per + 1):
+            pairs.append((f"decoder.up_blocks.{i}.resnets.{j}.", f"decoder.up.{n - 1 - i}.block.{j}."))
+        if i < n - 1:
+            pairs.append((f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{n - 1 - i}.upsample."))
+    return pairs
+
+
+def _rename(key: str, pairs: list[tuple[str, str]]) -> str:
+    for old, new in sorted(pairs, key=lambda p: -len(p[0])):
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return key
+
+
+def write_single_file(model_dir: str | Path, out: str | Path) -> Path:
+    """Write an SD1-family diffusers folder as one original-layout .safetensors checkpoint.
+
+    The layout (model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*) is
+    the one A1111/ComfyUI checkpoints use; diffusers' ``from_single_file`` reads it back given
+    the folder's configs. Used to test single-file loading without downloading anything.
+    """
+    from safetensors.torch import load_file, save_file
+
+    model_dir, out = Path(model_dir), Path(out)
+    index = json.loads((model_dir / "model_index.json").read_text())
+    if index.get("_class_name") != "StableDiffusionPipeline":
+        raise LorawbError("only SD1-family folders can be written as a single file", path=model_dir)
+    unet_cfg = json.loads((model_dir / "unet" / "config.json").read_text())
+    vae_cfg = json.loads((model_dir / "vae" / "config.json").read_text())
+    tensors = {}
+    unet_pairs = _unet_to_ldm(unet_cfg)
+    for k, v in load_file(str(model_dir / "unet" / "diffusion_pytorch_model.safetensors")).items():
+        k = _rename(k, unet_pairs)
+        tensors["model.diffusion_model." + _resnet_rename(k)] = v
+    vae_pairs = _vae_to_ldm(vae_cfg)
+    for k, v in load_file(str(model_dir / "vae" / "diffusion_pytorch_model.safetensors")).items():
+        k = _rename(k, vae_pairs).replace("conv_shortcut.", "nin_shortcut.")
+        if ".attn_1." in k:
+            k = (
+                k.replace("group_norm.", "norm.")
+                .replace("to_q.", "q.")
+                .replace("to_k.", "k.")
+                .replace("to_v.", "v.")
+                .replace("to_out.0.", "proj_out.")
+            )
+            if k.endswith("weight") and v.dim() == 2:
+                v = v[:, :, None, None]  # the original VAE attention uses 1x1 convolutions
+        tensors["first_stage_model." + k] = v
+    for k, v in load_file(str(model_dir / "text_encoder" / "model.safetensors")).items():
+        k = k if k.startswith("text_model.") else "text_model." + k
+        tensors["cond_stage_model.transformer." + k] = v
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out))
+    return out
+
+
+def _resnet_rename(key: str) -> str:
+    """Resnet sub-layer names inside the original layout's blocks (norm1 -> in_layers.0, ...)."""
+    parts = key.split(".")
+    # input_blocks.N.0.<sub>, middle_block.{0,2}.<sub>, output_blocks.N.0.<sub> hold resnets
+    if parts[0] in ("input_blocks", "output_blocks") and len(parts) > 3 and parts[2] == "0" and parts[1] != "0":
+        idx = 3
+    elif parts[0] == "middle_block" and parts[1] in ("0", "2"):
+        idx = 2
+    else:
+        return key
+    rest = ".".join(parts[idx:])
+    for old, new in _RESNET_LDM:
+        if rest.startswith(old):
+            return ".".join(parts[:idx]) + "." + new + rest[len(old) :]
+    return key

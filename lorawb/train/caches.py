@@ -64,6 +64,14 @@ class LatentCache:
             for flip in flips:
                 self._mem[(i, flip)] = self._load_or_encode(item, flip)
 
+    def move_to(self, device: torch.device, budget_bytes: int = 2 << 30) -> bool:
+        """Keep the cache on ``device`` when it fits in the budget (no host-to-GPU copy per step)."""
+        size = sum(m.numel() * m.element_size() * 2 for m, _ in self._mem.values())
+        if device.type == "cpu" or size > budget_bytes:
+            return False
+        self._mem = {k: (m.to(device), s.to(device)) for k, (m, s) in self._mem.items()}
+        return True
+
     def get(self, index: int, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
         return self._mem[(index, flip)]
 

@@ -81,29 +81,31 @@ class NetworkSection(_Section):
     conv_rank: int = Field(8, ge=1, le=1024, description="rank of the conv LoRAs")
     conv_alpha: float = Field(8.0, gt=0, description="alpha of the conv LoRAs")
     train_text_encoder: bool = Field(False, description="also train LoRAs on the text encoder(s)")
-    text_encoder_targets: list[str] = Field(default_factory=lambda: list(TE_TARGETS))
+    text_encoder_targets: list[str] = Field(
+        default_factory=lambda: list(TE_TARGETS), description="text-encoder layers that get a LoRA (also fc1, fc2)"
+    )
     text_encoder_lr: float = Field(0.0, ge=0, description="text-encoder learning rate (0: the UNet's)")
 
 
 class TrainSection(_Section):
     max_steps: int = Field(1000, ge=0, description="optimizer steps to train (0: use epochs)")
     epochs: int = Field(0, ge=0, description="epochs to train when max_steps is 0")
-    batch_size: int = Field(1, ge=1)
+    batch_size: int = Field(1, ge=1, description="images per micro-batch (same bucket)")
     grad_accum: int = Field(1, ge=1, description="gradient accumulation: micro-batches per optimizer step")
-    learning_rate: float = Field(1e-4, gt=0)
-    lr_scheduler: Literal["constant", "cosine", "linear"] = "constant"
-    warmup_steps: int = Field(0, ge=0)
-    optimizer: Literal["adamw", "adamw8bit", "adamw_fused"] = "adamw"
-    weight_decay: float = Field(1e-2, ge=0)
+    learning_rate: float = Field(1e-4, gt=0, description="UNet LoRA learning rate")
+    lr_scheduler: Literal["constant", "cosine", "linear"] = Field("constant", description="learning-rate schedule")
+    warmup_steps: int = Field(0, ge=0, description="steps of linear lr warm-up")
+    optimizer: Literal["adamw", "adamw8bit", "adamw_fused"] = Field("adamw", description="adamw8bit needs bitsandbytes")
+    weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping (0: off)")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="GPU only; CPU trains in fp32")
-    gradient_checkpointing: bool = False
-    noise_offset: float = Field(0.0, ge=0)
+    gradient_checkpointing: bool = Field(False, description="less memory, about 20-30% slower")
+    noise_offset: float = Field(0.0, ge=0, description="offset noise (0.05-0.1 helps very dark/bright images)")
     min_snr_gamma: float = Field(0.0, ge=0, description="min-SNR loss weighting (0: off; 5 is usual)")
-    seed: int = 42
+    seed: int = Field(42, description="seeds LoRA init, data order, noise: same seed, same run")
     threads: int = Field(0, ge=0, description="CPU threads (0: $LORAWB_THREADS, else torch's default)")
     num_processes: int = Field(1, ge=1, description="processes (GPUs) for data-parallel training via Accelerate")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: the GPU when there is one")
     val_every_n_steps: int = Field(0, ge=0, description="validation loss every N steps (needs validation images)")
     log_every_n_steps: int = Field(1, ge=1, description="a step event every N steps")
 
@@ -112,21 +114,21 @@ class SampleSection(_Section):
     every_n_steps: int = Field(0, ge=0, description="sample every N steps (0: off)")
     at_start: bool = Field(False, description="also sample before the first step")
     prompts: list[str] = Field(default_factory=list, description="{trigger} is replaced by the trigger")
-    negative: str = ""
+    negative: str = Field("", description="negative prompt for samples")
     seeds: list[int] = Field(default_factory=lambda: [0], description="every prompt is drawn with each seed")
-    steps: int = Field(20, ge=1, le=200)
+    steps: int = Field(20, ge=1, le=200, description="sampling steps")
     cfg: float = Field(0.0, ge=0, description="guidance scale (0: the model's recommendation, else 7)")
     width: int = Field(0, ge=0, description="0: the dataset resolution")
-    height: int = Field(0, ge=0)
-    scheduler: Literal["ddim", "euler", "dpm"] = "ddim"
+    height: int = Field(0, ge=0, description="0: the dataset resolution")
+    scheduler: Literal["ddim", "euler", "dpm"] = Field("ddim", description="sampler for the samples")
 
 
 class SaveSection(_Section):
     every_n_steps: int = Field(0, ge=0, description="checkpoint every N steps (0: off); the last step always saves")
-    every_n_epochs: int = Field(0, ge=0)
+    every_n_epochs: int = Field(0, ge=0, description="checkpoint every N epochs (0: off)")
     name: str = Field("", description="file name stem (default: the trigger or the project name)")
     keep_last: int = Field(0, ge=0, description="keep only the newest N checkpoints (0: all)")
-    precision: Literal["fp16", "bf16", "fp32"] = "fp16"
+    precision: Literal["fp16", "bf16", "fp32"] = Field("fp16", description="dtype of the saved LoRA weights")
 
 
 class TrainConfig(_Section):

@@ -11,6 +11,7 @@ exactly as an uninterrupted run's would.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import logging
@@ -20,6 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +139,27 @@ def _train(
                 te.gradient_checkpointing_enable()
 
     batches = Batches(cfg, model, dataset, run, log, acc.num_processes, acc.process_index)
+    try:
+        return _loop(run, cfg, resume, events, log, stop, progress, acc, model, dataset, lora, batches, dtype)
+    finally:
+        batches.close()
+
+
+def _loop(
+    run: RunFolder,
+    cfg: TrainConfig,
+    resume: bool,
+    events: EventWriter,
+    log: logging.Logger,
+    stop: StopFlag,
+    progress: ProgressFn | None,
+    acc: Any,
+    model: BaseModel,
+    dataset: D.DatasetInfo,
+    lora: LoraSetup,
+    batches: Batches,
+    dtype: torch.dtype,
+) -> str:
     optimizer = make_optimizer(cfg, lora)
     micro_per_step = cfg.train.grad_accum * acc.num_processes
     max_steps = D.total_steps(cfg.train.max_steps, cfg.train.epochs, batches.stream.batches_per_epoch, micro_per_step)
@@ -146,7 +169,7 @@ def _train(
     st = TrainState()
     if resume:
         st = load_resume(run, model, optimizer, lr_scheduler, acc)
-        batches.stream.pos = D.Position(**vars(st.pos))
+        batches.seek(st.pos)
         log.info("resumed at step %d (epoch %d, batch %d)", st.step, st.pos.epoch, st.pos.index)
     ctx = Context(cfg, run, model, lora, dataset, batches, optimizer, lr_scheduler, acc, events, log, max_steps, dtype)
     extra = {"resumed_from": st.step} if resume else {}
@@ -154,6 +177,7 @@ def _train(
 
     if cfg.sample.at_start and st.step == 0 and cfg.sample.prompts:
         sample_images(ctx, 0)
+    train_mode(ctx)
     t_start = time.time()
     rate = Rate()
     done_epochs = completed_epochs(st.pos, batches.stream.batches_per_epoch)
@@ -162,7 +186,7 @@ def _train(
         loss = train_step(ctx, st.step)
         it_s = rate.add(time.perf_counter() - t0)
         st.step += 1
-        st.pos = D.Position(**vars(batches.stream.pos))
+        st.pos = D.Position(**vars(batches.pos))
         if not math.isfinite(loss):
             raise TrainingError(f"loss is {loss} at step {st.step}", hint=NAN_HINT)
         if st.step % cfg.train.log_every_n_steps == 0 or st.step == max_steps:
@@ -221,6 +245,13 @@ class Context:
         return self.acc.unwrap_model(self.model.unet)
 
 
+def train_mode(ctx: Context, on: bool = True) -> None:
+    """Switch dropout on or off in the trained networks (walking the module tree costs ms: not per step)."""
+    ctx.model.unet.train(on)
+    for te in ctx.model.text_encoders:
+        te.train(on and ctx.cfg.network.train_text_encoder)
+
+
 def every(n: int, step: int) -> bool:
     return n > 0 and step > 0 and step % n == 0
 
@@ -236,10 +267,6 @@ def train_step(ctx: Context, step: int) -> float:
     """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss."""
     cfg, acc = ctx.cfg, ctx.acc
     ga = cfg.train.grad_accum
-    ctx.model.unet.train()
-    if cfg.network.train_text_encoder:
-        for te in ctx.model.text_encoders:
-            te.train()
     total = 0.0
     for micro in range(ga):
         batch = ctx.batches.next()
@@ -322,6 +349,7 @@ class Batches:
             t0 = time.time()
             self.latents = LatentCache(cache_root(run) / "latents", model, ds.crop)
             self.latents.fill(self.items, (False, True) if ds.flip else (False,))
+            self.latents.move_to(self.device)
             log.info(
                 "latent cache: %d reused, %d encoded in %.1f s",
                 self.latents.hits,
@@ -336,6 +364,10 @@ class Batches:
                 captions.add("")
             self.text.fill(captions)
             log.info("text cache: %d distinct captions encoded once", len(self.text))
+        self.pos = D.Position()
+        self._pending: collections.deque[tuple[D.Position, Any]] = collections.deque()
+        # Decoding images overlaps the step only when there is decoding to do (no latent cache).
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="lorawb-data") if self.latents is None else None
 
     def caption_for(self, caption: str, rng: Any = None) -> str:
         import random
@@ -352,55 +384,95 @@ class Batches:
             add_trigger=ds.add_trigger,
         )
 
-    def next(self) -> Batch:
-        """This process's next micro-batch (under N processes, every N-th of the shared stream)."""
-        mine = None
-        for r in range(self.num_processes):
-            got = self.stream.next()
-            if r == self.rank:
-                mine = got
-        assert mine is not None
-        return self.make(*mine)
+    def seek(self, pos: D.Position) -> None:
+        """Continue the data order from ``pos`` (resume)."""
+        self._pending.clear()
+        self.stream.pos = D.Position(**vars(pos))
+        self.pos = D.Position(**vars(pos))
 
-    def make(self, epoch: int, index: int, idxs: list[int]) -> Batch:
-        cfg, model = self.cfg, self.model
-        ds = cfg.dataset
-        device = self.device
-        g = torch.Generator(device=device).manual_seed(_seed_for("noise", cfg.train.seed, epoch, index))
-        captions, time_ids, means, stds, pixels = [], [], [], [], []
+    def next(self) -> Batch:
+        """This process's next micro-batch (under N processes, every N-th of the shared stream).
+
+        Without a latent cache, image decoding for the next batches runs in a helper thread while
+        the current step computes. ``self.pos`` is the position after the batch returned (what
+        resume records), however far the prefetch has read ahead.
+        """
+        while len(self._pending) < (2 if self._pool else 1):
+            mine = None
+            for r in range(self.num_processes):
+                got = self.stream.next()
+                if r == self.rank:
+                    mine = got
+            assert mine is not None
+            after = D.Position(**vars(self.stream.pos))
+            work = self._pool.submit(self.prepare, *mine) if self._pool else _Done(self.prepare(*mine))
+            self._pending.append((after, work))
+        after, work = self._pending.popleft()
+        self.pos = after
+        return self.finish(work.result())
+
+    def prepare(self, epoch: int, index: int, idxs: list[int]) -> dict[str, Any]:
+        """The CPU half of a batch: captions, size/crop ids, and pixels or cached posteriors."""
+        ds, seed = self.cfg.dataset, self.cfg.train.seed
+        out: dict[str, Any] = {"seed": _seed_for("noise", seed, epoch, index), "captions": [], "time_ids": []}
+        means, stds, pixels = [], [], []
         for slot, i in enumerate(idxs):
             item = self.items[i]
-            rng = D.item_rng(cfg.train.seed, epoch, index, slot)
+            rng = D.item_rng(seed, epoch, index, slot)
             flip = ds.flip and rng.random() < 0.5
-            captions.append(self.caption_for(item.caption, rng))
+            out["captions"].append(self.caption_for(item.caption, rng))
             if self.latents is not None:
                 mean, std = self.latents.get(i, flip)
                 means.append(mean)
                 stds.append(std)
                 top, left = _center_crop(item)
-                time_ids.append((item.height, item.width, top, left, item.bucket[1], item.bucket[0]))
+                out["time_ids"].append((item.height, item.width, top, left, item.bucket[1], item.bucket[0]))
             else:
                 prep = D.load_image(item.path, item.bucket, ds.crop, flip, rng)
                 pixels.append(prep.pixels)
-                time_ids.append((*prep.original_size, *prep.crop_top_left, *prep.target_size))
+                out["time_ids"].append((*prep.original_size, *prep.crop_top_left, *prep.target_size))
         if self.latents is not None:
-            mean = torch.stack(means).to(device)
-            std = torch.stack(stds).to(device)
-            latents = mean + std * torch.randn(mean.shape, generator=g, device=device)
+            out["mean"], out["std"] = torch.stack(means), torch.stack(stds)
+        else:
+            out["pixels"] = torch.stack(pixels)
+        return out
+
+    def finish(self, part: dict[str, Any]) -> Batch:
+        """The device half: sample latents (from the cache or the VAE), conditioning for the captions."""
+        model, device = self.model, self.device
+        g = torch.Generator(device=device).manual_seed(part["seed"])
+        if "mean" in part:
+            mean, std = part["mean"].to(device, non_blocking=True), part["std"].to(device, non_blocking=True)
+            latents = mean + std * torch.randn(mean.shape, generator=g, device=device, dtype=mean.dtype)
         else:
             vae = model.vae
             with torch.no_grad():
-                dist = vae.encode(torch.stack(pixels).to(device, vae.dtype)).latent_dist
+                dist = vae.encode(part["pixels"].to(device, vae.dtype, non_blocking=True)).latent_dist
                 latents = dist.mean + dist.std * torch.randn(
                     dist.mean.shape, generator=g, device=device, dtype=vae.dtype
                 )
         latents = latents.float() * model.latent_scaling
+        captions = part["captions"]
         if self.text is not None:
             text = self.text.get(captions)
         else:
-            with torch.no_grad() if not cfg.network.train_text_encoder else contextlib.nullcontext():
+            with torch.no_grad() if not self.cfg.network.train_text_encoder else contextlib.nullcontext():
                 text = model.encode_text(model.tokenize(captions))
-        return Batch(latents=latents, text=text, time_ids=torch.tensor(time_ids, dtype=torch.float32), generator=g)
+        return Batch(latents=latents, text=text, time_ids=torch.tensor(part["time_ids"]), generator=g)
+
+    def close(self) -> None:
+        if self._pool:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Done:
+    """A computed value that looks like a finished future."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
 
 
 def _center_crop(item: D.Item) -> tuple[int, int]:
@@ -521,8 +593,7 @@ def step_fields(ctx: Context, st: TrainState, loss: float, it_s: float) -> dict[
 def validation_loss(ctx: Context, timesteps: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)) -> float:
     """Loss on held-out images at fixed timesteps and fixed noise: comparable from step to step."""
     cfg, model = ctx.cfg, ctx.model
-    unet = ctx.model.unet
-    unet.eval()
+    train_mode(ctx, False)
     items = ctx.dataset.val_items
     if ctx.val_cache is None:
         ctx.val_cache = LatentCache(cache_root(ctx.run) / "latents", model, "center")
@@ -543,7 +614,7 @@ def validation_loss(ctx: Context, timesteps: tuple[float, ...] = (0.1, 0.3, 0.5,
             g = torch.Generator(device=latents.device).manual_seed(_seed_for("val", cfg.train.seed, i, t))
             ts = torch.tensor([int(t * T)], device=latents.device)
             losses.append(diffusion_loss(ctx, Batch(latents, text, time_ids, g), timesteps=ts).item())
-    unet.train()
+    train_mode(ctx)
     return float(sum(losses) / max(1, len(losses)))
 
 
@@ -569,9 +640,7 @@ def sample_images(ctx: Context, step: int) -> list[Path]:
         return []
     cfg, model = ctx.cfg, ctx.model
     unet = ctx.unet
-    unet.eval()
-    for te in model.text_encoders:
-        te.eval()
+    train_mode(ctx, False)
     res = cfg.dataset.resolution
     width = cfg.sample.width or model.recommended.get("width") or res
     height = cfg.sample.height or model.recommended.get("height") or res
@@ -603,7 +672,7 @@ def sample_images(ctx: Context, step: int) -> list[Path]:
             out.append(ctx.run.path / rel)
             n += 1
     ctx.log.info("step %d: %d samples", step, n)
-    unet.train()
+    train_mode(ctx)
     return out
 
 

@@ -200,6 +200,8 @@ def test_sdxl_run_with_text_encoders_loads_into_sdxl_pipeline(tmp_path, tiny_sdx
             "network.rank=4",
             "network.train_text_encoder=true",
             "network.text_encoder_lr=1e-3",
+            "model.prediction_type='v_prediction'",
+            "train.min_snr_gamma=5",
             "sample.prompts=['{trigger}, bar']",
         ],
     )
@@ -208,6 +210,7 @@ def test_sdxl_run_with_text_encoders_loads_into_sdxl_pipeline(tmp_path, tiny_sdx
     ckpt = run.path / of_type(run, "checkpoint")[-1]["path"]
     meta = read_metadata(ckpt)
     assert meta["ss_base_model_version"] == "sdxl_base_v1-0" and meta["ss_text_encoder_lr"] == "0.001"
+    assert meta["ss_v_parameterization"] == "True"
     pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
     pipe.load_lora_weights(str(ckpt))
     _assert_fully_loaded(pipe, ckpt, te_count=2)
