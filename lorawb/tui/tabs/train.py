@@ -54,7 +54,6 @@ POLL_INTERVAL = 0.5  # seconds between polls while the tab is shown
 GPU_EVERY = 2.0  # seconds between NVML queries
 CHART_POINTS = 400  # points per series handed to a chart (plotext draws ~2 per column)
 SMOOTHING_STEPS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
-VIEWS = ("runs", "monitor", "samples", "checkpoints", "log", "compare", "new")
 WORKER_GROUPS = ("train-poll", "train-control")
 
 
@@ -417,9 +416,9 @@ class TrainTab(Vertical):
         head = Text.assemble(
             ("A ", "dim"), (c.a, "bold"), ("  vs  B ", "dim"), (c.b, "bold"), ("   (b in Runs picks B)", "dim")
         )
-        if c.common_step:
-            la, lb = c.loss_at_common
-            head.append(f"\nsmoothed loss at step {c.common_step}: A {la:.4f}  B {lb:.4f}" if la and lb else "")
+        la, lb = c.loss_at_common
+        if c.common_step and la is not None and lb is not None:
+            head.append(f"\nsmoothed loss at step {c.common_step}: A {la:.4f}  B {lb:.4f}")
         n = len(c.diff)
         if n > 1:
             head.append(f"\n{n} settings differ: more than one change makes the effect hard to read", style="yellow")

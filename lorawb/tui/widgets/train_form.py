@@ -16,6 +16,7 @@ from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select, Static, TabbedContent, Tabs, TextArea
+from textual.worker import Worker, WorkerState
 
 from lorawb.core.project import Project
 from lorawb.errors import ConfigError, LorawbError
@@ -260,7 +261,13 @@ class RunForm(VerticalScroll):
             return
         self.app.call_from_thread(self._start_done, run)
 
-    def _start_failed(self, exc: LorawbError) -> None:
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Anything but a LorawbError is a bug: report it and let the person try again.
+        if event.worker.group == "train-start" and event.state == WorkerState.ERROR:
+            event.stop()
+            self._start_failed(event.worker.error)
+
+    def _start_failed(self, exc: BaseException | None) -> None:
         self._starting = False
         self.query_one("#form-start", Button).disabled = False
         self.notify(str(exc), title="the run was not started", severity="error")
