@@ -12,6 +12,7 @@
     kohya.py      kohya-format LoRA files and ss_* metadata
     trainer.py    the loop: lock, load, steps, samples, checkpoints, resume state
     worker.py     `python -m lorawb.train.worker RUN_DIR`, the detached process
+    monitor.py    compare.py    form.py   what the Train tab and `lorawb watch` read and show (no torch)
 
 Only the modules that train import torch; ``config``, ``process``, ``events`` and
 ``runfolder`` stay light so the app and ``lorawb watch`` start fast.
