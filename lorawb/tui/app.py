@@ -84,7 +84,7 @@ class LorawbApp(App):
         elif self._wanted_theme:
             self.notify(f"unknown theme {self._wanted_theme!r}; using {self.theme}", severity="warning")
         self.image_mode = self._wanted_images if self._wanted_images in IMAGE_MODES else "auto"
-        self.title = f"lorawb · {self.project.name}"
+        self.title = self.project.name
         self.sub_title = f"trigger {self.project.trigger or '(none set)'}"
         self.count_dataset()
 
@@ -130,7 +130,7 @@ class LorawbApp(App):
         inbox_dir = self.project.inbox_dir
         inbox = sum(1 for _ in layout.walk_images(inbox_dir)) if inbox_dir.is_dir() else 0
         trigger = self.project.trigger or "(no trigger set)"
-        text = f"trigger {trigger} · {images} images · {captioned} captioned · inbox {inbox}"
+        text = f"{trigger} · {images} images · {captioned} captioned · inbox {inbox}"
         if scan.unreadable:
             text += f" · {len(scan.unreadable)} unreadable"
         return text

@@ -13,7 +13,7 @@ async def test_app_opens_and_switches_every_tab(sample_like_project):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         assert "12 images" in app.sub_title and "zkx_mira" in app.sub_title
-        assert app.title == "lorawb · proj"
+        assert app.title == "proj"
         for key, tab in (("2", "captions"), ("3", "train"), ("4", "matrix"), ("1", "triage")):
             await pilot.press(key)
             await pilot.pause()
