@@ -6,10 +6,10 @@ import json
 import os
 
 import pytest
-from captions_data import TRIGGER, make_project
 
 from lorawb.cli import main
 from lorawb.core.project import Project
+from tests.core.captions_data import TRIGGER, make_project
 
 
 @pytest.fixture

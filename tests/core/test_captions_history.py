@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from captions_data import TRIGGER, make_project
 
 from lorawb.core import caption_history as ch
 from lorawb.core import caption_ops as co
 from lorawb.core.fsutil import decode_bytes, detect_newline
 from lorawb.core.project import Project
+from tests.core.captions_data import TRIGGER, make_project
 
 ROOT = Path(__file__).resolve().parents[2]
 

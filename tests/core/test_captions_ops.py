@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from captions_data import TRIGGER, make_project
 
 from lorawb.core import caption_ops as co
 from lorawb.core.captions import Caption, tag_key
 from lorawb.errors import CaptionError
+from tests.core.captions_data import TRIGGER, make_project
 
 
 @pytest.fixture

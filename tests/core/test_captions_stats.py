@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from captions_data import CONTEXTS, STYLES, TRIGGER, make_project
 
 from lorawb.core import caption_ops as co
 from lorawb.core.caption_stats import complete, tag_stats
 from lorawb.core.captions import Caption, tag_key
 from lorawb.core.composition import composition, value_matches
 from lorawb.errors import CaptionError
+from tests.core.captions_data import CONTEXTS, STYLES, TRIGGER, make_project
 
 
 @pytest.fixture(scope="module")
