@@ -226,6 +226,16 @@ class Selection:
             return files
         return [cf for cf in files if all(t.matches(cf) for t in self.terms)]
 
+    def select(self, project: Project, files: list[CaptionFile]) -> list[CaptionFile]:
+        """This selection applied to captions already read (the app's list): folders, files, then terms."""
+        if self.folders:
+            prefixes = tuple(rel_to(project.root, resolve_folder(project, f)) + "/" for f in self.folders)
+            files = [cf for cf in files if cf.image.startswith(prefixes)]
+        if self.files is not None:
+            wanted = {rel_to(project.root, resolve_image(project, f)) for f in self.files}
+            files = [cf for cf in files if cf.image in wanted]
+        return self.filter(files)
+
     def narrowed(self, other: Selection) -> Selection:
         """This selection further limited by ``other``'s terms (and its folders/files when it names some)."""
         return Selection(

@@ -226,3 +226,9 @@ def test_diff_preview(project, files):
 def test_lossy_files_are_reported(project, files):
     cs = co.build_changeset(project, co.AddTag("zz"), files=files)
     assert [c.image for c in cs.lossy] == ["dataset/10_zkx_mira/img_0010.png"]
+
+
+def test_selection_applied_to_captions_already_read(project, files):
+    for q in ("in:5_extra has:forest", "file:dataset/10_zkx_mira/img_0001.png -has:rain", "-has:zkx_mira text:dusk"):
+        sel = co.parse_where(q)
+        assert [f.image for f in sel.select(project, files)] == [f.image for f in co.load_captions(project, sel)]
