@@ -148,7 +148,7 @@ class CaptionsTab(Vertical):
         self.query_one("#captions-tag-table", DataTable).add_columns("count", "w/trig", "tag")
         self.watch(self.app, "image_list", lambda _v: self._changed(), init=False)
         self.watch(self.app, "dataset_version", self._version_changed, init=False)
-        self.watch(self.app, "current_image", self._follow, init=False)
+        self.watch(self.app, "current_image", lambda rel: self._follow(rel), init=False)
         self.watch(self.app, "theme", lambda _v: self._fill_comp(), init=False)
         self._status()
         self._show_candidates([])
@@ -156,6 +156,8 @@ class CaptionsTab(Vertical):
     def on_show(self) -> None:
         if self._stale:
             self.reload()
+        else:
+            self._follow(getattr(self.app, "current_image", None), force=True)
 
     def focus_target(self) -> DataTable:
         return self.query_one("#captions-list", DataTable)
@@ -442,7 +444,8 @@ class CaptionsTab(Vertical):
     # --- the open caption ------------------------------------------------------------------------
     @on(DataTable.RowHighlighted, "#captions-list")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if self._filling or event.row_key.value is None:
+        # Highlights queued while the list was refilled arrive late: only the cursor's current row counts.
+        if self._filling or event.row_key.value is None or event.cursor_row != event.data_table.cursor_row:
             return
         rel = str(event.row_key.value)
         if rel == self.current:
@@ -457,8 +460,15 @@ class CaptionsTab(Vertical):
     def _row_selected(self) -> None:
         self.action_view("edit")
 
-    def _follow(self, rel: str | None) -> None:
-        """The app's selection moved (the Triage tab): follow it when it is in the list."""
+    def _follow(self, rel: str | None, force: bool = False) -> None:
+        """The app's selection moved (the Triage tab): follow it when it is in the list.
+
+        While this tab is on screen the user moves through its own list; selections made
+        meanwhile elsewhere (another tab re-reading its list after our save) are picked up
+        when the tab is shown again.
+        """
+        if not force and self._visible():
+            return
         if rel is not None and rel != self.current and rel in self.row_of:
             self._move_cursor(rel)
 
