@@ -52,6 +52,7 @@ class Tables:
     """What a worker computed over the list: the rows shown and the tables over them."""
 
     shown: list[str]
+    marks: list[str]  # per shown row: "∅" no caption, "!" does not lead with the trigger, " " fine
     stats: TagStats
     vocabulary: list[str]
     comp: Composition | None
@@ -112,6 +113,7 @@ class CaptionsTab(Vertical):
         self.files: dict[str, CaptionFile] = {}
         self.order: list[str] = []
         self.shown: list[str] = []
+        self.marks: list[str] = []
         self.row_of: dict[str, int] = {}
         self.filter: Filter | None = None
         self.stats: TagStats | None = None
@@ -218,8 +220,8 @@ class CaptionsTab(Vertical):
         wanted = list(getattr(self.app, "image_list", ()) or ())
         try:
             if wanted:
-                files = {rel: caption_ops.read_caption(root, root / rel) for rel in wanted}
-                order = wanted
+                files = {cf.image: cf for cf in caption_ops.read_captions(root, wanted)}
+                order = [rel for rel in wanted if rel in files]
             else:
                 loaded = caption_ops.load_captions(self.project)
                 files = {cf.image: cf for cf in loaded}
@@ -251,7 +253,8 @@ class CaptionsTab(Vertical):
                 comp = composition(shown, self.project.config.tags.groups)
             except LorawbError:
                 comp = None
-        return Tables([cf.image for cf in shown], stats, vocabulary, comp, problem)
+        marks = [self._mark(cf) for cf in shown]
+        return Tables([cf.image for cf in shown], marks, stats, vocabulary, comp, problem)
 
     def _loaded(self, files: dict[str, CaptionFile], order: list[str], tables: Tables) -> None:
         self._stale = False
@@ -268,6 +271,7 @@ class CaptionsTab(Vertical):
         if tables.problem:
             self.notify(tables.problem, severity="error")
         self.shown = tables.shown
+        self.marks = tables.marks
         self.stats = tables.stats
         self.comp = tables.comp
         self.query_one(CaptionEditor).set_vocabulary(tables.vocabulary)
@@ -291,24 +295,20 @@ class CaptionsTab(Vertical):
             self._move_cursor(wanted)
 
     # --- tables ---------------------------------------------------------------------------------
-    def _mark(self, cf: CaptionFile | None) -> Text:
+    def _mark(self, cf: CaptionFile | None) -> str:
         if cf is None or not (cf.text or "").strip():
-            return Text("∅", style="bold")
+            return "∅"
         if self.project.trigger and not leads_with_trigger(cf.caption, self.project.trigger):
-            return Text("!", style="bold")
-        return Text(" ")
+            return "!"
+        return " "
 
     def _fill_list(self) -> None:
         table = self.query_one("#captions-list", DataTable)
         self._filling = True
         table.clear()
-        self.row_of = {}
-        rows = []
-        for i, rel in enumerate(self.shown):
-            self.row_of[rel] = i
-            rows.append((self._mark(self.files.get(rel)), Text(rel.rsplit("/", 1)[-1])))
-        for (mark, name), rel in zip(rows, self.shown, strict=True):
-            table.add_row(mark, name, key=rel)
+        self.row_of = {rel: i for i, rel in enumerate(self.shown)}
+        for rel, mark in zip(self.shown, self.marks, strict=True):
+            table.add_row(mark, Text(rel.rsplit("/", 1)[-1]), key=rel)
         self._filling = False
 
     def _fill_tags(self) -> None:

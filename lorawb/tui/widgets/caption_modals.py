@@ -215,7 +215,7 @@ class BulkScreen(ModalScreen["co.ChangeSet | None"]):
     def _build(self, op: co.Operation, values: tuple[str, str, str, str]) -> None:
         try:
             # Read now, not from the tab's cache: the preview shows what is on disk at this moment.
-            files = [co.read_caption(self.project.root, self.project.root / rel) for rel in self.images]
+            files = co.read_captions(self.project.root, self.images)
             cs = co.build_changeset(self.project, op, files=files)
             cs.selection = self.scope_label
             diff = cs.diff(limit=PREVIEW_FILES)
