@@ -194,3 +194,26 @@ def test_edit_changeset_for_one_caption(project):
     assert cf.path.read_text() == "zkx_mira, typed by hand\n"
     ch.undo(project)
     assert cf.path.read_text() == cf.text
+
+
+def test_atomic_write_many(tmp_path):
+    """The batch writer under the caption engine: veto, mode kept, per-file errors, no temp files left."""
+    from lorawb.core.fsutil import atomic_write_many
+
+    files = [tmp_path / f"f{i}.txt" for i in range(300)]
+    for f in files:
+        f.write_text("old")
+    files[1].chmod(0o640)
+    (tmp_path / "f2.txt").unlink()
+    (tmp_path / "f2.txt").mkdir()  # a rename over a folder fails
+    errors: dict[int, str] = {}
+    done = atomic_write_many(
+        [(f, f"new {i}".encode()) for i, f in enumerate(files)], before_replace=lambda i: i != 0, errors=errors
+    )
+    assert sorted(done) == [i for i in range(300) if i not in (0, 2)]
+    assert files[0].read_text() == "old" and files[3].read_text() == "new 3"
+    assert list(errors) == [2] and errors[2].startswith("cannot write:")
+    assert files[1].stat().st_mode & 0o777 == 0o640
+    st = files[5].stat()
+    assert (done[5].st_mtime_ns, done[5].st_size) == (st.st_mtime_ns, st.st_size)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

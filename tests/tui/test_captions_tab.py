@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Static
 from lorawb.tui.app import LorawbApp
 from lorawb.tui.tabs.captions import CaptionsTab
 from lorawb.tui.widgets.caption_editor import CaptionEditor
+from lorawb.tui.widgets.caption_list import CaptionList
 from lorawb.tui.widgets.caption_modals import BulkScreen, ConflictScreen
 from tests.tui.conftest import settle
 
@@ -28,7 +29,7 @@ def edit_elsewhere(path: Path, text: str) -> None:
 
 
 def listed(app) -> int:
-    return app.query_one("#captions-list", DataTable).row_count
+    return app.query_one(CaptionList).row_count
 
 
 async def open_captions(pilot) -> CaptionsTab:
@@ -56,7 +57,7 @@ async def test_edit_with_keys_completion_save_and_undo(sample_like_project):
         await pilot.press("escape")  # save, back to the list
         await settle(pilot)
         assert caption(project, 0) == before.rstrip("\n") + ", pixel art\n"  # trailing newline kept
-        assert app.query_one("#captions-list", DataTable).has_focus
+        assert app.query_one(CaptionList).has_focus
         await pilot.press("u")
         await settle(pilot)
         assert caption(project, 0) == before
@@ -183,7 +184,7 @@ async def test_conflict_on_save_take_theirs_or_keep_mine(sample_like_project):
         await pilot.press("m")  # keep mine
         await settle(pilot)
         assert path.read_text() == "zkx_mira, theirs, mine again\n"
-        app.query_one("#captions-list", DataTable).focus()
+        app.query_one(CaptionList).focus()
         await pilot.press("u")  # undo gives theirs back
         await settle(pilot)
         assert path.read_text() == "zkx_mira, theirs again\n"

@@ -31,6 +31,7 @@ from lorawb.core.composition import Composition, PairTable, composition
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 from lorawb.tui.widgets.caption_editor import CaptionEditor
+from lorawb.tui.widgets.caption_list import CaptionList
 from lorawb.tui.widgets.caption_modals import OP_SPECS, BulkScreen, ConflictScreen, PromptScreen
 from lorawb.tui.widgets.image_view import ImageView
 
@@ -124,13 +125,12 @@ class CaptionsTab(Vertical):
         self.conflicted = False
         self._own_version = -1  # dataset_version after our own write: no need to re-read for it
         self._stale = True
-        self._filling = False
 
     # --- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static("", id="captions-status")
         with Horizontal(id="captions-body"):
-            yield DataTable(id="captions-list", cursor_type="row", zebra_stripes=True)
+            yield CaptionList(id="captions-list")
             with ContentSwitcher(initial="captions-edit", id="captions-views"):
                 with Horizontal(id="captions-edit"):
                     yield ImageView(id="captions-preview")
@@ -146,7 +146,6 @@ class CaptionsTab(Vertical):
                     yield CompTable(id="captions-comp-table", cursor_type="cell")
 
     def on_mount(self) -> None:
-        self.query_one("#captions-list", DataTable).add_columns(" ", "image")
         self.query_one("#captions-tag-table", DataTable).add_columns("count", "w/trig", "tag")
         self.watch(self.app, "image_list", lambda _v: self._changed(), init=False)
         self.watch(self.app, "dataset_version", self._version_changed, init=False)
@@ -161,8 +160,8 @@ class CaptionsTab(Vertical):
         else:
             self._follow(getattr(self.app, "current_image", None), force=True)
 
-    def focus_target(self) -> DataTable:
-        return self.query_one("#captions-list", DataTable)
+    def focus_target(self) -> CaptionList:
+        return self.query_one(CaptionList)
 
     def commands(self) -> Iterable[SystemCommand]:
         """Command palette entries: every bulk operation (always through the preview), undo, the tables."""
@@ -275,24 +274,19 @@ class CaptionsTab(Vertical):
         self.stats = tables.stats
         self.comp = tables.comp
         self.query_one(CaptionEditor).set_vocabulary(tables.vocabulary)
-        self._fill_list()
+        # Keep the open caption when it is still listed; else open the app's selection or the first.
+        wanted = self.current if self.current in tables.shown else None
+        if wanted is None:
+            app_sel = getattr(self.app, "current_image", None)
+            wanted = app_sel if app_sel in tables.shown else (self.shown[0] if self.shown else None)
+        self._fill_list(wanted)
         self._fill_tags()
         self._fill_comp()
         self._status()
-        # Keep the open caption when it is still listed; else open the app's selection or the first.
-        wanted = self.current if self.current in self.row_of else None
-        if wanted is None:
-            app_sel = getattr(self.app, "current_image", None)
-            wanted = app_sel if app_sel in self.row_of else (self.shown[0] if self.shown else None)
-        if wanted is None:
-            self._open(None)
-        elif wanted == self.current and not self._dirty():
+        if wanted == self.current and not self._dirty():
             self._open(wanted, force=True)  # re-read: the file may have changed (undo, bulk edit, rescan)
         elif wanted != self.current:
-            self._move_cursor(wanted)
             self._open(wanted)
-        else:
-            self._move_cursor(wanted)
 
     # --- tables ---------------------------------------------------------------------------------
     def _mark(self, cf: CaptionFile | None) -> str:
@@ -302,14 +296,9 @@ class CaptionsTab(Vertical):
             return "!"
         return " "
 
-    def _fill_list(self) -> None:
-        table = self.query_one("#captions-list", DataTable)
-        self._filling = True
-        table.clear()
+    def _fill_list(self, cursor_on: str | None) -> None:
         self.row_of = {rel: i for i, rel in enumerate(self.shown)}
-        for rel, mark in zip(self.shown, self.marks, strict=True):
-            table.add_row(mark, Text(rel.rsplit("/", 1)[-1]), key=rel)
-        self._filling = False
+        self.query_one(CaptionList).set_rows(self.shown, self.marks, self.row_of.get(cursor_on, 0))
 
     def _fill_tags(self) -> None:
         table = self.query_one("#captions-tag-table", DataTable)
@@ -442,21 +431,21 @@ class CaptionsTab(Vertical):
         self._set_filter(Filter(query.strip(), selection=selection))
 
     # --- the open caption ------------------------------------------------------------------------
-    @on(DataTable.RowHighlighted, "#captions-list")
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        # Highlights queued while the list was refilled arrive late: only the cursor's current row counts.
-        if self._filling or event.row_key.value is None or event.cursor_row != event.data_table.cursor_row:
+    @on(CaptionList.Highlighted)
+    def _row_highlighted(self, event: CaptionList.Highlighted) -> None:
+        if isinstance(event, CaptionList.Selected):
             return
-        rel = str(event.row_key.value)
-        if rel == self.current:
+        # Moves queued behind a refill of the list arrive late: only the cursor's current row counts.
+        if event.index != event.caption_list.cursor or event.rel == self.current:
             return
+        rel = event.rel
         if not self._open(rel):
             self._move_cursor(self.current)  # the edit could not be saved: stay on it
             return
         if getattr(self.app, "current_image", None) != rel:
             self.app.select_image(rel)  # type: ignore[attr-defined]
 
-    @on(DataTable.RowSelected, "#captions-list")
+    @on(CaptionList.Selected)
     def _row_selected(self) -> None:
         self.action_view("edit")
 
@@ -473,11 +462,8 @@ class CaptionsTab(Vertical):
             self._move_cursor(rel)
 
     def _move_cursor(self, rel: str | None) -> None:
-        if rel is None or rel not in self.row_of:
-            return
-        table = self.query_one("#captions-list", DataTable)
-        if table.cursor_row != self.row_of[rel]:
-            table.move_cursor(row=self.row_of[rel])
+        if rel is not None and rel in self.row_of:
+            self.query_one(CaptionList).move_to(self.row_of[rel])
 
     def _body(self, cf: CaptionFile | None) -> str:
         return (cf.text or "").strip() if cf else ""
@@ -520,7 +506,7 @@ class CaptionsTab(Vertical):
     @on(CaptionEditor.Leave)
     def _editor_left(self) -> None:
         if self._save():
-            self.query_one("#captions-list", DataTable).focus()
+            self.query_one(CaptionList).focus()
 
     @on(CaptionEditor.Candidates)
     def _candidates(self, event: CaptionEditor.Candidates) -> None:
@@ -608,8 +594,7 @@ class CaptionsTab(Vertical):
             if rel == self.current:
                 self.base = fresh
             if rel in self.row_of:
-                table = self.query_one("#captions-list", DataTable)
-                table.update_cell(rel, table.ordered_columns[0].key, self._mark(fresh))
+                self.query_one(CaptionList).set_mark(self.row_of[rel], self._mark(fresh))
         self.conflicted = False
         self._file_label()
         self._announce_write()
@@ -688,7 +673,7 @@ class CaptionsTab(Vertical):
 
     def action_back(self) -> None:
         editor = self.query_one(CaptionEditor)
-        table = self.query_one("#captions-list", DataTable)
+        table = self.query_one(CaptionList)
         if editor.has_focus:
             if self._save():
                 table.focus()
