@@ -52,11 +52,13 @@ async def test_edit_with_keys_completion_save_and_undo(sample_like_project):
         await pilot.press("end", *", pix")
         assert editor.suggestion == "el art"  # completed from the dataset's own tags
         assert "pixel art" in str(app.query_one("#captions-candidates", Static).render())
-        await pilot.press("tab")
+        await pilot.press("enter")  # enter takes the completion too; it never adds a newline
         assert editor.text.endswith(", pixel art")
+        await pilot.press(*", ph", "tab")
+        assert editor.text.endswith(", pixel art, photo")
         await pilot.press("escape")  # save, back to the list
         await settle(pilot)
-        assert caption(project, 0) == before.rstrip("\n") + ", pixel art\n"  # trailing newline kept
+        assert caption(project, 0) == before.rstrip("\n") + ", pixel art, photo\n"  # trailing newline kept
         assert app.query_one(CaptionList).has_focus
         await pilot.press("u")
         await settle(pilot)
@@ -64,7 +66,7 @@ async def test_edit_with_keys_completion_save_and_undo(sample_like_project):
         assert editor.text == before.strip()
         await pilot.press("U")
         await settle(pilot)
-        assert caption(project, 0).endswith(", pixel art\n")
+        assert caption(project, 0).endswith(", pixel art, photo\n")
 
 
 async def test_save_on_move_and_next_previous_by_key(sample_like_project):
@@ -86,7 +88,11 @@ async def test_save_on_move_and_next_previous_by_key(sample_like_project):
         await settle(pilot)
         assert tab.current == "dataset/10_zkx_mira/img_002.png" and "snow" not in caption(project, 1)
         assert app.current_image == tab.current  # the app's selection (the Triage tab) follows
-        await pilot.press("ctrl+up", "ctrl+up", "ctrl+up")  # stops at the first image
+        await pilot.press("end", *", wind", "enter")  # enter: save, next image, still editing
+        await settle(pilot)
+        assert caption(project, 2).endswith(", wind\n") and "\n\n" not in caption(project, 2)
+        assert tab.current == "dataset/10_zkx_mira/img_003.png" and app.query_one(CaptionEditor).has_focus
+        await pilot.press("ctrl+up", "ctrl+up", "ctrl+up", "ctrl+up")  # stops at the first image
         await settle(pilot)
         assert tab.current == IMG0
 

@@ -508,6 +508,13 @@ class CaptionsTab(Vertical):
         if self._save():
             self.query_one(CaptionList).focus()
 
+    @on(CaptionEditor.Submitted)
+    def _editor_submitted(self) -> None:
+        if self.current is not None and self.row_of.get(self.current, -1) >= len(self.shown) - 1:
+            self.action_save()  # the last image: nowhere to move, just save
+        else:
+            self.action_step(1)
+
     @on(CaptionEditor.Candidates)
     def _candidates(self, event: CaptionEditor.Candidates) -> None:
         self._show_candidates(event.candidates, event.index)
@@ -515,7 +522,7 @@ class CaptionsTab(Vertical):
     def _show_candidates(self, candidates: list[str], index: int = 0) -> None:
         out = self.query_one("#captions-candidates", Static)
         if not candidates:
-            out.update(Content.styled("tab: complete · ctrl+s: save · esc: back to list", "$text-muted"))
+            out.update(Content.styled("tab: complete · enter: save, next · esc: back to list", "$text-muted"))
             return
         parts = [Content.styled("tab→ ", "$text-muted")]
         for i, c in enumerate(candidates):

@@ -1,15 +1,17 @@
 """CaptionEditor: a text area for one caption, completing tags from the dataset's own vocabulary.
 
 The tag being typed (from the last comma to the cursor) is completed from the
-vocabulary, most frequent first: the best match shows as ghost text (→ or tab
-takes it), ctrl+n cycles through the other candidates, which the editor reports
-in a ``Candidates`` message for the tab to show.
+vocabulary, most frequent first: the best match shows as ghost text (→, tab or
+enter takes it), ctrl+n cycles through the other candidates, which the editor
+reports in a ``Candidates`` message for the tab to show. A caption is one line:
+enter with nothing to complete posts ``Submitted`` instead of a newline.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
@@ -35,6 +37,9 @@ class CaptionEditor(TextArea):
     class Leave(Message):
         """Tab with nothing to complete: the tab decides where focus goes (it stays in the tab)."""
 
+    class Submitted(Message):
+        """Enter with nothing to complete: a caption is one line, so enter means done (save, next)."""
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, soft_wrap=True, show_line_numbers=False, tab_behavior="focus")
         self.vocabulary: list[str] = []
@@ -44,6 +49,17 @@ class CaptionEditor(TextArea):
 
     def set_vocabulary(self, vocabulary: list[str]) -> None:
         self.vocabulary = vocabulary
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            if self.candidates and self._partial_tag() is not None:
+                self.action_accept_completion()
+            else:
+                self.post_message(self.Submitted())
+            return
+        await super()._on_key(event)
 
     # --- completion ---------------------------------------------------------------
     def _partial_tag(self) -> tuple[str, tuple[int, int]] | None:
