@@ -26,7 +26,10 @@ from lorawb.core.fsutil import atomic_write_many, read_text
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 
-HISTORY_LIMIT = 50  # operations kept for undo; older ones are forgotten
+# What undo can reach: the last HISTORY_LIMIT operations (a hand edit of one caption is one), and
+# older ones only while all of them together hold at most HISTORY_ROWS file versions (~20 MB).
+HISTORY_LIMIT = 500
+HISTORY_ROWS = 100_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS caption_ops (
@@ -187,6 +190,12 @@ def _record(project: Project, label: str, written: list[tuple[Change, tuple[int,
                 "DELETE FROM caption_ops WHERE id NOT IN (SELECT id FROM caption_ops ORDER BY id DESC LIMIT ?)",
                 (HISTORY_LIMIT,),
             )
+            total = 0
+            for row in conn.execute("SELECT id, files FROM caption_ops ORDER BY id DESC").fetchall():
+                total += row["files"]
+                if total > HISTORY_ROWS and row["id"] != op_id:
+                    conn.execute("DELETE FROM caption_ops WHERE id <= ?", (row["id"],))
+                    break
         return op_id
     finally:
         conn.close()

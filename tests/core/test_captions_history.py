@@ -183,6 +183,12 @@ def test_history_is_bounded(project, monkeypatch):
     finally:
         conn.close()
     assert n == 3  # the forgotten operations' file rows went with them
+    # Big operations are forgotten sooner: the file versions kept are bounded too (never the newest).
+    monkeypatch.setattr(ch, "HISTORY_ROWS", 150)
+    ch.apply_changeset(project, co.build_changeset(project, co.AddTag("t5"), co.parse_where("in:5_extra")))
+    assert [h.label for h in ch.history(project)] == ["add 't5' at end"]
+    ch.apply_changeset(project, co.build_changeset(project, co.AddTag("t6")))
+    assert [h.label for h in ch.history(project)] == ["add 't6' at end"]
 
 
 def test_edit_changeset_for_one_caption(project):
