@@ -292,10 +292,8 @@ def _history(project: Any, ns: argparse.Namespace) -> int:
         print("no caption operations yet")
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created))
-        mark = "  " if e.state == "applied" else "↷ "
-        print(
-            f"{mark}{e.id:>4}  {when}  {e.files:>6} files  {e.label}" + ("  (undone)" if e.state != "applied" else "")
-        )
+        undone = "  (undone: redo brings it back)" if e.state != "applied" else ""
+        print(f"{e.id:>5}  {when}  {e.files:>6} files  {e.label}{undone}")
     return 0
 
 
