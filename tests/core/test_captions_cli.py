@@ -52,6 +52,9 @@ def test_apply_then_undo_in_separate_invocations(project, capsys, monkeypatch):
     code, out, _ = run(capsys, "captions", "undo")
     assert code == 0 and out.startswith("undo replace 'short hair' with 'long hair': restored ")
     assert cap(project) == before
+    assert (
+        "replace 'short hair' with 'long hair'  (undone: redo brings it back)" in run(capsys, "captions", "history")[1]
+    )
     assert run(capsys, "captions", "undo")[1].strip() == "nothing to undo"
     code, out, _ = run(capsys, "captions", "redo")
     assert code == 0 and "long hair" in cap(project)
