@@ -7,12 +7,14 @@ Deleting .lorawb/ loses no user data: images and captions live in the folder.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from pathlib import Path
 
 _lock = threading.Lock()
 _schemas_done: set[tuple[str, str]] = set()
+_FIRST_TABLE = re.compile(r"CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
 
 
 def state_db_path(state_dir: Path) -> Path:
@@ -31,11 +33,17 @@ def connect(state_dir: Path) -> sqlite3.Connection:
 
 
 def ensure_schema(conn: sqlite3.Connection, name: str, ddl: str) -> None:
-    """Run ``ddl`` (a script of CREATE ... IF NOT EXISTS) once per database per process."""
+    """Run ``ddl`` (a script of CREATE ... IF NOT EXISTS) once per database per process.
+
+    If .lorawb/ was deleted while the process runs (allowed: it holds no user data),
+    the database is new and the tables are created again.
+    """
     db = conn.execute("PRAGMA database_list").fetchone()[2]
     key = (db, name)
     with _lock:
         if key in _schemas_done:
-            return
+            m = _FIRST_TABLE.search(ddl)
+            if m is None or conn.execute("SELECT 1 FROM sqlite_master WHERE name=?", (m.group(1),)).fetchone():
+                return
         conn.executescript(ddl)
         _schemas_done.add(key)
