@@ -5,12 +5,12 @@ from __future__ import annotations
 import random
 
 import pytest
-from triage_fixtures import noisy, save, scene, shifted
 
 from lorawb.core import dedupe
 from lorawb.core.dedupe import close_pairs, distance, find_duplicates, group_hashes
 from lorawb.core.project import init_project
 from lorawb.core.triage import Triage
+from tests.core.triage_fixtures import noisy, save, scene, shifted
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import time
 
 import pytest
 from PIL import Image
-from triage_fixtures import make_project, save, scene
 
 from lorawb.core import triage as tri
 from lorawb.core.triage import Triage, TriageError, free_stem, move_no_clobber
+from tests.core.triage_fixtures import make_project, save, scene
 
 FOLDER = "dataset/10_zkx_mira"
 

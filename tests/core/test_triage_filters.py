@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from triage_fixtures import make_project, save, scene
 
 from lorawb.core import triage as tri
 from lorawb.core.triage import Filter, Triage, TriageError, apply_filter, count, list_items, parse_state, sort_items
+from tests.core.triage_fixtures import make_project, save, scene
 
 F = "dataset/10_zkx_mira"
 
