@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +31,7 @@ from PIL import Image, ImageOps
 
 from lorawb.core.project import Project
 from lorawb.core.state import connect, ensure_schema
+from lorawb.core.triage import DATASET, REJECT, Triage, TriageItem
 
 HASH_BITS = 64
 ALGO = "phash8/r256/exif"  # how the hash is made: change it and old cache rows are recomputed
@@ -291,16 +292,20 @@ def find_duplicates(
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     workers: int | None = None,
+    items: Sequence[TriageItem] | None = None,
 ) -> DedupeResult:
-    """Near-duplicate groups among the dataset's images (not rejected) and, by default, the inbox."""
-    from lorawb.core.triage import DATASET, REJECT, Triage
+    """Near-duplicate groups among the dataset's images (not rejected) and, by default, the inbox.
 
+    ``items`` (from ``Triage.items()``) saves a rescan when the caller has them.
+    """
     threshold = project.config.triage.dup_threshold if threshold is None else threshold
-    t = Triage(project)
-    try:
-        items = [i for i in t.items() if i.state != REJECT and (include_inbox or i.area == DATASET)]
-    finally:
-        t.close()
+    if items is None:
+        t = Triage(project)
+        try:
+            items = t.items()
+        finally:
+            t.close()
+    items = [i for i in items if i.state != REJECT and (include_inbox or i.area == DATASET)]
     facts = {i.rel: i for i in items}
     hashes, errors = compute_hashes(
         project, [i.rel for i in items if i.error is None], progress=progress, should_stop=should_stop, workers=workers
