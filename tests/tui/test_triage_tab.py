@@ -181,7 +181,7 @@ async def test_near_duplicate_view_keeps_one_and_rejects_the_rest(tmp_path):
         await pilot.press("1", "D")
         await settle(pilot)
         tab, grid = parts(app)
-        assert tab.dupe_view and "group 1/1" in status(app)
+        assert tab.dupe_view and "dup group 1/1" in status(app)
         assert set(app.image_list) == {f"{F}/a_orig.png", f"{F}/b_shift.png", f"{F}/c_jpeg.jpg"}
         assert "near-duplicate" in facts(app)
         await pilot.press("y")  # keep the first (the suggested keeper), reject the others
@@ -191,7 +191,7 @@ async def test_near_duplicate_view_keeps_one_and_rejects_the_rest(tmp_path):
         assert keeper.rel in (f"{F}/a_orig.png", f"{F}/b_shift.png")
         assert len([n for n in rejected if not n.endswith(".txt")]) == 2
         assert (project.root / keeper.rel).exists() and (project.root / F / "solo.png").exists()
-        assert "group 0/0" in status(app) and app.image_list == ()
+        assert "dup group 0/0" in status(app) and app.image_list == ()
         await pilot.press("D")  # back to the grid
         await settle(pilot)
         assert set(app.image_list) == {keeper.rel, f"{F}/solo.png"}

@@ -107,8 +107,12 @@ class TriageTab(Vertical):
         self.dedupe_progress: tuple[int, int] | None = None
         self.dupe_view = False
         self.group_index = 0
+        self.groups: list[list[str]] = []  # live near-duplicate groups (rejected images left out)
         self.keep_folder: str | None = None  # asked once per session when lorawb.toml has none
         self._skip_version = -1
+        self._seen_version = 0
+        self._root = str(project.root)
+        self._key_before_dupes: str | None = None
         self._loaded_once = False
 
     # --- layout -----------------------------------------------------------
@@ -128,6 +132,7 @@ class TriageTab(Vertical):
         return self.grid
 
     def on_mount(self) -> None:
+        self._seen_version = self.app.dataset_version  # type: ignore[attr-defined]
         self.watch(self.app, "dataset_version", self._dataset_version_changed, init=False)
         self.watch(self.app, "current_image", self._current_image_changed, init=False)
         self.load()
@@ -161,6 +166,10 @@ class TriageTab(Vertical):
             self.find_dupes()
 
     def _dataset_version_changed(self, version: int) -> None:
+        # The app also calls watchers with the initial value once it is running: ignore repeats.
+        if version == self._seen_version:
+            return
+        self._seen_version = version
         if version != self._skip_version:  # someone else changed files: re-read
             self.load()
 
@@ -172,10 +181,10 @@ class TriageTab(Vertical):
     def refilter(self, cursor_key: str | None = None, cursor_index: int | None = None) -> None:
         """Recompute the shown list from all items, the filter, the sort and the dupes view."""
         grid = self.grid
-        if cursor_key is None and grid.current is not None:
+        if cursor_key is None and cursor_index is None and grid.current is not None:
             cursor_key, cursor_index = grid.current.key, grid.cursor
+        self.groups = groups = self._live_groups()
         if self.dupe_view and self.dedupe is not None:
-            groups = self._live_groups()
             if groups:
                 self.group_index %= len(groups)
                 by_rel = {i.rel: i for i in self.all_items}
@@ -198,7 +207,7 @@ class TriageTab(Vertical):
 
     def _grid_item(self, item: tri.TriageItem) -> GridItem:
         return GridItem(
-            key=item.rel, path=self.project.root / item.rel, label=item.name, state=item.state, stamp=item.mtime_ns
+            key=item.rel, path=f"{self._root}/{item.rel}", label=item.name, state=item.state, stamp=item.mtime_ns
         )
 
     def _live_groups(self) -> list[list[str]]:
@@ -273,7 +282,7 @@ class TriageTab(Vertical):
                 done, total = self.dedupe_progress
                 return f"hashing {done}/{total}"
             return "duplicates: not checked"
-        for n, g in enumerate(self._live_groups(), 1):
+        for n, g in enumerate(self.groups, 1):
             if rel in g:
                 return f"{len(g) - 1} near-duplicate(s), group {n}"
         return "no near-duplicates"
@@ -282,16 +291,17 @@ class TriageTab(Vertical):
         area = tri.INBOX if (self.flt.area == tri.INBOX and not self.dupe_view) else tri.DATASET
         c = tri.count(self.all_items, area=area, min_resolution=self.project.config.project.min_resolution)
         if self.dupe_view:
-            groups = self._live_groups()
-            where = f"near-duplicates · group {self.group_index + 1 if groups else 0}/{len(groups)} · y keeps one, rejects the rest · n/p"
+            n = self.group_index + 1 if self.groups else 0
+            where = f"dup group {n}/{len(self.groups)}: y keeps this one, rejects the rest · n/p"
         else:
             where = f"{self.flt.describe()} · {self.sort}{'↓' if self.reverse else '↑'}"
         dup = ""
         if self.dedupe is None and self.dedupe_progress:
             dup = f" │ hashing {self.dedupe_progress[0]}/{self.dedupe_progress[1]}"
-        elif self.dedupe is not None:
-            dup = f" │ {len(self._live_groups())} dup groups"
-        text = f"{len(self.shown)} shown │ new {c.unreviewed} ✓{c.keep} ⚑{c.flag} ✗{c.reject}{dup} │ {where}"
+        elif self.dedupe is not None and not self.dupe_view:
+            dup = f" │ {len(self.groups)} dup groups"
+        # The view first: at 80 columns the end of the line is what gets cut.
+        text = f"{where} │ {len(self.shown)} shown │ new {c.unreviewed} ✓{c.keep} ⚑{c.flag} ✗{c.reject}{dup}"
         self.query_one("#triage-status", Static).update(text)
 
     # --- decisions --------------------------------------------------------
@@ -482,8 +492,9 @@ class TriageTab(Vertical):
     def action_dupes(self) -> None:
         if self.dupe_view:
             self.dupe_view = False
-            self.refilter()
+            self.refilter(cursor_key=self._key_before_dupes)
             return
+        self._key_before_dupes = self.grid.current.key if self.grid.current else None
         self.dupe_view = True
         self.group_index = 0
         if self.dedupe is None:
@@ -494,9 +505,8 @@ class TriageTab(Vertical):
     def action_group(self, step: int) -> None:
         if not self.dupe_view:
             return
-        groups = self._live_groups()
-        if groups:
-            self.group_index = (self.group_index + step) % len(groups)
+        if self.groups:
+            self.group_index = (self.group_index + step) % len(self.groups)
         self.refilter(cursor_index=0)
 
     # --- near-duplicates --------------------------------------------------
@@ -533,6 +543,7 @@ class TriageTab(Vertical):
     def _dedupe_done(self, res: DedupeResult) -> None:
         self.dedupe = res
         self.dedupe_progress = None
+        self.groups = self._live_groups()
         if self.dupe_view or self.flt.duplicates:
             self.refilter()
         else:

@@ -53,7 +53,7 @@ class GridItem:
     """One cell: ``key`` identifies it (the project-relative path), ``stamp`` changes when the file does."""
 
     key: str
-    path: Path
+    path: Path | str
     label: str
     state: str = "unreviewed"
     stamp: int = 0
@@ -159,6 +159,7 @@ class ImageGrid(ScrollView, can_focus=True):
         self._loader: Worker | None = None
         self._thumbs: ThumbCache | None = None
         self._stats_lock = threading.Lock()
+        self._bg: tuple[int, int, int] | None = None
         self.painted = threading.Event()  # set when every visible cell has its thumbnail (benches, tests)
         self.stats = {"thumbs_made": 0, "thumbs_from_disk": 0}
 
@@ -310,8 +311,15 @@ class ImageGrid(ScrollView, can_focus=True):
         return (item.key, item.stamp, *self.cell_image, self._mode(), self._background())
 
     def _background(self) -> tuple[int, int, int]:
-        bg = self.background_colors[1]
-        return (bg.r, bg.g, bg.b)
+        # Looked up per cell per line: resolving the colour through the DOM each time is too slow.
+        if self._bg is None:
+            bg = self.background_colors[1]
+            self._bg = (bg.r, bg.g, bg.b)
+        return self._bg
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._bg = None  # the theme may have changed: letterbox colour and cell keys follow
 
     def _stat(self, name: str) -> None:
         with self._stats_lock:
@@ -324,7 +332,7 @@ class ImageGrid(ScrollView, can_focus=True):
             return
         visible = self.visible_range()
         ahead = [i for i in self.visible_range(ahead=1) if i not in visible]
-        missing: list[tuple[tuple, Path]] = []
+        missing: list[tuple[tuple, Path | str]] = []
         missing_visible = False
         for i in (*visible, *ahead):
             item = self.items[i]
@@ -360,7 +368,7 @@ class ImageGrid(ScrollView, can_focus=True):
 
     @work(thread=True, exclusive=True, group="image-grid")
     def _load(
-        self, jobs: list[tuple[tuple, Path]], cols: int, rows: int, mode: str, background: tuple[int, int, int]
+        self, jobs: list[tuple[tuple, Path | str]], cols: int, rows: int, mode: str, background: tuple[int, int, int]
     ) -> None:
         worker = get_current_worker()
         if self._thumbs is None:
@@ -368,8 +376,8 @@ class ImageGrid(ScrollView, can_focus=True):
         thumbs = self._thumbs
         err_style = Style(color="red")
 
-        def make(job: tuple[tuple, Path]) -> tuple[tuple, list[Strip]]:
-            key, path = job
+        def make(job: tuple[tuple, Path | str]) -> tuple[tuple, list[Strip]]:
+            key, path = job[0], Path(job[1])
             if worker.is_cancelled:
                 return key, []
             try:
