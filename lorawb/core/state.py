@@ -7,14 +7,13 @@ Deleting .lorawb/ loses no user data: images and captions live in the folder.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
+import uuid
 from pathlib import Path
 
 _lock = threading.Lock()
 _schemas_done: set[tuple[str, str]] = set()
-_FIRST_TABLE = re.compile(r"CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
 
 
 def state_db_path(state_dir: Path) -> Path:
@@ -35,15 +34,25 @@ def connect(state_dir: Path) -> sqlite3.Connection:
 def ensure_schema(conn: sqlite3.Connection, name: str, ddl: str) -> None:
     """Run ``ddl`` (a script of CREATE ... IF NOT EXISTS) once per database per process.
 
-    If .lorawb/ was deleted while the process runs (allowed: it holds no user data),
-    the database is new and the tables are created again.
+    "Database" means this very file: each one carries a random id, so after .lorawb/ is
+    deleted and recreated in the same process the tables are created again.
     """
-    db = conn.execute("PRAGMA database_list").fetchone()[2]
-    key = (db, name)
+    key = (_db_id(conn), name)
     with _lock:
         if key in _schemas_done:
-            m = _FIRST_TABLE.search(ddl)
-            if m is None or conn.execute("SELECT 1 FROM sqlite_master WHERE name=?", (m.group(1),)).fetchone():
-                return
+            return
         conn.executescript(ddl)
         _schemas_done.add(key)
+
+
+def _db_id(conn: sqlite3.Connection) -> str:
+    try:
+        row = conn.execute("SELECT value FROM lorawb_meta WHERE key = 'db_id'").fetchone()
+    except sqlite3.OperationalError:
+        row = None
+    if row is None:
+        conn.execute("CREATE TABLE IF NOT EXISTS lorawb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT OR IGNORE INTO lorawb_meta (key, value) VALUES ('db_id', ?)", (uuid.uuid4().hex,))
+        row = conn.execute("SELECT value FROM lorawb_meta WHERE key = 'db_id'").fetchone()
+    db = conn.execute("PRAGMA database_list").fetchone()[2]
+    return f"{db}#{row[0]}"

@@ -15,7 +15,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from lorawb.core import layout
+from lorawb.core.dataset import ScanResult
+from lorawb.core.index import DatasetIndex
 from lorawb.core.project import Project
+from lorawb.errors import LorawbError
 from lorawb.tui.tabs.captions import CaptionsTab
 from lorawb.tui.tabs.matrix import MatrixTab
 from lorawb.tui.tabs.train import TrainTab
@@ -109,14 +112,28 @@ class LorawbApp(App):
 
     @work(thread=True, exclusive=True, group="count")
     def count_dataset(self) -> None:
-        images = captioned = 0
-        for path in layout.walk_images(self.project.dataset_dir):
-            images += 1
-            captioned += layout.caption_path_for(path).exists()
-        inbox = sum(1 for _ in layout.walk_images(self.project.inbox_dir)) if self.project.inbox_dir.is_dir() else 0
+        """Header counts: first from the cached index (instant), then from a rescan."""
+        index = DatasetIndex(self.project)
+        try:
+            cached = index.load_cached()
+            if cached is not None:
+                self.call_from_thread(setattr, self, "sub_title", self._counts_text(cached))
+            self.call_from_thread(setattr, self, "sub_title", self._counts_text(index.refresh()))
+        except LorawbError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+        finally:
+            index.close()
+
+    def _counts_text(self, scan: ScanResult) -> str:
+        images = len(scan.images)
+        captioned = sum(1 for f in scan.images if f.has_caption)
+        inbox_dir = self.project.inbox_dir
+        inbox = sum(1 for _ in layout.walk_images(inbox_dir)) if inbox_dir.is_dir() else 0
         trigger = self.project.trigger or "(no trigger set)"
         text = f"trigger {trigger} · {images} images · {captioned} captioned · inbox {inbox}"
-        self.call_from_thread(setattr, self, "sub_title", text)
+        if scan.unreadable:
+            text += f" · {len(scan.unreadable)} unreadable"
+        return text
 
     # --- actions ----------------------------------------------------------------
     def action_show_tab(self, key: str) -> None:
