@@ -50,9 +50,14 @@ CREATE TABLE IF NOT EXISTS dedupe_hashes (
 """
 
 
+# The formats a dataset may hold (as lorawb.core.dataset opens them): a file named .png that is
+# really PostScript must never reach Ghostscript.
+SAFE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+
+
 def image_hash(path: Path) -> int:
     """The 64-bit perceptual hash of an image file. Raises on unreadable images."""
-    with Image.open(path) as im:
+    with Image.open(path, formats=SAFE_FORMATS) as im:
         im.draft("RGB", (_REDUCE_TO, _REDUCE_TO))  # JPEG: DCT-domain downscale, much less to decode
         im = ImageOps.exif_transpose(im)
         if max(im.size) > _REDUCE_TO:

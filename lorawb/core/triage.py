@@ -30,12 +30,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from PIL import Image
-
 from lorawb.core import layout
+from lorawb.core.dataset import default_workers, read_image_facts
 from lorawb.core.fsutil import read_text
 from lorawb.core.project import Project
 from lorawb.core.state import connect, ensure_schema
@@ -302,21 +302,15 @@ def count(items: Iterable[TriageItem], area: str = DATASET, min_resolution: int 
 # --------------------------------------------------------------------------- image facts
 
 
-def read_header(path: Path) -> tuple[int, int, str, str]:
-    """(width, height, mode, format) from the header, width/height after EXIF orientation.
+def read_facts(path: Path) -> tuple[int, int, str, str, str | None]:
+    """(width, height, mode, format, error) of one image, as the dataset scanner sees it.
 
-    Decodes no pixel data. Raises OSError-family errors for unreadable files.
+    lorawb.core.dataset does the reading, so triage and ``lorawb doctor`` agree on what is
+    unusable: only PNG/JPEG/WebP/BMP/GIF are opened, pixels must decode, bombs are refused,
+    and sizes are after EXIF orientation.
     """
-    with Image.open(path) as im:
-        w, h = im.size
-        orientation = 1
-        try:
-            orientation = int(im.getexif().get(0x0112, 1) or 1)
-        except Exception:  # a broken EXIF block must not hide the image
-            orientation = 1
-        if orientation in (5, 6, 7, 8):
-            w, h = h, w
-        return w, h, im.mode, im.format or ""
+    f = read_image_facts(path)
+    return f.width, f.height, f.mode, f.format, f.error
 
 
 @dataclass
@@ -490,13 +484,18 @@ class Triage:
         }
         marks = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT rel, state, time FROM triage_marks")}
         fresh: dict[str, _Fact] = {}
+        found = list(self._scan())
+        changed = [f for f in found if (c := cached.get(f.rel)) is None or c.size != f.size or c.mtime_ns != f.mtime_ns]
+        if changed:  # new or edited images: read them, in threads (Pillow releases the GIL)
+            workers = default_workers() if len(changed) >= 16 else 1
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lorawb-triage") as pool:
+                read = pool.map(lambda f: self._read_fact(Path(f.path), f.size, f.mtime_ns), changed)
+                for f, fact in zip(changed, read, strict=True):
+                    cached[f.rel] = fresh[f.rel] = fact
         items: list[TriageItem] = []
-        for f in self._scan():
+        for f in found:
             rel = f.rel
-            fact = cached.get(rel)
-            if fact is None or fact.size != f.size or fact.mtime_ns != f.mtime_ns:
-                fact = self._read_fact(Path(f.path), f.size, f.mtime_ns)
-                fresh[rel] = fact
+            fact = cached[rel]
             cap_rel = rel.rsplit("/", 1)[0] + "/" + f.caption if f.caption else None
             if cap_rel != fact.cap_rel or f.caption_mtime_ns != fact.cap_mtime_ns:
                 fact.cap_rel, fact.cap_mtime_ns, fact.cap_text = cap_rel, f.caption_mtime_ns, None
@@ -531,6 +530,8 @@ class Triage:
                     decided_at=decided,
                 )
             )
+        for rel in [r for r in fresh if not _storable(r)]:
+            del fresh[rel]  # a file name that is not UTF-8 cannot be a DB key: listed, not cached
         if fresh:
             with conn:
                 conn.executemany(
@@ -548,14 +549,7 @@ class Triage:
 
     @staticmethod
     def _read_fact(path: Path, size: int, mtime_ns: int) -> _Fact:
-        try:
-            w, h, mode, fmt = read_header(path)
-            err = None
-        except Image.DecompressionBombError:
-            w, h, mode, fmt, err = 0, 0, "", "", "image too large (decompression bomb guard)"
-        except Exception as exc:  # corrupt, truncated, zero bytes, not an image
-            w, h, mode, fmt, err = 0, 0, "", "", f"unreadable: {exc}"
-        return _Fact(size, mtime_ns, w, h, mode, fmt, err, None, None, None)
+        return _Fact(size, mtime_ns, *read_facts(path), None, None, None)
 
     def state_of(self, rel: str) -> str:
         area, rejected, _ = self.locate(rel)
@@ -690,6 +684,8 @@ class Triage:
 
     # --- DB helpers -------------------------------------------------------
     def _require(self, rel: str) -> None:
+        if not _storable(rel):
+            raise TriageError("the file name is not valid UTF-8", path=self.path(rel), hint="rename the file")
         if not self.path(rel).is_file():
             raise TriageError("no such image (moved or deleted outside lorawb?)", path=self.path(rel))
 
@@ -779,6 +775,14 @@ def move_no_clobber(src: Path, dst: Path) -> None:
             raise FileExistsError(errno.EEXIST, "file exists", str(dst)) from None
         shutil.copy2(src, dst)  # another file system: copy keeps the mtime, then drop the original
     os.unlink(src)
+
+
+def _storable(rel: str) -> bool:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _move_hash_row(conn: sqlite3.Connection, rel: str, new_rel: str) -> None:

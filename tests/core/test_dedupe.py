@@ -131,3 +131,15 @@ def test_group_hashes_chains_and_collapses_identical():
     h = {"a": 0b0, "b": 0b111, "c": 0b111111, "d": 0b0, "far": (1 << 64) - 1}
     assert group_hashes(h, 3) == [["a", "b", "c", "d"]]
     assert group_hashes(h, 0) == [["a", "d"]]
+
+
+def test_a_disguised_postscript_file_is_not_opened(project, monkeypatch):
+    # Named .png, really EPS: Pillow would hand it to Ghostscript if any format were allowed.
+    (project.dataset_dir / "10_zkx_mira" / "evil.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n")
+    from PIL import EpsImagePlugin
+
+    monkeypatch.setattr(EpsImagePlugin, "has_ghostscript", lambda: pytest.fail("Ghostscript was reached"))
+    with pytest.raises(Exception, match="cannot identify"):
+        dedupe.image_hash(project.dataset_dir / "10_zkx_mira" / "evil.png")
+    res = find_duplicates(project, workers=1)
+    assert "dataset/10_zkx_mira/evil.png" in res.errors

@@ -268,11 +268,14 @@ def test_facts_follow_exif_orientation_and_report_unreadable_files(project):
     img.save(project.root / FOLDER / "rot.jpg", exif=exif)
     (project.root / FOLDER / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (project.root / FOLDER / "empty.jpg").write_bytes(b"")
+    # PostScript named .png: must be refused, never handed to Ghostscript.
+    (project.root / FOLDER / "disguised.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
     items = {i.rel: i for i in Triage(project).items()}
     rot = items[f"{FOLDER}/rot.jpg"]
     assert (rot.width, rot.height, rot.format) == (120, 300, "JPEG")
-    assert items[f"{FOLDER}/broken.png"].error.startswith("unreadable")
-    assert items[f"{FOLDER}/empty.jpg"].error
+    assert items[f"{FOLDER}/broken.png"].error.startswith("truncated")
+    assert items[f"{FOLDER}/empty.jpg"].error == "empty file (0 bytes)"
+    assert items[f"{FOLDER}/disguised.png"].error.startswith("not a PNG, JPEG")
     assert items[f"{FOLDER}/img_000.png"].mode == "RGB"
 
 
@@ -280,8 +283,8 @@ def test_second_listing_reads_no_image_header_and_sees_changes(project, monkeypa
     t = Triage(project)
     t.items()
     calls = []
-    real = tri.read_header
-    monkeypatch.setattr(tri, "read_header", lambda p: calls.append(p) or real(p))
+    real = tri.read_facts
+    monkeypatch.setattr(tri, "read_facts", lambda p: calls.append(p) or real(p))
     items = {i.rel: i for i in t.items()}
     assert calls == []
     # A changed image and a changed caption are picked up.
