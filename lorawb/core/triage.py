@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from lorawb.core import layout
@@ -134,6 +135,11 @@ class TriageItem:
     def tags(self) -> list[str]:
         return split_tags(self.caption_text or "")
 
+    @cached_property
+    def tag_set(self) -> frozenset[str]:
+        """Normalised tags (lower case, ``_`` as space), computed once: tag filters run over 10,000 items."""
+        return frozenset(_norm_tag(t) for t in self.tags)
+
     @property
     def has_caption(self) -> bool:
         return bool(self.caption_text and self.caption_text.strip())
@@ -212,7 +218,7 @@ class Filter:
         if self.duplicates and item.rel not in dup_rels:
             return False
         if self.has_tag or self.lacks_tag:
-            tags = {_norm_tag(t) for t in item.tags}
+            tags = item.tag_set
             if self.has_tag and _norm_tag(self.has_tag) not in tags:
                 return False
             if self.lacks_tag and _norm_tag(self.lacks_tag) in tags:
@@ -469,6 +475,50 @@ class Triage:
                 for e in reversed(subdirs):  # the stack pops the first folder first
                     stack.append((e.path, f"{dir_rel}/{e.name}", (*parts, e.name)))
 
+    def cached_items(self) -> list[TriageItem]:
+        """The last listing, from the state DB alone (no disk walk): for an instant first paint.
+
+        ``items()`` must follow to see what changed on disk since.
+        """
+        marks = {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT rel, state, time FROM triage_marks")}
+        bases = ((DATASET, self._dataset_rel + "/"), (INBOX, self._inbox_rel + "/"))
+        out = []
+        for r in self.conn.execute(
+            "SELECT rel, size, mtime_ns, width, height, mode, format, error, cap_rel, cap_text FROM triage_facts"
+        ):
+            rel = r[0]
+            hit = next(((a, b) for a, b in bases if rel.startswith(b)), None)
+            if hit is None:
+                continue
+            area, prefix = hit
+            parts = rel[len(prefix) :].split("/")[:-1]
+            rejected = bool(parts) and parts[0] == layout.REJECTED
+            state, decided = marks.get(rel, (UNREVIEWED, None))
+            if rejected:
+                state = REJECT
+            elif state == REJECT:
+                state, decided = UNREVIEWED, None
+            out.append(
+                TriageItem(
+                    rel=rel,
+                    area=area,
+                    folder="/".join(parts[1:] if rejected else parts),
+                    size_bytes=r[1],
+                    mtime_ns=r[2],
+                    width=r[3],
+                    height=r[4],
+                    mode=r[5],
+                    format=r[6],
+                    error=r[7],
+                    caption_rel=r[8],
+                    caption_text=r[9],
+                    state=state,
+                    decided_at=decided,
+                )
+            )
+        out.sort(key=lambda i: i.rel)
+        return out
+
     def items(self) -> list[TriageItem]:
         """Every image in dataset/, dataset/rejected/, inbox/ and inbox/rejected/, with its decision.
 
@@ -532,6 +582,11 @@ class Triage:
             )
         for rel in [r for r in fresh if not _storable(r)]:
             del fresh[rel]  # a file name that is not UTF-8 cannot be a DB key: listed, not cached
+        present = {f.rel for f in found}
+        gone = [(rel,) for rel in cached if rel not in present]
+        if gone:  # deleted or moved by another tool: forget them, so cached_items() shows no ghosts
+            with conn:
+                conn.executemany("DELETE FROM triage_facts WHERE rel=?", gone)
         if fresh:
             with conn:
                 conn.executemany(

@@ -324,3 +324,28 @@ async def test_keys_are_handled_while_thumbnails_are_still_being_made(tmp_path, 
     assert max(latencies) < 0.3, latencies
     # ...while the loader was still working through the thumbnails the keys scrolled past.
     assert busy and made_so_far < 20
+
+
+async def test_palette_commands_and_unicode_grid_mode(sample_like_project):
+    app = LorawbApp(sample_like_project)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert {
+            "Triage: reject",
+            "Triage: show flagged",
+            "Triage: sort by aspect",
+            "Triage: near-duplicate groups",
+        } <= set(titles)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Triage: reject")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert (sample_like_project.root / "dataset/rejected/10_zkx_mira/img_000.png").exists()
+        # In "unicode" image mode the grid draws shade characters instead of half-blocks.
+        _, grid = parts(app)
+        assert "▀" in grid.render_line(1).text
+        app.image_mode = "unicode"
+        await settle(pilot)
+        line = grid.render_line(1).text
+        assert "▀" not in line and set(line) & set("█▓▒░")

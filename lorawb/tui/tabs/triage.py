@@ -149,19 +149,24 @@ class TriageTab(Vertical):
     # --- loading ----------------------------------------------------------
     @work(thread=True, exclusive=True, group="triage-load")
     def load(self) -> None:
-        """Scan (from the facts cache: only changed files are read) and show."""
+        """Show the last listing from the state DB at once (first load), then scan and show what is on disk."""
+        worker = get_current_worker()
         try:
+            if not self._loaded_once:
+                cached = self.triage.cached_items()
+                if cached and not worker.is_cancelled:
+                    self.app.call_from_thread(self._loaded, cached, False)
             items = self.triage.items()
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
-        if not get_current_worker().is_cancelled:
+        if not worker.is_cancelled:
             self.app.call_from_thread(self._loaded, items)
 
-    def _loaded(self, items: list[tri.TriageItem]) -> None:
+    def _loaded(self, items: list[tri.TriageItem], final: bool = True) -> None:
         self.all_items = items
         self.refilter()
-        if not self._loaded_once:
+        if final and not self._loaded_once:
             self._loaded_once = True
             self.find_dupes()
 
@@ -365,6 +370,7 @@ class TriageTab(Vertical):
 
     def _decided(self, decisions: list[tri.Decision], next_group: bool = False) -> None:
         by_rel = {i.rel: n for n, i in enumerate(self.all_items)}
+        patched: dict[str, tri.TriageItem] = {}
         moved = False
         for d in decisions:
             n = by_rel.get(d.rel)
@@ -375,17 +381,47 @@ class TriageTab(Vertical):
             cap = old.caption_rel
             if cap and d.moved:
                 cap = str(PurePosixPath(d.new_rel).with_suffix(PurePosixPath(cap).suffix))
-            self.all_items[n] = replace(
-                old, rel=d.new_rel, area=area, folder=folder, state=d.state, decided_at=time.time(), caption_rel=cap
+            decided = None if d.state == tri.UNREVIEWED else time.time()
+            new = replace(
+                old, rel=d.new_rel, area=area, folder=folder, state=d.state, decided_at=decided, caption_rel=cap
             )
+            self.all_items[n] = patched[d.rel] = new
             moved |= d.moved
         if next_group:
             self.group_index += 1
             self.refilter(cursor_index=0)
-        else:
+        elif self.dupe_view:
             self.refilter()
+        else:
+            self._patch_shown(patched)
         if moved:
             self._changed_files()
+        if any(w.group == "triage-load" and not w.is_finished for w in self.app.workers):
+            self.load()  # a scan that started before this move may not have seen it
+
+    def _patch_shown(self, patched: dict[str, tri.TriageItem]) -> None:
+        """Apply decisions to the shown list without re-filtering everything (10,000 images: one pass, no sort)."""
+        grid = self.grid
+        min_res = self.project.config.project.min_resolution
+        dup_rels = self.dedupe.dup_rels if self.dedupe else set()
+        shown: list[tri.TriageItem] = []
+        cells: list[GridItem] = []
+        for item, cell in zip(self.shown, grid.items, strict=True):
+            new = patched.get(item.rel)
+            if new is None:
+                shown.append(item)
+                cells.append(cell)
+            elif self.flt.matches(new, min_resolution=min_res, dup_rels=dup_rels):
+                if new.rel != item.rel:
+                    self.refilter()  # renamed and still shown: its sort position may change
+                    return
+                shown.append(new)
+                cells.append(self._grid_item(new))
+        current = grid.current.key if grid.current else None
+        self.shown = shown
+        grid.set_items(cells, cursor_key=current, cursor_index=grid.cursor)
+        self.app.image_list = tuple(i.rel for i in shown)  # type: ignore[attr-defined]
+        self.update_status()
 
     def _failed(self, exc: LorawbError) -> None:
         self.notify(str(exc), severity="error", timeout=8)
