@@ -320,8 +320,8 @@ async def test_keys_are_handled_while_thumbnails_are_still_being_made(tmp_path, 
         await settle(pilot)
         assert app.current_image == f"{F}/img_{39 - cols:03d}.png"
         assert grid.painted.is_set()
-    # Every key was handled in a fraction of one thumbnail's decode time budget for a screenful...
-    assert max(latencies) < 0.3, latencies
+    # Every key was handled well within what decoding the newly shown cells would cost...
+    assert max(latencies) < 0.6, latencies  # decoding a screenful on the loop would take >= 0.9 s
     # ...while the loader was still working through the thumbnails the keys scrolled past.
     assert busy and made_so_far < 20
 
