@@ -33,6 +33,7 @@ from lorawb.errors import LorawbError
 from lorawb.tui.widgets.image_grid import GridItem, ImageGrid
 from lorawb.tui.widgets.image_view import ImageView
 
+DEDUPE_DELAY_S = 1.5  # after the first listing, before near-duplicate hashing starts in the background
 STATE_CYCLE = (None, tri.UNREVIEWED, tri.KEEP, tri.FLAG, tri.REJECT)
 STATE_WORDS = {tri.UNREVIEWED: "unreviewed", tri.KEEP: "kept", tri.REJECT: "rejected", tri.FLAG: "flagged"}
 
@@ -168,7 +169,9 @@ class TriageTab(Vertical):
         self.refilter()
         if final and not self._loaded_once:
             self._loaded_once = True
-            self.find_dupes()
+            # Hashing a new 10,000-image dataset takes minutes of one core: let the first screen of
+            # thumbnails have the machine first.
+            self.set_timer(DEDUPE_DELAY_S, self._start_dedupe)
 
     def _dataset_version_changed(self, version: int) -> None:
         # The app also calls watchers with the initial value once it is running: ignore repeats.
@@ -546,6 +549,10 @@ class TriageTab(Vertical):
         self.refilter(cursor_index=0)
 
     # --- near-duplicates --------------------------------------------------
+    def _start_dedupe(self) -> None:
+        if self.dedupe is None and not any(w.group == "triage-dedupe" for w in self.app.workers):
+            self.find_dupes()
+
     @work(thread=True, exclusive=True, group="triage-dedupe")
     def find_dupes(self) -> None:
         worker = get_current_worker()
