@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "lorawb.cli.app_cmd",
     "lorawb.cli.project_cmds",
     "lorawb.cli.triage_cmds",
+    "lorawb.cli.train_cmds",
+    "lorawb.cli.watch_cmd",
 ]
 
 

@@ -48,7 +48,15 @@ class EventWriter:
             extra["error"] = error
         self.emit("status", state=state, **extra)
 
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        if self._fh.closed:
+            return
         try:
             os.fsync(self._fh.fileno())
         except OSError:
@@ -69,6 +77,8 @@ class EventTail:
         self.offset = 0
         self.bad_lines = 0
         self.max_bytes = max_bytes  # backpressure: at most this much per poll
+        self.restarts = 0  # times the file was replaced or truncated and read again from the start
+        self.size = 0  # file size at the last poll: ``size > offset`` means more is waiting
         self._ino: int | None = None
 
     def poll(self) -> list[dict[str, Any]]:
@@ -78,12 +88,15 @@ class EventTail:
             return []
         if st.st_size < self.offset or (self._ino is not None and st.st_ino != self._ino):
             self.offset = 0
+            self.restarts += 1
         self._ino = st.st_ino
+        self.size = st.st_size
         if st.st_size == self.offset:
             return []
         with open(self.path, "rb") as fh:
             fh.seek(self.offset)
-            chunk = fh.read(self.max_bytes)
+            # Never ask read() for more than is there: a huge max_bytes would be allocated up front.
+            chunk = fh.read(min(self.max_bytes, st.st_size - self.offset))
         end = chunk.rfind(b"\n")
         if end < 0:
             return []
