@@ -60,10 +60,10 @@ def test_wrong_type(tmp_path):
 
 
 def test_out_of_range_and_the_others_are_listed(tmp_path):
-    err = load_with(tmp_path, '[project]\nresolution = 20\nmin_resolution = "a"\n[ui]\nimages = "kitty"\n')
+    err = load_with(tmp_path, '[project]\nresolution = 4\nmin_resolution = "a"\n[ui]\nimages = "kitty"\n')
     assert err.line == 2
     assert err.message == (
-        "project.resolution: Input should be greater than or equal to 64 (got 20); "
+        "project.resolution: Input should be greater than or equal to 8 (got 4); "
         "also check project.min_resolution, ui.images"
     )
 
@@ -105,8 +105,8 @@ def test_save_setting_validates_and_keeps_comments(tmp_path):
     text = project.config_path.read_text(encoding="utf-8")
     assert "min_resolution = 300" in text
     assert "# Images whose short side is below this are flagged" in text
-    with pytest.raises(ConfigError, match="project.resolution: Input should be greater than or equal to 64"):
-        project.save_setting("project.resolution", 8)
+    with pytest.raises(ConfigError, match="project.resolution: Input should be greater than or equal to 8"):
+        project.save_setting("project.resolution", 4)
     assert Project.load(project.root).config.project.resolution == 512  # nothing written
     project.save_setting("project.min_resolution", 320)  # the failed change left nothing behind
     assert Project.load(project.root).config.project.resolution == 512
