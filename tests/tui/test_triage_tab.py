@@ -349,3 +349,16 @@ async def test_palette_commands_and_unicode_grid_mode(sample_like_project):
         await settle(pilot)
         line = grid.render_line(1).text
         assert "▀" not in line and set(line) & set("█▓▒░")
+
+
+async def test_bucket_fact_follows_the_trainer_settings_and_never_crashes(sample_like_project):
+    sample_like_project.save_setting("project.resolution", 32)  # a tiny toy model
+    app = LorawbApp(sample_like_project)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert "bucket: resolution 32 < bucket_step 64" in facts(app)
+    sample_like_project.save_setting("dataset.bucket_step", 8)
+    app = LorawbApp(sample_like_project)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert "bucket 32x32 (1:1) @32" in facts(app)

@@ -261,8 +261,7 @@ class TriageTab(Vertical):
             t.append(item.error, style="red")
         else:
             t.append(f"{item.width}×{item.height} {item.mode} {item.format} · {_size(item.size_bytes)}")
-            res = self.project.config.project.resolution
-            t.append(f"\nbucket {bucket_label(nearest_bucket(item.width, item.height, res))} @{res}")
+            t.append("\n" + self._bucket_text(item))
             if item.area == tri.DATASET:
                 t.append(f" · ×{repeats_for(item.folder)}")
             if item.short_side < self.project.config.project.min_resolution:
@@ -279,6 +278,18 @@ class TriageTab(Vertical):
         else:
             t.append("(no caption)", style="dim")
         self.query_one("#triage-facts", Static).update(t)
+
+    def _bucket_text(self, item: tri.TriageItem) -> str:
+        """The aspect bucket the trainer would use: [dataset] resolution/bucket_step, else the project's."""
+        ds = self.project.config.dataset
+        try:
+            res = int(ds.get("resolution") or self.project.config.project.resolution)
+            step = int(ds.get("bucket_step") or 64)
+            if res < step:
+                return f"bucket: resolution {res} < bucket_step {step}"
+            return f"bucket {bucket_label(nearest_bucket(item.width, item.height, res, step))} @{res}"
+        except (TypeError, ValueError, ZeroDivisionError):  # a hand-edited [dataset] table the trainer will reject
+            return "bucket: see [dataset] in lorawb.toml"
 
     def _state_colour(self, state: str) -> str:
         name = {"keep": "kept", "reject": "rejected", "flag": "flagged"}.get(state, "unreviewed")
