@@ -50,7 +50,8 @@ class ThumbCache:
 def make_thumbnail_png(path: Path, size: tuple[int, int]) -> bytes:
     """Decode, apply EXIF orientation, fit into ``size``; RGB(A) PNG bytes."""
     try:
-        with Image.open(path) as im:
+        # Only dataset formats: a file named .png that is really PostScript must never reach Ghostscript.
+        with Image.open(path, formats=("PNG", "JPEG", "WEBP", "BMP", "GIF")) as im:
             im.seek(0)
             im.draft("RGB", (size[0] * 2, size[1] * 2))  # JPEG: decode at reduced scale
             im = ImageOps.exif_transpose(im)
