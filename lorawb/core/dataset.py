@@ -40,7 +40,9 @@ _FORMAT_EXTS = {
     "GIF": (".gif",),
     "MPO": (".jpg", ".jpeg"),  # multi-picture JPEG from cameras
 }
-_PIL_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")  # JPEG also opens MPO files
+# The formats any lorawb code may hand to Image.open: a file named .png that is really
+# PostScript must never reach Ghostscript. JPEG also opens MPO files.
+SAFE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
 
 @dataclass
@@ -163,7 +165,7 @@ def _fill_image(facts: ImageFacts, path: Path) -> None:
 
 def _decode(facts: ImageFacts, data: bytes) -> None:
     # Only the formats a dataset may hold: a file named .png that is really EPS must not reach Ghostscript.
-    with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
+    with Image.open(io.BytesIO(data), formats=SAFE_FORMATS) as im:
         width, height = im.size
         facts.mode = im.mode
         facts.format = im.format or ""

@@ -29,6 +29,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps
 
+from lorawb.core.dataset import SAFE_FORMATS
 from lorawb.core.project import Project
 from lorawb.core.state import connect, ensure_schema
 from lorawb.core.triage import DATASET, REJECT, Triage, TriageItem
@@ -48,11 +49,6 @@ CREATE TABLE IF NOT EXISTS dedupe_hashes (
     error TEXT
 );
 """
-
-
-# The formats a dataset may hold (as lorawb.core.dataset opens them): a file named .png that is
-# really PostScript must never reach Ghostscript.
-SAFE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
 
 def image_hash(path: Path) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from lorawb.core.dataset import SAFE_FORMATS
 from lorawb.core.fsutil import atomic_write_bytes
 from lorawb.errors import ImageError
 
@@ -51,7 +52,7 @@ def make_thumbnail_png(path: Path, size: tuple[int, int]) -> bytes:
     """Decode, apply EXIF orientation, fit into ``size``; RGB(A) PNG bytes."""
     try:
         # Only dataset formats: a file named .png that is really PostScript must never reach Ghostscript.
-        with Image.open(path, formats=("PNG", "JPEG", "WEBP", "BMP", "GIF")) as im:
+        with Image.open(path, formats=SAFE_FORMATS) as im:
             im.seek(0)
             im.draft("RGB", (size[0] * 2, size[1] * 2))  # JPEG: decode at reduced scale
             im = ImageOps.exif_transpose(im)
