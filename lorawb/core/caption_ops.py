@@ -94,43 +94,33 @@ def _read(root: Path, image: Path, cap: str | None) -> CaptionFile:
 
 def read_captions(root: Path, images: Iterable[str]) -> list[CaptionFile]:
     """The captions of these images (paths relative to ``root``), listing each folder once (fast for 10,000)."""
-    names_by_dir: dict[str, set[str]] = {}
+    listings: dict[str, set[str]] = {}
     out = []
     for rel in images:
         image = os.path.join(root, rel)
-        d, name = os.path.split(image)
-        names = names_by_dir.get(d)
-        if names is None:
-            try:
-                names = set(os.listdir(d))
-            except OSError:
-                names = set()
-            names_by_dir[d] = names
-        stem = os.path.splitext(name)[0]
-        cap = next((d + os.sep + stem + ext for ext in layout.CAPTION_EXTS if stem + ext in names), None)
-        out.append(_read(root, Path(image), cap))
+        out.append(_read(root, Path(image), _caption_beside(image, listings)))
     return out
 
 
 def _images_with_captions(folder: Path) -> Iterable[tuple[Path, str | None]]:
     """(image, caption file or None) for every image under ``folder``, one directory listing each."""
-    names_by_dir: dict[str, set[str]] = {}
+    listings: dict[str, set[str]] = {}
     for image in layout.walk_images(folder):
-        d, name = os.path.split(image)  # plain strings: pathlib costs more than the reads here
-        names = names_by_dir.get(d)
-        if names is None:
-            try:
-                names = set(os.listdir(d))
-            except OSError:
-                names = set()
-            names_by_dir[d] = names
-        stem = os.path.splitext(name)[0]
-        cap = None
-        for ext in layout.CAPTION_EXTS:
-            if stem + ext in names:
-                cap = d + os.sep + stem + ext
-                break
-        yield image, cap
+        yield image, _caption_beside(str(image), listings)
+
+
+def _caption_beside(image: str, listings: dict[str, set[str]]) -> str | None:
+    """The caption file of ``image`` (.txt, else .caption), from a per-folder listing cached in ``listings``."""
+    d, name = os.path.split(image)  # plain strings: pathlib costs more than the reads here
+    names = listings.get(d)
+    if names is None:
+        try:
+            names = set(os.listdir(d))
+        except OSError:
+            names = set()
+        listings[d] = names
+    stem = os.path.splitext(name)[0]
+    return next((d + os.sep + stem + ext for ext in layout.CAPTION_EXTS if stem + ext in names), None)
 
 
 def load_captions(project: Project, selection: Selection | None = None) -> list[CaptionFile]:
