@@ -16,15 +16,42 @@ from lorawb.tui.widgets.image_view import ImageView
 
 
 class SampleCell(Vertical):
+    """One sample image and its prompt. It keeps its own data, so an update that arrives
+    before the cell is composed (or while it is being removed) is applied when possible
+    instead of querying children that are not there."""
+
     DEFAULT_CSS = """
     SampleCell { width: 1fr; height: 1fr; }
     SampleCell > ImageView { height: 1fr; }
     SampleCell > .prompt { height: 2; color: $text-muted; text-align: center; }
     """
 
+    def __init__(self, image=None) -> None:
+        super().__init__()
+        self.image = image
+
     def compose(self) -> ComposeResult:
         yield ImageView(box=(256, 256))
         yield Static("", classes="prompt")
+
+    def on_mount(self) -> None:
+        self._apply()
+
+    def set_image(self, image) -> None:
+        self.image = image
+        if self.is_mounted:
+            self._apply()
+
+    def _apply(self) -> None:
+        im = self.image
+        prompts = self.query(".prompt").results(Static)
+        views = self.query(ImageView).results(ImageView)
+        prompt, view = next(prompts, None), next(views, None)
+        if im is None or prompt is None or view is None:
+            return
+        label = im.prompt + (f"  (seed {im.seed})" if im.seed is not None else "")
+        prompt.update(label if im.exists else f"{label}\n(missing: {im.path.name})")
+        view.show(im.path if im.exists else None)
 
 
 class SampleStrip(Vertical):
@@ -65,14 +92,7 @@ class SampleStrip(Vertical):
         cells = list(box.query(SampleCell))
         if len(cells) != len(images):
             box.remove_children()
-            cells = [SampleCell() for _ in images]
-            box.mount_all(cells)
-            self.call_after_refresh(self._fill, images)
+            box.mount_all([SampleCell(im) for im in images])
         else:
-            self._fill(images)
-
-    def _fill(self, images) -> None:
-        for cell, im in zip(self.query(SampleCell), images, strict=False):
-            label = im.prompt + (f"  (seed {im.seed})" if im.seed is not None else "")
-            cell.query_one(".prompt", Static).update(label if im.exists else f"{label}\n(missing: {im.path.name})")
-            cell.query_one(ImageView).show(im.path if im.exists else None)
+            for cell, im in zip(cells, images, strict=True):
+                cell.set_image(im)
