@@ -73,9 +73,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from lorawb.train.process import resume_run
+    from lorawb.train.process import check_resumable, resume_run
 
     run = _find_run(args.run, args.project)
+    check_resumable(run)  # before printing the id: a script reading stdout must not get a run that didn't resume
     if args.detach:
         resume_run(run, detach=True)
         print(f"{run.id} resumed in the background")

@@ -57,6 +57,13 @@ def start_run(
 
 def resume_run(run: RunFolder, detach: bool, progress: Callable[[dict[str, Any]], None] | None = None) -> RunFolder:
     """Continue a stopped (or failed, or killed) run from its saved resume state."""
+    check_resumable(run)
+    launch(run, detach=detach, resume=True, progress=progress)
+    return run
+
+
+def check_resumable(run: RunFolder) -> None:
+    """Raise RunError unless ``run`` can be resumed (not running, has resume state, not finished, model there)."""
     if run.is_alive():
         raise RunError("this run is still running", path=run.path, hint=f"`lorawb stop {run.id}` first")
     if not (run.state / "resume.pt").is_file():
@@ -69,8 +76,6 @@ def resume_run(run: RunFolder, detach: bool, progress: Callable[[dict[str, Any]]
     if states and states[-1] == "finished":
         raise RunError("this run has already finished", path=run.path, hint="start a new run to train further")
     check_model_path(load_run_config(run.config).model)
-    launch(run, detach=detach, resume=True, progress=progress)
-    return run
 
 
 def stop_run(run: RunFolder, wait: float = 0.0) -> bool:

@@ -51,3 +51,19 @@ def test_multi_gpu_runs_launch_through_accelerate(tmp_path):
     single = worker_command(run, num_processes=1)
     assert single == [sys.executable, "-m", "lorawb.train.worker", str(run.path)]
     assert "LORAWB_LOCK_HELD" not in worker_env(1) and worker_env(1)["HF_HUB_OFFLINE"] == "1"
+
+
+def test_resume_of_a_finished_run_prints_no_run_id(tmp_path, capsys):
+    from lorawb.cli import main
+    from lorawb.train.events import EventWriter
+    from lorawb.train.runfolder import RunFolder
+
+    run = RunFolder(tmp_path / "runs" / "20261125-000000-done").create()
+    (run.state / "resume.pt").write_bytes(b"x")
+    (run.path / "config.toml").write_text("")
+    with EventWriter(run.events) as ev:
+        ev.status("finished")
+    assert main(["resume", str(run.path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "already finished" in captured.err

@@ -62,7 +62,7 @@ class RunTable(DataTable):
                 added = True
             elif self.rows_by_id[r.run_id] != r or self._marked_changed(r.run_id, marked):
                 for col, value in zip(COLUMNS, cells, strict=True):
-                    self.update_cell(r.run_id, col, value)
+                    self.update_cell(r.run_id, col, value, update_width=True)
             self.rows_by_id[r.run_id] = r
         self._marked = marked
         if added:
