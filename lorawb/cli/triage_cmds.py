@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _rel(project, raw: str) -> str:
-    """An image argument: a path from here if it exists, else relative to the project."""
+    """An image argument: a path from here if it exists, else relative to the project, else to dataset/."""
     p = Path(raw).expanduser()
     if p.exists() or p.is_absolute():
         p = p.resolve() if not p.is_symlink() else p.absolute()
@@ -59,6 +59,8 @@ def _rel(project, raw: str) -> str:
             return p.relative_to(project.root).as_posix()
         except ValueError:
             pass
+    if not (project.root / raw).exists() and (project.dataset_dir / raw).exists():
+        return (project.dataset_dir / raw).relative_to(project.root).as_posix()
     return Path(raw).as_posix()
 
 

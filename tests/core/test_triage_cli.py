@@ -93,3 +93,11 @@ def test_dedupe_text_and_json(project, capsys):
     assert data["threshold"] == 0 and data["hashed"] == 7
     code, _, err = run(capsys, "dedupe", root, "--threshold", "99")
     assert code == 2 and "0-64" in err
+
+
+def test_image_paths_relative_to_the_dataset_work_too(project, capsys):
+    code, out, _ = run(capsys, "triage", str(project.root), "--flag", "10_zkx_mira/img_003.png")
+    assert code == 0
+    assert run(capsys, "triage", str(project.root), "--list", "flagged")[1].split() == [
+        "dataset/10_zkx_mira/img_003.png"
+    ]
