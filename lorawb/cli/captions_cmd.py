@@ -8,6 +8,7 @@ error (bad regex, unknown tag, bad filter...), as every lorawb command.
 from __future__ import annotations
 
 import argparse
+import shlex
 import json
 import os
 import sys
@@ -224,7 +225,7 @@ def _edit(project: Any, ns: argparse.Namespace) -> int:
     if config_note:
         print(f"  lorawb.toml: {config_note}")
     if written:
-        print("  undo with: lorawb captions undo")
+        print(f"  undo with: lorawb captions {shlex.quote(str(project.root))} undo")
     return 1 if conflicts else 0
 
 

@@ -334,6 +334,9 @@ class AddTag(Operation):
     def transform(self, tags: list[str]) -> list[str]:
         if self.key in _keys(tags):
             return tags
+        if self.trigger and not any(tags):
+            # A new caption (the image had none) starts with the trigger, like every caption should.
+            return [self.trigger, self.tag]
         if self.at == "start":
             return [self.tag, *tags]
         if self.at == "after-trigger":

@@ -60,7 +60,9 @@ def test_apply_writes_utf8_keeps_newline_style_and_records(project):
     op = co.AddTag("masterpiece", at="after-trigger", trigger=TRIGGER)
     assert after[cp] == op.rewrite(before[cp].decode("cp1252")).encode("utf-8")
     assert "café".encode() in after[cp]
-    assert (project.dataset_dir / "10_zkx_mira/img_0049.txt").read_text() == "masterpiece"  # created
+    assert (
+        project.dataset_dir / "10_zkx_mira/img_0049.txt"
+    ).read_text() == "zkx_mira, masterpiece"  # created, trigger first
     assert not list(project.dataset_dir.rglob(".*.tmp"))
     hist = ch.history(project)
     assert [(h.label, h.files, h.state) for h in hist] == [("add 'masterpiece' at after-trigger", 300, "applied")]

@@ -47,6 +47,9 @@ def test_add_tag(project, files, at):
     assert len(cs) == cs.scanned == 300  # nobody has it yet; images with no caption file get one
     for ch in cs.changes:
         before, after = nonempty(ch.old), nonempty(ch.new)
+        if not before:  # a new caption leads with the trigger, wherever the tag was asked for
+            assert after == [TRIGGER, "masterpiece"]
+            continue
         assert [k for k in after if k != "masterpiece"] == before  # everything else kept, in order
         if at == "start":
             assert after[0] == "masterpiece"
