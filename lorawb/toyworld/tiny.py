@@ -284,6 +284,9 @@ def build_tiny_model(
         torch.manual_seed(seed + 2)
         unet = _unet_sdxl(latent, te_hidden * 2, te_hidden)
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Writing model shards" bars are noise for a 5 MB model
     unet.save_pretrained(dest / "unet", safe_serialization=True)
     vae.save_pretrained(dest / "vae", safe_serialization=True)
     te1.save_pretrained(dest / "text_encoder", safe_serialization=True)
