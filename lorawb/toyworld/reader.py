@@ -144,7 +144,7 @@ def centroids() -> dict[str, tuple[np.ndarray, list[str]]]:
     out: dict[str, tuple[np.ndarray, list[str]]] = {}
     for name, keys in KEYS.items():
         groups: dict[tuple[str, ...], list[np.ndarray]] = {}
-        for s, f in zip(specs, feats):
+        for s, f in zip(specs, feats, strict=True):
             key = (getattr(s, name),) + tuple(getattr(s, k) for k in keys)
             groups.setdefault(key, []).append(f[name])
         rows = sorted(groups)
@@ -195,7 +195,10 @@ def _nearest_style(f: np.ndarray) -> str:
 
 def _pose(a: np.ndarray) -> str:
     torso = _means(a, REGIONS["outfit"][:1])
-    up = [np.abs(_means(a, [b]) - torso).sum() < np.abs(_means(a, [d]) - torso).sum() for b, d in zip(ARM_UP, ARM_DOWN)]
+    up = [
+        np.abs(_means(a, [b]) - torso).sum() < np.abs(_means(a, [d]) - torso).sum()
+        for b, d in zip(ARM_UP, ARM_DOWN, strict=True)
+    ]
     if up[0] and up[1]:
         return "arms up"
     return "waving" if up[1] else "standing"
