@@ -19,6 +19,7 @@ from lorawb.errors import LorawbError
 COMMAND_MODULES = [
     "lorawb.cli.app_cmd",
     "lorawb.cli.project_cmds",
+    "lorawb.cli.train_cmds",
 ]
 
 

@@ -22,7 +22,7 @@ class Strict(BaseModel):
 class ProjectSection(Strict):
     name: str = ""
     trigger: str = ""
-    resolution: int = Field(512, ge=16, le=4096, description="training resolution (bucket area)")
+    resolution: int = Field(512, ge=8, le=4096, description="training resolution (bucket area); tiny toy models use 32")
     min_resolution: int = Field(256, ge=1, description="images below this on their short side are flagged")
     dataset_dir: str = "dataset"
     inbox_dir: str = "inbox"

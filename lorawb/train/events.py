@@ -48,7 +48,15 @@ class EventWriter:
             extra["error"] = error
         self.emit("status", state=state, **extra)
 
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        if self._fh.closed:
+            return
         try:
             os.fsync(self._fh.fileno())
         except OSError:
@@ -83,7 +91,8 @@ class EventTail:
             return []
         with open(self.path, "rb") as fh:
             fh.seek(self.offset)
-            chunk = fh.read(self.max_bytes)
+            # Never ask read() for more than is there: a huge max_bytes would be allocated up front.
+            chunk = fh.read(min(self.max_bytes, st.st_size - self.offset))
         end = chunk.rfind(b"\n")
         if end < 0:
             return []

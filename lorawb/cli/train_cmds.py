@@ -1,0 +1,223 @@
+"""`lorawb train`, `runs`, `stop`, `resume` and `make-tiny-model`: thin wrappers over lorawb.train."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from lorawb.cli import add_project_arg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="start a training run (foreground, or --detach)")
+    add_project_arg(p)
+    p.add_argument("--config", metavar="FILE", help="a TOML file with training settings (over lorawb.toml's)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set train.max_steps=500 (repeatable)",
+    )
+    p.add_argument("--detach", action="store_true", help="train in a separate process that survives the terminal")
+    p.add_argument("--allow-pickle", action="store_true", help="allow a .ckpt/.pt/.bin base model (can run code)")
+    p.add_argument("--name", default="", help="a word for the run id (default: the output name)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("runs", help="list the project's training runs")
+    add_project_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("stop", help="ask a run to save a checkpoint and its resume state, then stop")
+    p.add_argument("run", help="run id, unique prefix, 'last', or path")
+    p.add_argument("--project", default=".", help="project folder (default: the current one)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait until it has stopped")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("resume", help="continue a stopped run from its saved state")
+    p.add_argument("run", help="run id, unique prefix, 'last', or path")
+    p.add_argument("--project", default=".", help="project folder (default: the current one)")
+    p.add_argument("--detach", action="store_true", help="continue in a separate process")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("make-tiny-model", help="build a tiny random base model (Stable Diffusion layout) for tests")
+    p.add_argument("dest", help="folder to create")
+    p.add_argument("--family", choices=["sd1", "sdxl"], default="sd1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=32, help="native image size in pixels (default 32)")
+    p.add_argument("--single-file", metavar="FILE", help="also write the model as one .safetensors checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite a model already in DEST")
+    p.set_defaults(func=cmd_make_tiny_model)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lorawb.core.project import Project
+    from lorawb.train.config import resolve_config
+    from lorawb.train.process import create_run, launch
+
+    project = Project.load(args.project)
+    overrides = list(args.overrides) + (["model.allow_pickle=true"] if args.allow_pickle else [])
+    config = resolve_config(project, args.config, overrides)
+    run = create_run(project, config, args.name)
+    print(run.id, flush=True)
+    if args.detach:
+        launch(run, detach=True)
+        print(f"  training in the background; follow it with `lorawb runs` or `lorawb watch {run.id}`")
+        return 0
+    return _foreground(run, lambda progress: launch(run, detach=False, progress=progress))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from lorawb.train.process import resume_run
+
+    run = _find_run(args.run, args.project)
+    if args.detach:
+        resume_run(run, detach=True)
+        print(f"{run.id} resumed in the background")
+        return 0
+    print(run.id, flush=True)
+    return _foreground(run, lambda progress: resume_run(run, detach=False, progress=progress))
+
+
+def _foreground(run: Any, go: Any) -> int:
+    """Train in this process with a one-line progress display; Ctrl-C stops cleanly (twice: at once)."""
+    from lorawb.train.runfolder import summarize
+
+    line = ProgressLine()
+    go(line.update)
+    line.done()
+    s = summarize(run)
+    last = s.checkpoints[-1]["path"] if s.checkpoints else "no checkpoint"
+    print(f"{run.id}: {s.state} at step {s.step}/{s.max_steps or '?'}; {last}")
+    if s.state == "stopped":
+        print(f"  continue with `lorawb resume {run.id}`")
+    return 0 if s.state in ("finished", "stopped") else 1
+
+
+class ProgressLine:
+    """`step 120/500 24% | loss 0.0913 (avg 0.1002) | lr 1.0e-04 | 3.2 it/s | eta 1m58s` on one line."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self.ema: float | None = None
+        self.last_print = 0.0
+        self.shown = False
+
+    def update(self, ev: dict[str, Any]) -> None:
+        loss = float(ev["loss"])
+        self.ema = loss if self.ema is None else 0.9 * self.ema + 0.1 * loss
+        step, total = ev["step"], ev.get("max_steps") or 0
+        it_s = ev.get("it_s") or 0.0
+        eta = (total - step) / it_s if it_s and total else 0.0
+        pct = f" {100 * step // total:3d}%" if total else ""
+        text = (
+            f"step {step}/{total}{pct} | loss {loss:.4f} (avg {self.ema:.4f}) | lr {ev.get('lr', 0):.1e} | "
+            f"{it_s:.2f} it/s | eta {_duration(eta)}"
+        )
+        now = time.time()
+        if self.tty:
+            sys.stdout.write("\r\x1b[2K" + text)
+            sys.stdout.flush()
+            self.shown = True
+        elif now - self.last_print >= 5 or step == total:
+            print(text, flush=True)
+            self.last_print = now
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from lorawb.core.project import Project
+    from lorawb.train.runfolder import list_runs, summarize
+
+    project = Project.load(args.project)
+    rows = []
+    for run in list_runs(project.runs_dir):
+        s = summarize(run)
+        rows.append(
+            {
+                "id": s.id,
+                "state": s.display_state,
+                "alive": s.alive,
+                "step": s.step,
+                "max_steps": s.max_steps,
+                "loss": s.loss,
+                "loss_ema": s.loss_ema,
+                "it_s": s.it_s,
+                "elapsed": round(s.elapsed, 1),
+                "checkpoints": len(s.checkpoints),
+                "error": s.error,
+                "path": str(s.path),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no runs yet in {project.runs_dir}; start one with `lorawb train`")
+        return 0
+    width = max(len(r["id"]) for r in rows)
+    print(f"{'RUN':<{width}}  {'STATE':<9} {'STEP':>11}  {'LOSS':>8}  {'ELAPSED':>8}  CKPTS")
+    for r in rows:
+        step = f"{r['step']}/{r['max_steps'] or '?'}"
+        loss = f"{r['loss']:.4f}" if r["loss"] is not None else "-"
+        print(
+            f"{r['id']:<{width}}  {r['state']:<9} {step:>11}  {loss:>8}  {_duration(r['elapsed']):>8}  {r['checkpoints']}"
+        )
+        if r["state"] == "failed" and r["error"]:
+            print(f"{'':<{width}}  error: {r['error']}")
+    return 0
+
+
+def _find_run(ref: str, project_dir: str) -> Any:
+    from pathlib import Path
+
+    from lorawb.core.project import Project
+    from lorawb.train.runfolder import RunFolder, find_run
+
+    p = Path(ref)
+    if (p / "config.toml").is_file() or (p / "events.jsonl").is_file():
+        return RunFolder(p.resolve())
+    return find_run(Project.load(project_dir).runs_dir, ref)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from lorawb.train.process import stop_run
+
+    run = _find_run(args.run, args.project)
+    stopped = stop_run(run, wait=args.wait)
+    if stopped:
+        print(f"{run.id} stopped; continue with `lorawb resume {run.id}`")
+    else:
+        print(f"{run.id}: stop requested; it saves a checkpoint and its resume state after the current step")
+    return 0
+
+
+def cmd_make_tiny_model(args: argparse.Namespace) -> int:
+    from lorawb.toyworld.tiny import build_tiny_model
+
+    path = build_tiny_model(args.dest, family=args.family, seed=args.seed, image_size=args.size, overwrite=args.force)
+    print(f"built a tiny {args.family} model in {path}")
+    if args.single_file:
+        from lorawb.toyworld.tiny import write_single_file
+
+        out = write_single_file(path, args.single_file)
+        print(f"wrote {out}")
+    return 0

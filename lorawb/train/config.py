@@ -1,0 +1,287 @@
+"""The training config: one pydantic model, TOML in, fully resolved TOML out.
+
+Sections ``model``, ``dataset``, ``network``, ``train``, ``sample``, ``save``.
+Values come, in order, from the field defaults here, the project's lorawb.toml
+(its training sections and ``[project] resolution/trigger``), an optional
+config file, then ``--set a.b=VALUE`` overrides. An unknown or ill-typed key is
+a ConfigError naming the key (and the file and line it came from).
+
+No torch here: the app's Train form imports this module.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import tomlkit
+from pydantic import BaseModel, ConfigDict, Field
+
+from lorawb.core import tomlio
+from lorawb.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lorawb.core.project import Project
+
+SECTIONS = ("model", "dataset", "network", "train", "sample", "save")
+
+DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+FF_TARGETS = ["ff.net.0.proj", "ff.net.2"]
+TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSection(_Section):
+    path: str = Field("", description="base model: a local diffusers folder or a single .safetensors file")
+    family: Literal["auto", "sd1", "sd2", "sdxl"] = Field("auto", description="model family; auto detects it")
+    config: str = Field(
+        "",
+        description="for a single-file model: a local diffusers folder of the same family whose configs "
+        "and tokenizer to use (nothing is downloaded)",
+    )
+    allow_pickle: bool = Field(False, description="allow .ckpt/.pt/.bin files (they can run code when loaded)")
+    prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field(
+        "auto", description="override the scheduler's prediction type (v_prediction for SD2 768-v models)"
+    )
+
+
+class DatasetSection(_Section):
+    path: str = Field("", description="dataset folder (default: the project's dataset/)")
+    trigger: str = Field("", description="trigger phrase (default: the project's)")
+    resolution: int = Field(0, ge=0, le=4096, description="bucket area side in px (0: the project's resolution)")
+    bucket_step: int = Field(64, ge=1, le=256, description="bucket sides are multiples of this (tiny models: 8)")
+    buckets: bool = Field(True, description="aspect-ratio bucketing; off: every image is cropped square")
+    crop: Literal["center", "random"] = Field("center", description="how an image is cropped to its bucket")
+    flip: bool = Field(False, description="random horizontal flip (off: characters are often asymmetric)")
+    add_trigger: bool = Field(False, description="prepend the trigger to captions that lack it")
+    shuffle_tags: bool = Field(False, description="shuffle the tags after the kept ones each time")
+    keep_tokens: int = Field(1, ge=0, description="leading tags never shuffled or dropped (the trigger is always kept)")
+    caption_dropout: float = Field(0.0, ge=0, le=1, description="chance of training an image with an empty caption")
+    tag_dropout: float = Field(0.0, ge=0, le=1, description="chance of dropping each non-kept tag")
+    validation_split: float = Field(0.0, ge=0, lt=1, description="share of images held out for validation loss")
+    validation_path: str = Field("", description="a separate folder of validation images (instead of a split)")
+    cache_latents: bool = Field(True, description="encode each image once and cache its latents on disk")
+    cache_text: bool = Field(True, description="cache text embeddings when the encoder is frozen and captions fixed")
+
+
+class NetworkSection(_Section):
+    rank: int = Field(16, ge=1, le=1024, description="LoRA rank (network dim)")
+    alpha: float = Field(16.0, gt=0, description="LoRA alpha; the update is scaled by alpha/rank")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA path")
+    dora: bool = Field(False, description="DoRA (weight-decomposed LoRA)")
+    target_modules: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TARGETS), description="UNet attention layers that get a LoRA"
+    )
+    ff: bool = Field(False, description="also adapt the UNet feed-forward layers")
+    conv: bool = Field(False, description="also adapt the UNet ResNet/sampler convolutions (LoCon)")
+    conv_rank: int = Field(8, ge=1, le=1024, description="rank of the conv LoRAs")
+    conv_alpha: float = Field(8.0, gt=0, description="alpha of the conv LoRAs")
+    train_text_encoder: bool = Field(False, description="also train LoRAs on the text encoder(s)")
+    text_encoder_targets: list[str] = Field(
+        default_factory=lambda: list(TE_TARGETS), description="text-encoder layers that get a LoRA (also fc1, fc2)"
+    )
+    text_encoder_lr: float = Field(0.0, ge=0, description="text-encoder learning rate (0: the UNet's)")
+
+
+class TrainSection(_Section):
+    max_steps: int = Field(1000, ge=0, description="optimizer steps to train (0: use epochs)")
+    epochs: int = Field(0, ge=0, description="epochs to train when max_steps is 0")
+    batch_size: int = Field(1, ge=1, description="images per micro-batch (same bucket)")
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation: micro-batches per optimizer step")
+    learning_rate: float = Field(1e-4, gt=0, description="UNet LoRA learning rate")
+    lr_scheduler: Literal["constant", "cosine", "linear"] = Field("constant", description="learning-rate schedule")
+    warmup_steps: int = Field(0, ge=0, description="steps of linear lr warm-up")
+    optimizer: Literal["adamw", "adamw8bit", "adamw_fused"] = Field("adamw", description="adamw8bit needs bitsandbytes")
+    weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping (0: off)")
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="GPU only; CPU trains in fp32")
+    gradient_checkpointing: bool = Field(False, description="less memory, about 20-30% slower")
+    noise_offset: float = Field(0.0, ge=0, description="offset noise (0.05-0.1 helps very dark/bright images)")
+    min_snr_gamma: float = Field(0.0, ge=0, description="min-SNR loss weighting (0: off; 5 is usual)")
+    seed: int = Field(42, description="seeds LoRA init, data order, noise: same seed, same run")
+    threads: int = Field(0, ge=0, description="CPU threads (0: $LORAWB_THREADS, else torch's default)")
+    num_processes: int = Field(1, ge=1, description="processes (GPUs) for data-parallel training via Accelerate")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: the GPU when there is one")
+    val_every_n_steps: int = Field(0, ge=0, description="validation loss every N steps (needs validation images)")
+    log_every_n_steps: int = Field(1, ge=1, description="a step event every N steps")
+
+
+class SampleSection(_Section):
+    every_n_steps: int = Field(0, ge=0, description="sample every N steps (0: off)")
+    at_start: bool = Field(False, description="also sample before the first step")
+    prompts: list[str] = Field(default_factory=list, description="{trigger} is replaced by the trigger")
+    negative: str = Field("", description="negative prompt for samples")
+    seeds: list[int] = Field(default_factory=lambda: [0], description="every prompt is drawn with each seed")
+    steps: int = Field(20, ge=1, le=200, description="sampling steps")
+    cfg: float = Field(0.0, ge=0, description="guidance scale (0: the model's recommendation, else 7)")
+    width: int = Field(0, ge=0, description="0: the dataset resolution")
+    height: int = Field(0, ge=0, description="0: the dataset resolution")
+    scheduler: Literal["ddim", "euler", "dpm"] = Field("ddim", description="sampler for the samples")
+
+
+class SaveSection(_Section):
+    every_n_steps: int = Field(0, ge=0, description="checkpoint every N steps (0: off); the last step always saves")
+    every_n_epochs: int = Field(0, ge=0, description="checkpoint every N epochs (0: off)")
+    name: str = Field("", description="file name stem (default: the trigger or the project name)")
+    keep_last: int = Field(0, ge=0, description="keep only the newest N checkpoints (0: all)")
+    precision: Literal["fp16", "bf16", "fp32"] = Field("fp16", description="dtype of the saved LoRA weights")
+
+
+class TrainConfig(_Section):
+    model: ModelSection = Field(default_factory=ModelSection)
+    dataset: DatasetSection = Field(default_factory=DatasetSection)
+    network: NetworkSection = Field(default_factory=NetworkSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    sample: SampleSection = Field(default_factory=SampleSection)
+    save: SaveSection = Field(default_factory=SaveSection)
+
+    def to_toml(self) -> str:
+        """The whole config as commented TOML (what runs/<id>/config.toml holds)."""
+        doc = tomlkit.document()
+        doc.add(tomlkit.comment("lorawb training config, fully resolved. `lorawb train --config FILE` takes it back."))
+        data = self.model_dump(mode="json")
+        for name in SECTIONS:
+            table = tomlkit.table()
+            section_model = type(getattr(self, name))
+            for key, value in data[name].items():
+                item = tomlkit.item(value)
+                desc = section_model.model_fields[key].description
+                if desc:
+                    item.comment(desc)
+                table.add(key, item)
+            doc.add(tomlkit.nl())
+            doc.add(name, table)
+        return tomlkit.dumps(doc)
+
+    def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
+        data = self.model_dump(mode="json")
+        _apply_overrides(data, overrides)
+        return _validate_overrides(data, overrides)
+
+
+def _apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
+    for spec in overrides:
+        key, value = tomlio.parse_override(spec)
+        if "." not in key:
+            raise ConfigError(
+                f"--set {key}: use a dotted key such as train.max_steps (sections: {', '.join(SECTIONS)})"
+            )
+        tomlio.set_dotted(data, key, value)
+
+
+def _validate_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> TrainConfig:
+    try:
+        return tomlio.validate(TrainConfig, data, path=None)
+    except ConfigError as exc:
+        keys = [tomlio.parse_override(s)[0] for s in overrides]
+        where = next((k for k in keys if exc.message.startswith(k)), None)
+        if where is not None:
+            raise ConfigError(f"--set {exc.message}", hint=exc.hint) from exc
+        raise
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _read_config_file(path: Path) -> tuple[dict[str, Any], str]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file not found", path=path)
+    doc, text = tomlio.load_document(path)
+    data = tomlio.to_plain(doc)
+    # A lorawb.toml may be passed as a config: take only its training sections.
+    if "project" in data:
+        data = {k: v for k, v in data.items() if k in SECTIONS}
+    return data, text
+
+
+def resolve_config(
+    project: Project, config_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> TrainConfig:
+    """The run config: lorawb.toml training defaults, then ``config_file``, then ``--set`` overrides.
+
+    Paths come out absolute and empty defaults are filled from the project
+    (dataset path, trigger, resolution, output name), so the frozen config
+    means the same thing from any folder.
+    """
+    defaults = project.config.training_defaults()
+    data = {k: v for k, v in defaults.items() if v}
+    tomlio.validate(TrainConfig, data, path=project.config_path, text=project.config_text)
+    file_path: Path | None = None
+    if config_file is not None:
+        file_path = Path(config_file)
+        extra, text = _read_config_file(file_path)
+        data = _deep_merge(data, extra)
+        tomlio.validate(TrainConfig, data, path=file_path, text=text)
+    _apply_overrides(data, overrides)
+    cfg = _validate_overrides(data, overrides)
+    if cfg.train.max_steps == 0 and cfg.train.epochs == 0:
+        raise ConfigError("train.max_steps and train.epochs are both 0: set one of them")
+    return fill_project_defaults(cfg, project, base=file_path.parent if file_path else None)
+
+
+def fill_project_defaults(cfg: TrainConfig, project: Project, base: Path | None = None) -> TrainConfig:
+    """Fill empty project-dependent values and make paths absolute."""
+    cfg = cfg.model_copy(deep=True)
+
+    def absolute(p: str) -> str:
+        if not p:
+            return p
+        q = Path(p).expanduser()
+        if q.is_absolute():
+            return str(q)
+        # Relative paths in a config file are relative to that file when it exists there.
+        if base is not None and (base / q).exists():
+            return str((base / q).resolve())
+        return str(project.resolve(q).resolve())
+
+    cfg.model.path = absolute(cfg.model.path)
+    cfg.model.config = absolute(cfg.model.config)
+    cfg.dataset.path = absolute(cfg.dataset.path) if cfg.dataset.path else str(project.dataset_dir.resolve())
+    cfg.dataset.validation_path = absolute(cfg.dataset.validation_path)
+    if not cfg.dataset.trigger:
+        cfg.dataset.trigger = project.trigger
+    if not cfg.dataset.resolution:
+        cfg.dataset.resolution = project.config.project.resolution
+    if not cfg.save.name:
+        cfg.save.name = _slug(cfg.dataset.trigger or project.name) or "lora"
+    return cfg
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:60]
+
+
+def load_run_config(path: str | Path) -> TrainConfig:
+    """A frozen run config (runs/<id>/config.toml), validated; errors name the file and line."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.toml"
+    if not path.is_file():
+        raise ConfigError("run config not found", path=path)
+    doc, text = tomlio.load_document(path)
+    return tomlio.validate(TrainConfig, tomlio.to_plain(doc), path=path, text=text)
+
+
+def config_diff(a: TrainConfig, b: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """Dotted keys whose values differ between two configs: [(key, a_value, b_value)]."""
+    da, db = a.model_dump(mode="json"), b.model_dump(mode="json")
+    out = []
+    for section in SECTIONS:
+        for key in da[section]:
+            if da[section][key] != db[section][key]:
+                out.append((f"{section}.{key}", da[section][key], db[section][key]))
+    return out

@@ -1,0 +1,345 @@
+"""Training data: the dataset's images and captions, buckets, caption transforms, batch order.
+
+No torch at module level except in the image-loading helpers, so the pure parts
+(captions, buckets, batch order) are cheap to unit-test.
+
+Order is a pure function of (seed, epoch): every epoch lists each image
+``repeats`` times (kohya ``N_name`` folders), groups them by bucket, shuffles
+within buckets, cuts batches, and shuffles the batches. A position in that
+stream is just (epoch, index), which is all resume needs to continue the data
+order exactly. Per-image randomness (crop, flip, caption shuffle and dropout)
+is seeded by (seed, epoch, index, slot) for the same reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lorawb.core import layout
+from lorawb.core.buckets import Bucket, make_buckets, nearest_bucket
+from lorawb.core.fsutil import read_text
+from lorawb.errors import ConfigError, LorawbError
+
+if TYPE_CHECKING:
+    import torch
+
+    from lorawb.train.config import DatasetSection
+
+
+@dataclass
+class Item:
+    """One training image: where it is, its caption, repeats, size and bucket."""
+
+    path: Path
+    folder: str  # the top-level dataset folder (kohya's per-folder tag frequency key)
+    caption: str
+    repeats: int
+    width: int
+    height: int
+    bucket: Bucket = (0, 0)
+
+
+@dataclass
+class DatasetInfo:
+    items: list[Item]
+    val_items: list[Item]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    tag_frequency: dict[str, dict[str, int]] = field(default_factory=dict)
+    dataset_dirs: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def num_images(self) -> int:
+        return sum(it.repeats for it in self.items)
+
+
+# --- scanning -------------------------------------------------------------------------------------
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        # Only the header is read here; EXIF rotation swaps the sides.
+        orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
+        w, h = im.size
+        if orientation in (5, 6, 7, 8):
+            w, h = h, w
+        _ = ImageOps  # imported for load_image; keeps PIL plugins registered
+        return w, h
+
+
+def scan_images(root: Path) -> Iterator[tuple[Path, str, int]]:
+    """(image, top-level folder name, repeats) for every image under ``root``."""
+    for img in layout.walk_images(root):
+        rel = img.parent.relative_to(root).as_posix() if img.parent != root else ""
+        top = rel.split("/")[0] if rel else ""
+        yield img, top, layout.repeats_for(rel)
+
+
+def read_caption(image: Path) -> str:
+    cap = layout.caption_path_for(image)
+    if not cap.exists():
+        return ""
+    try:
+        text = read_text(cap).text
+    except LorawbError:
+        return ""
+    return " ".join(text.split())  # one line; newlines and runs of spaces become single spaces
+
+
+def load_dataset(cfg: DatasetSection, seed: int) -> DatasetInfo:
+    """Scan the dataset (and validation folder or split); unreadable images are skipped and reported."""
+    root = Path(cfg.path)
+    if not root.is_dir():
+        raise ConfigError("dataset folder not found", path=root, hint="set dataset.path or add images to dataset/")
+    items, skipped = _scan(root)
+    val_items: list[Item] = []
+    if cfg.validation_path:
+        val_root = Path(cfg.validation_path)
+        if not val_root.is_dir():
+            raise ConfigError("validation folder not found", path=val_root, hint="fix dataset.validation_path")
+        val_items, more = _scan(val_root)
+        skipped += more
+    elif cfg.validation_split > 0 and len(items) > 1:
+        # A stable split: by a hash of the path, so adding images does not reshuffle it.
+        ranked = sorted(items, key=lambda it: hashlib.sha1(f"{seed}:{it.path}".encode()).hexdigest())
+        n_val = max(1, round(len(items) * cfg.validation_split))
+        val_set = {id(it) for it in ranked[:n_val]}
+        val_items = [it for it in items if id(it) in val_set]
+        items = [it for it in items if id(it) not in val_set]
+    if not items:
+        raise ConfigError(
+            "no training images found",
+            path=root,
+            hint="put images (png/jpg/webp) with same-stem .txt captions under dataset/, e.g. dataset/10_name/",
+        )
+    step = cfg.bucket_step
+    for it in items + val_items:
+        it.bucket = assign_bucket(it.width, it.height, cfg.resolution, step, cfg.buckets)
+    freq: dict[str, dict[str, int]] = {}
+    dirs: dict[str, dict[str, int]] = {}
+    for it in items:
+        key = it.folder or "."
+        counts = freq.setdefault(key, {})
+        for tag in split_tags(it.caption):
+            counts[tag] = counts.get(tag, 0) + 1
+        d = dirs.setdefault(key, {"n_repeats": it.repeats, "img_count": 0})
+        d["img_count"] += 1
+    return DatasetInfo(items=items, val_items=val_items, skipped=skipped, tag_frequency=freq, dataset_dirs=dirs)
+
+
+def _scan(root: Path) -> tuple[list[Item], list[tuple[Path, str]]]:
+    items: list[Item] = []
+    skipped: list[tuple[Path, str]] = []
+    for img, top, repeats in scan_images(root):
+        try:
+            w, h = _image_size(img)
+        except Exception as exc:  # PIL raises many kinds for bad files; the image is skipped and named
+            skipped.append((img, f"{type(exc).__name__}: {exc}"))
+            continue
+        if w < 8 or h < 8:
+            skipped.append((img, f"too small ({w}x{h})"))
+            continue
+        items.append(Item(path=img, folder=top, caption=read_caption(img), repeats=repeats, width=w, height=h))
+    return items, skipped
+
+
+def assign_bucket(width: int, height: int, resolution: int, step: int, buckets: bool = True) -> Bucket:
+    if resolution < step:
+        raise ConfigError(f"dataset.resolution {resolution} is smaller than dataset.bucket_step {step}")
+    if not buckets:
+        side = resolution // step * step
+        return (side, side)
+    return nearest_bucket(width, height, resolution, step)
+
+
+def bucket_table(resolution: int, step: int) -> tuple[Bucket, ...]:
+    return make_buckets(resolution, step)
+
+
+# --- captions -------------------------------------------------------------------------------------
+
+
+def split_tags(caption: str) -> list[str]:
+    return [t.strip() for t in caption.split(",") if t.strip()]
+
+
+def transform_caption(
+    caption: str,
+    trigger: str,
+    rng: random.Random,
+    *,
+    keep_tokens: int = 1,
+    shuffle: bool = False,
+    tag_dropout: float = 0.0,
+    caption_dropout: float = 0.0,
+    add_trigger: bool = False,
+) -> str:
+    """The caption an image is trained with this time.
+
+    The trigger (when present, or added) goes first; the first ``keep_tokens``
+    tags stay in place; the others may be dropped (``tag_dropout``) and
+    shuffled. With probability ``caption_dropout`` the caption is empty
+    (unconditional training, which keeps classifier-free guidance working).
+    """
+    if caption_dropout and rng.random() < caption_dropout:
+        return ""
+    tags = split_tags(caption)
+    if trigger:
+        if trigger in tags:
+            tags.remove(trigger)
+            tags.insert(0, trigger)
+        elif add_trigger:
+            tags.insert(0, trigger)
+    n_keep = keep_tokens
+    if trigger and tags and tags[0] == trigger:
+        n_keep = max(n_keep, 1)
+    kept, rest = tags[:n_keep], tags[n_keep:]
+    if tag_dropout:
+        rest = [t for t in rest if rng.random() >= tag_dropout]
+    if shuffle:
+        rng.shuffle(rest)
+    return ", ".join(kept + rest)
+
+
+def captions_are_fixed(cfg: DatasetSection) -> bool:
+    """True when every image's caption is the same each time (so text embeddings can be cached)."""
+    return not cfg.shuffle_tags and cfg.tag_dropout == 0
+
+
+# --- batch order ----------------------------------------------------------------------------------
+
+
+def epoch_batches(items: list[Item], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The micro-batches (lists of item indices) of one epoch; same bucket within a batch."""
+    rng = random.Random(f"order:{seed}:{epoch}")
+    by_bucket: dict[Bucket, list[int]] = {}
+    for i, it in enumerate(items):
+        by_bucket.setdefault(it.bucket, []).extend([i] * it.repeats)
+    batches: list[list[int]] = []
+    for bucket in sorted(by_bucket):
+        idx = by_bucket[bucket]
+        rng.shuffle(idx)
+        batches.extend(idx[j : j + batch_size] for j in range(0, len(idx), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+@dataclass
+class Position:
+    """Where the batch stream is: the next batch is batches(epoch)[index]."""
+
+    epoch: int = 0
+    index: int = 0
+
+
+class BatchStream:
+    """An endless stream of micro-batches, epoch after epoch, resumable from a Position."""
+
+    def __init__(self, items: list[Item], batch_size: int, seed: int, pos: Position | None = None) -> None:
+        self.items = items
+        self.batch_size = batch_size
+        self.seed = seed
+        self.pos = Position(**vars(pos)) if pos else Position()
+        self._epoch_cache: tuple[int, list[list[int]]] | None = None
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            self._epoch_cache = (epoch, epoch_batches(self.items, self.batch_size, self.seed, epoch))
+        return self._epoch_cache[1]
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.batches(0))
+
+    def next(self) -> tuple[int, int, list[int]]:
+        """(epoch, index in epoch, item indices) of the next micro-batch."""
+        batches = self.batches(self.pos.epoch)
+        if self.pos.index >= len(batches):
+            self.pos = Position(self.pos.epoch + 1, 0)
+            batches = self.batches(self.pos.epoch)
+        epoch, index = self.pos.epoch, self.pos.index
+        self.pos = Position(epoch, index + 1)
+        return epoch, index, batches[index]
+
+
+def total_steps(max_steps: int, epochs: int, batches_per_epoch: int, micro_per_step: int) -> int:
+    """Optimizer steps to train: max_steps if set, else enough steps to cover ``epochs``."""
+    if max_steps > 0:
+        return max_steps
+    return max(1, math.ceil(epochs * batches_per_epoch / micro_per_step))
+
+
+def item_rng(seed: int, epoch: int, index: int, slot: int) -> random.Random:
+    return random.Random(f"item:{seed}:{epoch}:{index}:{slot}")
+
+
+# --- images ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """An image ready for the VAE: pixels in [-1, 1] (C, H, W), and SDXL's size/crop numbers."""
+
+    pixels: torch.Tensor
+    original_size: tuple[int, int]  # (h, w) before resizing
+    crop_top_left: tuple[int, int]  # (top, left) in the resized image
+    target_size: tuple[int, int]  # (h, w) of the bucket
+
+
+def load_image(path: Path, bucket: Bucket, crop: str, flip: bool, rng: random.Random | None = None) -> Prepared:
+    """Decode, EXIF-rotate, resize to cover the bucket (no stretching), crop, optionally flip."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    bw, bh = bucket
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode == "RGBA" or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(bg, im)
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = max(bw / w, bh / h)
+        nw, nh = max(bw, round(w * scale)), max(bh, round(h * scale))
+        if (nw, nh) != (w, h):
+            im = im.resize((nw, nh), Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
+        if crop == "random" and rng is not None:
+            left, top = rng.randint(0, nw - bw), rng.randint(0, nh - bh)
+        else:
+            left, top = (nw - bw) // 2, (nh - bh) // 2
+        im = im.crop((left, top, left + bw, top + bh))
+        if flip:
+            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        arr = np.asarray(im, dtype=np.uint8)
+    pixels = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    return Prepared(pixels=pixels, original_size=(h, w), crop_top_left=(top, left), target_size=(bh, bw))
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tag_counts(items: list[Item]) -> Counter[str]:
+    c: Counter[str] = Counter()
+    for it in items:
+        c.update(split_tags(it.caption))
+    return c
+
+
+def describe_buckets(items: list[Item]) -> dict[str, Any]:
+    c: Counter[Bucket] = Counter(it.bucket for it in items)
+    return {f"{w}x{h}": n for (w, h), n in sorted(c.items())}

@@ -1,0 +1,172 @@
+"""Starting, stopping and resuming runs: the API the CLI and the Train tab call (no torch here).
+
+A detached run is ``python -m lorawb.train.worker RUN_DIR`` in a new session
+(it survives the app closing and the SSH connection dropping), its output in
+``worker.out`` in the run folder. The launcher takes the run lock *before*
+starting the worker and hands the locked file to it, so the run counts as
+alive from the moment ``start_run`` returns. With ``train.num_processes > 1``
+the worker is started through ``accelerate launch`` for data-parallel training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lorawb.core.fsutil import atomic_write_text
+from lorawb.errors import RunError
+from lorawb.train.config import TrainConfig, load_run_config
+from lorawb.train.events import EventWriter, read_events
+from lorawb.train.modelpath import check_model_path
+from lorawb.train.runfolder import RunFolder, new_run_id
+
+if TYPE_CHECKING:
+    from lorawb.core.project import Project
+
+WORKER_OUT = "worker.out"
+
+
+def create_run(project: Project, config: TrainConfig, name: str = "") -> RunFolder:
+    """A new runs/<id>/ with the frozen config.toml (after checking the base model path)."""
+    check_model_path(config.model)
+    runs_dir = project.runs_dir
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    run = RunFolder(runs_dir / new_run_id(runs_dir, name or config.save.name)).create()
+    atomic_write_text(run.config, config.to_toml())
+    return run
+
+
+def start_run(
+    project: Project,
+    config: TrainConfig,
+    detach: bool,
+    name: str = "",
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> RunFolder:
+    """Create a run and train it: detached (returns at once) or in this process (returns when done)."""
+    run = create_run(project, config, name)
+    launch(run, detach=detach, progress=progress)
+    return run
+
+
+def resume_run(run: RunFolder, detach: bool, progress: Callable[[dict[str, Any]], None] | None = None) -> RunFolder:
+    """Continue a stopped (or failed, or killed) run from its saved resume state."""
+    if run.is_alive():
+        raise RunError("this run is still running", path=run.path, hint=f"`lorawb stop {run.id}` first")
+    if not (run.state / "resume.pt").is_file():
+        raise RunError(
+            "this run has no resume state to continue from",
+            path=run.path,
+            hint="resume state is saved when a run stops or saves at the end; start a new run instead",
+        )
+    states = [e.get("state") for e in read_events(run.events) if e.get("type") == "status"]
+    if states and states[-1] == "finished":
+        raise RunError("this run has already finished", path=run.path, hint="start a new run to train further")
+    check_model_path(load_run_config(run.config).model)
+    launch(run, detach=detach, resume=True, progress=progress)
+    return run
+
+
+def stop_run(run: RunFolder, wait: float = 0.0) -> bool:
+    """Ask a running run to save and stop; with ``wait``, wait up to that many seconds. True when it has stopped."""
+    run.request_stop()
+    deadline = time.time() + wait
+    while wait and time.time() < deadline:
+        if not run.is_alive():
+            return True
+        time.sleep(0.2)
+    return not run.is_alive()
+
+
+def launch(
+    run: RunFolder, detach: bool, resume: bool = False, progress: Callable[[dict[str, Any]], None] | None = None
+) -> None:
+    config = load_run_config(run.config)
+    if not detach:
+        if config.train.num_processes > 1:
+            raise RunError(
+                "train.num_processes > 1 needs a detached run (it is launched through accelerate)",
+                hint="add --detach, or set train.num_processes = 1",
+            )
+        from lorawb.train.trainer import train
+
+        train(run, resume=resume, progress=progress)
+        return
+    lock = _take_lock(run)
+    try:
+        cmd = worker_command(run, config.train.num_processes, resume=resume, lock_fd=lock.fileno())
+        env = worker_env(config.train.num_processes)
+        with open(run.path / WORKER_OUT, "ab") as out:
+            subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(lock.fileno(),),
+                env=env,
+                cwd=run.path,
+            )
+    except OSError as exc:
+        raise RunError(f"cannot start the training process: {exc}", path=run.path) from exc
+    finally:
+        lock.close()  # the worker holds the lock now (same open file)
+
+
+def worker_command(run: RunFolder, num_processes: int, resume: bool = False, lock_fd: int | None = None) -> list[str]:
+    """The command line of the training process (through `accelerate launch` for several processes)."""
+    args = [str(run.path)]
+    if resume:
+        args.append("--resume")
+    if lock_fd is not None:
+        args += ["--lock-fd", str(lock_fd)]
+    if num_processes > 1:
+        return [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(num_processes),
+            "--num_machines",
+            "1",
+            "-m",
+            "lorawb.train.worker",
+            *args,
+        ]
+    return [sys.executable, "-m", "lorawb.train.worker", *args]
+
+
+def worker_env(num_processes: int = 1) -> dict[str, str]:
+    """The worker's environment: this lorawb importable, offline hub, unbuffered output."""
+    env = dict(os.environ)
+    pkg_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env["HF_HUB_OFFLINE"] = "1"
+    if num_processes > 1:
+        # The accelerate launcher holds the lock; its worker processes must not try to take it.
+        env["LORAWB_LOCK_HELD"] = "1"
+    return env
+
+
+def _take_lock(run: RunFolder) -> Any:
+    import fcntl
+
+    fh = open(run.lock_file, "a+")  # noqa: SIM115 - handed to the worker
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        fh.close()
+        raise RunError("another trainer is already running this run", path=run.path) from exc
+    os.set_inheritable(fh.fileno(), True)
+    # Record that the run is starting, so monitors show it before the worker has imported torch.
+    with contextlib.suppress(OSError), EventWriter(run.events) as ev:
+        ev.status("starting")
+    return fh

@@ -1,0 +1,930 @@
+"""The training loop. Read ``train`` top to bottom: lock → load → data → LoRA → caches → steps → save.
+
+Everything a run produces goes to its run folder (lorawb.train.runfolder):
+events.jsonl as it happens, train.log, samples/, checkpoints/ (kohya format),
+state/ (resume). A stop request (``lorawb stop``, SIGTERM, Ctrl-C) is honoured
+between steps: the trainer saves a checkpoint and its resume state, records
+``stopped``, and returns. Resume restores the LoRA weights, optimizer, lr
+scheduler, RNG and the position in the data order, so the loss curve goes on
+exactly as an uninterrupted run's would.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from lorawb.errors import LorawbError, RunError
+from lorawb.train import data as D
+from lorawb.train import kohya
+from lorawb.train.caches import LatentCache, TextCache, save_torch
+from lorawb.train.config import TrainConfig, load_run_config
+from lorawb.train.events import EventWriter
+from lorawb.train.lora import LoraSetup, add_lora, load_trainable_state, trainable_state
+from lorawb.train.models import BaseModel, TextCond, load_base_model, sampling_scheduler
+from lorawb.train.runfolder import RunFolder
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+class TrainingError(LorawbError):
+    """Training went wrong in a way the user can act on (NaN loss, out of memory)."""
+
+
+OOM_HINT = (
+    "lower train.batch_size or dataset.resolution, set train.gradient_checkpointing = true, "
+    "train.mixed_precision = 'bf16', or a smaller network.rank"
+)
+NAN_HINT = (
+    "the run was stopped; lower train.learning_rate, use mixed_precision 'bf16' instead of 'fp16', "
+    "or set train.max_grad_norm = 1.0"
+)
+
+
+@dataclass
+class TrainState:
+    """What resume needs besides weights and optimizer: the step and the data position."""
+
+    step: int = 0
+    pos: D.Position = field(default_factory=D.Position)
+    elapsed: float = 0.0  # training seconds before this process
+    started_at: float = field(default_factory=time.time)
+
+
+# --- the loop -------------------------------------------------------------------------------------
+
+
+def train(
+    run: RunFolder, *, resume: bool = False, progress: ProgressFn | None = None, lock_fd: int | None = None
+) -> str:
+    """Train (or resume) the run in ``run``; returns the final state (finished or stopped).
+
+    Failures are recorded as a ``failed`` status with an error and a hint, then re-raised.
+    ``lock_fd``: the run lock, already taken by the launcher (lorawb.train.process).
+    """
+    cfg = load_run_config(run.config)
+    rank = int(os.environ.get("RANK", "0"))  # set by accelerate/torchrun; only rank 0 owns the run folder
+    held = rank != 0 or os.environ.get("LORAWB_LOCK_HELD") == "1"
+    lock = contextlib.nullcontext() if held else run_lock(run, lock_fd)
+    writer = EventWriter(run.events) if rank == 0 else NullEvents()
+    with lock, writer as events, run_log(run, rank) as log, StopFlag(run) as stop:
+        try:
+            return _train(run, cfg, resume, events, log, stop, progress)
+        except BaseException as exc:
+            error, hint = describe_failure(exc)
+            log.exception("run failed: %s", error)
+            events.status("failed", error=error, hint=hint)
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                raise TrainingError(error, hint=hint) from exc
+            raise
+
+
+def _train(
+    run: RunFolder,
+    cfg: TrainConfig,
+    resume: bool,
+    events: EventWriter,
+    log: logging.Logger,
+    stop: StopFlag,
+    progress: ProgressFn | None,
+) -> str:
+    events.status("starting", resumed=resume)
+    quiet_libraries()
+    acc = make_accelerator(cfg)
+    setup_torch(cfg, acc.device)
+    dtype = weight_dtype(cfg, acc.device)
+    log.info(
+        "device %s, %d process(es), weights %s, %d CPU threads",
+        acc.device,
+        acc.num_processes,
+        dtype,
+        torch.get_num_threads(),
+    )
+
+    model = load_base_model(cfg.model, acc.device, dtype)
+    log.info("base model %s (%s, %s prediction)", model.source, model.family, model.prediction_type)
+    dataset = D.load_dataset(cfg.dataset, cfg.train.seed)
+    for path, why in dataset.skipped:
+        log.warning("skipped %s: %s", path, why)
+    log.info(
+        "%d images (%d with repeats), %d for validation, buckets %s",
+        len(dataset.items),
+        dataset.num_images,
+        len(dataset.val_items),
+        D.describe_buckets(dataset.items),
+    )
+
+    torch.manual_seed(cfg.train.seed)  # LoRA initialisation
+    lora = add_lora(model.unet, model.text_encoders, cfg.network)
+    log.info("LoRA on %d UNet layers, %d trainable parameters", len(lora.unet_modules), lora.num_params)
+    if cfg.train.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
+        if cfg.network.train_text_encoder:
+            for te in model.text_encoders:
+                te.gradient_checkpointing_enable()
+
+    batches = Batches(cfg, model, dataset, run, log, acc.num_processes, acc.process_index)
+    try:
+        return _loop(run, cfg, resume, events, log, stop, progress, acc, model, dataset, lora, batches, dtype)
+    finally:
+        batches.close()
+
+
+def _loop(
+    run: RunFolder,
+    cfg: TrainConfig,
+    resume: bool,
+    events: EventWriter,
+    log: logging.Logger,
+    stop: StopFlag,
+    progress: ProgressFn | None,
+    acc: Any,
+    model: BaseModel,
+    dataset: D.DatasetInfo,
+    lora: LoraSetup,
+    batches: Batches,
+    dtype: torch.dtype,
+) -> str:
+    optimizer = make_optimizer(cfg, lora)
+    micro_per_step = cfg.train.grad_accum * acc.num_processes
+    max_steps = D.total_steps(cfg.train.max_steps, cfg.train.epochs, batches.stream.batches_per_epoch, micro_per_step)
+    lr_scheduler = make_lr_scheduler(cfg, optimizer, max_steps)
+    model.unet, optimizer = acc.prepare(model.unet, optimizer)
+
+    st = TrainState()
+    if resume:
+        st = load_resume(run, model, optimizer, lr_scheduler, acc)
+        batches.seek(st.pos)
+        log.info("resumed at step %d (epoch %d, batch %d)", st.step, st.pos.epoch, st.pos.index)
+    ctx = Context(cfg, run, model, lora, dataset, batches, optimizer, lr_scheduler, acc, events, log, max_steps, dtype)
+    extra = {"resumed_from": st.step} if resume else {}
+    events.status("running", max_steps=max_steps, step=st.step, **extra)
+
+    if cfg.sample.at_start and st.step == 0 and cfg.sample.prompts:
+        sample_images(ctx, 0)
+    train_mode(ctx)
+    t_start = time.time()
+    rate = Rate()
+    done_epochs = completed_epochs(st.pos, batches.stream.batches_per_epoch)
+    while st.step < max_steps:
+        t0 = time.perf_counter()
+        loss = train_step(ctx, st.step)
+        it_s = rate.add(time.perf_counter() - t0)
+        st.step += 1
+        st.pos = D.Position(**vars(batches.pos))
+        if not math.isfinite(loss):
+            raise TrainingError(f"loss is {loss} at step {st.step}", hint=NAN_HINT)
+        if st.step % cfg.train.log_every_n_steps == 0 or st.step == max_steps:
+            fields = step_fields(ctx, st, loss, it_s)
+            events.step(**fields)
+            if progress:
+                progress(fields)
+        if every(cfg.train.val_every_n_steps, st.step) and dataset.val_items:
+            val = validation_loss(ctx)
+            events.emit("val", step=st.step, val_loss=val)
+            log.info("step %d: validation loss %.5f", st.step, val)
+        if every(cfg.sample.every_n_steps, st.step) and cfg.sample.prompts:
+            sample_images(ctx, st.step)
+        now_epochs = completed_epochs(st.pos, batches.stream.batches_per_epoch)
+        epoch_save = now_epochs > done_epochs and every(cfg.save.every_n_epochs, now_epochs)
+        done_epochs = now_epochs
+        if every(cfg.save.every_n_steps, st.step) or epoch_save:
+            save_checkpoint(ctx, st)
+        if stop.requested() and st.step < max_steps:
+            st.elapsed += time.time() - t_start
+            save_checkpoint(ctx, st, resume_state=True)
+            events.status("stopped", step=st.step, max_steps=max_steps)
+            log.info("stopped at step %d; `lorawb resume %s` continues", st.step, run.id)
+            return "stopped"
+    st.elapsed += time.time() - t_start
+    if cfg.sample.prompts and not every(cfg.sample.every_n_steps, st.step):
+        sample_images(ctx, st.step)
+    save_checkpoint(ctx, st, resume_state=True)
+    events.status("finished", step=st.step, max_steps=max_steps)
+    log.info("finished %d steps in %.1f s", st.step, st.elapsed)
+    return "finished"
+
+
+@dataclass
+class Context:
+    """What the phases share (so each phase is a plain function of it)."""
+
+    cfg: TrainConfig
+    run: RunFolder
+    model: BaseModel
+    lora: LoraSetup
+    dataset: D.DatasetInfo
+    batches: Batches
+    optimizer: Any
+    lr_scheduler: Any
+    acc: Any
+    events: EventWriter
+    log: logging.Logger
+    max_steps: int
+    dtype: torch.dtype  # of the frozen base weights (the LoRA trains in fp32)
+    checkpoints: list[Path] = field(default_factory=list)
+    val_cache: LatentCache | None = None
+
+    @property
+    def unet(self) -> torch.nn.Module:
+        return self.acc.unwrap_model(self.model.unet)
+
+
+def train_mode(ctx: Context, on: bool = True) -> None:
+    """Switch dropout on or off in the trained networks (walking the module tree costs ms: not per step)."""
+    ctx.model.unet.train(on)
+    for te in ctx.model.text_encoders:
+        te.train(on and ctx.cfg.network.train_text_encoder)
+
+
+def every(n: int, step: int) -> bool:
+    return n > 0 and step > 0 and step % n == 0
+
+
+def completed_epochs(pos: D.Position, batches_per_epoch: int) -> int:
+    return pos.epoch + (1 if pos.index >= batches_per_epoch else 0)
+
+
+# --- one step -------------------------------------------------------------------------------------
+
+
+def train_step(ctx: Context, step: int) -> float:
+    """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss."""
+    cfg, acc = ctx.cfg, ctx.acc
+    ga = cfg.train.grad_accum
+    total = 0.0
+    for micro in range(ga):
+        batch = ctx.batches.next()
+        sync = micro == ga - 1 or acc.num_processes == 1
+        with contextlib.nullcontext() if sync else acc.no_sync(ctx.model.unet):
+            loss = diffusion_loss(ctx, batch)
+            acc.backward(loss / ga)
+        total += loss.detach().item()
+    params = ctx.lora.unet_params + ctx.lora.te_params
+    if cfg.train.max_grad_norm > 0:
+        acc.clip_grad_norm_(params, cfg.train.max_grad_norm)
+    ctx.optimizer.step()
+    ctx.lr_scheduler.step()
+    ctx.optimizer.zero_grad(set_to_none=True)
+    loss_mean = total / ga
+    if acc.num_processes > 1:
+        loss_mean = acc.reduce(torch.tensor(loss_mean, device=acc.device), reduction="mean").item()
+    return loss_mean
+
+
+@dataclass
+class Batch:
+    latents: torch.Tensor  # scaled latents (B, C, h, w)
+    text: TextCond
+    time_ids: torch.Tensor  # (B, 6): original h, w, crop top, left, target h, w
+    generator: torch.Generator  # noise and timesteps for this micro-batch
+
+
+def diffusion_loss(ctx: Context, batch: Batch, timesteps: torch.Tensor | None = None) -> torch.Tensor:
+    """The denoising loss of one micro-batch (epsilon or v target, noise offset, min-SNR)."""
+    cfg, model = ctx.cfg, ctx.model
+    sched = model.noise_scheduler
+    latents, g = batch.latents, batch.generator
+    b = latents.shape[0]
+    noise = torch.randn(latents.shape, generator=g, device=latents.device, dtype=latents.dtype)
+    if cfg.train.noise_offset:
+        offset = torch.randn((b, latents.shape[1], 1, 1), generator=g, device=latents.device, dtype=latents.dtype)
+        noise = noise + cfg.train.noise_offset * offset
+    if timesteps is None:
+        timesteps = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g, device=latents.device)
+    noisy = sched.add_noise(latents, noise, timesteps)
+    target = sched.get_velocity(latents, noise, timesteps) if model.prediction_type == "v_prediction" else noise
+    dtype = ctx.dtype
+    hidden = batch.text.hidden.to(latents.device, dtype)
+    added = model.added_cond(batch.text.to(latents.device, dtype), batch.time_ids)
+    pred = model.unet(noisy.to(dtype), timesteps, hidden, added_cond_kwargs=added, return_dict=False)[0]
+    loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    if cfg.train.min_snr_gamma > 0:
+        from diffusers.training_utils import compute_snr
+
+        snr = compute_snr(sched, timesteps)
+        weight = torch.clamp(snr, max=cfg.train.min_snr_gamma)
+        weight = weight / (snr + 1) if model.prediction_type == "v_prediction" else weight / snr
+        loss = loss * weight
+    return loss.mean()
+
+
+class Batches:
+    """Turns the batch stream into model inputs: cached or fresh latents, cached or fresh text."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: BaseModel,
+        dataset: D.DatasetInfo,
+        run: RunFolder,
+        log: logging.Logger,
+        num_processes: int = 1,
+        rank: int = 0,
+    ) -> None:
+        self.cfg, self.model, self.items = cfg, model, dataset.items
+        self.num_processes, self.rank = num_processes, rank
+        self.device = model.vae.device
+        self.stream = D.BatchStream(self.items, cfg.train.batch_size, cfg.train.seed)
+        ds = cfg.dataset
+        self.latents: LatentCache | None = None
+        if ds.cache_latents and ds.crop == "random":
+            log.info("latent cache off: random crops differ every time (use dataset.crop = 'center' to cache)")
+        elif ds.cache_latents:
+            t0 = time.time()
+            self.latents = LatentCache(cache_root(run) / "latents", model, ds.crop)
+            self.latents.fill(self.items, (False, True) if ds.flip else (False,))
+            self.latents.move_to(self.device)
+            log.info(
+                "latent cache: %d reused, %d encoded in %.1f s",
+                self.latents.hits,
+                self.latents.misses,
+                time.time() - t0,
+            )
+        self.text: TextCache | None = None
+        if ds.cache_text and D.captions_are_fixed(ds) and not cfg.network.train_text_encoder:
+            self.text = TextCache(model)
+            captions = {self.caption_for(it.caption) for it in self.items}
+            if ds.caption_dropout > 0:
+                captions.add("")
+            self.text.fill(captions)
+            log.info("text cache: %d distinct captions encoded once", len(self.text))
+        self.pos = D.Position()
+        self._pending: collections.deque[tuple[D.Position, Any]] = collections.deque()
+        # Decoding images overlaps the step only when there is decoding to do (no latent cache).
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="lorawb-data") if self.latents is None else None
+
+    def caption_for(self, caption: str, rng: Any = None) -> str:
+        import random
+
+        ds = self.cfg.dataset
+        return D.transform_caption(
+            caption,
+            ds.trigger,
+            rng or random.Random(0),
+            keep_tokens=ds.keep_tokens,
+            shuffle=ds.shuffle_tags if rng else False,
+            tag_dropout=ds.tag_dropout if rng else 0.0,
+            caption_dropout=ds.caption_dropout if rng else 0.0,
+            add_trigger=ds.add_trigger,
+        )
+
+    def seek(self, pos: D.Position) -> None:
+        """Continue the data order from ``pos`` (resume)."""
+        self._pending.clear()
+        self.stream.pos = D.Position(**vars(pos))
+        self.pos = D.Position(**vars(pos))
+
+    def next(self) -> Batch:
+        """This process's next micro-batch (under N processes, every N-th of the shared stream).
+
+        Without a latent cache, image decoding for the next batches runs in a helper thread while
+        the current step computes. ``self.pos`` is the position after the batch returned (what
+        resume records), however far the prefetch has read ahead.
+        """
+        while len(self._pending) < (2 if self._pool else 1):
+            mine = None
+            for r in range(self.num_processes):
+                got = self.stream.next()
+                if r == self.rank:
+                    mine = got
+            assert mine is not None
+            after = D.Position(**vars(self.stream.pos))
+            work = self._pool.submit(self.prepare, *mine) if self._pool else _Done(self.prepare(*mine))
+            self._pending.append((after, work))
+        after, work = self._pending.popleft()
+        self.pos = after
+        return self.finish(work.result())
+
+    def prepare(self, epoch: int, index: int, idxs: list[int]) -> dict[str, Any]:
+        """The CPU half of a batch: captions, size/crop ids, and pixels or cached posteriors."""
+        ds, seed = self.cfg.dataset, self.cfg.train.seed
+        out: dict[str, Any] = {"seed": _seed_for("noise", seed, epoch, index), "captions": [], "time_ids": []}
+        means, stds, pixels = [], [], []
+        for slot, i in enumerate(idxs):
+            item = self.items[i]
+            rng = D.item_rng(seed, epoch, index, slot)
+            flip = ds.flip and rng.random() < 0.5
+            out["captions"].append(self.caption_for(item.caption, rng))
+            if self.latents is not None:
+                mean, std = self.latents.get(i, flip)
+                means.append(mean)
+                stds.append(std)
+                top, left = _center_crop(item)
+                out["time_ids"].append((item.height, item.width, top, left, item.bucket[1], item.bucket[0]))
+            else:
+                prep = D.load_image(item.path, item.bucket, ds.crop, flip, rng)
+                pixels.append(prep.pixels)
+                out["time_ids"].append((*prep.original_size, *prep.crop_top_left, *prep.target_size))
+        if self.latents is not None:
+            out["mean"], out["std"] = torch.stack(means), torch.stack(stds)
+        else:
+            out["pixels"] = torch.stack(pixels)
+        return out
+
+    def finish(self, part: dict[str, Any]) -> Batch:
+        """The device half: sample latents (from the cache or the VAE), conditioning for the captions."""
+        model, device = self.model, self.device
+        g = torch.Generator(device=device).manual_seed(part["seed"])
+        if "mean" in part:
+            mean, std = part["mean"].to(device, non_blocking=True), part["std"].to(device, non_blocking=True)
+            latents = mean + std * torch.randn(mean.shape, generator=g, device=device, dtype=mean.dtype)
+        else:
+            vae = model.vae
+            with torch.no_grad():
+                dist = vae.encode(part["pixels"].to(device, vae.dtype, non_blocking=True)).latent_dist
+                latents = dist.mean + dist.std * torch.randn(
+                    dist.mean.shape, generator=g, device=device, dtype=vae.dtype
+                )
+        latents = latents.float() * model.latent_scaling
+        captions = part["captions"]
+        if self.text is not None:
+            text = self.text.get(captions)
+        else:
+            with torch.no_grad() if not self.cfg.network.train_text_encoder else contextlib.nullcontext():
+                text = model.encode_text(model.tokenize(captions))
+        return Batch(latents=latents, text=text, time_ids=torch.tensor(part["time_ids"]), generator=g)
+
+    def close(self) -> None:
+        if self._pool:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Done:
+    """A computed value that looks like a finished future."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+
+def _center_crop(item: D.Item) -> tuple[int, int]:
+    bw, bh = item.bucket
+    scale = max(bw / item.width, bh / item.height)
+    nw, nh = max(bw, round(item.width * scale)), max(bh, round(item.height * scale))
+    return (nh - bh) // 2, (nw - bw) // 2
+
+
+def _seed_for(*parts: object) -> int:
+    return int(hashlib.sha1(":".join(map(str, parts)).encode()).hexdigest()[:15], 16)
+
+
+def cache_root(run: RunFolder) -> Path:
+    """The project's .lorawb/cache when the run lives in a project, else the run folder."""
+    project = run.path.parent.parent
+    if (project / "lorawb.toml").is_file():
+        return project / ".lorawb" / "cache"
+    return run.path / "cache"
+
+
+# --- setup ----------------------------------------------------------------------------------------
+
+
+def make_accelerator(cfg: TrainConfig) -> Any:
+    from accelerate import Accelerator
+
+    want_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
+    if cfg.train.device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device is 'cuda' but no CUDA GPU is visible", hint="set train.device = 'auto'")
+    mp = cfg.train.mixed_precision if want_cuda else "no"
+    return Accelerator(cpu=not want_cuda, mixed_precision=mp)
+
+
+def quiet_libraries() -> None:
+    """diffusers/transformers progress bars and advice would drown the log; errors still show."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def setup_torch(cfg: TrainConfig, device: torch.device) -> None:
+    threads = cfg.train.threads or int(os.environ.get("LORAWB_THREADS", "0") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def weight_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
+    """Frozen weights are stored in the mixed-precision type on GPU (the LoRA stays fp32)."""
+    if device.type != "cuda":
+        return torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision, torch.float32)
+
+
+def make_optimizer(cfg: TrainConfig, lora: LoraSetup) -> torch.optim.Optimizer:
+    t = cfg.train
+    groups = [{"params": lora.unet_params, "lr": t.learning_rate}]
+    if lora.te_params:
+        groups.append({"params": lora.te_params, "lr": cfg.network.text_encoder_lr or t.learning_rate})
+    if t.optimizer == "adamw8bit":
+        try:
+            import bitsandbytes as bnb  # optional: only for 8-bit AdamW
+        except ImportError as exc:
+            raise TrainingError(
+                "train.optimizer 'adamw8bit' needs bitsandbytes", hint="pip install bitsandbytes, or use 'adamw'"
+            ) from exc
+        return bnb.optim.AdamW8bit(groups, lr=t.learning_rate, weight_decay=t.weight_decay)
+    fused = t.optimizer == "adamw_fused"
+    return torch.optim.AdamW(groups, lr=t.learning_rate, weight_decay=t.weight_decay, fused=fused or None)
+
+
+def make_lr_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, max_steps: int) -> Any:
+    from diffusers.optimization import get_scheduler
+
+    name = cfg.train.lr_scheduler
+    if name == "constant" and cfg.train.warmup_steps:
+        name = "constant_with_warmup"
+    return get_scheduler(name, optimizer, num_warmup_steps=cfg.train.warmup_steps, num_training_steps=max_steps)
+
+
+# --- events, validation, samples, checkpoints -----------------------------------------------------
+
+
+class Rate:
+    """Training steps per second over the last few steps (sampling and saving time not counted)."""
+
+    def __init__(self, window: int = 20) -> None:
+        self.durations: list[float] = []
+        self.window = window
+
+    def add(self, seconds: float) -> float:
+        self.durations = (self.durations + [seconds])[-self.window :]
+        return len(self.durations) / max(1e-9, sum(self.durations))
+
+
+def step_fields(ctx: Context, st: TrainState, loss: float, it_s: float) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "step": st.step,
+        "epoch": st.pos.epoch + 1,
+        "loss": round(loss, 6),
+        "lr": ctx.lr_scheduler.get_last_lr()[0],
+        "it_s": round(it_s, 4),
+        "max_steps": ctx.max_steps,
+    }
+    if ctx.acc.device.type == "cuda":
+        fields["mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    return fields
+
+
+@torch.no_grad()
+def validation_loss(ctx: Context, timesteps: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)) -> float:
+    """Loss on held-out images at fixed timesteps and fixed noise: comparable from step to step."""
+    cfg, model = ctx.cfg, ctx.model
+    train_mode(ctx, False)
+    items = ctx.dataset.val_items
+    if ctx.val_cache is None:
+        ctx.val_cache = LatentCache(cache_root(ctx.run) / "latents", model, "center")
+        ctx.val_cache.fill(items)
+    cache = ctx.val_cache
+    T = model.noise_scheduler.config.num_train_timesteps
+    losses = []
+    for i, item in enumerate(items):
+        mean, _ = cache.get(i, False)
+        latents = mean[None].to(ctx.batches.device) * model.latent_scaling
+        caption = ctx.batches.caption_for(item.caption)
+        text = model.encode_text(model.tokenize([caption]))
+        top, left = _center_crop(item)
+        time_ids = torch.tensor(
+            [(item.height, item.width, top, left, item.bucket[1], item.bucket[0])], dtype=torch.float32
+        )
+        for t in timesteps:
+            g = torch.Generator(device=latents.device).manual_seed(_seed_for("val", cfg.train.seed, i, t))
+            ts = torch.tensor([int(t * T)], device=latents.device)
+            losses.append(diffusion_loss(ctx, Batch(latents, text, time_ids, g), timesteps=ts).item())
+    train_mode(ctx)
+    return float(sum(losses) / max(1, len(losses)))
+
+
+def sample_prompts(cfg: TrainConfig) -> list[str]:
+    trigger = cfg.dataset.trigger
+    return [p.replace("{trigger}", trigger) for p in cfg.sample.prompts]
+
+
+def guidance_scale(cfg: TrainConfig, model: BaseModel) -> float:
+    if cfg.sample.cfg > 0:
+        return cfg.sample.cfg
+    return float(model.recommended.get("cfg", 5.0 if model.family == "sdxl" else 7.0))
+
+
+@torch.no_grad()
+def sample_images(ctx: Context, step: int) -> list[Path]:
+    """Draw every sample prompt at every seed; save PNGs to samples/ and announce them."""
+    import io
+
+    from lorawb.core.fsutil import atomic_write_bytes
+
+    if not ctx.acc.is_main_process:
+        return []
+    cfg, model = ctx.cfg, ctx.model
+    unet = ctx.unet
+    train_mode(ctx, False)
+    res = cfg.dataset.resolution
+    width = cfg.sample.width or model.recommended.get("width") or res
+    height = cfg.sample.height or model.recommended.get("height") or res
+    width, height = max(8, width // 8 * 8), max(8, height // 8 * 8)
+    pipe = model.pipeline(sampling_scheduler(model, cfg.sample.scheduler), unet=unet)
+    pipe.set_progress_bar_config(disable=True)
+    scale = guidance_scale(cfg, model)
+    out: list[Path] = []
+    n = 0
+    autocast = torch.autocast(ctx.acc.device.type, dtype=ctx.dtype, enabled=ctx.dtype != torch.float32)
+    for prompt in sample_prompts(cfg):
+        for seed in cfg.sample.seeds:
+            g = torch.Generator(device=ctx.acc.device).manual_seed(seed)
+            with autocast:
+                image = pipe(
+                    prompt=prompt,
+                    negative_prompt=cfg.sample.negative or None,
+                    num_inference_steps=cfg.sample.steps,
+                    guidance_scale=scale,
+                    width=width,
+                    height=height,
+                    generator=g,
+                ).images[0]
+            rel = f"samples/{step:06d}-{n}.png"
+            buf = io.BytesIO()
+            image.save(buf, format="PNG")
+            atomic_write_bytes(ctx.run.path / rel, buf.getvalue())
+            ctx.events.sample(step=step, prompt=prompt, path=rel, seed=seed, index=n, cfg=scale)
+            out.append(ctx.run.path / rel)
+            n += 1
+    ctx.log.info("step %d: %d samples", step, n)
+    train_mode(ctx)
+    return out
+
+
+def save_checkpoint(ctx: Context, st: TrainState, resume_state: bool = False) -> Path | None:
+    """Write checkpoints/<name>-<step>.safetensors (kohya format); optionally the resume state too."""
+    if not ctx.acc.is_main_process:
+        return None
+    cfg, model = ctx.cfg, ctx.model
+    name = f"{cfg.save.name}-{st.step:06d}.safetensors"
+    path = ctx.run.checkpoints / name
+    if not path.exists() or path not in ctx.checkpoints:
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[cfg.save.precision]
+        te_layers = [kohya.extract_lora(te) for te in model.text_encoders] if cfg.network.train_text_encoder else None
+        tensors = kohya.kohya_state_dict(
+            kohya.extract_lora(ctx.unet), te_layers, te_count=len(model.text_encoders), dtype=dtype
+        )
+        kohya.save_lora(path, tensors, checkpoint_metadata(ctx, st))
+        ctx.checkpoints.append(path)
+        ctx.events.checkpoint(step=st.step, path=f"checkpoints/{name}", epoch=st.pos.epoch + 1)
+        ctx.log.info("step %d: saved %s", st.step, path.name)
+        prune_checkpoints(ctx)
+    if resume_state:
+        save_resume(ctx, st)
+    return path
+
+
+def prune_checkpoints(ctx: Context) -> None:
+    keep = ctx.cfg.save.keep_last
+    if keep <= 0:
+        return
+    while len(ctx.checkpoints) > keep:
+        old = ctx.checkpoints.pop(0)
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
+def checkpoint_metadata(ctx: Context, st: TrainState) -> dict[str, Any]:
+    cfg = ctx.cfg
+    net = cfg.network
+    args: dict[str, Any] = {}
+    if net.conv:
+        args.update(conv_dim=str(net.conv_rank), conv_alpha=str(net.conv_alpha))
+    if net.dora:
+        args["dora_wd"] = "True"
+    if net.dropout:
+        args["dropout"] = str(net.dropout)
+    return kohya.training_metadata(
+        family=ctx.model.family,
+        output_name=cfg.save.name,
+        base_model=str(ctx.model.source),
+        trigger=cfg.dataset.trigger,
+        tag_frequency=ctx.dataset.tag_frequency,
+        dataset_dirs=ctx.dataset.dataset_dirs,
+        num_train_images=ctx.dataset.num_images,
+        rank=net.rank,
+        alpha=net.alpha,
+        resolution=cfg.dataset.resolution,
+        step=st.step,
+        max_steps=ctx.max_steps,
+        epoch=st.pos.epoch + 1,
+        epochs=cfg.train.epochs,
+        learning_rate=cfg.train.learning_rate,
+        text_encoder_lr=net.text_encoder_lr or None,
+        train_text_encoder=net.train_text_encoder,
+        batch_size=cfg.train.batch_size,
+        optimizer=cfg.train.optimizer,
+        lr_scheduler=cfg.train.lr_scheduler,
+        noise_offset=cfg.train.noise_offset,
+        min_snr_gamma=cfg.train.min_snr_gamma,
+        seed=cfg.train.seed,
+        mixed_precision=cfg.train.mixed_precision,
+        started_at=st.started_at,
+        finished_at=time.time(),
+        extra_network_args=args,
+        prediction_type=ctx.model.prediction_type,
+    )
+
+
+# --- resume state ---------------------------------------------------------------------------------
+
+
+def save_resume(ctx: Context, st: TrainState) -> None:
+    from safetensors.torch import save
+
+    from lorawb.core.fsutil import atomic_write_bytes
+
+    state_dir = ctx.run.state
+    state_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(state_dir / "lora.safetensors", save(trainable_state(ctx.unet, ctx.model.text_encoders)))
+    payload = {
+        "step": st.step,
+        "epoch": st.pos.epoch,
+        "index": st.pos.index,
+        "elapsed": st.elapsed,
+        "started_at": st.started_at,
+        "optimizer": ctx.optimizer.state_dict(),
+        "lr_scheduler": ctx.lr_scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "scaler": ctx.acc.scaler.state_dict() if getattr(ctx.acc, "scaler", None) is not None else None,
+        "checkpoints": [str(p) for p in ctx.checkpoints],
+    }
+    save_torch(state_dir / "resume.pt", payload)
+
+
+def load_resume(run: RunFolder, model: BaseModel, optimizer: Any, lr_scheduler: Any, acc: Any) -> TrainState:
+    from safetensors.torch import load_file
+
+    state_dir = run.state
+    if not (state_dir / "resume.pt").is_file() or not (state_dir / "lora.safetensors").is_file():
+        raise RunError(
+            "this run has no resume state (it stopped before saving one)",
+            path=state_dir,
+            hint="start a new run; resume state is saved at every stop and at the end",
+        )
+    payload = torch.load(state_dir / "resume.pt", map_location="cpu", weights_only=True)
+    load_trainable_state(
+        acc.unwrap_model(model.unet), model.text_encoders, load_file(str(state_dir / "lora.safetensors"))
+    )
+    optimizer.load_state_dict(payload["optimizer"])
+    lr_scheduler.load_state_dict(payload["lr_scheduler"])
+    torch.set_rng_state(payload["torch_rng"])
+    if payload.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["cuda_rng"])
+    if payload.get("scaler") and getattr(acc, "scaler", None) is not None:
+        acc.scaler.load_state_dict(payload["scaler"])
+    return TrainState(
+        step=int(payload["step"]),
+        pos=D.Position(int(payload["epoch"]), int(payload["index"])),
+        elapsed=float(payload.get("elapsed", 0.0)),
+        started_at=float(payload.get("started_at", time.time())),
+    )
+
+
+# --- process plumbing: lock, log, stop flag, failure messages -------------------------------------
+
+
+@contextlib.contextmanager
+def run_lock(run: RunFolder, lock_fd: int | None = None) -> Iterator[None]:
+    """flock run.lock for the trainer's lifetime; a second trainer on the same folder is refused.
+
+    With ``lock_fd`` the launcher already holds the lock on that open file; taking it again on
+    the same open file succeeds, so the run never looks dead between launch and start.
+    """
+    import fcntl
+
+    run.path.mkdir(parents=True, exist_ok=True)
+    fh = os.fdopen(lock_fd, "a+") if lock_fd is not None else open(run.lock_file, "a+")  # noqa: SIM115
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        fh.close()
+        pid = run.pid()
+        raise RunError(
+            f"another trainer is already running this run{f' (pid {pid})' if pid else ''}",
+            path=run.path,
+            hint=f"watch it with `lorawb watch {run.id}` or stop it with `lorawb stop {run.id}`",
+        ) from exc
+    try:
+        run.create()
+        run.pid_file.write_text(f"{os.getpid()}\n")
+        with contextlib.suppress(FileNotFoundError):
+            run.stop_file.unlink()  # a stale request from an earlier process
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            run.pid_file.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            run.stop_file.unlink()
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+@contextlib.contextmanager
+def run_log(run: RunFolder, rank: int = 0) -> Iterator[logging.Logger]:
+    """train.log in the run folder: the human log (appended across resumes)."""
+    log = logging.getLogger(f"lorawb.run.{run.id}.{rank}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    path = run.log if rank == 0 else run.path / f"train.rank{rank}.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    try:
+        yield log
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+class StopFlag:
+    """Set by stop.request, SIGTERM or the first Ctrl-C (the second Ctrl-C interrupts at once)."""
+
+    def __init__(self, run: RunFolder) -> None:
+        self.run = run
+        self._flag = False
+        self._old: dict[int, Any] = {}
+
+    def requested(self) -> bool:
+        return self._flag or self.run.stop_requested()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self._flag:
+            raise KeyboardInterrupt
+        self._flag = True
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def describe_failure(exc: BaseException) -> tuple[str, str]:
+    """(error, hint) for the failed status."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return "out of GPU memory", OOM_HINT
+    if isinstance(exc, LorawbError):
+        return exc.message if not exc.path else f"{exc.path}: {exc.message}", exc.hint or ""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "`lorawb resume` continues from the last saved state, if any"
+    if isinstance(exc, MemoryError):
+        return "out of memory", OOM_HINT
+    return f"{type(exc).__name__}: {exc}", "see train.log in the run folder for the traceback"
+
+
+class NullEvents:
+    """The event writer of non-main processes: says nothing (rank 0 speaks for the run)."""
+
+    def __enter__(self) -> NullEvents:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *a, **k: None
+
+
+def main_worker(run_dir: str | Path, resume: bool = False, lock_fd: int | None = None) -> int:
+    """Entry point of a detached training process (see lorawb.train.worker)."""
+    run = RunFolder(Path(run_dir).resolve())
+    try:
+        train(run, resume=resume, lock_fd=lock_fd)
+    except LorawbError as exc:
+        print(f"lorawb: {exc}", flush=True)
+        return 2
+    return 0
+
+
+__all__ = ["train", "TrainingError", "main_worker", "load_run_config"]
