@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "lorawb.cli.app_cmd",
     "lorawb.cli.project_cmds",
     "lorawb.cli.train_cmds",
+    "lorawb.cli.toyworld_cmds",
 ]
 
 
