@@ -116,3 +116,42 @@ def table(results: Sequence[CheckResult], contexts: Sequence[str] = world.CONTEX
                 row += f" {r.unrelated:>10.0%} {r.unrelated_character:>6.0%}"
             lines.append(row)
     return "\n".join(lines)
+
+
+def copy_sample_project(dest: str | Path, source: str | Path | None = None) -> Path:
+    """A working copy of the sample project (settings, dataset, inbox) whose model is the committed one."""
+    import shutil
+
+    src = Path(source) if source else Path(__file__).resolve().parents[2] / "sample_project"
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src / "lorawb.toml", dest / "lorawb.toml")
+    for sub in ("dataset", "inbox"):
+        if (src / sub).is_dir():
+            shutil.copytree(src / sub, dest / sub, dirs_exist_ok=True)
+    model = dest / sample.MODEL_DIR
+    model.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        model.symlink_to((src / sample.MODEL_DIR).resolve(), target_is_directory=True)
+    except OSError:  # no symlinks here (Windows without the right): copy the 10 MB instead
+        shutil.copytree(src / sample.MODEL_DIR, model)
+    return dest
+
+
+def train_project(project_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
+    """Train a LoRA on ``project_dir`` with its lorawb.toml (plus ``--set`` overrides), in this process.
+
+    Returns the last checkpoint. This is what ``lorawb train PROJECT`` does, without the progress line.
+    """
+    from lorawb.core.project import Project
+    from lorawb.errors import RunError
+    from lorawb.train.config import resolve_config
+    from lorawb.train.process import create_run, launch
+
+    project = Project.load(project_dir)
+    run = create_run(project, resolve_config(project, None, list(overrides)), "check")
+    launch(run, detach=False)
+    ckpts = sorted(run.checkpoints.glob("*.safetensors"))
+    if not ckpts:
+        raise RunError("the run wrote no checkpoint", path=run.path, hint="see its train.log")
+    return ckpts[-1]

@@ -721,7 +721,6 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         init=args.init,
     )
-    r.warmup = min(r.warmup, max(1, r.steps // 10)) if not r.seconds else r.warmup
 
     def log(msg: str) -> None:
         print(msg, flush=True)
