@@ -678,7 +678,8 @@ def evaluate_folder(folder: Path, cfgs: Sequence[float], device: str, sheet_dir:
         "by_cfg": scores,
         "best_cfg": float(best),
     }
-    meta["recommended"]["cfg"] = float(best)
+    # The recommendation stays low (1.5): prompts alone score a little better higher up, but a LoRA's
+    # effect fades as the guidance scale rises (see sample_project/models/toyworld-sd/README.md).
     atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
     if sheet_dir is not None:
         sheet_dir.mkdir(parents=True, exist_ok=True)
