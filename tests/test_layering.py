@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "lorawb"
@@ -44,5 +45,5 @@ def test_checker_catches_a_bad_import(tmp_path, monkeypatch):
     bad = tmp_path / "lorawb" / "core"
     bad.mkdir(parents=True)
     (bad / "oops.py").write_text("import textual.app\n")
-    monkeypatch.setattr(__import__(__name__), "PKG", tmp_path / "lorawb")
+    monkeypatch.setattr(sys.modules[__name__], "PKG", tmp_path / "lorawb")
     assert offenders("core", UI) == ["lorawb/core/oops.py imports textual.app"]

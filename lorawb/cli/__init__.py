@@ -19,7 +19,10 @@ from lorawb.errors import LorawbError
 COMMAND_MODULES = [
     "lorawb.cli.app_cmd",
     "lorawb.cli.project_cmds",
+    "lorawb.cli.triage_cmds",
+    "lorawb.cli.captions_cmd",
     "lorawb.cli.train_cmds",
+    "lorawb.cli.watch_cmd",
     "lorawb.cli.toyworld_cmds",
 ]
 

@@ -18,6 +18,8 @@ def make_buckets(
     resolution: int, step: int = 64, min_side: int | None = None, max_side: int | None = None
 ) -> tuple[Bucket, ...]:
     """All (w, h) with w, h multiples of ``step``, w*h <= resolution**2, as large as possible per width."""
+    if resolution < step:
+        raise ValueError(f"resolution {resolution} is below the bucket step {step}: lower dataset.bucket_step")
     area = resolution * resolution
     min_side = min_side or max(step, (resolution // 2 // step) * step)
     max_side = max_side or resolution * 2

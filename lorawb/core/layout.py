@@ -50,8 +50,19 @@ def caption_path_for(image: Path) -> Path:
     return image.with_suffix(".txt")
 
 
-def walk_images(root: Path, *, skip_rejected: bool = True) -> Iterator[Path]:
-    """Every image file under ``root``, sorted per folder, following symlinks without looping."""
+def walk_images(
+    root: Path,
+    *,
+    skip_rejected: bool = True,
+    errors: list[tuple[Path, str]] | None = None,
+    captions: list[Path] | None = None,
+) -> Iterator[Path]:
+    """Every image file under ``root``, sorted per folder, following symlinks without looping.
+
+    With ``errors``, what cannot be walked is reported there as (path, reason): folders that
+    cannot be listed and image names that are broken symbolic links. With ``captions``, the
+    caption files met on the way are collected there (saves a second walk for orphan checks).
+    """
     seen: set[tuple[int, int]] = set()
 
     def walk(d: Path, top: bool) -> Iterator[Path]:
@@ -65,7 +76,9 @@ def walk_images(root: Path, *, skip_rejected: bool = True) -> Iterator[Path]:
         seen.add(key)
         try:
             entries = sorted(os.scandir(d), key=lambda e: e.name)
-        except OSError:
+        except OSError as exc:
+            if errors is not None:
+                errors.append((d, f"cannot list folder: {exc.strerror or exc}"))
             return
         subdirs = []
         for e in entries:
@@ -77,7 +90,13 @@ def walk_images(root: Path, *, skip_rejected: bool = True) -> Iterator[Path]:
                         subdirs.append(Path(e.path))
                 elif e.is_file() and is_image(e.name):
                     yield Path(e.path)
-            except OSError:
+                elif captions is not None and os.path.splitext(e.name)[1].lower() in CAPTION_EXTS and e.is_file():
+                    captions.append(Path(e.path))
+                elif errors is not None and e.is_symlink() and is_image(e.name) and not os.path.exists(e.path):
+                    errors.append((Path(e.path), "broken symbolic link"))
+            except OSError as exc:
+                if errors is not None and is_image(e.name):
+                    errors.append((Path(e.path), f"cannot read file: {exc.strerror or exc}"))
                 continue
         for sd in subdirs:
             yield from walk(sd, False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import uuid
 from pathlib import Path
 
 _lock = threading.Lock()
@@ -31,11 +32,27 @@ def connect(state_dir: Path) -> sqlite3.Connection:
 
 
 def ensure_schema(conn: sqlite3.Connection, name: str, ddl: str) -> None:
-    """Run ``ddl`` (a script of CREATE ... IF NOT EXISTS) once per database per process."""
-    db = conn.execute("PRAGMA database_list").fetchone()[2]
-    key = (db, name)
+    """Run ``ddl`` (a script of CREATE ... IF NOT EXISTS) once per database per process.
+
+    "Database" means this very file: each one carries a random id, so after .lorawb/ is
+    deleted and recreated in the same process the tables are created again.
+    """
+    key = (_db_id(conn), name)
     with _lock:
         if key in _schemas_done:
             return
         conn.executescript(ddl)
         _schemas_done.add(key)
+
+
+def _db_id(conn: sqlite3.Connection) -> str:
+    try:
+        row = conn.execute("SELECT value FROM lorawb_meta WHERE key = 'db_id'").fetchone()
+    except sqlite3.OperationalError:
+        row = None
+    if row is None:
+        conn.execute("CREATE TABLE IF NOT EXISTS lorawb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT OR IGNORE INTO lorawb_meta (key, value) VALUES ('db_id', ?)", (uuid.uuid4().hex,))
+        row = conn.execute("SELECT value FROM lorawb_meta WHERE key = 'db_id'").fetchone()
+    db = conn.execute("PRAGMA database_list").fetchone()[2]
+    return f"{db}#{row[0]}"

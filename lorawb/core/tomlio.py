@@ -13,7 +13,7 @@ from typing import Any
 
 import tomlkit
 from pydantic import BaseModel, ValidationError
-from tomlkit.exceptions import ParseError
+from tomlkit.exceptions import ParseError, TOMLKitError
 from tomlkit.toml_document import TOMLDocument
 
 from lorawb.core.fsutil import atomic_write_text, read_text
@@ -33,6 +33,33 @@ def load_document(path: Path) -> tuple[TOMLDocument, str]:
             line=exc.line,
             hint="fix the syntax; strings need quotes, tables look like [section]",
         ) from exc
+    except TOMLKitError as exc:
+        # e.g. KeyAlreadyPresent, which tomlkit raises without a position: find the repeated key.
+        m = re.search(r'Key "([^"]+)" already exists', str(exc))
+        line = _repeated_key_line(tf.text, m.group(1)) if m else None
+        raise ConfigError(
+            f"invalid TOML: {exc}",
+            path=path,
+            line=line,
+            hint="a key may appear only once per table; remove or rename one of them",
+        ) from exc
+
+
+def _repeated_key_line(text: str, key: str) -> int | None:
+    """The line of the second ``key = ...`` in the same table (best effort)."""
+    pattern = re.compile(r'^\s*("?)' + re.escape(key) + r"\1\s*=")
+    seen_in: set[str] = set()
+    table = ""
+    for i, raw in enumerate(text.splitlines(), 1):
+        header = re.match(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?", raw)
+        if header:
+            table = header.group(1)
+            continue
+        if pattern.match(raw):
+            if table in seen_in:
+                return i
+            seen_in.add(table)
+    return None
 
 
 def save_document(path: Path, doc: TOMLDocument) -> None:
@@ -71,7 +98,12 @@ def _describe_error(err: dict[str, Any]) -> str:
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
-    return err.get("msg", "invalid value")
+    msg = str(err.get("msg", "invalid value"))
+    # pydantic prefixes our own validators' messages; the key name already says where.
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    return msg
 
 
 def validate(model: type[BaseModel], data: Any, *, path: Path | None, text: str = "", prefix: str = "") -> Any:
@@ -88,7 +120,13 @@ def validate(model: type[BaseModel], data: Any, *, path: Path | None, text: str 
         value = first.get("input")
         detail = _describe_error(first)
         shown = "" if first.get("type") in ("missing", "extra_forbidden") else f" (got {value!r})"
-        more = f"; {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
+        others = [".".join(str(p) for p in e["loc"] if not isinstance(p, int)) for e in errors[1:]]
+        if prefix:
+            others = [f"{prefix}.{o}" if o else prefix for o in others]
+        more = ""
+        if others:
+            shown_others = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            more = f"; also check {shown_others}"
         hint = None
         if first.get("type") == "extra_forbidden":
             fields = _fields_at(model, [p for p in first["loc"][:-1] if not isinstance(p, int)])

@@ -77,6 +77,8 @@ class EventTail:
         self.offset = 0
         self.bad_lines = 0
         self.max_bytes = max_bytes  # backpressure: at most this much per poll
+        self.restarts = 0  # times the file was replaced or truncated and read again from the start
+        self.size = 0  # file size at the last poll: ``size > offset`` means more is waiting
         self._ino: int | None = None
 
     def poll(self) -> list[dict[str, Any]]:
@@ -86,7 +88,9 @@ class EventTail:
             return []
         if st.st_size < self.offset or (self._ino is not None and st.st_ino != self._ino):
             self.offset = 0
+            self.restarts += 1
         self._ino = st.st_ino
+        self.size = st.st_size
         if st.st_size == self.offset:
             return []
         with open(self.path, "rb") as fh:

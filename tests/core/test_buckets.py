@@ -13,3 +13,11 @@ def test_square_and_portrait_and_landscape():
     assert h > w and abs(w / h - 0.5) < 0.1
     w, h = nearest_bucket(1920, 1080, 1024)
     assert w > h and abs(w / h - 16 / 9) < 0.15
+
+
+def test_resolution_below_step_is_a_clear_error():
+    import pytest
+
+    with pytest.raises(ValueError, match="bucket step"):
+        nearest_bucket(32, 32, 32, step=64)
+    assert nearest_bucket(32, 32, 32, step=8) == (32, 32)

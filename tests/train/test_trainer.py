@@ -396,3 +396,14 @@ def test_nan_loss_stops_the_run_and_says_so(tmp_path, tiny_sd1, monkeypatch):
     (folder,) = list(run.iterdir())
     failed = read_events(folder / "events.jsonl")[-1]
     assert failed["state"] == "failed" and "nan at step 1" in failed["error"] and "learning_rate" in failed["hint"]
+
+
+def test_epochs_decide_length_and_checkpoints(tmp_path, tiny_sd1):
+    # 3 images x 2 repeats in batches of 2: 3 steps an epoch
+    root = make_project(tmp_path / "proj", tiny_sd1, n_images=3)
+    run = start(root, ["train.max_steps=0", "train.epochs=2", "save.every_n_epochs=1", "save.keep_last=1"])
+    steps = of_type(run, "step")
+    assert [e["step"] for e in steps] == [1, 2, 3, 4, 5, 6] and steps[-1]["max_steps"] == 6
+    assert [e["epoch"] for e in steps] == [1, 1, 1, 2, 2, 2]
+    assert [(c["step"], c["epoch"]) for c in of_type(run, "checkpoint")] == [(3, 1), (6, 2)]
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["zkx_mira-000006.safetensors"]  # keep_last=1

@@ -1,0 +1,427 @@
+"""`lorawb captions [PROJECT] OP ...`: bulk caption edits with preview and undo, tag stats, composition.
+
+A thin layer over lorawb.core.caption_ops / caption_history / caption_stats / composition.
+Exit codes: 0 done, 1 some files were not written (changed on disk meanwhile), 2 a user
+error (bad regex, unknown tag, bad filter...), as every lorawb command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+OPS = (
+    "add",
+    "remove",
+    "replace",
+    "move",
+    "regex",
+    "trigger",
+    "rename-trigger",
+    "dedupe",
+    "sort",
+    "strip",
+    "undo",
+    "redo",
+    "history",
+    "stats",
+    "composition",
+)
+
+USAGE = "lorawb captions [PROJECT] OP ... [--where FILTER] [--dry-run] [--json]"
+EPILOG = """\
+operations:
+  add TAG [--at start|end|after-trigger]   add a tag where missing (default: end)
+  remove TAG                               remove a tag (any weight: (tag:1.2) too)
+  replace OLD NEW                          rename a tag, keeping its weight
+  move TAG [--to front|back]               move a tag (front: right after the trigger)
+  regex PATTERN REPLACEMENT                Python regex over each caption (\\1 for groups)
+  trigger NAME                             put the trigger first in every caption
+  rename-trigger OLD NEW                   rename the trigger everywhere (whole words)
+  dedupe | sort | strip                    drop repeated tags | sort (trigger first) | drop empty tags
+  undo [N] | redo [N] | history            step back / forward through applied operations
+  stats [--top N]                          tag frequency, co-occurrence with the trigger
+  composition [--by GROUP,GROUP]           images per tag group value and pair; the gaps
+
+filters (--where, repeatable, AND'ed):
+  has:TAG  -has:TAG  text:WORDS  -text:WORDS  in:FOLDER  file:PATH   e.g. --where 'has:forest -has:"pixel art"'
+
+--dry-run prints the diff of every file that would change and writes nothing.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "captions",
+        help="bulk-edit captions (tags, trigger) with preview and undo; tag stats; composition",
+        usage=USAGE,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(p)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def _common(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    # The options may come before PROJECT, between PROJECT and OP, or after OP: each place gets its
+    # own dests (a subparser's defaults would otherwise overwrite what was given before OP).
+    p.add_argument(
+        "--where", action="append", dest=prefix + "where", metavar="FILTER", help="limit to captions matching FILTER"
+    )
+    p.add_argument("--dry-run", action="store_true", dest=prefix + "dry_run", help="print the diff; change nothing")
+    p.add_argument("--json", action="store_true", dest=prefix + "json", help="machine-readable output")
+
+
+def _inner_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lorawb captions [PROJECT]", usage=USAGE, epilog=EPILOG, add_help=True)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    _common(parser, "top_")
+    common = argparse.ArgumentParser(add_help=False)
+    _common(common)
+    ops = parser.add_subparsers(dest="op", metavar="OP")
+
+    def op(name: str, help: str) -> argparse.ArgumentParser:
+        return ops.add_parser(name, help=help, parents=[common])
+
+    a = op("add", "add a tag where missing")
+    a.add_argument("tag")
+    a.add_argument("--at", choices=["start", "end", "after-trigger"], default="end")
+    op("remove", "remove a tag").add_argument("tag")
+    r = op("replace", "rename a tag, keeping its weight")
+    r.add_argument("old")
+    r.add_argument("new")
+    m = op("move", "move a tag to the front (after the trigger) or the back")
+    m.add_argument("tag")
+    m.add_argument("--to", choices=["front", "back"], default="front")
+    x = op("regex", "regex replace over each caption")
+    x.add_argument("pattern")
+    x.add_argument("replacement")
+    op("trigger", "put the trigger first in every caption").add_argument("name")
+    rt = op("rename-trigger", "rename the trigger everywhere")
+    rt.add_argument("old")
+    rt.add_argument("new")
+    op("dedupe", "drop repeated tags")
+    op("sort", "sort tags (the trigger stays first)")
+    op("strip", "drop empty tags")
+    op("undo", "undo the last N operations").add_argument("n", nargs="?", type=int, default=1)
+    op("redo", "redo the last N undone operations").add_argument("n", nargs="?", type=int, default=1)
+    op("history", "list the operations that can be undone / redone")
+    s = op("stats", "tag frequency and the trigger")
+    s.add_argument("--top", type=int, default=40, help="show the N most frequent tags (0: all)")
+    c = op("composition", "images per tag group value and pair of groups; the gaps")
+    c.add_argument("--by", help="one group or a pair, e.g. context,style (default: all pairs)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    rest = list(args.rest)
+    project_path = "."
+    if rest and rest[0] not in OPS and not rest[0].startswith("-"):
+        project_path = rest.pop(0)
+    inner = _inner_parser()
+    if not rest:
+        inner.print_help(sys.stderr)
+        return 2
+    ns = inner.parse_args(rest)
+    ns.where = (args.where or []) + (ns.top_where or []) + (ns.where or [])
+    ns.dry_run = args.dry_run or ns.top_dry_run or ns.dry_run
+    ns.json = args.json or ns.top_json or ns.json
+
+    from lorawb.core.project import Project
+
+    project = Project.load(project_path)
+    handler = {
+        "undo": _undo,
+        "redo": _redo,
+        "history": _history,
+        "stats": _stats,
+        "composition": _composition,
+    }.get(ns.op, _edit)
+    return handler(project, ns)
+
+
+# --- bulk edits ---------------------------------------------------------------
+
+
+def _operation(project: Any, ns: argparse.Namespace) -> Any:
+    from lorawb.core import caption_ops as co
+
+    trigger = project.trigger
+    if ns.op == "add":
+        return co.AddTag(ns.tag, at=ns.at, trigger=trigger)
+    if ns.op == "remove":
+        return co.RemoveTag(ns.tag)
+    if ns.op == "replace":
+        return co.ReplaceTag(ns.old, ns.new)
+    if ns.op == "move":
+        return co.MoveTag(ns.tag, to=ns.to, trigger=trigger)
+    if ns.op == "regex":
+        return co.RegexReplace(ns.pattern, ns.replacement)
+    if ns.op == "trigger":
+        return co.SetTrigger(ns.name)
+    if ns.op == "rename-trigger":
+        return co.RenameTrigger(ns.old, ns.new)
+    if ns.op == "dedupe":
+        return co.Dedupe()
+    if ns.op == "sort":
+        return co.SortTags(trigger=trigger)
+    return co.StripEmpty()
+
+
+def _edit(project: Any, ns: argparse.Namespace) -> int:
+    from lorawb.core import caption_history, caption_ops
+
+    op = _operation(project, ns)
+    selection = caption_ops.parse_where(ns.where)
+    cs = caption_ops.build_changeset(project, op, selection)
+    if ns.dry_run:
+        if ns.json:
+            _print_json(
+                {
+                    "op": cs.label,
+                    "selection": cs.selection,
+                    "dry_run": True,
+                    "scanned": cs.scanned,
+                    "changed": len(cs),
+                    "files": [{"path": c.rel, "old": c.old, "new": c.new} for c in cs.changes],
+                }
+            )
+        else:
+            _print_diff(cs.diff())
+            print(f"{cs.label}: would change {len(cs)} of {cs.scanned} captions ({cs.selection}); nothing written")
+        return 0
+    result = caption_history.apply_changeset(project, cs) if len(cs) else None
+    written = result.written if result else []
+    conflicts = result.conflicts if result else []
+    config_note = _update_project_trigger(project, ns, written)
+    if ns.json:
+        _print_json(
+            {
+                "op": cs.label,
+                "selection": cs.selection,
+                "dry_run": False,
+                "scanned": cs.scanned,
+                "changed": len(written),
+                "written": written,
+                "conflicts": [{"path": c.rel, "reason": c.reason} for c in conflicts],
+                "history_id": result.op_id if result else None,
+                "config": config_note,
+            }
+        )
+        return 1 if conflicts else 0
+    if not len(cs):
+        print(f"{cs.label}: no caption needs changing ({cs.scanned} looked at, {cs.selection})")
+    else:
+        print(f"{cs.label}: changed {len(written)} of {cs.scanned} captions ({cs.selection})")
+    lossy = [c.rel for c in cs.lossy if c.rel in set(written)]
+    if lossy:
+        print(f"  {len(lossy)} of them were not UTF-8 and are now UTF-8: {', '.join(lossy[:5])}")
+    _print_conflicts(conflicts, "not written")
+    if config_note:
+        print(f"  lorawb.toml: {config_note}")
+    if written:
+        print("  undo with: lorawb captions undo")
+    return 1 if conflicts else 0
+
+
+def _update_project_trigger(project: Any, ns: argparse.Namespace, written: list[str]) -> str | None:
+    """`trigger NAME` on a project without one, or `rename-trigger` of the project's own: keep lorawb.toml in step."""
+    if ns.op == "trigger" and not project.trigger:
+        project.save_setting("project.trigger", ns.name.strip())
+        return f"trigger = {ns.name.strip()!r}"
+    if ns.op == "rename-trigger" and written and project.trigger.casefold() == ns.old.strip().casefold():
+        project.save_setting("project.trigger", ns.new.strip())
+        return f"trigger = {ns.new.strip()!r} (was {ns.old.strip()!r})"
+    return None
+
+
+# --- history --------------------------------------------------------------------
+
+
+def _undo(project: Any, ns: argparse.Namespace) -> int:
+    from lorawb.core import caption_history
+
+    return _print_steps(caption_history.undo(project, ns.n), ns, "undo")
+
+
+def _redo(project: Any, ns: argparse.Namespace) -> int:
+    from lorawb.core import caption_history
+
+    return _print_steps(caption_history.redo(project, ns.n), ns, "redo")
+
+
+def _print_steps(results: list[Any], ns: argparse.Namespace, verb: str) -> int:
+    conflicts = any(r.conflicts for r in results)
+    if ns.json:
+        _print_json(
+            [
+                {
+                    "op": r.label,
+                    "history_id": r.op_id,
+                    "written": r.written,
+                    "conflicts": [{"path": c.rel, "reason": c.reason} for c in r.conflicts],
+                }
+                for r in results
+            ]
+        )
+        return 1 if conflicts else 0
+    if not results:
+        print(f"nothing to {verb}")
+        return 0
+    for r in results:
+        done = "restored" if verb == "undo" else "rewrote"
+        print(f"{r.label}: {done} {len(r.written)} captions")
+        _print_conflicts(r.conflicts, "left as it is on disk")
+    return 1 if conflicts else 0
+
+
+def _history(project: Any, ns: argparse.Namespace) -> int:
+    import time
+
+    from lorawb.core import caption_history
+
+    entries = caption_history.history(project, limit=50)
+    if ns.json:
+        _print_json([e.__dict__ for e in entries])
+        return 0
+    if not entries:
+        print("no caption operations yet")
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created))
+        undone = "  (undone: redo brings it back)" if e.state != "applied" else ""
+        print(f"{e.id:>5}  {when}  {e.files:>6} files  {e.label}{undone}")
+    return 0
+
+
+# --- stats and composition ------------------------------------------------------
+
+
+def _stats(project: Any, ns: argparse.Namespace) -> int:
+    from lorawb.core import caption_ops
+    from lorawb.core.caption_stats import tag_stats
+
+    files = caption_ops.load_captions(project, caption_ops.parse_where(ns.where))
+    st = tag_stats(files, project.trigger)
+    if ns.json:
+        _print_json(
+            {
+                "trigger": st.trigger,
+                "images": st.total,
+                "captioned": st.captioned,
+                "lead_with_trigger": st.with_trigger,
+                "missing_trigger": st.missing_trigger,
+                "uncaptioned": st.uncaptioned,
+                "tags": [t.__dict__ for t in st.tags],
+            }
+        )
+        return 0
+    print(f"{st.total} images, {st.captioned} captioned, {len(st.tags)} distinct tags")
+    if st.trigger:
+        print(f"trigger {st.trigger!r} leads {st.with_trigger} captions; {len(st.missing_trigger)} do not")
+        for img in st.missing_trigger[:10]:
+            print(f"  missing trigger: {img}")
+        if len(st.missing_trigger) > 10:
+            print(f"  ... and {len(st.missing_trigger) - 10} more (fix: lorawb captions trigger {st.trigger})")
+    else:
+        print("no trigger set in lorawb.toml ([project] trigger)")
+    if st.uncaptioned:
+        print(f"{len(st.uncaptioned)} images have no caption")
+    shown = st.tags if ns.top <= 0 else st.tags[: ns.top]
+    print()
+    trig = "w/trigger" if st.trigger else ""
+    print(f"{'count':>6} {'%':>5} {trig:>9}  tag")
+    for t in shown:
+        pct = 100.0 * t.count / max(1, st.total)
+        co = f"{t.with_trigger:>9}" if st.trigger else " " * 9
+        print(f"{t.count:>6} {pct:>5.1f} {co}  {t.name}")
+    if len(shown) < len(st.tags):
+        print(f"... {len(st.tags) - len(shown)} more (--top 0 shows all)")
+    return 0
+
+
+def _composition(project: Any, ns: argparse.Namespace) -> int:
+    from lorawb.core import caption_ops
+    from lorawb.core.composition import composition
+
+    by = [g.strip() for g in ns.by.split(",") if g.strip()] if ns.by else None
+    files = caption_ops.load_captions(project, caption_ops.parse_where(ns.where))
+    comp = composition(files, project.config.tags.groups, by)
+    if ns.json:
+        _print_json(
+            {
+                "images": comp.total,
+                "groups": comp.groups,
+                "values": comp.value_counts,
+                "missing": comp.missing,
+                "pairs": [
+                    {
+                        "rows": t.rows,
+                        "cols": t.cols,
+                        "counts": [[a, b, n] for (a, b), n in t.counts.items()],
+                        "empty": [list(c) for c in t.empty],
+                        "thin": [list(c) for c in t.thin],
+                        "thin_below": t.threshold,
+                    }
+                    for t in comp.pairs
+                ],
+            }
+        )
+        return 0
+    print(f"{comp.total} images")
+    for g, values in comp.groups.items():
+        counts = comp.value_counts[g]
+        parts = ", ".join(f"{v} {counts[v]}" for v in values)
+        print(f"{g}: {parts}; naming none: {len(comp.missing[g])}")
+    for t in comp.pairs:
+        print()
+        corner = f"{t.rows} \\ {t.cols}"
+        w = max([len(corner)] + [len(v) for v in t.row_values])
+        cw = [max(5, len(c)) for c in t.col_values]
+        print(f"{corner:<{w}}  " + "  ".join(f"{c:>{n}}" for c, n in zip(t.col_values, cw, strict=True)))
+        for r in t.row_values:
+            cells = []
+            for c, n in zip(t.col_values, cw, strict=True):
+                k = t.counts[(r, c)]
+                mark = "!" if k == 0 else ("?" if k < t.threshold else " ")
+                cells.append(f"{str(k) + mark:>{n}}")
+            print(f"{r:<{w}}  " + "  ".join(cells))
+        gaps = [f"{a} x {b} (empty)" for a, b in t.empty]
+        gaps += [f"{a} x {b} (thin: {t.counts[(a, b)]})" for a, b in t.thin]
+        print(f"gaps ({t.rows} x {t.cols}, thin below {t.threshold}): " + ("; ".join(gaps) if gaps else "none"))
+    return 0
+
+
+# --- output helpers ---------------------------------------------------------------
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def _print_conflicts(conflicts: list[Any], what: str) -> None:
+    for c in conflicts[:20]:
+        print(f"  conflict: {c.rel}: {c.reason} ({what})")
+    if len(conflicts) > 20:
+        print(f"  ... and {len(conflicts) - 20} more conflicts")
+
+
+def _print_diff(diff: str) -> None:
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    if not color:
+        sys.stdout.write(diff)
+        return
+    for line in diff.splitlines(keepends=True):
+        if line.startswith(("+++", "---")):
+            sys.stdout.write(f"\x1b[1m{line.rstrip()}\x1b[0m\n")
+        elif line.startswith("+"):
+            sys.stdout.write(f"\x1b[32m{line.rstrip()}\x1b[0m\n")
+        elif line.startswith("-"):
+            sys.stdout.write(f"\x1b[31m{line.rstrip()}\x1b[0m\n")
+        elif line.startswith("@@"):
+            sys.stdout.write(f"\x1b[36m{line.rstrip()}\x1b[0m\n")
+        else:
+            sys.stdout.write(line)

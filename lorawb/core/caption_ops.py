@@ -1,0 +1,675 @@
+"""Caption files of a project, selections of them, and the bulk operations that rewrite them.
+
+Every operation is pure: it turns the captions as read into a ChangeSet (file, old
+text, new text, and the file's mtime/size as read), which can be shown as a unified
+diff and is then applied (and undone) by lorawb.core.caption_history. Nothing here
+writes a file.
+
+Selections: a subfolder, a list of files, and tag filters, written as a small query
+(``has:forest -has:watercolor in:10_zkx_mira``); see ``parse_where``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from lorawb.core import layout
+from lorawb.core.captions import (
+    Caption,
+    normalize,
+    phrase_pattern,
+    rename_tag,
+    tag_key,
+    trigger_position,
+)
+from lorawb.core.fsutil import read_text
+from lorawb.core.project import Project
+from lorawb.errors import CaptionError, LorawbError
+
+# ---------------------------------------------------------------------------
+# Caption files as read
+
+
+@dataclass
+class CaptionFile:
+    """One image's caption as read from disk (``text`` is None when the image has no caption file)."""
+
+    image: str  # the image, relative to the project root (posix), as the app names images
+    file: str  # the caption file's path (which may not exist yet); a str: 10,000 Paths cost time
+    text: str | None
+    newline: str = "\n"
+    mtime_ns: int | None = None
+    size: int | None = None
+    encoding: str = "utf-8"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.file)
+
+    @cached_property
+    def caption(self) -> Caption:
+        return Caption.parse(self.text or "")
+
+    @cached_property
+    def keys(self) -> frozenset[str]:
+        return frozenset(self.caption.keys)
+
+    @property
+    def exists(self) -> bool:
+        return self.text is not None
+
+
+def rel_to(root: Path, path: Path | str) -> str:
+    r, p = str(root), str(path)
+    if p.startswith(r) and p[len(r) : len(r) + 1] == os.sep:  # cheap, and right for paths under the root
+        return p[len(r) + 1 :].replace(os.sep, "/")
+    return Path(os.path.relpath(p, r)).as_posix()
+
+
+def read_caption(root: Path, image: Path) -> CaptionFile:
+    """Read one image's caption (any encoding; a missing file is an empty caption)."""
+    cap = layout.caption_path_for(image)
+    return _read(root, image, str(cap) if cap.exists() else None)
+
+
+def _read(root: Path, image: Path, cap: str | None) -> CaptionFile:
+    rel = rel_to(root, image)
+    if cap is None:
+        return CaptionFile(rel, os.path.splitext(image)[0] + ".txt", None)
+    try:
+        tf = read_text(cap)  # type: ignore[arg-type]
+    except LorawbError:
+        if not os.path.exists(cap):  # deleted between the listing and the read
+            return CaptionFile(rel, cap, None)
+        raise
+    return CaptionFile(rel, cap, tf.text, tf.newline, tf.mtime_ns, tf.size, tf.encoding)
+
+
+def read_captions(root: Path, images: Iterable[str]) -> list[CaptionFile]:
+    """The captions of these images (paths relative to ``root``), listing each folder once (fast for 10,000)."""
+    listings: dict[str, set[str]] = {}
+    out = []
+    for rel in images:
+        image = os.path.join(root, rel)
+        out.append(_read(root, Path(image), _caption_beside(image, listings)))
+    return out
+
+
+def _images_with_captions(folder: Path) -> Iterable[tuple[Path, str | None]]:
+    """(image, caption file or None) for every image under ``folder``, one directory listing each."""
+    listings: dict[str, set[str]] = {}
+    for image in layout.walk_images(folder):
+        yield image, _caption_beside(str(image), listings)
+
+
+def _caption_beside(image: str, listings: dict[str, set[str]]) -> str | None:
+    """The caption file of ``image`` (.txt, else .caption), from a per-folder listing cached in ``listings``."""
+    d, name = os.path.split(image)  # plain strings: pathlib costs more than the reads here
+    names = listings.get(d)
+    if names is None:
+        try:
+            names = set(os.listdir(d))
+        except OSError:
+            names = set()
+        listings[d] = names
+    stem = os.path.splitext(name)[0]
+    return next((d + os.sep + stem + ext for ext in layout.CAPTION_EXTS if stem + ext in names), None)
+
+
+def load_captions(project: Project, selection: Selection | None = None) -> list[CaptionFile]:
+    """The captions of the dataset (or of the selection's folders / files), in a stable order, filtered."""
+    selection = selection or Selection()
+    root = project.root
+    files: list[CaptionFile] = []
+    if selection.files is not None:
+        for f in selection.files:
+            image = resolve_image(project, f)
+            files.append(read_caption(root, image))
+    else:
+        folders = [resolve_folder(project, f) for f in selection.folders] or [project.dataset_dir]
+        seen: set[Path] = set()
+        for folder in folders:
+            for image, cap in _images_with_captions(folder):
+                if len(folders) > 1:  # overlapping folders (in:a in:a/b) list an image once
+                    if image in seen:
+                        continue
+                    seen.add(image)
+                files.append(_read(root, image, cap))
+    return selection.filter(files)
+
+
+def resolve_folder(project: Project, folder: str) -> Path:
+    """A selection's folder: relative to the project root, else to dataset/."""
+    for base in (project.root, project.dataset_dir):
+        p = (base / folder).resolve() if not Path(folder).is_absolute() else Path(folder)
+        if p.is_dir():
+            return p
+    raise CaptionError(
+        f"no such folder: {folder}",
+        path=project.dataset_dir,
+        hint="give a subfolder of dataset/ (e.g. in:10_zkx_mira) or a path relative to the project",
+    )
+
+
+def resolve_image(project: Project, f: str | Path) -> Path:
+    """An image named by its path (relative to the project root) or by its caption file's path."""
+    p = Path(f)
+    if not p.is_absolute():
+        p = project.root / p
+    if layout.is_image(p) and p.is_file():
+        return p
+    if p.suffix.lower() in layout.CAPTION_EXTS:
+        for ext in sorted(layout.IMAGE_EXTS):
+            for cand in (p.with_suffix(ext), p.with_suffix(ext.upper())):
+                if cand.is_file():
+                    return cand
+    raise CaptionError(f"no such image: {f}", path=project.root, hint="name images relative to the project folder")
+
+
+# ---------------------------------------------------------------------------
+# Selections
+
+
+@dataclass(frozen=True)
+class Term:
+    kind: str  # "has", "text"
+    value: str  # tag key for "has"; phrase for "text"
+    negate: bool = False
+
+    def matches(self, cf: CaptionFile) -> bool:
+        hit = self.value in cf.keys if self.kind == "has" else bool(phrase_pattern(self.value).search(cf.text or ""))
+        return hit != self.negate
+
+
+WHERE_HELP = "filters: has:TAG  -has:TAG  text:WORDS  -text:WORDS  in:FOLDER  file:PATH (quote tags with spaces)"
+
+
+def parse_where(query: str | Iterable[str] | None) -> Selection:
+    """``has:forest -has:"pixel art" in:10_zkx_mira`` -> a Selection (terms are AND'ed; in:/file: OR'ed)."""
+    if query is None:
+        return Selection()
+    parts: list[str] = []
+    for q in [query] if isinstance(query, str) else query:
+        try:
+            parts.extend(shlex.split(q))
+        except ValueError as exc:
+            raise CaptionError(f"bad filter {q!r}: {exc}", hint=WHERE_HELP) from exc
+    terms: list[Term] = []
+    folders: list[str] = []
+    files: list[str] = []
+    for part in parts:
+        negate = part.startswith("-")
+        kind, sep, value = part.lstrip("-").partition(":")
+        value = normalize(value)
+        if not sep or not value:
+            raise CaptionError(f"bad filter {part!r}", hint=WHERE_HELP)
+        if kind == "has":
+            terms.append(Term("has", tag_key(value), negate))
+        elif kind == "text":
+            terms.append(Term("text", value, negate))
+        elif kind == "in" and not negate:
+            folders.append(value)
+        elif kind == "file" and not negate:
+            files.append(value)
+        else:
+            raise CaptionError(f"unknown filter {part!r}", hint=WHERE_HELP)
+    return Selection(folders=tuple(folders), terms=tuple(terms), files=tuple(files) if files else None)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which captions an operation touches: folders OR files, then every term must hold."""
+
+    folders: tuple[str, ...] = ()
+    terms: tuple[Term, ...] = ()
+    files: tuple[str, ...] | None = None
+
+    def filter(self, files: list[CaptionFile]) -> list[CaptionFile]:
+        if not self.terms:
+            return files
+        return [cf for cf in files if all(t.matches(cf) for t in self.terms)]
+
+    def select(self, project: Project, files: list[CaptionFile]) -> list[CaptionFile]:
+        """This selection applied to captions already read (the app's list): folders, files, then terms."""
+        if self.folders:
+            prefixes = tuple(rel_to(project.root, resolve_folder(project, f)) + "/" for f in self.folders)
+            files = [cf for cf in files if cf.image.startswith(prefixes)]
+        if self.files is not None:
+            wanted = {rel_to(project.root, resolve_image(project, f)) for f in self.files}
+            files = [cf for cf in files if cf.image in wanted]
+        return self.filter(files)
+
+    def narrowed(self, other: Selection) -> Selection:
+        """This selection further limited by ``other``'s terms (and its folders/files when it names some)."""
+        return Selection(
+            folders=other.folders or self.folders,
+            terms=self.terms + other.terms,
+            files=other.files if other.files is not None else self.files,
+        )
+
+    def describe(self) -> str:
+        bits = [f"in:{f}" for f in self.folders]
+        bits += [("-" if t.negate else "") + f"{t.kind}:{t.value}" for t in self.terms]
+        if self.files is not None:
+            bits.append(f"{len(self.files)} file(s)")
+        return " ".join(bits) or "all captions"
+
+
+# ---------------------------------------------------------------------------
+# Operations: each rewrites one caption's text; ``check`` refuses a no-op request clearly.
+
+
+class Operation:
+    label = "edit"
+
+    def check(self, files: list[CaptionFile]) -> None:
+        """Raise CaptionError when the request makes no sense for these captions (e.g. an unknown tag)."""
+
+    def rewrite(self, text: str) -> str:
+        cap = Caption.parse(text)
+        tags = self.transform(list(cap.tags))
+        if tuple(tags) == cap.tags:
+            return text
+        return cap.with_tags(tags).text()
+
+    def transform(self, tags: list[str]) -> list[str]:
+        return tags
+
+
+def _keys(tags: list[str]) -> list[str]:
+    return [tag_key(t) for t in tags]
+
+
+def _need_tag(files: list[CaptionFile], tag: str) -> None:
+    key = tag_key(tag)
+    if any(key in cf.keys for cf in files):
+        return
+    vocab: dict[str, int] = {}
+    for cf in files:
+        for k in cf.keys:
+            vocab[k] = vocab.get(k, 0) + 1
+    close = difflib.get_close_matches(key, list(vocab), n=3, cutoff=0.6)
+    hint = "did you mean: " + ", ".join(close) if close else "see `lorawb captions stats` for the tags in use"
+    raise CaptionError(f"unknown tag {tag!r}: no caption in the selection ({len(files)} files) has it", hint=hint)
+
+
+def _need_nonempty(tag: str, what: str = "tag") -> str:
+    tag = normalize(tag)
+    if not tag or "," in tag:
+        raise CaptionError(f"bad {what} {tag!r}: give one non-empty tag without commas")
+    return tag
+
+
+def _need_trigger(trigger: str) -> str:
+    if not trigger:
+        raise CaptionError(
+            "no trigger set for this project",
+            hint="set [project] trigger in lorawb.toml, or `lorawb captions trigger NAME`",
+        )
+    return trigger
+
+
+@dataclass
+class AddTag(Operation):
+    tag: str
+    at: str = "end"  # "start" | "end" | "after-trigger"
+    trigger: str = ""
+
+    def __post_init__(self) -> None:
+        self.tag = _need_nonempty(self.tag)
+        if self.at not in ("start", "end", "after-trigger"):
+            raise CaptionError(f"bad position {self.at!r}: use start, end or after-trigger")
+        if self.at == "after-trigger":
+            _need_trigger(self.trigger)
+        self.key = tag_key(self.tag)
+        self.label = f"add {self.tag!r} at {self.at}"
+
+    def transform(self, tags: list[str]) -> list[str]:
+        if self.key in _keys(tags):
+            return tags
+        if self.at == "start":
+            return [self.tag, *tags]
+        if self.at == "after-trigger":
+            pos = 1 if trigger_position(tags, self.trigger) == 0 else 0
+            return [*tags[:pos], self.tag, *tags[pos:]]
+        # at the end, before any trailing empty tags (``a, b,`` stays tidy)
+        end = len(tags)
+        while end and not tags[end - 1]:
+            end -= 1
+        return [*tags[:end], self.tag, *tags[end:]]
+
+
+@dataclass
+class RemoveTag(Operation):
+    tag: str
+
+    def __post_init__(self) -> None:
+        self.tag = _need_nonempty(self.tag)
+        self.key = tag_key(self.tag)
+        self.label = f"remove {self.tag!r}"
+
+    def check(self, files: list[CaptionFile]) -> None:
+        _need_tag(files, self.tag)
+
+    def transform(self, tags: list[str]) -> list[str]:
+        return [t for t in tags if tag_key(t) != self.key]
+
+
+@dataclass
+class ReplaceTag(Operation):
+    old: str
+    new: str
+
+    def __post_init__(self) -> None:
+        self.old = _need_nonempty(self.old)
+        self.new = _need_nonempty(self.new, "new tag")
+        self.old_key, self.new_key = tag_key(self.old), tag_key(self.new)
+        self.label = f"replace {self.old!r} with {self.new!r}"
+
+    def check(self, files: list[CaptionFile]) -> None:
+        _need_tag(files, self.old)
+
+    def transform(self, tags: list[str]) -> list[str]:
+        keys = _keys(tags)
+        if self.old_key not in keys:
+            return tags
+        out: list[str] = []
+        have_new = self.new_key in keys and self.new_key != self.old_key
+        for t, k in zip(tags, keys, strict=True):
+            if k == self.old_key:
+                if have_new:
+                    continue  # the caption already has the new tag: don't duplicate it
+                out.append(rename_tag(t, self.new))
+                have_new = True
+            else:
+                out.append(t)
+        return out
+
+
+@dataclass
+class MoveTag(Operation):
+    tag: str
+    to: str = "front"  # "front" (after the trigger, which stays first) | "back"
+    trigger: str = ""
+
+    def __post_init__(self) -> None:
+        self.tag = _need_nonempty(self.tag)
+        if self.to not in ("front", "back"):
+            raise CaptionError(f"bad direction {self.to!r}: use front or back")
+        self.key = tag_key(self.tag)
+        self.label = f"move {self.tag!r} to the {self.to}"
+
+    def check(self, files: list[CaptionFile]) -> None:
+        _need_tag(files, self.tag)
+
+    def transform(self, tags: list[str]) -> list[str]:
+        keys = _keys(tags)
+        moved = [t for t, k in zip(tags, keys, strict=True) if k == self.key]
+        if not moved:
+            return tags
+        rest = [t for t, k in zip(tags, keys, strict=True) if k != self.key]
+        if self.to == "back":
+            return rest + moved
+        lead = 1 if self.trigger and self.key != tag_key(self.trigger) and _leads(rest, self.trigger) else 0
+        return rest[:lead] + moved + rest[lead:]
+
+
+def _leads(tags: list[str], trigger: str) -> bool:
+    return trigger_position(tags, trigger) == 0
+
+
+@dataclass
+class RegexReplace(Operation):
+    pattern: str
+    replacement: str
+
+    def __post_init__(self) -> None:
+        try:
+            self.regex = re.compile(self.pattern)
+        except re.error as exc:
+            raise CaptionError(
+                f"bad regex {self.pattern!r}: {exc}", hint="Python `re` syntax; quote it for the shell"
+            ) from exc
+        try:  # the replacement template is compiled up front: a bad group reference fails here
+            self.regex.sub(self.replacement, "")
+        except (re.error, IndexError) as exc:
+            raise CaptionError(
+                f"bad replacement {self.replacement!r}: {exc}", hint="groups are \\1 or \\g<name>"
+            ) from exc
+        self.label = f"regex {self.pattern!r} -> {self.replacement!r}"
+
+    def rewrite(self, text: str) -> str:
+        # On the caption body only: the surrounding whitespace (trailing newline) is kept as it was.
+        body = text.strip()
+        if not body:
+            return text
+        lead = text[: len(text) - len(text.lstrip())]
+        trail = text[len(lead) + len(body) :]
+        new = self.regex.sub(self.replacement, body)
+        return text if new == body else lead + new + trail
+
+
+@dataclass
+class SetTrigger(Operation):
+    """The trigger first in every caption: inserted where missing, moved to the front where elsewhere."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        self.name = _need_nonempty(self.name, "trigger")
+        self.label = f"set trigger {self.name!r}"
+
+    def transform(self, tags: list[str]) -> list[str]:
+        i = trigger_position(tags, self.name)
+        if i == 0:
+            return tags
+        if i is None:
+            return [self.name, *tags]
+        return [tags[i], *tags[:i], *tags[i + 1 :]]
+
+
+@dataclass
+class RenameTrigger(Operation):
+    """Every whole-word occurrence of OLD becomes NEW (in tags and in sentences)."""
+
+    old: str
+    new: str
+
+    def __post_init__(self) -> None:
+        self.old = _need_nonempty(self.old, "trigger")
+        self.new = _need_nonempty(self.new, "trigger")
+        self.pattern = phrase_pattern(self.old)
+        self.label = f"rename trigger {self.old!r} to {self.new!r}"
+
+    def check(self, files: list[CaptionFile]) -> None:
+        if not any(self.pattern.search(cf.text or "") for cf in files):
+            raise CaptionError(
+                f"unknown trigger {self.old!r}: no caption in the selection ({len(files)} files) contains it",
+                hint="check the spelling; `lorawb captions stats` lists the tags in use",
+            )
+
+    def rewrite(self, text: str) -> str:
+        new = self.pattern.sub(lambda _m: self.new, text)
+        return new
+
+
+@dataclass
+class Dedupe(Operation):
+    """Later repeats of a tag are dropped (the first, with its weight, stays); empty tags too."""
+
+    def __post_init__(self) -> None:
+        self.label = "dedupe"
+
+    def transform(self, tags: list[str]) -> list[str]:
+        seen: set[str] = set()
+        out = []
+        for t in tags:
+            k = tag_key(t)
+            if k and k not in seen:
+                seen.add(k)
+                out.append(t)
+        return out
+
+
+@dataclass
+class SortTags(Operation):
+    """Alphabetical by tag name; the trigger stays first; empty tags dropped."""
+
+    trigger: str = ""
+
+    def __post_init__(self) -> None:
+        self.label = "sort"
+
+    def transform(self, tags: list[str]) -> list[str]:
+        tags = [t for t in tags if t]
+        if not tags:
+            return tags
+        head: list[str] = []
+        if self.trigger and _leads(tags, self.trigger):
+            head, tags = tags[:1], tags[1:]
+        return head + sorted(tags, key=lambda t: (tag_key(t), t))
+
+
+@dataclass
+class StripEmpty(Operation):
+    """``a, , b,`` -> ``a, b``."""
+
+    def __post_init__(self) -> None:
+        self.label = "strip empty tags"
+
+    def transform(self, tags: list[str]) -> list[str]:
+        return [t for t in tags if tag_key(t)]
+
+
+@dataclass
+class SetText(Operation):
+    """One caption's new text, as typed in the editor."""
+
+    new_text: str
+    label: str = field(default="edit caption")
+
+    def rewrite(self, text: str) -> str:
+        return self.new_text
+
+
+# ---------------------------------------------------------------------------
+# Change sets
+
+
+@dataclass(frozen=True)
+class Change:
+    image: str  # relative to the project root
+    rel: str  # the caption file, relative to the project root
+    path: Path
+    old: str | None  # None: the caption file does not exist yet
+    new: str | None  # None: delete the file (only undo of a creation does this)
+    newline: str = "\n"
+    mtime_ns: int | None = None  # of the file as read, for conflict detection
+    size: int | None = None
+    encoding: str = "utf-8"
+
+
+@dataclass
+class ChangeSet:
+    """What an operation would do: the files it changes, old and new text. Apply with caption_history."""
+
+    label: str
+    changes: list[Change]
+    scanned: int
+    selection: str = "all captions"
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+    def __bool__(self) -> bool:
+        return True
+
+    @property
+    def lossy(self) -> list[Change]:
+        """Changes to files that were not UTF-8 (they will be written back as UTF-8)."""
+        return [c for c in self.changes if c.encoding not in ("utf-8", "utf-8-sig")]
+
+    def diff(self, limit: int | None = None) -> str:
+        """A unified diff of the changes (the first ``limit`` files), like `git diff`."""
+        out: list[str] = []
+        for ch in self.changes[:limit] if limit is not None else self.changes:
+            out.append(change_diff(ch))
+        return "".join(out)
+
+    def summary(self) -> str:
+        return f"{self.label}: {len(self.changes)} of {self.scanned} captions change ({self.selection})"
+
+
+def change_diff(ch: Change) -> str:
+    a = f"a/{ch.rel}" if ch.old is not None else "/dev/null"
+    b = f"b/{ch.rel}" if ch.new is not None else "/dev/null"
+    old_lines = (ch.old or "").splitlines(keepends=True)
+    new_lines = (ch.new or "").splitlines(keepends=True)
+    if len(old_lines) <= 1 and len(new_lines) <= 1:
+        # The common case (one-line captions), without difflib's overhead. The "no newline at end
+        # of file" marker is left out when both sides lack the newline: it would double the preview.
+        same_end = old_lines and new_lines and old_lines[0].endswith("\n") == new_lines[0].endswith("\n")
+        eol = _plain_eol if same_end else _eol
+        head = f"--- {a}\n+++ {b}\n@@ -{_hunk(len(old_lines))} +{_hunk(len(new_lines))} @@\n"
+        return head + "".join(f"-{eol(x)}" for x in old_lines) + "".join(f"+{eol(x)}" for x in new_lines)
+    lines = difflib.unified_diff(old_lines, new_lines, a, b)
+    return "".join(_eol(x) if x.startswith(("-", "+", " ")) and not x.startswith(("---", "+++")) else x for x in lines)
+
+
+def _hunk(n: int) -> str:
+    return "0,0" if n == 0 else "1"
+
+
+def _plain_eol(line: str) -> str:
+    return line if line.endswith("\n") else line + "\n"
+
+
+def _eol(line: str) -> str:
+    return line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+
+
+def build_changeset(
+    project: Project,
+    op: Operation,
+    selection: Selection | None = None,
+    files: list[CaptionFile] | None = None,
+) -> ChangeSet:
+    """Read the selected captions (or use ``files`` as already read) and compute what ``op`` changes."""
+    selection = selection or Selection()
+    files = load_captions(project, selection) if files is None else selection.filter(files)
+    op.check(files)
+    root = project.root
+    changes: list[Change] = []
+    for cf in files:
+        old = cf.text
+        new = op.rewrite(old or "")
+        if new == (old or ""):
+            continue
+        if old is None and not new.strip():
+            continue
+        changes.append(
+            Change(
+                image=cf.image,
+                rel=rel_to(root, cf.file),
+                path=cf.path,
+                old=old,
+                new=new,
+                newline=cf.newline,
+                mtime_ns=cf.mtime_ns,
+                size=cf.size,
+                encoding=cf.encoding,
+            )
+        )
+    return ChangeSet(op.label, changes, len(files), selection.describe())
+
+
+def edit_changeset(project: Project, cf: CaptionFile, new_text: str) -> ChangeSet:
+    """The change set of one caption edited by hand (``cf`` is the caption as the editor read it)."""
+    return build_changeset(project, SetText(new_text, label=f"edit {cf.image}"), files=[cf])

@@ -1,0 +1,308 @@
+"""`lorawb doctor`: a health report of the dataset, built from the index.
+
+What it checks: images per folder and kohya repeats, captions missing / empty /
+orphaned / not UTF-8, unreadable images with the reason, images below the
+project's ``min_resolution``, exact duplicates (same bytes), trigger coverage,
+the aspect-ratio bucket histogram at the project's resolution, tag counts.
+
+``DoctorReport.to_dict()`` is the JSON shape; ``render_text`` is plain text (the
+CLI may colour it; core stays free of Rich).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+
+from lorawb.core.buckets import bucket_label, nearest_bucket
+from lorawb.core.dataset import ImageFacts, Progress, ScanResult, scan_dataset
+from lorawb.core.project import STATE_DIR, Project
+from lorawb.errors import LorawbError
+
+
+@dataclass
+class FolderStats:
+    folder: str  # "" is the top of dataset/
+    repeats: int
+    images: int
+
+    @property
+    def steps(self) -> int:
+        """Images seen per epoch from this folder (images x repeats), as kohya counts them."""
+        return self.images * self.repeats
+
+
+@dataclass
+class DoctorReport:
+    project: str
+    dataset_dir: str
+    trigger: str
+    resolution: int
+    min_resolution: int
+    images: int = 0  # usable images
+    folders: list[FolderStats] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
+    captions_missing: list[str] = field(default_factory=list)  # image rels
+    captions_empty: list[str] = field(default_factory=list)  # image rels
+    orphan_captions: list[str] = field(default_factory=list)  # caption rels
+    non_utf8_captions: list[tuple[str, str]] = field(default_factory=list)  # (caption rel, encoding)
+    bom_captions: list[str] = field(default_factory=list)  # caption rels starting with a UTF-8 BOM
+    low_resolution: list[tuple[str, int, int]] = field(default_factory=list)  # (rel, width, height)
+    duplicates: list[list[str]] = field(default_factory=list)  # groups of images with identical bytes
+    captions_counted: int = 0  # non-empty captions of usable images
+    trigger_first: int = 0  # captions that start with the trigger
+    trigger_anywhere: int = 0  # captions that contain it anywhere (first included)
+    without_trigger: list[str] = field(default_factory=list)  # image rels whose caption lacks it
+    trigger_not_first: list[str] = field(default_factory=list)  # image rels: trigger present, not first
+    buckets: list[tuple[str, int]] = field(default_factory=list)  # (bucket label, images), by aspect ratio
+    tags_distinct: int = 0
+    tags_total: int = 0
+    top_tags: list[tuple[str, int]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (rel, note): other per-image findings
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return sum(f.steps for f in self.folders)
+
+    @property
+    def problem_count(self) -> int:
+        """Findings worth fixing before training (the trigger counts only when one is set)."""
+        n = (
+            len(self.unreadable)
+            + len(self.captions_missing)
+            + len(self.captions_empty)
+            + len(self.orphan_captions)
+            + len(self.non_utf8_captions)
+            + len(self.low_resolution)
+            + sum(len(g) - 1 for g in self.duplicates)
+        )
+        if self.trigger:
+            n += len(self.without_trigger) + len(self.trigger_not_first)
+        return n
+
+    def to_dict(self) -> dict:
+        """The JSON shape of `lorawb doctor --json` (lists of objects, stable key names)."""
+        d = asdict(self)
+        d["folders"] = [
+            {"folder": f.folder, "repeats": f.repeats, "images": f.images, "steps": f.steps} for f in self.folders
+        ]
+        d["unreadable"] = [{"path": rel, "reason": reason} for rel, reason in self.unreadable]
+        d["non_utf8_captions"] = [{"path": rel, "encoding": enc} for rel, enc in self.non_utf8_captions]
+        d["low_resolution"] = [{"path": rel, "width": w, "height": h} for rel, w, h in self.low_resolution]
+        d["buckets"] = [{"bucket": label, "images": n} for label, n in self.buckets]
+        d["top_tags"] = [{"tag": tag, "count": n} for tag, n in self.top_tags]
+        d["notes"] = [{"path": rel, "note": note} for rel, note in self.notes]
+        d["steps_per_epoch"] = self.steps_per_epoch
+        d["problem_count"] = self.problem_count
+        return d
+
+
+# --- building the report ----------------------------------------------------------
+
+
+def diagnose(project: Project, scan: ScanResult | None = None, progress: Progress | None = None) -> DoctorReport:
+    """Scan (through the index, incrementally) and report on ``project``'s dataset.
+
+    ``scan``: report on this scan instead; ``progress(done, total)`` follows the scan.
+    """
+    if scan is None:
+        scan = _scan(project, progress)
+    cfg = project.config.project
+    report = DoctorReport(
+        project=project.name,
+        dataset_dir=str(project.dataset_dir),
+        trigger=project.trigger,
+        resolution=cfg.resolution,
+        min_resolution=cfg.min_resolution,
+        images=len(scan.images),
+        unreadable=list(scan.unreadable),
+        orphan_captions=list(scan.orphan_captions),
+        non_utf8_captions=list(scan.non_utf8),
+    )
+    report.folders = _folders(scan.images)
+    _captions(report, scan.images, project.trigger)
+    report.low_resolution = [(f.rel, f.width, f.height) for f in scan.images if f.short_side < cfg.min_resolution]
+    report.duplicates = _duplicates(scan.images)
+    report.buckets = _buckets(scan.images, cfg.resolution)
+    report.notes = [
+        (f.rel, p)
+        for f in scan.images
+        for p in f.problems
+        # Already listed in their own sections:
+        if "not UTF-8" not in p and "byte-order mark" not in p
+    ]
+    return report
+
+
+def _scan(project: Project, progress: Progress | None) -> ScanResult:
+    from lorawb.core.index import DatasetIndex
+
+    index = DatasetIndex(project)
+    try:
+        return index.refresh(progress)
+    except (sqlite3.Error, OSError):
+        # A read-only project (or a broken .lorawb/) must still get a report: scan without the index.
+        return scan_dataset(project.dataset_dir, progress=progress)
+    except LorawbError as exc:
+        state_dir = project.root / STATE_DIR  # not project.state_dir: that one creates the folder
+        if exc.path is not None and state_dir in (exc.path, *exc.path.parents):
+            return scan_dataset(project.dataset_dir, progress=progress)
+        raise
+    finally:
+        index.close()
+
+
+def _folders(images: list[ImageFacts]) -> list[FolderStats]:
+    counts: dict[str, FolderStats] = {}
+    for f in images:
+        stats = counts.setdefault(f.folder, FolderStats(folder=f.folder, repeats=f.repeats, images=0))
+        stats.images += 1
+    return [counts[k] for k in sorted(counts)]
+
+
+def split_tags(text: str) -> list[str]:
+    """Tags of a caption: split on commas (and line ends), stripped, empty ones dropped."""
+    return [t.strip() for t in re.split(r"[,\n]", text) if t.strip()]
+
+
+def trigger_position(text: str, trigger: str) -> str:
+    """'first', 'elsewhere' or 'absent'. A sentence counts as first when it starts with the trigger word."""
+    if not trigger:
+        return "absent"
+    body = text.strip()
+    tags = split_tags(body)
+    word = re.compile(r"(?<![\w])" + re.escape(trigger) + r"(?![\w])")
+    if (tags and tags[0] == trigger) or word.match(body):
+        return "first"
+    if trigger in tags or word.search(body):
+        return "elsewhere"
+    return "absent"
+
+
+def _captions(report: DoctorReport, images: list[ImageFacts], trigger: str) -> None:
+    tags: Counter[str] = Counter()
+    for f in images:
+        if f.caption_rel is None:
+            report.captions_missing.append(f.rel)
+            continue
+        if f.caption_encoding == "utf-8-sig":
+            report.bom_captions.append(f.caption_rel)
+        text = f.caption_text or ""
+        if not text.strip():
+            report.captions_empty.append(f.rel)
+            continue
+        report.captions_counted += 1
+        tags.update(split_tags(text))
+        where = trigger_position(text, trigger)
+        if where == "first":
+            report.trigger_first += 1
+        elif where == "elsewhere":
+            report.trigger_not_first.append(f.rel)
+        else:
+            report.without_trigger.append(f.rel)
+    report.trigger_anywhere = report.trigger_first + len(report.trigger_not_first)
+    if trigger:
+        tags.pop(trigger, None)  # the trigger would top every table; coverage says it already
+    report.tags_distinct = len(tags)
+    report.tags_total = sum(tags.values())
+    report.top_tags = sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))[:15]
+
+
+def _duplicates(images: list[ImageFacts]) -> list[list[str]]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for f in images:
+        groups[f.content_hash].append(f.rel)
+    return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+
+
+def _buckets(images: list[ImageFacts], resolution: int) -> list[tuple[str, int]]:
+    counts: Counter[tuple[int, int]] = Counter(nearest_bucket(f.width, f.height, resolution) for f in images)
+    return [(bucket_label(b), counts[b]) for b in sorted(counts, key=lambda b: (b[0] / b[1], b[0]))]
+
+
+# --- plain text -------------------------------------------------------------------
+
+
+def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
+    """The report as plain text; each list shows at most ``limit`` names (None: all)."""
+    out: list[str] = []
+    add = out.append
+
+    def names(items: list[str]) -> None:
+        shown = items if limit is None else items[:limit]
+        for item in shown:
+            add(f"    {item}")
+        if len(items) > len(shown):
+            add(f"    ... and {len(items) - len(shown)} more (--all or --json lists them)")
+
+    add(f"lorawb doctor: {report.project}")
+    add(f"dataset: {report.dataset_dir}")
+    add("")
+    add(
+        f"images: {report.images} in {len(report.folders)} folder(s), "
+        f"{report.steps_per_epoch} image steps per epoch (images x repeats)"
+    )
+    width = max([len(f.folder or "(top)") for f in report.folders] + [6])
+    for f in report.folders:
+        add(f"    {f.folder or '(top)':<{width}}  {f.repeats:>4} repeats  {f.images:>6} images  {f.steps:>7} steps")
+
+    add("")
+    if report.trigger:
+        n = report.captions_counted
+        add(
+            f'trigger "{report.trigger}": first in {report.trigger_first}/{n} captions, '
+            f"present in {report.trigger_anywhere}/{n}"
+        )
+        if report.trigger_not_first:
+            add(f"  trigger present but not first ({len(report.trigger_not_first)}):")
+            names(report.trigger_not_first)
+        if report.without_trigger:
+            add(f"  captions without the trigger ({len(report.without_trigger)}):")
+            names(report.without_trigger)
+    else:
+        add("trigger: not set (set project.trigger in lorawb.toml)")
+
+    sections: list[tuple[str, list[str]]] = [
+        ("unreadable images", [f"{rel}: {reason}" for rel, reason in report.unreadable]),
+        ("images without a caption", report.captions_missing),
+        ("empty captions", report.captions_empty),
+        ("orphan captions, with no image of the same name", report.orphan_captions),
+        (
+            "captions not in UTF-8, read anyway and saved as UTF-8 when edited",
+            [f"{rel} ({enc})" for rel, enc in report.non_utf8_captions],
+        ),
+        ("captions starting with a byte-order mark", report.bom_captions),
+        (
+            f"below {report.min_resolution} px on the short side",
+            [f"{rel} ({w}x{h})" for rel, w, h in report.low_resolution],
+        ),
+        ("exact duplicates (same bytes)", [" = ".join(g) for g in report.duplicates]),
+        ("other notes", [f"{rel}: {note}" for rel, note in report.notes]),
+    ]
+    for title, items in sections:
+        if items:
+            add("")
+            add(f"{title} ({len(items)}):")
+            names(items)
+
+    add("")
+    add(f"aspect-ratio buckets at {report.resolution}:")
+    top = max([n for _, n in report.buckets] + [1])
+    label_w = max([len(label) for label, _ in report.buckets] + [1])
+    for label, n in report.buckets:
+        bar = "#" * max(1, round(30 * n / top))
+        add(f"    {label:<{label_w}}  {n:>6}  {bar}")
+    if not report.buckets:
+        add("    (no images)")
+
+    add("")
+    add(f"tags: {report.tags_distinct} distinct, {report.tags_total} in all (trigger not counted)")
+    if report.top_tags:
+        add("    most used: " + ", ".join(f"{tag} ({n})" for tag, n in report.top_tags[:10]))
+
+    add("")
+    n = report.problem_count
+    add("no problems found" if n == 0 else f"{n} problem(s) found")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,875 @@
+"""Triage: keep / reject / flag decisions, the moves they cause, and the filtered image list.
+
+Images are addressed by their path relative to the project root, in posix form
+(``dataset/10_mira/a.png``, ``dataset/rejected/10_mira/a.png``, ``inbox/x.png``),
+the same form the app shares between tabs.
+
+Where a decision lives:
+
+- **reject** is on disk: the image and its caption move to ``dataset/rejected/``
+  under the same relative subfolder (inbox images to ``inbox/rejected/``), so
+  kohya and every other tool stop seeing it even without lorawb. Unreject moves
+  them back. Name clashes get a ``-2``, ``-3``... suffix; nothing is overwritten,
+  nothing is ever deleted.
+- **keep** and **flag** are marks in the state DB (``triage_marks``), with the time.
+  Keeping an *inbox* image also moves it (with its caption) into a dataset folder.
+- Every decision is appended to ``triage_log`` with the time and the paths before
+  and after, so the last one can be undone.
+
+Image facts needed for filters and sorting (pixel size after EXIF orientation,
+mode, caption text) are read from image headers and cached in ``triage_facts``,
+keyed by path + size + mtime, so a second listing of 10,000 images reads no image.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+
+from lorawb.core import layout
+from lorawb.core.dataset import default_workers, read_image_facts
+from lorawb.core.fsutil import read_text
+from lorawb.core.project import Project
+from lorawb.core.state import connect, ensure_schema
+from lorawb.errors import LorawbError
+
+# Decision states. "unreviewed" is the absence of a decision.
+UNREVIEWED = "unreviewed"
+KEEP = "keep"
+REJECT = "reject"
+FLAG = "flag"
+STATES = (UNREVIEWED, KEEP, REJECT, FLAG)
+# Names accepted by filters and the CLI (plural forms people type).
+STATE_ALIASES = {
+    "unreviewed": UNREVIEWED,
+    "new": UNREVIEWED,
+    "keep": KEEP,
+    "kept": KEEP,
+    "reject": REJECT,
+    "rejected": REJECT,
+    "flag": FLAG,
+    "flagged": FLAG,
+}
+ACTIONS = ("keep", "reject", "flag", "clear")
+SORTS = ("name", "time", "size", "aspect")
+
+DATASET = "dataset"
+INBOX = "inbox"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS triage_marks (
+    rel TEXT PRIMARY KEY,          -- current path, relative to the project root
+    state TEXT NOT NULL,           -- keep | reject | flag
+    origin TEXT,                   -- reject: where the image was before (to move it back)
+    time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS triage_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    action TEXT NOT NULL,          -- keep | reject | flag | clear
+    rel TEXT NOT NULL,             -- path before
+    new_rel TEXT NOT NULL,         -- path after (differs when the image moved)
+    prev_state TEXT NOT NULL,
+    prev_origin TEXT
+);
+CREATE TABLE IF NOT EXISTS triage_facts (
+    rel TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    mode TEXT NOT NULL,
+    format TEXT NOT NULL,
+    error TEXT,
+    cap_rel TEXT,
+    cap_mtime_ns INTEGER,
+    cap_text TEXT
+);
+"""
+
+
+class TriageError(LorawbError):
+    """A triage decision cannot be carried out (unknown image, missing keep folder...)."""
+
+
+# --------------------------------------------------------------------------- items
+
+
+@dataclass(frozen=True)
+class TriageItem:
+    """One image as triage sees it: where it is, its facts, its caption and its decision."""
+
+    rel: str  # relative to the project root, posix
+    area: str  # "dataset" or "inbox"
+    folder: str  # subfolder inside the area (rejected/ stripped), posix, "" at the top
+    size_bytes: int
+    mtime_ns: int
+    width: int = 0  # after EXIF orientation; 0 when unreadable
+    height: int = 0
+    mode: str = ""
+    format: str = ""
+    error: str | None = None  # why the image could not be read
+    caption_rel: str | None = None
+    caption_text: str | None = None
+    state: str = UNREVIEWED
+    decided_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.rel.rsplit("/", 1)[-1]
+
+    @property
+    def rejected(self) -> bool:
+        return self.state == REJECT
+
+    @property
+    def tags(self) -> list[str]:
+        return split_tags(self.caption_text or "")
+
+    @cached_property
+    def tag_set(self) -> frozenset[str]:
+        """Normalised tags (lower case, ``_`` as space), computed once: tag filters run over 10,000 items."""
+        return frozenset(_norm_tag(t) for t in self.tags)
+
+    @property
+    def has_caption(self) -> bool:
+        return bool(self.caption_text and self.caption_text.strip())
+
+    @property
+    def aspect(self) -> float:
+        return self.width / self.height if self.width and self.height else 0.0
+
+    @property
+    def short_side(self) -> int:
+        return min(self.width, self.height)
+
+
+def split_tags(caption: str) -> list[str]:
+    """Tags of a caption: comma-separated parts, stripped, empty parts dropped."""
+    return [t.strip() for t in caption.replace("\n", ",").split(",") if t.strip()]
+
+
+def _norm_tag(tag: str) -> str:
+    return " ".join(tag.strip().lower().replace("_", " ").split())
+
+
+# --------------------------------------------------------------------------- filters
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What the list shows. Every set criterion must hold (AND).
+
+    ``state`` None means every image that is not rejected (the working set);
+    "reject" shows the rejected folders.
+    """
+
+    area: str = DATASET  # "dataset" or "inbox"
+    state: str | None = None
+    missing_caption: bool = False
+    low_res: bool = False
+    duplicates: bool = False
+    has_tag: str | None = None
+    lacks_tag: str | None = None
+    folder: str | None = None  # subfolder (and everything below it)
+
+    def describe(self) -> str:
+        parts = [self.area]
+        parts.append(
+            {None: "all", UNREVIEWED: "unreviewed", KEEP: "kept", REJECT: "rejected", FLAG: "flagged"}[self.state]
+        )
+        if self.missing_caption:
+            parts.append("no caption")
+        if self.low_res:
+            parts.append("low-res")
+        if self.duplicates:
+            parts.append("near-dups")
+        if self.has_tag:
+            parts.append(f"+{self.has_tag}")
+        if self.lacks_tag:
+            parts.append(f"-{self.lacks_tag}")
+        if self.folder is not None:
+            parts.append(f"in {self.folder or '.'}/")
+        return " · ".join(parts)
+
+    def matches(
+        self, item: TriageItem, *, min_resolution: int = 0, dup_rels: frozenset[str] | set[str] = frozenset()
+    ) -> bool:
+        if item.area != self.area:
+            return False
+        if self.state is None:
+            if item.state == REJECT:
+                return False
+        elif item.state != self.state:
+            return False
+        if self.missing_caption and item.has_caption:
+            return False
+        if self.low_res and not (item.error is None and item.short_side < min_resolution):
+            return False
+        if self.duplicates and item.rel not in dup_rels:
+            return False
+        if self.has_tag or self.lacks_tag:
+            tags = item.tag_set
+            if self.has_tag and _norm_tag(self.has_tag) not in tags:
+                return False
+            if self.lacks_tag and _norm_tag(self.lacks_tag) in tags:
+                return False
+        if self.folder is not None:
+            f = self.folder.strip("/")
+            if f and not (item.folder == f or item.folder.startswith(f + "/")):
+                return False
+        return True
+
+
+def parse_state(name: str | None) -> str | None:
+    """'kept' -> 'keep', 'all'/None -> None; TriageError for anything else."""
+    if name is None or name.lower() in ("all", ""):
+        return None
+    try:
+        return STATE_ALIASES[name.lower()]
+    except KeyError:
+        raise TriageError(
+            f"unknown triage state {name!r}", hint="use one of: all, unreviewed, kept, rejected, flagged"
+        ) from None
+
+
+def sort_items(items: Iterable[TriageItem], key: str = "name", reverse: bool = False) -> list[TriageItem]:
+    """Sort by name (path), time (mtime), size (file bytes) or aspect (width/height); ties by path."""
+    if key not in SORTS:
+        raise TriageError(f"unknown sort {key!r}", hint="use one of: " + ", ".join(SORTS))
+    keyfn: Callable[[TriageItem], object] = {
+        "name": lambda i: i.rel.lower(),
+        "time": lambda i: (i.mtime_ns, i.rel),
+        "size": lambda i: (i.size_bytes, i.rel),
+        "aspect": lambda i: (i.aspect, i.rel),
+    }[key]
+    return sorted(items, key=keyfn, reverse=reverse)  # type: ignore[arg-type]
+
+
+def apply_filter(
+    items: Iterable[TriageItem],
+    flt: Filter,
+    *,
+    min_resolution: int = 0,
+    dup_rels: frozenset[str] | set[str] = frozenset(),
+    sort: str = "name",
+    reverse: bool = False,
+) -> list[TriageItem]:
+    return sort_items(
+        (i for i in items if flt.matches(i, min_resolution=min_resolution, dup_rels=dup_rels)), sort, reverse
+    )
+
+
+@dataclass(frozen=True)
+class Counts:
+    total: int = 0  # not rejected
+    unreviewed: int = 0
+    keep: int = 0
+    reject: int = 0
+    flag: int = 0
+    no_caption: int = 0
+    low_res: int = 0
+    unreadable: int = 0
+
+    def line(self) -> str:
+        return (
+            f"{self.total} images · {self.unreviewed} unreviewed · {self.keep} kept · {self.flag} flagged · "
+            f"{self.reject} rejected · {self.no_caption} without caption · {self.low_res} low-res"
+        )
+
+
+def count(items: Iterable[TriageItem], area: str = DATASET, min_resolution: int = 0) -> Counts:
+    c: dict[str, int] = dict.fromkeys(Counts.__dataclass_fields__, 0)
+    for i in items:
+        if i.area != area:
+            continue
+        c[i.state] += 1
+        if i.state == REJECT:
+            continue
+        c["total"] += 1
+        if not i.has_caption:
+            c["no_caption"] += 1
+        if i.error:
+            c["unreadable"] += 1
+        elif i.short_side < min_resolution:
+            c["low_res"] += 1
+    return Counts(**c)
+
+
+# --------------------------------------------------------------------------- image facts
+
+
+def read_facts(path: Path) -> tuple[int, int, str, str, str | None]:
+    """(width, height, mode, format, error) of one image, as the dataset scanner sees it.
+
+    lorawb.core.dataset does the reading, so triage and ``lorawb doctor`` agree on what is
+    unusable: only PNG/JPEG/WebP/BMP/GIF are opened, pixels must decode, bombs are refused,
+    and sizes are after EXIF orientation.
+    """
+    f = read_image_facts(path)
+    return f.width, f.height, f.mode, f.format, f.error
+
+
+@dataclass
+class _Found:
+    """An image file met by the scan."""
+
+    area: str
+    rel: str
+    path: str
+    parts: tuple[str, ...]  # folders between the area root and the file
+    size: int
+    mtime_ns: int
+    caption: str | None  # caption file name in the same folder
+    caption_mtime_ns: int | None
+
+
+@dataclass
+class _Fact:
+    size: int
+    mtime_ns: int
+    width: int
+    height: int
+    mode: str
+    format: str
+    error: str | None
+    cap_rel: str | None
+    cap_mtime_ns: int | None
+    cap_text: str | None
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@dataclass
+class Decision:
+    """What a decision did: the image's path before and after, and its new state."""
+
+    action: str
+    rel: str
+    new_rel: str
+    state: str
+    moved: bool = field(default=False)
+
+
+class Triage:
+    """Decisions and listing for one project. Safe to use from several threads (a DB connection per thread)."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.root = project.root
+        self._local = threading.local()
+        # Moves are serialised: two quick rejects must not pick the same free name.
+        self._move_lock = threading.Lock()
+
+    # --- plumbing ---------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.project.state_dir)
+            ensure_schema(conn, "triage", SCHEMA)
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def rel(self, path: Path | str) -> str:
+        """Path (absolute or project-relative) -> project-relative posix form."""
+        p = Path(path)
+        if p.is_absolute():
+            p = Path(os.path.relpath(p, self.root))
+        return p.as_posix()
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    @property
+    def _dataset_rel(self) -> str:
+        return self.rel(self.project.dataset_dir)
+
+    @property
+    def _inbox_rel(self) -> str:
+        return self.rel(self.project.inbox_dir)
+
+    def locate(self, rel: str) -> tuple[str, bool, str]:
+        """(area, rejected, folder) of an image path; TriageError when outside dataset/ and inbox/."""
+        p = PurePosixPath(rel)
+        for area, base in ((DATASET, self._dataset_rel), (INBOX, self._inbox_rel)):
+            try:
+                sub = p.relative_to(base)
+            except ValueError:
+                continue
+            parts = sub.parts[:-1]
+            rejected = bool(parts) and parts[0] == layout.REJECTED
+            if rejected:
+                parts = parts[1:]
+            return area, rejected, "/".join(parts)
+        raise TriageError(
+            "not an image of this project's dataset or inbox",
+            path=self.path(rel),
+            hint="triage works on dataset/ and inbox/",
+        )
+
+    # --- listing ----------------------------------------------------------
+    def _scan(self) -> Iterator[_Found]:
+        """Every image under dataset/ and inbox/ (their rejected/ included), with stats and caption file.
+
+        One ``scandir`` per folder and one ``stat`` per image and caption: no per-file path objects,
+        because this runs over 10,000 images on every refresh.
+        """
+        for area, base in ((DATASET, self.project.dataset_dir), (INBOX, self.project.inbox_dir)):
+            base_rel = self.rel(base)
+            seen: set[tuple[int, int]] = set()
+            stack: list[tuple[str, str, tuple[str, ...]]] = [(str(base), base_rel, ())]
+            while stack:
+                dir_path, dir_rel, parts = stack.pop()
+                try:
+                    st = os.stat(dir_path)
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue  # a symlink loop, or the same folder linked twice
+                    seen.add((st.st_dev, st.st_ino))
+                    entries = sorted(os.scandir(dir_path), key=lambda e: e.name)
+                except OSError:
+                    continue
+                names = {e.name: e for e in entries}
+                subdirs = []
+                for e in entries:
+                    name = e.name
+                    if name.startswith("."):
+                        continue
+                    stem, ext = os.path.splitext(name)
+                    try:
+                        if e.is_dir():
+                            subdirs.append(e)
+                            continue
+                        if ext.lower() not in layout.IMAGE_EXTS or not e.is_file():
+                            continue
+                        est = e.stat()
+                    except OSError:
+                        continue
+                    cap, cap_mtime = None, None
+                    for cext in layout.CAPTION_EXTS:
+                        c = names.get(stem + cext)
+                        if c is not None:
+                            try:
+                                cap_mtime = c.stat().st_mtime_ns
+                                cap = c.name
+                                break
+                            except OSError:
+                                pass
+                    yield _Found(area, f"{dir_rel}/{name}", e.path, parts, est.st_size, est.st_mtime_ns, cap, cap_mtime)
+                for e in reversed(subdirs):  # the stack pops the first folder first
+                    stack.append((e.path, f"{dir_rel}/{e.name}", (*parts, e.name)))
+
+    def cached_items(self) -> list[TriageItem]:
+        """The last listing, from the state DB alone (no disk walk): for an instant first paint.
+
+        ``items()`` must follow to see what changed on disk since.
+        """
+        marks = {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT rel, state, time FROM triage_marks")}
+        bases = ((DATASET, self._dataset_rel + "/"), (INBOX, self._inbox_rel + "/"))
+        out = []
+        for r in self.conn.execute(
+            "SELECT rel, size, mtime_ns, width, height, mode, format, error, cap_rel, cap_text FROM triage_facts"
+        ):
+            rel = r[0]
+            hit = next(((a, b) for a, b in bases if rel.startswith(b)), None)
+            if hit is None:
+                continue
+            area, prefix = hit
+            parts = rel[len(prefix) :].split("/")[:-1]
+            rejected = bool(parts) and parts[0] == layout.REJECTED
+            state, decided = marks.get(rel, (UNREVIEWED, None))
+            if rejected:
+                state = REJECT
+            elif state == REJECT:
+                state, decided = UNREVIEWED, None
+            out.append(
+                TriageItem(
+                    rel=rel,
+                    area=area,
+                    folder="/".join(parts[1:] if rejected else parts),
+                    size_bytes=r[1],
+                    mtime_ns=r[2],
+                    width=r[3],
+                    height=r[4],
+                    mode=r[5],
+                    format=r[6],
+                    error=r[7],
+                    caption_rel=r[8],
+                    caption_text=r[9],
+                    state=state,
+                    decided_at=decided,
+                )
+            )
+        out.sort(key=lambda i: i.rel)
+        return out
+
+    def items(self) -> list[TriageItem]:
+        """Every image in dataset/, dataset/rejected/, inbox/ and inbox/rejected/, with its decision.
+
+        Reads image headers and captions only for files changed since the last call.
+        """
+        conn = self.conn
+        cached = {
+            r[0]: _Fact(*r[1:])
+            for r in conn.execute(
+                "SELECT rel, size, mtime_ns, width, height, mode, format, error, cap_rel, cap_mtime_ns, cap_text"
+                " FROM triage_facts"
+            )
+        }
+        marks = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT rel, state, time FROM triage_marks")}
+        fresh: dict[str, _Fact] = {}
+        found = list(self._scan())
+        changed = [f for f in found if (c := cached.get(f.rel)) is None or c.size != f.size or c.mtime_ns != f.mtime_ns]
+        if changed:  # new or edited images: read them, in threads (Pillow releases the GIL)
+            workers = default_workers() if len(changed) >= 16 else 1
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lorawb-triage") as pool:
+                read = pool.map(lambda f: self._read_fact(Path(f.path), f.size, f.mtime_ns), changed)
+                for f, fact in zip(changed, read, strict=True):
+                    cached[f.rel] = fresh[f.rel] = fact
+        items: list[TriageItem] = []
+        for f in found:
+            rel = f.rel
+            fact = cached[rel]
+            cap_rel = rel.rsplit("/", 1)[0] + "/" + f.caption if f.caption else None
+            if cap_rel != fact.cap_rel or f.caption_mtime_ns != fact.cap_mtime_ns:
+                fact.cap_rel, fact.cap_mtime_ns, fact.cap_text = cap_rel, f.caption_mtime_ns, None
+                if cap_rel is not None:
+                    try:
+                        fact.cap_text = read_text(self.root / cap_rel).text
+                    except LorawbError:
+                        fact.cap_text = None
+                fresh[rel] = fact
+            rejected = bool(f.parts) and f.parts[0] == layout.REJECTED
+            folder = "/".join(f.parts[1:] if rejected else f.parts)
+            state, decided = marks.get(rel, (UNREVIEWED, None))
+            if rejected:
+                state = REJECT
+            elif state == REJECT:  # moved back by hand: the file system wins
+                state, decided = UNREVIEWED, None
+            items.append(
+                TriageItem(
+                    rel=rel,
+                    area=f.area,
+                    folder=folder,
+                    size_bytes=fact.size,
+                    mtime_ns=fact.mtime_ns,
+                    width=fact.width,
+                    height=fact.height,
+                    mode=fact.mode,
+                    format=fact.format,
+                    error=fact.error,
+                    caption_rel=fact.cap_rel,
+                    caption_text=fact.cap_text,
+                    state=state,
+                    decided_at=decided,
+                )
+            )
+        for rel in [r for r in fresh if not _storable(r)]:
+            del fresh[rel]  # a file name that is not UTF-8 cannot be a DB key: listed, not cached
+        present = {f.rel for f in found}
+        gone = [(rel,) for rel in cached if rel not in present]
+        if gone:  # deleted or moved by another tool: forget them, so cached_items() shows no ghosts
+            with conn:
+                conn.executemany("DELETE FROM triage_facts WHERE rel=?", gone)
+        if fresh:
+            with conn:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO triage_facts (rel, size, mtime_ns, width, height, mode, format, error,"
+                    " cap_rel, cap_mtime_ns, cap_text) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    [(rel, *(getattr(f, k) for k in _Fact.__dataclass_fields__)) for rel, f in fresh.items()],
+                )
+        return items
+
+    def item(self, rel: str) -> TriageItem:
+        for it in self.items():
+            if it.rel == rel:
+                return it
+        raise TriageError("no such image", path=self.path(rel))
+
+    @staticmethod
+    def _read_fact(path: Path, size: int, mtime_ns: int) -> _Fact:
+        return _Fact(size, mtime_ns, *read_facts(path), None, None, None)
+
+    def state_of(self, rel: str) -> str:
+        area, rejected, _ = self.locate(rel)
+        if rejected:
+            return REJECT
+        row = self.conn.execute("SELECT state FROM triage_marks WHERE rel=?", (rel,)).fetchone()
+        if row is None or row["state"] == REJECT:
+            return UNREVIEWED
+        return row["state"]
+
+    # --- decisions --------------------------------------------------------
+    def decide(self, action: str, rel: str, *, keep_folder: str | None = None) -> Decision:
+        """Apply ``action`` (keep / reject / flag / clear) to one image; returns what happened."""
+        if action == "keep":
+            return self.keep(rel, folder=keep_folder)
+        if action == "reject":
+            return self.reject(rel)
+        if action == "flag":
+            return self.flag(rel)
+        if action == "clear":
+            return self.clear(rel)
+        raise TriageError(f"unknown triage action {action!r}", hint="use keep, reject, flag or clear")
+
+    def keep(self, rel: str, folder: str | None = None) -> Decision:
+        """Mark as kept. A rejected image is moved back first; an inbox image moves into a dataset folder.
+
+        ``folder`` (a dataset subfolder) defaults to lorawb.toml ``[triage] keep_folder``.
+        """
+        self._require(rel)
+        area, rejected, _ = self.locate(rel)
+        if rejected:
+            rel = self.clear(rel).new_rel
+            area, rejected, _ = self.locate(rel)
+        if area == INBOX:
+            return self._keep_inbox(rel, folder)
+        prev, prev_origin = self._mark(rel)
+        self._set_mark(rel, KEEP, None)
+        self._log("keep", rel, rel, prev, prev_origin)
+        return Decision("keep", rel, rel, KEEP)
+
+    def _keep_inbox(self, rel: str, folder: str | None) -> Decision:
+        folder = (folder if folder is not None else self.project.config.triage.keep_folder).strip().strip("/")
+        if not folder:
+            raise TriageError(
+                "keeping an inbox image needs a dataset folder to move it into",
+                path=self.project.config_path,
+                hint='set [triage] keep_folder in lorawb.toml (e.g. "10_zkx_mira") or choose one',
+            )
+        parts = PurePosixPath(folder).parts
+        if ".." in parts or PurePosixPath(folder).is_absolute() or parts[0] == layout.REJECTED:
+            raise TriageError(
+                f"keep folder {folder!r} must be a folder inside {self._dataset_rel}/ (not rejected/)",
+                path=self.project.config_path,
+            )
+        target_dir = self.project.dataset_dir / folder
+        prev, prev_origin = self._mark(rel)
+        new_rel = self._move_with_caption(rel, target_dir)
+        self._drop_mark(rel)
+        self._set_mark(new_rel, KEEP, rel)
+        self._log("keep", rel, new_rel, prev, prev_origin)
+        return Decision("keep", rel, new_rel, KEEP, moved=True)
+
+    def flag(self, rel: str) -> Decision:
+        """Mark for a second look. A rejected image is moved back first."""
+        self._require(rel)
+        if self.locate(rel)[1]:
+            rel = self.clear(rel).new_rel
+        prev, prev_origin = self._mark(rel)
+        self._set_mark(rel, FLAG, None)
+        self._log("flag", rel, rel, prev, prev_origin)
+        return Decision("flag", rel, rel, FLAG)
+
+    def reject(self, rel: str) -> Decision:
+        """Move the image and its caption into rejected/ (same subfolder); already rejected: no-op."""
+        self._require(rel)
+        area, rejected, folder = self.locate(rel)
+        if rejected:
+            return Decision("reject", rel, rel, REJECT)
+        base = self.project.dataset_dir if area == DATASET else self.project.inbox_dir
+        target_dir = base / layout.REJECTED / folder
+        prev, prev_origin = self._mark(rel)
+        new_rel = self._move_with_caption(rel, target_dir)
+        self._drop_mark(rel)
+        self._set_mark(new_rel, REJECT, rel)
+        self._log("reject", rel, new_rel, prev, prev_origin)
+        return Decision("reject", rel, new_rel, REJECT, moved=True)
+
+    def clear(self, rel: str) -> Decision:
+        """Back to unreviewed. A rejected image moves back to where it came from (its own name if free)."""
+        self._require(rel)
+        area, rejected, folder = self.locate(rel)
+        prev, prev_origin = self._mark(rel)
+        if not rejected:
+            self._drop_mark(rel)
+            self._log("clear", rel, rel, prev, prev_origin)
+            return Decision("clear", rel, rel, UNREVIEWED)
+        origin = prev_origin if prev == REJECT and prev_origin else None
+        if origin is not None:
+            target_dir = self.path(origin).parent
+        else:  # no record (state DB deleted, or rejected by hand): mirror the rejected/ layout
+            base = self.project.dataset_dir if area == DATASET else self.project.inbox_dir
+            target_dir = base / folder
+        new_rel = self._move_with_caption(rel, target_dir, prefer_name=PurePosixPath(origin).name if origin else None)
+        self._drop_mark(rel)
+        self._log("clear", rel, new_rel, REJECT, prev_origin)
+        return Decision("clear", rel, new_rel, UNREVIEWED, moved=True)
+
+    def undo_last(self) -> Decision | None:
+        """Undo the most recent decision (moves included); None when there is nothing to undo."""
+        row = self.conn.execute("SELECT * FROM triage_log ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        new_rel, old_rel = row["new_rel"], row["rel"]
+        if not self.path(new_rel).exists():
+            raise TriageError(
+                "cannot undo: the image is no longer where the last decision put it", path=self.path(new_rel)
+            )
+        if new_rel != old_rel:
+            back = self._move_with_caption(new_rel, self.path(old_rel).parent, prefer_name=PurePosixPath(old_rel).name)
+        else:
+            back = old_rel
+        self._drop_mark(new_rel)
+        if row["prev_state"] in (KEEP, FLAG, REJECT) and (row["prev_state"] != REJECT or self.locate(back)[1]):
+            self._set_mark(back, row["prev_state"], row["prev_origin"])
+        with self.conn:
+            self.conn.execute("DELETE FROM triage_log WHERE id=?", (row["id"],))
+        state = self.state_of(back)
+        return Decision("undo", new_rel, back, state, moved=new_rel != back)
+
+    def history(self, limit: int = 50) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM triage_log ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+
+    # --- DB helpers -------------------------------------------------------
+    def _require(self, rel: str) -> None:
+        if not _storable(rel):
+            raise TriageError("the file name is not valid UTF-8", path=self.path(rel), hint="rename the file")
+        if not self.path(rel).is_file():
+            raise TriageError("no such image (moved or deleted outside lorawb?)", path=self.path(rel))
+
+    def _mark(self, rel: str) -> tuple[str, str | None]:
+        row = self.conn.execute("SELECT state, origin FROM triage_marks WHERE rel=?", (rel,)).fetchone()
+        return (row["state"], row["origin"]) if row else (UNREVIEWED, None)
+
+    def _set_mark(self, rel: str, state: str, origin: str | None) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO triage_marks (rel, state, origin, time) VALUES (?,?,?,?)",
+                (rel, state, origin, time.time()),
+            )
+
+    def _drop_mark(self, rel: str) -> None:
+        with self.conn:
+            self.conn.execute("DELETE FROM triage_marks WHERE rel=?", (rel,))
+
+    def _log(self, action: str, rel: str, new_rel: str, prev: str, prev_origin: str | None) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO triage_log (time, action, rel, new_rel, prev_state, prev_origin) VALUES (?,?,?,?,?,?)",
+                (time.time(), action, rel, new_rel, prev, prev_origin),
+            )
+
+    # --- moves ------------------------------------------------------------
+    def _move_with_caption(self, rel: str, target_dir: Path, prefer_name: str | None = None) -> str:
+        """Move an image and its caption files into ``target_dir`` under one free stem; returns the new rel."""
+        src = self.path(rel)
+        captions = [src.with_suffix(ext) for ext in layout.CAPTION_EXTS if src.with_suffix(ext).is_file()]
+        with self._move_lock:
+            target_dir.mkdir(parents=True, exist_ok=True)
+            stem = free_stem(target_dir, Path(prefer_name).stem if prefer_name else src.stem, src.suffix)
+            dst = target_dir / (stem + src.suffix)
+            move_no_clobber(src, dst)
+            done: list[tuple[Path, Path]] = [(dst, src)]
+            try:
+                for cap in captions:
+                    cdst = target_dir / (stem + cap.suffix)
+                    move_no_clobber(cap, cdst)
+                    done.append((cdst, cap))
+            except OSError as exc:
+                for moved, orig in reversed(done):  # put everything back: never half a move
+                    try:
+                        move_no_clobber(moved, orig)
+                    except OSError:
+                        pass
+                raise TriageError(f"cannot move the caption: {exc}", path=src) from exc
+        new_rel = self.rel(dst)
+        with self.conn:  # the cached facts and perceptual hash follow the file
+            self.conn.execute("UPDATE OR REPLACE triage_facts SET rel=?, cap_rel=NULL WHERE rel=?", (new_rel, rel))
+            _move_hash_row(self.conn, rel, new_rel)
+        return new_rel
+
+
+def free_stem(folder: Path, stem: str, image_ext: str) -> str:
+    """``stem`` if no image or caption of that stem exists in ``folder``, else ``stem-2``, ``stem-3``...
+
+    Any image extension counts: kohya pairs ``a.png`` and ``a.jpg`` with the same ``a.txt``.
+    """
+    exts = {*layout.IMAGE_EXTS, *layout.CAPTION_EXTS, image_ext.lower()}
+    try:
+        taken = {os.path.splitext(n)[0].lower() for n in os.listdir(folder) if os.path.splitext(n)[1].lower() in exts}
+    except FileNotFoundError:
+        taken = set()
+    if stem.lower() not in taken:
+        return stem
+    n = 2
+    while f"{stem}-{n}".lower() in taken:
+        n += 1
+    return f"{stem}-{n}"
+
+
+def move_no_clobber(src: Path, dst: Path) -> None:
+    """Move a file without ever replacing an existing one (hard link + unlink, else copy + unlink).
+
+    Raises FileExistsError if ``dst`` exists.
+    """
+    try:
+        os.link(src, dst)  # atomic: fails if dst exists
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EOPNOTSUPP):
+            raise
+        if dst.exists():
+            raise FileExistsError(errno.EEXIST, "file exists", str(dst)) from None
+        shutil.copy2(src, dst)  # another file system: copy keeps the mtime, then drop the original
+    os.unlink(src)
+
+
+def _storable(rel: str) -> bool:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _move_hash_row(conn: sqlite3.Connection, rel: str, new_rel: str) -> None:
+    # dedupe's cache follows moves too; its table may not exist yet in this DB.
+    try:
+        conn.execute("UPDATE OR REPLACE dedupe_hashes SET rel=? WHERE rel=?", (new_rel, rel))
+    except sqlite3.OperationalError:
+        pass
+
+
+# --------------------------------------------------------------------------- convenience
+
+
+def list_items(
+    project: Project,
+    flt: Filter | None = None,
+    *,
+    sort: str = "name",
+    reverse: bool = False,
+    dup_rels: Sequence[str] | set[str] = (),
+) -> list[TriageItem]:
+    """The filtered, sorted image list (what the grid and ``lorawb triage --list`` show)."""
+    t = Triage(project)
+    try:
+        items = t.items()
+    finally:
+        t.close()
+    return apply_filter(
+        items,
+        flt or Filter(),
+        min_resolution=project.config.project.min_resolution,
+        dup_rels=frozenset(dup_rels),
+        sort=sort,
+        reverse=reverse,
+    )

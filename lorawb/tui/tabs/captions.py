@@ -1,0 +1,751 @@
+"""Captions tab: edit one caption beside its image, see the tag table and the composition, run bulk edits.
+
+The file list follows the Triage tab's list (``app.image_list``) and selection
+(``app.current_image``), narrowed by this tab's own filter (a tag, a composition
+cell, or a query such as ``has:forest -has:watercolor``). Every write goes through
+the caption engine (lorawb.core.caption_ops / caption_history), so a hand edit,
+a bulk operation and an undo are steps of one history, the CLI's too. A caption
+changed on disk while it is open is never overwritten: saving it asks keep mine /
+take theirs / compare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.widgets import ContentSwitcher, DataTable, Static
+
+from lorawb.core import caption_history, caption_ops
+from lorawb.core.caption_ops import CaptionFile, Selection
+from lorawb.core.caption_stats import TagStats, tag_stats
+from lorawb.core.captions import Caption, leads_with_trigger
+from lorawb.core.composition import Composition, PairTable, composition
+from lorawb.core.project import Project
+from lorawb.errors import LorawbError
+from lorawb.tui.widgets.caption_editor import CaptionEditor
+from lorawb.tui.widgets.caption_list import CaptionList
+from lorawb.tui.widgets.caption_modals import OP_SPECS, BulkScreen, ConflictScreen, PromptScreen
+from lorawb.tui.widgets.image_view import ImageView
+
+VIEWS = {"edit": "captions-edit", "tags": "captions-tags", "comp": "captions-comp"}
+FILTER_HELP = "filter: has:TAG  -has:TAG  text:WORDS  in:FOLDER  (empty: no filter)"
+
+
+@dataclass
+class Filter:
+    """The tab's own narrowing of the list: a query, or the images of a composition cell."""
+
+    label: str
+    selection: Selection | None = None
+    members: frozenset[str] | None = None
+
+
+@dataclass
+class Tables:
+    """What a worker computed over the list: the rows shown and the tables over them."""
+
+    shown: list[str]
+    marks: list[str]  # per shown row: "∅" no caption, "!" does not lead with the trigger, " " fine
+    stats: TagStats
+    vocabulary: list[str]
+    comp: Composition | None
+    problem: str | None = None
+
+
+class TagAction(Message):
+    """Rename or delete a tag across the list (from the tag table)."""
+
+    def __init__(self, action: str, tag: str | None) -> None:
+        super().__init__()
+        self.action = action
+        self.tag = tag
+
+
+class TagTable(DataTable):
+    BINDINGS = [
+        Binding("r", "tag('rename')", "Rename tag"),
+        Binding("d", "tag('delete')", "Delete tag"),
+    ]
+
+    def action_tag(self, action: str) -> None:
+        tag = None
+        if self.row_count:
+            tag = str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        self.post_message(TagAction(action, tag))
+
+
+class CompTable(DataTable):
+    BINDINGS = [Binding("p", "next_pair", "Next pair")]
+
+    class NextPair(Message):
+        pass
+
+    def action_next_pair(self) -> None:
+        self.post_message(self.NextPair())
+
+
+class CaptionsTab(Vertical):
+    BINDINGS = [
+        Binding("e", "view('edit')", "Edit"),
+        Binding("t", "view('tags')", "Tags"),
+        Binding("c", "view('comp')", "Composition"),
+        Binding("slash", "filter", "Filter"),
+        Binding("b", "bulk", "Bulk edit"),
+        Binding("u", "undo", "Undo"),
+        Binding("U", "redo", "Redo"),
+        Binding("r,ctrl+r", "revert", "Revert"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+down", "step(1)", "Next image", show=False),
+        Binding("ctrl+up", "step(-1)", "Previous image", show=False),
+        Binding("escape", "back", "Back", show=False),
+    ]
+
+    def __init__(self, project: Project, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.project = project
+        self.files: dict[str, CaptionFile] = {}
+        self.order: list[str] = []
+        self.shown: list[str] = []
+        self.marks: list[str] = []
+        self.row_of: dict[str, int] = {}
+        self.filter: Filter | None = None
+        self.stats: TagStats | None = None
+        self.comp: Composition | None = None
+        self.pair_index = 0
+        self.current: str | None = None
+        self.base: CaptionFile | None = None  # the open caption as read from disk: the conflict reference
+        self.conflicted = False
+        self._own_version = -1  # dataset_version after our own write: no need to re-read for it
+        self._stale = True
+
+    # --- layout -------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static("", id="captions-status")
+        with Horizontal(id="captions-body"):
+            yield CaptionList(id="captions-list")
+            with ContentSwitcher(initial="captions-edit", id="captions-views"):
+                with Horizontal(id="captions-edit"):
+                    yield ImageView(id="captions-preview")
+                    with Vertical(id="captions-editor-pane"):
+                        yield Static("", id="captions-file")
+                        yield CaptionEditor(id="captions-editor")
+                        yield Static("", id="captions-candidates")
+                with Vertical(id="captions-tags"):
+                    yield Static("", id="captions-tags-head")
+                    yield TagTable(id="captions-tag-table", cursor_type="row", zebra_stripes=True)
+                with Vertical(id="captions-comp"):
+                    yield Static("", id="captions-comp-head")
+                    yield CompTable(id="captions-comp-table", cursor_type="cell")
+
+    def on_mount(self) -> None:
+        self.query_one("#captions-tag-table", DataTable).add_columns("count", "w/trig", "tag")
+        self.watch(self.app, "image_list", lambda _v: self._changed(), init=False)
+        self.watch(self.app, "dataset_version", self._version_changed, init=False)
+        self.watch(self.app, "current_image", lambda rel: self._follow(rel), init=False)
+        self.watch(self.app, "theme", lambda _v: self._fill_comp(), init=False)
+        self._status()
+        self._show_candidates([])
+
+    def on_show(self) -> None:
+        if self._stale:
+            self.reload()
+        else:
+            self._follow(getattr(self.app, "current_image", None), force=True)
+
+    def focus_target(self) -> CaptionList:
+        return self.query_one(CaptionList)
+
+    def commands(self) -> Iterable[SystemCommand]:
+        """Command palette entries: every bulk operation (always through the preview), undo, the tables."""
+        for key, spec in OP_SPECS.items():
+            yield SystemCommand(
+                f"Captions: {spec.title}", "preview, then apply to the captions listed", lambda k=key: self._palette(k)
+            )
+        yield SystemCommand("Captions: undo", "undo the last caption edit or operation", self._palette_undo)
+        yield SystemCommand("Captions: redo", "redo the last undone caption operation", self._palette_redo)
+        yield SystemCommand("Captions: tag frequency", "the tags of the list, most frequent first", self._palette_tags)
+        yield SystemCommand("Captions: composition", "tag groups x groups, gaps highlighted", self._palette_comp)
+
+    def _show_me(self) -> None:
+        if getattr(self.app, "active_tab", "captions") != "captions":
+            self.app.action_show_tab("captions")  # type: ignore[attr-defined]
+
+    def _palette(self, key: str) -> None:
+        self._show_me()
+        self.action_bulk(key)
+
+    def _palette_undo(self) -> None:
+        self._show_me()
+        self.action_undo()
+
+    def _palette_redo(self) -> None:
+        self._show_me()
+        self.action_redo()
+
+    def _palette_tags(self) -> None:
+        self._show_me()
+        self.action_view("tags")
+
+    def _palette_comp(self) -> None:
+        self._show_me()
+        self.action_view("comp")
+
+    # --- loading --------------------------------------------------------------------------
+    def _visible(self) -> bool:
+        return getattr(self.app, "active_tab", "captions") == "captions"
+
+    def _changed(self) -> None:
+        self._stale = True
+        if self._visible():
+            self.reload()
+
+    def _version_changed(self, version: int) -> None:
+        if version == self._own_version:
+            return
+        self._changed()
+
+    @work(thread=True, exclusive=True, group="captions-load")
+    def reload(self) -> None:
+        """Read every caption of the list (the Triage tab's, else the whole dataset) and compute the tables."""
+        root = self.project.root
+        wanted = list(getattr(self.app, "image_list", ()) or ())
+        try:
+            if wanted:
+                files = {cf.image: cf for cf in caption_ops.read_captions(root, wanted)}
+                order = [rel for rel in wanted if rel in files]
+            else:
+                loaded = caption_ops.load_captions(self.project)
+                files = {cf.image: cf for cf in loaded}
+                order = [cf.image for cf in loaded]
+        except LorawbError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        tables = self._compute(files, order, self.filter)
+        self.app.call_from_thread(self._loaded, files, order, tables)
+
+    def _compute(self, files: dict[str, CaptionFile], order: list[str], flt: Filter | None) -> Tables:
+        everything = [files[rel] for rel in order]
+        shown = everything
+        problem = None
+        if flt is not None:
+            try:
+                if flt.selection is not None:
+                    shown = flt.selection.select(self.project, shown)
+                if flt.members is not None:
+                    shown = [cf for cf in shown if cf.image in flt.members]
+            except LorawbError as exc:
+                problem = str(exc)
+        trigger = self.project.trigger
+        stats = tag_stats(shown, trigger)
+        vocabulary = tag_stats(everything, trigger).vocabulary() if shown is not everything else stats.vocabulary()
+        comp = None
+        if self.project.config.tags.groups:
+            try:
+                comp = composition(shown, self.project.config.tags.groups)
+            except LorawbError:
+                comp = None
+        marks = [self._mark(cf) for cf in shown]
+        return Tables([cf.image for cf in shown], marks, stats, vocabulary, comp, problem)
+
+    def _loaded(self, files: dict[str, CaptionFile], order: list[str], tables: Tables) -> None:
+        self._stale = False
+        self.files, self.order = files, order
+        self._apply_tables(tables)
+
+    @work(thread=True, exclusive=True, group="captions-load")
+    def refilter(self) -> None:
+        """The filter changed: recompute from the captions already read (no disk)."""
+        tables = self._compute(self.files, self.order, self.filter)
+        self.app.call_from_thread(self._apply_tables, tables)
+
+    def _apply_tables(self, tables: Tables) -> None:
+        if tables.problem:
+            self.notify(tables.problem, severity="error")
+        self.shown = tables.shown
+        self.marks = tables.marks
+        self.stats = tables.stats
+        self.comp = tables.comp
+        self.query_one(CaptionEditor).set_vocabulary(tables.vocabulary)
+        # Keep the open caption when it is still listed; else open the app's selection or the first.
+        wanted = self.current if self.current in tables.shown else None
+        if wanted is None:
+            app_sel = getattr(self.app, "current_image", None)
+            wanted = app_sel if app_sel in tables.shown else (self.shown[0] if self.shown else None)
+        self._fill_list(wanted)
+        self._fill_tags()
+        self._fill_comp()
+        self._status()
+        if wanted == self.current and not self._dirty():
+            self._open(wanted, force=True)  # re-read: the file may have changed (undo, bulk edit, rescan)
+        elif wanted != self.current:
+            self._open(wanted)
+
+    # --- tables ---------------------------------------------------------------------------------
+    def _mark(self, cf: CaptionFile | None) -> str:
+        if cf is None or not (cf.text or "").strip():
+            return "∅"
+        if self.project.trigger and not leads_with_trigger(cf.caption, self.project.trigger):
+            return "!"
+        return " "
+
+    def _fill_list(self, cursor_on: str | None) -> None:
+        self.row_of = {rel: i for i, rel in enumerate(self.shown)}
+        self.query_one(CaptionList).set_rows(self.shown, self.marks, self.row_of.get(cursor_on, 0))
+
+    def _fill_tags(self) -> None:
+        table = self.query_one("#captions-tag-table", DataTable)
+        table.clear()
+        st = self.stats
+        head = self.query_one("#captions-tags-head", Static)
+        if st is None:
+            head.update("")
+            return
+        for t in st.tags:
+            table.add_row(str(t.count), str(t.with_trigger) if st.trigger else "-", Text(t.name), key=t.key)
+        missing = f" · {len(st.missing_trigger)} lack the trigger" if st.trigger else " · no trigger set"
+        head.update(
+            Content(f"{len(st.tags)} tags in {st.total} captions{missing}").append(
+                Content.styled("   enter: filter · r: rename · d: delete", "$text-muted")
+            )
+        )
+
+    def _pair(self) -> PairTable | None:
+        if self.comp is None or not self.comp.pairs:
+            return None
+        return self.comp.pairs[self.pair_index % len(self.comp.pairs)]
+
+    def _fill_comp(self) -> None:
+        table = self.query_one("#captions-comp-table", DataTable)
+        table.clear(columns=True)
+        head = self.query_one("#captions-comp-head", Static)
+        comp, pair = self.comp, self._pair()
+        if comp is None:
+            head.update('No tag groups: add [tags.groups] to lorawb.toml, e.g. context = ["forest", "bar"].')
+            return
+        missing = " · ".join(f"{len(v)} name no {g}" for g, v in comp.missing.items())
+        if pair is None:
+            head.update(Content(f"{comp.total} captions · {missing} (one group only: no pairs)"))
+            return
+        variables = self.app.get_css_variables()
+        empty_style = f"bold {variables.get('conflict', 'red')}"
+        thin_style = variables.get("flagged", "yellow")
+        more = (
+            f" · p: next pair ({self.pair_index % len(comp.pairs) + 1}/{len(comp.pairs)})"
+            if len(comp.pairs) > 1
+            else ""
+        )
+        head.update(
+            Content(f"{pair.rows} × {pair.cols} · {missing} · thin below {pair.threshold}{more}").append(
+                Content.styled("   enter: filter", "$text-muted")
+            )
+        )
+        table.add_column(Text(f"{pair.rows}\\{pair.cols}"), key="__row__")
+        for c in pair.col_values:
+            table.add_column(Text(c), key=c)
+        table.add_column("all", key="__all__")
+        for r in pair.row_values:
+            cells: list[Text] = [Text(r, style="bold")]
+            for c in pair.col_values:
+                n = pair.counts[(r, c)]
+                if n == 0:
+                    cells.append(Text("0 !", style=empty_style))
+                elif n < pair.threshold:
+                    cells.append(Text(f"{n} ?", style=thin_style))
+                else:
+                    cells.append(Text(str(n)))
+            cells.append(Text(str(comp.value_counts[pair.rows][r])))
+            table.add_row(*cells, key=r)
+        totals = [Text("all", style="bold")] + [Text(str(comp.value_counts[pair.cols][c])) for c in pair.col_values]
+        table.add_row(*totals, Text(str(comp.total)), key="__all__")
+
+    @on(CompTable.NextPair)
+    def _next_pair(self) -> None:
+        self.pair_index += 1
+        self._fill_comp()
+
+    @on(DataTable.CellSelected, "#captions-comp-table")
+    def _comp_selected(self, event: DataTable.CellSelected) -> None:
+        pair, comp = self._pair(), self.comp
+        if pair is None or comp is None:
+            return
+        row = str(event.cell_key.row_key.value)
+        col = str(event.cell_key.column_key.value)
+        row_all, col_all = row == "__all__", col in ("__row__", "__all__")
+        if row_all and col_all:
+            self._set_filter(None)
+            return
+        if row_all:
+            members, label = comp.value_members[pair.cols][col], f"{pair.cols}: {col}"
+        elif col_all:
+            members, label = comp.value_members[pair.rows][row], f"{pair.rows}: {row}"
+        else:
+            members, label = pair.members[(row, col)], f"{row} × {col}"
+        self._set_filter(Filter(label, members=frozenset(members)))
+
+    @on(DataTable.RowSelected, "#captions-tag-table")
+    def _tag_selected(self, event: DataTable.RowSelected) -> None:
+        st = self.stats
+        key = str(event.row_key.value)
+        name = next((t.name for t in st.tags if t.key == key), key) if st else key
+        quoted = '"' + name.replace('"', "") + '"'
+        self._set_filter(Filter(f"has:{name}", selection=caption_ops.parse_where(f"has:{quoted}")))
+
+    @on(TagAction)
+    def _tag_action(self, event: TagAction) -> None:
+        if event.tag is None:
+            return
+        name = next((t.name for t in self.stats.tags if t.key == event.tag), event.tag) if self.stats else event.tag
+        if event.action == "rename":
+            self.action_bulk("replace", a=name)
+        else:
+            self.action_bulk("remove", a=name, run_preview=True)
+
+    # --- the filter ---------------------------------------------------------------------------
+    def _set_filter(self, flt: Filter | None) -> None:
+        self.filter = flt
+        self.refilter()
+
+    def action_filter(self) -> None:
+        current = self.filter.label if self.filter and self.filter.selection is not None else ""
+        self.app.push_screen(PromptScreen(FILTER_HELP, current, "has:forest -has:watercolor"), self._filter_entered)
+
+    def _filter_entered(self, query: str | None) -> None:
+        if query is None:
+            return
+        if not query.strip():
+            self._set_filter(None)
+            return
+        try:
+            selection = caption_ops.parse_where(query)
+        except LorawbError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self._set_filter(Filter(query.strip(), selection=selection))
+
+    # --- the open caption ------------------------------------------------------------------------
+    @on(CaptionList.Highlighted)
+    def _row_highlighted(self, event: CaptionList.Highlighted) -> None:
+        if isinstance(event, CaptionList.Selected):
+            return
+        # Moves queued behind a refill of the list arrive late: only the cursor's current row counts.
+        if event.index != event.caption_list.cursor or event.rel == self.current:
+            return
+        rel = event.rel
+        if not self._open(rel):
+            self._move_cursor(self.current)  # the edit could not be saved: stay on it
+            return
+        if getattr(self.app, "current_image", None) != rel:
+            self.app.select_image(rel)  # type: ignore[attr-defined]
+
+    @on(CaptionList.Selected)
+    def _row_selected(self) -> None:
+        self.action_view("edit")
+
+    def _follow(self, rel: str | None, force: bool = False) -> None:
+        """The app's selection moved (the Triage tab): follow it when it is in the list.
+
+        While this tab is on screen the user moves through its own list; selections made
+        meanwhile elsewhere (another tab re-reading its list after our save) are picked up
+        when the tab is shown again.
+        """
+        if not force and self._visible():
+            return
+        if rel is not None and rel != self.current and rel in self.row_of:
+            self._move_cursor(rel)
+
+    def _move_cursor(self, rel: str | None) -> None:
+        if rel is not None and rel in self.row_of:
+            self.query_one(CaptionList).move_to(self.row_of[rel])
+
+    def _body(self, cf: CaptionFile | None) -> str:
+        return (cf.text or "").strip() if cf else ""
+
+    def _dirty(self) -> bool:
+        if self.current is None:
+            return False
+        return self.query_one(CaptionEditor).text.strip() != self._body(self.base)
+
+    def _open(self, rel: str | None, *, force: bool = False) -> bool:
+        """Show ``rel`` in the editor (saving the open caption first). False when that save hit a conflict."""
+        if rel == self.current and not force:
+            return True
+        if rel != self.current and self._dirty() and not self._save():
+            return False
+        editor = self.query_one(CaptionEditor)
+        self.current = rel
+        self.conflicted = False
+        if rel is None:
+            self.base = None
+            editor.load_text("")
+            self.query_one(ImageView).show(None)
+        else:
+            path = self.project.root / rel
+            try:
+                self.base = caption_ops.read_caption(self.project.root, path)
+            except LorawbError as exc:
+                self.notify(str(exc), severity="error")
+                self.base = None
+            editor.load_text(self._body(self.base))
+            editor.move_cursor(editor.document.end)
+            self.query_one(ImageView).show(path)
+        self._file_label()
+        return True
+
+    @on(CaptionEditor.Changed)
+    def _editor_changed(self) -> None:
+        self._file_label()
+
+    @on(CaptionEditor.Leave)
+    def _editor_left(self) -> None:
+        if self._save():
+            self.query_one(CaptionList).focus()
+
+    @on(CaptionEditor.Submitted)
+    def _editor_submitted(self) -> None:
+        if self.current is not None and self.row_of.get(self.current, -1) >= len(self.shown) - 1:
+            self.action_save()  # the last image: nowhere to move, just save
+        else:
+            self.action_step(1)
+
+    @on(CaptionEditor.Candidates)
+    def _candidates(self, event: CaptionEditor.Candidates) -> None:
+        self._show_candidates(event.candidates, event.index)
+
+    def _show_candidates(self, candidates: list[str], index: int = 0) -> None:
+        out = self.query_one("#captions-candidates", Static)
+        if not candidates:
+            out.update(Content.styled("tab: complete · enter: save, next · esc: back to list", "$text-muted"))
+            return
+        parts = [Content.styled("tab→ ", "$text-muted")]
+        for i, c in enumerate(candidates):
+            if i:
+                parts.append(Content(" · "))
+            parts.append(Content.styled(c, "bold reverse") if i == index else Content(c))
+        parts.append(Content.styled("  (ctrl+n: next)", "$text-muted"))
+        out.update(Content.assemble(*parts))
+
+    def _file_label(self) -> None:
+        label = self.query_one("#captions-file", Static)
+        if self.current is None:
+            label.update("no image in the list")
+            return
+        name = self.current.rsplit("/", 1)[-1]
+        if self.conflicted:
+            state = Content.styled("changed on disk: ctrl+s to resolve", "bold $conflict")
+        elif self._dirty():
+            state = Content.styled("modified", "bold $flagged")
+        elif self.base is None or self.base.text is None:
+            state = Content.styled("no caption file yet", "$text-muted")
+        else:
+            state = Content.styled("saved", "$text-muted")
+        label.update(Content.assemble(Content(name + " · "), state))
+
+    def _status(self) -> None:
+        status = self.query_one("#captions-status", Static)
+        total, shown = len(self.order), len(self.shown)
+        parts = [f"{shown}/{total} captions" if self.filter else f"{total} captions"]
+        if self.filter:
+            parts.append(f"filter: {self.filter.label} (esc clears)")
+        if self.stats and self.stats.trigger:
+            parts.append(f"{len(self.stats.missing_trigger)} lack {self.stats.trigger}")
+        status.update(Content(" · ".join(parts)))
+
+    def _new_text(self) -> str:
+        """The editor's text with the whitespace the file had around its caption (a trailing newline)."""
+        edited = self.query_one(CaptionEditor).text.strip()
+        old = (self.base.text if self.base else None) or ""
+        cap = Caption.parse(old)
+        return (cap.lead + edited + cap.trail) if old.strip() else edited
+
+    def _save(self) -> bool:
+        """Write the open caption if it changed. False (and the conflict dialog) when it changed on disk."""
+        if self.current is None or self.base is None or not self._dirty():
+            return True
+        rel, mine = self.current, self._new_text()
+        try:
+            # One small file, written here and now: the next read (moving back to it) must see it.
+            cs = caption_ops.edit_changeset(self.project, self.base, mine)
+            result = caption_history.apply_changeset(self.project, cs)
+        except LorawbError as exc:
+            self.notify(str(exc), severity="error")
+            return False
+        if result.conflicts:
+            self.conflicted = True
+            self._file_label()
+            theirs = self._read_now(rel)
+            screen = ConflictScreen(rel, mine, theirs.text if theirs else None, result.conflicts[0].reason)
+            self.app.push_screen(screen, lambda choice: self._resolve(rel, mine, choice))
+            return False
+        self._saved(rel)
+        return True
+
+    def _read_now(self, rel: str) -> CaptionFile | None:
+        try:
+            return caption_ops.read_caption(self.project.root, self.project.root / rel)
+        except LorawbError as exc:
+            self.notify(str(exc), severity="error")
+            return None
+
+    def _saved(self, rel: str) -> None:
+        fresh = self._read_now(rel)
+        if fresh is not None:
+            self.files[rel] = fresh
+            if rel == self.current:
+                self.base = fresh
+            if rel in self.row_of:
+                self.query_one(CaptionList).set_mark(self.row_of[rel], self._mark(fresh))
+        self.conflicted = False
+        self._file_label()
+        self._announce_write()
+
+    def _announce_write(self) -> None:
+        """Tell the other tabs (dataset_version) without re-reading everything here for our own edit."""
+        self._own_version = getattr(self.app, "dataset_version", 0) + 1
+        if hasattr(self.app, "dataset_changed"):
+            self.app.dataset_changed()
+
+    def _resolve(self, rel: str, mine: str, choice: str | None) -> None:
+        if rel != self.current:
+            return
+        editor = self.query_one(CaptionEditor)
+        if choice == "theirs":
+            self.base = self._read_now(rel)
+            self.conflicted = False
+            editor.load_text(self._body(self.base))
+            self.notify(f"{rel}: took the version on disk")
+        elif choice == "mine":
+            fresh = self._read_now(rel)
+            if fresh is None:
+                return
+            self.base = fresh  # deliberately over what is on disk now; undo gives theirs back
+            cs = caption_ops.edit_changeset(self.project, fresh, mine)
+            result = caption_history.apply_changeset(self.project, cs)
+            if result.conflicts:  # changed yet again in between: ask again
+                self.app.push_screen(
+                    ConflictScreen(rel, mine, self._body(self._read_now(rel)), result.conflicts[0].reason),
+                    lambda c: self._resolve(rel, mine, c),
+                )
+                return
+            self._saved(rel)
+            self.notify(f"{rel}: kept yours (u undoes it)")
+        self._file_label()
+        editor.focus()
+
+    # --- actions -------------------------------------------------------------------------------------
+    def action_view(self, name: str) -> None:
+        self.query_one(ContentSwitcher).current = VIEWS[name]
+        target = {
+            "edit": "#captions-editor",
+            "tags": "#captions-tag-table",
+            "comp": "#captions-comp-table",
+        }[name]
+        self.query_one(target).focus()
+
+    def action_save(self) -> None:
+        if self._save():
+            self._file_label()
+
+    def action_revert(self) -> None:
+        """Drop the unsaved edit: back to the caption as it is on disk now."""
+        if self.current is None:
+            return
+        self.conflicted = False
+        if self._dirty():
+            self._revert_now()
+        else:
+            self._open(self.current, force=True)
+
+    def _revert_now(self) -> None:
+        self.base = self._read_now(self.current) if self.current else None
+        self.query_one(CaptionEditor).load_text(self._body(self.base))
+        self._file_label()
+        self.notify("reverted to the caption on disk", timeout=2)
+
+    def action_step(self, delta: int) -> None:
+        """Next / previous image, saving the open caption first (focus stays where it is)."""
+        if not self.shown:
+            return
+        i = self.row_of.get(self.current, -1) if self.current else -1
+        j = max(0, min(len(self.shown) - 1, i + delta))
+        if j != i:
+            self._move_cursor(self.shown[j])
+
+    def action_back(self) -> None:
+        editor = self.query_one(CaptionEditor)
+        table = self.query_one(CaptionList)
+        if editor.has_focus:
+            if self._save():
+                table.focus()
+            return
+        if self.query_one(ContentSwitcher).current != VIEWS["edit"]:
+            self.query_one(ContentSwitcher).current = VIEWS["edit"]
+            table.focus()
+            return
+        if self.filter is not None:
+            self._set_filter(None)
+
+    def action_bulk(self, op: str = "add", a: str = "", b: str = "", run_preview: bool = False) -> None:
+        if not self._save():
+            return
+        label = f"filter: {self.filter.label}" if self.filter else "the list"
+        screen = BulkScreen(self.project, list(self.shown), label, op=op, a=a, b=b, run_preview=run_preview)
+        self.app.push_screen(screen, self._bulk_chosen)
+
+    def _bulk_chosen(self, cs: caption_ops.ChangeSet | None) -> None:
+        if cs is not None:
+            self._apply(cs)
+
+    @work(thread=True, exclusive=True, group="captions-write")
+    def _apply(self, cs: caption_ops.ChangeSet) -> None:
+        try:
+            result = caption_history.apply_changeset(self.project, cs)
+        except LorawbError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.app.call_from_thread(self._after_write, [result], "changed")
+
+    def action_undo(self) -> None:
+        if self._dirty():
+            self._revert_now()  # an unsaved edit is the first thing undone
+            return
+        self._history(undo=True)
+
+    def action_redo(self) -> None:
+        self._history(undo=False)
+
+    @work(thread=True, exclusive=True, group="captions-write")
+    def _history(self, undo: bool) -> None:
+        try:
+            results = caption_history.undo(self.project) if undo else caption_history.redo(self.project)
+        except LorawbError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        if not results:
+            self.app.call_from_thread(self.notify, "nothing to undo" if undo else "nothing to redo", timeout=2)
+            return
+        self.app.call_from_thread(self._after_write, results, "restored" if undo else "rewrote")
+
+    def _after_write(self, results: list[caption_history.ApplyResult], verb: str) -> None:
+        for r in results:
+            self.notify(f"{r.label}: {verb} {len(r.written)} captions", timeout=4)
+            if r.conflicts:
+                first = r.conflicts[0]
+                more = f" (and {len(r.conflicts) - 1} more)" if len(r.conflicts) > 1 else ""
+                self.notify(
+                    f"{len(r.conflicts)} left as they are on disk: {first.rel}: {first.reason}{more}",
+                    title="conflict",
+                    severity="warning",
+                    timeout=10,
+                )
+        if hasattr(self.app, "dataset_changed"):
+            self.app.dataset_changed()  # our own reload comes with it: the files changed under the list
+        else:
+            self.reload()

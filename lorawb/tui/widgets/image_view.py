@@ -1,0 +1,103 @@
+"""ImageView: one image, decoded off the event loop, drawn with textual-image.
+
+``show(path)`` returns at once: a thread worker makes (or finds) the cached
+thumbnail and decodes it, then hands the PIL image back to the widget. The
+rendering class follows ``app.image_mode`` (Kitty/Sixel/half-blocks/unicode).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image as PILImage
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Container
+from textual.widgets import Static
+from textual.worker import get_current_worker
+from textual_image.widget import HalfcellImage, SixelImage, TGPImage, UnicodeImage
+from textual_image.widget import Image as AutoImage
+
+from lorawb.core.thumbs import ThumbCache
+from lorawb.errors import LorawbError
+
+RENDERERS = {
+    "auto": AutoImage,
+    "halfcell": HalfcellImage,
+    "unicode": UnicodeImage,
+    "sixel": SixelImage,
+    "tgp": TGPImage,
+}
+IMAGE_MODES = tuple(RENDERERS)
+
+
+class ImageView(Container):
+    """Shows one image (or a message) fitted to its size."""
+
+    DEFAULT_CSS = """
+    ImageView { align: center middle; }
+    ImageView > .image { width: auto; height: 100%; }
+    ImageView > Static.message { width: 100%; height: auto; content-align: center middle; color: $text-muted; }
+    """
+
+    def __init__(self, *, box: tuple[int, int] = (384, 384), id: str | None = None, classes: str | None = None):
+        super().__init__(id=id, classes=classes)
+        self.box = box
+        self.path: Path | None = None
+        self._pil: PILImage.Image | None = None
+        self._mode: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", classes="message")
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "image_mode", self._mode_changed, init=False)
+
+    def _mode_changed(self, _mode: str) -> None:
+        if self._pil is not None:
+            self._render_image(self._pil)
+
+    def _thumbs(self) -> ThumbCache:
+        return ThumbCache(self.app.project.state_dir)  # type: ignore[attr-defined]
+
+    def show(self, path: Path | None) -> None:
+        """Display ``path`` (None clears). Cheap: decoding happens in a worker thread."""
+        self.path = Path(path) if path is not None else None
+        if self.path is None:
+            self._pil = None
+            self._message("")
+            return
+        self._load(self.path)
+
+    @work(thread=True, exclusive=True, group="image-view")
+    def _load(self, path: Path) -> None:
+        worker = get_current_worker()
+        try:
+            thumb = self._thumbs().get(path, self.box)
+            with PILImage.open(thumb) as im:
+                im.load()
+                pil = im.copy()
+        except LorawbError as exc:
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self._message, f"cannot show image\n{exc.message}")
+            return
+        if not worker.is_cancelled and path == self.path:
+            self.app.call_from_thread(self._render_image, pil)
+
+    def _message(self, text: str) -> None:
+        self.remove_children(".image")
+        msg = self.query_one(Static)
+        msg.update(text)
+        msg.display = bool(text)
+
+    def _render_image(self, pil: PILImage.Image) -> None:
+        self._pil = pil
+        mode = getattr(self.app, "image_mode", "auto")
+        existing = self.query(".image")
+        if existing and self._mode == mode:
+            existing.first().image = pil  # type: ignore[attr-defined]
+            return
+        existing.remove()
+        self._mode = mode
+        self.query_one(Static).display = False
+        self.mount(RENDERERS.get(mode, HalfcellImage)(pil, classes="image"))

@@ -1,0 +1,130 @@
+"""`lorawb init`: the project folder, --images copy or --link, --trigger, and refusing to overwrite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from PIL import Image
+
+from lorawb.cli import main
+from lorawb.core.project import Project, init_project
+from lorawb.errors import ConfigError, ProjectError
+
+
+def make_images(folder, n=3):
+    sub = folder / "10_mira"
+    sub.mkdir(parents=True)
+    for i in range(n):
+        Image.new("RGB", (64, 64), (i, 0, 0)).save(sub / f"{i}.png")
+        (sub / f"{i}.txt").write_text(f"mira, {i}", encoding="utf-8")
+    (folder / ".DS_Store").write_bytes(b"junk")
+    return folder
+
+
+def test_init_creates_the_folder_layout(tmp_path, capsys):
+    assert main(["init", str(tmp_path / "p"), "--trigger", "zkx_mira"]) == 0
+    root = tmp_path / "p"
+    for sub in ("dataset", "inbox", "runs", "matrices"):
+        assert (root / sub).is_dir()
+    text = (root / "lorawb.toml").read_text(encoding="utf-8")
+    assert text.startswith("# lorawb project settings.")
+    assert 'trigger = "zkx_mira"' in text
+    project = Project.load(root)
+    assert (project.name, project.trigger) == ("p", "zkx_mira")
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"created {root}"
+    assert "edit lorawb.toml to set the base model" in out
+
+
+def test_init_copies_images(tmp_path, capsys):
+    src = make_images(tmp_path / "pics")
+    assert main(["init", str(tmp_path / "p"), "--images", str(src)]) == 0
+    ds = tmp_path / "p" / "dataset"
+    assert not ds.is_symlink()
+    assert sorted(p.relative_to(ds).as_posix() for p in ds.rglob("*")) == [
+        "10_mira",
+        "10_mira/0.png",
+        "10_mira/0.txt",
+        "10_mira/1.png",
+        "10_mira/1.txt",
+        "10_mira/2.png",
+        "10_mira/2.txt",
+    ]  # hidden files are not copied
+    assert (src / "10_mira" / "0.png").exists()  # a copy, the source is untouched
+    assert "3 images, 3 with captions" in capsys.readouterr().out
+    assert not [p for p in (tmp_path / "p").iterdir() if p.name.startswith(".dataset")]
+
+
+def test_init_links_images(tmp_path, capsys):
+    src = make_images(tmp_path / "pics")
+    assert main(["init", str(tmp_path / "p"), "--images", str(src), "--link"]) == 0
+    ds = tmp_path / "p" / "dataset"
+    assert ds.is_symlink() and ds.resolve() == src.resolve()
+    assert "dataset/ linked from" in capsys.readouterr().out
+
+
+def test_init_copy_survives_a_symlink_loop(tmp_path):
+    src = make_images(tmp_path / "pics")
+    os.symlink("..", src / "10_mira" / "loop")
+    init_project(tmp_path / "p", images=src)
+    assert (tmp_path / "p" / "dataset" / "10_mira" / "0.png").exists()
+
+
+def test_init_refuses_to_overwrite(tmp_path, capsys):
+    init_project(tmp_path / "p", trigger="first")
+    before = (tmp_path / "p" / "lorawb.toml").read_bytes()
+    assert main(["init", str(tmp_path / "p"), "--trigger", "second"]) == 2
+    err = capsys.readouterr().err
+    assert "a project already exists here (lorawb.toml); nothing was changed" in err
+    assert (tmp_path / "p" / "lorawb.toml").read_bytes() == before
+
+
+def test_init_refuses_a_nonempty_dataset(tmp_path):
+    src = make_images(tmp_path / "pics")
+    (tmp_path / "p" / "dataset").mkdir(parents=True)
+    (tmp_path / "p" / "dataset" / "mine.png").write_bytes(b"x")
+    with pytest.raises(ProjectError, match="dataset/ already has files"):
+        init_project(tmp_path / "p", images=src)
+    assert not (tmp_path / "p" / "lorawb.toml").exists()
+    assert (tmp_path / "p" / "dataset" / "mine.png").read_bytes() == b"x"
+
+
+def test_init_argument_errors(tmp_path):
+    with pytest.raises(ProjectError, match="--link needs --images"):
+        init_project(tmp_path / "p", link=True)
+    with pytest.raises(ProjectError, match="--images must be a folder"):
+        init_project(tmp_path / "p", images=tmp_path / "nope")
+    with pytest.raises(ConfigError, match="--trigger 'a, b': the trigger must be a single tag"):
+        init_project(tmp_path / "p", trigger="a, b")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ProjectError, match="exists and is not a folder"):
+        init_project(tmp_path / "file")
+    assert not (tmp_path / "p").exists()  # nothing was created by a refused init
+
+
+def test_init_keeps_quotes_in_names(tmp_path):
+    project = init_project(tmp_path / "p", trigger='say "hi"', name='Mira "the" \\ cat')
+    assert project.trigger == 'say "hi"'
+    assert project.config.project.name == 'Mira "the" \\ cat'
+
+
+def test_failed_copy_leaves_nothing(tmp_path, monkeypatch):
+    src = make_images(tmp_path / "pics")
+    real = shutil.copy2
+    calls = []
+
+    def flaky(a, b, **kw):
+        calls.append(a)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", str(b))
+        return real(a, b, **kw)
+
+    monkeypatch.setattr(shutil, "copy2", flaky)
+    with pytest.raises(ProjectError, match="copying the images failed: No space left on device; nothing was kept"):
+        init_project(tmp_path / "p", images=src)
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == []
+    monkeypatch.setattr(shutil, "copy2", real)
+    init_project(tmp_path / "p", images=src)  # a second try works
+    assert len(list((tmp_path / "p" / "dataset" / "10_mira").iterdir())) == 6

@@ -1,0 +1,83 @@
+"""The new-run form's model: prefill sources, fields over the TOML, validation, differences."""
+
+from __future__ import annotations
+
+import pytest
+
+from lorawb.core.project import init_project
+from lorawb.errors import ConfigError
+from lorawb.train import form as F
+from lorawb.train.runfolder import RunFolder
+
+
+@pytest.fixture
+def project(tmp_path):
+    return init_project(tmp_path / "p", trigger="zkx_mira")
+
+
+def add_run(project, name, text):
+    run = RunFolder(project.runs_dir / name).create()
+    run.config.write_text(text)
+    return run
+
+
+def test_sources_are_runs_newest_first_then_lorawb_toml(project):
+    add_run(project, "20261125-100000-a", "[train]\nlearning_rate = 1e-4\n")
+    add_run(project, "20261125-110000-b", "[train]\nlearning_rate = 5e-5\n")
+    add_run(project, "20261125-120000-broken", "[train]\nlearnig_rate = 1\n")
+    RunFolder(project.runs_dir / "20261125-130000-noconfig").create()
+    sources, problems = F.prefill_sources(project)
+    assert [s.label for s in sources] == ["20261125-110000-b", "20261125-100000-a", "lorawb.toml"]
+    assert sources[0].config.train.learning_rate == 5e-5
+    assert len(problems) == 1 and "train.learnig_rate: unknown key" in problems[0]
+    toml = sources[-1]
+    assert toml.run_id is None and toml.config.dataset.trigger == "zkx_mira"  # filled from the project
+    assert toml.config.train.max_steps == 1000  # lorawb.toml's [train] max_steps
+
+
+def test_parse_field():
+    steps = next(f for f in F.FIELDS if f.key == "train.max_steps")
+    lr = next(f for f in F.FIELDS if f.key == "train.learning_rate")
+    assert F.parse_field(steps, " 250 ") == 250 and F.parse_field(lr, "1e-4") == 1e-4
+    with pytest.raises(ValueError, match="whole number"):
+        F.parse_field(steps, "2.5")
+    with pytest.raises(ValueError, match="needs a number"):
+        F.parse_field(lr, "fast")
+    with pytest.raises(ValueError, match="needs a value"):
+        F.parse_field(lr, "")
+
+
+def test_set_in_toml_keeps_comments_and_adds_tables():
+    text = "# mine\n[train]\nlearning_rate = 1e-4 # my lr\n"
+    out = F.set_in_toml(text, "train.learning_rate", 5e-5)
+    assert out.startswith("# mine\n") and "learning_rate = 5e-05 # my lr" in out
+    out = F.set_in_toml(out, "network.rank", 32)
+    assert F.parse_toml(out)["network"] == {"rank": 32}
+
+
+def test_validate_names_the_key_and_line(project):
+    text = F.project_source(project).config.to_toml()
+    assert F.validate(text, project).train.max_steps == 1000
+    bad = F.set_in_toml(text, "train.batch_size", 0)
+    with pytest.raises(ConfigError) as exc:
+        F.validate(bad, project)
+    assert F.error_key(exc.value) == "train.batch_size"
+    assert bad.splitlines()[exc.value.line - 1].startswith("batch_size = 0")
+    with pytest.raises(ConfigError, match="steps and epochs are both 0"):
+        F.validate(F.set_in_toml(text, "train.max_steps", 0), project)
+    with pytest.raises(ConfigError, match="invalid TOML") as exc:
+        F.parse_toml("[train\n")
+    assert exc.value.line == 1
+
+
+def test_differences_from_the_source(project):
+    source = F.project_source(project)
+    text = source.config.to_toml()
+    assert F.differences(text, source, project) == []
+    text = F.set_in_toml(text, "train.learning_rate", 3e-4)
+    text = F.set_in_toml(text, "network.rank", 4)
+    rows = F.differences(text, source, project)
+    assert [(r.key, r.b) for r in rows] == [("network.rank", 4), ("train.learning_rate", 3e-4)]
+    # 1e-4 written as 0.0001 is not a change
+    same = F.set_in_toml(source.config.to_toml(), "train.learning_rate", 0.0001)
+    assert F.differences(same, source, project) == []
