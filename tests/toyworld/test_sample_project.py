@@ -71,3 +71,13 @@ def test_the_character_is_never_shown_in_pretraining():
         all(getattr(s, k) == v for k, v in rule.items()) for s in specs for rule in sample.NEVER_IN_PRETRAINING
     )
     assert any(s.hair == "blue" for s in specs) and any(s.outfit == "orange" for s in specs)
+
+
+def test_doctor_reports_the_sample_project_healthy(tmp_path):
+    # resolution 32 with dataset.bucket_step 8: the doctor must use the trainer's bucket step
+    from lorawb.core.doctor import diagnose
+    from lorawb.toyworld.check import copy_sample_project
+
+    report = diagnose(Project.load(copy_sample_project(tmp_path / "sp")))
+    assert report.images == 32 and not report.low_resolution and not report.unreadable
+    assert report.buckets == [("32x32 (1:1)", 32)]
