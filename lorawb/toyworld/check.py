@@ -101,17 +101,17 @@ def check_lora(
     base = check(pipe, "base", **kw)
     pipe.load_lora_weights(str(lora), adapter_name="check")
     pipe.set_adapters(["check"], [weight])
-    with_lora = check(pipe, f"+ {Path(lora).name}", **kw)
+    with_lora = check(pipe, f"+ {Path(lora).stem}", **kw)
     return base, with_lora
 
 
 def table(results: Sequence[CheckResult], contexts: Sequence[str] = world.CONTEXTS) -> str:
     """A plain-text table: character look / accessory / context per context, and unrelated prompts."""
-    head = f"{'':28} " + " ".join(f"{c:>9}" for c in [*contexts, "all"]) + f" {'unrelated':>10} {'leak':>6}"
+    head = f"{'':30} " + " ".join(f"{c:>9}" for c in [*contexts, "all"]) + f" {'unrelated':>10} {'leak':>6}"
     lines = [head]
     for r in results:
         for what, d in (("character", r.character), ("accessory", r.accessory), ("context", r.context)):
-            row = f"{(r.label + ' ' + what)[:28]:28} " + " ".join(f"{d.get(c, 0):>9.0%}" for c in [*contexts, "all"])
+            row = f"{what:10} {r.label[:19]:19} " + " ".join(f"{d.get(c, 0):>9.0%}" for c in [*contexts, "all"])
             if what == "character":
                 row += f" {r.unrelated:>10.0%} {r.unrelated_character:>6.0%}"
             lines.append(row)
