@@ -125,7 +125,7 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
     _captions(report, scan.images, project.trigger)
     report.low_resolution = [(f.rel, f.width, f.height) for f in scan.images if f.short_side < cfg.min_resolution]
     report.duplicates = _duplicates(scan.images)
-    report.buckets = _buckets(scan.images, cfg.resolution)
+    report.buckets = _buckets(scan.images, *_bucket_settings(project))
     report.notes = [
         (f.rel, p)
         for f in scan.images
@@ -217,8 +217,19 @@ def _duplicates(images: list[ImageFacts]) -> list[list[str]]:
     return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
 
-def _buckets(images: list[ImageFacts], resolution: int) -> list[tuple[str, int]]:
-    counts: Counter[tuple[int, int]] = Counter(nearest_bucket(f.width, f.height, resolution) for f in images)
+def _bucket_settings(project: Project) -> tuple[int, int]:
+    """The trainer's bucket resolution and step: [dataset] resolution/bucket_step, else the project's."""
+    ds = project.config.dataset
+    try:
+        return int(ds.get("resolution") or project.config.project.resolution), int(ds.get("bucket_step") or 64)
+    except (TypeError, ValueError):  # a hand-edited [dataset] table the trainer will reject with its own message
+        return project.config.project.resolution, 64
+
+
+def _buckets(images: list[ImageFacts], resolution: int, step: int = 64) -> list[tuple[str, int]]:
+    if resolution < step or step < 1:
+        return []  # no bucket fits; the trainer says so when a run is configured
+    counts: Counter[tuple[int, int]] = Counter(nearest_bucket(f.width, f.height, resolution, step) for f in images)
     return [(bucket_label(b), counts[b]) for b in sorted(counts, key=lambda b: (b[0] / b[1], b[0]))]
 
 

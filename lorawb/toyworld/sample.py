@@ -1,0 +1,138 @@
+"""The sample project: one toy-world character, its dataset, inbox candidates and lorawb.toml.
+
+The character ``zkx_mira`` has blue hair, an orange outfit and a scarf: a combination the
+toy base model never saw in pretraining (``pretrain`` leaves every blue-haired figure in an
+orange outfit out), so a LoRA that brings it back from the trigger alone has learned it.
+Captions start with the trigger and name only what varies (context, style, pose); the
+invariant look is left to the trigger, as DESIGN.md's workflow says.
+
+``make_sample_project(root)`` rewrites the images and captions deterministically; the
+committed copy under ``sample_project/`` is its output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tomlkit
+
+from lorawb.core.config import DEFAULT_TOML
+from lorawb.core.fsutil import atomic_write_text
+from lorawb.toyworld import world
+
+TRIGGER = "zkx_mira"
+CHARACTER = {"hair": "blue", "outfit": "orange", "accessory": "scarf"}
+# What the LoRA must bring from the trigger alone; the character's prompt for the reader.
+CHARACTER_PROMPT = "blue hair, orange outfit, scarf"
+MODEL_DIR = "models/toyworld-sd"
+FOLDER = f"10_{TRIGGER}"
+PREVIEW_SIZE = 128  # images are stored at 4x for nicer previews; the trainer shrinks them to 32
+# Pretraining never shows these combinations (see pretrain.EXCLUDE).
+NEVER_IN_PRETRAINING = ({"hair": "blue", "outfit": "orange"},)
+
+
+def dataset_specs() -> list[world.Spec]:
+    """32 images: every context x style, twice, the poses cycling, the scene details seeded."""
+    specs = []
+    i = 0
+    for context in world.CONTEXTS:
+        for style in world.STYLES:
+            for _ in range(2):
+                specs.append(
+                    world.Spec(
+                        **CHARACTER,
+                        context=context,
+                        style=style,
+                        pose=world.POSES[i % len(world.POSES)],
+                        seed=7000 + i,
+                    )
+                )
+                i += 1
+    return specs
+
+
+def inbox_specs() -> list[tuple[str, world.Spec, int, str]]:
+    """Triage candidates: (file stem, spec, pixel size, why it is there). Some fit, some are off-model."""
+    mira = world.Spec(**CHARACTER, context="beach", style="outlined", pose="arms up", seed=9001)
+    return [
+        ("cand_01", mira, PREVIEW_SIZE, "on-model"),
+        ("cand_02", world.with_(mira, context="bar", style="dithered", pose="waving"), PREVIEW_SIZE, "on-model"),
+        ("cand_03", world.with_(mira, hair="red", context="forest"), PREVIEW_SIZE, "off-model: red hair"),
+        ("cand_04", world.with_(mira, accessory="none", context="spaceship"), PREVIEW_SIZE, "off-model: no scarf"),
+        ("cand_05", world.with_(mira, outfit="green", context="bar", style="flat"), PREVIEW_SIZE, "off-model: outfit"),
+        ("cand_06", world.with_(mira, context="forest", style="flat", pose="standing"), 32, "low resolution"),
+        # the same drawing as the first dataset image: a duplicate for triage to find
+        ("cand_07", dataset_specs()[0], PREVIEW_SIZE, "duplicate of the dataset's first image"),
+    ]
+
+
+def dataset_caption(spec: world.Spec) -> str:
+    return world.caption(spec, trigger=TRIGGER, omit=("hair", "outfit", "accessory"))
+
+
+def sample_toml(name: str = "sample_project") -> str:
+    """lorawb.toml for the sample: the default template with the toy model's settings filled in."""
+    doc = tomlkit.parse(DEFAULT_TOML.format(name=name, trigger=TRIGGER))
+    proj = doc["project"]
+    proj["resolution"] = 32
+    proj["resolution"].comment("the toy base model draws 32x32 images")
+    proj["min_resolution"] = 64
+    proj["min_resolution"].comment("the dataset is stored at 128x128; a 32 px image in the inbox gets flagged")
+    groups = doc["tags"]["groups"]
+    groups["context"] = list(world.CONTEXTS)
+    groups["style"] = list(world.STYLES)
+    groups["pose"] = list(world.POSES)
+    doc["model"]["path"] = MODEL_DIR
+    doc["model"]["path"].comment("the toy-world base model (see its README.md); built by `lorawb toyworld pretrain`")
+    dataset = tomlkit.table()
+    dataset["bucket_step"] = 8
+    dataset["bucket_step"].comment("bucket sides are multiples of 8 for a 32 px model")
+    doc.add("dataset", dataset)
+    network = tomlkit.table()
+    network["rank"] = 8
+    network["alpha"] = 8.0
+    doc.add("network", network)
+    train = doc["train"]
+    train["max_steps"] = 200
+    train["max_steps"].comment("about a minute on 2 CPU cores")
+    train["batch_size"] = 4
+    train["learning_rate"] = 5e-4
+    train["learning_rate"].comment("a tiny model learns a character in a few hundred steps at a high rate")
+    sample = doc["sample"]
+    sample["every_n_steps"] = 50
+    at_start = tomlkit.item(True)
+    at_start.comment("the base model's drawings first, to watch the character emerge")
+    sample["at_start"] = at_start
+    sample["prompts"] = [f"{{trigger}}, {c}" for c in world.CONTEXTS] + ["red hair, green outfit, beach"]
+    sample["cfg"] = 1.5
+    sample["cfg"].comment("a tiny model wants a low guidance scale")
+    doc["save"]["every_n_steps"] = 50
+    return _reorder(tomlkit.dumps(doc))
+
+
+def _reorder(text: str) -> str:
+    """Put the sections appended at the end ([dataset], [network]) after [model], where a reader looks."""
+    doc = tomlkit.parse(text)
+    order = ["project", "tags", "triage", "ui", "model", "dataset", "network", "train", "sample", "save"]
+    out = tomlkit.document()
+    for key in order + [k for k in doc if k not in order]:
+        if key in doc:
+            out.add(key, doc[key])
+    body = tomlkit.dumps(out)
+    # the template's top comment is attached to the document, not to a table
+    head = text.split("[project]")[0]
+    return head + body.lstrip()
+
+
+def make_sample_project(root: str | Path, *, write_toml: bool = False) -> Path:
+    """Write the sample dataset and inbox under ``root`` (and lorawb.toml when asked or missing)."""
+    root = Path(root)
+    folder = root / "dataset" / FOLDER
+    for i, spec in enumerate(dataset_specs(), 1):
+        world.write_image(folder / f"mira_{i:02d}_{spec.context}.png", spec, dataset_caption(spec), PREVIEW_SIZE)
+    for stem, spec, size, _why in inbox_specs():
+        world.write_image(root / "inbox" / f"{stem}.png", spec, dataset_caption(spec), size)
+    cfg = root / "lorawb.toml"
+    if write_toml or not cfg.exists():
+        atomic_write_text(cfg, sample_toml(root.name if root.name else "sample_project"))
+    return root
