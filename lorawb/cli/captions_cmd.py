@@ -8,9 +8,9 @@ error (bad regex, unknown tag, bad filter...), as every lorawb command.
 from __future__ import annotations
 
 import argparse
-import shlex
 import json
 import os
+import shlex
 import sys
 from typing import Any
 
