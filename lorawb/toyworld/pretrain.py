@@ -38,9 +38,8 @@ import numpy as np
 from lorawb.core.fsutil import atomic_write_text
 from lorawb.toyworld import reader, sample, world
 from lorawb.toyworld.recipe import Recipe, add_arguments
+from lorawb.toyworld.tiny import SPECIAL_BOS, SPECIAL_EOS, bytes_to_unicode
 
-SPECIAL_BOS = "<|startoftext|>"
-SPECIAL_EOS = "<|endoftext|>"
 MAX_LENGTH = 77
 # Words the tokenizer knows but pretraining never uses: triggers for LoRAs start from them
 # ("zkx_mira" is zkx + _ + mira), and a few generic caption words so prompts typed by hand
@@ -95,19 +94,6 @@ SCHEDULER = {
 # --- tokenizer ----------------------------------------------------------------------------------
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """CLIP's byte -> printable character table, so any text tokenizes (letter by letter at worst)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs], strict=True))
-
-
 def tokenizer_words() -> list[str]:
     words: list[str] = []
     for w in world.vocabulary() + RARE_WORDS + GENERIC_WORDS:
@@ -118,7 +104,7 @@ def tokenizer_words() -> list[str]:
 
 def write_tokenizer(folder: Path) -> None:
     """A CLIP BPE tokenizer whose whole words are single tokens: every byte, then a merge chain per word."""
-    enc = _bytes_to_unicode()
+    enc = bytes_to_unicode()
     vocab: dict[str, int] = {}
 
     def add(tok: str) -> None:

@@ -47,7 +47,7 @@ SPECIAL_BOS = "<|startoftext|>"
 SPECIAL_EOS = "<|endoftext|>"
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP's byte -> printable character table (so BPE works on bytes)."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
@@ -68,12 +68,12 @@ def build_vocab(words: Iterable[str] = ()) -> tuple[dict[str, int], list[str]]:
         if tok not in vocab:
             vocab[tok] = len(vocab)
 
-    byte_chars = list(_bytes_to_unicode().values())
+    byte_chars = list(bytes_to_unicode().values())
     for c in byte_chars:
         add(c)
     for c in byte_chars:
         add(c + "</w>")
-    enc = _bytes_to_unicode()
+    enc = bytes_to_unicode()
     all_words: list[str] = []
     for w in list(WORDS) + list(words):
         for part in _pretokenize(w):
