@@ -314,6 +314,8 @@ class RunMonitor:
         self.max_steps: int | None = None
         self.started: float | None = None
         self.updated: float | None = None
+        self._paused = 0.0  # seconds between a stop and its resume: not training time
+        self._stopped_at: float | None = None
         self.it_s: float | None = None
         self.mem_gb: float | None = None
         self.gpu_util: float | None = None
@@ -380,7 +382,12 @@ class RunMonitor:
         if isinstance(when, (int, float)):
             if self.started is None:
                 self.started = float(when)
+            if self._stopped_at is not None:  # the first event of a resumed run
+                self._paused += max(0.0, float(when) - self._stopped_at)
+                self._stopped_at = None
             self.updated = float(when)
+            if kind == "status" and ev.get("state") in ("stopped", "failed"):
+                self._stopped_at = float(when)
         if isinstance(ev.get("max_steps"), int) and ev["max_steps"] > 0:
             self.max_steps = ev["max_steps"]
         if kind == "step":
@@ -498,7 +505,7 @@ class RunMonitor:
         if self.started is None:
             return 0.0
         end = time.time() if self.alive and self.state not in FINAL_STATES else (self.updated or self.started)
-        return max(0.0, end - self.started)
+        return max(0.0, end - self.started - self._paused)
 
     def _eta(self, total: int | None) -> float | None:
         if not total or not self.it_s or not self.alive or self.state in FINAL_STATES:

@@ -120,6 +120,8 @@ class RunSummary:
     it_s: float | None = None
     started: float | None = None
     updated: float | None = None
+    paused: float = 0.0  # seconds between a stop and its resume
+    stopped_at: float | None = None
     error: str | None = None
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -128,7 +130,7 @@ class RunSummary:
     def elapsed(self) -> float:
         if self.started is None or self.updated is None:
             return 0.0
-        return max(0.0, self.updated - self.started)
+        return max(0.0, self.updated - self.started - self.paused)
 
     @property
     def eta(self) -> float | None:
@@ -149,7 +151,12 @@ class RunSummary:
         if isinstance(when, (int, float)):
             if self.started is None:
                 self.started = when
+            if self.stopped_at is not None:  # the first event of a resumed run
+                self.paused += max(0.0, when - self.stopped_at)
+                self.stopped_at = None
             self.updated = when
+            if t == "status" and ev.get("state") in ("stopped", "failed"):
+                self.stopped_at = when
         if t == "step":
             self.step = int(ev.get("step", self.step))
             self.epoch = int(ev.get("epoch", self.epoch))

@@ -344,3 +344,20 @@ def test_format_duration():
     assert format_duration(None) == "-"
     assert format_duration(65) == "1:05"
     assert format_duration(3725) == "1:02:05"
+
+
+def test_elapsed_leaves_out_the_time_between_stop_and_resume(tmp_path):
+    from lorawb.train.runfolder import summarize
+
+    run = RunFolder(tmp_path / "r").create()
+    with EventWriter(run.events) as ev:
+        ev.emit("status", state="running", time=1000.0)
+        ev.emit("step", step=1, epoch=0, loss=0.1, lr=1e-4, it_s=1.0, time=1010.0)
+        ev.emit("status", state="stopped", time=1010.0)
+        ev.emit("status", state="running", time=1100.0)  # resumed 90 s later
+        ev.emit("step", step=2, epoch=0, loss=0.1, lr=1e-4, it_s=1.0, time=1105.0)
+        ev.emit("status", state="finished", time=1105.0)
+    m = RunMonitor(run)
+    m.poll(check_alive=False)
+    assert m.snapshot().elapsed == pytest.approx(15.0)
+    assert summarize(run).elapsed == pytest.approx(15.0)
