@@ -30,8 +30,12 @@ _THEME_FIELDS = {f.name for f in fields(Theme)}
 
 
 def theme_dirs(project_root: Path | None = None) -> list[Path]:
-    """Bundled themes (the checkout's themes/), the user's, then the project's own."""
-    dirs = [Path(__file__).resolve().parents[2] / "themes"]
+    """Bundled themes, the user's, then the project's own.
+
+    ``bundled_themes`` is a link to the checkout's themes/ that the wheel carries as files,
+    so an editable install and a plain ``pip install`` both find them.
+    """
+    dirs = [Path(__file__).parent / "bundled_themes"]
     config_home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
     dirs.append(config_home / "lorawb" / "themes")
     if project_root is not None:
