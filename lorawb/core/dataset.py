@@ -106,6 +106,16 @@ class ScanResult:
     def by_rel(self) -> dict[str, ImageFacts]:
         return {f.rel: f for f in self.images}
 
+    def add(self, facts: ImageFacts) -> None:
+        """File one image's facts: usable, or unreadable with its reason; note a non-UTF-8 caption."""
+        if facts.ok:
+            self.images.append(facts)
+        else:
+            self.broken.append(facts)
+            self.unreadable.append((facts.rel, facts.error or "unreadable"))
+        if facts.caption_rel and facts.caption_lossy:
+            self.non_utf8.append((facts.caption_rel, facts.caption_encoding or "?"))
+
 
 # --- one image -----------------------------------------------------------------
 
@@ -341,13 +351,7 @@ def scan_dataset(
     for p, facts in zip(paths, slots, strict=True):
         assert facts is not None
         image_stems.add((facts.folder, os.path.splitext(p.name)[0]))
-        if facts.ok:
-            result.images.append(facts)
-        else:
-            result.broken.append(facts)
-            result.unreadable.append((facts.rel, facts.error or "unreadable"))
-        if facts.caption_rel and facts.caption_lossy:
-            result.non_utf8.append((facts.caption_rel, facts.caption_encoding or "?"))
+        result.add(facts)
 
     for cap in caption_files:
         rel = _display_rel(cap, root)

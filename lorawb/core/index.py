@@ -226,13 +226,7 @@ def _result_from(root: Path, facts: list[ImageFacts], meta: dict[str, str]) -> S
     result = ScanResult(root=root)
     result.unreadable = [tuple(x) for x in json.loads(meta.get("walk_errors", "[]"))]  # type: ignore[misc]
     for f in facts:
-        if f.ok:
-            result.images.append(f)
-        else:
-            result.broken.append(f)
-            result.unreadable.append((f.rel, f.error or "unreadable"))
-        if f.caption_rel and f.caption_lossy:
-            result.non_utf8.append((f.caption_rel, f.caption_encoding or "?"))
+        result.add(f)
     result.unreadable.sort(key=lambda item: walk_order(item[0]))
     result.orphan_captions = json.loads(meta.get("orphan_captions", "[]"))
     return result
