@@ -78,13 +78,13 @@ def tag_stats(files: list[CaptionFile], trigger: str = "") -> TagStats:
 
 def complete(vocabulary: list[str], prefix: str, limit: int = 8, exclude: set[str] | None = None) -> list[str]:
     """Tags from ``vocabulary`` (most frequent first) starting with ``prefix``, then containing it."""
-    p = prefix.strip().casefold()
+    p = tag_key(prefix)
     if not p:
         return []
     exclude = exclude or set()
     starts, inside = [], []
     for name in vocabulary:
-        k = name.casefold()
+        k = tag_key(name)
         if k in exclude or k == p:
             continue
         if k.startswith(p):

@@ -3,9 +3,11 @@
 A caption is comma-separated tags (``zkx_mira, 1girl, (red scarf:1.2), forest``)
 or a sentence (no commas: one tag). Parsing keeps every tag's text as written
 (weights, brackets, escapes) and its order; only the separators are normalised
-to ``", "`` when a caption is rewritten. Tags are *matched* by a key that
-ignores case, repeated spaces and prompt-weight syntax, so ``(Red Scarf:1.2)``,
-``[red scarf]`` and ``red  scarf`` are all the tag ``red scarf``.
+to ``", "`` when a caption is rewritten. Tags are *matched* by one key (``tag_key``) that
+ignores case, the ``_``/space difference of booru tags, repeated spaces and prompt-weight
+syntax, so ``(Red Scarf:1.2)``, ``[red scarf]``, ``red_scarf`` and ``red  scarf`` are all the
+tag ``red scarf``. Every view (captions, tag statistics, Triage filters, the composition
+table, the doctor, the trainer's trigger handling) compares tags by this key.
 
 Whitespace around the caption (a trailing newline, say) is kept as it was.
 Commas inside brackets do not split tags: ``(red scarf, blue hat:1.2)`` is one.
@@ -20,7 +22,7 @@ _WEIGHT = re.compile(r"^\(\s*(?P<name>.*?)\s*:\s*[-+]?(?:\d+\.?\d*|\.\d+)\s*\)$"
 _PAIRS = {"(": ")", "[": "]", "{": "}"}
 _SPACES = re.compile(r"\s+")
 _SPECIAL = re.compile(r"[()\[\]{}\\]")
-_ODD_SPACE = re.compile(r"\s\s|[^\S ]")
+_ODD_SPACE = re.compile(r"\s\s|[^\S ]|_")
 
 
 def split_tags(body: str) -> list[str]:
@@ -102,12 +104,17 @@ def tag_name(tag: str) -> str:
 
 
 def tag_key(tag: str) -> str:
-    """What two tags must share to be the same tag: name, case-folded, spaces collapsed."""
+    """What two tags must share to be the same tag (the one tag identity of lorawb).
+
+    The name without weight syntax, ``_`` read as a space (booru tags and taggers write
+    ``blue_hair``, people type ``blue hair``), runs of spaces collapsed, case-folded:
+    ``blue_hair``, ``Blue Hair``, ``(blue hair:1.2)`` all have the key ``blue hair``.
+    """
     key = _KEYS.get(tag)
     if key is None:
         name = tag_name(tag) if tag[:1] in _PAIRS else tag
         if _ODD_SPACE.search(name):
-            name = _SPACES.sub(" ", name).strip()
+            name = _SPACES.sub(" ", name.replace("_", " ")).strip()
         key = name.casefold()
         if len(_KEYS) > 200_000:  # a vocabulary is a few thousand tags; this only bounds odd input
             _KEYS.clear()
@@ -176,7 +183,8 @@ def starts_with_phrase(text: str, phrase: str) -> bool:
     """True when ``text`` starts with ``phrase`` as whole words (``zkx_mira stands`` starts with ``zkx_mira``)."""
     if not phrase:
         return False
-    if not text.casefold().startswith(phrase.casefold()):
+    # The tag identity's reading of ``_`` as a space (one character for one: the lengths match).
+    if not text.replace("_", " ").casefold().startswith(phrase.replace("_", " ").casefold()):
         return False
     rest = text[len(phrase) :]
     return not rest or not (rest[0].isalnum() or rest[0] == "_")

@@ -1,14 +1,18 @@
-"""What is in the dataset folder: the facts of each image and its caption, found by a scan.
+"""What is in an image folder: the facts of each image and its caption, found by a scan.
 
-``read_image_facts`` opens one image (Pillow) and says what it is: its size after
-EXIF orientation, mode, format, a content hash, its caption, and anything wrong
-with it. A file that cannot be used (corrupt, truncated, empty, too large) gets an
-``error`` instead of an exception: nothing here raises for a bad file.
+``read_image_facts`` is lorawb's one safe image reader: it opens one image (Pillow,
+only the allowed formats, never a PostScript file named .png) and says what it is:
+its size after EXIF orientation, mode, format, a content hash, its caption, and
+anything wrong with it. A file that cannot be used (corrupt, truncated, empty, too
+large, another format) gets an ``error`` instead of an exception: nothing here
+raises for a bad file. ``open_image`` is the same gate for code that needs the pixels
+(the trainer, thumbnails, hashes).
 
-``scan_dataset`` walks ``dataset/`` (via ``lorawb.core.layout``) and sorts every
-image into ``images`` (usable) or ``unreadable`` (named, with the reason), and
-reports orphan captions and captions that were not UTF-8. ``lorawb.core.index``
-makes it incremental by handing in the facts it already knows.
+``scan_dataset`` walks a folder (via ``lorawb.core.layout``) and sorts every image
+into ``images`` (usable) or ``unreadable`` (named, with the reason), and reports
+orphan captions and captions that were not UTF-8. ``lorawb.core.index`` keeps the
+results of every project folder and makes scans incremental by handing in the
+facts it already knows.
 """
 
 from __future__ import annotations
@@ -43,14 +47,24 @@ _FORMAT_EXTS = {
 # The formats any lorawb code may hand to Image.open: a file named .png that is really
 # PostScript must never reach Ghostscript. JPEG also opens MPO files.
 SAFE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+NOT_AN_IMAGE = "not a PNG, JPEG, WebP, BMP or GIF image (corrupt, or another format)"
+
+
+def open_image(path: Path | str) -> Image.Image:
+    """``Image.open`` restricted to the formats a dataset may hold (the reader's own gate).
+
+    A file of any other format (EPS, which Pillow hands to Ghostscript; PSD; TIFF...)
+    raises ``UnidentifiedImageError`` without being parsed by another plugin.
+    """
+    return Image.open(path, formats=SAFE_FORMATS)
 
 
 @dataclass
 class ImageFacts:
     """One image and its caption as found on disk. Paths are posix, relative to dataset/."""
 
-    rel: str
-    folder: str  # "" at the top of dataset/
+    rel: str  # relative to the scanned folder (an area of the project: dataset/, inbox/)
+    folder: str  # the image's folder below the scanned one, rejected/ left out; "" at the top
     repeats: int  # kohya's N from the nearest `N_name` folder, else 1
     width: int = 0  # after EXIF orientation; 0 when unreadable
     height: int = 0
@@ -67,6 +81,9 @@ class ImageFacts:
     caption_size: int = 0
     error: str | None = None  # why the image cannot be used; None when it can
     problems: list[str] = field(default_factory=list)  # short notes, the error included
+    rejected: bool = False  # under the scanned folder's top-level rejected/
+    area: str = ""  # set by the index: which project folder ("dataset", "inbox")
+    key: str = ""  # set by the index: the path relative to the project folder, posix
 
     @property
     def ok(self) -> bool:
@@ -126,18 +143,23 @@ def read_image_facts(path: Path, root: Path | None = None) -> ImageFacts:
     Never raises for a bad file: an unusable image comes back with ``error`` set.
     """
     path = Path(path)
-    rel, folder = _rel_folder(path, root)
-    facts = ImageFacts(rel=rel, folder=folder, repeats=layout.repeats_for(folder))
+    facts = placed(path, root)
     _fill_image(facts, path)
     return with_caption(facts, path, root)
 
 
-def _rel_folder(path: Path, root: Path | None) -> tuple[str, str]:
-    if root is None:
-        return path.name, ""
-    rel = path.relative_to(root).as_posix()
-    folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
-    return rel, folder
+def placed(path: Path, root: Path | None) -> ImageFacts:
+    """Facts with only the place of ``path`` filled in (rel, folder, repeats, rejected)."""
+    rel = path.name if root is None else _display_rel(path, root)
+    return ImageFacts(rel=rel, **place(rel))
+
+
+def place(rel: str) -> dict:
+    """folder, repeats and rejected of an image at ``rel`` (posix, relative to its area)."""
+    parts = rel.split("/")[:-1]
+    rejected = bool(parts) and parts[0] == layout.REJECTED
+    folder = "/".join(parts[1:] if rejected else parts)
+    return {"folder": folder, "repeats": layout.repeats_for(folder), "rejected": rejected}
 
 
 def _fill_image(facts: ImageFacts, path: Path) -> None:
@@ -158,7 +180,7 @@ def _fill_image(facts: ImageFacts, path: Path) -> None:
     except Image.DecompressionBombError as exc:
         _fail(facts, _bomb_reason(str(exc)))
     except UnidentifiedImageError:
-        _fail(facts, "not a PNG, JPEG, WebP, BMP or GIF image (corrupt, or another format)")
+        _fail(facts, NOT_AN_IMAGE)
     except MemoryError:
         _fail(facts, "too large to decode in memory")
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for corrupt data; all mean "unusable"
@@ -240,7 +262,7 @@ def with_caption(facts: ImageFacts, image: Path, root: Path | None) -> ImageFact
         cap_st = cap.stat()
     except OSError:
         return out
-    out.caption_rel = _rel_folder(cap, root)[0]
+    out.caption_rel = cap.name if root is None else _display_rel(cap, root)
     out.caption_mtime_ns, out.caption_size = cap_st.st_mtime_ns, cap_st.st_size
     try:
         tf = read_text(cap)
@@ -293,12 +315,14 @@ def scan_dataset(
     reuse: Reuse | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    include_rejected: bool = False,
 ) -> ScanResult:
-    """Scan dataset/: every image is indexed or reported; orphan and non-UTF-8 captions are listed.
+    """Scan a folder: every image is indexed or reported; orphan and non-UTF-8 captions are listed.
 
     ``reuse(rel, size_bytes, mtime_ns)`` may return facts already known for an unchanged
     file: such an image is not opened (its caption is re-stat'ed and re-read if it changed).
-    ``progress(done, total)`` is called as images are processed.
+    ``progress(done, total)`` is called as images are processed. ``include_rejected``
+    walks the top-level ``rejected/`` too (its images come with ``rejected`` set).
     """
     started = time.perf_counter()
     root = Path(dataset_dir)
@@ -313,16 +337,25 @@ def scan_dataset(
     result = ScanResult(root=root)
     walk_errors: list[tuple[Path, str]] = []
     caption_files: list[Path] = []
-    paths = list(layout.walk_images(root, errors=walk_errors, captions=caption_files))
-    for p, reason in walk_errors:
-        result.unreadable.append((printable_name(_display_rel(p, root)), reason))
-
+    paths = list(
+        layout.walk_images(root, skip_rejected=not include_rejected, errors=walk_errors, captions=caption_files)
+    )
     slots: list[ImageFacts | None] = [None] * len(paths)
+    for p, reason in walk_errors:
+        if layout.is_image(p) and not reason.startswith(layout.FOLDER_ERROR):
+            # An image name the walk could not follow (a broken link, a link loop): an unreadable image.
+            paths.append(p)
+            slots.append(_unreadable_facts(p, root, reason))
+        else:
+            result.unreadable.append((printable_name(_display_rel(p, root)), reason))
+
     to_read: list[int] = []
     for i, p in enumerate(paths):
+        if slots[i] is not None:
+            continue
         rel = _display_rel(p, root)
-        if not _encodable(rel):
-            slots[i] = _bad_name(p, root, rel)
+        if not encodable(rel):
+            slots[i] = bad_name_facts(rel)
             continue
         known = None
         if reuse is not None:
@@ -347,21 +380,23 @@ def scan_dataset(
             progress(done, total)
     result.opened = len(to_read)
 
-    image_stems: set[tuple[str, str]] = set()
-    for p, facts in zip(paths, slots, strict=True):
+    order = sorted(range(len(paths)), key=lambda i: walk_order(slots[i].rel))  # type: ignore[union-attr]
+    for i in order:
+        facts = slots[i]
         assert facts is not None
-        image_stems.add((facts.folder, os.path.splitext(p.name)[0]))
         result.add(facts)
-
-    for cap in caption_files:
-        rel = _display_rel(cap, root)
-        folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
-        if (folder, os.path.splitext(cap.name)[0]) not in image_stems:
-            result.orphan_captions.append(printable_name(rel))
-    result.orphan_captions.sort(key=walk_order)
+    result.orphan_captions = orphan_captions(root, caption_files, paths)
     result.unreadable.sort(key=lambda item: walk_order(item[0]))
     result.elapsed_s = time.perf_counter() - started
     return result
+
+
+def orphan_captions(root: Path, captions: Iterable[Path], images: Iterable[Path]) -> list[str]:
+    """The captions (rel to ``root``, walk order) with no image of the same stem in their folder."""
+    stems = {os.path.splitext(os.fspath(p))[0] for p in images}
+    out = [printable_name(_display_rel(c, root)) for c in captions if os.path.splitext(os.fspath(c))[0] not in stems]
+    out.sort(key=walk_order)
+    return out
 
 
 def walk_order(rel: str) -> list[tuple[int, str]]:
@@ -373,14 +408,21 @@ def walk_order(rel: str) -> list[tuple[int, str]]:
 def _read_many(
     paths: list[Path], root: Path, slots: list[int], workers: int | None
 ) -> Iterable[tuple[int, ImageFacts]]:
-    """Read images, in threads when there are many (Pillow and hashlib release the GIL)."""
+    return zip(slots, read_many(paths, [root] * len(paths), workers), strict=True)
+
+
+def read_many(paths: list[Path], roots: list[Path], workers: int | None = None) -> Iterable[ImageFacts]:
+    """``read_image_facts`` of each path (with its root), in order; in threads when there are many
+    (Pillow and hashlib release the GIL)."""
     n = workers if workers is not None else default_workers()
     if n <= 1 or len(paths) < 16:
-        for slot, p in zip(slots, paths, strict=True):
-            yield slot, read_image_facts(p, root)
-        return
+        return (read_image_facts(p, r) for p, r in zip(paths, roots, strict=True))
+    return _pooled(paths, roots, n)
+
+
+def _pooled(paths: list[Path], roots: list[Path], n: int) -> Iterable[ImageFacts]:
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="lorawb-scan") as pool:
-        yield from zip(slots, pool.map(lambda p: read_image_facts(p, root), paths), strict=True)
+        yield from pool.map(read_image_facts, paths, roots)
 
 
 def default_workers() -> int:
@@ -401,7 +443,7 @@ def _display_rel(p: Path, root: Path) -> str:
         return p.as_posix()
 
 
-def _encodable(rel: str) -> bool:
+def encodable(rel: str) -> bool:
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:
@@ -414,16 +456,32 @@ def printable_name(rel: str) -> str:
     return os.fsencode(rel).decode("utf-8", errors="backslashreplace")
 
 
-def _bad_name(p: Path, root: Path, rel: str) -> ImageFacts:
+def bad_name_facts(rel: str) -> ImageFacts:
     shown = printable_name(rel)
-    folder = shown.rsplit("/", 1)[0] if "/" in shown else ""
-    facts = ImageFacts(rel=shown, folder=folder, repeats=layout.repeats_for(folder))
-    _fail(facts, "the file name is not valid UTF-8; rename the file")
+    facts = ImageFacts(rel=shown, **place(shown))
+    _fail(facts, BAD_NAME)
     return facts
 
 
-def _unreadable_facts(p: Path, root: Path, reason: str) -> ImageFacts:
-    rel, folder = _rel_folder(p, root)
-    facts = ImageFacts(rel=rel, folder=folder, repeats=layout.repeats_for(folder))
+BAD_NAME = "the file name is not valid UTF-8; rename the file"
+
+
+def _unreadable_facts(p: Path, root: Path | None, reason: str) -> ImageFacts:
+    facts = placed(p, root)
+    if not encodable(facts.rel):
+        facts.rel = printable_name(facts.rel)
     _fail(facts, reason)
     return facts
+
+
+def unreadable_facts(path: Path, root: Path | None) -> ImageFacts | None:
+    """Facts of an image name that cannot even be stat'ed (a broken link, a link loop); None if it is gone."""
+    try:
+        os.stat(path)
+        return None
+    except FileNotFoundError:
+        if not os.path.islink(path):
+            return None
+        return _unreadable_facts(path, root, "broken symbolic link")
+    except OSError as exc:
+        return _unreadable_facts(path, root, f"cannot read file: {exc.strerror or exc}")

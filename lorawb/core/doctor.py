@@ -137,11 +137,11 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
 
 
 def _scan(project: Project, progress: Progress | None) -> ScanResult:
-    from lorawb.core.index import DatasetIndex
+    from lorawb.core.index import ProjectIndex
 
-    index = DatasetIndex(project)
+    index = ProjectIndex(project)
     try:
-        return index.refresh(progress)
+        return index.scan(progress=progress)
     except (sqlite3.Error, OSError):
         # A read-only project (or a broken .lorawb/) must still get a report: scan without the index.
         return scan_dataset(project.dataset_dir, progress=progress)

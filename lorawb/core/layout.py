@@ -17,6 +17,7 @@ from pathlib import Path
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"})
 CAPTION_EXTS = (".txt", ".caption")
 REJECTED = "rejected"
+FOLDER_ERROR = "cannot list folder"
 _REPEATS = re.compile(r"^(\d+)_(.+)$")
 
 
@@ -78,7 +79,7 @@ def walk_images(
             entries = sorted(os.scandir(d), key=lambda e: e.name)
         except OSError as exc:
             if errors is not None:
-                errors.append((d, f"cannot list folder: {exc.strerror or exc}"))
+                errors.append((d, f"{FOLDER_ERROR}: {exc.strerror or exc}"))
             return
         subdirs = []
         for e in entries:

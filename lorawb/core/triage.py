@@ -16,9 +16,11 @@ Where a decision lives:
 - Every decision is appended to ``triage_log`` with the time and the paths before
   and after, so the last one can be undone.
 
-Image facts needed for filters and sorting (pixel size after EXIF orientation,
-mode, caption text) are read from image headers and cached in ``triage_facts``,
-keyed by path + size + mtime, so a second listing of 10,000 images reads no image.
+The listing is a view of the project's one image index (lorawb.core.index): the
+facts (pixel size after EXIF orientation, mode, caption text, why an image is
+unreadable) are those the doctor and the trainer see, read once by the one scanner,
+so a second listing of 10,000 images reads no image. A decision's move updates the
+index at once (the image keeps its facts under its new name).
 """
 
 from __future__ import annotations
@@ -29,15 +31,16 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
-from lorawb.core import layout
-from lorawb.core.dataset import default_workers, read_image_facts
-from lorawb.core.fsutil import read_text
+from lorawb.core import layout, ownwrites
+from lorawb.core.captions import split_tags as _split_caption
+from lorawb.core.captions import tag_key
+from lorawb.core.dataset import ImageFacts
+from lorawb.core.index import DATASET, INBOX, IndexSnapshot, ProjectIndex
 from lorawb.core.project import Project
 from lorawb.core.state import connect, ensure_schema
 from lorawb.errors import LorawbError
@@ -62,9 +65,6 @@ STATE_ALIASES = {
 ACTIONS = ("keep", "reject", "flag", "clear")
 SORTS = ("name", "time", "size", "aspect")
 
-DATASET = "dataset"
-INBOX = "inbox"
-
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS triage_marks (
     rel TEXT PRIMARY KEY,          -- current path, relative to the project root
@@ -80,19 +80,6 @@ CREATE TABLE IF NOT EXISTS triage_log (
     new_rel TEXT NOT NULL,         -- path after (differs when the image moved)
     prev_state TEXT NOT NULL,
     prev_origin TEXT
-);
-CREATE TABLE IF NOT EXISTS triage_facts (
-    rel TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    mode TEXT NOT NULL,
-    format TEXT NOT NULL,
-    error TEXT,
-    cap_rel TEXT,
-    cap_mtime_ns INTEGER,
-    cap_text TEXT
 );
 """
 
@@ -137,8 +124,8 @@ class TriageItem:
 
     @cached_property
     def tag_set(self) -> frozenset[str]:
-        """Normalised tags (lower case, ``_`` as space), computed once: tag filters run over 10,000 items."""
-        return frozenset(_norm_tag(t) for t in self.tags)
+        """The tags' keys (the one tag identity), computed once: tag filters run over 10,000 items."""
+        return frozenset(tag_key(t) for t in self.tags)
 
     @property
     def has_caption(self) -> bool:
@@ -153,13 +140,36 @@ class TriageItem:
         return min(self.width, self.height)
 
 
+def item_of(f: ImageFacts, marks: dict[str, tuple[str, float | None]]) -> TriageItem:
+    """One indexed image as triage sees it; ``marks`` are the keep/flag marks by path."""
+    rel = f.key
+    state, decided = marks.get(rel, (UNREVIEWED, None))
+    if f.rejected:
+        state = REJECT
+    elif state == REJECT:  # moved back by hand: the file system wins
+        state, decided = UNREVIEWED, None
+    prefix = rel[: len(rel) - len(f.rel)]
+    return TriageItem(
+        rel=rel,
+        area=f.area,
+        folder=f.folder,
+        size_bytes=f.size_bytes,
+        mtime_ns=f.mtime_ns,
+        width=f.width,
+        height=f.height,
+        mode=f.mode,
+        format=f.format,
+        error=f.error,
+        caption_rel=prefix + f.caption_rel if f.caption_rel is not None else None,
+        caption_text=f.caption_text,
+        state=state,
+        decided_at=decided,
+    )
+
+
 def split_tags(caption: str) -> list[str]:
-    """Tags of a caption: comma-separated parts, stripped, empty parts dropped."""
-    return [t.strip() for t in caption.replace("\n", ",").split(",") if t.strip()]
-
-
-def _norm_tag(tag: str) -> str:
-    return " ".join(tag.strip().lower().replace("_", " ").split())
+    """Tags of a caption (as the caption engine splits them), empty ones dropped."""
+    return [t for t in _split_caption(caption.replace("\n", ",")) if t]
 
 
 # --------------------------------------------------------------------------- filters
@@ -219,9 +229,9 @@ class Filter:
             return False
         if self.has_tag or self.lacks_tag:
             tags = item.tag_set
-            if self.has_tag and _norm_tag(self.has_tag) not in tags:
+            if self.has_tag and tag_key(self.has_tag) not in tags:
                 return False
-            if self.lacks_tag and _norm_tag(self.lacks_tag) in tags:
+            if self.lacks_tag and tag_key(self.lacks_tag) in tags:
                 return False
         if self.folder is not None:
             f = self.folder.strip("/")
@@ -305,48 +315,6 @@ def count(items: Iterable[TriageItem], area: str = DATASET, min_resolution: int 
     return Counts(**c)
 
 
-# --------------------------------------------------------------------------- image facts
-
-
-def read_facts(path: Path) -> tuple[int, int, str, str, str | None]:
-    """(width, height, mode, format, error) of one image, as the dataset scanner sees it.
-
-    lorawb.core.dataset does the reading, so triage and ``lorawb doctor`` agree on what is
-    unusable: only PNG/JPEG/WebP/BMP/GIF are opened, pixels must decode, bombs are refused,
-    and sizes are after EXIF orientation.
-    """
-    f = read_image_facts(path)
-    return f.width, f.height, f.mode, f.format, f.error
-
-
-@dataclass
-class _Found:
-    """An image file met by the scan."""
-
-    area: str
-    rel: str
-    path: str
-    parts: tuple[str, ...]  # folders between the area root and the file
-    size: int
-    mtime_ns: int
-    caption: str | None  # caption file name in the same folder
-    caption_mtime_ns: int | None
-
-
-@dataclass
-class _Fact:
-    size: int
-    mtime_ns: int
-    width: int
-    height: int
-    mode: str
-    format: str
-    error: str | None
-    cap_rel: str | None
-    cap_mtime_ns: int | None
-    cap_text: str | None
-
-
 # --------------------------------------------------------------------------- the store
 
 
@@ -364,9 +332,11 @@ class Decision:
 class Triage:
     """Decisions and listing for one project. Safe to use from several threads (a DB connection per thread)."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project, index: ProjectIndex | None = None) -> None:
         self.project = project
         self.root = project.root
+        self.index = index if index is not None else ProjectIndex(project)
+        self._own_index = index is None
         self._local = threading.local()
         # Moves are serialised: two quick rejects must not pick the same free name.
         self._move_lock = threading.Lock()
@@ -386,6 +356,8 @@ class Triage:
         if conn is not None:
             conn.close()
             self._local.conn = None
+        if self._own_index:
+            self.index.close()
 
     def rel(self, path: Path | str) -> str:
         """Path (absolute or project-relative) -> project-relative posix form."""
@@ -425,186 +397,35 @@ class Triage:
         )
 
     # --- listing ----------------------------------------------------------
-    def _scan(self) -> Iterator[_Found]:
-        """Every image under dataset/ and inbox/ (their rejected/ included), with stats and caption file.
-
-        One ``scandir`` per folder and one ``stat`` per image and caption: no per-file path objects,
-        because this runs over 10,000 images on every refresh.
-        """
-        for area, base in ((DATASET, self.project.dataset_dir), (INBOX, self.project.inbox_dir)):
-            base_rel = self.rel(base)
-            seen: set[tuple[int, int]] = set()
-            stack: list[tuple[str, str, tuple[str, ...]]] = [(str(base), base_rel, ())]
-            while stack:
-                dir_path, dir_rel, parts = stack.pop()
-                try:
-                    st = os.stat(dir_path)
-                    if (st.st_dev, st.st_ino) in seen:
-                        continue  # a symlink loop, or the same folder linked twice
-                    seen.add((st.st_dev, st.st_ino))
-                    entries = sorted(os.scandir(dir_path), key=lambda e: e.name)
-                except OSError:
-                    continue
-                names = {e.name: e for e in entries}
-                subdirs = []
-                for e in entries:
-                    name = e.name
-                    if name.startswith("."):
-                        continue
-                    stem, ext = os.path.splitext(name)
-                    try:
-                        if e.is_dir():
-                            subdirs.append(e)
-                            continue
-                        if ext.lower() not in layout.IMAGE_EXTS or not e.is_file():
-                            continue
-                        est = e.stat()
-                    except OSError:
-                        continue
-                    cap, cap_mtime = None, None
-                    for cext in layout.CAPTION_EXTS:
-                        c = names.get(stem + cext)
-                        if c is not None:
-                            try:
-                                cap_mtime = c.stat().st_mtime_ns
-                                cap = c.name
-                                break
-                            except OSError:
-                                pass
-                    yield _Found(area, f"{dir_rel}/{name}", e.path, parts, est.st_size, est.st_mtime_ns, cap, cap_mtime)
-                for e in reversed(subdirs):  # the stack pops the first folder first
-                    stack.append((e.path, f"{dir_rel}/{e.name}", (*parts, e.name)))
-
     def cached_items(self) -> list[TriageItem]:
         """The last listing, from the state DB alone (no disk walk): for an instant first paint.
 
         ``items()`` must follow to see what changed on disk since.
         """
-        marks = {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT rel, state, time FROM triage_marks")}
-        bases = ((DATASET, self._dataset_rel + "/"), (INBOX, self._inbox_rel + "/"))
-        out = []
-        for r in self.conn.execute(
-            "SELECT rel, size, mtime_ns, width, height, mode, format, error, cap_rel, cap_text FROM triage_facts"
-        ):
-            rel = r[0]
-            hit = next(((a, b) for a, b in bases if rel.startswith(b)), None)
-            if hit is None:
-                continue
-            area, prefix = hit
-            parts = rel[len(prefix) :].split("/")[:-1]
-            rejected = bool(parts) and parts[0] == layout.REJECTED
-            state, decided = marks.get(rel, (UNREVIEWED, None))
-            if rejected:
-                state = REJECT
-            elif state == REJECT:
-                state, decided = UNREVIEWED, None
-            out.append(
-                TriageItem(
-                    rel=rel,
-                    area=area,
-                    folder="/".join(parts[1:] if rejected else parts),
-                    size_bytes=r[1],
-                    mtime_ns=r[2],
-                    width=r[3],
-                    height=r[4],
-                    mode=r[5],
-                    format=r[6],
-                    error=r[7],
-                    caption_rel=r[8],
-                    caption_text=r[9],
-                    state=state,
-                    decided_at=decided,
-                )
-            )
-        out.sort(key=lambda i: i.rel)
-        return out
+        snap = self.index.load_cached()
+        return self.items_of(snap) if snap is not None else []
 
     def items(self) -> list[TriageItem]:
         """Every image in dataset/, dataset/rejected/, inbox/ and inbox/rejected/, with its decision.
 
-        Reads image headers and captions only for files changed since the last call.
+        Rescans the index: reads images and captions only for files changed since it last looked.
         """
-        conn = self.conn
-        cached = {
-            r[0]: _Fact(*r[1:])
-            for r in conn.execute(
-                "SELECT rel, size, mtime_ns, width, height, mode, format, error, cap_rel, cap_mtime_ns, cap_text"
-                " FROM triage_facts"
-            )
-        }
-        marks = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT rel, state, time FROM triage_marks")}
-        fresh: dict[str, _Fact] = {}
-        found = list(self._scan())
-        changed = [f for f in found if (c := cached.get(f.rel)) is None or c.size != f.size or c.mtime_ns != f.mtime_ns]
-        if changed:  # new or edited images: read them, in threads (Pillow releases the GIL)
-            workers = default_workers() if len(changed) >= 16 else 1
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lorawb-triage") as pool:
-                read = pool.map(lambda f: self._read_fact(Path(f.path), f.size, f.mtime_ns), changed)
-                for f, fact in zip(changed, read, strict=True):
-                    cached[f.rel] = fresh[f.rel] = fact
-        items: list[TriageItem] = []
-        for f in found:
-            rel = f.rel
-            fact = cached[rel]
-            cap_rel = rel.rsplit("/", 1)[0] + "/" + f.caption if f.caption else None
-            if cap_rel != fact.cap_rel or f.caption_mtime_ns != fact.cap_mtime_ns:
-                fact.cap_rel, fact.cap_mtime_ns, fact.cap_text = cap_rel, f.caption_mtime_ns, None
-                if cap_rel is not None:
-                    try:
-                        fact.cap_text = read_text(self.root / cap_rel).text
-                    except LorawbError:
-                        fact.cap_text = None
-                fresh[rel] = fact
-            rejected = bool(f.parts) and f.parts[0] == layout.REJECTED
-            folder = "/".join(f.parts[1:] if rejected else f.parts)
-            state, decided = marks.get(rel, (UNREVIEWED, None))
-            if rejected:
-                state = REJECT
-            elif state == REJECT:  # moved back by hand: the file system wins
-                state, decided = UNREVIEWED, None
-            items.append(
-                TriageItem(
-                    rel=rel,
-                    area=f.area,
-                    folder=folder,
-                    size_bytes=fact.size,
-                    mtime_ns=fact.mtime_ns,
-                    width=fact.width,
-                    height=fact.height,
-                    mode=fact.mode,
-                    format=fact.format,
-                    error=fact.error,
-                    caption_rel=fact.cap_rel,
-                    caption_text=fact.cap_text,
-                    state=state,
-                    decided_at=decided,
-                )
-            )
-        for rel in [r for r in fresh if not _storable(r)]:
-            del fresh[rel]  # a file name that is not UTF-8 cannot be a DB key: listed, not cached
-        present = {f.rel for f in found}
-        gone = [(rel,) for rel in cached if rel not in present]
-        if gone:  # deleted or moved by another tool: forget them, so cached_items() shows no ghosts
-            with conn:
-                conn.executemany("DELETE FROM triage_facts WHERE rel=?", gone)
-        if fresh:
-            with conn:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO triage_facts (rel, size, mtime_ns, width, height, mode, format, error,"
-                    " cap_rel, cap_mtime_ns, cap_text) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    [(rel, *(getattr(f, k) for k in _Fact.__dataclass_fields__)) for rel, f in fresh.items()],
-                )
-        return items
+        return self.items_of(self.index.refresh())
+
+    def items_of(self, snap: IndexSnapshot) -> list[TriageItem]:
+        """The triage view of an index snapshot (no disk access): its images with their decisions."""
+        marks = {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT rel, state, time FROM triage_marks")}
+        out = [item_of(f, marks) for f in snap.facts.values()]
+        out.sort(key=lambda i: i.rel)
+        return out
 
     def item(self, rel: str) -> TriageItem:
-        for it in self.items():
-            if it.rel == rel:
-                return it
-        raise TriageError("no such image", path=self.path(rel))
-
-    @staticmethod
-    def _read_fact(path: Path, size: int, mtime_ns: int) -> _Fact:
-        return _Fact(size, mtime_ns, *read_facts(path), None, None, None)
+        self.index.update([self.path(rel)])
+        facts = self.index.get(rel)
+        if facts is None:
+            raise TriageError("no such image", path=self.path(rel))
+        marks = {rel: (self.state_of(rel), None)}
+        return item_of(facts, marks)
 
     def state_of(self, rel: str) -> str:
         area, rejected, _ = self.locate(rel)
@@ -790,8 +611,9 @@ class Triage:
                         pass
                 raise TriageError(f"cannot move the caption: {exc}", path=src) from exc
         new_rel = self.rel(dst)
-        with self.conn:  # the cached facts and perceptual hash follow the file
-            self.conn.execute("UPDATE OR REPLACE triage_facts SET rel=?, cap_rel=NULL WHERE rel=?", (new_rel, rel))
+        # The index follows the move at once (the image keeps its facts), and so does the perceptual hash.
+        self.index.update([path for pair in done for path in pair])
+        with self.conn:
             _move_hash_row(self.conn, rel, new_rel)
         return new_rel
 
@@ -819,17 +641,18 @@ def move_no_clobber(src: Path, dst: Path) -> None:
 
     Raises FileExistsError if ``dst`` exists.
     """
-    try:
-        os.link(src, dst)  # atomic: fails if dst exists
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EOPNOTSUPP):
+    with ownwrites.writing([src, dst]):
+        try:
+            os.link(src, dst)  # atomic: fails if dst exists
+        except FileExistsError:
             raise
-        if dst.exists():
-            raise FileExistsError(errno.EEXIST, "file exists", str(dst)) from None
-        shutil.copy2(src, dst)  # another file system: copy keeps the mtime, then drop the original
-    os.unlink(src)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EOPNOTSUPP):
+                raise
+            if dst.exists():
+                raise FileExistsError(errno.EEXIST, "file exists", str(dst)) from None
+            shutil.copy2(src, dst)  # another file system: copy keeps the mtime, then drop the original
+        os.unlink(src)
 
 
 def _storable(rel: str) -> bool:

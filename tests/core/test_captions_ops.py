@@ -20,6 +20,9 @@ def files(project):
     return co.load_captions(project)
 
 
+TKEY = tag_key(TRIGGER)  # the trigger as tags are compared ("zkx mira": `_` is a space)
+
+
 def keys_of(text: str | None) -> list[str]:
     return [tag_key(t) for t in Caption.parse(text or "").tags]
 
@@ -48,15 +51,15 @@ def test_add_tag(project, files, at):
     for ch in cs.changes:
         before, after = nonempty(ch.old), nonempty(ch.new)
         if not before:  # a new caption leads with the trigger, wherever the tag was asked for
-            assert after == [TRIGGER, "masterpiece"]
+            assert after == [TKEY, "masterpiece"]
             continue
         assert [k for k in after if k != "masterpiece"] == before  # everything else kept, in order
         if at == "start":
             assert after[0] == "masterpiece"
         elif at == "end":
             assert after[-1] == "masterpiece"
-        elif before and before[0] == TRIGGER:
-            assert after[:2] == [TRIGGER, "masterpiece"]
+        elif before and before[0] == TKEY:
+            assert after[:2] == [TKEY, "masterpiece"]
         assert ch.new.endswith("\n") == (ch.old or "").endswith("\n")
     # Adding it again changes nothing.
     again = [co.CaptionFile(c.image, str(c.path), c.new) for c in cs.changes]
@@ -112,13 +115,13 @@ def test_move_tag_front_keeps_trigger_first_and_back(project, files):
     assert len(front) > 30
     for ch in front.changes:
         after = keys_of(ch.new)
-        if keys_of(ch.old)[0] == TRIGGER:
-            assert after[:2] == [TRIGGER, "rain"]
+        if keys_of(ch.old)[0] == TKEY:
+            assert after[:2] == [TKEY, "rain"]
         else:
             assert after[0] == "rain"
         assert sorted(after) == sorted(keys_of(ch.old))
     back = co.build_changeset(project, co.MoveTag("zkx_mira", "back", trigger=TRIGGER), files=files)
-    assert all(nonempty(c.new)[-1] == TRIGGER for c in back.changes if c.new.count(",") > 1)
+    assert all(nonempty(c.new)[-1] == TKEY for c in back.changes if c.new.count(",") > 1)
 
 
 def test_regex_replace(project, files):
@@ -141,8 +144,8 @@ def test_set_trigger(project, files):
     missing = [f for f in files if not f.text or not (f.text.startswith(TRIGGER))]
     assert len(cs) == len(missing) > 20
     for ch in cs.changes:
-        assert keys_of(ch.new)[0] == TRIGGER
-        assert keys_of(ch.new).count(TRIGGER) == 1
+        assert keys_of(ch.new)[0] == TKEY
+        assert keys_of(ch.new).count(TKEY) == 1
     # A sentence that already starts with the trigger is left alone; a trigger elsewhere moves to the front.
     assert co.SetTrigger(TRIGGER).rewrite("zkx_mira walking in a forest") == "zkx_mira walking in a forest"
     assert co.SetTrigger(TRIGGER).rewrite("forest, zkx_mira, rain\n") == "zkx_mira, forest, rain\n"
@@ -168,8 +171,8 @@ def test_dedupe_sort_strip(project, files):
     srt = co.build_changeset(project, co.SortTags(trigger=TRIGGER), files=files)
     for ch in srt.changes:
         k = keys_of(ch.new)
-        if nonempty(ch.old)[0] == TRIGGER:
-            assert k[0] == TRIGGER and k[1:] == sorted(k[1:])
+        if nonempty(ch.old)[0] == TKEY:
+            assert k[0] == TKEY and k[1:] == sorted(k[1:])
         else:
             assert k == sorted(k)
     st = co.build_changeset(project, co.StripEmpty(), files=files)
@@ -194,7 +197,7 @@ def test_selection_filters(project, files):
     )
     assert count("text:dusk") == sum(1 for f in files if "dusk" in (f.text or ""))
     assert count("file:dataset/10_zkx_mira/img_0001.png file:dataset/10_zkx_mira/img_0002.txt") == 2
-    assert count("-has:zkx_mira") == sum(1 for f in files if TRIGGER not in f.keys)
+    assert count("-has:zkx_mira") == sum(1 for f in files if TKEY not in f.keys)
 
 
 @pytest.mark.parametrize("bad", ["forest", "has:", "color:red", '"unclosed', "in:nope", "file:nope.png"])

@@ -31,9 +31,11 @@ def test_tag_frequency_and_trigger(files):
     assert {t.key: t.count for t in st.tags} == brute
     counts = [t.count for t in st.tags]
     assert counts == sorted(counts, reverse=True)
-    assert st.tags[0].key == TRIGGER
+    assert st.tags[0].key == tag_key(TRIGGER)
     assert st.total == 300 and len(st.uncaptioned) == 6
-    leads = [f for f in files if f.text and (Caption.parse(f.text).keys[0] == TRIGGER or f.text.startswith(TRIGGER))]
+    leads = [
+        f for f in files if f.text and (Caption.parse(f.text).keys[0] == tag_key(TRIGGER) or f.text.startswith(TRIGGER))
+    ]
     assert st.with_trigger == len(leads)
     assert sorted(st.missing_trigger) == sorted(f.image for f in files if f not in leads)
     ship = next(t for t in st.tags if t.key == "spaceship")

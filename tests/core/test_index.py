@@ -1,4 +1,4 @@
-"""The SQLite index: incremental rescans, removals, rebuild after deleting .lorawb/, threads."""
+"""The SQLite index of every project image: incremental rescans and updates, removals, moves, rebuild, threads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 from PIL import Image
 
 from lorawb.core import dataset
-from lorawb.core.index import DatasetIndex
+from lorawb.core.index import ProjectIndex
 from lorawb.core.project import Project
 from tests.core.problem_files import TRIGGER
 
@@ -33,15 +33,20 @@ def count_opens(monkeypatch) -> list[str]:
     return opened
 
 
-def comparable(result):
+def comparable(snapshot):
+    result = snapshot.scan_result() if hasattr(snapshot, "scan_result") else snapshot
     return (result.images, result.unreadable, result.orphan_captions, result.non_utf8)
 
 
+def ds(key: str) -> str:
+    return f"dataset/{key}"
+
+
 def test_unchanged_rescan_opens_no_image(problem_project, monkeypatch):
-    index = DatasetIndex(problem_project)
+    index = ProjectIndex(problem_project)
     assert index.load_cached() is None  # never scanned
     first = index.refresh()
-    assert first.opened == 20
+    assert first.opened == 22  # the dataset's 20 and rejected/'s 2
     opened = count_opens(monkeypatch)
     again = index.refresh()
     assert opened == [] and again.opened == 0
@@ -51,7 +56,7 @@ def test_unchanged_rescan_opens_no_image(problem_project, monkeypatch):
 
 
 def test_changed_file_is_reread_and_deleted_file_leaves(small_project, monkeypatch):
-    index = DatasetIndex(small_project)
+    index = ProjectIndex(small_project)
     index.refresh()
     d = small_project.dataset_dir / "10_zkx_mira"
     Image.new("RGB", (100, 300), (0, 255, 0)).save(d / "img_1.png")  # changed
@@ -62,7 +67,7 @@ def test_changed_file_is_reread_and_deleted_file_leaves(small_project, monkeypat
     Image.new("RGB", (64, 64)).save(d / "new.png")
     opened = count_opens(monkeypatch)
 
-    result = index.refresh()
+    result = index.refresh().scan_result()
     assert sorted(n for n in opened if n != "Image.open") == ["img_1.png", "new.png"]
     facts = result.by_rel()
     assert sorted(facts) == [
@@ -70,29 +75,29 @@ def test_changed_file_is_reread_and_deleted_file_leaves(small_project, monkeypat
     ]
     assert (facts["10_zkx_mira/img_1.png"].width, facts["10_zkx_mira/img_1.png"].height) == (100, 300)
     assert facts["10_zkx_mira/img_3.png"].caption_text == f"{TRIGGER}, edited elsewhere"
-    assert index.get("10_zkx_mira/img_2.png") is None
-    assert index.get("10_zkx_mira/img_1.png").width == 100
+    assert index.get(ds("10_zkx_mira/img_2.png")) is None
+    assert index.get(ds("10_zkx_mira/img_1.png")).width == 100
     cached = index.load_cached()
     assert comparable(cached) == comparable(result)
 
 
 def test_caption_appearing_or_vanishing_is_seen(small_project):
-    index = DatasetIndex(small_project)
+    index = ProjectIndex(small_project)
     index.refresh()
     d = small_project.dataset_dir / "10_zkx_mira"
     (d / "img_0.txt").unlink()
     (d / "img_1.txt").rename(d / "img_1.caption")
     (d / "orphan.txt").write_text("x", encoding="utf-8")
-    result = index.refresh()
+    result = index.refresh().scan_result()
     facts = result.by_rel()
     assert facts["10_zkx_mira/img_0.png"].caption_rel is None
     assert facts["10_zkx_mira/img_1.png"].caption_rel == "10_zkx_mira/img_1.caption"
     assert result.orphan_captions == ["10_zkx_mira/orphan.txt"]
-    assert index.load_cached().orphan_captions == ["10_zkx_mira/orphan.txt"]
+    assert index.load_cached().scan_result().orphan_captions == ["10_zkx_mira/orphan.txt"]
 
 
 def test_deleting_state_folder_rebuilds(small_project):
-    index = DatasetIndex(small_project)
+    index = ProjectIndex(small_project)
     first = index.refresh()
     shutil.rmtree(small_project.root / ".lorawb")
     assert index.load_cached() is None  # the same object notices the new, empty database
@@ -100,40 +105,40 @@ def test_deleting_state_folder_rebuilds(small_project):
     assert again.opened == 5
     assert comparable(again) == comparable(first)
     # A fresh process-level view (new index object) reads the rebuilt cache.
-    assert comparable(DatasetIndex(Project.load(small_project.root)).load_cached()) == comparable(first)
+    assert comparable(ProjectIndex(Project.load(small_project.root)).load_cached()) == comparable(first)
 
 
 def test_index_of_another_dataset_folder_is_not_reused(small_project):
-    index = DatasetIndex(small_project)
+    index = ProjectIndex(small_project)
     index.refresh()
     other = small_project.root / "other"
     shutil.copytree(small_project.dataset_dir, other)
     small_project.save_setting("project.dataset_dir", "other")
-    index2 = DatasetIndex(small_project)
+    index2 = ProjectIndex(small_project)
     assert index2.load_cached() is None
     result = index2.refresh()
-    assert result.opened == 5 and len(result.images) == 5
+    assert result.opened == 5 and len(result.scan_result().images) == 5
 
 
 def test_unreadable_images_are_remembered_not_reopened(problem_project, monkeypatch):
-    index = DatasetIndex(problem_project)
-    first = index.refresh()
+    index = ProjectIndex(problem_project)
+    first = index.scan()
     opened = count_opens(monkeypatch)
-    again = index.refresh()
+    again = index.scan()
     assert opened == []
     assert again.unreadable == first.unreadable
     # A corrupt file that gets fixed is read again (its size/mtime changed).
     bad = problem_project.dataset_dir / "10_mira" / "corrupt.png"
     Image.new("RGB", (300, 300)).save(bad)
     os.utime(bad, ns=(2, 2))
-    fixed = index.refresh()
+    fixed = index.scan()
     assert opened == ["corrupt.png", "Image.open"]
     assert "10_mira/corrupt.png" in fixed.by_rel()
     assert "10_mira/corrupt.png" not in dict(fixed.unreadable)
 
 
 def test_refresh_in_a_worker_thread_while_reading(small_project):
-    index = DatasetIndex(small_project)
+    index = ProjectIndex(small_project)
     index.refresh()
     errors: list[BaseException] = []
     results = []
@@ -149,28 +154,146 @@ def test_refresh_in_a_worker_thread_while_reading(small_project):
     t.start()
     for _ in range(20):
         cached = index.load_cached()
-        assert cached is not None and len(cached.images) == 5
+        assert cached is not None and len(cached.scan_result().images) == 5
     t.join()
     assert errors == [] and len(results) == 5
     index.close()
 
 
 def test_duplicates_of(problem_project):
-    index = DatasetIndex(problem_project)
-    facts = index.refresh().by_rel()
-    assert index.duplicates_of(facts["top.png"].content_hash) == ["10_mira/dup.png", "top.png"]
+    index = ProjectIndex(problem_project)
+    facts = index.scan().by_rel()
+    assert index.duplicates_of(facts["top.png"].content_hash) == [ds("10_mira/dup.png"), ds("top.png")]
 
 
 def test_renamed_repeat_folder_is_not_read_again(small_project, monkeypatch):
-    index = DatasetIndex(small_project)
+    index = ProjectIndex(small_project)
     index.refresh()
-    ds = small_project.dataset_dir
-    (ds / "10_zkx_mira").rename(ds / "3_zkx_mira")
+    root = small_project.dataset_dir
+    (root / "10_zkx_mira").rename(root / "3_zkx_mira")
     opened = count_opens(monkeypatch)
-    result = index.refresh()
+    result = index.scan()
     assert opened == [] and result.opened == 0
     assert sorted(f.rel for f in result.images) == [f"3_zkx_mira/img_{i}.png" for i in range(5)]
     assert {(f.folder, f.repeats) for f in result.images} == {("3_zkx_mira", 3)}
     assert [f.caption_rel for f in result.images] == [f"3_zkx_mira/img_{i}.txt" for i in range(5)]
-    assert index.get("10_zkx_mira/img_0.png") is None
+    assert index.get(ds("10_zkx_mira/img_0.png")) is None
     assert comparable(index.load_cached()) == comparable(result)
+
+
+# --- incremental updates (what the file watcher hands in) ---------------------------------
+
+
+def test_update_reads_only_the_new_image_and_stores_it(small_project, monkeypatch):
+    index = ProjectIndex(small_project)
+    index.refresh()
+    d = small_project.dataset_dir / "10_zkx_mira"
+    Image.new("RGB", (96, 64)).save(d / "new.png")
+    (d / "new.txt").write_text(f"{TRIGGER}, fresh", encoding="utf-8")
+    opened = count_opens(monkeypatch)
+    delta = index.update([d / "new.png", d / "new.txt"])
+    assert [n for n in opened if n != "Image.open"] == ["new.png"]
+    assert delta.added == [ds("10_zkx_mira/new.png")] and delta.opened == 1
+    f = index.get(ds("10_zkx_mira/new.png"))
+    assert (f.width, f.height, f.caption_text, f.area) == (96, 64, f"{TRIGGER}, fresh", "dataset")
+    # Stored in the same step: another index object (another process) sees it from the DB alone.
+    other = ProjectIndex(Project.load(small_project.root)).load_cached()
+    assert ds("10_zkx_mira/new.png") in other.facts
+
+
+def test_update_of_a_caption_rereads_only_the_caption(small_project, monkeypatch):
+    index = ProjectIndex(small_project)
+    index.refresh()
+    cap = small_project.dataset_dir / "10_zkx_mira" / "img_2.txt"
+    cap.write_text(f"{TRIGGER}, edited", encoding="utf-8")
+    opened = count_opens(monkeypatch)
+    delta = index.update([cap])
+    assert opened == []
+    assert delta.changed == [ds("10_zkx_mira/img_2.png")] and delta.captions == {ds("10_zkx_mira/img_2.png")}
+    assert index.get(ds("10_zkx_mira/img_2.png")).caption_text == f"{TRIGGER}, edited"
+    assert not index.update([cap])  # nothing changed since: an empty delta
+
+
+def test_update_sees_a_move_into_rejected_without_reading_the_image(small_project, monkeypatch):
+    index = ProjectIndex(small_project)
+    index.refresh()
+    ds_dir = small_project.dataset_dir
+    (ds_dir / "rejected" / "10_zkx_mira").mkdir(parents=True)
+    moves = [(ds_dir / "10_zkx_mira" / n, ds_dir / "rejected" / "10_zkx_mira" / n) for n in ("img_1.png", "img_1.txt")]
+    for a, b in moves:
+        os.rename(a, b)
+    opened = count_opens(monkeypatch)
+    delta = index.update([p for pair in moves for p in pair])
+    assert opened == []
+    new = ds("rejected/10_zkx_mira/img_1.png")
+    assert delta.moved == {ds("10_zkx_mira/img_1.png"): new}
+    f = index.get(new)
+    assert f.rejected and f.folder == "10_zkx_mira" and f.caption_rel == "rejected/10_zkx_mira/img_1.txt"
+    snap = index.snapshot()
+    assert len(snap.scan_result().images) == 4 and snap.counts().rejected == 1
+
+
+def test_update_of_a_deleted_or_renamed_folder(small_project, monkeypatch):
+    index = ProjectIndex(small_project)
+    index.refresh()
+    root = small_project.dataset_dir
+    os.rename(root / "10_zkx_mira", root / "4_zkx_mira")
+    opened = count_opens(monkeypatch)
+    delta = index.update([root / "10_zkx_mira", root / "4_zkx_mira"])
+    assert opened == [] and len(delta.moved) == 5
+    assert {f.repeats for f in index.snapshot().images()} == {4}
+    shutil.rmtree(root / "4_zkx_mira")
+    delta = index.update([root / "4_zkx_mira"])
+    assert len(delta.removed) == 5 and index.snapshot().images() == []
+
+
+def test_update_keeps_orphan_captions_and_ignores_other_files(small_project):
+    index = ProjectIndex(small_project)
+    index.refresh()
+    d = small_project.dataset_dir / "10_zkx_mira"
+    (d / "lonely.txt").write_text("x", encoding="utf-8")
+    (d / ".hidden.png").write_bytes(b"junk")
+    (d / "notes.md").write_text("x", encoding="utf-8")
+    delta = index.update([d / "lonely.txt", d / ".hidden.png", d / "notes.md", small_project.root / "x.png"])
+    assert delta.orphans and not delta.keys
+    assert index.snapshot().scan_result().orphan_captions == ["10_zkx_mira/lonely.txt"]
+    (d / "img_0.png").unlink()
+    index.update([d / "img_0.png"])
+    assert index.snapshot().scan_result().orphan_captions == ["10_zkx_mira/img_0.txt", "10_zkx_mira/lonely.txt"]
+    Image.new("RGB", (64, 64)).save(d / "lonely.png")
+    index.update([d / "lonely.png"])
+    assert index.snapshot().scan_result().orphan_captions == ["10_zkx_mira/img_0.txt"]
+
+
+def test_inbox_and_rejected_are_areas_of_one_index(small_project):
+    inbox = small_project.inbox_dir
+    Image.new("RGB", (64, 64)).save(inbox / "cand.png")
+    (inbox / "rejected").mkdir()
+    Image.new("RGB", (64, 64)).save(inbox / "rejected" / "no.png")
+    snap = ProjectIndex(small_project).refresh()
+    assert {k: (f.area, f.rejected) for k, f in snap.facts.items() if not k.startswith("dataset/")} == {
+        "inbox/cand.png": ("inbox", False),
+        "inbox/rejected/no.png": ("inbox", True),
+    }
+    assert snap.counts("inbox").images == 1 and snap.counts("inbox").rejected == 1
+
+
+def test_updates_end_where_a_full_rescan_ends(problem_project):
+    """A series of outside changes handed in path by path gives the same index as a rescan."""
+    index = ProjectIndex(problem_project)
+    index.refresh()
+    root = problem_project.dataset_dir
+    touched = []
+    (root / "10_mira" / "la.txt").write_text(f"{TRIGGER}, changed", encoding="utf-8")
+    touched.append(root / "10_mira" / "la.txt")
+    os.rename(root / "5_other", root / "7_other")
+    touched += [root / "5_other", root / "7_other"]
+    (root / "top.txt").unlink()
+    touched.append(root / "top.txt")
+    Image.new("RGB", (300, 200)).save(root / "10_mira" / "corrupt.png")
+    os.utime(root / "10_mira" / "corrupt.png", ns=(3, 3))
+    touched.append(root / "10_mira" / "corrupt.png")
+    index.update(touched)
+    incremental = index.snapshot()
+    full = ProjectIndex(problem_project).refresh()
+    assert comparable(incremental) == comparable(full)

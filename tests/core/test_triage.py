@@ -8,6 +8,7 @@ import time
 import pytest
 from PIL import Image
 
+from lorawb.core import dataset
 from lorawb.core import triage as tri
 from lorawb.core.triage import Triage, TriageError, free_stem, move_no_clobber
 from tests.core.triage_fixtures import make_project, save, scene
@@ -283,8 +284,8 @@ def test_second_listing_reads_no_image_header_and_sees_changes(project, monkeypa
     t = Triage(project)
     t.items()
     calls = []
-    real = tri.read_facts
-    monkeypatch.setattr(tri, "read_facts", lambda p: calls.append(p) or real(p))
+    real = dataset.read_image_facts
+    monkeypatch.setattr(dataset, "read_image_facts", lambda p, root=None: calls.append(p) or real(p, root))
     items = {i.rel: i for i in t.items()}
     assert calls == []
     # A changed image and a changed caption are picked up.
