@@ -8,6 +8,7 @@ its own, so nothing is stretched: it is resized to cover the bucket and cropped.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 Bucket = tuple[int, int]  # (width, height)
@@ -47,3 +48,33 @@ def bucket_label(bucket: Bucket) -> str:
     w, h = bucket
     g = math.gcd(w, h)
     return f"{w}x{h} ({w // g}:{h // g})"
+
+
+@dataclass(frozen=True)
+class BucketSettings:
+    """How images are bucketed for training: the resolution (bucket area side), the step, bucketing on/off.
+
+    Built from the resolved training config by ``lorawb.train.config.bucket_settings`` (the one
+    place that knows it); every view that shows a bucket (the doctor's histogram, Triage's facts,
+    the trainer itself) asks this object.
+    """
+
+    resolution: int
+    step: int = 64
+    enabled: bool = True
+    problem: str | None = None  # why no bucket can be given (a config error, resolution < step)
+
+    def bucket(self, width: int, height: int) -> Bucket | None:
+        """The bucket of a ``width`` x ``height`` image; None when there is none (see ``problem``)."""
+        if self.problem is not None or width <= 0 or height <= 0:
+            return None
+        if not self.enabled:
+            side = self.resolution // self.step * self.step
+            return (side, side)
+        return nearest_bucket(width, height, self.resolution, self.step)
+
+    def describe(self) -> str:
+        if self.problem is not None:
+            return self.problem
+        shape = f"step {self.step}" if self.enabled else "bucketing off: square crops"
+        return f"{self.resolution} px, {shape}"

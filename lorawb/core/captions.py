@@ -53,6 +53,11 @@ def split_tags(body: str) -> list[str]:
     return tags
 
 
+def tags_of(text: str) -> list[str]:
+    """The tags of a caption text for counting and matching: line ends read as commas, empty tags dropped."""
+    return [t for t in split_tags(text.replace("\r", "").replace("\n", ",")) if t]
+
+
 def name_span(tag: str) -> tuple[int, int]:
     """Where the tag's name is inside its text: ``(red scarf:1.2)`` -> the span of ``red scarf``.
 
@@ -210,6 +215,9 @@ def leads_with_trigger(caption: Caption, trigger: str) -> bool:
 
 
 def phrase_pattern(phrase: str) -> re.Pattern[str]:
-    """A regex matching ``phrase`` as whole words, case-insensitively (``bar`` not in ``barn``)."""
-    words = [re.escape(w) for w in phrase.split()]
-    return re.compile(r"(?<![\w])" + r"\s+".join(words) + r"(?![\w])", re.IGNORECASE)
+    """A regex matching ``phrase`` as whole words, case-insensitively (``bar`` not in ``barn``).
+
+    Words may be joined by spaces or ``_``, as in the tag identity: ``zkx_mira`` matches ``zkx mira``.
+    """
+    words = [re.escape(w) for w in re.split(r"[\s_]+", phrase.strip()) if w]
+    return re.compile(r"(?<![\w])" + r"[\s_]+".join(words) + r"(?![\w])", re.IGNORECASE)

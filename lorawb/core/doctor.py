@@ -11,12 +11,12 @@ CLI may colour it; core stays free of Rich).
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 
-from lorawb.core.buckets import bucket_label, nearest_bucket
+from lorawb.core.buckets import BucketSettings, bucket_label
+from lorawb.core.captions import Caption, phrase_pattern, tag_key, tag_name, tags_of, trigger_index
 from lorawb.core.dataset import ImageFacts, Progress, ScanResult, scan_dataset
 from lorawb.core.project import STATE_DIR, Project
 from lorawb.errors import LorawbError
@@ -110,11 +110,12 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
     if scan is None:
         scan = _scan(project, progress)
     cfg = project.config.project
+    buckets = _bucket_settings(project)
     report = DoctorReport(
         project=project.name,
         dataset_dir=str(project.dataset_dir),
         trigger=project.trigger,
-        resolution=cfg.resolution,
+        resolution=buckets.resolution,
         min_resolution=cfg.min_resolution,
         images=len(scan.images),
         unreadable=list(scan.unreadable),
@@ -125,7 +126,7 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
     _captions(report, scan.images, project.trigger)
     report.low_resolution = [(f.rel, f.width, f.height) for f in scan.images if f.short_side < cfg.min_resolution]
     report.duplicates = _duplicates(scan.images)
-    report.buckets = _buckets(scan.images, *_bucket_settings(project))
+    report.buckets = _buckets(scan.images, buckets)
     report.notes = [
         (f.rel, p)
         for f in scan.images
@@ -164,25 +165,27 @@ def _folders(images: list[ImageFacts]) -> list[FolderStats]:
 
 def split_tags(text: str) -> list[str]:
     """Tags of a caption: split on commas (and line ends), stripped, empty ones dropped."""
-    return [t.strip() for t in re.split(r"[,\n]", text) if t.strip()]
+    return tags_of(text)
 
 
 def trigger_position(text: str, trigger: str) -> str:
-    """'first', 'elsewhere' or 'absent'. A sentence counts as first when it starts with the trigger word."""
+    """'first', 'elsewhere' or 'absent', by the one tag identity (``blue_hair`` is ``Blue Hair``).
+
+    A sentence counts as first when it starts with the trigger as whole words.
+    """
     if not trigger:
         return "absent"
-    body = text.strip()
-    tags = split_tags(body)
-    word = re.compile(r"(?<![\w])" + re.escape(trigger) + r"(?![\w])")
-    if (tags and tags[0] == trigger) or word.match(body):
+    i = trigger_index(Caption.parse(text), trigger)
+    if i == 0:
         return "first"
-    if trigger in tags or word.search(body):
+    if i is not None or phrase_pattern(trigger).search(text):
         return "elsewhere"
     return "absent"
 
 
 def _captions(report: DoctorReport, images: list[ImageFacts], trigger: str) -> None:
     tags: Counter[str] = Counter()
+    spellings: dict[str, Counter[str]] = defaultdict(Counter)
     for f in images:
         if f.caption_rel is None:
             report.captions_missing.append(f.rel)
@@ -194,7 +197,10 @@ def _captions(report: DoctorReport, images: list[ImageFacts], trigger: str) -> N
             report.captions_empty.append(f.rel)
             continue
         report.captions_counted += 1
-        tags.update(split_tags(text))
+        for t in split_tags(text):
+            k = tag_key(t)
+            tags[k] += 1
+            spellings[k][tag_name(t)] += 1
         where = trigger_position(text, trigger)
         if where == "first":
             report.trigger_first += 1
@@ -204,10 +210,11 @@ def _captions(report: DoctorReport, images: list[ImageFacts], trigger: str) -> N
             report.without_trigger.append(f.rel)
     report.trigger_anywhere = report.trigger_first + len(report.trigger_not_first)
     if trigger:
-        tags.pop(trigger, None)  # the trigger would top every table; coverage says it already
+        tags.pop(tag_key(trigger), None)  # the trigger would top every table; coverage says it already
     report.tags_distinct = len(tags)
     report.tags_total = sum(tags.values())
-    report.top_tags = sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))[:15]
+    named = [(spellings[k].most_common(1)[0][0], n) for k, n in tags.items()]
+    report.top_tags = sorted(named, key=lambda kv: (-kv[1], kv[0]))[:15]
 
 
 def _duplicates(images: list[ImageFacts]) -> list[list[str]]:
@@ -217,19 +224,19 @@ def _duplicates(images: list[ImageFacts]) -> list[list[str]]:
     return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
 
-def _bucket_settings(project: Project) -> tuple[int, int]:
-    """The trainer's bucket resolution and step: [dataset] resolution/bucket_step, else the project's."""
-    ds = project.config.dataset
-    try:
-        return int(ds.get("resolution") or project.config.project.resolution), int(ds.get("bucket_step") or 64)
-    except (TypeError, ValueError):  # a hand-edited [dataset] table the trainer will reject with its own message
-        return project.config.project.resolution, 64
+def _bucket_settings(project: Project) -> BucketSettings:
+    # The trainer's own numbers (lorawb.train.config has no torch: the doctor stays fast).
+    from lorawb.train.config import bucket_settings
+
+    return bucket_settings(project)
 
 
-def _buckets(images: list[ImageFacts], resolution: int, step: int = 64) -> list[tuple[str, int]]:
-    if resolution < step or step < 1:
-        return []  # no bucket fits; the trainer says so when a run is configured
-    counts: Counter[tuple[int, int]] = Counter(nearest_bucket(f.width, f.height, resolution, step) for f in images)
+def _buckets(images: list[ImageFacts], settings: BucketSettings) -> list[tuple[str, int]]:
+    counts: Counter[tuple[int, int]] = Counter()
+    for f in images:
+        b = settings.bucket(f.width, f.height)
+        if b is not None:
+            counts[b] += 1
     return [(bucket_label(b), counts[b]) for b in sorted(counts, key=lambda b: (b[0] / b[1], b[0]))]
 
 

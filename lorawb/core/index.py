@@ -723,3 +723,36 @@ def _facts_from_row(row: sqlite3.Row | tuple) -> ImageFacts:
     values[_PROBLEMS] = json.loads(raw) if raw else []
     values[_REJECTED] = bool(values[_REJECTED])
     return ImageFacts(*[values[i] for i in _FIELD_ORDER])
+
+
+def scan_folder(root: Path) -> ScanResult:
+    """An image folder as the scanner sees it (rejects left out): through the project's index when
+    ``root`` is a project's dataset folder (unchanged images are not opened again), else a plain scan.
+
+    The trainer's dataset scan: the same reader and the same verdicts as the doctor and Triage.
+    """
+    root = Path(root)
+    project = _project_of(root)
+    if project is not None:
+        index = ProjectIndex(project)
+        try:
+            return index.scan()
+        except (sqlite3.Error, OSError):
+            pass  # a read-only project or a broken .lorawb/: the folder itself still answers
+        finally:
+            index.close()
+    return scan_dataset(root)
+
+
+def _project_of(root: Path) -> Project | None:
+    from lorawb.errors import LorawbError
+
+    try:
+        project = Project.load(root)
+    except LorawbError:
+        return None
+    try:
+        same = project.dataset_dir.resolve() == root.resolve()
+    except OSError:
+        return None
+    return project if same else None

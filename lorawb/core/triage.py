@@ -37,8 +37,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from lorawb.core import layout, ownwrites
-from lorawb.core.captions import split_tags as _split_caption
-from lorawb.core.captions import tag_key
+from lorawb.core.captions import tag_key, tags_of
 from lorawb.core.dataset import ImageFacts
 from lorawb.core.index import DATASET, INBOX, IndexSnapshot, ProjectIndex
 from lorawb.core.project import Project
@@ -169,7 +168,7 @@ def item_of(f: ImageFacts, marks: dict[str, tuple[str, float | None]]) -> Triage
 
 def split_tags(caption: str) -> list[str]:
     """Tags of a caption (as the caption engine splits them), empty ones dropped."""
-    return [t for t in _split_caption(caption.replace("\n", ",")) if t]
+    return tags_of(caption)
 
 
 # --------------------------------------------------------------------------- filters

@@ -19,6 +19,7 @@ import tomlkit
 from pydantic import BaseModel, ConfigDict, Field
 
 from lorawb.core import tomlio
+from lorawb.core.buckets import BucketSettings
 from lorawb.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -285,3 +286,26 @@ def config_diff(a: TrainConfig, b: TrainConfig) -> list[tuple[str, Any, Any]]:
             if da[section][key] != db[section][key]:
                 out.append((f"{section}.{key}", da[section][key], db[section][key]))
     return out
+
+
+def bucket_settings(project: Project) -> BucketSettings:
+    """Resolution and bucket step as a run started now would use them (the project's resolved config).
+
+    The one function for these numbers: the doctor's histogram, the Triage facts and the Train
+    form show what the trainer will do. A config that does not validate gives the built-in
+    defaults at the project's resolution, with the error as ``problem`` context.
+    """
+    try:
+        ds = resolve_config(project).dataset
+    except ConfigError as exc:
+        fallback = DatasetSection()
+        res = project.config.project.resolution
+        return BucketSettings(res, fallback.bucket_step, fallback.buckets, problem=f"bucket unknown: {exc.message}")
+    if ds.resolution < ds.bucket_step:
+        return BucketSettings(
+            ds.resolution,
+            ds.bucket_step,
+            ds.buckets,
+            problem=f"no bucket: dataset.resolution {ds.resolution} < dataset.bucket_step {ds.bucket_step}",
+        )
+    return BucketSettings(ds.resolution, ds.bucket_step, ds.buckets)

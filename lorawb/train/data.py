@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorawb.core import layout
-from lorawb.core.buckets import Bucket, make_buckets, nearest_bucket
+from lorawb.core.buckets import Bucket, BucketSettings, make_buckets
+from lorawb.core.captions import tag_key, tags_of
+from lorawb.core.dataset import open_image, walk_order
 from lorawb.core.fsutil import read_text
+from lorawb.core.index import scan_folder
 from lorawb.errors import ConfigError, LorawbError
 
 if TYPE_CHECKING:
@@ -61,18 +64,7 @@ class DatasetInfo:
 
 # --- scanning -------------------------------------------------------------------------------------
 
-
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as im:
-        # Only the header is read here; EXIF rotation swaps the sides.
-        orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
-        w, h = im.size
-        if orientation in (5, 6, 7, 8):
-            w, h = h, w
-        _ = ImageOps  # imported for load_image; keeps PIL plugins registered
-        return w, h
+MIN_SIDE = 8  # smaller images cannot be bucketed or encoded by the VAE
 
 
 def scan_images(root: Path) -> Iterator[tuple[Path, str, int]]:
@@ -91,7 +83,12 @@ def read_caption(image: Path) -> str:
         text = read_text(cap).text
     except LorawbError:
         return ""
-    return " ".join(text.split())  # one line; newlines and runs of spaces become single spaces
+    return one_line(text)
+
+
+def one_line(text: str) -> str:
+    """A caption as trained: newlines and runs of spaces become single spaces."""
+    return " ".join(text.split())
 
 
 def load_dataset(cfg: DatasetSection, seed: int) -> DatasetInfo:
@@ -136,28 +133,32 @@ def load_dataset(cfg: DatasetSection, seed: int) -> DatasetInfo:
 
 
 def _scan(root: Path) -> tuple[list[Item], list[tuple[Path, str]]]:
+    """The folder as the project's one scanner sees it (through the index when it is a project's dataset).
+
+    The trainer therefore refuses exactly what the doctor and Triage call unreadable, with the
+    same reason, and never opens a file the safe reader would not (a PostScript file named .png
+    never reaches Ghostscript).
+    """
+    scan = scan_folder(root)
     items: list[Item] = []
-    skipped: list[tuple[Path, str]] = []
-    for img, top, repeats in scan_images(root):
-        try:
-            w, h = _image_size(img)
-        except Exception as exc:  # PIL raises many kinds for bad files; the image is skipped and named
-            skipped.append((img, f"{type(exc).__name__}: {exc}"))
+    skipped = [(root / rel, reason) for rel, reason in scan.unreadable]
+    for f in scan.images:
+        if f.width < MIN_SIDE or f.height < MIN_SIDE:
+            skipped.append((root / f.rel, f"too small to train ({f.width}x{f.height})"))
             continue
-        if w < 8 or h < 8:
-            skipped.append((img, f"too small ({w}x{h})"))
-            continue
-        items.append(Item(path=img, folder=top, caption=read_caption(img), repeats=repeats, width=w, height=h))
+        top = f.folder.split("/")[0]
+        caption = one_line(f.caption_text) if f.caption_text is not None else ""
+        items.append(Item(root / f.rel, top, caption, f.repeats, f.width, f.height))
+    skipped.sort(key=lambda s: walk_order(s[0].relative_to(root).as_posix()))
     return items, skipped
 
 
 def assign_bucket(width: int, height: int, resolution: int, step: int, buckets: bool = True) -> Bucket:
     if resolution < step:
         raise ConfigError(f"dataset.resolution {resolution} is smaller than dataset.bucket_step {step}")
-    if not buckets:
-        side = resolution // step * step
-        return (side, side)
-    return nearest_bucket(width, height, resolution, step)
+    bucket = BucketSettings(resolution, step, buckets).bucket(width, height)
+    assert bucket is not None
+    return bucket
 
 
 def bucket_table(resolution: int, step: int) -> tuple[Bucket, ...]:
@@ -168,7 +169,7 @@ def bucket_table(resolution: int, step: int) -> tuple[Bucket, ...]:
 
 
 def split_tags(caption: str) -> list[str]:
-    return [t.strip() for t in caption.split(",") if t.strip()]
+    return tags_of(caption)
 
 
 def transform_caption(
@@ -192,14 +193,19 @@ def transform_caption(
     if caption_dropout and rng.random() < caption_dropout:
         return ""
     tags = split_tags(caption)
+    leads = False
     if trigger:
-        if trigger in tags:
-            tags.remove(trigger)
-            tags.insert(0, trigger)
+        # The one tag identity: ``zkx mira`` or ``Zkx_Mira`` in a caption is the trigger ``zkx_mira``.
+        key = tag_key(trigger)
+        at = next((i for i, t in enumerate(tags) if tag_key(t) == key), None)
+        if at is not None:
+            tags.insert(0, tags.pop(at))
+            leads = True
         elif add_trigger:
             tags.insert(0, trigger)
+            leads = True
     n_keep = keep_tokens
-    if trigger and tags and tags[0] == trigger:
+    if leads:
         n_keep = max(n_keep, 1)
     kept, rest = tags[:n_keep], tags[n_keep:]
     if tag_dropout:
@@ -301,8 +307,12 @@ def load_image(path: Path, bucket: Bucket, crop: str, flip: bool, rng: random.Ra
     from PIL import Image, ImageOps
 
     bw, bh = bucket
-    with Image.open(path) as im:
+    with open_image(path) as im:
         im = ImageOps.exif_transpose(im)
+        if im.mode.startswith("I;16") or im.mode == "I":
+            # 16-bit grey: Pillow's RGB conversion clips at 255 (a white image); scale to 8 bits instead.
+            grey = np.asarray(im, dtype=np.float64)
+            im = Image.fromarray(np.clip(grey * (255.0 / 65535.0), 0, 255).astype(np.uint8))
         if im.mode == "RGBA" or (im.mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             bg = Image.new("RGBA", im.size, (255, 255, 255, 255))

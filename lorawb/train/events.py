@@ -3,7 +3,8 @@
 Types (DESIGN.md): ``step`` (step, epoch, loss, lr, it_s, time, ...),
 ``sample`` (step, prompt, path), ``checkpoint`` (step, path),
 ``status`` (state: running|finished|stopped|failed, error), plus ``val``
-(step, val_loss) and ``gpu`` (mem_gb, util) which readers may ignore.
+(step, val_loss), ``gpu`` (mem_gb, util) and ``skipped`` (images: [{path, reason}],
+the dataset images the run could not use) which readers may ignore.
 
 Readers tail the file by byte offset and tolerate a half-written last line.
 """

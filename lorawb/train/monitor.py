@@ -249,6 +249,7 @@ class MonitorView:
     log: tuple[str, ...]
     recent: tuple[tuple[int, float, float], ...] = ()  # the last raw (step, loss, smoothed) points
     log_total: int = 0  # lines the log tail has read so far (``log`` holds the last of them)
+    skipped: tuple[tuple[str, str], ...] = ()  # (image, reason): dataset images the run could not use
 
     @property
     def progress(self) -> float | None:
@@ -328,6 +329,7 @@ class RunMonitor:
         self._speed_window: deque[tuple[float, int]] = deque(maxlen=32)
         self._samples: dict[int, list[SampleImage]] = {}
         self._checkpoints: dict[Path, CheckpointInfo] = {}
+        self.skipped: list[tuple[str, str]] = []
 
     # --- ingest ---------------------------------------------------------
     @property
@@ -419,6 +421,12 @@ class RunMonitor:
             self.error = f"{err}\n  hint: {hint}" if err and hint else (str(err) if err else None)
             if isinstance(ev.get("step"), int):
                 self.step = ev["step"]
+        elif kind == "skipped":
+            images = ev.get("images")
+            if isinstance(images, list):
+                self.skipped = [
+                    (str(im.get("path", "?")), str(im.get("reason", "?"))) for im in images if isinstance(im, dict)
+                ]
         elif kind == "gpu":
             self.mem_gb = _num(ev.get("mem_gb"), self.mem_gb)
             self.gpu_util = _num(ev.get("util"), self.gpu_util)
@@ -569,6 +577,7 @@ class RunMonitor:
                 checkpoints=tuple(sorted(self._checkpoints.values(), key=lambda c: (c.step, c.name))),
                 log=log,
                 log_total=self.log.total,
+                skipped=tuple(self.skipped),
                 recent=tuple(
                     (int(x), y, sm)
                     for x, y, sm in zip(

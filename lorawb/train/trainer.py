@@ -120,6 +120,8 @@ def _train(
     dataset = D.load_dataset(cfg.dataset, cfg.train.seed)
     for path, why in dataset.skipped:
         log.warning("skipped %s: %s", path, why)
+    if dataset.skipped:  # the Train tab names them too, as the doctor and Triage do
+        events.emit("skipped", images=[{"path": _shown(path, cfg), "reason": why} for path, why in dataset.skipped])
     log.info(
         "%d images (%d with repeats), %d for validation, buckets %s",
         len(dataset.items),
@@ -758,3 +760,14 @@ def main_worker(run_dir: str | Path, resume: bool = False, lock_fd: int | None =
 
 
 __all__ = ["train", "TrainingError", "main_worker", "load_run_config"]
+
+
+def _shown(path: Path, cfg: TrainConfig) -> str:
+    """A skipped image as the user knows it: relative to the dataset folder when it is inside it."""
+    for base in (cfg.dataset.path, cfg.dataset.validation_path):
+        if base:
+            try:
+                return Path(path).relative_to(base).as_posix()
+            except ValueError:
+                continue
+    return str(path)

@@ -361,3 +361,12 @@ def test_elapsed_leaves_out_the_time_between_stop_and_resume(tmp_path):
     m.poll(check_alive=False)
     assert m.snapshot().elapsed == pytest.approx(15.0)
     assert summarize(run).elapsed == pytest.approx(15.0)
+
+
+def test_skipped_images_are_in_the_snapshot(tmp_path):
+    run = make_run(tmp_path)
+    w = EventWriter(run.events)
+    w.emit("skipped", images=[{"path": "2_a/ps.png", "reason": "not a PNG"}, {"path": "2_a/z.jpg", "reason": "empty"}])
+    m = RunMonitor(run)
+    m.poll()
+    assert m.snapshot().skipped == (("2_a/ps.png", "not a PNG"), ("2_a/z.jpg", "empty"))

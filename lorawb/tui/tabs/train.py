@@ -371,6 +371,10 @@ class TrainTab(Vertical):
             t.append("\n" + v.error, style="bold red")
         elif v.bad_lines:
             t.append(f"\n{v.bad_lines} unreadable line(s) in events.jsonl skipped", style="yellow")
+        if v.skipped:
+            names = ", ".join(f"{path} ({reason})" for path, reason in v.skipped[:3])
+            more = f" and {len(v.skipped) - 3} more (l: log)" if len(v.skipped) > 3 else ""
+            t.append(f"\n{len(v.skipped)} image(s) skipped: {names}{more}", style="yellow")
         return t
 
     def _draw_charts(self, v: MonitorView) -> None:
