@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lorawb.core import state
+from lorawb.core import ownwrites, state
 from lorawb.core.caption_ops import Change, ChangeSet
 from lorawb.core.fsutil import atomic_write_many, read_text
 from lorawb.core.project import Project
@@ -137,7 +137,8 @@ def _write(
             refused[i] = reason
             continue
         try:
-            os.unlink(items[i][0])
+            with ownwrites.writing([items[i][0]]):
+                os.unlink(items[i][0])
         except FileNotFoundError:
             pass
         except OSError as exc:

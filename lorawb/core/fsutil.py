@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from lorawb.core import ownwrites
 from lorawb.errors import LorawbError
 
 
@@ -91,6 +92,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     On a full disk the original file is left untouched and a LorawbError says so.
     """
     path = Path(path)
+    with ownwrites.writing([path]):
+        _atomic_write_bytes(path, data)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -173,6 +179,17 @@ def atomic_write_many(
     raises LorawbError before anything is renamed; a rename that fails raises too, unless
     ``errors`` is given: then the reason is stored there under the item's index and the rest go on.
     """
+    # The watcher tells these writes from other programs' (lorawb.core.ownwrites).
+    with ownwrites.writing([path for path, _ in items]):
+        return _atomic_write_many(items, before_replace, errors, workers)
+
+
+def _atomic_write_many(
+    items: Sequence[tuple[Path, bytes]],
+    before_replace: Callable[[int], bool] | None,
+    errors: dict[int, str] | None,
+    workers: int,
+) -> dict[int, os.stat_result]:
     temps: list[str | None] = [None] * len(items)
     stats: list[os.stat_result | None] = [None] * len(items)
 
