@@ -187,13 +187,16 @@ def _edit(project: Any, ns: argparse.Namespace) -> int:
                     "selection": cs.selection,
                     "dry_run": True,
                     "scanned": cs.scanned,
+                    "caption_files": cs.caption_files,
                     "changed": len(cs),
+                    "created": cs.created,
+                    "unreadable_images": [{"path": p, "reason": r} for p, r in cs.unreadable],
                     "files": [{"path": c.rel, "old": c.old, "new": c.new} for c in cs.changes],
                 }
             )
         else:
             _print_diff(cs.diff())
-            print(f"{cs.label}: would change {len(cs)} of {cs.scanned} captions ({cs.selection}); nothing written")
+            print(f"{cs.label}: {cs.counts(verb='would change')} ({cs.selection}); nothing written")
         return 0
     result = caption_history.apply_changeset(project, cs) if len(cs) else None
     written = result.written if result else []
@@ -206,7 +209,10 @@ def _edit(project: Any, ns: argparse.Namespace) -> int:
                 "selection": cs.selection,
                 "dry_run": False,
                 "scanned": cs.scanned,
+                "caption_files": cs.caption_files,
                 "changed": len(written),
+                "created": cs.created,
+                "unreadable_images": [{"path": p, "reason": r} for p, r in cs.unreadable],
                 "written": written,
                 "conflicts": [{"path": c.rel, "reason": c.reason} for c in conflicts],
                 "history_id": result.op_id if result else None,
@@ -215,9 +221,9 @@ def _edit(project: Any, ns: argparse.Namespace) -> int:
         )
         return 1 if conflicts else 0
     if not len(cs):
-        print(f"{cs.label}: no caption needs changing ({cs.scanned} looked at, {cs.selection})")
+        print(f"{cs.label}: no caption needs changing ({cs.scope()} looked at, {cs.selection})")
     else:
-        print(f"{cs.label}: changed {len(written)} of {cs.scanned} captions ({cs.selection})")
+        print(f"{cs.label}: {cs.counts(len(written), verb='changed')} ({cs.selection})")
     lossy = [c.rel for c in cs.lossy if c.rel in set(written)]
     if lossy:
         print(f"  {len(lossy)} of them were not UTF-8 and are now UTF-8: {', '.join(lossy[:5])}")

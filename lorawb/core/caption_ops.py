@@ -29,7 +29,9 @@ from lorawb.core.captions import (
     tag_key,
     trigger_position,
 )
+from lorawb.core.dataset import ImageFacts
 from lorawb.core.fsutil import read_text
+from lorawb.core.index import DATASET, IndexSnapshot, ProjectIndex
 from lorawb.core.project import Project
 from lorawb.errors import CaptionError, LorawbError
 
@@ -48,6 +50,7 @@ class CaptionFile:
     mtime_ns: int | None = None
     size: int | None = None
     encoding: str = "utf-8"
+    image_error: str | None = None  # why the image beside it is unreadable (from the index); None: fine
 
     @property
     def path(self) -> Path:
@@ -123,25 +126,78 @@ def _caption_beside(image: str, listings: dict[str, set[str]]) -> str | None:
     return next((d + os.sep + stem + ext for ext in layout.CAPTION_EXTS if stem + ext in names), None)
 
 
+def caption_file_of(root: Path, f: ImageFacts) -> CaptionFile:
+    """One indexed image's caption, as the index read it (no disk access)."""
+    image = os.path.join(root, f.key)
+    prefix = f.key[: len(f.key) - len(f.rel)]
+    if f.caption_rel is None:
+        return CaptionFile(f.key, os.path.splitext(image)[0] + ".txt", None, image_error=f.error)
+    return CaptionFile(
+        f.key,
+        os.path.join(root, prefix + f.caption_rel),
+        f.caption_text,
+        f.caption_newline or "\n",
+        f.caption_mtime_ns,
+        f.caption_size,
+        f.caption_encoding or "utf-8",
+        image_error=f.error,
+    )
+
+
+def captions_of(root: Path, snapshot: IndexSnapshot, images: Iterable[str] | None = None) -> list[CaptionFile]:
+    """The captions of these images (keys), or of every dataset image not rejected, from an index snapshot."""
+    if images is None:
+        return [caption_file_of(root, f) for f in snapshot.images(DATASET)]
+    facts = snapshot.facts
+    return [caption_file_of(root, facts[k]) for k in images if k in facts]
+
+
+def with_image_errors(files: list[CaptionFile], snapshot: IndexSnapshot) -> list[CaptionFile]:
+    """``files`` (read from disk) with the index's verdict on each image beside them."""
+    facts = snapshot.facts
+    for cf in files:
+        f = facts.get(cf.image)
+        cf.image_error = f.error if f is not None else None
+    return files
+
+
 def load_captions(project: Project, selection: Selection | None = None) -> list[CaptionFile]:
-    """The captions of the dataset (or of the selection's folders / files), in a stable order, filtered."""
+    """The captions of the dataset (or of the selection's folders / files), in a stable order, filtered.
+
+    They come from the project's index (refreshed first: unchanged files are only re-stat'ed), so
+    every caption carries the index's verdict on its image, and the counts are the doctor's.
+    """
     selection = selection or Selection()
     root = project.root
+    index = ProjectIndex(project)
+    try:
+        snapshot = index.refresh()
+    finally:
+        index.close()
     files: list[CaptionFile] = []
     if selection.files is not None:
         for f in selection.files:
             image = resolve_image(project, f)
             files.append(read_caption(root, image))
-    else:
-        folders = [resolve_folder(project, f) for f in selection.folders] or [project.dataset_dir]
-        seen: set[Path] = set()
-        for folder in folders:
+        return selection.filter(with_image_errors(files, snapshot))
+    if not selection.folders:
+        return selection.filter(captions_of(root, snapshot))
+    seen: set[str] = set()
+    for folder in (resolve_folder(project, f) for f in selection.folders):
+        hit = index.area_of(folder / "x")
+        if hit is None:  # a folder outside the project's image folders: read it as it is
             for image, cap in _images_with_captions(folder):
-                if len(folders) > 1:  # overlapping folders (in:a in:a/b) list an image once
-                    if image in seen:
-                        continue
-                    seen.add(image)
-                files.append(_read(root, image, cap))
+                cf = _read(root, image, cap)
+                if cf.image not in seen:
+                    seen.add(cf.image)
+                    files.append(cf)
+            continue
+        area, rel = hit
+        prefix = area.key(rel[:-1])  # "dataset/10_mira/"
+        for f in snapshot.images(area.name, rejected=None):
+            if f.key.startswith(prefix) and f.key not in seen and (not f.rejected or "/rejected/" in "/" + prefix):
+                seen.add(f.key)
+                files.append(caption_file_of(root, f))
     return selection.filter(files)
 
 
@@ -585,8 +641,10 @@ class ChangeSet:
 
     label: str
     changes: list[Change]
-    scanned: int
+    scanned: int  # images looked at (with or without a caption file, readable or not)
     selection: str = "all captions"
+    caption_files: int | None = None  # of which have a caption file
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (image, reason): changes beside one
 
     def __len__(self) -> int:
         return len(self.changes)
@@ -606,8 +664,46 @@ class ChangeSet:
             out.append(change_diff(ch))
         return "".join(out)
 
+    @property
+    def created(self) -> int:
+        """Changes that create a caption file (the image had none)."""
+        return sum(1 for c in self.changes if c.old is None)
+
+    def scope(self) -> str:
+        """What was looked at, in the one count: ``22 images (21 have a caption file)``."""
+        if self.caption_files is None or self.caption_files == self.scanned:
+            return f"{self.scanned} captions"
+        return f"{self.scanned} images ({self.caption_files} have a caption file)"
+
+    def counts(self, changed: int | None = None, verb: str = "change") -> str:
+        """``changed 22 captions of 22 images (21 have a caption file, 1 created)`` and the unreadable images named.
+
+        One count everywhere: the images are the index's (readable or not, rejects left out),
+        caption files are counted apart, and a caption beside an unreadable image is named.
+        """
+        n = len(self.changes) if changed is None else changed
+        created = self.created
+        if self.caption_files is None or self.caption_files == self.scanned:
+            text = f"{verb} {n} of {self.scanned} captions"
+            if created:
+                text += f" ({created} created)"
+        else:
+            extra = f", {created} created" if created else ""
+            text = f"{verb} {n} captions of {self.scanned} images ({self.caption_files} have a caption file{extra})"
+        return text + unreadable_note(self.unreadable)
+
     def summary(self) -> str:
-        return f"{self.label}: {len(self.changes)} of {self.scanned} captions change ({self.selection})"
+        return f"{self.label}: {self.counts(verb='would change')} ({self.selection})"
+
+
+def unreadable_note(unreadable: list[tuple[str, str]], limit: int = 3) -> str:
+    """`` · 1 beside an unreadable image: 10_mira/x.png (truncated…)`` (empty when there are none)."""
+    if not unreadable:
+        return ""
+    shown = ", ".join(f"{image} ({reason})" for image, reason in unreadable[:limit])
+    more = f" and {len(unreadable) - limit} more" if len(unreadable) > limit else ""
+    which = "beside an unreadable image" if len(unreadable) == 1 else "beside unreadable images"
+    return f" · {len(unreadable)} {which}: {shown}{more}"
 
 
 def change_diff(ch: Change) -> str:
@@ -650,6 +746,7 @@ def build_changeset(
     op.check(files)
     root = project.root
     changes: list[Change] = []
+    unreadable: list[tuple[str, str]] = []
     for cf in files:
         old = cf.text
         new = op.rewrite(old or "")
@@ -657,6 +754,8 @@ def build_changeset(
             continue
         if old is None and not new.strip():
             continue
+        if cf.image_error is not None:
+            unreadable.append((cf.image, cf.image_error))
         changes.append(
             Change(
                 image=cf.image,
@@ -670,7 +769,14 @@ def build_changeset(
                 encoding=cf.encoding,
             )
         )
-    return ChangeSet(op.label, changes, len(files), selection.describe())
+    return ChangeSet(
+        op.label,
+        changes,
+        len(files),
+        selection.describe(),
+        caption_files=sum(1 for cf in files if cf.exists),
+        unreadable=unreadable,
+    )
 
 
 def edit_changeset(project: Project, cf: CaptionFile, new_text: str) -> ChangeSet:

@@ -48,6 +48,9 @@ class TriageSection(Strict):
 class UISection(Strict):
     theme: str = "lorawb-dark"
     images: Literal["auto", "halfcell", "unicode", "sixel", "tgp"] = "auto"
+    watch: Literal["auto", "poll", "off"] = Field(
+        "auto", description="file watching: inotify (else polling), always polling (network folders), or off"
+    )
 
 
 class ProjectConfig(Strict):

@@ -42,6 +42,7 @@ class DoctorReport:
     resolution: int
     min_resolution: int
     images: int = 0  # usable images
+    image_files: int = 0  # every image file (usable or not): the count every view shows
     folders: list[FolderStats] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
     captions_missing: list[str] = field(default_factory=list)  # image rels
@@ -118,6 +119,7 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
         resolution=buckets.resolution,
         min_resolution=cfg.min_resolution,
         images=len(scan.images),
+        image_files=len(scan.images) + len(scan.broken),
         unreadable=list(scan.unreadable),
         orphan_captions=list(scan.orphan_captions),
         non_utf8_captions=list(scan.non_utf8),
@@ -258,8 +260,10 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
     add(f"lorawb doctor: {report.project}")
     add(f"dataset: {report.dataset_dir}")
     add("")
+    bad = report.image_files - report.images
+    files = f"{report.image_files} ({bad} unreadable, not trained)" if bad else str(report.images)
     add(
-        f"images: {report.images} in {len(report.folders)} folder(s), "
+        f"images: {files} in {len(report.folders)} folder(s), "
         f"{report.steps_per_epoch} image steps per epoch (images x repeats)"
     )
     width = max([len(f.folder or "(top)") for f in report.folders] + [6])

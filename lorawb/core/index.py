@@ -392,8 +392,9 @@ class ProjectIndex:
                 elif os.path.isdir(p) or any(k.startswith(area.key(rel) + "/") for k in facts):
                     self._subtree(area, rel, images, captions)
                     continue
+            listings: dict[str, dict[str, list[str]]] = {}
             for cap in captions:
-                for img in _images_beside(cap):
+                for img in _images_beside(cap, listings):
                     hit = self.area_of(img)
                     if hit is not None:
                         images.setdefault(img, hit)
@@ -519,7 +520,7 @@ class ProjectIndex:
 
     def _update_orphans(self, captions: set[str], delta: IndexDelta) -> None:
         changed = False
-        listings: dict[str, set[str]] = {}
+        listings: dict[str, dict[str, list[str]]] = {}
         for cap in captions:
             hit = self.area_of(cap)
             if hit is None:
@@ -671,19 +672,25 @@ def _caption_of(f: ImageFacts) -> tuple:
     return (f.caption_rel, f.caption_text, f.caption_mtime_ns, f.caption_size)
 
 
-def _images_beside(caption: str, listings: dict[str, set[str]] | None = None) -> list[str]:
-    """The image files of the same stem in the caption's folder (kohya pairs a.png and a.jpg with a.txt)."""
+def _images_beside(caption: str, listings: dict[str, dict[str, list[str]]] | None = None) -> list[str]:
+    """The image files of the same stem in the caption's folder (kohya pairs a.png and a.jpg with a.txt).
+
+    ``listings`` caches each folder's images by stem: a burst of 1,000 captions lists the folder once.
+    """
     d, name = os.path.split(caption)
-    names = listings.get(d) if listings is not None else None
-    if names is None:
+    stems = listings.get(d) if listings is not None else None
+    if stems is None:
+        stems = {}
         try:
-            names = set(os.listdir(d))
+            names = os.listdir(d)
         except OSError:
-            names = set()
+            names = []
+        for n in names:
+            if layout.is_image(n):
+                stems.setdefault(os.path.splitext(n)[0], []).append(n)
         if listings is not None:
-            listings[d] = names
-    stem = os.path.splitext(name)[0]
-    return [os.path.join(d, n) for n in names if os.path.splitext(n)[0] == stem and layout.is_image(n)]
+            listings[d] = stems
+    return [os.path.join(d, n) for n in stems.get(os.path.splitext(name)[0], ())]
 
 
 def _captions_of(image: str) -> list[str]:

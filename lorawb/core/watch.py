@@ -280,8 +280,15 @@ class ProjectWatcher:
                     self._deliver([])
                 continue
             raw = [first]
-            deadline = first.t + self.max_wait_s
+            # Collect until quiet, or at most max_wait_s from now. Events that queued up while the
+            # last batch was being indexed are all taken at once (never one batch per event).
+            deadline = time.monotonic() + self.max_wait_s
             while not self._stop.is_set():
+                try:
+                    while True:
+                        raw.append(self._q.get_nowait())
+                except queue.Empty:
+                    pass
                 left = min(self.quiet_s, deadline - time.monotonic())
                 if left <= 0:
                     break

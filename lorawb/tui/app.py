@@ -1,4 +1,9 @@
-"""The Textual app: composes the tabs and routes global bindings. Each tab owns its behaviour."""
+"""The Textual app: composes the tabs and routes global bindings. Each tab owns its behaviour.
+
+The app also owns what the tabs share: the project's image index (lorawb.core.index) and
+the file watcher (lorawb.core.watch), started with the app and stopped on exit. Changes
+made by other programs reach the tabs as messages (lorawb.tui.messages).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,19 @@ from pathlib import Path
 
 # textual_image probes the terminal's graphics support on import: before the app starts.
 import textual_image.widget  # noqa: F401
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
-from lorawb.core import layout
-from lorawb.core.dataset import ScanResult
-from lorawb.core.index import DatasetIndex
+from lorawb.core.index import DATASET, INBOX, IndexSnapshot, ProjectIndex, project_areas
 from lorawb.core.project import Project
+from lorawb.core.watch import ProjectWatcher, WatchBatch
 from lorawb.errors import LorawbError
+from lorawb.tui.messages import ConfigReloaded, DatasetChanged, FilesChanged, MatricesChanged, RunsChanged
 from lorawb.tui.tabs.captions import CaptionsTab
 from lorawb.tui.tabs.matrix import MatrixTab
 from lorawb.tui.tabs.train import TrainTab
@@ -60,6 +66,9 @@ class LorawbApp(App):
         self._wanted_theme = theme or project.config.ui.theme
         self._wanted_images = images or project.config.ui.images
         self.theme_problems: list[str] = []
+        self.index = ProjectIndex(project)  # the one index every tab reads
+        self.watcher: ProjectWatcher | None = None
+        self.watch_batches = 0  # batches from the file watcher handled (for tests and benchmarks)
 
     # --- set-up ---------------------------------------------------------------
     def get_theme_variable_defaults(self) -> dict[str, str]:
@@ -71,6 +80,7 @@ class LorawbApp(App):
             for key, label, cls in TABS:
                 with TabPane(label, id=f"tab-{key}"):
                     yield cls(self.project, id=key)
+        yield Static("", id="watch-status")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -86,7 +96,9 @@ class LorawbApp(App):
         self.image_mode = self._wanted_images if self._wanted_images in IMAGE_MODES else "auto"
         self.title = self.project.name
         self.sub_title = f"trigger {self.project.trigger or '(none set)'}"
+        self.query_one("#watch-status", Static).display = False
         self.count_dataset()
+        self.start_watching()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette: Textual's own, tab switching, then every tab's ``commands()``."""
@@ -106,34 +118,120 @@ class LorawbApp(App):
         self.current_image = rel
 
     def dataset_changed(self) -> None:
-        """A tab changed files: other tabs re-read what they show."""
+        """A tab changed files (and told the index): other tabs re-read what they show."""
         self.dataset_version += 1
-        self.count_dataset()
+        self.show_counts()
 
     @work(thread=True, exclusive=True, group="count")
     def count_dataset(self) -> None:
-        """Header counts: first from the cached index (instant), then from a rescan."""
-        index = DatasetIndex(self.project)
+        """Header counts first from the cached index (instant), then a rescan; the tabs re-read after it."""
         try:
-            cached = index.load_cached()
+            cached = self.index.load_cached()
             if cached is not None:
                 self.call_from_thread(setattr, self, "sub_title", self._counts_text(cached))
-            self.call_from_thread(setattr, self, "sub_title", self._counts_text(index.refresh()))
+            snap = self.index.refresh()
         except LorawbError as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error")
-        finally:
-            index.close()
+            self.call_from_thread(self.notify, str(exc), severity="error", markup=False)
+            return
+        self.call_from_thread(self._rescanned, snap)
 
-    def _counts_text(self, scan: ScanResult) -> str:
-        images = len(scan.images)
-        captioned = sum(1 for f in scan.images if f.has_caption)
-        inbox_dir = self.project.inbox_dir
-        inbox = sum(1 for _ in layout.walk_images(inbox_dir)) if inbox_dir.is_dir() else 0
+    def show_counts(self) -> None:
+        """Header counts from the index as it is now (no disk access)."""
+        self.sub_title = self._counts_text(self.index.snapshot())
+
+    def _counts_text(self, snap: IndexSnapshot) -> str:
+        """The one count: every image file (rejects left out), captioned ones, the inbox; unreadable ones named."""
+        c = snap.counts(DATASET)
+        inbox = snap.counts(INBOX).images
         trigger = self.project.trigger or "(no trigger set)"
-        text = f"{trigger} · {images} images · {captioned} captioned · inbox {inbox}"
-        if scan.unreadable:
-            text += f" · {len(scan.unreadable)} unreadable"
+        text = f"{trigger} · {c.images} images · {c.captioned} captioned · inbox {inbox}"
+        if c.unreadable:
+            first = c.unreadable[0][0].rsplit("/", 1)[-1]
+            more = f" +{len(c.unreadable) - 1}" if len(c.unreadable) > 1 else ""
+            text += f" · {len(c.unreadable)} unreadable: {first}{more}"
         return text
+
+    # --- the file watcher ---------------------------------------------------------
+    def start_watching(self) -> None:
+        """Watch the project for changes made by other programs ([ui] watch: auto, poll or off)."""
+        mode = self.project.config.ui.watch
+        if mode == "off" or self.watcher is not None:
+            return
+        self.watcher = ProjectWatcher(self.project, self.index, self._watch_batch, polling=mode == "poll")
+        try:
+            self.watcher.start()
+        except OSError as exc:
+            self.watcher = None
+            self._watch_status(f"file watching off: {exc}; ctrl+r rescans")
+            return
+        if self.watcher.problem:
+            self._watch_status(self.watcher.problem)
+
+    def stop_watching(self) -> None:
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None:
+            watcher.stop()
+
+    def on_unmount(self) -> None:
+        self.stop_watching()
+        self.index.close()
+
+    def _watch_batch(self, batch: WatchBatch) -> None:
+        """From the watcher's thread: hand the batch to the UI thread."""
+        try:
+            self.post_message(FilesChanged(batch))
+        except RuntimeError:
+            pass  # the app is shutting down
+
+    def _watch_status(self, text: str) -> None:
+        status = self.query_one("#watch-status", Static)
+        status.update(Text(text))
+        status.display = bool(text)
+
+    def on_files_changed(self, msg: FilesChanged) -> None:
+        batch = msg.batch
+        self.watch_batches += 1
+        if batch.status is not None:
+            self._watch_status(batch.status)
+        if batch.error:
+            self.notify(batch.error, severity="error", markup=False)
+        if batch.config is not None:
+            self._config_changed(batch)
+        if batch.delta:
+            self.show_counts()
+            for key in ("triage", "captions"):
+                self.query_one(f"#{key}").post_message(DatasetChanged(batch))
+        if batch.runs:
+            self.query_one("#train").post_message(RunsChanged(frozenset(batch.runs)))
+        if batch.matrices:
+            self.query_one("#matrix").post_message(MatricesChanged(frozenset(batch.matrices)))
+
+    def _config_changed(self, batch: WatchBatch) -> None:
+        change = batch.config
+        assert change is not None
+        if change.project is None:
+            self.notify(
+                f"{change.error}\nThe last good settings stay in force.",
+                title="lorawb.toml not reloaded",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
+            return
+        new = change.project
+        old_areas = project_areas(self.project)
+        p = self.project  # the tabs share this object: it takes the new settings in place
+        p.config, p.document, p.config_text = new.config, new.document, new.config_text
+        self.sub_title = self._counts_text(self.index.snapshot())
+        if project_areas(p) != old_areas:  # dataset_dir / inbox_dir moved: a new index, watched anew
+            self.stop_watching()
+            self.index.close()
+            self.index = ProjectIndex(p)
+            self.start_watching()
+            self.count_dataset()
+        self.notify("lorawb.toml changed on disk: reloaded", timeout=4)
+        for key, _, _ in TABS:
+            self.query_one(f"#{key}").post_message(ConfigReloaded(p))
 
     # --- actions ----------------------------------------------------------------
     def action_show_tab(self, key: str) -> None:
@@ -158,4 +256,9 @@ class LorawbApp(App):
         self.notify(f"images: {self.image_mode}", timeout=2)
 
     def action_rescan(self) -> None:
+        """Walk every image folder again (what the watcher would have seen), then every tab re-reads."""
+        self.count_dataset()
+
+    def _rescanned(self, snap: IndexSnapshot) -> None:
+        self.sub_title = self._counts_text(snap)
         self.dataset_changed()

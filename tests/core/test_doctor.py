@@ -102,6 +102,7 @@ def test_doctor_cli_text(problem_project, capsys):
     out = capsys.readouterr().out
     assert out.startswith("lorawb doctor: proj\n")
     assert "unreadable images (8):" in out
+    assert "images: 23 (8 unreadable, not trained) in 4 folder(s)" in out  # one count, as the app shows it
     assert "    10_mira/truncated.png: truncated: image file is truncated" in out
     assert "    10_mira/dup.png = top.png" in out
     assert "    10_mira        10 repeats      11 images      110 steps" in out
@@ -134,7 +135,7 @@ def test_doctor_cli_json(problem_project, capsys):
     assert data["duplicates"] == [["10_mira/dup.png", "top.png"]]
     assert data["top_tags"][0] == {"tag": "bar", "count": 2}
     assert set(data) == {
-        "project", "dataset_dir", "trigger", "resolution", "min_resolution", "images", "folders",
+        "project", "dataset_dir", "trigger", "resolution", "min_resolution", "images", "image_files", "folders",
         "unreadable", "captions_missing", "captions_empty", "orphan_captions", "non_utf8_captions",
         "bom_captions", "low_resolution", "duplicates", "captions_counted", "trigger_first",
         "trigger_anywhere", "without_trigger", "trigger_not_first", "buckets", "tags_distinct",

@@ -126,7 +126,7 @@ async def test_bulk_edit_previews_then_applies_then_undoes(sample_like_project):
         await pilot.press(*"masterpiece", "enter")
         await settle(pilot)
         summary = str(screen.query_one("#bulk-summary", Static).render())
-        assert "add 'masterpiece' at end: 12 of 12 captions change" in summary
+        assert "add 'masterpiece' at end: would change 12 of 12 captions" in summary
         diff = str(screen.query_one("#bulk-diff", Static).render())
         assert "+zkx_mira, red outfit, forest, watercolor, masterpiece" in diff
         assert [caption(project, i) for i in range(12)] == before  # a preview writes nothing
@@ -217,7 +217,7 @@ async def test_tag_table_filters_and_renames_across_the_selection(sample_like_pr
         screen.query_one("#bulk-b").focus()
         await pilot.press(*"woods", "enter")
         await settle(pilot)
-        assert "3 of 3 captions change" in str(screen.query_one("#bulk-summary", Static).render())
+        assert "would change 3 of 3 captions" in str(screen.query_one("#bulk-summary", Static).render())
         await pilot.press("ctrl+s")
         await settle(pilot)
         texts = [caption(project, i) for i in range(12)]
@@ -259,7 +259,7 @@ async def test_filter_query_and_palette(sample_like_project):
         await pilot.press("ctrl+p", *"remove tag", "enter")
         await settle(pilot)
         assert isinstance(app.screen, BulkScreen)
-        assert "2 captions (filter: has:beach -has:photo)" in str(app.screen.query_one("#bulk-title", Static).render())
+        assert "2 images (filter: has:beach -has:photo)" in str(app.screen.query_one("#bulk-title", Static).render())
         assert tab.filter is not None
 
 

@@ -356,9 +356,14 @@ async def test_bucket_fact_follows_the_trainer_settings_and_never_crashes(sample
     app = LorawbApp(sample_like_project)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        assert "bucket: resolution 32 < bucket_step 64" in facts(app)
+        assert "no bucket: dataset.resolution 32 < dataset.bucket_step 64" in facts(app)
     sample_like_project.save_setting("dataset.bucket_step", 8)
     app = LorawbApp(sample_like_project)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         assert "bucket 32x32 (1:1) @32" in facts(app)
+    sample_like_project.save_setting("dataset.bucket_step", "eight")  # the trainer refuses it: so does the fact
+    app = LorawbApp(sample_like_project)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert "bucket unknown: dataset.bucket_step" in facts(app)

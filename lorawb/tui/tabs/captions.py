@@ -7,6 +7,11 @@ the caption engine (lorawb.core.caption_ops / caption_history), so a hand edit,
 a bulk operation and an undo are steps of one history, the CLI's too. A caption
 changed on disk while it is open is never overwritten: saving it asks keep mine /
 take theirs / compare.
+
+The captions come from the app's image index (the file watcher keeps it in step with
+other programs). When another program changes the open caption, it is reloaded at once
+if there is no unsaved edit (with a notice); with an unsaved edit the same keep mine /
+take theirs / compare dialog asks, and neither text is lost.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from lorawb.core.caption_ops import CaptionFile, Selection
 from lorawb.core.caption_stats import TagStats, tag_stats
 from lorawb.core.captions import Caption, leads_with_trigger
 from lorawb.core.composition import Composition, PairTable, composition
+from lorawb.core.index import IndexSnapshot
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
+from lorawb.tui.messages import ConfigReloaded, DatasetChanged
 from lorawb.tui.widgets.caption_editor import CaptionEditor
 from lorawb.tui.widgets.caption_list import CaptionList
 from lorawb.tui.widgets.caption_modals import OP_SPECS, BulkScreen, ConflictScreen, PromptScreen
@@ -58,6 +65,7 @@ class Tables:
     vocabulary: list[str]
     comp: Composition | None
     problem: str | None = None
+    unreadable: list[tuple[str, str]] | None = None  # (image, reason) among the listed images
 
 
 class TagAction(Message):
@@ -123,6 +131,8 @@ class CaptionsTab(Vertical):
         self.current: str | None = None
         self.base: CaptionFile | None = None  # the open caption as read from disk: the conflict reference
         self.conflicted = False
+        self.unreadable: list[tuple[str, str]] = []
+        self._conflict_open: str | None = None  # the caption whose conflict dialog is on screen
         self._own_version = -1  # dataset_version after our own write: no need to re-read for it
         self._stale = True
 
@@ -212,24 +222,50 @@ class CaptionsTab(Vertical):
             return
         self._changed()
 
+    def _snapshot(self) -> IndexSnapshot | None:
+        """The app's index as it is now; None before its first scan (then the disk is read)."""
+        index = getattr(self.app, "index", None)
+        if index is None:
+            return None
+        snap = index.snapshot()
+        return snap if snap.facts else None
+
     @work(thread=True, exclusive=True, group="captions-load")
     def reload(self) -> None:
-        """Read every caption of the list (the Triage tab's, else the whole dataset) and compute the tables."""
+        """The captions of the list (the Triage tab's, else the whole dataset), from the index; then the tables."""
         root = self.project.root
         wanted = list(getattr(self.app, "image_list", ()) or ())
         try:
-            if wanted:
-                files = {cf.image: cf for cf in caption_ops.read_captions(root, wanted)}
-                order = [rel for rel in wanted if rel in files]
+            snap = self._snapshot()
+            if snap is not None:
+                loaded = caption_ops.captions_of(root, snap, wanted or None)
+            elif wanted:
+                loaded = caption_ops.read_captions(root, wanted)
             else:
                 loaded = caption_ops.load_captions(self.project)
-                files = {cf.image: cf for cf in loaded}
-                order = [cf.image for cf in loaded]
         except LorawbError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
+        files = {cf.image: cf for cf in loaded}
+        order = [rel for rel in wanted if rel in files] if wanted else [cf.image for cf in loaded]
         tables = self._compute(files, order, self.filter)
         self.app.call_from_thread(self._loaded, files, order, tables)
+
+    def on_dataset_changed(self, msg: DatasetChanged) -> None:
+        """Files changed on disk (the index already has it): follow a move of the open image, settle
+        an outside change of the open caption, and re-read the list."""
+        batch = msg.batch
+        moved = batch.delta.moved
+        if self.current is not None and self.current in moved:
+            self._follow_move(moved[self.current])
+        elif self.current is not None and (
+            self.current in batch.outside_captions or self.current in batch.delta.removed
+        ):
+            self._changed_outside(self.current)
+        self._changed()
+
+    def on_config_reloaded(self, msg: ConfigReloaded) -> None:
+        self._changed()  # the trigger or the tag groups may have changed
 
     def _compute(self, files: dict[str, CaptionFile], order: list[str], flt: Filter | None) -> Tables:
         everything = [files[rel] for rel in order]
@@ -253,7 +289,8 @@ class CaptionsTab(Vertical):
             except LorawbError:
                 comp = None
         marks = [self._mark(cf) for cf in shown]
-        return Tables([cf.image for cf in shown], marks, stats, vocabulary, comp, problem)
+        unreadable = [(cf.image, cf.image_error) for cf in shown if cf.image_error is not None]
+        return Tables([cf.image for cf in shown], marks, stats, vocabulary, comp, problem, unreadable)
 
     def _loaded(self, files: dict[str, CaptionFile], order: list[str], tables: Tables) -> None:
         self._stale = False
@@ -269,16 +306,21 @@ class CaptionsTab(Vertical):
     def _apply_tables(self, tables: Tables) -> None:
         if tables.problem:
             self.notify(tables.problem, severity="error")
+        before = self.row_of.get(self.current, 0) if self.current else 0
         self.shown = tables.shown
         self.marks = tables.marks
         self.stats = tables.stats
         self.comp = tables.comp
+        self.unreadable = tables.unreadable or []
         self.query_one(CaptionEditor).set_vocabulary(tables.vocabulary)
-        # Keep the open caption when it is still listed; else open the app's selection or the first.
+        # Keep the open caption when it is still listed; else the app's selection; else its neighbour.
         wanted = self.current if self.current in tables.shown else None
         if wanted is None:
             app_sel = getattr(self.app, "current_image", None)
-            wanted = app_sel if app_sel in tables.shown else (self.shown[0] if self.shown else None)
+            if app_sel in tables.shown and app_sel != self.current:
+                wanted = app_sel
+            elif self.shown:
+                wanted = self.shown[min(before, len(self.shown) - 1)]
         self._fill_list(wanted)
         self._fill_tags()
         self._fill_comp()
@@ -312,7 +354,7 @@ class CaptionsTab(Vertical):
             table.add_row(str(t.count), str(t.with_trigger) if st.trigger else "-", Text(t.name), key=t.key)
         missing = f" · {len(st.missing_trigger)} lack the trigger" if st.trigger else " · no trigger set"
         head.update(
-            Content(f"{len(st.tags)} tags in {st.total} captions{missing}").append(
+            Content(f"{len(st.tags)} tags in {st.captioned} captions of {st.total} images{missing}").append(
                 Content.styled("   enter: filter · r: rename · d: delete", "$text-muted")
             )
         )
@@ -549,13 +591,20 @@ class CaptionsTab(Vertical):
         label.update(Content.assemble(Content(name + " · "), state))
 
     def _status(self) -> None:
+        """The one count: images listed (readable or not), captioned ones, the unreadable ones named."""
         status = self.query_one("#captions-status", Static)
         total, shown = len(self.order), len(self.shown)
-        parts = [f"{shown}/{total} captions" if self.filter else f"{total} captions"]
+        parts = [f"{shown}/{total} images" if self.filter else f"{total} images"]
+        if self.stats:
+            parts.append(f"{self.stats.captioned} captioned")
         if self.filter:
             parts.append(f"filter: {self.filter.label} (esc clears)")
         if self.stats and self.stats.trigger:
             parts.append(f"{len(self.stats.missing_trigger)} lack {self.stats.trigger}")
+        if self.unreadable:
+            first = self.unreadable[0][0].rsplit("/", 1)[-1]
+            more = f" +{len(self.unreadable) - 1}" if len(self.unreadable) > 1 else ""
+            parts.append(f"{len(self.unreadable)} unreadable: {first}{more}")
         status.update(Content(" · ".join(parts)))
 
     def _new_text(self) -> str:
@@ -581,6 +630,9 @@ class CaptionsTab(Vertical):
             self.conflicted = True
             self._file_label()
             theirs = self._read_now(rel)
+            if self._conflict_open == rel:
+                return False  # the watcher's dialog for this very change is on screen
+            self._conflict_open = rel
             screen = ConflictScreen(rel, mine, theirs.text if theirs else None, result.conflicts[0].reason)
             self.app.push_screen(screen, lambda choice: self._resolve(rel, mine, choice))
             return False
@@ -595,6 +647,7 @@ class CaptionsTab(Vertical):
             return None
 
     def _saved(self, rel: str) -> None:
+        self._tell_index([rel] + ([self.base.file] if self.base is not None else []))
         fresh = self._read_now(rel)
         if fresh is not None:
             self.files[rel] = fresh
@@ -606,6 +659,61 @@ class CaptionsTab(Vertical):
         self._file_label()
         self._announce_write()
 
+    def _tell_index(self, rels: list[str]) -> None:
+        """Our own write: the shared index learns it now (the watcher then finds nothing new to report).
+
+        ``rels``: caption files (or images) written, relative to the project folder.
+        """
+        index = getattr(self.app, "index", None)
+        if index is None:
+            return
+        paths = [self.project.root / rel for rel in rels]
+        try:
+            index.update(paths)
+        except (LorawbError, OSError) as exc:
+            self.app.call_later(self.notify, f"index not updated: {exc}", severity="warning", markup=False)
+
+    def _follow_move(self, new_rel: str) -> None:
+        """The open image was moved (into rejected/, another folder) by another program: follow it, edit kept."""
+        old = self.current
+        self.current = new_rel
+        if self.base is not None and old is not None:
+            moved = self._read_now(new_rel)
+            if moved is not None and moved.text == self.base.text:
+                self.base = moved  # the same caption under its new name: an unsaved edit stays unsaved
+            else:
+                self._changed_outside(new_rel)
+        self.query_one(ImageView).show(self.project.root / new_rel)
+        self._file_label()
+
+    def _changed_outside(self, rel: str) -> None:
+        """Another program changed (or deleted) the open caption: reload it, or ask when there is an unsaved edit."""
+        theirs = self._read_now(rel)
+        image_gone = not (self.project.root / rel).exists()
+        if self.base is not None and theirs is not None and theirs.text == self.base.text and not image_gone:
+            return  # touched, or rewritten with the same text
+        name = rel.rsplit("/", 1)[-1]
+        if not self._dirty():
+            if image_gone:
+                return  # the list re-read moves to its neighbour
+            self.base = theirs
+            editor = self.query_one(CaptionEditor)
+            editor.load_text(self._body(theirs))
+            editor.move_cursor(editor.document.end)
+            self._file_label()
+            self.notify(f"{name}: caption changed on disk, reloaded", timeout=4, markup=False)
+            return
+        if self._conflict_open == rel:
+            return  # the dialog on screen shows it; compare re-reads
+        self.conflicted = True
+        self._file_label()
+        mine = self._new_text()
+        gone = theirs is None or theirs.text is None
+        reason = "deleted on disk by another program" if gone else "changed on disk by another program"
+        self._conflict_open = rel
+        screen = ConflictScreen(rel, mine, None if gone else theirs.text, reason)  # type: ignore[union-attr]
+        self.app.push_screen(screen, lambda choice: self._resolve(rel, mine, choice))
+
     def _announce_write(self) -> None:
         """Tell the other tabs (dataset_version) without re-reading everything here for our own edit."""
         self._own_version = getattr(self.app, "dataset_version", 0) + 1
@@ -613,6 +721,7 @@ class CaptionsTab(Vertical):
             self.app.dataset_changed()
 
     def _resolve(self, rel: str, mine: str, choice: str | None) -> None:
+        self._conflict_open = None
         if rel != self.current:
             return
         editor = self.query_one(CaptionEditor)
@@ -629,6 +738,7 @@ class CaptionsTab(Vertical):
             cs = caption_ops.edit_changeset(self.project, fresh, mine)
             result = caption_history.apply_changeset(self.project, cs)
             if result.conflicts:  # changed yet again in between: ask again
+                self._conflict_open = rel
                 self.app.push_screen(
                     ConflictScreen(rel, mine, self._body(self._read_now(rel)), result.conflicts[0].reason),
                     lambda c: self._resolve(rel, mine, c),
@@ -708,9 +818,10 @@ class CaptionsTab(Vertical):
         try:
             result = caption_history.apply_changeset(self.project, cs)
         except LorawbError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
-        self.app.call_from_thread(self._after_write, [result], "changed")
+        self._tell_index([c.rel for c in cs.changes])
+        self.app.call_from_thread(self._after_write, [result], "changed", cs)
 
     def action_undo(self) -> None:
         if self._dirty():
@@ -731,11 +842,18 @@ class CaptionsTab(Vertical):
         if not results:
             self.app.call_from_thread(self.notify, "nothing to undo" if undo else "nothing to redo", timeout=2)
             return
+        self._tell_index([w for r in results for w in r.written])
         self.app.call_from_thread(self._after_write, results, "restored" if undo else "rewrote")
 
-    def _after_write(self, results: list[caption_history.ApplyResult], verb: str) -> None:
+    def _after_write(
+        self, results: list[caption_history.ApplyResult], verb: str, cs: caption_ops.ChangeSet | None = None
+    ) -> None:
         for r in results:
-            self.notify(f"{r.label}: {verb} {len(r.written)} captions", timeout=4)
+            if cs is not None:
+                text = f"{r.label}: {cs.counts(len(r.written), verb=verb)}"
+            else:
+                text = f"{r.label}: {verb} {len(r.written)} captions"
+            self.notify(text, timeout=6 if cs is not None and cs.unreadable else 4, markup=False)
             if r.conflicts:
                 first = r.conflicts[0]
                 more = f" (and {len(r.conflicts) - 1} more)" if len(r.conflicts) > 1 else ""

@@ -9,6 +9,7 @@ from textual.widgets import DataTable, Static
 
 from lorawb.core.project import Project
 from lorawb.matrix.folder import MatrixSummary, list_matrices
+from lorawb.tui.messages import MatricesChanged
 from lorawb.tui.widgets.image_view import ImageView
 
 
@@ -38,6 +39,10 @@ class MatrixTab(Vertical):
     def action_reload(self) -> None:
         self.load()
 
+    def on_matrices_changed(self, msg: MatricesChanged) -> None:
+        """matrices/ changed on disk (a new matrix, new cells): list them again without a key press."""
+        self.load()
+
     @work(thread=True, exclusive=True, group="matrix-load")
     def load(self) -> None:
         found = list_matrices(self.project.matrices_dir)
@@ -45,11 +50,14 @@ class MatrixTab(Vertical):
 
     def _fill(self, found: list[MatrixSummary]) -> None:
         table = self.query_one(DataTable)
+        keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value if table.row_count else None
         table.clear()
         self.matrices = {m.id: m for m in found}
         for m in found:
             cells = f"{m.cells}/{m.expected_cells}" if m.expected_cells else str(m.cells)
             table.add_row(m.id, cells, " × ".join(m.axes) or (m.problem or "-"), key=m.id)
+        if keep in self.matrices:  # a reload after a change on disk keeps the selection
+            table.move_cursor(row=table.get_row_index(keep))
         where = self.project.matrices_dir.relative_to(self.project.root)
         if found:
             self.query_one("#matrix-summary", Static).update(f"{len(found)} matrices in {where}/")

@@ -45,6 +45,7 @@ from lorawb.train.monitor import (
     gpu_stats,
 )
 from lorawb.train.runfolder import RunFolder
+from lorawb.tui.messages import RunsChanged
 from lorawb.tui.widgets.train_charts import Line, SeriesChart
 from lorawb.tui.widgets.train_form import RunForm
 from lorawb.tui.widgets.train_runs import STATE_STYLES, RunTable
@@ -198,6 +199,10 @@ class TrainTab(Vertical):
         return self.is_mounted
 
     def on_show(self) -> None:
+        self.request_poll()
+
+    def on_runs_changed(self, msg: RunsChanged) -> None:
+        """The file watcher saw run folders appear or change: show them now, not at the next tick."""
         self.request_poll()
 
     def _tick(self) -> None:

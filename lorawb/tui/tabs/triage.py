@@ -5,6 +5,11 @@ decisions (file moves) and hashing run in thread workers and hand results back
 with ``call_from_thread``; the event loop only filters lists and draws. After a
 decision the cursor moves on at once (the grid shows the new state right away)
 and the list is corrected when the worker reports what happened on disk.
+
+The list is a view of the app's image index: the app refreshes it (at start, ctrl+r)
+and the file watcher keeps it up to date, so a change made by another program
+(``DatasetChanged``) re-reads the index, not the disk, keeping the selection where
+the image still exists and moving to its neighbour where it does not.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from textual.widgets import Input, Label, Static
 from textual.worker import get_current_worker
 
 from lorawb.core import triage as tri
-from lorawb.core.buckets import bucket_label, nearest_bucket
+from lorawb.core.buckets import BucketSettings, bucket_label
 from lorawb.core.dedupe import DedupeResult, find_duplicates
 from lorawb.core.layout import repeats_for
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
+from lorawb.train.config import bucket_settings
+from lorawb.tui.messages import ConfigReloaded, DatasetChanged
 from lorawb.tui.widgets.image_grid import GridItem, ImageGrid
 from lorawb.tui.widgets.image_view import ImageView
 
@@ -98,7 +105,8 @@ class TriageTab(Vertical):
     def __init__(self, project: Project, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.project = project
-        self.triage = tri.Triage(project)
+        self.triage: tri.Triage = None  # type: ignore[assignment]  # on mount: a view of the app's index
+        self.buckets: BucketSettings | None = None
         self.all_items: list[tri.TriageItem] = []
         self.shown: list[tri.TriageItem] = []
         self.flt = tri.Filter()
@@ -133,10 +141,12 @@ class TriageTab(Vertical):
         return self.grid
 
     def on_mount(self) -> None:
+        self.triage = tri.Triage(self.project, index=getattr(self.app, "index", None))
         self._seen_version = self.app.dataset_version  # type: ignore[attr-defined]
         self.watch(self.app, "dataset_version", self._dataset_version_changed, init=False)
         self.watch(self.app, "current_image", self._current_image_changed, init=False)
-        self.load()
+        # Before the app's first scan of the folders: the last listing from the DB, for the first paint.
+        self.load(first=self._seen_version == 0)
         self.call_after_refresh(self._focus_if_active)
 
     def _focus_if_active(self) -> None:
@@ -149,20 +159,32 @@ class TriageTab(Vertical):
 
     # --- loading ----------------------------------------------------------
     @work(thread=True, exclusive=True, group="triage-load")
-    def load(self) -> None:
-        """Show the last listing from the state DB at once (first load), then scan and show what is on disk."""
+    def load(self, first: bool = False, rescan: bool = False) -> None:
+        """Show the index as it is (``first``: the stored listing; the app's scan follows; ``rescan``: walk the disk)."""
         worker = get_current_worker()
         try:
-            if not self._loaded_once:
+            if first:
                 cached = self.triage.cached_items()
                 if cached and not worker.is_cancelled:
                     self.app.call_from_thread(self._loaded, cached, False)
-            items = self.triage.items()
+                return
+            items = self.triage.items() if rescan else self.triage.items_of(self.triage.index.snapshot())
         except LorawbError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
         if not worker.is_cancelled:
             self.app.call_from_thread(self._loaded, items)
+
+    def on_dataset_changed(self, msg: DatasetChanged) -> None:
+        """Another program (or a tab's write the watcher saw first) changed images: re-read the index."""
+        self.load()
+
+    def on_config_reloaded(self, msg: ConfigReloaded) -> None:
+        self.buckets = None  # resolution / bucket step may have changed
+        if self.triage.index is not getattr(self.app, "index", self.triage.index):
+            self.triage.close()
+            self.triage = tri.Triage(self.project, index=self.app.index)  # type: ignore[attr-defined]
+        self.refilter()
 
     def _loaded(self, items: list[tri.TriageItem], final: bool = True) -> None:
         self.all_items = items
@@ -280,16 +302,13 @@ class TriageTab(Vertical):
         self.query_one("#triage-facts", Static).update(t)
 
     def _bucket_text(self, item: tri.TriageItem) -> str:
-        """The aspect bucket the trainer would use: [dataset] resolution/bucket_step, else the project's."""
-        ds = self.project.config.dataset
-        try:
-            res = int(ds.get("resolution") or self.project.config.project.resolution)
-            step = int(ds.get("bucket_step") or 64)
-            if res < step:
-                return f"bucket: resolution {res} < bucket_step {step}"
-            return f"bucket {bucket_label(nearest_bucket(item.width, item.height, res, step))} @{res}"
-        except (TypeError, ValueError, ZeroDivisionError):  # a hand-edited [dataset] table the trainer will reject
-            return "bucket: see [dataset] in lorawb.toml"
+        """The aspect bucket the trainer would use (lorawb.train.config.bucket_settings: the resolved config)."""
+        if self.buckets is None:
+            self.buckets = bucket_settings(self.project)
+        bucket = self.buckets.bucket(item.width, item.height)
+        if bucket is None:
+            return self.buckets.problem or "bucket: none"
+        return f"bucket {bucket_label(bucket)} @{self.buckets.resolution}"
 
     def _state_colour(self, state: str) -> str:
         name = {"keep": "kept", "reject": "rejected", "flag": "flagged"}.get(state, "unreviewed")
@@ -320,7 +339,11 @@ class TriageTab(Vertical):
         elif self.dedupe is not None and not self.dupe_view:
             dup = f" │ {len(self.groups)} dup groups"
         # The view first: at 80 columns the end of the line is what gets cut.
-        text = f"{where} │ {len(self.shown)} shown │ new {c.unreviewed} ✓{c.keep} ⚑{c.flag} ✗{c.reject}{dup}"
+        bad = ""
+        if c.unreadable:  # the one count: unreadable images are counted, and named
+            first = next(i.name for i in self.all_items if i.area == area and i.error and i.state != tri.REJECT)
+            bad = f" ⚠{c.unreadable} unreadable: {first}" + ("…" if c.unreadable > 1 else "")
+        text = f"{where} │ {len(self.shown)} shown │ new {c.unreviewed} ✓{c.keep} ⚑{c.flag} ✗{c.reject}{bad}{dup}"
         self.query_one("#triage-status", Static).update(text)
 
     # --- decisions --------------------------------------------------------
@@ -438,8 +461,8 @@ class TriageTab(Vertical):
         self.update_status()
 
     def _failed(self, exc: LorawbError) -> None:
-        self.notify(str(exc), severity="error", timeout=8)
-        self.load()  # the disk is the truth: show it
+        self.notify(str(exc), severity="error", timeout=8, markup=False)
+        self.load(rescan=True)  # the disk is the truth: show it
 
     def action_undo(self) -> None:
         self._undo_worker()
@@ -454,7 +477,7 @@ class TriageTab(Vertical):
         if d is None:
             self.app.call_from_thread(self.notify, "nothing to undo", timeout=2)
             return
-        items = self.triage.items()
+        items = self.triage.items_of(self.triage.index.snapshot())  # the moves back updated the index
 
         def show() -> None:
             self.all_items = items

@@ -124,7 +124,7 @@ class BulkScreen(ModalScreen["co.ChangeSet | None"]):
     def compose(self) -> ComposeResult:
         op, a, b = self.initial
         with Vertical(id="bulk-dialog"):
-            yield Static(f"Bulk edit · {len(self.images)} captions ({self.scope_label})", id="bulk-title")
+            yield Static(Content(f"Bulk edit · {len(self.images)} images ({self.scope_label})"), id="bulk-title")
             with Horizontal(id="bulk-form"):
                 yield Select([(s.title, s.key) for s in OP_SPECS.values()], value=op, allow_blank=False, id="bulk-op")
                 yield Select([("end", "end")], value="end", allow_blank=False, id="bulk-pos")
@@ -214,8 +214,12 @@ class BulkScreen(ModalScreen["co.ChangeSet | None"]):
     @work(thread=True, exclusive=True, group="bulk-preview")
     def _build(self, op: co.Operation, values: tuple[str, str, str, str]) -> None:
         try:
-            # Read now, not from the tab's cache: the preview shows what is on disk at this moment.
+            # Read now, not from the tab's cache: the preview shows what is on disk at this moment;
+            # the index says which images beside them are unreadable (named in the summary).
             files = co.read_captions(self.project.root, self.images)
+            index = getattr(self.app, "index", None)
+            if index is not None:
+                co.with_image_errors(files, index.snapshot())
             cs = co.build_changeset(self.project, op, files=files)
             cs.selection = self.scope_label
             diff = cs.diff(limit=PREVIEW_FILES)
@@ -229,7 +233,7 @@ class BulkScreen(ModalScreen["co.ChangeSet | None"]):
         self._previewed = values
         more = f" (diff of the first {PREVIEW_FILES} shown)" if len(cs) > PREVIEW_FILES else ""
         lossy = f"; {len(cs.lossy)} not UTF-8, will be written as UTF-8" if cs.lossy else ""
-        self._summary(f"{cs.label}: {len(cs)} of {cs.scanned} captions change{more}{lossy}")
+        self._summary(f"{cs.label}: {cs.counts(verb='would change')}{more}{lossy}")
         self.query_one("#bulk-diff", Static).update(diff_content(diff) if diff else "nothing to change")
         apply = self.query_one("#bulk-apply-btn", Button)
         apply.disabled = not len(cs)
