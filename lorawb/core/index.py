@@ -246,6 +246,7 @@ class ProjectIndex:
         self._orphans: dict[str, list[str]] = {}
         self._problems: dict[str, list[tuple[str, str]]] = {}
         self._opened = 0
+        self._stems: dict[str, set[str]] | None = None  # key without extension -> keys (captions find images)
         self.last_delta = IndexDelta()
 
     # --- reading ----------------------------------------------------------------------
@@ -326,6 +327,7 @@ class ProjectIndex:
             delta.orphans = orphans != self._orphans
             self._store(conn, known, facts, delta, orphans, problems, full=True)
             self._facts, self._orphans, self._problems, self._opened = facts, orphans, problems, opened
+            self._stems = None
             self.last_delta = delta
             return self.snapshot()
 
@@ -394,7 +396,7 @@ class ProjectIndex:
                     continue
             listings: dict[str, dict[str, list[str]]] = {}
             for cap in captions:
-                for img in _images_beside(cap, listings):
+                for img in self._indexed_beside(cap) or _images_beside(cap, listings):
                     hit = self.area_of(img)
                     if hit is not None:
                         images.setdefault(img, hit)
@@ -440,7 +442,7 @@ class ProjectIndex:
                     bad.area, bad.key = area.name, key
                     if facts.get(key) != bad:
                         (delta.changed if key in facts else delta.added).append(key)
-                        facts[key] = bad
+                        self._put(key, bad)
                 elif key in facts:
                     gone.append(key)
                 continue
@@ -455,7 +457,7 @@ class ProjectIndex:
                 bad.area, bad.key = area.name, key
                 if facts.get(key) != bad:
                     (delta.changed if key in facts else delta.added).append(key)
-                    facts[key] = bad
+                    self._put(key, bad)
                 continue
             present[p] = (area, rel, st)
         # A file that left one place and appeared in another (a move, a renamed folder) keeps its facts.
@@ -475,7 +477,7 @@ class ProjectIndex:
                     continue
                 new = with_caption(old, Path(p), area.root)
                 if new != old:
-                    facts[key] = new
+                    self._put(key, new)
                     delta.changed.append(key)
                     if _caption_of(new) != _caption_of(old):
                         delta.captions.add(key)
@@ -493,12 +495,12 @@ class ProjectIndex:
                 new = with_caption(replace(base, rel=rel, key=key, area=area.name, **place(rel)), Path(p), area.root)
                 if source is not None:
                     gone.remove(source)
-                    del facts[source]
+                    self._drop(source)
                     delta.removed.append(source)
                     delta.moved[source] = key
                 (delta.changed if old is not None else delta.added).append(key)
                 delta.captions.add(key)
-                facts[key] = new
+                self._put(key, new)
                 continue
             to_read.append((p, area, rel))
         for (_p, area, rel), new in zip(
@@ -510,17 +512,41 @@ class ProjectIndex:
             (delta.changed if old is not None else delta.added).append(key)
             if old is None or _caption_of(new) != _caption_of(old):
                 delta.captions.add(key)
-            facts[key] = new
+            self._put(key, new)
         delta.opened = len(to_read)
         for key in gone:
             if key in facts:
-                del facts[key]
+                self._drop(key)
                 delta.removed.append(key)
         return delta
 
+    def _put(self, key: str, f: ImageFacts) -> None:
+        assert self._facts is not None
+        if key not in self._facts and self._stems is not None:
+            self._stems.setdefault(os.path.splitext(key)[0], set()).add(key)
+        self._facts[key] = f
+
+    def _drop(self, key: str) -> None:
+        assert self._facts is not None
+        del self._facts[key]
+        if self._stems is not None:
+            self._stems.get(os.path.splitext(key)[0], set()).discard(key)
+
+    def _indexed_beside(self, caption: str) -> list[str]:
+        """The indexed images of the same stem as a caption (a.png and a.jpg both go with a.txt), as paths."""
+        hit = self.area_of(caption)
+        if hit is None or self._facts is None:
+            return []
+        if self._stems is None:
+            self._stems = {}
+            for key in self._facts:
+                self._stems.setdefault(os.path.splitext(key)[0], set()).add(key)
+        area, rel = hit
+        keys = self._stems.get(area.key(os.path.splitext(rel)[0]), ())
+        return [os.path.join(area.root, self._facts[k].rel) for k in keys if k in self._facts]
+
     def _update_orphans(self, captions: set[str], delta: IndexDelta) -> None:
         changed = False
-        listings: dict[str, dict[str, list[str]]] = {}
         for cap in captions:
             hit = self.area_of(cap)
             if hit is None:
@@ -529,7 +555,7 @@ class ProjectIndex:
             if any(part.startswith(".") for part in rel.split("/")):
                 continue
             current = self._orphans.setdefault(area.name, [])
-            is_orphan = os.path.isfile(cap) and not _images_beside(cap, listings)
+            is_orphan = os.path.isfile(cap) and not self._indexed_beside(cap)
             if is_orphan and rel not in current:
                 current.append(rel)
                 current.sort(key=walk_order)
@@ -603,6 +629,7 @@ class ProjectIndex:
             if a is not None and meta.get(a.name, {}).get("root") == str(a.root):
                 facts[f.key] = f
         self._facts = facts
+        self._stems = None
         self._orphans = {a: list(m["orphans"]) for a, m in meta.items() if a in names}
         self._problems = {a: list(m["problems"]) for a, m in meta.items() if a in names}
         self._opened = 0

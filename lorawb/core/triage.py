@@ -25,6 +25,7 @@ index at once (the image keeps its facts under its new name).
 
 from __future__ import annotations
 
+import bisect
 import errno
 import os
 import shutil
@@ -39,7 +40,7 @@ from pathlib import Path, PurePosixPath
 from lorawb.core import layout, ownwrites
 from lorawb.core.captions import tag_key, tags_of
 from lorawb.core.dataset import ImageFacts
-from lorawb.core.index import DATASET, INBOX, IndexSnapshot, ProjectIndex
+from lorawb.core.index import DATASET, INBOX, IndexDelta, IndexSnapshot, ProjectIndex
 from lorawb.core.project import Project
 from lorawb.core.state import connect, ensure_schema
 from lorawb.errors import LorawbError
@@ -416,6 +417,30 @@ class Triage:
         marks = {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT rel, state, time FROM triage_marks")}
         out = [item_of(f, marks) for f in snap.facts.values()]
         out.sort(key=lambda i: i.rel)
+        return out
+
+    def patched(self, items: list[TriageItem], delta: IndexDelta, snap: IndexSnapshot) -> list[TriageItem]:
+        """``items`` brought up to date with one index delta (only the changed images are rebuilt)."""
+        touched = delta.keys
+        if not touched:
+            return items
+        if len(touched) * 4 > len(items):
+            return self.items_of(snap)  # most of the list changed: rebuild it
+        marks = self._marks_of([k for k in touched if k in snap.facts])
+        out = [i for i in items if i.rel not in touched]  # still sorted by rel
+        keys = [i.rel for i in out]
+        for k in sorted(k for k in touched if k in snap.facts):
+            at = bisect.bisect_left(keys, k)
+            keys.insert(at, k)
+            out.insert(at, item_of(snap.facts[k], marks))
+        return out
+
+    def _marks_of(self, rels: list[str]) -> dict[str, tuple[str, float | None]]:
+        out: dict[str, tuple[str, float | None]] = {}
+        for start in range(0, len(rels), 500):
+            chunk = rels[start : start + 500]
+            q = f"SELECT rel, state, time FROM triage_marks WHERE rel IN ({', '.join('?' for _ in chunk)})"
+            out.update({r[0]: (r[1], r[2]) for r in self.conn.execute(q, chunk)})
         return out
 
     def item(self, rel: str) -> TriageItem:

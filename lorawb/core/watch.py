@@ -57,7 +57,7 @@ from lorawb.errors import LorawbError
 
 log = logging.getLogger(__name__)
 
-QUIET_S = 0.08  # a batch closes after this long without events...
+QUIET_S = 0.05  # a batch closes after this long without events...
 MAX_WAIT_S = 1.0  # ...or this long after its first event
 SETTLE_S = 0.3  # an image not closed after writing counts as complete once its size held this long
 OPEN_SETTLE_S = 2.0  # inotify saw it open for writing and no close: wait longer

@@ -32,6 +32,7 @@ from textual.worker import get_current_worker
 from lorawb.core import triage as tri
 from lorawb.core.buckets import BucketSettings, bucket_label
 from lorawb.core.dedupe import DedupeResult, find_duplicates
+from lorawb.core.index import IndexDelta
 from lorawb.core.layout import repeats_for
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
@@ -40,6 +41,7 @@ from lorawb.tui.messages import ConfigReloaded, DatasetChanged
 from lorawb.tui.widgets.image_grid import GridItem, ImageGrid
 from lorawb.tui.widgets.image_view import ImageView
 
+SMALL_DELTA = 64  # changes patched into the list on the event loop (more go to the loader thread)
 DEDUPE_DELAY_S = 1.5  # after the first listing, before near-duplicate hashing starts in the background
 STATE_CYCLE = (None, tri.UNREVIEWED, tri.KEEP, tri.FLAG, tri.REJECT)
 STATE_WORDS = {tri.UNREVIEWED: "unreviewed", tri.KEEP: "kept", tri.REJECT: "rejected", tri.FLAG: "flagged"}
@@ -159,8 +161,9 @@ class TriageTab(Vertical):
 
     # --- loading ----------------------------------------------------------
     @work(thread=True, exclusive=True, group="triage-load")
-    def load(self, first: bool = False, rescan: bool = False) -> None:
-        """Show the index as it is (``first``: the stored listing; the app's scan follows; ``rescan``: walk the disk)."""
+    def load(self, first: bool = False, rescan: bool = False, delta: IndexDelta | None = None) -> None:
+        """Show the index as it is (``first``: the stored listing; the app's scan follows; ``rescan``: walk
+        the disk; ``delta``: only these images changed since the list was built)."""
         worker = get_current_worker()
         try:
             if first:
@@ -168,7 +171,12 @@ class TriageTab(Vertical):
                 if cached and not worker.is_cancelled:
                     self.app.call_from_thread(self._loaded, cached, False)
                 return
-            items = self.triage.items() if rescan else self.triage.items_of(self.triage.index.snapshot())
+            if rescan:
+                items = self.triage.items()
+            elif delta is not None and self._loaded_once:
+                items = self.triage.patched(self.all_items, delta, self.triage.index.snapshot())
+            else:
+                items = self.triage.items_of(self.triage.index.snapshot())
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
@@ -176,8 +184,24 @@ class TriageTab(Vertical):
             self.app.call_from_thread(self._loaded, items)
 
     def on_dataset_changed(self, msg: DatasetChanged) -> None:
-        """Another program (or a tab's write the watcher saw first) changed images: re-read the index."""
-        self.load()
+        """Another program (or a tab's write the watcher saw first) changed images: re-read them from the index.
+
+        A few images are patched in here and now (no worker hop: an editor's save is on screen at once);
+        many go to the loader thread.
+        """
+        delta = msg.batch.delta
+        pending = any(w.group == "triage-load" and not w.is_finished for w in self.app.workers)
+        if pending or not self._loaded_once:
+            self.load()  # a load in flight would be cancelled by this one: rebuild the whole list
+        elif len(delta.keys) <= SMALL_DELTA:
+            try:
+                items = self.triage.patched(self.all_items, delta, self.triage.index.snapshot())
+            except LorawbError as exc:
+                self.notify(str(exc), severity="error", markup=False)
+                return
+            self._loaded(items)
+        else:
+            self.load(delta=delta)
 
     def on_config_reloaded(self, msg: ConfigReloaded) -> None:
         self.buckets = None  # resolution / bucket step may have changed

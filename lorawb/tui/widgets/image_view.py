@@ -46,6 +46,7 @@ class ImageView(Container):
         self.path: Path | None = None
         self._pil: PILImage.Image | None = None
         self._mode: str | None = None
+        self._stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file shown
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="message")
@@ -61,8 +62,13 @@ class ImageView(Container):
         return ThumbCache(self.app.project.state_dir)  # type: ignore[attr-defined]
 
     def show(self, path: Path | None) -> None:
-        """Display ``path`` (None clears). Cheap: decoding happens in a worker thread."""
-        self.path = Path(path) if path is not None else None
+        """Display ``path`` (None clears). Cheap: decoding happens in a worker thread; the image already
+        shown, unchanged on disk, is not decoded again (a list refresh re-selects the same image)."""
+        new = Path(path) if path is not None else None
+        stamp = _stamp(new)
+        if new is not None and new == self.path and stamp == self._stamp and self._pil is not None:
+            return
+        self.path, self._stamp = new, stamp
         if self.path is None:
             self._pil = None
             self._message("")
@@ -101,3 +107,13 @@ class ImageView(Container):
         self._mode = mode
         self.query_one(Static).display = False
         self.mount(RENDERERS.get(mode, HalfcellImage)(pil, classes="image"))
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
