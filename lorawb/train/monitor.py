@@ -20,7 +20,6 @@ follower decides when to hand a fresh snapshot to the UI (not once per event).
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from array import array
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from lorawb.train.events import EventTail
-from lorawb.train.runfolder import RunFolder, list_runs
+from lorawb.train.runfolder import RunFolder, list_runs, pid_alive
 
 FINAL_STATES = ("finished", "stopped", "failed")
 ALIVE_CHECK_EVERY = 2.0  # seconds between run.lock probes of one run
@@ -367,13 +366,7 @@ class RunMonitor:
         if self.state in ("unknown", "starting"):
             pid = self.run.pid()
             if pid is not None:
-                try:
-                    os.kill(pid, 0)
-                    return True
-                except ProcessLookupError:
-                    return False
-                except PermissionError:
-                    return True
+                return pid_alive(pid)
         return False
 
     def _apply(self, ev: dict[str, Any]) -> None:

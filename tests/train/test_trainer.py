@@ -123,11 +123,12 @@ def test_checkpoint_is_kohya_format_with_metadata(sd1_run):
 
 def _loaded_layers(pipe, te_count: int) -> dict[str, object]:
     """Kohya layer name -> LoRA weights of what diffusers actually loaded into the pipeline."""
-    from lorawb.train.kohya import extract_lora, te_key, unet_key
+    from lorawb.train.kohya import extract_lora, te_key, unet_key, unet_layout
 
     out = {}
     adapter = next(iter(pipe.unet.peft_config))
-    out.update({unet_key(n): w for n, w in extract_lora(pipe.unet, adapter).items()})
+    layout = unet_layout(pipe.unet, "sdxl" if te_count == 2 else "sd1")  # kohya's SDXL names are LDM paths
+    out.update({unet_key(n, layout): w for n, w in extract_lora(pipe.unet, adapter).items()})
     tes = [pipe.text_encoder] + ([pipe.text_encoder_2] if te_count == 2 else [])
     for i, te in enumerate(tes):
         out.update({te_key(n, i, te_count): w for n, w in extract_lora(te, adapter).items()})
