@@ -1,12 +1,15 @@
-"""The training loop. Read ``train`` top to bottom: lock → load → data → LoRA → caches → steps → save.
+"""The training loop. Read top to bottom: ``train`` (lock, log, stop flag) → ``build_context``
+(load → data → LoRA → caches → optimizer, into one ``Context``) → ``_loop`` (step → events →
+validation and samples → checkpoint → stop?) → save. Each phase is a plain function of the Context.
 
 Everything a run produces goes to its run folder (lorawb.train.runfolder):
 events.jsonl as it happens, train.log, samples/, checkpoints/ (kohya format),
-state/ (resume). A stop request (``lorawb stop``, SIGTERM, Ctrl-C) is honoured
-between steps: the trainer saves a checkpoint and its resume state, records
-``stopped``, and returns. Resume restores the LoRA weights, optimizer, lr
-scheduler, RNG and the position in the data order, so the loss curve goes on
-exactly as an uninterrupted run's would.
+state/ (resume). Every checkpoint saves the resume state with it (atomically), so
+a run killed at any moment resumes from its last checkpoint. A stop request
+(``lorawb stop``, SIGTERM, Ctrl-C) is honoured between steps: the trainer saves a
+checkpoint and its resume state, records ``stopped``, and returns. Resume restores
+the LoRA weights, optimizer, lr scheduler, RNG and the position in the data order,
+so the loss curve goes on exactly as an uninterrupted run's would.
 """
 
 from __future__ import annotations
@@ -145,8 +148,26 @@ def _train(
     stop: StopFlag,
     progress: ProgressFn | None,
 ) -> str:
-    """Load → data → LoRA → caches → optimizer → the Context → the loop."""
     events.status("starting", resumed=resume)
+    ctx = build_context(run, cfg, events, log, stop, progress, resume=resume)
+    try:
+        if resume:
+            resume_state(ctx)
+        return _loop(ctx)
+    finally:
+        ctx.batches.close()
+
+
+def build_context(
+    run: RunFolder,
+    cfg: TrainConfig,
+    events: Any,
+    log: logging.Logger,
+    stop: StopFlag,
+    progress: ProgressFn | None = None,
+    resume: bool = False,
+) -> Context:
+    """Load → data → LoRA → caches → optimizer: everything the loop needs (close ``ctx.batches`` after)."""
     trackers.check_available(cfg.train.log_with)
     quiet_libraries()
     acc, mixed_precision = make_accelerator(cfg, log)
@@ -172,31 +193,29 @@ def _train(
         max_steps = D.total_steps(cfg.train.max_steps, cfg.train.epochs, per_epoch, micro_per_step)
         lr_scheduler = make_lr_scheduler(cfg, optimizer, max_steps)
         trained, optimizer = prepare(acc, model, cfg, optimizer)
-        ctx = Context(
-            cfg=cfg,
-            run=run,
-            acc=acc,
-            model=model,
-            dataset=dataset,
-            lora=lora,
-            batches=batches,
-            optimizer=optimizer,
-            lr_scheduler=lr_scheduler,
-            events=events,
-            log=log,
-            stop=stop,
-            max_steps=max_steps,
-            num_epochs=math.ceil(max_steps / max(1, math.ceil(per_epoch / micro_per_step))),
-            dtype=dtype,
-            mixed_precision=mixed_precision,
-            trained=trained,
-            progress=progress,
-        )
-        if resume:
-            resume_state(ctx)
-        return _loop(ctx)
-    finally:
+    except BaseException:
         batches.close()
+        raise
+    return Context(
+        cfg=cfg,
+        run=run,
+        acc=acc,
+        model=model,
+        dataset=dataset,
+        lora=lora,
+        batches=batches,
+        optimizer=optimizer,
+        lr_scheduler=lr_scheduler,
+        events=events,
+        log=log,
+        stop=stop,
+        max_steps=max_steps,
+        num_epochs=math.ceil(max_steps / max(1, math.ceil(per_epoch / micro_per_step))),
+        dtype=dtype,
+        mixed_precision=mixed_precision,
+        trained=trained,
+        progress=progress,
+    )
 
 
 def _loop(ctx: Context) -> str:
