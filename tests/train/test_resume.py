@@ -181,9 +181,9 @@ def test_init_from_a_lorawb_or_kohya_file_starts_where_it_ended(tmp_path, tiny_s
             got = lora_weights(ctx)
             up = next(n for n in want if n.startswith("unet.") and "lora_B" in n)
             torch.testing.assert_close(got[up], want[up] * 2.0)
-        with pytest.raises(ConfigError, match="rank 4 in the file, 8 in this network"):
-            with train_context(root, ["train.max_steps=1", "network.rank=8", f"network.init_from='{src}'"]):
-                pass
+        bad_rank = ["train.max_steps=1", "network.rank=8", f"network.init_from='{src}'"]
+        with pytest.raises(ConfigError, match="rank 4 in the file, 8 in this network"), train_context(root, bad_rank):
+            pass
     # a run started from a file says so in its checkpoints
     second = start_run(
         Project.load(root),
