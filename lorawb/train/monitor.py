@@ -248,6 +248,7 @@ class MonitorView:
     log: tuple[str, ...]
     recent: tuple[tuple[int, float, float], ...] = ()  # the last raw (step, loss, smoothed) points
     log_total: int = 0  # lines the log tail has read so far (``log`` holds the last of them)
+    resumable_step: int | None = None  # the last checkpoint saved with its resume state
 
     @property
     def progress(self) -> float | None:
@@ -327,6 +328,7 @@ class RunMonitor:
         self._speed_window: deque[tuple[float, int]] = deque(maxlen=32)
         self._samples: dict[int, list[SampleImage]] = {}
         self._checkpoints: dict[Path, CheckpointInfo] = {}
+        self.resumable_step: int | None = None
 
     # --- ingest ---------------------------------------------------------
     @property
@@ -405,6 +407,8 @@ class RunMonitor:
                 size, mtime = None, None
             t = float(when) if isinstance(when, (int, float)) else mtime
             self._checkpoints[path] = CheckpointInfo(_int(ev.get("step"), self.step), path, size, t)
+            if ev.get("resumable"):
+                self.resumable_step = _int(ev.get("step"), self.step)
         elif kind == "status":
             self.state = str(ev.get("state", self.state))
             err = ev.get("error")
@@ -535,6 +539,7 @@ class RunMonitor:
             return MonitorView(
                 run_id=self.run.id,
                 path=self.run.path,
+                resumable_step=self.resumable_step,
                 state=self.state,
                 display_state=self.display_state,
                 alive=self.alive,
