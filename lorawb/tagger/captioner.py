@@ -78,6 +78,10 @@ class CaptionerBackend:
         import torch
         import transformers
 
+        # Loading bars and notices on stderr would draw over the app's screen: errors are raised instead.
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+
         threads = os.environ.get("LORAWB_THREADS", "")
         if threads.isdigit() and int(threads) > 0:
             torch.set_num_threads(int(threads))
