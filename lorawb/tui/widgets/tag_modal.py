@@ -226,9 +226,10 @@ class TagScreen(ModalScreen["caption_history.ApplyResult | None"]):
         more = f" (diff of the first {PREVIEW_FILES})" if len(cs) > PREVIEW_FILES else ""
         self._summary(plan.summary() + more + (" · ctrl+s applies" if len(cs) else ""))
         text = plan.preview(limit=PREVIEW_FILES)
-        self.query_one("#tag-diff", Static).update(
-            preview_content(text) if len(cs) or plan.run.skipped else "nothing to change"
-        )
+        empty = "nothing to change"
+        if plan.settings.mode == "fill" and plan.run.predictions:
+            empty += ": fill only captions images that have no caption; append or replace change the others"
+        self.query_one("#tag-diff", Static).update(preview_content(text) if len(cs) or plan.run.skipped else empty)
         apply = self.query_one("#tag-apply-btn", Button)
         apply.disabled = not len(cs)
         if len(cs):
