@@ -91,7 +91,8 @@ def write_conv_tagger(dest: str | Path, n_tags: int = 2000, *, size: int = 448, 
     ]
     inits += [
         numpy_helper.from_array((rng.standard_normal((c_in, n_tags)) * 0.1).astype(np.float32), "head"),
-        numpy_helper.from_array(np.full(n_tags, -2.0, dtype=np.float32), "head_b"),
+        # Most tags near 0, a few likely: a real tagger's spread (what is kept per image costs time too).
+        numpy_helper.from_array(rng.normal(-6.0, 1.5, n_tags).astype(np.float32), "head_b"),
     ]
     _save(dest, nodes, inits, size, n_tags, "batch")
     names = [(r, "rating") for r in RATINGS] + [(f"tag_{i}", "general") for i in range(n_tags - len(RATINGS))]

@@ -3,8 +3,9 @@
 The folder holds ``model.onnx`` and ``selected_tags.csv`` (one row per model output, in
 order: ``tag_id,name,category,count``). The model takes a batch of NHWC float images,
 each prepared as those models were trained: RGBA composited on white, padded to a square
-on white (centred), resized to the model's input size (bicubic), channels in BGR order,
-values 0-255 (not normalised). It outputs one sigmoid probability per tag.
+on white (centred), resized to the model's input size (bicubic; an image at least twice
+that size is first box-reduced by a whole factor, as JPEG draft decoding does), channels
+in BGR order, values 0-255 (not normalised). It outputs one sigmoid probability per tag.
 
 CUDA is used when onnxruntime has its CUDA provider (the onnxruntime-gpu package), else
 the CPU. ``LORAWB_THREADS`` caps the CPU threads onnxruntime uses.
@@ -30,10 +31,16 @@ PREPROCESS_VERSION = "1"  # bump when wd_input changes: cached predictions of th
 
 def wd_input(image: Image.Image, size: int) -> np.ndarray:
     """One image as a WD tagger takes it: (size, size, 3) float32, BGR, 0-255, padded square on white."""
-    rgba = image.convert("RGBA")
-    flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    flat.alpha_composite(rgba)
-    rgb = flat.convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        flat.alpha_composite(rgba)
+        rgb = flat.convert("RGB")
+    else:  # nothing to composite (and compositing a large opaque image costs more than the resize)
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+    factor = max(rgb.size) // size
+    if factor >= 2:  # a box reduction by a whole factor first (what a JPEG's draft decoding does), >= size
+        rgb = rgb.reduce(factor)
     side = max(rgb.size)
     if rgb.size != (side, side):
         square = Image.new("RGB", (side, side), (255, 255, 255))
@@ -41,7 +48,7 @@ def wd_input(image: Image.Image, size: int) -> np.ndarray:
         rgb = square
     if side != size:
         rgb = rgb.resize((size, size), Image.Resampling.BICUBIC)
-    return np.ascontiguousarray(np.asarray(rgb, dtype=np.float32)[:, :, ::-1])
+    return np.asarray(rgb)[:, :, ::-1].astype(np.float32)  # BGR, as a contiguous copy
 
 
 def providers(device: str = "auto") -> list[str]:

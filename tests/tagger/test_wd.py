@@ -42,6 +42,19 @@ def test_preprocessing_matches_the_reference_computation():
     # Padded on white: the rows above and below the 50x30 picture (scaled to 64 wide: 38 high) are 255.
     assert (got[:5] == 255.0).all() and (got[-5:] == 255.0).all()
     assert got.max() > 1.0  # 0-255, not normalised
+    # An opaque image skips the compositing: the same input as through RGBA.
+    opaque = Image.fromarray(pixels[..., :3], "RGB")
+    assert np.array_equal(wd_input(opaque, 64), wd_input(opaque.convert("RGBA"), 64))
+    assert np.array_equal(wd_input(opaque.convert("L"), 64)[..., 0], wd_input(opaque.convert("L"), 64)[..., 2])
+
+
+def test_large_images_are_reduced_first_and_stay_close_to_the_reference():
+    rng = np.random.default_rng(5)
+    smooth = Image.fromarray(rng.integers(0, 256, size=(24, 18, 3), dtype=np.uint8)).resize((270, 360))
+    got = wd_input(smooth, 64)  # 360 // 64 = 5: box-reduced to 54x72 first, then bicubic
+    want = reference_input(smooth, 64)
+    assert got.shape == want.shape
+    assert np.abs(got - want).mean() < 2.0 and np.abs(got - want).max() < 24
 
 
 def test_channels_reach_the_model_in_bgr_order(wd_model, tmp_path):
