@@ -98,7 +98,9 @@ class CaptionerBackend:
             cls = getattr(transformers, "AutoModelForImageTextToText", None) or transformers.AutoModelForVision2Seq
         common = {"local_files_only": True, "trust_remote_code": options.trust_remote_code}
         try:
-            self.model = cls.from_pretrained(folder, use_safetensors=True, dtype=dtype, **common)
+            # transformers 5 calls it dtype; 4.x torch_dtype
+            dtype_arg = {"dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype": dtype}
+            self.model = cls.from_pretrained(folder, use_safetensors=True, **dtype_arg, **common)
             self.processor = transformers.AutoProcessor.from_pretrained(folder, **common)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"transformers cannot load this folder: {exc}", path=folder, hint=_layout_hint()) from exc
@@ -141,7 +143,10 @@ class CaptionerBackend:
                         }
                     ]
                     text = self.processor.apply_chat_template(message, add_generation_prompt=True)
-                inputs = dict(self.processor(images=batch, text=[text] * n, return_tensors="pt", padding=True))
+                if text:
+                    inputs = dict(self.processor(images=batch, text=[text] * n, return_tensors="pt", padding=True))
+                else:  # a plain captioner (GIT, ...): the image alone
+                    inputs = dict(self.processor(images=batch, return_tensors="pt"))
                 generator = self.model
             inputs = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in inputs.items()}
             if "pixel_values" in inputs:
@@ -166,7 +171,7 @@ class CaptionerBackend:
 
     def _answers(self, sequences: Any, inputs: dict[str, Any]) -> Any:
         """The generated text only: decoder-only models repeat the prompt first (BLIP's prompt is its caption's start)."""
-        if self.is_blip or getattr(self.model.config, "is_encoder_decoder", False):
+        if self.is_blip or getattr(self.model.config, "is_encoder_decoder", False) or "input_ids" not in inputs:
             return sequences
         return sequences[:, inputs["input_ids"].shape[1] :]
 

@@ -115,3 +115,38 @@ def test_remote_code_and_pickle_weights_are_refused(tiny_blip, tmp_path):
     with pytest.raises(ModelError) as info:
         open_backend(None, str(bare), BackendOptions())
     assert info.value.message == "no model.safetensors" and "preprocessor_config.json" in info.value.hint
+
+
+def test_other_image_text_to_text_folders_load_through_the_auto_class(tmp_path, tag_project):
+    """A tiny GIT (not BLIP): AutoModelForImageTextToText + AutoProcessor, the image alone as input."""
+    import torch
+    from transformers import BertTokenizerFast, CLIPImageProcessor, GitConfig, GitForCausalLM, GitProcessor
+
+    dest = tmp_path / "git-tiny"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    vision = dict(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    config = GitConfig(
+        vision_config=vision,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    GitForCausalLM(config).save_pretrained(dest)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    GitProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(dest)
+    settings = tagger_settings(tag_project, model=str(dest), max_new_tokens=6, mode="replace")
+    plan = plan_tags(tag_project, ["dataset/10_zkx_mira/red.png"], settings)
+    assert plan.model == "git captioner git-tiny (cpu)"
+    (ch,) = plan.changeset.changes
+    head, sentence = ch.new.rstrip("\r\n").split(", ")
+    assert head == "zkx_mira" and sentence and set(sentence.split()) <= set(WORDS)
