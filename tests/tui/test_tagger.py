@@ -63,6 +63,11 @@ async def test_captions_tab_offers_its_list_and_escape_closes(sample: Project):
         screen = app.screen
         assert isinstance(screen, TagScreen)
         assert [(label, len(images)) for label, images in screen.scopes] == [("the list", 32), ("this image", 1)]
+        # At 80x24 the whole form, a diff area and the buttons are on screen.
+        for wid in ("#tag-scope", "#tag-mode", "#tag-model", "#tag-max", "#tag-exclude", "#tag-apply-btn"):
+            region = screen.query_one(wid).region
+            assert region.height >= 1 and region.bottom <= 24 and region.right <= 80, wid
+        assert screen.query_one("#tag-diff-scroll").region.height >= 8
         await pilot.press("f5")
         await settle(pilot)
         assert "nothing to change" in diff_text(screen)  # fill: every dataset image has its caption
