@@ -28,7 +28,7 @@ from lorawb.errors import LorawbError
 from lorawb.tagger.plan import TagPlan, plan_tags, tagger_settings
 from lorawb.tui.widgets.caption_modals import PREVIEW_FILES, diff_content
 
-HELP = "enter: run the model · ctrl+s: apply · esc: cancel"
+HELP = "F5 (or enter in a field): run the model · ctrl+s: apply · esc: cancel · tab: next field"
 Scope = tuple[str, list[str]]  # (what the user reads, the images: relative to the project)
 
 
@@ -128,7 +128,8 @@ class TagScreen(ModalScreen["caption_history.ApplyResult | None"]):
         if not self.scopes:
             self._summary("no images to tag here", error=True)
             self.query_one("#tag-run-btn", Button).disabled = True
-        self.query_one("#tag-model" if not self.project.config.tagger.model else "#tag-run-btn").focus()
+        # The mode is what one changes most (enter opens the list); with no model set, the model first.
+        self.query_one("#tag-model" if not self.project.config.tagger.model else "#tag-mode").focus()
 
     # --- form -------------------------------------------------------------------------
     def _values(self) -> tuple[object, ...]:
@@ -149,7 +150,7 @@ class TagScreen(ModalScreen["caption_history.ApplyResult | None"]):
         if self._planned is not None and self._planned != self._values():
             self._planned = None
             self.query_one("#tag-apply-btn", Button).disabled = True
-            self._summary("changed: run again (enter); the model's answers are cached")
+            self._summary("changed: run again (F5); the model's answers are cached")
 
     @on(Input.Submitted)
     def _submitted(self) -> None:
@@ -238,7 +239,7 @@ class TagScreen(ModalScreen["caption_history.ApplyResult | None"]):
     # --- apply / close ----------------------------------------------------------------
     def action_apply(self) -> None:
         if self.plan is None or not len(self.plan.changeset) or self._planned != self._values():
-            self._summary("run the model first (enter), then apply", error=self.plan is None)
+            self._summary("run the model first (F5), then apply", error=self.plan is None)
             return
         self.query_one("#tag-apply-btn", Button).disabled = True
         self._apply(self.plan)
