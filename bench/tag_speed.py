@@ -113,9 +113,9 @@ def main() -> int:
             ours1.append(lorawb_path(images, names, single))
         r, o, o1 = min(ref), min(ours), min(ours1)
         print(f"one image at a time (decode, prepare, run):      {args.n / r:6.1f} images/s")
-        print(f"lorawb, decode threads + JPEG draft, batch 1:     {args.n / o1:6.1f} images/s  ({r / o1:.2f}x)")
+        print(f"lorawb, decode threads + fast prepare, batch 1:  {args.n / o1:6.1f} images/s  ({r / o1:.2f}x)")
         print(
-            f"lorawb, decode threads + JPEG draft, batch {args.batch:<2}:    {args.n / o:6.1f} images/s  ({r / o:.2f}x)"
+            f"lorawb, decode threads + fast prepare, batch {args.batch:<2}: {args.n / o:6.1f} images/s  ({r / o:.2f}x)"
         )
         print(f"speed-up of the default path (batch {args.batch}): {r / o:.2f}x (target >= 2x)")
     return 0
