@@ -25,18 +25,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from lorawb.core.dataset import scan_dataset
+    from lorawb.core.index import ProjectIndex
     from lorawb.core.project import init_project
 
     project = init_project(args.project, trigger=args.trigger, images=args.images, link=args.link)
     print(f"created {project.root}")
     if args.images:
-        scan = scan_dataset(project.dataset_dir)
+        index = ProjectIndex(project)  # the first scan fills the index the app and the doctor read
+        try:
+            counts = index.refresh().counts()
+        finally:
+            index.close()
         how = "linked" if args.link else "copied"
-        captioned = sum(1 for f in scan.images if f.has_caption)
-        print(f"  dataset/ {how} from {args.images}: {len(scan.images)} images, {captioned} with captions")
-        if scan.unreadable:
-            print(f"  {len(scan.unreadable)} unreadable image(s): `lorawb doctor {project.root}` names them")
+        print(f"  dataset/ {how} from {args.images}: {counts.images} images, {counts.caption_files} with captions")
+        if counts.unreadable:
+            print(f"  {len(counts.unreadable)} unreadable image(s): `lorawb doctor {project.root}` names them")
     what = "the base model" if project.trigger else "the trigger and the base model"
     print(f"  edit {project.config_path.name} to set {what}, then run `lorawb {project.root}`")
     return 0

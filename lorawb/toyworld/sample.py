@@ -4,7 +4,7 @@ The character ``zkx_mira`` has blue hair, an orange outfit and a scarf: a combin
 toy base model never saw in pretraining (``pretrain`` leaves every blue-haired figure in an
 orange outfit out), so a LoRA that brings it back from the trigger alone has learned it.
 Captions start with the trigger and name only what varies (context, style, pose); the
-invariant look is left to the trigger, as DESIGN.md's workflow says.
+invariant look is left to the trigger (the caption strategy in docs/captions.md).
 
 ``make_sample_project(root)`` rewrites the images and captions deterministically; the
 committed copy under ``sample_project/`` is its output.
@@ -82,6 +82,10 @@ def sample_toml(name: str = "sample_project") -> str:
     groups["context"] = list(world.CONTEXTS)
     groups["style"] = list(world.STYLES)
     groups["pose"] = list(world.POSES)
+    tagger = doc["tagger"]
+    tagger["model"] = "toyworld"
+    tagger["model"].comment("the toy world's attribute reader tags toy-world images honestly on a CPU")
+    tagger["invariant"] = CHARACTER_PROMPT.split(", ")
     doc["model"]["path"] = MODEL_DIR
     doc["model"]["path"].comment("the toy-world base model (see its README.md); built by `lorawb toyworld pretrain`")
     dataset = tomlkit.table()
@@ -113,7 +117,7 @@ def sample_toml(name: str = "sample_project") -> str:
 def _reorder(text: str) -> str:
     """Put the sections appended at the end ([dataset], [network]) after [model], where a reader looks."""
     doc = tomlkit.parse(text)
-    order = ["project", "tags", "triage", "ui", "model", "dataset", "network", "train", "sample", "save"]
+    order = ["project", "tags", "triage", "ui", "tagger", "model", "dataset", "network", "train", "sample", "save"]
     out = tomlkit.document()
     for key in order + [k for k in doc if k not in order]:
         if key in doc:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from lorawb.core import layout
 from lorawb.core.buckets import Bucket, BucketSettings, make_buckets
 from lorawb.core.captions import tag_key, tags_of
-from lorawb.core.dataset import open_image, walk_order
+from lorawb.core.dataset import load_image as decode_image
+from lorawb.core.dataset import walk_order
 from lorawb.core.fsutil import read_text
 from lorawb.core.index import scan_folder
 from lorawb.errors import ConfigError, LorawbError
@@ -304,33 +305,32 @@ def load_image(path: Path, bucket: Bucket, crop: str, flip: bool, rng: random.Ra
     """Decode, EXIF-rotate, resize to cover the bucket (no stretching), crop, optionally flip."""
     import numpy as np
     import torch
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     bw, bh = bucket
-    with open_image(path) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode.startswith("I;16") or im.mode == "I":
-            # 16-bit grey: Pillow's RGB conversion clips at 255 (a white image); scale to 8 bits instead.
-            grey = np.asarray(im, dtype=np.float64)
-            im = Image.fromarray(np.clip(grey * (255.0 / 65535.0), 0, 255).astype(np.uint8))
-        if im.mode == "RGBA" or (im.mode == "P" and "transparency" in im.info):
-            im = im.convert("RGBA")
-            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(bg, im)
-        im = im.convert("RGB")
-        w, h = im.size
-        scale = max(bw / w, bh / h)
-        nw, nh = max(bw, round(w * scale)), max(bh, round(h * scale))
-        if (nw, nh) != (w, h):
-            im = im.resize((nw, nh), Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
-        if crop == "random" and rng is not None:
-            left, top = rng.randint(0, nw - bw), rng.randint(0, nh - bh)
-        else:
-            left, top = (nw - bw) // 2, (nh - bh) // 2
-        im = im.crop((left, top, left + bw, top + bh))
-        if flip:
-            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        arr = np.asarray(im, dtype=np.uint8)
+    im = decode_image(path)  # the scanner's own safe reader, EXIF orientation applied
+    if im.mode.startswith("I;16") or im.mode == "I":
+        # 16-bit grey: Pillow's RGB conversion clips at 255 (a white image); scale to 8 bits instead.
+        grey = np.asarray(im, dtype=np.float64)
+        im = Image.fromarray(np.clip(grey * (255.0 / 65535.0), 0, 255).astype(np.uint8))
+    if im.mode == "RGBA" or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    im = im.convert("RGB")
+    w, h = im.size
+    scale = max(bw / w, bh / h)
+    nw, nh = max(bw, round(w * scale)), max(bh, round(h * scale))
+    if (nw, nh) != (w, h):
+        im = im.resize((nw, nh), Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
+    if crop == "random" and rng is not None:
+        left, top = rng.randint(0, nw - bw), rng.randint(0, nh - bh)
+    else:
+        left, top = (nw - bw) // 2, (nh - bh) // 2
+    im = im.crop((left, top, left + bw, top + bh))
+    if flip:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    arr = np.asarray(im, dtype=np.uint8)
     pixels = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
     return Prepared(pixels=pixels, original_size=(h, w), crop_top_left=(top, left), target_size=(bh, bw))
 

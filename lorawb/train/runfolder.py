@@ -15,7 +15,6 @@ This module reads and pokes run folders without importing torch.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -75,7 +74,7 @@ class RunFolder:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
             pid = self.pid()
-            return pid is not None and _pid_alive(pid)
+            return pid is not None and pid_alive(pid)
         with open(self.lock_file, "a+") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -93,14 +92,16 @@ class RunFolder:
         return self.stop_file.exists()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie, killed but not yet reaped by its parent, has not)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 @dataclass
@@ -123,6 +124,7 @@ class RunSummary:
     paused: float = 0.0  # seconds between a stop and its resume
     stopped_at: float | None = None
     error: str | None = None
+    resumable_step: int | None = None  # the step of the last checkpoint saved with its resume state
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
 
@@ -137,6 +139,11 @@ class RunSummary:
         if not self.max_steps or not self.it_s or self.state != "running":
             return None
         return max(0, self.max_steps - self.step) / self.it_s
+
+    @property
+    def resumable(self) -> bool:
+        """Resume can continue it: it has saved resume state and did not finish."""
+        return self.resumable_step is not None and self.state != "finished" and not self.alive
 
     @property
     def display_state(self) -> str:
@@ -177,6 +184,8 @@ class RunSummary:
                 self.max_steps = ev["max_steps"]
         elif t == "checkpoint":
             self.checkpoints.append(ev)
+            if ev.get("resumable") and isinstance(ev.get("step"), int):
+                self.resumable_step = ev["step"]
         elif t == "sample":
             self.samples.append(ev)
 
