@@ -489,6 +489,11 @@ class ProjectIndex:
                     anywhere = {(f.area, f.name, f.size_bytes, f.mtime_ns): f.key for f in facts.values()}
                 copy = anywhere.get(sig)
                 base = facts.get(copy) if copy is not None else None
+                if base is not None and copy not in gone and not os.path.lexists(self._path_of(base)):
+                    # Its old place is empty too, but that event has not come yet (a move into a folder
+                    # created a moment before reaches inotify as a create here and, later, a delete there).
+                    source = copy
+                    gone.append(copy)
             else:
                 base = facts.get(source) if source is not None else None
             if base is not None and base.error is None:
@@ -519,6 +524,10 @@ class ProjectIndex:
                 self._drop(key)
                 delta.removed.append(key)
         return delta
+
+    def _path_of(self, f: ImageFacts) -> str:
+        area = next((a for a in self.areas if a.name == f.area), None)
+        return os.path.join(area.root, f.rel) if area is not None else os.path.join(self.project.root, f.key)
 
     def _put(self, key: str, f: ImageFacts) -> None:
         assert self._facts is not None

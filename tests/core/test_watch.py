@@ -152,6 +152,8 @@ def test_move_into_rejected_by_another_tool(watched):
     new = "dataset/rejected/10_zkx_mira/img_0.png"
     rec.wait(lambda: new in rec.outside() and index.get(f"{KEY}/img_0.png") is None)
     assert index.get(new).rejected
+    # A move, not a delete and a new file: the facts came along (whatever order inotify told it in).
+    assert any(b.delta.moved.get(f"{KEY}/img_0.png") == new for b in rec.batches)
 
 
 def test_lorawb_toml_edits_valid_and_invalid(watched):

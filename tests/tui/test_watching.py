@@ -143,27 +143,37 @@ async def test_selected_image_deleted_by_another_process_and_one_moved_to_reject
         tab.grid.cursor = 3
         await pilot.pause()
         assert app.current_image == f"{F}/img_003.png"
+        await pilot.press("2")
+        await settle(pilot)
+        captions = app.query_one(CaptionsTab)
+        assert captions.current == f"{F}/img_003.png"
         code = "import os, sys; [os.remove(p) for p in sys.argv[1:]]"
         img = project.dataset_dir / "10_zkx_mira/img_003.png"
         subprocess.run([sys.executable, "-c", code, str(img), str(img.with_suffix(".txt"))], check=True)
         await until(pilot, lambda: len(tab.shown) == 11, what="the deleted image gone from the grid")
         assert tab.grid.current.key == f"{F}/img_004.png"  # its neighbour takes the selection
-        await until(pilot, lambda: app.current_image == f"{F}/img_004.png")
+        await until(pilot, lambda: captions.current == f"{F}/img_004.png", what="Captions on the neighbour")
+        assert app.current_image == f"{F}/img_004.png" and app.query_one(CaptionList).row_count == 11
         assert "11 images" in app.sub_title
 
+        # The open image is moved into rejected/ by another tool while its caption has an unsaved edit.
+        await pilot.press("e", "end", *", unsaved")
         rejected = project.dataset_dir / "rejected" / "10_zkx_mira"
 
         def another_tool():
             rejected.mkdir(parents=True)
             for ext in (".png", ".txt"):
-                os.rename(project.dataset_dir / f"10_zkx_mira/img_007{ext}", rejected / f"img_007{ext}")
+                os.rename(project.dataset_dir / f"10_zkx_mira/img_004{ext}", rejected / f"img_004{ext}")
 
         threading.Thread(target=another_tool).start()
         await until(pilot, lambda: len(tab.shown) == 10, what="the rejected image out of the working view")
-        item = next(i for i in tab.all_items if i.rel == "dataset/rejected/10_zkx_mira/img_007.png")
+        item = next(i for i in tab.all_items if i.rel == "dataset/rejected/10_zkx_mira/img_004.png")
         assert item.state == "reject"
         assert "✗1" in str(app.query_one("#triage-status", Static).render())
-        assert tab.grid.current.key == f"{F}/img_004.png"  # the selection stayed where it was
+        await until(pilot, lambda: captions.current == f"{F}/img_005.png", what="Captions moved on")
+        assert not isinstance(app.screen, ConflictScreen)  # a move is not a conflict
+        # The edit was not lost: it was saved to the caption where the image went.
+        assert (rejected / "img_004.txt").read_text(encoding="utf-8").endswith(", unsaved\n")
 
 
 async def test_lorawb_toml_edits_runs_and_matrices_appear(sample_like_project):
