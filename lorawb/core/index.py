@@ -253,7 +253,9 @@ class ProjectIndex:
     def load_cached(self) -> IndexSnapshot | None:
         """The last state as stored, without looking at the folders; None if there is none (or it was of other folders)."""
         with self._lock:
-            conn = self._conn()
+            conn = self._conn()  # first: it notices a deleted .lorawb/ (and forgets the view below)
+            if self._facts is not None:
+                return self.snapshot()  # what is in memory is what was stored (every change is stored at once)
             meta = self._area_meta(conn)
             if not meta or any(meta.get(a.name, {}).get("root") != str(a.root) for a in self.areas):
                 return None

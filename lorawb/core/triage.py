@@ -448,8 +448,7 @@ class Triage:
         facts = self.index.get(rel)
         if facts is None:
             raise TriageError("no such image", path=self.path(rel))
-        marks = {rel: (self.state_of(rel), None)}
-        return item_of(facts, marks)
+        return item_of(facts, self._marks_of([rel]))
 
     def state_of(self, rel: str) -> str:
         area, rejected, _ = self.locate(rel)

@@ -208,6 +208,7 @@ class ProjectWatcher:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop watching and join every thread this watcher started."""
         self._stop.set()
+        self._q.put(_Raw(time.monotonic(), "stop", "", "", False))  # wake the loop now, not at its next timeout
         obs, self._observer = self._observer, None
         if obs is not None:
             _stop_observer(obs, timeout)
@@ -250,8 +251,7 @@ class ProjectWatcher:
         p = self.project
         return [
             (p.root, False),  # lorawb.toml, and the folders below appearing
-            (p.dataset_dir, True),
-            (p.inbox_dir, True),
+            *((area.root, True) for area in self.index.areas),  # dataset/, inbox/ (every image folder)
             (p.runs_dir, False),
             (p.matrices_dir, True),
         ]

@@ -17,7 +17,6 @@ from pathlib import Path
 from PIL import Image
 from textual.widgets import DataTable, Static
 
-from lorawb.core.project import Project
 from lorawb.tui.app import LorawbApp
 from lorawb.tui.tabs.captions import CaptionsTab
 from lorawb.tui.tabs.triage import TriageTab
@@ -25,6 +24,7 @@ from lorawb.tui.widgets.caption_editor import CaptionEditor
 from lorawb.tui.widgets.caption_list import CaptionList
 from lorawb.tui.widgets.caption_modals import ConflictScreen
 from lorawb.tui.widgets.train_runs import RunTable
+from tests.conftest import watcher_threads
 from tests.tui.conftest import settle
 
 F = "dataset/10_zkx_mira"
@@ -229,13 +229,5 @@ async def test_no_inotify_falls_back_to_polling_and_says_so(sample_like_project,
         assert "polling" in line and "sudo sysctl fs.inotify.max_user_watches=" in line
         (project.dataset_dir / "10_zkx_mira/img_001.txt").unlink()
         await until(pilot, lambda: "11 captioned" in app.sub_title, what="a change seen by polling")
-
-
-async def test_the_watcher_stops_with_the_app(sample_like_project):
-    from tests.conftest import watcher_threads
-
-    app = LorawbApp(Project.load(sample_like_project.root))
-    async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot)
-        assert app.watcher is not None and app.watcher.running and watcher_threads()
-    assert app.watcher is None and not watcher_threads()
+        assert app.watcher.running and watcher_threads()
+    assert app.watcher is None and not watcher_threads()  # the watcher stopped with the app

@@ -16,6 +16,7 @@ take theirs / compare dialog asks, and neither text is lost.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -679,8 +680,12 @@ class CaptionsTab(Vertical):
         paths = [self.project.root / rel for rel in rels]
         try:
             index.update(paths)
-        except (LorawbError, OSError) as exc:
-            self.app.call_later(self.notify, f"index not updated: {exc}", severity="warning", markup=False)
+        except (LorawbError, OSError, sqlite3.Error) as exc:
+            message = f"index not updated (ctrl+r rescans): {exc}"
+            try:  # from a worker thread...
+                self.app.call_from_thread(self.notify, message, severity="warning", markup=False)
+            except RuntimeError:  # ...or from the app's own
+                self.notify(message, severity="warning", markup=False)
 
     def _follow_move(self, new_rel: str) -> None:
         """The open image was moved (into rejected/, another folder) by another program: follow it, edit kept."""
