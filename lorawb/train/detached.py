@@ -17,6 +17,7 @@ launcher process then holds the lock and its workers are told so (``LORAWB_LOCK_
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -232,6 +233,23 @@ def hold_lock(job: JobFolder, lock_fd: int | None = None) -> Iterator[None]:
             job.stop_file.unlink()
         fcntl.flock(fh, fcntl.LOCK_UN)
         fh.close()
+
+
+@contextlib.contextmanager
+def job_log(job: JobFolder, name: str, rank: int = 0) -> Iterator[logging.Logger]:
+    """The job's human log (``job.log``, appended across resumes; ``<stem>.rank<N>.log`` for other ranks)."""
+    log = logging.getLogger(f"lorawb.{name}.{job.id}.{rank}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    path: Path = job.log if rank == 0 else job.log.with_name(f"{job.log.stem}.rank{rank}.log")  # type: ignore[attr-defined]
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    try:
+        yield log
+    finally:
+        log.removeHandler(handler)
+        handler.close()
 
 
 class StopFlag:

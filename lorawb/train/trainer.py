@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from lorawb.train import kohya
 from lorawb.train.batches import Batch, Batches, cache_root, center_crop, seed_for
 from lorawb.train.caches import LatentCache, save_torch
 from lorawb.train.config import TrainConfig, load_run_config
-from lorawb.train.detached import StopFlag, hold_lock
+from lorawb.train.detached import StopFlag, hold_lock, job_log
 from lorawb.train.events import EventWriter
 from lorawb.train.lora import LoraSetup, add_lora, load_trainable_state, trainable_state
 from lorawb.train.models import BaseModel, load_base_model, sampling_scheduler
@@ -642,21 +642,9 @@ def load_resume(run: RunFolder, model: BaseModel, optimizer: Any, lr_scheduler: 
 run_lock = hold_lock  # the run lock (lorawb.train.detached), taken over from the launcher
 
 
-@contextlib.contextmanager
-def run_log(run: RunFolder, rank: int = 0) -> Iterator[logging.Logger]:
+def run_log(run: RunFolder, rank: int = 0) -> contextlib.AbstractContextManager[logging.Logger]:
     """train.log in the run folder: the human log (appended across resumes)."""
-    log = logging.getLogger(f"lorawb.run.{run.id}.{rank}")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    path = run.log if rank == 0 else run.path / f"train.rank{rank}.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    log.addHandler(handler)
-    try:
-        yield log
-    finally:
-        log.removeHandler(handler)
-        handler.close()
+    return job_log(run, "run", rank)
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
