@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "lorawb.cli.captions_cmd",
     "lorawb.cli.train_cmds",
     "lorawb.cli.watch_cmd",
+    "lorawb.cli.matrix_cmds",
     "lorawb.cli.toyworld_cmds",
 ]
 

@@ -25,61 +25,18 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lorawb.errors import ModelError
+from lorawb.matrix.requests import ImageRequest, plan_batches
 from lorawb.train.config import ModelSection
 from lorawb.train.models import BaseModel, load_base_model, sampling_scheduler
 
 log = logging.getLogger("lorawb.matrix")
-
-
-@dataclass(frozen=True)
-class ImageRequest:
-    prompt: str
-    seed: int
-    negative: str = ""
-    width: int = 512
-    height: int = 512
-    steps: int = 20
-    cfg: float = 7.0
-    sampler: str = "ddim"
-    loras: tuple[tuple[str, float], ...] = ()  # (LoRA file, weight); weight 0 means "not applied"
-
-    @property
-    def active_loras(self) -> tuple[tuple[str, float], ...]:
-        return tuple((p, float(w)) for p, w in self.loras if float(w) != 0.0)
-
-    def setting(self) -> tuple[Any, ...]:
-        """What a batch must share: everything but prompt, negative prompt and seed."""
-        return (self.active_loras, self.sampler, self.steps, self.width, self.height, float(self.cfg))
-
-
-def plan_batches(requests: Sequence[ImageRequest], size: int = 8) -> list[list[ImageRequest]]:
-    """Requests in batches of at most ``size`` sharing one setting; LoRA files outermost (loading is the cost).
-
-    Files keep the order they first appear in (the base model, with no LoRA, first); within a
-    file, settings keep their first-appearance order; requests keep their order in a batch.
-    """
-    file_order: dict[tuple[str, ...], int] = {(): -1}
-    setting_order: dict[tuple[Any, ...], int] = {}
-    groups: dict[tuple[Any, ...], list[ImageRequest]] = {}
-    for r in requests:
-        files = tuple(p for p, _ in r.active_loras)
-        file_order.setdefault(files, len(file_order))
-        s = r.setting()
-        setting_order.setdefault(s, len(setting_order))
-        groups.setdefault(s, []).append(r)
-    ordered = sorted(groups, key=lambda s: (file_order[tuple(p for p, _ in s[0])], setting_order[s]))
-    out: list[list[ImageRequest]] = []
-    for s in ordered:
-        items = groups[s]
-        out += [items[i : i + size] for i in range(0, len(items), size)]
-    return out
+__all__ = ["Generator", "ImageRequest", "plan_batches"]
 
 
 def pick_device(device: str = "auto") -> torch.device:

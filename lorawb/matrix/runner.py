@@ -21,68 +21,21 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lorawb.core.fsutil import atomic_write_bytes
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
-from lorawb.matrix.cells import Cell, Layout, Params, enumerate_cells
+from lorawb.matrix.cells import Cell, Params
 from lorawb.matrix.folder import MatrixFolder, read_rows
-from lorawb.matrix.generate import Generator, ImageRequest, plan_batches
-from lorawb.matrix.resolve import Context, resolve
+from lorawb.matrix.generate import Generator, plan_batches
+from lorawb.matrix.plan import Plan, plan_matrix, request_for
 from lorawb.matrix.scores import Scorer, make_scorer
-from lorawb.matrix.settings import MatrixSettings, matrix_settings
-from lorawb.matrix.spec import load_spec
 from lorawb.train import detached
 from lorawb.train.events import EventWriter
 
 ProgressFn = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class Plan:
-    """What a matrix asks for in its project, resolved and enumerated (no torch needed)."""
-
-    project: Project
-    folder: MatrixFolder
-    ctx: Context
-    layout: Layout
-    settings: MatrixSettings
-
-    @property
-    def cells(self) -> list[Cell]:
-        return list(self.layout.cells.values())
-
-    def pending(self) -> list[Cell]:
-        done = self.folder.done_ids()
-        return [c for c in self.layout.cells.values() if c.id not in done]
-
-    def request(self, params: Params) -> ImageRequest:
-        return request_for(self.project, params)
-
-
-def plan_matrix(folder: MatrixFolder, project: Project | None = None) -> Plan:
-    project = project or Project.load(folder.path)
-    spec = load_spec(folder.spec)
-    ctx = resolve(spec, project)
-    return Plan(project, folder, ctx, enumerate_cells(spec, ctx.resolved), matrix_settings(project))
-
-
-def request_for(project: Project, p: Params) -> ImageRequest:
-    loras = ((str(project.resolve(p.lora.path)), p.weight),) if p.lora is not None else ()
-    return ImageRequest(
-        prompt=p.prompt,
-        seed=p.seed,
-        negative=p.negative,
-        width=p.width,
-        height=p.height,
-        steps=p.steps,
-        cfg=p.cfg,
-        sampler=p.sampler,
-        loras=loras,
-    )
 
 
 # --- PNG text -------------------------------------------------------------------------------------
@@ -185,7 +138,7 @@ def _run(
     pending = plan.pending()
     total = len(plan.layout.cells)
     requests = {plan.request(c.params): c for c in pending}
-    batches = plan_batches(list(requests), size=load_spec(folder.spec).matrix.batch)
+    batches = plan_batches(list(requests), size=plan.spec.matrix.batch)
     state = _distributed(plan.settings.device)
     mine = batches
     if state is not None and state.num_processes > 1:
