@@ -108,6 +108,7 @@ def load_embedder(path: str | Path, device: str = "cpu") -> Embedder:
     import transformers
     from transformers import AutoConfig, AutoImageProcessor
 
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars are noise in logs
     folder = Path(path).expanduser()
     if not (folder / "config.json").is_file():
         raise ModelError(

@@ -143,7 +143,7 @@ def export_sheets(
             ratings=report.ratings.ratings,
             max_pixels=report.plan.settings.max_sheet_pixels,
         )
-        label = grid.label("pages", grid.pages[p], short=True, sep="-") if len(grid.pages) > 1 else ""
+        label = grid.label("pages", grid.pages[p], sep="-") if len(grid.pages) > 1 else ""
         path = out if (out is not None and len(wanted) == 1) else report.folder.sheet_path(label or None)
         if out is not None and len(wanted) > 1:
             path = out.with_name(f"{out.stem}-{p + 1}{out.suffix or '.png'}")
