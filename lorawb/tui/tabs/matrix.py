@@ -120,6 +120,7 @@ class MatrixTab(Vertical):
         self._generate_armed: tuple[str, float] | None = None
         self._opened = False
         self._cells_at: list[str | None] = []  # cell id per grid item
+        self._keys: list[tuple] = []  # (page, row, col) keys per grid item
 
     # --- layout -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -306,12 +307,8 @@ class MatrixTab(Vertical):
         )
         g = self.grid_data
         if g is not None and g.view.pages and g.pages:
-            t.append(f"  ·  page {self.page + 1}/{len(g.pages)}: {g.label('pages', g.pages[self.page])}  ([ ])")
-        if g is not None:
-            t.append(
-                f"  ·  cols {' × '.join(g.view.cols) or '-'} (c)  pages {' × '.join(g.view.pages) or '-'} (z)",
-                style="dim",
-            )
+            t.append(f"  ·  page {self.page + 1}/{len(g.pages)}: {g.label('pages', g.pages[self.page])}")
+            t.append("  [ ] pages · z page axis", style="dim")
         if rep.status.error:
             t.append(f"\n{rep.status.error}", style="bold red")
         elif rep.scorer:
@@ -381,8 +378,14 @@ class MatrixTab(Vertical):
         widget.set_items(items, cursor_index=min(cursor, len(items) - 1) if items else 0)
         cw = widget.cell_size[0]
         self.query_one(MatrixHeader).show(
-            [g.label("cols", g.cols[c], short=True) for c in cols], gutter, cw, widget.more_left, widget.more_right
+            " × ".join(g.view.cols) + " (c)",
+            [g.label("cols", g.cols[c], short=True) for c in cols],
+            gutter,
+            cw,
+            widget.more_left,
+            widget.more_right,
         )
+        self._keys = [(pk, rk, g.cols[c]) for rk in g.rows for c in cols]
         self._show_head()
         self._show_cell()
 
@@ -414,8 +417,15 @@ class MatrixTab(Vertical):
             out.update("")
             return
         cell = rep.plan.layout.cells[cid]
-        where = rep.plan.layout.describe(rep.plan.layout.positions_of(cid)[0])
-        t = Text(" · ".join(where.values()) or cell.params.prompt, style="bold")
+        g = self.grid_data
+        grid = self.query_one(MatrixGrid)
+        where = []
+        if g is not None and grid.cursor < len(self._keys):
+            pk, rk, ck = self._keys[grid.cursor]
+            where = [g.label("pages", pk), g.label("cols", ck), g.label("rows", rk)]
+        t = Text(" · ".join(w for w in where if w) or cell.params.prompt, style="bold")
+        if cell.params.is_base and len(rep.plan.layout.axes["checkpoint"]) > 1:
+            t.append("  (weight 0: the base model, the same for every checkpoint)", style="dim")
         t.append(f"\n{cid}  ", style="dim")
         if cid in rep.done:
             t.append(rep.cell_line(cid) or "drawn")

@@ -126,8 +126,11 @@ class MatrixGrid(ImageGrid, inherit_bindings=False):
 class MatrixHeader(Static):
     """The column labels above a MatrixGrid, aligned to its cells."""
 
-    def show(self, labels: list[str], gutter: int, cell_width: int, more_left: bool, more_right: bool) -> None:
-        t = Text(("◀" if more_left else " ").ljust(gutter), style="dim")
+    def show(
+        self, axis: str, labels: list[str], gutter: int, cell_width: int, more_left: bool, more_right: bool
+    ) -> None:
+        head = ("◀ " if more_left else "") + axis
+        t = Text(head[: gutter - 1].ljust(gutter), style="dim")
         for label in labels:
             t.append(label[: cell_width - 1].center(cell_width), style="bold")
         if more_right:
