@@ -1,4 +1,4 @@
-"""Fixtures of the matrix tests: a project on the tiny SD1 model with a 2-checkpoint run, and a drawn matrix.
+"""Fixtures of the matrix tests: a drawn matrix in ``trained_project`` (tests/conftest.py).
 
 The session builds them once; tests that change files work on a copy (``lora_project``).
 """
@@ -29,31 +29,6 @@ weight = [0, 1]
 context = ["forest", "bar"]
 seed = [0, 1]
 """
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    from lorawb.toyworld.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd1", family="sd1", seed=0)
-
-
-@pytest.fixture(scope="session")
-def trained_project(tmp_path_factory, tiny_model) -> Path:
-    """A project on the tiny model with one run of 2 steps and a checkpoint at each step."""
-    from lorawb.core.project import Project
-    from lorawb.train.config import resolve_config
-    from lorawb.train.process import create_run, launch
-    from tests.train.conftest import make_project
-
-    root = make_project(tmp_path_factory.mktemp("mx") / "proj", tiny_model, n_images=4)
-    project = Project.load(root)
-    cfg = resolve_config(
-        project, None, ["train.max_steps=2", "save.every_n_steps=1", "network.rank=4", "network.alpha=4"]
-    )
-    run = create_run(project, cfg, "mx")
-    launch(run, detach=False)
-    return root
 
 
 def write_matrix(root: Path, name: str, steps: int = 2, batch: int = 8, extra: str = "") -> Path:
