@@ -14,8 +14,9 @@ on the other images of its batch (up to float summation order: a regenerated bat
 bit-identical, a lone regeneration differs by at most a level in a few pixels), nor on the
 device. LoRA files are loaded with diffusers' ``load_lora_weights`` (kohya, lorawb and
 diffusers/peft namings) as named adapters on the one pipeline; a weight is the adapter's
-scale, weight 0 disables the adapters (the base model exactly). At most ``max_loaded``
-LoRAs stay loaded; the least recently used one is deleted first.
+scale; for a batch the scaled deltas are merged into the base weights (copied back exactly
+afterwards), so drawing with a LoRA costs no more than without; weight 0 is the base model
+exactly. At most ``max_loaded`` LoRAs stay loaded; the least recently used one is deleted first.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class Generator:
         self._adapters: dict[str, str] = {}  # file -> adapter name, least recently used first
         self._count = 0
         self.lora_warnings: dict[str, list[str]] = {}  # file -> what diffusers said while loading it
+        self.merge = True  # merge LoRA deltas into the weights per batch (False: peft's unmerged layers)
+        self._originals: list[tuple[Any, torch.Tensor]] = []  # (LoRA layer, its base weight as loaded)
+        self._merged: tuple[tuple[str, float], ...] | None = None
 
     @classmethod
     def load(
@@ -125,14 +129,50 @@ class Generator:
 
     def _evict(self, keep: set[str]) -> None:
         while len(self._adapters) > self.max_loaded:
+            if self._merged is not None:
+                self._restore()
             victim = next((p for p in self._adapters if p not in keep), None)
             if victim is None:
                 return
             self.pipe.delete_adapters([self._adapters.pop(victim)])
 
+    def _lora_layers(self) -> list[Any]:
+        from peft.tuners.lora import LoraLayer
+
+        nets = [self.model.unet, *self.model.text_encoders]
+        return [m for net in nets for m in net.modules() if isinstance(m, LoraLayer)]
+
+    def _restore(self) -> None:
+        """The base weights exactly as loaded (merged LoRA deltas removed by copying the originals back)."""
+        for module, original in self._originals:
+            module.get_base_layer().weight.data.copy_(original)
+        self._merged = None
+
+    def _merge(self, names: list[str]) -> bool:
+        """Add the active adapters' deltas (at their set scales) into the base weights; False if one cannot be."""
+        layers = [(m, n) for m in self._lora_layers() for n in names if n in m.lora_A]
+        if any(n in getattr(m, "lora_magnitude_vector", {}) for m, n in layers):
+            return False  # DoRA rescales the whole weight: run it unmerged
+        kept = {id(m) for m, _ in self._originals}
+        for m, n in layers:
+            base = m.get_base_layer()
+            if id(m) not in kept:
+                self._originals.append((m, base.weight.data.clone()))
+                kept.add(id(m))
+            base.weight.data += m.get_delta_weight(n).to(base.weight.dtype)
+        return True
+
     def use_loras(self, loras: tuple[tuple[str, float], ...]) -> None:
-        """Apply these LoRAs at these weights (none: the base model)."""
-        active = [(p, w) for p, w in loras if w != 0.0]
+        """Apply these LoRAs at these weights (none: the base model, exactly).
+
+        The deltas are merged into the weights for the batch (as ComfyUI and A1111 apply a LoRA),
+        so a LoRA costs nothing per step; the original weights are copied back afterwards.
+        """
+        active = tuple((p, w) for p, w in loras if w != 0.0)
+        if active == self._merged:
+            return
+        if self._merged is not None:
+            self._restore()
         if not active:
             if self._adapters:
                 self.pipe.disable_lora()
@@ -141,6 +181,9 @@ class Generator:
         self._evict({p for p, _ in active})
         self.pipe.enable_lora()
         self.pipe.set_adapters(names, adapter_weights=[w for _, w in active])
+        if self.merge and self._merge(names):
+            self.pipe.disable_lora()  # the merged weights carry the LoRAs; their own layers are skipped
+            self._merged = active
 
     def _scheduler(self, name: str) -> Any:
         if name not in self._schedulers:
