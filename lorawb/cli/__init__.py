@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "lorawb.cli.project_cmds",
     "lorawb.cli.triage_cmds",
     "lorawb.cli.captions_cmd",
+    "lorawb.cli.tag_cmd",
     "lorawb.cli.train_cmds",
     "lorawb.cli.watch_cmd",
     "lorawb.cli.matrix_cmds",

@@ -272,6 +272,11 @@ class Operation:
     def check(self, files: list[CaptionFile]) -> None:
         """Raise CaptionError when the request makes no sense for these captions (e.g. an unknown tag)."""
 
+    def rewrite_caption(self, cf: CaptionFile) -> str:
+        """The new text of one caption. Operations that depend on the image, not only on its text
+        (the auto-tagger's proposals), override this; the others rewrite the text."""
+        return self.rewrite(cf.text or "")
+
     def rewrite(self, text: str) -> str:
         cap = Caption.parse(text)
         tags = self.transform(list(cap.tags))
@@ -652,7 +657,7 @@ def build_changeset(
     changes: list[Change] = []
     for cf in files:
         old = cf.text
-        new = op.rewrite(old or "")
+        new = op.rewrite_caption(cf)
         if new == (old or ""):
             continue
         if old is None and not new.strip():

@@ -45,6 +45,41 @@ class TriageSection(Strict):
     keep_folder: str = Field("", description="dataset subfolder that kept inbox images move into")
 
 
+TAG_MODES = ("fill", "append", "replace")
+
+
+class TaggerSection(Strict):
+    """Auto-tagging defaults (``lorawb tag``, the Captions and Triage tabs); see docs/captions.md."""
+
+    model: str = Field("", description="a model folder, `toyworld`, or a name from [tagger.models]")
+    models: dict[str, str] = Field(default_factory=dict, description="short names for model folders")
+    mode: Literal["fill", "append", "replace"] = "fill"
+    threshold: float = Field(0.35, ge=0.01, le=1.0, description="general tags at or above this confidence")
+    character_threshold: float = Field(0.85, ge=0.01, le=1.0, description="character tags at or above this")
+    max_tags: int = Field(30, ge=0, description="at most this many model tags per image (0: no limit)")
+    exclude: list[str] = Field(default_factory=list, description="undesired tags: never written")
+    invariant: list[str] = Field(
+        default_factory=list, description="the character's invariant features: the trigger carries them"
+    )
+    keep: list[str] = Field(default_factory=list, description="tags of a caption that replace mode keeps")
+    replace: list[str] = Field(default_factory=list, description="tag replacement pairs, `old=new`")
+    keep_underscores: bool = Field(False, description="write blue_hair as the model names it, not blue hair")
+    character_first: bool = True
+    ratings: bool = Field(False, description="add the WD model's rating tag (general, sensitive, ...)")
+    batch_size: int = Field(8, ge=1, le=1024)
+    prompt: str = Field("", description="text a captioning model continues (BLIP: `a picture of`)")
+    max_new_tokens: int = Field(40, ge=1, le=1024)
+
+    @field_validator("replace")
+    @classmethod
+    def _pairs(cls, v: list[str]) -> list[str]:
+        for pair in v:
+            old, sep, new = pair.partition("=")
+            if not sep or not old.strip() or not new.strip():
+                raise ValueError(f"{pair!r} is not a replacement pair: write old=new")
+        return v
+
+
 class UISection(Strict):
     theme: str = "lorawb-dark"
     images: Literal["auto", "halfcell", "unicode", "sixel", "tgp"] = "auto"
@@ -55,6 +90,7 @@ class ProjectConfig(Strict):
     tags: TagsSection = Field(default_factory=TagsSection)
     triage: TriageSection = Field(default_factory=TriageSection)
     ui: UISection = Field(default_factory=UISection)
+    tagger: TaggerSection = Field(default_factory=TaggerSection)
     # Training defaults, validated by lorawb.train.config.
     model: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)
@@ -93,6 +129,20 @@ dup_threshold = 6
 theme = "lorawb-dark"
 # auto, halfcell, unicode, sixel or tgp (Kitty graphics)
 images = "auto"
+
+[tagger]
+# Auto-tagging (`lorawb tag`, `a` in Triage and Captions): a local model folder (a WD tagger's
+# model.onnx + selected_tags.csv, or a transformers captioner such as BLIP), or "toyworld".
+model = ""
+# fill: only uncaptioned images; append: add what a caption lacks; replace: rewrite after the trigger.
+mode = "fill"
+threshold = 0.35
+character_threshold = 0.85
+# Undesired tags, never written.
+exclude = []
+# The character's invariant features (hair colour, outfit...): the trigger should carry them,
+# so auto-tagging leaves them out of the captions (caption what varies).
+invariant = []
 
 # Training defaults; every run freezes the resolved config into runs/<id>/config.toml.
 [model]

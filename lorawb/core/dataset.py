@@ -23,11 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lorawb.core import layout
 from lorawb.core.fsutil import read_text
-from lorawb.errors import LorawbError, ProjectError
+from lorawb.errors import ImageError, LorawbError, ProjectError
 
 # EXIF orientations 5-8 rotate by 90 degrees: width and height swap.
 _SWAPS_SIDES = frozenset({5, 6, 7, 8})
@@ -155,18 +155,8 @@ def _fill_image(facts: ImageFacts, path: Path) -> None:
         return
     try:
         _decode(facts, data)
-    except Image.DecompressionBombError as exc:
-        _fail(facts, _bomb_reason(str(exc)))
-    except UnidentifiedImageError:
-        _fail(facts, "not a PNG, JPEG, WebP, BMP or GIF image (corrupt, or another format)")
-    except MemoryError:
-        _fail(facts, "too large to decode in memory")
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for corrupt data; all mean "unusable"
-        text = str(exc) or type(exc).__name__
-        if "truncated" in text.lower() or isinstance(exc, EOFError):
-            _fail(facts, f"truncated: {text}")
-        else:
-            _fail(facts, f"corrupt: {text}")
+        _fail(facts, _failure_reason(exc))
     else:
         exts = _FORMAT_EXTS.get(facts.format)
         if exts and path.suffix.lower() not in exts:
@@ -193,6 +183,51 @@ def _decode(facts: ImageFacts, data: bytes) -> None:
     if orientation in _SWAPS_SIDES:
         width, height = height, width
     facts.width, facts.height = width, height
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """Why Pillow could not decode an image, in the words the doctor, Triage and the tagger show."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return _bomb_reason(str(exc))
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a PNG, JPEG, WebP, BMP or GIF image (corrupt, or another format)"
+    if isinstance(exc, MemoryError):
+        return "too large to decode in memory"
+    text = str(exc) or type(exc).__name__
+    if "truncated" in text.lower() or isinstance(exc, EOFError):
+        return f"truncated: {text}"
+    return f"corrupt: {text}"
+
+
+def load_image(path: Path | str, *, min_side: int | None = None) -> Image.Image:
+    """Decode one image for use (its pixels, EXIF orientation applied; the first frame of an animation).
+
+    The same safe reader as the scan: only the dataset formats, decompression bombs refused
+    at Pillow's limit. ``min_side`` lets a JPEG decode at a reduced scale that still keeps both
+    sides at least that long (far faster for big photos that are shrunk anyway). Raises
+    ImageError naming the file and the reason the scan would give.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read file: {exc.strerror or exc}", path=path) from exc
+    if not data:
+        raise ImageError("empty file (0 bytes)", path=path)
+    try:
+        with Image.open(io.BytesIO(data), formats=SAFE_FORMATS) as im:
+            width, height = im.size
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and width * height > limit:
+                raise ImageError(_bomb_reason(f"{width * height} pixels", width, height), path=path)
+            if min_side and im.format == "JPEG":
+                im.draft("RGB", (min_side, min_side))
+            im.load()
+            out = ImageOps.exif_transpose(im)
+            return out if out is not im else im.copy()
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for corrupt data; all mean "unusable"
+        raise ImageError(_failure_reason(exc), path=path) from exc
 
 
 def _orientation(im: Image.Image) -> int:

@@ -82,6 +82,10 @@ def sample_toml(name: str = "sample_project") -> str:
     groups["context"] = list(world.CONTEXTS)
     groups["style"] = list(world.STYLES)
     groups["pose"] = list(world.POSES)
+    tagger = doc["tagger"]
+    tagger["model"] = "toyworld"
+    tagger["model"].comment("the toy world's attribute reader tags toy-world images honestly on a CPU")
+    tagger["invariant"] = CHARACTER_PROMPT.split(", ")
     doc["model"]["path"] = MODEL_DIR
     doc["model"]["path"].comment("the toy-world base model (see its README.md); built by `lorawb toyworld pretrain`")
     dataset = tomlkit.table()
@@ -113,7 +117,7 @@ def sample_toml(name: str = "sample_project") -> str:
 def _reorder(text: str) -> str:
     """Put the sections appended at the end ([dataset], [network]) after [model], where a reader looks."""
     doc = tomlkit.parse(text)
-    order = ["project", "tags", "triage", "ui", "model", "dataset", "network", "train", "sample", "save"]
+    order = ["project", "tags", "triage", "ui", "tagger", "model", "dataset", "network", "train", "sample", "save"]
     out = tomlkit.document()
     for key in order + [k for k in doc if k not in order]:
         if key in doc:

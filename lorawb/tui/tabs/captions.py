@@ -34,6 +34,7 @@ from lorawb.tui.widgets.caption_editor import CaptionEditor
 from lorawb.tui.widgets.caption_list import CaptionList
 from lorawb.tui.widgets.caption_modals import OP_SPECS, BulkScreen, ConflictScreen, PromptScreen
 from lorawb.tui.widgets.image_view import ImageView
+from lorawb.tui.widgets.tag_modal import TagScreen, report_applied
 
 VIEWS = {"edit": "captions-edit", "tags": "captions-tags", "comp": "captions-comp"}
 FILTER_HELP = "filter: has:TAG  -has:TAG  text:WORDS  in:FOLDER  (empty: no filter)"
@@ -99,6 +100,7 @@ class CaptionsTab(Vertical):
         Binding("c", "view('comp')", "Composition"),
         Binding("slash", "filter", "Filter"),
         Binding("b", "bulk", "Bulk edit"),
+        Binding("a", "autotag", "Auto-tag"),
         Binding("u", "undo", "Undo"),
         Binding("U", "redo", "Redo"),
         Binding("r,ctrl+r", "revert", "Revert"),
@@ -169,6 +171,9 @@ class CaptionsTab(Vertical):
             yield SystemCommand(
                 f"Captions: {spec.title}", "preview, then apply to the captions listed", lambda k=key: self._palette(k)
             )
+        yield SystemCommand(
+            "Captions: auto-tag", "a local model proposes tags for the list; preview, then apply", self._palette_autotag
+        )
         yield SystemCommand("Captions: undo", "undo the last caption edit or operation", self._palette_undo)
         yield SystemCommand("Captions: redo", "redo the last undone caption operation", self._palette_redo)
         yield SystemCommand("Captions: tag frequency", "the tags of the list, most frequent first", self._palette_tags)
@@ -181,6 +186,10 @@ class CaptionsTab(Vertical):
     def _palette(self, key: str) -> None:
         self._show_me()
         self.action_bulk(key)
+
+    def _palette_autotag(self) -> None:
+        self._show_me()
+        self.action_autotag()
 
     def _palette_undo(self) -> None:
         self._show_me()
@@ -698,6 +707,14 @@ class CaptionsTab(Vertical):
         label = f"filter: {self.filter.label}" if self.filter else "the list"
         screen = BulkScreen(self.project, list(self.shown), label, op=op, a=a, b=b, run_preview=run_preview)
         self.app.push_screen(screen, self._bulk_chosen)
+
+    def action_autotag(self) -> None:
+        """The tagger dialog over the list (or the open image); applied, it is one step of this tab's undo."""
+        if not self._save():
+            return
+        label = f"filter: {self.filter.label}" if self.filter else "the list"
+        scopes = [(label, list(self.shown)), ("this image", [self.current] if self.current else [])]
+        self.app.push_screen(TagScreen(self.project, scopes), lambda r: report_applied(self, r))
 
     def _bulk_chosen(self, cs: caption_ops.ChangeSet | None) -> None:
         if cs is not None:

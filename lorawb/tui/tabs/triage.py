@@ -32,6 +32,7 @@ from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 from lorawb.tui.widgets.image_grid import GridItem, ImageGrid
 from lorawb.tui.widgets.image_view import ImageView
+from lorawb.tui.widgets.tag_modal import TagScreen, report_applied
 
 DEDUPE_DELAY_S = 1.5  # after the first listing, before near-duplicate hashing starts in the background
 STATE_CYCLE = (None, tri.UNREVIEWED, tri.KEEP, tri.FLAG, tri.REJECT)
@@ -79,6 +80,7 @@ class TriageTab(Vertical):
         Binding("u", "decide('clear')", "Clear"),
         Binding("v", "cycle_state", "View"),
         Binding("D", "dupes", "Dupes"),
+        Binding("a", "autotag", "Auto-tag"),
         Binding("i", "toggle_inbox", "Inbox", show=False),
         Binding("backspace", "undo", "Undo", show=False),
         Binding("n", "group(1)", "Next group", show=False),
@@ -605,8 +607,21 @@ class TriageTab(Vertical):
         if self.current_item is not None:
             self.update_facts(self.current_item)
 
+    # --- auto-tagging -------------------------------------------------------
+    def action_autotag(self, scope: int = 0) -> None:
+        """The tagger dialog over the list shown, this image, or the inbox (its changes are caption history)."""
+        current = self.current_item
+        scopes = [
+            ("the images shown", [i.rel for i in self.shown]),
+            ("this image", [current.rel] if current else []),
+            ("the inbox", [i.rel for i in self.all_items if i.area == tri.INBOX]),
+        ]
+        self.app.push_screen(TagScreen(self.project, scopes, scope=scope), lambda r: report_applied(self, r))
+
     # --- command palette --------------------------------------------------
     def commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Triage: auto-tag the images shown", "A local model proposes tags (a)", self.action_autotag)
+        yield SystemCommand("Triage: auto-tag the inbox", "Preview, then apply", lambda: self.action_autotag(2))
         yield SystemCommand("Triage: keep", "Keep the selected image (y)", lambda: self._run("decide('keep')"))
         yield SystemCommand(
             "Triage: reject", "Move it to rejected/ with its caption (x)", lambda: self._run("decide('reject')")
