@@ -76,7 +76,7 @@ def _stamp(folder: MatrixFolder) -> tuple:
 
 class MatrixTab(Vertical):
     BINDINGS = [
-        Binding("l", "view('list')", "Matrices"),
+        Binding("m", "view('list')", "Matrices"),
         Binding("o", "view('grid')", "Grid", show=False),
         Binding("t", "view('scores')", "Scores"),
         Binding("n", "new", "New"),
