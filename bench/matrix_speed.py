@@ -68,7 +68,9 @@ def plain_loop(base: str, ckpts: list[Path], out: Path, steps: int, cfg: float, 
             for p in prompts:
                 for s in SEEDS:
                     g = torch.Generator(device="cpu").manual_seed(s)
-                    image = pipe(p, num_inference_steps=steps, guidance_scale=cfg, width=size, height=size, generator=g).images[0]
+                    image = pipe(
+                        p, num_inference_steps=steps, guidance_scale=cfg, width=size, height=size, generator=g
+                    ).images[0]
                     image.save(out / f"{ck.stem}-{w}-{n}.png")
                     n += 1
         del pipe
@@ -137,8 +139,12 @@ def main() -> int:
         f"{args.device}"
     )
     print(f"{'':28} {'seconds':>8} {'cells/s':>8} {'images':>7} {'images/s':>9}")
-    print(f"{'plain diffusers loop':28} {t_plain:>8.1f} {positions / t_plain:>8.2f} {n_plain:>7} {n_plain / t_plain:>9.2f}")
-    print(f"{'lorawb matrix run':28} {t_lorawb:>8.1f} {positions / t_lorawb:>8.2f} {images:>7} {images / t_lorawb:>9.2f}")
+    print(
+        f"{'plain diffusers loop':28} {t_plain:>8.1f} {positions / t_plain:>8.2f} {n_plain:>7} {n_plain / t_plain:>9.2f}"
+    )
+    print(
+        f"{'lorawb matrix run':28} {t_lorawb:>8.1f} {positions / t_lorawb:>8.2f} {images:>7} {images / t_lorawb:>9.2f}"
+    )
     print(
         f"\nlorawb: {t_plain / t_lorawb:.2f}x the plain loop's grid cells per second "
         f"({images / t_lorawb / (n_plain / t_plain):.2f}x its images per second; the rest is weight 0 drawn once)"

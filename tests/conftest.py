@@ -14,7 +14,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LORAWB_THREADS", "1")
 
 
-
 @pytest.fixture(scope="session")
 def trained_sample(tmp_path_factory):
     """The sample project copied and trained once per session with its own settings (sampling off).
