@@ -231,6 +231,8 @@ class _Progress:
 
 
 def _report_dict(report: Any) -> dict[str, Any]:
+    from lorawb.matrix.scores import by_axis_value
+
     s = report.summary()
     best = s.best()
     return {
@@ -245,6 +247,11 @@ def _report_dict(report: Any) -> dict[str, Any]:
         "summary": [r.as_dict() for r in s.rows],
         "recommendation": s.recommendation(),
         "best": best.as_dict() if best else None,
+        "by_value": {
+            axis: [vars(v) for v in by_axis_value(report.plan.layout, report.scores, report.scorer or "", axis, best)]
+            for axis in report.plan.layout.slots
+            if best is not None and len(report.plan.layout.axes[axis]) > 1
+        },
         "ratings": report.ratings.ratings,
         "promoted": report.ratings.promoted,
     }
@@ -283,6 +290,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(format_table(report.summary()))
     print()
     print("recommendation: " + data["recommendation"])
+    for name, rows in data["by_value"].items():
+        parts = [f"{r['value']} {r['identity']:.2f}" for r in rows if r["identity"] is not None]
+        if parts:
+            print(
+                f"  identity by {name} at {data['best']['checkpoint']} weight {data['best']['weight']:g}: "
+                + " · ".join(parts)
+            )
     if args.cells:
         print()
         for c in data["cells_list"]:

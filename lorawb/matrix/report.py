@@ -8,6 +8,7 @@ them, ``Report.scorer`` is None and ``reason`` says why.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,6 @@ def expected_scorer(plan: Plan) -> tuple[str | None, str]:
 class Report:
     plan: Plan
     status: MatrixStatus
-    rows: dict[str, dict[str, Any]]
     scores: dict[str, dict[str, Any]]  # of the current scorer only
     ratings: Ratings
     done: set[str]
@@ -51,6 +51,11 @@ class Report:
     @property
     def folder(self) -> MatrixFolder:
         return self.plan.folder
+
+    @functools.cached_property
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """cells.jsonl by cell id (read when first asked: a live view does not need it every poll)."""
+        return read_rows(self.folder.cells_log, "cell")
 
     @property
     def total(self) -> int:
@@ -98,8 +103,9 @@ class Report:
         return lines
 
 
-def load_report(folder: MatrixFolder, project: Project | None = None) -> Report:
-    plan = plan_matrix(folder, project)
+def load_report(folder: MatrixFolder, project: Project | None = None, plan: Plan | None = None) -> Report:
+    """The matrix as it is on disk now (``plan``: reuse one made from the same matrix.toml)."""
+    plan = plan or plan_matrix(folder, project)
     all_scores = read_rows(folder.scores_log, "score")
     expected, reason = expected_scorer(plan)
     used = [s.get("scorer") for s in all_scores.values() if s.get("scorer")]
@@ -115,7 +121,6 @@ def load_report(folder: MatrixFolder, project: Project | None = None) -> Report:
     return Report(
         plan=plan,
         status=read_status(folder),
-        rows=read_rows(folder.cells_log, "cell"),
         scores=scores,
         ratings=Ratings.load(folder),
         done=folder.done_ids(),

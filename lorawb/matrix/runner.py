@@ -156,7 +156,10 @@ def _run(
     )
     if not mine:
         return _finish(plan, events, log, state, stop.requested())
-    gen = Generator.load(plan.ctx.model, s.device, s.precision, max_loaded=s.max_loaded)
+    device = s.device
+    if state is not None and state.device.type == "cuda":
+        device = str(state.device)  # each process on its own GPU (cuda:<local rank>)
+    gen = Generator.load(plan.ctx.model, device, s.precision, max_loaded=s.max_loaded)
     log.info("device %s, %s, %d CPU threads", gen.device, gen.dtype, _threads())
     scorer = make_scorer(plan.project, plan.ctx, s)
     scores = EventWriter(folder.scores_log)

@@ -294,6 +294,53 @@ def summarize(
     return out
 
 
+@dataclass
+class ValueRow:
+    value: str
+    cells: int
+    identity: float | None
+    prompt_following: float | None
+
+
+def by_axis_value(
+    layout: Layout, scores: dict[str, dict[str, Any]], scorer: str, axis: str, row: SummaryRow | None = None
+) -> list[ValueRow]:
+    """Mean scores per value of ``axis`` (a slot: does the character hold in every context?),
+    over the cells of one checkpoint × weight (``row``), or over every cell with a LoRA."""
+    from lorawb.matrix.cells import NO_VALUE
+
+    ax = layout.axes[axis]
+    ck, wt = layout.axes["checkpoint"], layout.axes["weight"]
+    vals: dict[int, dict[str, list[float]]] = {}
+    for pos in layout.positions:
+        cell = layout.cells[pos.cell]
+        i = pos.index(axis)
+        if i == NO_VALUE or cell.is_control:
+            continue
+        if row is None:
+            if cell.params.is_base:
+                continue
+        elif row.is_base != cell.params.is_base or (
+            not row.is_base
+            and (
+                ck.labels[pos.index("checkpoint")] != row.checkpoint
+                or float(wt.values[pos.index("weight")]) != row.weight
+            )
+        ):
+            continue
+        s = scores.get(pos.cell)
+        bucket = vals.setdefault(i, {"identity": [], "prompt_following": [], "n": []})
+        bucket["n"].append(1.0)
+        if s and s.get("scorer") == scorer:
+            for m in ("identity", "prompt_following"):
+                if isinstance(s.get(m), (int, float)):
+                    bucket[m].append(float(s[m]))
+    return [
+        ValueRow(ax.labels[i], len(v["n"]), _mean(v["identity"]), _mean(v["prompt_following"]))
+        for i, v in sorted(vals.items())
+    ]
+
+
 def format_table(summary: Summary) -> str:
     """The checkpoint × weight table as plain text (``lorawb matrix show``)."""
     head = f"{'checkpoint':<14} {'weight':>6} {'cells':>9} {'identity':>8} {'prompt':>7} {'leak':>6} {'nearest':>8} {'flag':>5}"

@@ -13,6 +13,7 @@ import pytest
 from lorawb.matrix.folder import MatrixFolder
 from lorawb.matrix.report import load_report
 from lorawb.matrix.runner import run_matrix
+from lorawb.matrix.scores import by_axis_value
 from lorawb.toyworld.check import UNRELATED
 from lorawb.train.runfolder import list_runs
 
@@ -55,6 +56,9 @@ seed = [0, 1]
         if key != ("base", 0.0):
             assert r.leak is not None and 0.0 <= r.leak <= 1.0  # measured on the control prompts
     assert rows[("base", 0.0)].leak is None
+    by_context = by_axis_value(report.plan.layout, report.scores, report.scorer, "context", report.summary().best())
+    assert [v.value for v in by_context] == ["forest", "spaceship", "bar", "beach"]
+    assert all(v.cells == 2 and v.identity is not None for v in by_context)  # the character in every context
     rec = report.summary().recommendation()
     assert (
         rec.startswith("step 200 at weight 1: identity ")

@@ -90,3 +90,32 @@ def test_an_absurd_matrix_is_refused_before_drawing_unless_yes():
     assert "--yes" in info.value.hint
     check_size(5000, 2000, None, yes=True)
     check_size(10, 2000, None)
+
+
+def test_the_estimate_comes_from_a_measured_speed(lora_project):
+    import json
+    import shutil
+
+    from lorawb.matrix.estimate import describe_estimate, measured_speed
+    from lorawb.train.runfolder import list_runs
+    from tests.matrix.conftest import write_matrix
+
+    project = Project.load(lora_project)
+    small = MatrixFolder(lora_project / "matrices" / "small")
+    fresh = MatrixFolder(write_matrix(lora_project, "fresh", steps=4))
+    plan = plan_matrix(fresh, project)
+    speed = measured_speed(project, fresh, plan.layout, plan.ctx.run)
+    assert speed is not None and speed.source == "matrix small"  # same base model, 2 steps: scaled to 4
+    per = [json.loads(x)["seconds_per_image"] for x in small.cells_log.read_text().splitlines() if x.strip()]
+    assert speed.seconds_per_image == pytest.approx(sorted(per)[len(per) // 2] * 2, rel=0.5)
+    shutil.rmtree(small.path)
+    assert measured_speed(project, fresh, plan.layout, plan.ctx.run) is None
+    assert "not measured yet" in describe_estimate(18, None)
+    run = list_runs(lora_project / "runs")[-1]
+    with run.events.open("a") as fh:  # the run's samples: 2 s apart, at the run's 2 sample steps
+        for i, t in enumerate((100.0, 102.0, 104.0)):
+            fh.write(json.dumps({"type": "sample", "step": 2, "prompt": "p", "path": f"s{i}.png", "time": t}) + "\n")
+    speed = measured_speed(project, fresh, plan.layout, plan.ctx.run)
+    assert speed is not None and speed.seconds_per_image == pytest.approx(2.0 * 4 / 2)
+    assert "samples" in speed.source
+    assert describe_estimate(18, speed).startswith("estimated 1m12s for 18 images (4.00 s each")

@@ -74,6 +74,14 @@ def _stamp(folder: MatrixFolder) -> tuple:
     return tuple(parts)
 
 
+def _mtime(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 class MatrixTab(Vertical):
     BINDINGS = [
         Binding("m", "view('list')", "Matrices"),
@@ -114,6 +122,7 @@ class MatrixTab(Vertical):
         self.grid_data: Grid | None = None
         self.rows: list[ListRow] = []
         self._cache: dict[str, tuple[tuple, Report | None, ListRow]] = {}
+        self._plans: dict[str, tuple[tuple, Any]] = {}  # matrix id -> (matrix.toml stamp, Plan)
         self._polling = False
         self._poll_again = False
         self._force = False
@@ -226,16 +235,22 @@ class MatrixTab(Vertical):
 
     def _read(self, folder: MatrixFolder) -> tuple[Report | None, ListRow]:
         try:
-            rep = load_report(folder, self.project)
-        except LorawbError as exc:
-            st = "invalid"
-            return None, ListRow(
-                folder.id,
-                st,
-                len(folder.done_ids()),
-                None,
-                exc.message if not exc.line else f"line {exc.line}: {exc.message}",
-            )
+            # The plan (spec resolved, cells enumerated) changes only with matrix.toml, lorawb.toml
+            # or the run's checkpoints ("last"): reuse it while those stay as they were.
+            cached = self._plans.get(folder.id)
+            run = cached[1].ctx.run if cached else None
+            key = (_mtime(folder.spec), _mtime(self.project.config_path), _mtime(run.checkpoints) if run else None)
+            plan = cached[1] if cached and cached[0] == key else None
+            rep = load_report(folder, self.project, plan)
+            if plan is None:
+                run = rep.plan.ctx.run
+                key = key[:2] + (_mtime(run.checkpoints) if run else None,)
+            self._plans[folder.id] = (key, rep.plan)
+        except (LorawbError, OSError) as exc:
+            line = getattr(exc, "line", None)
+            message = getattr(exc, "message", None) or str(exc)
+            note = message if not line else f"line {line}: {message}"
+            return None, ListRow(folder.id, "invalid", len(folder.done_ids()), None, note)
         rec = rep.summary().recommendation() if rep.scorer else rep.reason
         return rep, ListRow(folder.id, rep.status.display_state, rep.drawn, rep.total, rec)
 
@@ -469,7 +484,19 @@ class MatrixTab(Vertical):
                 f(r.memorisation),
                 copies,
             )
-        self.query_one("#matrix-rec", Static).update("recommendation: " + s.recommendation())
+        rec = Text("recommendation: " + s.recommendation())
+        if best is not None:
+            from lorawb.matrix.scores import by_axis_value
+
+            for axis in rep.plan.layout.slots:
+                if len(rep.plan.layout.axes[axis]) < 2:
+                    continue
+                rows = by_axis_value(rep.plan.layout, rep.scores, rep.scorer or "", axis, best)
+                parts = [f"{r.value} {r.identity:.2f}" for r in rows if r.identity is not None]
+                if parts:
+                    rec.append(f"\nidentity by {axis} at {best.checkpoint} weight {best.weight:g}: ", style="dim")
+                    rec.append(" · ".join(parts))
+        self.query_one("#matrix-rec", Static).update(rec)
 
     # --- events from the widgets ----------------------------------------------------
     @on(MatrixGrid.Highlighted, "#matrix-grid")
