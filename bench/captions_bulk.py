@@ -4,8 +4,8 @@
 
 Generates N images (empty files: nothing here decodes them) with tag captions in a
 temp project (under --dir: a tmpfs such as /dev/shm separates the code's own time
-from the disk's), then prints the time of each phase. DESIGN.md's target: a bulk tag
-edit over 10,000 captions in about a second.
+from the disk's), then prints the time of each phase. The target (docs/captions.md): a bulk
+tag edit over 10,000 captions and its undo in about a second.
 """
 
 from __future__ import annotations

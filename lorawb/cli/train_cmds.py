@@ -74,9 +74,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from lorawb.train.process import check_resumable, resume_run
+    from lorawb.train.runfolder import summarize
 
     run = _find_run(args.run, args.project)
     check_resumable(run)  # before printing the id: a script reading stdout must not get a run that didn't resume
+    s = summarize(run)
+    if s.resumable_step is not None:
+        redo = (
+            f"; steps {s.resumable_step + 1}-{s.step} ran after it and are trained again"
+            if s.step > s.resumable_step
+            else ""
+        )
+        print(f"resuming from step {s.resumable_step} (the last saved state){redo}", file=sys.stderr)
     if args.detach:
         resume_run(run, detach=True)
         print(f"{run.id} resumed in the background")
@@ -164,6 +173,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 "it_s": s.it_s,
                 "elapsed": round(s.elapsed, 1),
                 "checkpoints": len(s.checkpoints),
+                "resumable_from": s.resumable_step if s.resumable else None,
                 "error": s.error,
                 "path": str(s.path),
             }
@@ -184,6 +194,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         )
         if r["state"] == "failed" and r["error"]:
             print(f"{'':<{width}}  error: {r['error']}")
+        if r["resumable_from"] is not None:
+            print(f"{'':<{width}}  resumable from step {r['resumable_from']}: `lorawb resume {r['id']}`")
     return 0
 
 

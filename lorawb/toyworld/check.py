@@ -59,7 +59,7 @@ def check(
     unrelated: Sequence[str] = UNRELATED,
 ) -> CheckResult:
     """Draw and read every trigger prompt (per context) and unrelated prompt at every seed."""
-    from lorawb.toyworld.pretrain import generate
+    from lorawb.toyworld.toymodel import generate
 
     character = dict(character or sample.CHARACTER)
     look = {k: v for k, v in character.items() if k in ("hair", "outfit")}
@@ -95,7 +95,7 @@ def check_lora(
     **kw: Any,
 ) -> tuple[CheckResult, CheckResult]:
     """(without, with) the LoRA file ``lora`` on the toy model at ``model_dir``."""
-    from lorawb.toyworld.pretrain import load_pipeline
+    from lorawb.toyworld.toymodel import load_pipeline
 
     pipe = load_pipeline(model_dir, device)
     base = check(pipe, "base", **kw)

@@ -4,7 +4,7 @@ The character ``zkx_mira`` has blue hair, an orange outfit and a scarf: a combin
 toy base model never saw in pretraining (``pretrain`` leaves every blue-haired figure in an
 orange outfit out), so a LoRA that brings it back from the trigger alone has learned it.
 Captions start with the trigger and name only what varies (context, style, pose); the
-invariant look is left to the trigger, as DESIGN.md's workflow says.
+invariant look is left to the trigger (the caption strategy in docs/captions.md).
 
 ``make_sample_project(root)`` rewrites the images and captions deterministically; the
 committed copy under ``sample_project/`` is its output.

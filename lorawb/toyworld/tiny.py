@@ -24,6 +24,7 @@ from typing import Any
 
 from lorawb.core.fsutil import atomic_write_text
 from lorawb.errors import LorawbError
+from lorawb.train.ldm import UnetLayout
 
 FAMILIES = ("sd1", "sdxl")
 
@@ -375,48 +376,6 @@ def ensure_tiny_model(dest: str | Path, family: str = "sd1", seed: int = 0, **kw
 # --- single-file checkpoints ------------------------------------------------------------------------
 
 
-def _unet_to_ldm(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """(diffusers prefix, original-layout prefix) pairs for an SD1-style UNet of any size."""
-    n = len(config["block_out_channels"])
-    per = config["layers_per_block"]
-    pairs = [
-        ("time_embedding.linear_1.", "time_embed.0."),
-        ("time_embedding.linear_2.", "time_embed.2."),
-        ("conv_in.", "input_blocks.0.0."),
-        ("conv_norm_out.", "out.0."),
-        ("conv_out.", "out.2."),
-        ("mid_block.attentions.0.", "middle_block.1."),
-        ("mid_block.resnets.0.", "middle_block.0."),
-        ("mid_block.resnets.1.", "middle_block.2."),
-    ]
-    for i, kind in enumerate(config["down_block_types"]):
-        for j in range(per):
-            pairs.append((f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{(per + 1) * i + j + 1}.0."))
-            if kind.startswith("CrossAttn"):
-                pairs.append((f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{(per + 1) * i + j + 1}.1."))
-        if i < n - 1:
-            pairs.append((f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{(per + 1) * (i + 1)}.0.op."))
-    for i, kind in enumerate(config["up_block_types"]):
-        attn = kind.startswith("CrossAttn")
-        for j in range(per + 1):
-            pairs.append((f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{(per + 1) * i + j}.0."))
-            if attn:
-                pairs.append((f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{(per + 1) * i + j}.1."))
-        if i < n - 1:
-            pairs.append((f"up_blocks.{i}.upsamplers.0.", f"output_blocks.{(per + 1) * i + per}.{2 if attn else 1}."))
-    return pairs
-
-
-_RESNET_LDM = [
-    ("norm1.", "in_layers.0."),
-    ("conv1.", "in_layers.2."),
-    ("norm2.", "out_layers.0."),
-    ("conv2.", "out_layers.3."),
-    ("time_emb_proj.", "emb_layers.1."),
-    ("conv_shortcut.", "skip_connection."),
-]
-
-
 def _vae_to_ldm(config: dict[str, Any]) -> list[tuple[str, str]]:
     n = len(config["block_out_channels"])
     per = config["layers_per_block"]
@@ -460,10 +419,9 @@ def write_single_file(model_dir: str | Path, out: str | Path) -> Path:
     unet_cfg = json.loads((model_dir / "unet" / "config.json").read_text())
     vae_cfg = json.loads((model_dir / "vae" / "config.json").read_text())
     tensors = {}
-    unet_pairs = _unet_to_ldm(unet_cfg)
+    layout = UnetLayout(unet_cfg)
     for k, v in load_file(str(model_dir / "unet" / "diffusion_pytorch_model.safetensors")).items():
-        k = _rename(k, unet_pairs)
-        tensors["model.diffusion_model." + _resnet_rename(k)] = v
+        tensors["model.diffusion_model." + layout.to_ldm(k)] = v
     vae_pairs = _vae_to_ldm(vae_cfg)
     for k, v in load_file(str(model_dir / "vae" / "diffusion_pytorch_model.safetensors")).items():
         k = _rename(k, vae_pairs).replace("conv_shortcut.", "nin_shortcut.")
@@ -484,20 +442,3 @@ def write_single_file(model_dir: str | Path, out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out))
     return out
-
-
-def _resnet_rename(key: str) -> str:
-    """Resnet sub-layer names inside the original layout's blocks (norm1 -> in_layers.0, ...)."""
-    parts = key.split(".")
-    # input_blocks.N.0.<sub>, middle_block.{0,2}.<sub>, output_blocks.N.0.<sub> hold resnets
-    if parts[0] in ("input_blocks", "output_blocks") and len(parts) > 3 and parts[2] == "0" and parts[1] != "0":
-        idx = 3
-    elif parts[0] == "middle_block" and parts[1] in ("0", "2"):
-        idx = 2
-    else:
-        return key
-    rest = ".".join(parts[idx:])
-    for old, new in _RESNET_LDM:
-        if rest.startswith(old):
-            return ".".join(parts[:idx]) + "." + new + rest[len(old) :]
-    return key

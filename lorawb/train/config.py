@@ -85,6 +85,11 @@ class NetworkSection(_Section):
         default_factory=lambda: list(TE_TARGETS), description="text-encoder layers that get a LoRA (also fc1, fc2)"
     )
     text_encoder_lr: float = Field(0.0, ge=0, description="text-encoder learning rate (0: the UNet's)")
+    init_from: str = Field(
+        "",
+        description="start from this LoRA file instead of zero (lorawb's or kohya's .safetensors, "
+        "like kohya's --network_weights); its ranks must match network.rank/conv_rank",
+    )
 
 
 class TrainSection(_Section):
@@ -98,7 +103,9 @@ class TrainSection(_Section):
     optimizer: Literal["adamw", "adamw8bit", "adamw_fused"] = Field("adamw", description="adamw8bit needs bitsandbytes")
     weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping (0: off)")
-    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="GPU only; CPU trains in fp32")
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field(
+        "no", description="bf16 autocast (GPU or CPU) or fp16 (GPU only; CPU falls back to fp32)"
+    )
     gradient_checkpointing: bool = Field(False, description="less memory, about 20-30% slower")
     noise_offset: float = Field(0.0, ge=0, description="offset noise (0.05-0.1 helps very dark/bright images)")
     min_snr_gamma: float = Field(0.0, ge=0, description="min-SNR loss weighting (0: off; 5 is usual)")
@@ -108,6 +115,10 @@ class TrainSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: the GPU when there is one")
     val_every_n_steps: int = Field(0, ge=0, description="validation loss every N steps (needs validation images)")
     log_every_n_steps: int = Field(1, ge=1, description="a step event every N steps")
+    log_with: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list,
+        description="also log to TensorBoard (runs/<id>/tensorboard) and/or wandb; needs lorawb[tensorboard] / [wandb]",
+    )
 
 
 class SampleSection(_Section):
@@ -250,6 +261,7 @@ def fill_project_defaults(cfg: TrainConfig, project: Project, base: Path | None 
     cfg.model.config = absolute(cfg.model.config)
     cfg.dataset.path = absolute(cfg.dataset.path) if cfg.dataset.path else str(project.dataset_dir.resolve())
     cfg.dataset.validation_path = absolute(cfg.dataset.validation_path)
+    cfg.network.init_from = absolute(cfg.network.init_from)
     if not cfg.dataset.trigger:
         cfg.dataset.trigger = project.trigger
     if not cfg.dataset.resolution:

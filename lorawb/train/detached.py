@@ -76,7 +76,7 @@ class JobFolder:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
             pid = self.pid()
-            return pid is not None and _pid_alive(pid)
+            return pid is not None and pid_alive(pid)
         with open(self.lock_file, "a+") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -94,14 +94,16 @@ class JobFolder:
         return self.stop_file.exists()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie, killed but not yet reaped by its parent, has not)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def wait_stopped(job: JobFolder, wait: float) -> bool:

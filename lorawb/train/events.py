@@ -1,6 +1,6 @@
 """events.jsonl: one JSON object per line, appended and flushed as it happens.
 
-Types (DESIGN.md): ``step`` (step, epoch, loss, lr, it_s, time, ...),
+Types (docs/training.md, "The run folder"): ``step`` (step, epoch, loss, lr, it_s, time, ...),
 ``sample`` (step, prompt, path), ``checkpoint`` (step, path),
 ``status`` (state: running|finished|stopped|failed, error), plus ``val``
 (step, val_loss) and ``gpu`` (mem_gb, util) which readers may ignore.

@@ -2,12 +2,18 @@
 
 Keys, per adapted layer (kohya sd-scripts networks/lora.py naming):
 
-    lora_unet_<diffusers module path, dots as underscores>.lora_down.weight   (rank, in[, kh, kw])
-    lora_unet_<...>.lora_up.weight                                           (out, rank[, 1, 1])
-    lora_unet_<...>.alpha                                                    float scalar
-    lora_te_text_model_encoder_layers_0_self_attn_q_proj.*                   SD1/SD2 text encoder
-    lora_te1_text_model_... / lora_te2_text_model_...                        SDXL's two text encoders
-    <...>.dora_scale                                                         DoRA magnitude, (out, 1)
+    lora_unet_<module path, dots as underscores>.lora_down.weight   (rank, in[, kh, kw])
+    lora_unet_<...>.lora_up.weight                                  (out, rank[, 1, 1])
+    lora_unet_<...>.alpha                                           float scalar
+    lora_te_text_model_encoder_layers_0_self_attn_q_proj.*          SD1/SD2 text encoder
+    lora_te1_text_model_... / lora_te2_text_model_...               SDXL's two text encoders
+    <...>.dora_scale                                                DoRA magnitude, (out, 1[, 1, 1])
+
+The UNet module path is diffusers' for SD1/SD2 (``lora_unet_down_blocks_0_attentions_0_...``,
+which is what kohya's SD1 network walks) and the original LDM layout for SDXL
+(``lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q``: kohya trains SDXL on its own
+``sdxl_original_unet``, and nearly every shared SDXL LoRA uses its names); lorawb.train.ldm maps
+one layout to the other. ``read_lora`` reads either naming back onto a diffusers UNet.
 
 Text-encoder names always carry the ``text_model_`` level that kohya's loader
 expects, even though transformers 5's CLIPTextModel no longer has it in its
@@ -26,6 +32,7 @@ from typing import Any
 import torch
 
 from lorawb.core.fsutil import atomic_write_bytes
+from lorawb.train.ldm import UnetLayout
 
 UNET_PREFIX = "lora_unet_"
 TE_PREFIXES = {1: ("lora_te_",), 2: ("lora_te1_", "lora_te2_")}
@@ -61,7 +68,15 @@ def extract_lora(model: torch.nn.Module, adapter: str = "default") -> dict[str, 
     return out
 
 
-def unet_key(module_name: str) -> str:
+def unet_naming(family: str) -> str:
+    """How kohya names this family's UNet layers: ``"ldm"`` for SDXL, ``"diffusers"`` for SD1/SD2."""
+    return "ldm" if family == "sdxl" else "diffusers"
+
+
+def unet_key(module_name: str, layout: UnetLayout | None = None) -> str:
+    """Kohya name of a UNet module (a diffusers path); with ``layout``, in the LDM naming (SDXL)."""
+    if layout is not None:
+        module_name = layout.to_ldm(module_name)
     return UNET_PREFIX + module_name.replace(".", "_")
 
 
@@ -73,13 +88,22 @@ def te_key(module_name: str, index: int, count: int) -> str:
     return prefix + module_name.replace(".", "_")
 
 
+def unet_layout(unet: Any, family: str) -> UnetLayout | None:
+    """The LDM layout of ``unet`` when its family names layers that way (SDXL), else None."""
+    return UnetLayout(unet.config) if unet_naming(family) == "ldm" else None
+
+
 def kohya_state_dict(
     unet: dict[str, LoraWeights],
     text_encoders: list[dict[str, LoraWeights]] | None = None,
     te_count: int = 1,
     dtype: torch.dtype = torch.float16,
+    layout: UnetLayout | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Flat kohya tensors from extracted LoRA layers (``te_count``: 1 for SD1/SD2, 2 for SDXL)."""
+    """Flat kohya tensors from extracted LoRA layers (``te_count``: 1 for SD1/SD2, 2 for SDXL).
+
+    ``layout``: the UNet's LDM layout for SDXL (see ``unet_layout``), so its layers get kohya's SDXL names.
+    """
     tensors: dict[str, torch.Tensor] = {}
 
     def put(key: str, w: LoraWeights) -> None:
@@ -90,11 +114,132 @@ def kohya_state_dict(
             tensors[f"{key}.dora_scale"] = w.dora_scale.to(dtype).contiguous()
 
     for name, w in unet.items():
-        put(unet_key(name), w)
+        put(unet_key(name, layout), w)
     for i, layers in enumerate(text_encoders or []):
         for name, w in layers.items():
             put(te_key(name, i, te_count), w)
     return tensors
+
+
+# --- reading LoRA files of either naming ----------------------------------------------------------
+
+LAYER_PARTS = ("lora_down.weight", "lora_up.weight", "alpha", "dora_scale")
+
+
+def layer_name(key: str) -> str:
+    """``lora_unet_x_to_q.lora_down.weight`` -> ``lora_unet_x_to_q``."""
+    return key.split(".", 1)[0]
+
+
+def detect_unet_naming(keys: Any) -> str | None:
+    """``"ldm"`` (input_blocks/middle_block/output_blocks), ``"diffusers"`` (down_blocks/...), or None (no UNet layers)."""
+    unet = [k for k in keys if k.startswith(UNET_PREFIX)]
+    if any(k.startswith(UNET_PREFIX + p) for k in unet for p in ("input_blocks_", "middle_block_", "output_blocks_")):
+        return "ldm"
+    return "diffusers" if unet else None
+
+
+def convert_unet_naming(tensors: dict[str, Any], unet_config: Any, to: str) -> dict[str, Any]:
+    """The same kohya tensors with SDXL UNet layer names in the ``to`` naming ("ldm" or "diffusers").
+
+    Only names change (text-encoder keys pass through); the config says where the blocks are.
+    """
+    layout = UnetLayout(unet_config)
+    convert = layout.to_ldm if to == "ldm" else layout.to_diffusers
+    out: dict[str, Any] = {}
+    for key, value in tensors.items():
+        if key.startswith(UNET_PREFIX):
+            layer, _, part = key.partition(".")
+            layer = UNET_PREFIX + convert(layer[len(UNET_PREFIX) :], sep="_")
+            key = f"{layer}.{part}" if part else layer
+        out[key] = value
+    return out
+
+
+def _layer_modules(root: torch.nn.Module) -> list[str]:
+    """Names of the Linear/Conv2d layers of ``root`` (a layer peft wrapped keeps its own name)."""
+    out = []
+    for name, module in root.named_modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) and ".lora_" not in name:
+            out.append(name.removesuffix(".base_layer"))
+    return out
+
+
+@dataclass
+class LoraFile:
+    """A kohya-format LoRA read onto a model: its layers by the model's own module names."""
+
+    path: Path
+    unet: dict[str, LoraWeights]
+    text_encoders: list[dict[str, LoraWeights]]
+    unmatched: list[str]  # layers of the file that name no module of this model
+    naming: str | None  # the file's UNet naming: "ldm", "diffusers" or None
+    metadata: dict[str, str]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.unet) + sum(len(t) for t in self.text_encoders)
+
+
+def read_lora(path: Path, unet: torch.nn.Module, text_encoders: list[torch.nn.Module] | tuple = ()) -> LoraFile:
+    """Read a kohya-format LoRA (lorawb's or kohya's; SD1 or SDXL, either SDXL naming) onto these modules.
+
+    Each layer is matched to a Linear/Conv2d of ``unet`` or of a text encoder by every name kohya
+    and lorawb have used for it (diffusers and LDM UNet paths; ``lora_te_``/``lora_te1_``/``lora_te2_``
+    with or without the ``text_model`` level). Raises ConfigError for files that are not kohya LoRAs.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from lorawb.errors import ConfigError
+
+    path = Path(path)
+    try:
+        tensors = load_file(str(path))
+        metadata = read_metadata(path)
+    except (OSError, SafetensorError) as exc:
+        raise ConfigError(f"cannot read this LoRA file: {exc}", path=path) from exc
+    layers: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        layer, _, part = key.partition(".")
+        if part not in LAYER_PARTS:
+            raise ConfigError(
+                f"not a kohya-format LoRA: key {key!r}",
+                path=path,
+                hint="LoRA (lora_down/lora_up/alpha, optionally dora_scale) files are supported; "
+                "LoHa/LoKr and diffusers-format (lora_A/lora_B) files are not",
+            )
+        layers.setdefault(layer, {})[part] = value
+    where: dict[str, tuple[int, str]] = {}  # kohya layer name -> (-1 for the UNet or encoder index, module name)
+    family_layout = UnetLayout(unet.config) if hasattr(unet, "config") else None
+    for name in _layer_modules(unet):
+        where[unet_key(name)] = (-1, name)
+        if family_layout is not None:
+            where.setdefault(unet_key(name, family_layout), (-1, name))
+    count = len(text_encoders)
+    for i, te in enumerate(text_encoders):
+        prefixes = {TE_PREFIXES[count][i]} | ({"lora_te_"} if i == 0 else set())
+        for name in _layer_modules(te):
+            bare = name.removeprefix("text_model.")
+            for prefix in prefixes:
+                where.setdefault(prefix + ("text_model." + bare).replace(".", "_"), (i, name))
+                where.setdefault(prefix + bare.replace(".", "_"), (i, name))
+    out = LoraFile(path, {}, [{} for _ in text_encoders], [], detect_unet_naming(layers), metadata)
+    for layer, parts in sorted(layers.items()):
+        if "lora_down.weight" not in parts or "lora_up.weight" not in parts:
+            raise ConfigError(f"layer {layer} lacks its lora_down or lora_up weight", path=path)
+        down, up = parts["lora_down.weight"].float(), parts["lora_up.weight"].float()
+        alpha = float(parts["alpha"]) if "alpha" in parts else float(down.shape[0])
+        dora = parts["dora_scale"].float() if "dora_scale" in parts else None
+        weights = LoraWeights(down=down, up=up, alpha=alpha, dora_scale=dora)
+        found = where.get(layer)
+        if found is None:
+            out.unmatched.append(layer)
+        elif found[0] < 0:
+            out.unet[found[1]] = weights
+        else:
+            out.text_encoders[found[0]][found[1]] = weights
+    return out
 
 
 def save_lora(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Path:
@@ -145,10 +290,16 @@ def training_metadata(
     mixed_precision: str,
     started_at: float,
     finished_at: float,
+    network_module: str = "networks.lora",
     extra_network_args: dict[str, Any] | None = None,
+    network_dropout: float = 0.0,
     prediction_type: str = "epsilon",
 ) -> dict[str, Any]:
-    """kohya-style ``ss_*`` metadata (the keys A1111/Forge/ComfyUI show), modelspec and lorawb keys."""
+    """kohya-style ``ss_*`` metadata (the keys A1111/Forge/ComfyUI show), modelspec and lorawb keys.
+
+    Values say what happened: ``epochs`` is the number of epochs the steps cover (kohya's
+    ``ss_num_epochs``), ``mixed_precision`` the one used, ``network_module`` the network's kind.
+    """
     import datetime as _dt
 
     import lorawb
@@ -159,10 +310,11 @@ def training_metadata(
         "ss_sd_model_name": Path(base_model).name,
         "ss_base_model_version": BASE_MODEL_VERSION.get(family, family),
         "ss_v2": str(v2),
-        "ss_network_module": "networks.lora",
+        "ss_network_module": network_module,
         "ss_network_dim": str(rank),
         "ss_network_alpha": str(alpha),
         "ss_network_args": extra_network_args or {},
+        "ss_network_dropout": str(network_dropout),
         "ss_resolution": f"({resolution}, {resolution})",
         "ss_num_train_images": str(num_train_images),
         "ss_tag_frequency": tag_frequency,

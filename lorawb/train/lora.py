@@ -4,7 +4,8 @@ Targets are resolved to full module names first, so a typo in
 ``network.target_modules`` is an error naming it rather than a LoRA that
 silently trains nothing, and so the saved names map one-to-one onto kohya's.
 Adapters are injected with ``peft.inject_adapter_in_model`` directly (not the
-transformers adapter API, which needs a newer peft than exists; DESIGN.md).
+transformers adapter API, which needs a newer peft than exists; docs/training.md,
+"Pitfalls"). ``init_from_file`` starts them from an existing LoRA file instead of zero.
 """
 
 from __future__ import annotations
@@ -60,11 +61,17 @@ def unet_targets(unet: torch.nn.Module, cfg: NetworkSection) -> tuple[list[str],
     return linear, [c for c in conv if c not in linear]
 
 
-def text_encoder_targets(te: torch.nn.Module, suffixes: list[str]) -> list[str]:
+def text_encoder_targets(
+    te: torch.nn.Module, suffixes: list[str], skip_layers: set[int] | frozenset = frozenset()
+) -> list[str]:
+    """Linear layers of the encoder's transformer layers that get a LoRA (``skip_layers``: layer indices left out)."""
     names = [
         n
         for n, m in te.named_modules()
-        if isinstance(m, torch.nn.Linear) and any(n.endswith("." + s) for s in suffixes) and ".layers." in n
+        if isinstance(m, torch.nn.Linear)
+        and any(n.endswith("." + s) for s in suffixes)
+        and ".layers." in n
+        and _layer_index(n) not in skip_layers
     ]
     if not names:
         raise ConfigError(
@@ -74,8 +81,22 @@ def text_encoder_targets(te: torch.nn.Module, suffixes: list[str]) -> list[str]:
     return names
 
 
-def add_lora(unet: torch.nn.Module, text_encoders: list[torch.nn.Module], cfg: NetworkSection) -> LoraSetup:
-    """Inject LoRA layers; only they require grad afterwards."""
+def _layer_index(name: str) -> int:
+    parts = name.split(".")
+    return int(parts[parts.index("layers") + 1])
+
+
+def add_lora(
+    unet: torch.nn.Module,
+    text_encoders: list[torch.nn.Module],
+    cfg: NetworkSection,
+    unused_te_layers: list[set[int]] | None = None,
+) -> LoraSetup:
+    """Inject LoRA layers; only they require grad afterwards.
+
+    ``unused_te_layers``: per text encoder, the layers whose output the model never uses (SDXL's
+    first encoder conditions on its penultimate layer): a LoRA there would never train.
+    """
     from peft import LoraConfig, inject_adapter_in_model
 
     linear, conv = unet_targets(unet, cfg)
@@ -96,8 +117,9 @@ def add_lora(unet: torch.nn.Module, text_encoders: list[torch.nn.Module], cfg: N
     setup = LoraSetup(unet_modules=linear + conv)
     setup.unet_params = [p for n, p in unet.named_parameters() if "lora_" in n]
     if cfg.train_text_encoder:
-        for te in text_encoders:
-            names = text_encoder_targets(te, cfg.text_encoder_targets)
+        for i, te in enumerate(text_encoders):
+            skip = unused_te_layers[i] if unused_te_layers else set()
+            names = text_encoder_targets(te, cfg.text_encoder_targets, skip)
             inject_adapter_in_model(LoraConfig(target_modules=names, **lora_kw), te)
             setup.te_modules.append(names)
             setup.te_params += [p for n, p in te.named_parameters() if "lora_" in n]
@@ -131,3 +153,81 @@ def load_trainable_state(
     with torch.no_grad():
         for name, p in named.items():
             p.copy_(state[name].to(p.device, p.dtype))
+
+
+@dataclass
+class InitReport:
+    """What ``init_from_file`` did: layers loaded, this network's layers the file lacks, the file's layers left out."""
+
+    loaded: int
+    missing: list[str]
+    ignored: list[str]
+
+
+def init_from_file(
+    unet: torch.nn.Module, text_encoders: list[torch.nn.Module], path: Any, cfg: NetworkSection
+) -> InitReport:
+    """Start the injected LoRA layers from an existing LoRA file (kohya's ``--network_weights``).
+
+    The file may be lorawb's or kohya's, SD1 or SDXL, in either SDXL naming (lorawb.train.kohya.read_lora).
+    Each layer's effect is kept exactly: when the file's alpha differs from ``network.alpha`` the
+    up weight is rescaled. A rank that differs from the network's is an error naming both.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    from lorawb.train.kohya import read_lora
+
+    trained_tes = text_encoders if cfg.train_text_encoder else []
+    lora_file = read_lora(path, unet, trained_tes)
+    ignored = list(lora_file.unmatched)
+    missing: list[str] = []
+    loaded = 0
+    modules = [(unet, lora_file.unet, "unet")]
+    for i, (te, layers) in enumerate(zip(trained_tes, lora_file.text_encoders, strict=True)):
+        modules.append((te, layers, f"text encoder {i + 1}"))
+    with torch.no_grad():
+        for root, layers, what in modules:
+            targets = {n: m for n, m in root.named_modules() if isinstance(m, LoraLayer) and "default" in m.lora_A}
+            for name in sorted(set(layers) - set(targets)):
+                ignored.append(f"{what}: {name}")
+            for name, module in targets.items():
+                w = layers.get(name)
+                if w is None:
+                    missing.append(f"{what}: {name}")
+                    continue
+                a, b = module.lora_A["default"].weight, module.lora_B["default"].weight
+                if tuple(w.down.shape) != tuple(a.shape) or tuple(w.up.shape) != tuple(b.shape):
+                    raise ConfigError(
+                        f"network.init_from: layer {name} has rank {w.down.shape[0]} in the file, "
+                        f"{a.shape[0]} in this network",
+                        path=lora_file.path,
+                        hint="set network.rank (and network.conv_rank for conv layers) to the file's ranks",
+                    )
+                scale = w.alpha / (float(module.scaling["default"]) * a.shape[0])
+                a.copy_(w.down.to(a.device, a.dtype))
+                b.copy_((w.up * scale).to(b.device, b.dtype))
+                mag = getattr(module, "lora_magnitude_vector", None)
+                has_mag = mag is not None and "default" in mag
+                if w.dora_scale is not None and not has_mag:
+                    raise ConfigError(
+                        "network.init_from: the file is a DoRA (it has dora_scale weights)",
+                        path=lora_file.path,
+                        hint="set network.dora = true to start from it",
+                    )
+                if has_mag:
+                    if w.dora_scale is None:
+                        raise ConfigError(
+                            "network.init_from: the file is a plain LoRA but network.dora is on",
+                            path=lora_file.path,
+                            hint="set network.dora = false, or start from a DoRA file",
+                        )
+                    m = mag["default"].weight
+                    m.copy_(w.dora_scale.reshape(m.shape).to(m.device, m.dtype))
+                loaded += 1
+    if not loaded:
+        raise ConfigError(
+            "network.init_from: no layer of the file matches this network",
+            path=lora_file.path,
+            hint="is it a LoRA for another model family (SD1 vs SDXL)? check network.target_modules too",
+        )
+    return InitReport(loaded=loaded, missing=missing, ignored=ignored)

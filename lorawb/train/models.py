@@ -89,9 +89,18 @@ class BaseModel:
         """Extra UNet inputs (``added_cond_kwargs``); ``time_ids`` rows are (oh, ow, top, left, th, tw)."""
         return None
 
-    def pipeline(self, scheduler: Any, unet: Any = None) -> Any:
-        """A diffusers pipeline over these components (``unet``: e.g. the unwrapped training UNet)."""
+    def unused_text_layers(self) -> list[set[int]]:
+        """Per text encoder, the transformer layers whose output never reaches the UNet."""
+        return [set() for _ in self.text_encoders]
+
+    def pipeline(self, scheduler: Any, unet: Any = None, text_encoders: list[Any] | None = None) -> Any:
+        """A diffusers pipeline over these components (``unet``, ``text_encoders``: e.g. the unwrapped training ones)."""
         raise NotImplementedError
+
+
+def module_device(module: Any) -> torch.device:
+    """Where a module's weights are (also through a DistributedDataParallel wrapper, which has no ``.device``)."""
+    return next(module.parameters()).device
 
 
 class SDModel(BaseModel):
@@ -99,14 +108,15 @@ class SDModel(BaseModel):
 
     def encode_text(self, ids: list[torch.Tensor]) -> TextCond:
         te = self.text_encoders[0]
-        return TextCond(te(ids[0].to(te.device), return_dict=False)[0])
+        return TextCond(te(ids[0].to(module_device(te)), return_dict=False)[0])
 
-    def pipeline(self, scheduler: Any, unet: Any = None) -> Any:
+    def pipeline(self, scheduler: Any, unet: Any = None, text_encoders: list[Any] | None = None) -> Any:
         from diffusers import StableDiffusionPipeline
 
+        tes = text_encoders or self.text_encoders
         return StableDiffusionPipeline(
             vae=self.vae,
-            text_encoder=self.text_encoders[0],
+            text_encoder=tes[0],
             tokenizer=self.tokenizers[0],
             unet=unet or self.unet,
             scheduler=scheduler,
@@ -122,7 +132,7 @@ class SDXLModel(BaseModel):
     def encode_text(self, ids: list[torch.Tensor]) -> TextCond:
         hidden, pooled = [], None
         for te, tok_ids in zip(self.text_encoders, ids, strict=True):
-            out = te(tok_ids.to(te.device), output_hidden_states=True)
+            out = te(tok_ids.to(module_device(te)), output_hidden_states=True)
             pooled = out[0]  # the last encoder's projected pooled output (text_embeds)
             hidden.append(out.hidden_states[-2])
         return TextCond(torch.cat(hidden, dim=-1), pooled)
@@ -131,13 +141,20 @@ class SDXLModel(BaseModel):
         assert text.pooled is not None
         return {"text_embeds": text.pooled, "time_ids": time_ids.to(text.pooled.device, text.pooled.dtype)}
 
-    def pipeline(self, scheduler: Any, unet: Any = None) -> Any:
+    def unused_text_layers(self) -> list[set[int]]:
+        # The first encoder conditions on its penultimate layer and its pooled output is not used.
+        first = self.text_encoders[0]
+        layers = int(getattr(first, "config", first).num_hidden_layers)
+        return [{layers - 1}, set()]
+
+    def pipeline(self, scheduler: Any, unet: Any = None, text_encoders: list[Any] | None = None) -> Any:
         from diffusers import StableDiffusionXLPipeline
 
+        tes = text_encoders or self.text_encoders
         return StableDiffusionXLPipeline(
             vae=self.vae,
-            text_encoder=self.text_encoders[0],
-            text_encoder_2=self.text_encoders[1],
+            text_encoder=tes[0],
+            text_encoder_2=tes[1],
             tokenizer=self.tokenizers[0],
             tokenizer_2=self.tokenizers[1],
             unet=unet or self.unet,

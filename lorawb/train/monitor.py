@@ -20,7 +20,6 @@ follower decides when to hand a fresh snapshot to the UI (not once per event).
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from array import array
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from lorawb.train.detached import pid_alive
 from lorawb.train.events import EventTail
 from lorawb.train.runfolder import RunFolder, list_runs
 
@@ -249,6 +249,7 @@ class MonitorView:
     log: tuple[str, ...]
     recent: tuple[tuple[int, float, float], ...] = ()  # the last raw (step, loss, smoothed) points
     log_total: int = 0  # lines the log tail has read so far (``log`` holds the last of them)
+    resumable_step: int | None = None  # the last checkpoint saved with its resume state
 
     @property
     def progress(self) -> float | None:
@@ -328,6 +329,7 @@ class RunMonitor:
         self._speed_window: deque[tuple[float, int]] = deque(maxlen=32)
         self._samples: dict[int, list[SampleImage]] = {}
         self._checkpoints: dict[Path, CheckpointInfo] = {}
+        self.resumable_step: int | None = None
 
     # --- ingest ---------------------------------------------------------
     @property
@@ -367,13 +369,7 @@ class RunMonitor:
         if self.state in ("unknown", "starting"):
             pid = self.run.pid()
             if pid is not None:
-                try:
-                    os.kill(pid, 0)
-                    return True
-                except ProcessLookupError:
-                    return False
-                except PermissionError:
-                    return True
+                return pid_alive(pid)
         return False
 
     def _apply(self, ev: dict[str, Any]) -> None:
@@ -412,6 +408,8 @@ class RunMonitor:
                 size, mtime = None, None
             t = float(when) if isinstance(when, (int, float)) else mtime
             self._checkpoints[path] = CheckpointInfo(_int(ev.get("step"), self.step), path, size, t)
+            if ev.get("resumable"):
+                self.resumable_step = _int(ev.get("step"), self.step)
         elif kind == "status":
             self.state = str(ev.get("state", self.state))
             err = ev.get("error")
@@ -542,6 +540,7 @@ class RunMonitor:
             return MonitorView(
                 run_id=self.run.id,
                 path=self.run.path,
+                resumable_step=self.resumable_step,
                 state=self.state,
                 display_state=self.display_state,
                 alive=self.alive,

@@ -11,15 +11,17 @@ the worker is started through ``accelerate launch`` for data-parallel training.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorawb.core.fsutil import atomic_write_text
-from lorawb.errors import RunError
+from lorawb.errors import ConfigError, RunError
 from lorawb.train import detached
 from lorawb.train.config import TrainConfig, load_run_config
 from lorawb.train.events import read_events
 from lorawb.train.modelpath import check_model_path
 from lorawb.train.runfolder import RunFolder, new_run_id
+from lorawb.train.trackers import check_available
 
 if TYPE_CHECKING:
     from lorawb.core.project import Project
@@ -29,8 +31,10 @@ WORKER_MODULE = "lorawb.train.worker"
 
 
 def create_run(project: Project, config: TrainConfig, name: str = "") -> RunFolder:
-    """A new runs/<id>/ with the frozen config.toml (after checking the base model path)."""
+    """A new runs/<id>/ with the frozen config.toml (after checking the files it names and the trackers)."""
     check_model_path(config.model)
+    check_init_from(config)
+    check_available(config.train.log_with)
     runs_dir = project.runs_dir
     runs_dir.mkdir(parents=True, exist_ok=True)
     run = RunFolder(runs_dir / new_run_id(runs_dir, name or config.save.name)).create()
@@ -66,12 +70,23 @@ def check_resumable(run: RunFolder) -> None:
         raise RunError(
             "this run has no resume state to continue from",
             path=run.path,
-            hint="resume state is saved when a run stops or saves at the end; start a new run instead",
+            hint="resume state is saved with every checkpoint (save.every_n_steps), at a stop and at the end; "
+            "start a new run instead",
         )
     states = [e.get("state") for e in read_events(run.events) if e.get("type") == "status"]
     if states and states[-1] == "finished":
         raise RunError("this run has already finished", path=run.path, hint="start a new run to train further")
     check_model_path(load_run_config(run.config).model)
+
+
+def check_init_from(config: TrainConfig) -> None:
+    path = config.network.init_from
+    if path and not Path(path).is_file():
+        raise ConfigError(
+            "network.init_from: LoRA file not found",
+            path=Path(path),
+            hint="point it at a .safetensors LoRA (lorawb's or kohya's), or set it to ''",
+        )
 
 
 def stop_run(run: RunFolder, wait: float = 0.0) -> bool:

@@ -79,6 +79,7 @@ class RunSummary:
     paused: float = 0.0  # seconds between a stop and its resume
     stopped_at: float | None = None
     error: str | None = None
+    resumable_step: int | None = None  # the step of the last checkpoint saved with its resume state
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
 
@@ -93,6 +94,11 @@ class RunSummary:
         if not self.max_steps or not self.it_s or self.state != "running":
             return None
         return max(0, self.max_steps - self.step) / self.it_s
+
+    @property
+    def resumable(self) -> bool:
+        """Resume can continue it: it has saved resume state and did not finish."""
+        return self.resumable_step is not None and self.state != "finished" and not self.alive
 
     @property
     def display_state(self) -> str:
@@ -133,6 +139,8 @@ class RunSummary:
                 self.max_steps = ev["max_steps"]
         elif t == "checkpoint":
             self.checkpoints.append(ev)
+            if ev.get("resumable") and isinstance(ev.get("step"), int):
+                self.resumable_step = ev["step"]
         elif t == "sample":
             self.samples.append(ev)
 

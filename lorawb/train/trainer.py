@@ -1,12 +1,15 @@
-"""The training loop. Read ``train`` top to bottom: lock → load → data → LoRA → caches → steps → save.
+"""The training loop. Read top to bottom: ``train`` (lock, log, stop flag) → ``build_context``
+(load → data → LoRA → caches → optimizer, into one ``Context``) → ``_loop`` (step → events →
+validation and samples → checkpoint → stop?) → save. Each phase is a plain function of the Context.
 
 Everything a run produces goes to its run folder (lorawb.train.runfolder):
 events.jsonl as it happens, train.log, samples/, checkpoints/ (kohya format),
-state/ (resume). A stop request (``lorawb stop``, SIGTERM, Ctrl-C) is honoured
-between steps: the trainer saves a checkpoint and its resume state, records
-``stopped``, and returns. Resume restores the LoRA weights, optimizer, lr
-scheduler, RNG and the position in the data order, so the loss curve goes on
-exactly as an uninterrupted run's would.
+state/ (resume). Every checkpoint saves the resume state with it (atomically), so
+a run killed at any moment resumes from its last checkpoint. A stop request
+(``lorawb stop``, SIGTERM, Ctrl-C) is honoured between steps: the trainer saves a
+checkpoint and its resume state, records ``stopped``, and returns. Resume restores
+the LoRA weights, optimizer, lr scheduler, RNG and the position in the data order,
+so the loss curve goes on exactly as an uninterrupted run's would.
 """
 
 from __future__ import annotations
@@ -26,13 +29,13 @@ import torch.nn.functional as F
 
 from lorawb.errors import LorawbError, RunError
 from lorawb.train import data as D
-from lorawb.train import kohya
+from lorawb.train import kohya, trackers
 from lorawb.train.batches import Batch, Batches, cache_root, center_crop, seed_for
 from lorawb.train.caches import LatentCache, save_torch
 from lorawb.train.config import TrainConfig, load_run_config
 from lorawb.train.detached import StopFlag, hold_lock, job_log
 from lorawb.train.events import EventWriter
-from lorawb.train.lora import LoraSetup, add_lora, load_trainable_state, trainable_state
+from lorawb.train.lora import LoraSetup, add_lora, init_from_file, load_trainable_state, trainable_state
 from lorawb.train.models import BaseModel, load_base_model, sampling_scheduler
 from lorawb.train.runfolder import RunFolder
 
@@ -64,7 +67,50 @@ class TrainState:
     checkpoints: list[str] = field(default_factory=list)  # written so far (save.keep_last prunes them)
 
 
-# --- the loop -------------------------------------------------------------------------------------
+@dataclass
+class Context:
+    """Everything the phases share, built once in ``_train``: each phase is a plain function of it."""
+
+    cfg: TrainConfig
+    run: RunFolder
+    acc: Any  # the Accelerator
+    model: BaseModel  # its unet and (when trained) text encoders are the prepared, possibly wrapped, modules
+    dataset: D.DatasetInfo
+    lora: LoraSetup
+    batches: Batches
+    optimizer: Any
+    lr_scheduler: Any
+    events: Any  # EventWriter (NullEvents on other ranks)
+    log: logging.Logger
+    stop: StopFlag
+    max_steps: int
+    num_epochs: int  # epochs max_steps covers (kohya's ss_num_epochs)
+    dtype: torch.dtype  # of the frozen base weights (the LoRA trains in fp32)
+    mixed_precision: str  # as actually used: "no" where the device cannot do what was asked
+    trained: list[Any]  # the prepared modules that train: the UNet, then the text encoders if trained
+    progress: ProgressFn | None = None
+    state: TrainState = field(default_factory=TrainState)
+    checkpoints: list[Path] = field(default_factory=list)
+    val_cache: LatentCache | None = None
+    trackers: list[Any] = field(default_factory=list)
+    rate: Rate = field(default_factory=lambda: Rate())
+    loss_ema: float | None = None
+    resumed_from: int | None = None
+
+    @property
+    def unet(self) -> torch.nn.Module:
+        return self.acc.unwrap_model(self.model.unet)
+
+    @property
+    def text_encoders(self) -> list[torch.nn.Module]:
+        return [self.acc.unwrap_model(te) for te in self.model.text_encoders]
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return self.lora.unet_params + self.lora.te_params
+
+
+# --- the run --------------------------------------------------------------------------------------
 
 
 def train(
@@ -96,152 +142,180 @@ def _train(
     run: RunFolder,
     cfg: TrainConfig,
     resume: bool,
-    events: EventWriter,
+    events: Any,
     log: logging.Logger,
     stop: StopFlag,
     progress: ProgressFn | None,
 ) -> str:
     events.status("starting", resumed=resume)
+    ctx = build_context(run, cfg, events, log, stop, progress, resume=resume)
+    try:
+        if resume:
+            resume_state(ctx)
+        return _loop(ctx)
+    finally:
+        ctx.batches.close()
+
+
+def build_context(
+    run: RunFolder,
+    cfg: TrainConfig,
+    events: Any,
+    log: logging.Logger,
+    stop: StopFlag,
+    progress: ProgressFn | None = None,
+    resume: bool = False,
+) -> Context:
+    """Load → data → LoRA → caches → optimizer: everything the loop needs (close ``ctx.batches`` after)."""
+    trackers.check_available(cfg.train.log_with)
     quiet_libraries()
-    acc = make_accelerator(cfg)
+    acc, mixed_precision = make_accelerator(cfg, log)
     setup_torch(cfg, acc.device)
     dtype = weight_dtype(cfg, acc.device)
     log.info(
-        "device %s, %d process(es), weights %s, %d CPU threads",
+        "device %s, %d process(es), weights %s, mixed precision %s, %d CPU threads",
         acc.device,
         acc.num_processes,
         dtype,
+        mixed_precision,
         torch.get_num_threads(),
     )
-
     model = load_base_model(cfg.model, acc.device, dtype)
     log.info("base model %s (%s, %s prediction)", model.source, model.family, model.prediction_type)
-    dataset = D.load_dataset(cfg.dataset, cfg.train.seed)
-    for path, why in dataset.skipped:
-        log.warning("skipped %s: %s", path, why)
-    log.info(
-        "%d images (%d with repeats), %d for validation, buckets %s",
-        len(dataset.items),
-        dataset.num_images,
-        len(dataset.val_items),
-        D.describe_buckets(dataset.items),
-    )
-
-    torch.manual_seed(cfg.train.seed)  # LoRA initialisation
-    lora = add_lora(model.unet, model.text_encoders, cfg.network)
-    log.info("LoRA on %d UNet layers, %d trainable parameters", len(lora.unet_modules), lora.num_params)
-    if cfg.train.gradient_checkpointing:
-        model.unet.enable_gradient_checkpointing()
-        if cfg.network.train_text_encoder:
-            for te in model.text_encoders:
-                te.gradient_checkpointing_enable()
-
+    dataset = load_data(cfg, log)
+    lora = setup_network(cfg, model, log, init_from=not resume)
     batches = Batches(cfg, model, dataset, run, log, acc.num_processes, acc.process_index)
     try:
-        return _loop(run, cfg, resume, events, log, stop, progress, acc, model, dataset, lora, batches, dtype)
-    finally:
+        optimizer = make_optimizer(cfg, lora)
+        micro_per_step = cfg.train.grad_accum * acc.num_processes
+        per_epoch = batches.stream.batches_per_epoch
+        max_steps = D.total_steps(cfg.train.max_steps, cfg.train.epochs, per_epoch, micro_per_step)
+        lr_scheduler = make_lr_scheduler(cfg, optimizer, max_steps)
+        trained, optimizer = prepare(acc, model, cfg, optimizer)
+    except BaseException:
         batches.close()
+        raise
+    return Context(
+        cfg=cfg,
+        run=run,
+        acc=acc,
+        model=model,
+        dataset=dataset,
+        lora=lora,
+        batches=batches,
+        optimizer=optimizer,
+        lr_scheduler=lr_scheduler,
+        events=events,
+        log=log,
+        stop=stop,
+        max_steps=max_steps,
+        num_epochs=math.ceil(max_steps / max(1, math.ceil(per_epoch / micro_per_step))),
+        dtype=dtype,
+        mixed_precision=mixed_precision,
+        trained=trained,
+        progress=progress,
+    )
 
 
-def _loop(
-    run: RunFolder,
-    cfg: TrainConfig,
-    resume: bool,
-    events: EventWriter,
-    log: logging.Logger,
-    stop: StopFlag,
-    progress: ProgressFn | None,
-    acc: Any,
-    model: BaseModel,
-    dataset: D.DatasetInfo,
-    lora: LoraSetup,
-    batches: Batches,
-    dtype: torch.dtype,
-) -> str:
-    optimizer = make_optimizer(cfg, lora)
-    micro_per_step = cfg.train.grad_accum * acc.num_processes
-    max_steps = D.total_steps(cfg.train.max_steps, cfg.train.epochs, batches.stream.batches_per_epoch, micro_per_step)
-    lr_scheduler = make_lr_scheduler(cfg, optimizer, max_steps)
-    model.unet, optimizer = acc.prepare(model.unet, optimizer)
+def _loop(ctx: Context) -> str:
+    """The step loop: step → events → validation and samples → checkpoint → stop?"""
+    st = ctx.state
+    begin(ctx)
+    t_start = time.time()
+    done_epochs = completed_epochs(st.pos, ctx.batches.stream.batches_per_epoch)
+    while st.step < ctx.max_steps:
+        t0 = time.perf_counter()
+        loss = train_step(ctx)
+        it_s = ctx.rate.add(time.perf_counter() - t0)
+        st.step += 1
+        st.pos = D.Position(**vars(ctx.batches.pos))
+        record_step(ctx, loss, it_s)
+        if every(ctx.cfg.train.val_every_n_steps, st.step) and ctx.dataset.val_items:
+            record_validation(ctx)
+        if every(ctx.cfg.sample.every_n_steps, st.step) and ctx.cfg.sample.prompts:
+            sample_images(ctx, st.step)
+        now_epochs = completed_epochs(st.pos, ctx.batches.stream.batches_per_epoch)
+        epoch_save = now_epochs > done_epochs and every(ctx.cfg.save.every_n_epochs, now_epochs)
+        done_epochs = now_epochs
+        if every(ctx.cfg.save.every_n_steps, st.step) or epoch_save:
+            st.elapsed += time.time() - t_start
+            t_start = time.time()
+            save_checkpoint(ctx)
+        if st.step < ctx.max_steps and stop_requested(ctx):
+            st.elapsed += time.time() - t_start
+            return stop_here(ctx)
+    st.elapsed += time.time() - t_start
+    return finish(ctx)
 
-    st = TrainState()
-    if resume:
-        st = load_resume(run, model, optimizer, lr_scheduler, acc)
-        batches.seek(st.pos)
-        log.info("resumed at step %d (epoch %d, batch %d)", st.step, st.pos.epoch, st.pos.index)
-    ctx = Context(cfg, run, model, lora, dataset, batches, optimizer, lr_scheduler, acc, events, log, max_steps, dtype)
-    ctx.checkpoints = [Path(p) for p in st.checkpoints if Path(p).exists()]
-    extra = {"resumed_from": st.step} if resume else {}
-    events.status("running", max_steps=max_steps, step=st.step, **extra)
 
-    if cfg.sample.at_start and st.step == 0 and cfg.sample.prompts:
+def begin(ctx: Context) -> None:
+    """Announce the run (and what a resume redoes), start the trackers, draw the step-0 samples."""
+    st = ctx.state
+    extra: dict[str, Any] = {}
+    if ctx.resumed_from is not None:
+        extra["resumed_from"] = ctx.resumed_from
+    ctx.events.status("running", max_steps=ctx.max_steps, step=st.step, **extra)
+    if ctx.cfg.train.log_with and ctx.acc.is_main_process:
+        ctx.trackers = trackers.start_trackers(ctx.cfg.train.log_with, ctx.run, ctx.cfg.model_dump(mode="json"))
+    if ctx.cfg.sample.at_start and st.step == 0 and ctx.cfg.sample.prompts:
         sample_images(ctx, 0)
     train_mode(ctx)
-    t_start = time.time()
-    rate = Rate()
-    done_epochs = completed_epochs(st.pos, batches.stream.batches_per_epoch)
-    while st.step < max_steps:
-        t0 = time.perf_counter()
-        loss = train_step(ctx, st.step)
-        it_s = rate.add(time.perf_counter() - t0)
-        st.step += 1
-        st.pos = D.Position(**vars(batches.pos))
-        if not math.isfinite(loss):
-            raise TrainingError(f"loss is {loss} at step {st.step}", hint=NAN_HINT)
-        if st.step % cfg.train.log_every_n_steps == 0 or st.step == max_steps:
-            fields = step_fields(ctx, st, loss, it_s)
-            events.step(**fields)
-            if progress:
-                progress(fields)
-        if every(cfg.train.val_every_n_steps, st.step) and dataset.val_items:
-            val = validation_loss(ctx)
-            events.emit("val", step=st.step, val_loss=val)
-            log.info("step %d: validation loss %.5f", st.step, val)
-        if every(cfg.sample.every_n_steps, st.step) and cfg.sample.prompts:
-            sample_images(ctx, st.step)
-        now_epochs = completed_epochs(st.pos, batches.stream.batches_per_epoch)
-        epoch_save = now_epochs > done_epochs and every(cfg.save.every_n_epochs, now_epochs)
-        done_epochs = now_epochs
-        if every(cfg.save.every_n_steps, st.step) or epoch_save:
-            save_checkpoint(ctx, st)
-        if stop.requested() and st.step < max_steps:
-            st.elapsed += time.time() - t_start
-            save_checkpoint(ctx, st, resume_state=True)
-            events.status("stopped", step=st.step, max_steps=max_steps)
-            log.info("stopped at step %d; `lorawb resume %s` continues", st.step, run.id)
-            return "stopped"
-    st.elapsed += time.time() - t_start
+
+
+def record_step(ctx: Context, loss: float, it_s: float) -> None:
+    """A NaN loss stops the run; every ``log_every_n_steps`` a step event, the progress line, the trackers."""
+    st = ctx.state
+    if not math.isfinite(loss):
+        raise TrainingError(f"loss is {loss} at step {st.step}", hint=NAN_HINT)
+    ctx.loss_ema = loss if ctx.loss_ema is None else EMA_WEIGHT * ctx.loss_ema + (1 - EMA_WEIGHT) * loss
+    if st.step % ctx.cfg.train.log_every_n_steps == 0 or st.step == ctx.max_steps:
+        fields = step_fields(ctx, loss, it_s)
+        ctx.events.step(**fields)
+        if ctx.progress:
+            ctx.progress(fields)
+        lrs = ctx.lr_scheduler.get_last_lr()
+        scalars = {"loss/current": loss, "loss/average": ctx.loss_ema, "lr/unet": lrs[0], "speed/it_s": it_s}
+        if len(lrs) > 1:
+            scalars["lr/textencoder"] = lrs[1]
+        trackers.log_scalars(ctx.trackers, scalars, st.step)
+
+
+def record_validation(ctx: Context) -> None:
+    val = validation_loss(ctx)
+    ctx.events.emit("val", step=ctx.state.step, val_loss=val)
+    trackers.log_scalars(ctx.trackers, {"loss/validation": val}, ctx.state.step)
+    ctx.log.info("step %d: validation loss %.5f", ctx.state.step, val)
+
+
+def stop_requested(ctx: Context) -> bool:
+    """Rank 0 decides (stop.request, SIGTERM, Ctrl-C) and tells the others, so all stop after the same step."""
+    wanted = ctx.stop.requested() if ctx.acc.is_main_process else False
+    if ctx.acc.num_processes > 1:
+        from accelerate.utils import broadcast
+
+        flag = torch.tensor([1 if wanted else 0], device=ctx.acc.device)
+        wanted = bool(broadcast(flag, from_process=0).item())
+    return wanted
+
+
+def stop_here(ctx: Context) -> str:
+    st = ctx.state
+    save_checkpoint(ctx)
+    trackers.finish_trackers(ctx.trackers)
+    ctx.events.status("stopped", step=st.step, max_steps=ctx.max_steps)
+    ctx.log.info("stopped at step %d; `lorawb resume %s` continues", st.step, ctx.run.id)
+    return "stopped"
+
+
+def finish(ctx: Context) -> str:
+    st, cfg = ctx.state, ctx.cfg
     if cfg.sample.prompts and not every(cfg.sample.every_n_steps, st.step):
         sample_images(ctx, st.step)
-    save_checkpoint(ctx, st, resume_state=True)
-    events.status("finished", step=st.step, max_steps=max_steps)
-    log.info("finished %d steps in %.1f s", st.step, st.elapsed)
+    save_checkpoint(ctx)
+    trackers.finish_trackers(ctx.trackers)
+    ctx.events.status("finished", step=st.step, max_steps=ctx.max_steps)
+    ctx.log.info("finished %d steps in %.1f s", st.step, st.elapsed)
     return "finished"
-
-
-@dataclass
-class Context:
-    """What the phases share (so each phase is a plain function of it)."""
-
-    cfg: TrainConfig
-    run: RunFolder
-    model: BaseModel
-    lora: LoraSetup
-    dataset: D.DatasetInfo
-    batches: Batches
-    optimizer: Any
-    lr_scheduler: Any
-    acc: Any
-    events: EventWriter
-    log: logging.Logger
-    max_steps: int
-    dtype: torch.dtype  # of the frozen base weights (the LoRA trains in fp32)
-    checkpoints: list[Path] = field(default_factory=list)
-    val_cache: LatentCache | None = None
-
-    @property
-    def unet(self) -> torch.nn.Module:
-        return self.acc.unwrap_model(self.model.unet)
 
 
 def train_mode(ctx: Context, on: bool = True) -> None:
@@ -262,21 +336,23 @@ def completed_epochs(pos: D.Position, batches_per_epoch: int) -> int:
 # --- one step -------------------------------------------------------------------------------------
 
 
-def train_step(ctx: Context, step: int) -> float:
-    """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss."""
+def train_step(ctx: Context) -> float:
+    """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss (over every process)."""
     cfg, acc = ctx.cfg, ctx.acc
     ga = cfg.train.grad_accum
     total = 0.0
     for micro in range(ga):
         batch = ctx.batches.next()
         sync = micro == ga - 1 or acc.num_processes == 1
-        with contextlib.nullcontext() if sync else acc.no_sync(ctx.model.unet):
+        with contextlib.ExitStack() as no_sync:
+            if not sync:  # accumulate locally; all-reduce the gradients once, on the last micro-batch
+                for module in ctx.trained:
+                    no_sync.enter_context(acc.no_sync(module))
             loss = diffusion_loss(ctx, batch)
             acc.backward(loss / ga)
         total += loss.detach().item()
-    params = ctx.lora.unet_params + ctx.lora.te_params
     if cfg.train.max_grad_norm > 0:
-        acc.clip_grad_norm_(params, cfg.train.max_grad_norm)
+        acc.clip_grad_norm_(ctx.params, cfg.train.max_grad_norm)
     ctx.optimizer.step()
     ctx.lr_scheduler.step()
     ctx.optimizer.zero_grad(set_to_none=True)
@@ -318,13 +394,21 @@ def diffusion_loss(ctx: Context, batch: Batch, timesteps: torch.Tensor | None = 
 # --- setup ----------------------------------------------------------------------------------------
 
 
-def make_accelerator(cfg: TrainConfig) -> Any:
+def make_accelerator(cfg: TrainConfig, log: logging.Logger | None = None) -> tuple[Any, str]:
+    """The Accelerator, and the mixed precision it really uses.
+
+    bf16 autocast works on CPU too; fp16 needs a GPU (on CPU it falls back to fp32, and says so).
+    """
     from accelerate import Accelerator
 
     want_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
     if cfg.train.device == "cuda" and not torch.cuda.is_available():
         raise TrainingError("train.device is 'cuda' but no CUDA GPU is visible", hint="set train.device = 'auto'")
-    mp = cfg.train.mixed_precision if want_cuda else "no"
+    mp = cfg.train.mixed_precision
+    if mp == "fp16" and not want_cuda:
+        mp = "no"
+        if log:
+            log.warning("train.mixed_precision 'fp16' needs a GPU: training in fp32 (bf16 works on CPU)")
     # Accelerate keeps process-wide state; a second run in this process (tests, the bench, an app
     # that trains in-process) may want other settings. Never reset a live process group.
     from accelerate.state import AcceleratorState, GradientState
@@ -332,7 +416,61 @@ def make_accelerator(cfg: TrainConfig) -> Any:
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     AcceleratorState._reset_state(reset_partial_state=not distributed)
     GradientState._reset_state()
-    return Accelerator(cpu=not want_cuda, mixed_precision=mp)
+    return Accelerator(cpu=not want_cuda, mixed_precision=mp), mp
+
+
+def load_data(cfg: TrainConfig, log: logging.Logger) -> D.DatasetInfo:
+    dataset = D.load_dataset(cfg.dataset, cfg.train.seed)
+    for path, why in dataset.skipped:
+        log.warning("skipped %s: %s", path, why)
+    log.info(
+        "%d images (%d with repeats), %d for validation, buckets %s",
+        len(dataset.items),
+        dataset.num_images,
+        len(dataset.val_items),
+        D.describe_buckets(dataset.items),
+    )
+    return dataset
+
+
+def setup_network(cfg: TrainConfig, model: BaseModel, log: logging.Logger, init_from: bool = True) -> LoraSetup:
+    """Inject the LoRA (seeded), start it from ``network.init_from`` if set, turn on gradient checkpointing."""
+    torch.manual_seed(cfg.train.seed)  # LoRA initialisation
+    lora = add_lora(model.unet, model.text_encoders, cfg.network, model.unused_text_layers())
+    log.info("LoRA on %d UNet layers, %d trainable parameters", len(lora.unet_modules), lora.num_params)
+    if init_from and cfg.network.init_from:
+        report = init_from_file(model.unet, model.text_encoders, Path(cfg.network.init_from), cfg.network)
+        log.info("started from %s: %d layers loaded", cfg.network.init_from, report.loaded)
+        if report.missing:
+            log.warning("%d layers of this network are not in that file (they start from zero)", len(report.missing))
+        if report.ignored:
+            log.warning("%d layers of that file are not in this network (left out)", len(report.ignored))
+    if cfg.train.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
+        if cfg.network.train_text_encoder:
+            for te in model.text_encoders:
+                enable_checkpointing(te)
+    return lora
+
+
+def enable_checkpointing(text_encoder: Any) -> None:
+    """Non-reentrant checkpointing: with the reentrant kind, adapters injected by peft get no gradient
+    (transformers only makes the inputs require grad for its own adapter API)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(text_encoder, "activation_checkpointing_enable"):  # transformers >= 5.x
+        text_encoder.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        text_encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def prepare(acc: Any, model: BaseModel, cfg: TrainConfig, optimizer: Any) -> tuple[list[Any], Any]:
+    """Hand Accelerate every module that trains (so each one's gradients are all-reduced), and the optimizer."""
+    trained = [model.unet] + (list(model.text_encoders) if cfg.network.train_text_encoder else [])
+    *prepared, optimizer = acc.prepare(*trained, optimizer)
+    model.unet = prepared[0]
+    if cfg.network.train_text_encoder:
+        model.text_encoders = list(prepared[1:])
+    return prepared, optimizer
 
 
 def quiet_libraries() -> None:
@@ -356,7 +494,7 @@ def setup_torch(cfg: TrainConfig, device: torch.device) -> None:
 
 
 def weight_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
-    """Frozen weights are stored in the mixed-precision type on GPU (the LoRA stays fp32)."""
+    """Frozen weights are stored in the mixed-precision type on GPU (the LoRA stays fp32); CPU keeps fp32 weights."""
     if device.type != "cuda":
         return torch.float32
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision, torch.float32)
@@ -390,6 +528,8 @@ def make_lr_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, max_st
 
 # --- events, validation, samples, checkpoints -----------------------------------------------------
 
+EMA_WEIGHT = 0.9  # of the smoothed loss the trackers get (the monitor's default smoothing)
+
 
 class Rate:
     """Training steps per second over the last few steps (sampling and saving time not counted)."""
@@ -403,7 +543,8 @@ class Rate:
         return len(self.durations) / max(1e-9, sum(self.durations))
 
 
-def step_fields(ctx: Context, st: TrainState, loss: float, it_s: float) -> dict[str, Any]:
+def step_fields(ctx: Context, loss: float, it_s: float) -> dict[str, Any]:
+    st = ctx.state
     fields: dict[str, Any] = {
         "step": st.step,
         "epoch": st.pos.epoch + 1,
@@ -462,21 +603,25 @@ def sample_images(ctx: Context, step: int) -> list[Path]:
     """Draw every sample prompt at every seed; save PNGs to samples/ and announce them."""
     import io
 
+    import numpy as np
+
     from lorawb.core.fsutil import atomic_write_bytes
 
     if not ctx.acc.is_main_process:
         return []
     cfg, model = ctx.cfg, ctx.model
-    unet = ctx.unet
     train_mode(ctx, False)
     res = cfg.dataset.resolution
     width = cfg.sample.width or model.recommended.get("width") or res
     height = cfg.sample.height or model.recommended.get("height") or res
     width, height = max(8, width // 8 * 8), max(8, height // 8 * 8)
-    pipe = model.pipeline(sampling_scheduler(model, cfg.sample.scheduler), unet=unet)
+    pipe = model.pipeline(
+        sampling_scheduler(model, cfg.sample.scheduler), unet=ctx.unet, text_encoders=ctx.text_encoders
+    )
     pipe.set_progress_bar_config(disable=True)
     scale = guidance_scale(cfg, model)
     out: list[Path] = []
+    images: dict[str, Any] = {}
     n = 0
     autocast = torch.autocast(ctx.acc.device.type, dtype=ctx.dtype, enabled=ctx.dtype != torch.float32)
     for prompt in sample_prompts(cfg):
@@ -498,33 +643,71 @@ def sample_images(ctx: Context, step: int) -> list[Path]:
             atomic_write_bytes(ctx.run.path / rel, buf.getvalue())
             ctx.events.sample(step=step, prompt=prompt, path=rel, seed=seed, index=n, cfg=scale)
             out.append(ctx.run.path / rel)
+            images[f"samples/{n}"] = np.asarray(image.convert("RGB"))
             n += 1
+    trackers.log_images(ctx.trackers, images, step)
     ctx.log.info("step %d: %d samples", step, n)
     train_mode(ctx)
     return out
 
 
-def save_checkpoint(ctx: Context, st: TrainState, resume_state: bool = False) -> Path | None:
-    """Write checkpoints/<name>-<step>.safetensors (kohya format); optionally the resume state too."""
+def save_checkpoint(ctx: Context) -> Path | None:
+    """checkpoints/<name>-<step>.safetensors (kohya format) and the resume state beside it.
+
+    Every rank logs a fingerprint of its LoRA weights (data-parallel ranks must agree); the main
+    process writes. The resume state replaces the previous one atomically, so a run killed at any
+    moment resumes from its last checkpoint.
+    """
+    st = ctx.state
+    check_ranks_agree(ctx)
     if not ctx.acc.is_main_process:
         return None
     cfg, model = ctx.cfg, ctx.model
     name = f"{cfg.save.name}-{st.step:06d}.safetensors"
     path = ctx.run.checkpoints / name
-    if not path.exists() or path not in ctx.checkpoints:
+    fresh = not path.exists() or path not in ctx.checkpoints
+    if fresh:
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[cfg.save.precision]
-        te_layers = [kohya.extract_lora(te) for te in model.text_encoders] if cfg.network.train_text_encoder else None
+        te_layers = [kohya.extract_lora(te) for te in ctx.text_encoders] if cfg.network.train_text_encoder else None
         tensors = kohya.kohya_state_dict(
-            kohya.extract_lora(ctx.unet), te_layers, te_count=len(model.text_encoders), dtype=dtype
+            kohya.extract_lora(ctx.unet),
+            te_layers,
+            te_count=len(model.text_encoders),
+            dtype=dtype,
+            layout=kohya.unet_layout(ctx.unet, model.family),
         )
-        kohya.save_lora(path, tensors, checkpoint_metadata(ctx, st))
+        kohya.save_lora(path, tensors, checkpoint_metadata(ctx))
         ctx.checkpoints.append(path)
-        ctx.events.checkpoint(step=st.step, path=f"checkpoints/{name}", epoch=st.pos.epoch + 1)
         ctx.log.info("step %d: saved %s", st.step, path.name)
+    save_resume(ctx)
+    if fresh:
+        # Announced once the resume state is on disk too: `resumable` means both are there.
+        ctx.events.checkpoint(step=st.step, path=f"checkpoints/{name}", epoch=st.pos.epoch + 1, resumable=True)
         prune_checkpoints(ctx)
-    if resume_state:
-        save_resume(ctx, st)
     return path
+
+
+def weights_fingerprint(ctx: Context) -> str:
+    """A short hash of every trainable LoRA weight, exactly (two ranks that agree have equal weights)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for name, tensor in sorted(trainable_state(ctx.unet, ctx.text_encoders).items()):
+        h.update(name.encode())
+        h.update(tensor.float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_ranks_agree(ctx: Context) -> None:
+    """Log this rank's weight fingerprint; under several processes, warn if they have drifted apart."""
+    fingerprint = weights_fingerprint(ctx)
+    ctx.log.info("step %d: LoRA weights fingerprint %s", ctx.state.step, fingerprint)
+    if ctx.acc.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        every_rank = gather_object([fingerprint])
+        if len(set(every_rank)) > 1:
+            ctx.log.warning("step %d: the processes' LoRA weights differ: %s", ctx.state.step, every_rank)
 
 
 def prune_checkpoints(ctx: Context) -> None:
@@ -537,17 +720,28 @@ def prune_checkpoints(ctx: Context) -> None:
             old.unlink()
 
 
-def checkpoint_metadata(ctx: Context, st: TrainState) -> dict[str, Any]:
-    cfg = ctx.cfg
-    net = cfg.network
+def network_module(net: Any) -> tuple[str, dict[str, Any]]:
+    """(ss_network_module, ss_network_args) as the trainer that makes such a network writes them.
+
+    Plain LoRA and LoCon (conv_dim) are kohya's own ``networks.lora``; DoRA exists only in LyCORIS
+    (``lycoris.kohya``, algo lora with ``dora_wd``).
+    """
     args: dict[str, Any] = {}
     if net.conv:
         args.update(conv_dim=str(net.conv_rank), conv_alpha=str(net.conv_alpha))
-    if net.dora:
-        args["dora_wd"] = "True"
+    if not net.dora:
+        return "networks.lora", args
+    args = {"algo": "lora", "dora_wd": "True", **args}
     if net.dropout:
         args["dropout"] = str(net.dropout)
-    return kohya.training_metadata(
+    return "lycoris.kohya", args
+
+
+def checkpoint_metadata(ctx: Context) -> dict[str, Any]:
+    cfg, st = ctx.cfg, ctx.state
+    net = cfg.network
+    module, args = network_module(net)
+    meta = kohya.training_metadata(
         family=ctx.model.family,
         output_name=cfg.save.name,
         base_model=str(ctx.model.source),
@@ -561,7 +755,7 @@ def checkpoint_metadata(ctx: Context, st: TrainState) -> dict[str, Any]:
         step=st.step,
         max_steps=ctx.max_steps,
         epoch=st.pos.epoch + 1,
-        epochs=cfg.train.epochs,
+        epochs=ctx.num_epochs,
         learning_rate=cfg.train.learning_rate,
         text_encoder_lr=net.text_encoder_lr or None,
         train_text_encoder=net.train_text_encoder,
@@ -571,31 +765,32 @@ def checkpoint_metadata(ctx: Context, st: TrainState) -> dict[str, Any]:
         noise_offset=cfg.train.noise_offset,
         min_snr_gamma=cfg.train.min_snr_gamma,
         seed=cfg.train.seed,
-        mixed_precision=cfg.train.mixed_precision,
+        mixed_precision=ctx.mixed_precision,
         started_at=st.started_at,
         finished_at=time.time(),
+        network_module=module,
         extra_network_args=args,
+        network_dropout=net.dropout,
         prediction_type=ctx.model.prediction_type,
     )
+    if net.init_from:
+        meta["lorawb_init_from"] = Path(net.init_from).name
+    return meta
 
 
 # --- resume state ---------------------------------------------------------------------------------
 
 
-def save_resume(ctx: Context, st: TrainState) -> None:
-    from safetensors.torch import save
-
-    from lorawb.core.fsutil import atomic_write_bytes
-
-    state_dir = ctx.run.state
-    state_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(state_dir / "lora.safetensors", save(trainable_state(ctx.unet, ctx.model.text_encoders)))
+def save_resume(ctx: Context) -> None:
+    """state/resume.pt: LoRA weights, optimizer, lr scheduler, RNG, step and data position, in one atomic write."""
+    st = ctx.state
     payload = {
         "step": st.step,
         "epoch": st.pos.epoch,
         "index": st.pos.index,
         "elapsed": st.elapsed,
         "started_at": st.started_at,
+        "lora": trainable_state(ctx.unet, ctx.text_encoders),
         "optimizer": ctx.optimizer.state_dict(),
         "lr_scheduler": ctx.lr_scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
@@ -603,23 +798,40 @@ def save_resume(ctx: Context, st: TrainState) -> None:
         "scaler": ctx.acc.scaler.state_dict() if getattr(ctx.acc, "scaler", None) is not None else None,
         "checkpoints": [str(p) for p in ctx.checkpoints],
     }
-    save_torch(state_dir / "resume.pt", payload)
+    ctx.run.state.mkdir(parents=True, exist_ok=True)
+    save_torch(ctx.run.state / "resume.pt", payload)  # the previous state stays until this one is complete
 
 
-def load_resume(run: RunFolder, model: BaseModel, optimizer: Any, lr_scheduler: Any, acc: Any) -> TrainState:
+def resume_state(ctx: Context) -> None:
+    """Restore the saved state into ``ctx`` and say where it resumes (and which steps it trains again)."""
+    from lorawb.train.runfolder import summarize
+
+    last_step = summarize(ctx.run).step  # the furthest step logged, perhaps past the last save (a killed run)
+    ctx.state = load_resume(ctx.run, ctx.unet, ctx.text_encoders, ctx.optimizer, ctx.lr_scheduler, ctx.acc)
+    st = ctx.state
+    ctx.checkpoints = [Path(p) for p in st.checkpoints if Path(p).exists()]
+    ctx.batches.seek(st.pos)
+    ctx.resumed_from = st.step
+    redo = f"; steps {st.step + 1}-{last_step} ran after it and are trained again" if last_step > st.step else ""
+    ctx.log.info("resumed at step %d (epoch %d, batch %d)%s", st.step, st.pos.epoch, st.pos.index, redo)
+
+
+def load_resume(
+    run: RunFolder, unet: Any, text_encoders: list[Any], optimizer: Any, lr_scheduler: Any, acc: Any
+) -> TrainState:
     from safetensors.torch import load_file
 
     state_dir = run.state
-    if not (state_dir / "resume.pt").is_file() or not (state_dir / "lora.safetensors").is_file():
+    if not (state_dir / "resume.pt").is_file():
         raise RunError(
             "this run has no resume state (it stopped before saving one)",
             path=state_dir,
-            hint="start a new run; resume state is saved at every stop and at the end",
+            hint="start a new run; resume state is saved with every checkpoint, at every stop and at the end",
         )
     payload = torch.load(state_dir / "resume.pt", map_location="cpu", weights_only=True)
-    load_trainable_state(
-        acc.unwrap_model(model.unet), model.text_encoders, load_file(str(state_dir / "lora.safetensors"))
-    )
+    # Runs from before lorawb 0.2 kept the weights in a file of their own.
+    weights = payload.get("lora") or load_file(str(state_dir / "lora.safetensors"))
+    load_trainable_state(unet, text_encoders, weights)
     optimizer.load_state_dict(payload["optimizer"])
     lr_scheduler.load_state_dict(payload["lr_scheduler"])
     torch.set_rng_state(payload["torch_rng"])

@@ -7,7 +7,8 @@ from pathlib import Path
 from lorawb.core.layout import caption_path_for, walk_images
 from lorawb.core.project import Project
 from lorawb.toyworld import reader, sample, world
-from lorawb.toyworld.pretrain import eval_prompts, training_specs
+from lorawb.toyworld.evaluation import eval_prompts
+from lorawb.toyworld.pretrain import training_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_project"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -81,3 +82,31 @@ every_n_steps = 0
 '''
     (root / "lorawb.toml").write_text(text, encoding="utf-8")
     return root
+
+
+@contextlib.contextmanager
+def train_context(root: Path, overrides: list[str]):
+    """The trainer's Context for a new run of the project at ``root`` (to drive steps one by one)."""
+    from lorawb.core.project import Project
+    from lorawb.train.config import resolve_config
+    from lorawb.train.events import EventWriter
+    from lorawb.train.process import create_run
+    from lorawb.train.trainer import StopFlag, build_context, run_lock, run_log
+
+    project = Project.load(root)
+    run = create_run(project, resolve_config(project, overrides=overrides))
+    with run_lock(run), EventWriter(run.events) as events, run_log(run) as log:
+        from lorawb.train.config import load_run_config
+
+        ctx = build_context(run, load_run_config(run.config), events, log, StopFlag(run))
+        try:
+            yield ctx
+        finally:
+            ctx.batches.close()
+
+
+def lora_weights(ctx) -> dict:
+    """Every trainable LoRA weight of a Context, by name, copied."""
+    from lorawb.train.lora import trainable_state
+
+    return trainable_state(ctx.unet, ctx.text_encoders)

@@ -123,11 +123,12 @@ def test_checkpoint_is_kohya_format_with_metadata(sd1_run):
 
 def _loaded_layers(pipe, te_count: int) -> dict[str, object]:
     """Kohya layer name -> LoRA weights of what diffusers actually loaded into the pipeline."""
-    from lorawb.train.kohya import extract_lora, te_key, unet_key
+    from lorawb.train.kohya import extract_lora, te_key, unet_key, unet_layout
 
     out = {}
     adapter = next(iter(pipe.unet.peft_config))
-    out.update({unet_key(n): w for n, w in extract_lora(pipe.unet, adapter).items()})
+    layout = unet_layout(pipe.unet, "sdxl" if te_count == 2 else "sd1")  # kohya's SDXL names are LDM paths
+    out.update({unet_key(n, layout): w for n, w in extract_lora(pipe.unet, adapter).items()})
     tes = [pipe.text_encoder] + ([pipe.text_encoder_2] if te_count == 2 else [])
     for i, te in enumerate(tes):
         out.update({te_key(n, i, te_count): w for n, w in extract_lora(te, adapter).items()})
@@ -158,6 +159,7 @@ class _Records(logging.Handler):
 
 
 def test_diffusers_load_lora_weights_consumes_every_key_and_changes_output(sd1_run, tiny_sd1):
+    import diffusers
     import numpy as np
     import torch
     from diffusers import StableDiffusionPipeline
@@ -172,6 +174,7 @@ def test_diffusers_load_lora_weights_consumes_every_key_and_changes_output(sd1_r
         return pipe("zkx_mira, forest", num_inference_steps=3, guidance_scale=1.5, generator=g, output_type="np").images
 
     before = draw()
+    diffusers.utils.logging.set_verbosity_warning()  # an in-process run turned warnings off
     records = _Records()
     logging.getLogger("diffusers").addHandler(records)
     try:
@@ -188,6 +191,7 @@ def test_diffusers_load_lora_weights_consumes_every_key_and_changes_output(sd1_r
 
 
 def test_sdxl_run_with_text_encoders_loads_into_sdxl_pipeline(tmp_path, tiny_sdxl):
+    import diffusers
     from diffusers import StableDiffusionXLPipeline
 
     from lorawb.train.kohya import read_metadata
@@ -203,6 +207,8 @@ def test_sdxl_run_with_text_encoders_loads_into_sdxl_pipeline(tmp_path, tiny_sdx
             "model.prediction_type='v_prediction'",
             "train.min_snr_gamma=5",
             "sample.prompts=['{trigger}, bar']",
+            "network.conv=true",
+            "network.ff=true",
         ],
     )
     assert [e["state"] for e in of_type(run, "status")][-1] == "finished"
@@ -212,9 +218,21 @@ def test_sdxl_run_with_text_encoders_loads_into_sdxl_pipeline(tmp_path, tiny_sdx
     assert meta["ss_base_model_version"] == "sdxl_base_v1-0" and meta["ss_text_encoder_lr"] == "0.001"
     assert meta["ss_v_parameterization"] == "True"
     pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
-    pipe.load_lora_weights(str(ckpt))
+    diffusers.utils.logging.set_verbosity_warning()
+    records = _Records()
+    logging.getLogger("diffusers").addHandler(records)
+    try:
+        pipe.load_lora_weights(str(ckpt))
+    finally:
+        logging.getLogger("diffusers").removeHandler(records)
+    assert records.records == []
     _assert_fully_loaded(pipe, ckpt, te_count=2)
     keys = {k.split(".")[0] for k in read_keys(ckpt)}
+    # kohya's own SDXL names (the LDM layout): attention, feed-forward and LoCon convolutions
+    assert "lora_unet_input_blocks_3_1_transformer_blocks_0_attn1_to_q" in keys  # the tiny UNet's down_blocks.1
+    assert any(k.startswith("lora_unet_output_blocks_") and k.endswith("_ff_net_2") for k in keys)
+    assert any(k.endswith("_0_in_layers_2") for k in keys) and any(k.endswith("_0_op") for k in keys)
+    assert not any(k.startswith(("lora_unet_down_blocks", "lora_unet_up_blocks", "lora_unet_mid_block")) for k in keys)
     assert any(k.startswith("lora_te1_text_model_encoder_layers_") for k in keys)
     assert any(k.startswith("lora_te2_text_model_encoder_layers_") for k in keys)
 

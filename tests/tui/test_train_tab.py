@@ -131,6 +131,8 @@ async def test_a_crashed_run_shows_dead_and_a_failed_one_its_error(sample_like_p
     w = EventWriter(dead.events)
     w.status("running")
     write_steps(w, 1, 5)
+    w.checkpoint(step=4, path="checkpoints/x-000004.safetensors", resumable=True)
+    write_steps(w, 5, 7)  # killed at step 6, after its checkpoint at 4
     failed = make_run(project, RUN_B)
     w2 = EventWriter(failed.events)
     w2.status("failed", error="CUDA out of memory", hint="lower train.batch_size or network.rank")
@@ -143,6 +145,10 @@ async def test_a_crashed_run_shows_dead_and_a_failed_one_its_error(sample_like_p
         await pilot.press("enter")  # the newest run (failed) is on top
         await wait_for(pilot, lambda: tab(app).view is not None and tab(app).view.run_id == RUN_B)
         assert "out of memory" in stats(app) and "lower train.batch_size" in stats(app)
+        await pilot.press("r", "down", "enter")  # the killed run: it can go on from its last checkpoint
+        await wait_for(pilot, lambda: tab(app).view.run_id == RUN_A)
+        head = str(app.query_one("#train-run", Static).render())
+        assert "process gone" in head and "resumable from step 4" in head
 
 
 async def test_smoothing_keys_change_the_smoothed_curve(sample_like_project):

@@ -335,6 +335,8 @@ class TrainTab(Vertical):
         head = Text.assemble((v.run_id, "bold"), "  ", (v.display_state, STATE_STYLES.get(v.display_state, "dim")))
         if v.display_state == "dead":
             head.append("  (process gone)", style="red")
+        if v.display_state in ("dead", "stopped", "failed") and v.resumable_step is not None:
+            head.append(f"  resumable from step {v.resumable_step} (R)", style="yellow")
         self.query_one("#train-run", Static).update(head)
         bar = self.query_one("#train-progress", ProgressBar)
         bar.display = bool(v.max_steps)
