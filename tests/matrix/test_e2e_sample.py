@@ -1,5 +1,6 @@
 """End to end on the sample project: after its default run, a matrix over checkpoints {50, 200} ×
-weights {0, 0.5, 1} × 4 contexts × 2 seeds (+ 2 control prompts), scored by the toy-world reader.
+weights {0, 0.5, 1} × 4 contexts × 2 seeds (+ 2 control prompts), scored by the toy-world reader
+(10 DDIM steps: half the model's 20, the same ranking; the README's table is at 20).
 
 The checkpoint that trained longest at full weight draws the character most; the base model
 (weight 0) least; the control prompts' leak is reported. Training is shared with
@@ -33,6 +34,7 @@ run = "{run.id}"
 prompt = "{{trigger}}, {{context}}"
 controls = [{controls}]
 cfg = 1.5
+steps = 10
 
 [axes]
 checkpoint = [50, 200]
