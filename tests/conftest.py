@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -10,10 +15,43 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LORAWB_THREADS", "1")
 
-import threading  # noqa: E402
-import time  # noqa: E402
 
-import pytest  # noqa: E402
+@pytest.fixture(scope="session")
+def trained_sample(tmp_path_factory):
+    """The sample project copied and trained once per session with its own settings (sampling off).
+
+    Returns (project folder, last checkpoint). Shared by the LoRA and the matrix end-to-end tests.
+    """
+    from lorawb.toyworld import check
+
+    project = check.copy_sample_project(tmp_path_factory.mktemp("e2e") / "sample_project")
+    lora = check.train_project(project, ["sample.every_n_steps=0", "sample.at_start=false"])
+    return project, lora
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from lorawb.toyworld.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd1", family="sd1", seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory, tiny_model) -> Path:
+    """A project on the tiny model with one run of 2 steps and a checkpoint at each step."""
+    from lorawb.core.project import Project
+    from lorawb.train.config import resolve_config
+    from lorawb.train.process import create_run, launch
+    from tests.train.conftest import make_project
+
+    root = make_project(tmp_path_factory.mktemp("mx") / "proj", tiny_model, n_images=4)
+    project = Project.load(root)
+    cfg = resolve_config(
+        project, None, ["train.max_steps=2", "save.every_n_steps=1", "network.rank=4", "network.alpha=4"]
+    )
+    run = create_run(project, cfg, "mx")
+    launch(run, detach=False)
+    return root
 
 
 def watcher_threads() -> list[threading.Thread]:

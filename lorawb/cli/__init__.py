@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "lorawb.cli.tag_cmd",
     "lorawb.cli.train_cmds",
     "lorawb.cli.watch_cmd",
+    "lorawb.cli.matrix_cmds",
     "lorawb.cli.toyworld_cmds",
 ]
 

@@ -1,63 +1,265 @@
-"""Reading matrices/<id>/ folders (matrix.toml, cells/*.png, grid.png) without generating anything.
+"""matrices/<id>/: the folder contract of a prompt matrix, and reading it without torch.
 
-The prompt-matrix tester itself is a later milestone; this is what the Matrix
-tab lists today, and the contract that tester will write to.
+    matrix.toml     the spec (lorawb.matrix.spec)
+    cells/<id>.png  one image per cell, with its parameters in the PNG text (``parameters`` as
+                    A1111 writes it, and ``lorawb`` with the whole record as JSON)
+    cells.jsonl     one row per cell as it is written: every parameter that made it
+    scores.jsonl    one row per scored cell (what measured it, identity, leak, ...)
+    events.jsonl    the matrix process: status (starting/running/finished/stopped/failed),
+                    progress, a ``cell`` event per image (lorawb.train.events' format)
+    ratings.json    the user's good/bad ratings and the cells promoted to the inbox
+    matrix.log      the human log; worker.out the process's own output
+    grid*.png       contact sheets (``lorawb matrix export``)
+    run.lock, run.pid, stop.request   as for training runs (lorawb.train.detached)
+
+A cell is done when its PNG exists; a PNG whose row is missing from cells.jsonl (the
+process was killed between the two writes) gets its row back from the PNG's text.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import tomlkit
+from lorawb.core.fsutil import atomic_write_text
+from lorawb.errors import LorawbError, RunError
+from lorawb.train.detached import JobFolder
+from lorawb.train.events import EventTail
 
-from lorawb.core.fsutil import read_text
+if TYPE_CHECKING:
+    from lorawb.core.project import Project
+
+RATINGS = ("good", "bad")
 
 
 @dataclass
-class MatrixSummary:
-    id: str
-    path: Path
-    axes: dict[str, list[Any]] = field(default_factory=dict)
-    cells: int = 0
-    expected_cells: int | None = None
-    grid: Path | None = None
-    problem: str | None = None
+class MatrixFolder(JobFolder):
+    worker_name = "matrix process"
+    job_name = "matrix"
 
-    @property
-    def preview(self) -> Path | None:
-        if self.grid is not None:
-            return self.grid
-        cells = sorted((self.path / "cells").glob("*.png"))
-        return cells[0] if cells else None
+    spec = property(lambda self: self.path / "matrix.toml")
+    cells_dir = property(lambda self: self.path / "cells")
+    cells_log = property(lambda self: self.path / "cells.jsonl")
+    scores_log = property(lambda self: self.path / "scores.jsonl")
+    ratings_file = property(lambda self: self.path / "ratings.json")
+    log = property(lambda self: self.path / "matrix.log")
 
+    def create(self) -> MatrixFolder:
+        self.cells_dir.mkdir(parents=True, exist_ok=True)
+        return self
 
-def summarize_matrix(path: Path) -> MatrixSummary:
-    s = MatrixSummary(id=path.name, path=path)
-    spec = path / "matrix.toml"
-    if spec.exists():
-        try:
-            data = tomlkit.parse(read_text(spec).text).unwrap()
-            axes = data.get("axes", {})
-            if isinstance(axes, dict):
-                s.axes = {k: list(v) if isinstance(v, list) else [v] for k, v in axes.items()}
-                n = 1
-                for values in s.axes.values():
-                    n *= max(1, len(values))
-                s.expected_cells = n if s.axes else None
-        except Exception as exc:  # a hand-edited file may be anything; report, don't crash
-            s.problem = f"matrix.toml: {exc}"
-    else:
-        s.problem = "no matrix.toml"
-    cells = path / "cells"
-    s.cells = sum(1 for _ in cells.glob("*.png")) if cells.is_dir() else 0
-    grid = path / "grid.png"
-    s.grid = grid if grid.exists() else None
-    return s
+    def busy_hint(self) -> str:
+        return f"follow it in the Matrix tab or with `lorawb matrix show {self.id}`; stop it with `lorawb matrix stop {self.id}`"
+
+    def cell_png(self, cell_id: str) -> Path:
+        return self.cells_dir / f"{cell_id}.png"
+
+    def done_ids(self) -> set[str]:
+        if not self.cells_dir.is_dir():
+            return set()
+        return {p.stem for p in self.cells_dir.glob("*.png")}
+
+    def sheet_path(self, page: str | None = None) -> Path:
+        return self.path / ("grid.png" if not page else f"grid-{_slug(page)}.png")
 
 
-def list_matrices(matrices_dir: Path) -> list[MatrixSummary]:
+def _slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:limit]
+
+
+def new_matrix_id(matrices_dir: Path, name: str) -> str:
+    """The name as a folder name (a -2, -3 suffix if taken; a time stamp when empty)."""
+    base = _slug(name) or datetime.now().strftime("%Y%m%d-%H%M%S")
+    mid, n = base, 2
+    while (matrices_dir / mid).exists():
+        mid, n = f"{base}-{n}", n + 1
+    return mid
+
+
+def list_matrices(matrices_dir: Path) -> list[MatrixFolder]:
     if not matrices_dir.is_dir():
         return []
-    return [summarize_matrix(p) for p in sorted(matrices_dir.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    return [
+        MatrixFolder(p)
+        for p in sorted(matrices_dir.iterdir(), key=lambda p: (p.stat().st_mtime, p.name))
+        if p.is_dir() and not p.name.startswith(".") and (p / "matrix.toml").exists()
+    ]
+
+
+def find_matrix(project: Project, ref: str) -> MatrixFolder:
+    """A matrix by id, unique id prefix, its folder or matrix.toml path, or 'last' (the newest)."""
+    p = Path(ref).expanduser()
+    for cand in (p, project.root / p):
+        if cand.is_file() and cand.name == "matrix.toml":
+            return MatrixFolder(cand.parent.resolve())
+        if (cand / "matrix.toml").is_file():
+            return MatrixFolder(cand.resolve())
+    found = list_matrices(project.matrices_dir)
+    if ref in ("last", "latest") and found:
+        return found[-1]
+    exact = [m for m in found if m.id == ref]
+    if exact:
+        return exact[0]
+    matches = [m for m in found if m.id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RunError(
+            f"no matrix {ref!r}",
+            path=project.matrices_dir,
+            hint="`lorawb matrix list` lists them; `lorawb matrix new` makes one",
+        )
+    raise RunError(f"{ref!r} matches {len(matches)} matrices: " + ", ".join(m.id for m in matches))
+
+
+# --- ratings and promotions -----------------------------------------------------------------------
+
+
+@dataclass
+class Ratings:
+    """The user's marks on cells (kept in the matrix folder): good/bad, and promoted -> inbox path."""
+
+    ratings: dict[str, str] = field(default_factory=dict)
+    promoted: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def load(folder: MatrixFolder) -> Ratings:
+        try:
+            data = json.loads(folder.ratings_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return Ratings()
+        if not isinstance(data, dict):
+            return Ratings()
+        ratings = {str(k): str(v) for k, v in (data.get("ratings") or {}).items() if v in RATINGS}
+        promoted = {str(k): str(v) for k, v in (data.get("promoted") or {}).items()}
+        return Ratings(ratings, promoted)
+
+    def save(self, folder: MatrixFolder) -> None:
+        data = {"ratings": dict(sorted(self.ratings.items())), "promoted": dict(sorted(self.promoted.items()))}
+        atomic_write_text(folder.ratings_file, json.dumps(data, indent=1) + "\n")
+
+
+def rate(folder: MatrixFolder, cell_ids: list[str], rating: str | None) -> Ratings:
+    """Mark cells good or bad (None clears); written at once."""
+    if rating is not None and rating not in RATINGS:
+        raise LorawbError(f"unknown rating {rating!r}", hint="good, bad, or clear")
+    r = Ratings.load(folder)
+    for cid in cell_ids:
+        if rating is None:
+            r.ratings.pop(cid, None)
+        else:
+            r.ratings[cid] = rating
+    r.save(folder)
+    return r
+
+
+# --- records --------------------------------------------------------------------------------------
+
+
+def read_rows(path: Path, type_: str) -> dict[str, dict[str, Any]]:
+    """Rows of cells.jsonl / scores.jsonl by cell id (a later row replaces an earlier one)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in EventTail(path, max_bytes=1 << 62).poll():
+        if row.get("type") == type_ and isinstance(row.get("id"), str):
+            out[row["id"]] = row
+    return out
+
+
+@dataclass
+class MatrixStatus:
+    """What events.jsonl says about the last (or current) matrix process."""
+
+    state: str = "new"  # new | starting | running | finished | stopped | failed
+    alive: bool = False
+    total: int | None = None
+    pending: int | None = None
+    done: int = 0  # cells written by the processes this folder has seen
+    seconds_per_image: float | None = None
+    started: float | None = None
+    updated: float | None = None
+    error: str | None = None
+    hint: str | None = None
+
+    @property
+    def display_state(self) -> str:
+        if self.state in ("running", "starting") and not self.alive:
+            return "dead"
+        return self.state
+
+    def apply(self, ev: dict[str, Any]) -> None:
+        t = ev.get("type")
+        when = ev.get("time")
+        if isinstance(when, (int, float)):
+            self.started = self.started if self.started is not None else when
+            self.updated = when
+        if t == "status":
+            self.state = str(ev.get("state", self.state))
+            self.error = ev.get("error")
+            self.hint = ev.get("hint")
+            if "total" in ev:
+                self.total = ev["total"]
+            if "pending" in ev:
+                self.pending = ev["pending"]
+        elif t == "cell":
+            self.done += 1
+            if self.state in ("new", "starting"):
+                self.state = "running"
+            s = ev.get("seconds_per_image")
+            if isinstance(s, (int, float)) and s > 0:
+                self.seconds_per_image = float(s)
+            if self.pending:
+                self.pending = max(0, self.pending - 1)
+
+
+def read_status(folder: MatrixFolder) -> MatrixStatus:
+    st = MatrixStatus()
+    for ev in EventTail(folder.events, max_bytes=1 << 62).poll():
+        st.apply(ev)
+    st.alive = folder.is_alive()
+    return st
+
+
+class MatrixTail:
+    """Follows one matrix folder incrementally (new bytes of its logs only), for the app's grid."""
+
+    def __init__(self, folder: MatrixFolder) -> None:
+        self.folder = folder
+        self.events = EventTail(folder.events)
+        self.cells_tail = EventTail(folder.cells_log)
+        self.scores_tail = EventTail(folder.scores_log)
+        self.status = MatrixStatus()
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.scores: dict[str, dict[str, Any]] = {}
+        self.done: set[str] = set()
+        self._alive_at = 0.0
+
+    def poll(self) -> bool:
+        """Read what was appended; True when anything changed."""
+        changed = False
+        for ev in self.events.poll():
+            self.status.apply(ev)
+            changed = True
+        for row in self.cells_tail.poll():
+            if row.get("type") == "cell" and isinstance(row.get("id"), str):
+                self.rows[row["id"]] = row
+                changed = True
+        for row in self.scores_tail.poll():
+            if row.get("type") == "score" and isinstance(row.get("id"), str):
+                self.scores[row["id"]] = row
+                changed = True
+        done = self.folder.done_ids()
+        if done != self.done:
+            self.done = done
+            changed = True
+        now = time.monotonic()
+        if now - self._alive_at > 1.0:
+            self._alive_at = now
+            alive = self.folder.is_alive()
+            changed |= alive != self.status.alive
+            self.status.alive = alive
+        return changed

@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from lorawb.train.detached import pid_alive
 from lorawb.train.events import EventTail
-from lorawb.train.runfolder import RunFolder, list_runs, pid_alive
+from lorawb.train.runfolder import RunFolder, list_runs
 
 FINAL_STATES = ("finished", "stopped", "failed")
 ALIVE_CHECK_EVERY = 2.0  # seconds between run.lock probes of one run

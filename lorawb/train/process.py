@@ -2,27 +2,23 @@
 
 A detached run is ``python -m lorawb.train.worker RUN_DIR`` in a new session
 (it survives the app closing and the SSH connection dropping), its output in
-``worker.out`` in the run folder. The launcher takes the run lock *before*
-starting the worker and hands the locked file to it, so the run counts as
-alive from the moment ``start_run`` returns. With ``train.num_processes > 1``
+``worker.out`` in the run folder, started by lorawb.train.detached (which takes
+the run lock before starting the worker and hands it over, so the run counts as
+alive from the moment ``start_run`` returns). With ``train.num_processes > 1``
 the worker is started through ``accelerate launch`` for data-parallel training.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorawb.core.fsutil import atomic_write_text
 from lorawb.errors import ConfigError, RunError
+from lorawb.train import detached
 from lorawb.train.config import TrainConfig, load_run_config
-from lorawb.train.events import EventWriter, read_events
+from lorawb.train.events import read_events
 from lorawb.train.modelpath import check_model_path
 from lorawb.train.runfolder import RunFolder, new_run_id
 from lorawb.train.trackers import check_available
@@ -31,6 +27,7 @@ if TYPE_CHECKING:
     from lorawb.core.project import Project
 
 WORKER_OUT = "worker.out"
+WORKER_MODULE = "lorawb.train.worker"
 
 
 def create_run(project: Project, config: TrainConfig, name: str = "") -> RunFolder:
@@ -94,13 +91,7 @@ def check_init_from(config: TrainConfig) -> None:
 
 def stop_run(run: RunFolder, wait: float = 0.0) -> bool:
     """Ask a running run to save and stop; with ``wait``, wait up to that many seconds. True when it has stopped."""
-    run.request_stop()
-    deadline = time.time() + wait
-    while wait and time.time() < deadline:
-        if not run.is_alive():
-            return True
-        time.sleep(0.2)
-    return not run.is_alive()
+    return detached.wait_stopped(run, wait)
 
 
 def launch(
@@ -117,25 +108,7 @@ def launch(
 
         train(run, resume=resume, progress=progress)
         return
-    lock = _take_lock(run)
-    try:
-        cmd = worker_command(run, config.train.num_processes, resume=resume, lock_fd=lock.fileno())
-        env = worker_env(config.train.num_processes)
-        with open(run.path / WORKER_OUT, "ab") as out:
-            subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                pass_fds=(lock.fileno(),),
-                env=env,
-                cwd=run.path,
-            )
-    except OSError as exc:
-        raise RunError(f"cannot start the training process: {exc}", path=run.path) from exc
-    finally:
-        lock.close()  # the worker holds the lock now (same open file)
+    detached.spawn(run, WORKER_MODULE, ["--resume"] if resume else [], config.train.num_processes, out=WORKER_OUT)
 
 
 def worker_command(run: RunFolder, num_processes: int, resume: bool = False, lock_fd: int | None = None) -> list[str]:
@@ -145,47 +118,7 @@ def worker_command(run: RunFolder, num_processes: int, resume: bool = False, loc
         args.append("--resume")
     if lock_fd is not None:
         args += ["--lock-fd", str(lock_fd)]
-    if num_processes > 1:
-        return [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            str(num_processes),
-            "--num_machines",
-            "1",
-            "-m",
-            "lorawb.train.worker",
-            *args,
-        ]
-    return [sys.executable, "-m", "lorawb.train.worker", *args]
+    return detached.worker_command(WORKER_MODULE, args, num_processes)
 
 
-def worker_env(num_processes: int = 1) -> dict[str, str]:
-    """The worker's environment: this lorawb importable, offline hub, unbuffered output."""
-    env = dict(os.environ)
-    pkg_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["PYTHONUNBUFFERED"] = "1"
-    env["HF_HUB_OFFLINE"] = "1"
-    if num_processes > 1:
-        # The accelerate launcher holds the lock; its worker processes must not try to take it.
-        env["LORAWB_LOCK_HELD"] = "1"
-    return env
-
-
-def _take_lock(run: RunFolder) -> Any:
-    import fcntl
-
-    fh = open(run.lock_file, "a+")  # noqa: SIM115 - handed to the worker
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        fh.close()
-        raise RunError("another trainer is already running this run", path=run.path) from exc
-    os.set_inheritable(fh.fileno(), True)
-    # Record that the run is starting, so monitors show it before the worker has imported torch.
-    with contextlib.suppress(OSError), EventWriter(run.events) as ev:
-        ev.status("starting")
-    return fh
+worker_env = detached.worker_env

@@ -16,13 +16,13 @@ This module reads and pokes run folders without importing torch.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from lorawb.errors import RunError
+from lorawb.train.detached import JobFolder
 from lorawb.train.events import EventTail
 
 
@@ -38,70 +38,25 @@ def new_run_id(runs_dir: Path, name: str = "") -> str:
 
 
 @dataclass
-class RunFolder:
-    path: Path
+class RunFolder(JobFolder):
+    """A training run's folder; its lock, pid and stop request are lorawb.train.detached's."""
 
-    @property
-    def id(self) -> str:
-        return self.path.name
+    worker_name = "trainer"
+    job_name = "run"
 
     config = property(lambda self: self.path / "config.toml")
-    events = property(lambda self: self.path / "events.jsonl")
     log = property(lambda self: self.path / "train.log")
     checkpoints = property(lambda self: self.path / "checkpoints")
     samples = property(lambda self: self.path / "samples")
     state = property(lambda self: self.path / "state")
-    pid_file = property(lambda self: self.path / "run.pid")
-    lock_file = property(lambda self: self.path / "run.lock")
-    stop_file = property(lambda self: self.path / "stop.request")
 
     def create(self) -> RunFolder:
         for d in (self.path, self.checkpoints, self.samples, self.state):
             d.mkdir(parents=True, exist_ok=True)
         return self
 
-    def pid(self) -> int | None:
-        try:
-            return int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def is_alive(self) -> bool:
-        """True when the training process holds the run lock (robust across hosts' pid reuse)."""
-        if not self.lock_file.exists():
-            return False
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            pid = self.pid()
-            return pid is not None and pid_alive(pid)
-        with open(self.lock_file, "a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            return False
-
-    def request_stop(self) -> None:
-        if not self.is_alive():
-            raise RunError("this run is not running", path=self.path)
-        self.stop_file.write_text(str(time.time()))
-
-    def stop_requested(self) -> bool:
-        return self.stop_file.exists()
-
-
-def pid_alive(pid: int) -> bool:
-    """True while process ``pid`` runs (a zombie, killed but not yet reaped by its parent, has not)."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return False
-    except psutil.AccessDenied:
-        return True
+    def busy_hint(self) -> str:
+        return f"watch it with `lorawb watch {self.id}` or stop it with `lorawb stop {self.id}`"
 
 
 @dataclass

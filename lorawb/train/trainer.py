@@ -18,10 +18,8 @@ import contextlib
 import logging
 import math
 import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from lorawb.train import kohya, trackers
 from lorawb.train.batches import Batch, Batches, cache_root, center_crop, seed_for
 from lorawb.train.caches import LatentCache, save_torch
 from lorawb.train.config import TrainConfig, load_run_config
+from lorawb.train.detached import StopFlag, hold_lock, job_log
 from lorawb.train.events import EventWriter
 from lorawb.train.lora import LoraSetup, add_lora, init_from_file, load_trainable_state, trainable_state
 from lorawb.train.models import BaseModel, load_base_model, sampling_scheduler
@@ -855,84 +854,12 @@ def load_resume(
 # --- process plumbing: lock, log, stop flag, failure messages -------------------------------------
 
 
-@contextlib.contextmanager
-def run_lock(run: RunFolder, lock_fd: int | None = None) -> Iterator[None]:
-    """flock run.lock for the trainer's lifetime; a second trainer on the same folder is refused.
-
-    With ``lock_fd`` the launcher already holds the lock on that open file; taking it again on
-    the same open file succeeds, so the run never looks dead between launch and start.
-    """
-    import fcntl
-
-    run.path.mkdir(parents=True, exist_ok=True)
-    fh = os.fdopen(lock_fd, "a+") if lock_fd is not None else open(run.lock_file, "a+")  # noqa: SIM115
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        fh.close()
-        pid = run.pid()
-        raise RunError(
-            f"another trainer is already running this run{f' (pid {pid})' if pid else ''}",
-            path=run.path,
-            hint=f"watch it with `lorawb watch {run.id}` or stop it with `lorawb stop {run.id}`",
-        ) from exc
-    try:
-        run.create()
-        run.pid_file.write_text(f"{os.getpid()}\n")
-        with contextlib.suppress(FileNotFoundError):
-            run.stop_file.unlink()  # a stale request from an earlier process
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            run.pid_file.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            run.stop_file.unlink()
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
+run_lock = hold_lock  # the run lock (lorawb.train.detached), taken over from the launcher
 
 
-@contextlib.contextmanager
-def run_log(run: RunFolder, rank: int = 0) -> Iterator[logging.Logger]:
+def run_log(run: RunFolder, rank: int = 0) -> contextlib.AbstractContextManager[logging.Logger]:
     """train.log in the run folder: the human log (appended across resumes)."""
-    log = logging.getLogger(f"lorawb.run.{run.id}.{rank}")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    path = run.log if rank == 0 else run.path / f"train.rank{rank}.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    log.addHandler(handler)
-    try:
-        yield log
-    finally:
-        log.removeHandler(handler)
-        handler.close()
-
-
-class StopFlag:
-    """Set by stop.request, SIGTERM or the first Ctrl-C (the second Ctrl-C interrupts at once)."""
-
-    def __init__(self, run: RunFolder) -> None:
-        self.run = run
-        self._flag = False
-        self._old: dict[int, Any] = {}
-
-    def requested(self) -> bool:
-        return self._flag or self.run.stop_requested()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if signum == signal.SIGINT and self._flag:
-            raise KeyboardInterrupt
-        self._flag = True
-
-    def __enter__(self) -> StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+    return job_log(run, "run", rank)
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:

@@ -19,9 +19,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    project = check.copy_sample_project(tmp_path_factory.mktemp("e2e") / "sample_project")
-    lora = check.train_project(project, ["sample.every_n_steps=0", "sample.at_start=false"])
+def results(trained_sample):
+    project, lora = trained_sample  # trained once per session (tests/conftest.py), also for the matrix test
     assert lora.name == "zkx_mira-000200.safetensors"
     return check.check_lora(project / sample.MODEL_DIR, lora, seeds=list(range(8)), cfg=1.5)
 

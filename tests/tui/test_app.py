@@ -43,17 +43,19 @@ async def test_bad_theme_file_is_reported_not_fatal(sample_like_project):
         assert "broken" not in app.available_themes
 
 
-async def test_matrix_tab_lists_matrices(sample_like_project):
+async def test_matrix_tab_lists_matrices_and_names_a_bad_spec(sample_like_project):
     m = sample_like_project.matrices_dir / "m1"
     (m / "cells").mkdir(parents=True)
-    (m / "matrix.toml").write_text('[axes]\nweight = [0.5, 1.0]\nprompt = ["forest", "bar"]\n')
+    (m / "matrix.toml").write_text('[matrix]\nprompt = "{trigger}, {context}"\n\n[axes]\nweight = [0.5, 1.0]\n')
     app = LorawbApp(sample_like_project)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("4")
         await settle(pilot)
         table = app.query_one("#matrix-list", DataTable)
         assert table.row_count == 1
-        assert table.get_row_at(0) == ["m1", "0/4", "weight × prompt"]
+        row = table.get_row_at(0)
+        assert row[0] == "m1" and str(row[1]) == "invalid" and row[3] == "line 2: matrix.prompt: {context} has no axis"
+        assert "invalid matrix.toml" in str(app.query_one("#matrix-head").render())
 
 
 async def test_command_palette_lists_tab_commands(sample_like_project):

@@ -45,15 +45,18 @@ from lorawb.errors import LorawbError
 GRID_BOX = (96, 96)  # thumbnail size asked of the disk cache; cells are at most 32x32 pixels
 DENSITIES = ((8, 4), (12, 6), (16, 8), (24, 12), (32, 16))  # (image columns, image rows) per cell
 STRIP_CACHE = 4000  # cells kept in memory (a 10,000-image scroll reuses what it has seen)
-STATE_MARKS = {"keep": "✓", "reject": "✗", "flag": "⚑", "unreviewed": "·"}
+STATE_MARKS = {"keep": "✓", "reject": "✗", "flag": "⚑", "unreviewed": "·", "promoted": "⇪"}
 
 
 @dataclass(frozen=True)
 class GridItem:
-    """One cell: ``key`` identifies it (the project-relative path), ``stamp`` changes when the file does."""
+    """One cell: ``key`` identifies it (the project-relative path), ``stamp`` changes when the file does.
+
+    An empty ``path`` is a placeholder (an image not made yet): drawn as a dot, never loaded.
+    """
 
     key: str
-    path: Path | str
+    path: Path | str | None
     label: str
     state: str = "unreviewed"
     stamp: int = 0
@@ -336,6 +339,8 @@ class ImageGrid(ScrollView, can_focus=True):
         missing_visible = False
         for i in (*visible, *ahead):
             item = self.items[i]
+            if not item.path:
+                continue
             key = self._key(item)
             if key in self._strips:
                 self._strips.move_to_end(key)
@@ -416,7 +421,7 @@ class ImageGrid(ScrollView, can_focus=True):
         while len(self._strips) > STRIP_CACHE:
             self._strips.popitem(last=False)
         self.refresh()
-        if all(self._key(self.items[i]) in self._strips for i in self.visible_range()):
+        if all(self._key(self.items[i]) in self._strips for i in self.visible_range() if self.items[i].path):
             self.painted.set()
 
     # --- rendering --------------------------------------------------------
@@ -447,7 +452,7 @@ class ImageGrid(ScrollView, can_focus=True):
                 if strips is not None:
                     segments.extend(strips[sub])
                 else:
-                    dots = "…" if sub == rows // 2 else ""
+                    dots = ("…" if item.path else "·") if sub == rows // 2 else ""
                     segments.append(Segment(dots.center(cols), self.get_component_rich_style("image-grid--message")))
                 segments.append(Segment("▌" if selected else " ", edge))
             else:

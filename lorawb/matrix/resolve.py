@@ -1,0 +1,154 @@
+"""What a matrix spec's names mean in its project: the base model, the run's checkpoints, defaults.
+
+``resolve`` turns ``checkpoint = [50, "last", "other.safetensors"]`` into LoRA files, finds the
+base model (the spec's, else the run's, else the project's ``[model]``) and fills the zero
+defaults (size, steps, guidance) from the model's recommendation, like the trainer's samples
+do. Errors name the spec key and line. No torch here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lorawb.errors import ConfigError, LorawbError
+from lorawb.matrix.cells import LoraRef, Resolved
+from lorawb.matrix.lorafile import RunCheckpoint, check_family, read_lora, run_checkpoints
+from lorawb.matrix.spec import MatrixSpec
+from lorawb.train.config import ModelSection, load_run_config, resolve_config
+from lorawb.train.modelpath import check_model_path, detect_family, read_json
+from lorawb.train.runfolder import RunFolder, find_run
+
+if TYPE_CHECKING:
+    from lorawb.core.project import Project
+
+
+@dataclass(frozen=True)
+class Context:
+    """A resolved spec: the enumeration inputs, the base model to load, the run (if any)."""
+
+    resolved: Resolved
+    model: ModelSection
+    family: str
+    run: RunFolder | None
+    recommended: dict
+    toyworld: bool  # the base model is a toy-world model: its reader can score the cells
+
+
+def rel_to_project(project: Project, path: Path) -> str:
+    """A path as a cell records it: relative to the project when inside it (so a moved project keeps its ids)."""
+    p = Path(path).absolute()
+    try:
+        return p.relative_to(project.root.absolute()).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def spec_run(spec: MatrixSpec, project: Project) -> RunFolder | None:
+    if not spec.matrix.run:
+        return None
+    try:
+        return find_run(project.runs_dir, spec.matrix.run)
+    except LorawbError as exc:
+        raise spec.error("matrix.run", exc.message, hint=exc.hint) from exc
+
+
+def model_section(spec: MatrixSpec, project: Project, run: RunFolder | None) -> ModelSection:
+    if run is not None and run.config.is_file():
+        model = load_run_config(run.config).model
+    else:
+        model = resolve_config(project).model
+    if spec.matrix.base_model:
+        model = model.model_copy(update={"path": str(project.resolve(spec.matrix.base_model)), "family": "auto"})
+    return model
+
+
+def resolve_checkpoints(spec: MatrixSpec, project: Project, run: RunFolder | None, family: str) -> list[LoraRef | None]:
+    values = spec.axes.get("checkpoint")
+    ckpts: list[RunCheckpoint] = run_checkpoints(run) if run is not None else []
+    if values is None:
+        if run is None:
+            return [None]
+        values = ["last"]
+    out: list[LoraRef | None] = []
+    for v in values:
+        if isinstance(v, int) or (isinstance(v, str) and v.strip().lower() == "last"):
+            if run is None:
+                raise spec.error(
+                    "axes.checkpoint", f"{v!r} names a run's checkpoint, but matrix.run is empty", hint="set matrix.run"
+                )
+            if not ckpts:
+                raise spec.error(
+                    "axes.checkpoint", f"run {run.id} has no checkpoints yet", hint="wait for its first save"
+                )
+            if isinstance(v, int):
+                hit = next((c for c in ckpts if c.step == v), None)
+                if hit is None:
+                    steps = ", ".join(str(c.step) for c in ckpts)
+                    raise spec.error("axes.checkpoint", f"run {run.id} has no checkpoint at step {v} (it has {steps})")
+            else:
+                hit = ckpts[-1]
+            path, label, step = hit.path, f"step {hit.step}", hit.step
+        else:
+            path = _find_file(str(v), project, spec, run)
+            info = read_lora(path)
+            step = info.step
+            label = Path(v).stem
+        try:
+            check_family(read_lora(path), family)
+        except LorawbError as exc:
+            raise spec.error("axes.checkpoint", exc.message, hint=exc.hint) from exc
+        out.append(LoraRef(rel_to_project(project, path), label, step))
+    return out
+
+
+def _find_file(value: str, project: Project, spec: MatrixSpec, run: RunFolder | None) -> Path:
+    raw = Path(value).expanduser()
+    candidates = [raw] if raw.is_absolute() else [project.root / raw]
+    if spec.path is not None and not raw.is_absolute():
+        candidates.append(spec.path.parent / raw)
+    if run is not None and not raw.is_absolute():
+        candidates.append(run.checkpoints / raw)
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise spec.error(
+        "axes.checkpoint",
+        f"no LoRA file {value!r}",
+        hint='a path relative to the project (or to matrix.toml), a step of matrix.run, or "last"',
+    )
+
+
+def resolve(spec: MatrixSpec, project: Project) -> Context:
+    """The spec resolved in ``project`` (ConfigError/ModelError name what is wrong)."""
+    run = spec_run(spec, project)
+    model = model_section(spec, project, run)
+    try:
+        base = check_model_path(model)
+        family = detect_family(base, model.family)
+    except LorawbError as exc:
+        key = "matrix.base_model" if spec.matrix.base_model else ("matrix.run" if run else "matrix")
+        raise ConfigError(f"{key}: {exc.message}", path=spec.path, line=spec.line_of(key), hint=exc.hint) from exc
+    info = read_json(base / "lorawb_model.json") if base.is_dir() else {}
+    rec = dict(info.get("recommended", {}))
+    m = spec.matrix
+    resolution = project.config.project.resolution
+    if run is not None and run.config.is_file():
+        resolution = load_run_config(run.config).dataset.resolution or resolution
+    trigger = m.trigger or project.trigger
+    resolved = Resolved(
+        base=rel_to_project(project, base),
+        trigger=trigger,
+        width=_size(m.width or rec.get("width") or resolution),
+        height=_size(m.height or rec.get("height") or resolution),
+        steps=int(m.steps or rec.get("steps") or 20),
+        cfg=float(m.cfg or rec.get("cfg") or (5.0 if family == "sdxl" else 7.0)),
+        sampler=m.sampler,
+        checkpoints=tuple(resolve_checkpoints(spec, project, run, family)),
+    )
+    return Context(resolved, model, family, run, rec, bool(info.get("toyworld")))
+
+
+def _size(px: int | float) -> int:
+    return max(8, int(px) // 8 * 8)

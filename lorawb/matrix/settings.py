@@ -1,0 +1,47 @@
+"""The project's ``[matrix]`` settings in lorawb.toml (validated here; errors name key and line).
+
+::
+
+    [matrix]
+    embedder = "models/clip-vit-b32"   # a local transformers CLIP or DINOv2 folder for the scores
+    memorisation_threshold = 0.95      # a cell this close to one training image is flagged
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lorawb.core import tomlio
+
+if TYPE_CHECKING:
+    from lorawb.core.project import Project
+
+
+class MatrixSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    embedder: str = Field(
+        "",
+        description="a local transformers CLIP (CLIPModel, CLIPVisionModelWithProjection) or DINOv2 (Dinov2Model) "
+        "folder that embeds images for the scores; nothing is downloaded",
+    )
+    scorer: Literal["auto", "embedder", "toyworld", "none"] = Field(
+        "auto", description="auto: the embedder when set, else the toy-world reader for toy-world models"
+    )
+    top_k: int = Field(5, ge=1, le=100, description="identity: mean similarity to this many nearest dataset images")
+    memorisation_threshold: float = Field(
+        0.95, gt=0, le=1, description="flag a cell whose nearest training image is at least this similar"
+    )
+    max_cells: int = Field(2000, ge=1, description="refuse bigger matrices unless --yes")
+    max_sheet_pixels: int = Field(40_000_000, ge=10_000, description="contact sheets are downscaled below this")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the matrix draws")
+    precision: Literal["auto", "fp16", "bf16", "fp32"] = Field("auto", description="GPU weights (CPU: fp32)")
+    max_loaded: int = Field(2, ge=1, le=64, description="LoRAs kept loaded at once")
+
+
+def matrix_settings(project: Project) -> MatrixSettings:
+    return tomlio.validate(
+        MatrixSettings, dict(project.config.matrix), path=project.config_path, text=project.config_text, prefix="matrix"
+    )
