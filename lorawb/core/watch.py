@@ -31,6 +31,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,11 @@ from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 
 log = logging.getLogger(__name__)
+
+# watchdog re-adds the watch of a folder created inside a watched tree when it meets it twice (its
+# own scan and the folder's event) and warns on stderr each time, which would draw over the app's
+# screen. The watch is right either way.
+warnings.filterwarnings("ignore", message=r"Callback with id .* already exists for watch", category=RuntimeWarning)
 
 QUIET_S = 0.05  # a batch closes after this long without events...
 MAX_WAIT_S = 1.0  # ...or this long after its first event
