@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image  # noqa: E402
 
-from lorawb.core.index import DatasetIndex  # noqa: E402
+from lorawb.core.index import ProjectIndex  # noqa: E402
 from lorawb.core.project import init_project  # noqa: E402
 
 
@@ -70,15 +70,15 @@ def main() -> int:
         print(f"dataset: {args.n} images of {args.size}x{args.size} + captions, written in {t_make:.1f} s")
         print(f"scan threads: {os.environ.get('LORAWB_THREADS') or min(8, os.cpu_count() or 1)}")
 
-        index = DatasetIndex(project)
+        index = ProjectIndex(project)
         cold, t_cold = timed(index.refresh, "cold")
         warm, t_warm = timed(index.refresh, "warm")
         index.close()
-        cached, t_cached = timed(lambda: DatasetIndex(project).load_cached(), "cached")
+        cached, t_cached = timed(lambda: ProjectIndex(project).load_cached(), "cached")
 
-        assert len(cold.images) == args.n and cold.opened == args.n, "cold scan must read every image"
+        assert len(cold.images()) == args.n and cold.opened == args.n, "cold scan must read every image"
         assert warm.opened == 0, "a warm rescan must not open any image"
-        assert cached is not None and len(cached.images) == args.n
+        assert cached is not None and len(cached.images()) == args.n
         print(f"cold scan:    {t_cold:8.3f} s wall {CPU['cold']:8.3f} s CPU   {cold.opened} images opened")
         print(f"warm rescan:  {t_warm:8.3f} s wall {CPU['warm']:8.3f} s CPU   {warm.opened} images opened")
         print(f"load_cached:  {t_cached:8.3f} s wall {CPU['cached']:8.3f} s CPU   (DB only)")
