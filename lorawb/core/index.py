@@ -136,14 +136,6 @@ class ImageCounts:
     captioned: int = 0  # ... whose caption is not empty
     rejected: int = 0
 
-    @property
-    def readable(self) -> int:
-        return self.images - len(self.unreadable)
-
-    @property
-    def uncaptioned(self) -> int:
-        return self.images - self.captioned
-
 
 @dataclass
 class IndexSnapshot:
@@ -221,15 +213,6 @@ class IndexDelta:
     @property
     def keys(self) -> set[str]:
         return {*self.added, *self.changed, *self.removed}
-
-    def merge(self, other: IndexDelta) -> None:
-        self.added += other.added
-        self.changed += other.changed
-        self.removed += other.removed
-        self.moved.update(other.moved)
-        self.captions |= other.captions
-        self.orphans |= other.orphans
-        self.opened += other.opened
 
 
 class ProjectIndex:

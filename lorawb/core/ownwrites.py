@@ -73,11 +73,6 @@ def writing(paths: Iterable[Path | str]) -> Iterator[None]:
         end(keys)
 
 
-def note(paths: Iterable[Path | str]) -> None:
-    """Record writes that have already happened (their stats now)."""
-    end(begin(paths))
-
-
 def is_own(path: Path | str) -> bool:
     """True when this process is writing ``path`` or left it exactly as it is now."""
     k = os.path.abspath(os.fspath(path))
