@@ -17,14 +17,34 @@ os.environ.setdefault("LORAWB_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
-def trained_sample(tmp_path_factory):
+def sample_pristine(tmp_path_factory) -> Path:
+    """The sample project as scripts/make_sample_project.py makes it, built once per session. Do not change it.
+
+    Tests never read the repository's sample_project/ (the README tour changes it); only its
+    committed toy model is linked in (the generator does not make it).
+    """
+    from lorawb.toyworld import check
+
+    return check.copy_sample_project(tmp_path_factory.mktemp("sample") / "sample_project")
+
+
+@pytest.fixture
+def sample_project(sample_pristine, tmp_path) -> Path:
+    """A copy of the pristine sample project for one test to change."""
+    from lorawb.toyworld import check
+
+    return check.copy_sample_project(tmp_path / "sample_project", source=sample_pristine)
+
+
+@pytest.fixture(scope="session")
+def trained_sample(tmp_path_factory, sample_pristine):
     """The sample project copied and trained once per session with its own settings (sampling off).
 
     Returns (project folder, last checkpoint). Shared by the LoRA and the matrix end-to-end tests.
     """
     from lorawb.toyworld import check
 
-    project = check.copy_sample_project(tmp_path_factory.mktemp("e2e") / "sample_project")
+    project = check.copy_sample_project(tmp_path_factory.mktemp("e2e") / "sample_project", source=sample_pristine)
     lora = check.train_project(project, ["sample.every_n_steps=0", "sample.at_start=false"])
     return project, lora
 

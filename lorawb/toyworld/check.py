@@ -119,22 +119,32 @@ def table(results: Sequence[CheckResult], contexts: Sequence[str] = world.CONTEX
 
 
 def copy_sample_project(dest: str | Path, source: str | Path | None = None) -> Path:
-    """A working copy of the sample project (settings, dataset, inbox) whose model is the committed one."""
+    """A working copy of the sample project (settings, dataset, inbox) whose model is the committed one.
+
+    Without ``source`` the copy is made fresh by the generator (``make_sample_project``), never
+    copied from the repository's sample_project/, which a user may have changed (the README tour
+    rejects an image). With ``source``, that folder is copied.
+    """
     import shutil
 
-    src = Path(source) if source else Path(__file__).resolve().parents[2] / "sample_project"
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(src / "lorawb.toml", dest / "lorawb.toml")
-    for sub in ("dataset", "inbox"):
-        if (src / sub).is_dir():
-            shutil.copytree(src / sub, dest / sub, dirs_exist_ok=True)
+    if source is None:
+        sample.make_sample_project(dest, write_toml=True, name="sample_project")
+        model_src = sample.committed_model_dir()
+    else:
+        src = Path(source)
+        shutil.copy2(src / "lorawb.toml", dest / "lorawb.toml")
+        for sub in ("dataset", "inbox"):
+            if (src / sub).is_dir():
+                shutil.copytree(src / sub, dest / sub, dirs_exist_ok=True, symlinks=True)
+        model_src = (src / sample.MODEL_DIR).resolve()
     model = dest / sample.MODEL_DIR
     model.parent.mkdir(parents=True, exist_ok=True)
     try:
-        model.symlink_to((src / sample.MODEL_DIR).resolve(), target_is_directory=True)
+        model.symlink_to(model_src, target_is_directory=True)
     except OSError:  # no symlinks here (Windows without the right): copy the 10 MB instead
-        shutil.copytree(src / sample.MODEL_DIR, model)
+        shutil.copytree(model_src, model)
     return dest
 
 

@@ -128,8 +128,16 @@ def _reorder(text: str) -> str:
     return head + body.lstrip()
 
 
-def make_sample_project(root: str | Path, *, write_toml: bool = False) -> Path:
-    """Write the sample dataset and inbox under ``root`` (and lorawb.toml when asked or missing)."""
+def committed_model_dir() -> Path:
+    """The toy base model committed under the repository's sample_project/ (the generator does not make it)."""
+    return Path(__file__).resolve().parents[2] / "sample_project" / MODEL_DIR
+
+
+def make_sample_project(root: str | Path, *, write_toml: bool = False, name: str = "") -> Path:
+    """Write the sample dataset and inbox under ``root`` (and lorawb.toml when asked or missing).
+
+    ``name`` is the project name in lorawb.toml (default: the folder's name).
+    """
     root = Path(root)
     folder = root / "dataset" / FOLDER
     for i, spec in enumerate(dataset_specs(), 1):
@@ -138,5 +146,32 @@ def make_sample_project(root: str | Path, *, write_toml: bool = False) -> Path:
         world.write_image(root / "inbox" / f"{stem}.png", spec, dataset_caption(spec), size)
     cfg = root / "lorawb.toml"
     if write_toml or not cfg.exists():
-        atomic_write_text(cfg, sample_toml(root.name if root.name else "sample_project"))
+        atomic_write_text(cfg, sample_toml(name or root.name or "sample_project"))
     return root
+
+
+def reset_sample_project(root: str | Path, *, everything: bool = False) -> list[Path]:
+    """Put a sample project back as the generator makes it; returns what was removed first.
+
+    dataset/, inbox/, lorawb.toml and the app's state (.lorawb/: triage marks, caption history)
+    are rewritten; runs/ and matrices/ stay unless ``everything``. The model under models/ is
+    never touched (it is committed, not generated).
+    """
+    import shutil
+
+    root = Path(root)
+    if not (root / MODEL_DIR).exists() and not (root / "lorawb.toml").exists():
+        raise FileNotFoundError(f"{root} does not look like the sample project (no lorawb.toml, no {MODEL_DIR})")
+    names = ["dataset", "inbox", ".lorawb", "lorawb.toml"] + (["runs", "matrices"] if everything else [])
+    removed = []
+    for name in names:
+        p = root / name
+        if p.is_symlink() or p.is_file():
+            p.unlink()
+        elif p.is_dir():
+            shutil.rmtree(p)
+        else:
+            continue
+        removed.append(p)
+    make_sample_project(root, write_toml=True, name="sample_project")
+    return removed

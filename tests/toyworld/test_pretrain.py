@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from lorawb.toyworld import evaluation, pretrain, sample, toymodel, world
 from lorawb.toyworld import tokenizer as toytok
 
-ROOT = Path(__file__).resolve().parents[2]
-MODEL = ROOT / "sample_project" / sample.MODEL_DIR
+MODEL = sample.committed_model_dir()  # committed weights; the generator does not make them
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,17 @@
-"""The sample project: committed, reproducible, small, captioned trigger-first, with a triage inbox."""
+"""The sample project: committed, reproducible, small, captioned trigger-first, with a triage inbox.
+
+The tests read the generator's output (the ``sample_pristine`` fixture) and git's committed
+blobs, never the working tree's sample_project/, which the README tour changes.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from lorawb.core.layout import caption_path_for, walk_images
 from lorawb.core.project import Project
@@ -11,24 +20,41 @@ from lorawb.toyworld.evaluation import eval_prompts
 from lorawb.toyworld.pretrain import training_specs
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "sample_project"
+
+
+def _committed_blobs(sub: str) -> dict[str, str]:
+    """{path under sample_project/: git blob id} of what is committed (the index), not the working tree."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    out = subprocess.run(
+        ["git", "ls-files", "-s", "--", f"sample_project/{sub}"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    blobs = {}
+    for line in out.splitlines():
+        meta, path = line.split("\t", 1)
+        blobs[path.removeprefix("sample_project/")] = meta.split()[1]
+    return blobs
+
+
+def _blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def test_committed_files_are_what_the_script_makes(tmp_path):
-    sample.make_sample_project(tmp_path, write_toml=True)
-    for sub in ("dataset", "inbox"):
-        made = sorted(p.relative_to(tmp_path) for p in (tmp_path / sub).rglob("*") if p.is_file())
-        committed = sorted(p.relative_to(SAMPLE) for p in (SAMPLE / sub).rglob("*") if p.is_file())
-        assert made == committed
-        for rel in made:
-            assert (tmp_path / rel).read_bytes() == (SAMPLE / rel).read_bytes(), rel
-    assert (tmp_path / "lorawb.toml").read_text().replace(tmp_path.name, "sample_project") == (
-        SAMPLE / "lorawb.toml"
-    ).read_text()
+    sample.make_sample_project(tmp_path, write_toml=True, name="sample_project")
+    made = {
+        p.relative_to(tmp_path).as_posix(): _blob_id(p.read_bytes())
+        for sub in ("dataset", "inbox")
+        for p in (tmp_path / sub).rglob("*")
+        if p.is_file()
+    }
+    committed = {**_committed_blobs("dataset"), **_committed_blobs("inbox")}
+    assert made == committed
+    assert {"lorawb.toml": _blob_id((tmp_path / "lorawb.toml").read_bytes())} == _committed_blobs("lorawb.toml")
 
 
-def test_dataset_is_one_character_in_every_context_captioned_trigger_first():
-    images = list(walk_images(SAMPLE / "dataset"))
+def test_dataset_is_one_character_in_every_context_captioned_trigger_first(sample_pristine):
+    images = list(walk_images(sample_pristine / "dataset"))
     assert 24 <= len(images) <= 40
     contexts, styles = set(), set()
     for img in images:
@@ -43,23 +69,23 @@ def test_dataset_is_one_character_in_every_context_captioned_trigger_first():
         styles.add(r.style)
     assert contexts == set(world.CONTEXTS)
     assert len(styles) >= 3
-    size = sum(p.stat().st_size for p in (SAMPLE / "dataset").rglob("*") if p.is_file())
-    size += sum(p.stat().st_size for p in (SAMPLE / "inbox").rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in (sample_pristine / "dataset").rglob("*") if p.is_file())
+    size += sum(p.stat().st_size for p in (sample_pristine / "inbox").rglob("*") if p.is_file())
     assert size < 5 * 2**20
 
 
-def test_inbox_has_good_and_off_model_candidates():
-    reads = [reader.read(p) for p in walk_images(SAMPLE / "inbox")]
+def test_inbox_has_good_and_off_model_candidates(sample_pristine):
+    reads = [reader.read(p) for p in walk_images(sample_pristine / "inbox")]
     on_model = [r for r in reads if (r.hair, r.outfit, r.accessory) == ("blue", "orange", "scarf")]
     assert 2 <= len(on_model) < len(reads)
 
 
-def test_project_config_points_at_the_toy_model():
-    project = Project.load(SAMPLE)
+def test_project_config_points_at_the_toy_model(sample_pristine):
+    project = Project.load(sample_pristine)
     assert project.trigger == sample.TRIGGER
     assert project.config.project.resolution == 32
-    assert project.resolve(project.config.model["path"]) == SAMPLE / sample.MODEL_DIR
-    assert (SAMPLE / sample.MODEL_DIR / "model_index.json").is_file()
+    assert project.resolve(project.config.model["path"]) == sample_pristine / sample.MODEL_DIR
+    assert (sample_pristine / sample.MODEL_DIR / "model_index.json").is_file()
     assert set(project.config.tags.groups["context"]) == set(world.CONTEXTS)
     prompts = project.config.sample["prompts"]
     assert all(any(c in p for p in prompts) for c in world.CONTEXTS)
@@ -74,11 +100,10 @@ def test_the_character_is_never_shown_in_pretraining():
     assert any(s.hair == "blue" for s in specs) and any(s.outfit == "orange" for s in specs)
 
 
-def test_doctor_reports_the_sample_project_healthy(tmp_path):
+def test_doctor_reports_the_sample_project_healthy(sample_project):
     # resolution 32 with dataset.bucket_step 8: the doctor must use the trainer's bucket step
     from lorawb.core.doctor import diagnose
-    from lorawb.toyworld.check import copy_sample_project
 
-    report = diagnose(Project.load(copy_sample_project(tmp_path / "sp")))
+    report = diagnose(Project.load(sample_project))
     assert report.images == 32 and not report.low_resolution and not report.unreadable
     assert report.buckets == [("32x32 (1:1)", 32)]

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 from textual.widgets import TabbedContent
 
 from lorawb.core.project import Project
 from lorawb.tui.app import LorawbApp
 from tests.tui.conftest import settle
 
-SAMPLE = Path(__file__).resolve().parents[2] / "sample_project"
 
-
-async def test_sample_project_opens_and_every_tab_shows_it(tmp_path):
-    copy = tmp_path / "sample_project"
-    shutil.copytree(SAMPLE, copy, ignore=shutil.ignore_patterns(".lorawb", "runs", "matrices", "models"))
-    project = Project.load(copy)
+async def test_sample_project_opens_and_every_tab_shows_it(sample_project):
+    project = Project.load(sample_project)
     app = LorawbApp(project)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
