@@ -4,6 +4,12 @@
 Each module in COMMAND_MODULES has ``register(subparsers)`` adding its
 commands with ``set_defaults(func=handler)``; a handler takes the parsed
 args and returns an exit code. LorawbError is printed without a traceback.
+
+One rule names the project in every command: ``-p/--project PROJECT`` anywhere on the
+line, or the command's first word (``lorawb runs PROJECT``, ``lorawb stop PROJECT RUN``);
+left out, the current folder or the nearest folder above it holding lorawb.toml.
+``parse(argv)`` applies it (each command's ``normalize`` default splits its words) and
+leaves the folder in ``args.project``.
 """
 
 from __future__ import annotations
@@ -42,18 +48,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+# Options whose value is a separate word: the word after them is not a command.
+_VALUE_OPTIONS = ("-p", "--project", "--images", "--theme")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse a command line, the project rule applied: ``args.project`` is the project folder."""
     parser = build_parser()
     commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    # `lorawb`, `lorawb PATH` and `lorawb --debug PATH` open the app.
-    positional = [a for a in argv if not a.startswith("-")]
+    # `lorawb`, `lorawb PATH`, `lorawb -p PATH` and `lorawb --debug PATH` open the app.
+    positional = [
+        a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] not in _VALUE_OPTIONS)
+    ]
     opens_app = not positional or positional[0] not in commands
     if opens_app and not any(a in ("-h", "--help", "--version") for a in argv):
         argv = [a for a in argv if a == "--debug"] + ["open"] + [a for a in argv if a != "--debug"]
     args = parser.parse_args(argv)
-    debug = args.debug or bool(os.environ.get("LORAWB_DEBUG"))
+    normalize = getattr(args, "normalize", None)
+    if normalize is not None:
+        normalize(args)
+    elif hasattr(args, "project_opt"):
+        args.project = project_dir(args.project_opt, getattr(args, "project", None))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or bool(os.environ.get("LORAWB_DEBUG"))
     try:
+        args = parse(argv)
+        debug = args.debug or debug
         return int(args.func(args) or 0)
     except LorawbError as exc:
         if debug:
@@ -67,5 +91,47 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def add_project_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("project", nargs="?", default=".", help="project folder (default: the current one)")
+PROJECT_HELP = "project folder (default: the current folder or the nearest one above it with lorawb.toml)"
+
+
+def add_project_arg(p: argparse.ArgumentParser, *, positional: bool = True) -> None:
+    """``-p/--project PROJECT``, and (``positional``) an optional first word that is the project."""
+    if positional:
+        p.add_argument("project", nargs="?", default=None, help=PROJECT_HELP)
+    p.add_argument("-p", "--project", dest="project_opt", metavar="PROJECT", default=None, help=PROJECT_HELP)
+
+
+def project_dir(option: str | None, word: str | None = None) -> str:
+    """The project named by ``-p`` or by the first word (both: they must agree); else ``.``."""
+    from pathlib import Path
+
+    if option and word and Path(option).expanduser().resolve() != Path(word).expanduser().resolve():
+        raise LorawbError(f"two projects given: -p {option} and {word}", hint="name the project once")
+    return option or word or "."
+
+
+def is_project(word: str) -> bool:
+    """``word`` names a project folder (or its lorawb.toml)."""
+    from pathlib import Path
+
+    p = Path(word).expanduser()
+    return (p / "lorawb.toml").is_file() or (p.name == "lorawb.toml" and p.is_file())
+
+
+def split_words(args: argparse.Namespace, words: list[str], needed: int, usage: str) -> list[str]:
+    """For ``[PROJECT] WORD…`` commands: with more than ``needed`` words the first is the project.
+
+    Sets ``args.project`` and returns the other words.
+    """
+    words = list(words)
+    word = None
+    if len(words) > needed:
+        word = words.pop(0)
+        if not is_project(word):
+            raise LorawbError(f"{word!r} is not a lorawb project (no lorawb.toml there)", hint=f"usage: {usage}")
+        if len(words) > needed:
+            raise LorawbError("too many arguments", hint=f"usage: {usage}")
+    elif len(words) < needed:
+        raise LorawbError("missing arguments", hint=f"usage: {usage}")
+    args.project = project_dir(getattr(args, "project_opt", None), word)
+    return words

@@ -14,6 +14,8 @@ import shlex
 import sys
 from typing import Any
 
+from lorawb.cli import PROJECT_HELP, project_dir
+
 OPS = (
     "add",
     "remove",
@@ -32,7 +34,7 @@ OPS = (
     "composition",
 )
 
-USAGE = "lorawb captions [PROJECT] OP ... [--where FILTER] [--dry-run] [--json]"
+USAGE = "lorawb captions [PROJECT] OP ... [-p PROJECT] [--where FILTER] [--dry-run] [--json]"
 EPILOG = """\
 operations:
   add TAG [--at start|end|after-trigger]   add a tag where missing (default: end)
@@ -64,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _common(p)
     p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, normalize=_split)
 
 
 def _common(p: argparse.ArgumentParser, prefix: str = "") -> None:
@@ -75,6 +77,7 @@ def _common(p: argparse.ArgumentParser, prefix: str = "") -> None:
     )
     p.add_argument("--dry-run", action="store_true", dest=prefix + "dry_run", help="print the diff; change nothing")
     p.add_argument("--json", action="store_true", dest=prefix + "json", help="machine-readable output")
+    p.add_argument("-p", "--project", dest=prefix + "project_opt", metavar="PROJECT", help=PROJECT_HELP)
 
 
 def _inner_parser() -> argparse.ArgumentParser:
@@ -118,16 +121,28 @@ def _inner_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def _split(args: argparse.Namespace) -> None:
+    """`captions [PROJECT] OP …` with -p anywhere: ``args.ns`` is the parsed OP, ``args.project`` the folder."""
     rest = list(args.rest)
-    project_path = "."
+    word = None
     if rest and rest[0] not in OPS and not rest[0].startswith("-"):
-        project_path = rest.pop(0)
+        word = rest.pop(0)
+    args.ns = _inner_parser().parse_args(rest) if rest else None
+    opts = [args.project_opt] + ([args.ns.top_project_opt, args.ns.project_opt] if args.ns else [])
+    given = [o for o in opts if o]
+    option = given[0] if given else None
+    for other in given[1:]:
+        project_dir(option, other)  # two different -p: an error
+    args.project = project_dir(option, word)
+
+
+def run(args: argparse.Namespace) -> int:
     inner = _inner_parser()
-    if not rest:
+    if args.ns is None:
         inner.print_help(sys.stderr)
         return 2
-    ns = inner.parse_args(rest)
+    ns = args.ns
+    project_path = args.project
     ns.where = (args.where or []) + (ns.top_where or []) + (ns.where or [])
     ns.dry_run = args.dry_run or ns.top_dry_run or ns.dry_run
     ns.json = args.json or ns.top_json or ns.json

@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     def words(name: str, help_: str) -> argparse.ArgumentParser:
         p = msub.add_parser(name, help=help_, usage=f"lorawb matrix {name} {USAGE[name]} [options]")
         p.add_argument("words", nargs="+", metavar=USAGE[name].replace("[", "").replace("]", ""), help=USAGE[name])
+        add_project_arg(p, positional=False)
+        p.set_defaults(normalize=_normalize)
         return p
 
     p = words("new", "write a ready matrix spec for a run and print its path, size and estimated time")
@@ -100,20 +102,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 # --- arguments ------------------------------------------------------------------------------------
 
 
-def _is_project(word: str) -> bool:
-    p = Path(word).expanduser()
-    return (p / "lorawb.toml").is_file() or (p.name == "lorawb.toml" and p.is_file())
+NEEDED = {"rate": 2, "regen": 2}  # words after the project; 1 for the others
 
 
-def _split(args: argparse.Namespace, needed: int) -> tuple[Any, list[str]]:
-    """(project, the other words): a first word that is a project folder is the project."""
-    from lorawb.core.project import Project
+def _normalize(args: argparse.Namespace) -> None:
+    """A first word that is a project folder is the project (or -p PROJECT); ``args.words`` keeps the rest."""
+    from lorawb.cli import is_project, project_dir
     from lorawb.errors import LorawbError
 
+    needed = NEEDED.get(args.matrix_command, 1)
     w = list(args.words)
-    project_dir = "."
-    if len(w) > needed and _is_project(w[0]):
-        project_dir, w = w[0], w[1:]
+    word = None
+    if len(w) > needed and is_project(w[0]):
+        word, w = w[0], w[1:]
     elif len(w) > needed and args.matrix_command in ("new", "run", "show", "stop", "export", "score"):
         raise LorawbError(
             f"{w[0]!r} is not a lorawb project",
@@ -121,7 +122,15 @@ def _split(args: argparse.Namespace, needed: int) -> tuple[Any, list[str]]:
         )
     if len(w) < needed:
         raise LorawbError(f"missing arguments; usage: lorawb matrix {args.matrix_command} {USAGE[args.matrix_command]}")
-    return Project.load(project_dir), w
+    args.project = project_dir(args.project_opt, word)
+    args.words = w
+
+
+def _split(args: argparse.Namespace, needed: int) -> tuple[Any, list[str]]:
+    """(project, the other words), as ``_normalize`` left them."""
+    from lorawb.core.project import Project
+
+    return Project.load(args.project), list(args.words)
 
 
 def _numbers(text: str, kind: type) -> list[Any]:

@@ -6,22 +6,31 @@ import argparse
 import json
 import sys
 
-from lorawb.cli import add_project_arg
+from lorawb.cli import add_project_arg, project_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("init", help="create a project folder")
-    p.add_argument("project", help="folder to create")
+    p = sub.add_parser("init", help="create a project folder", usage="lorawb init PROJECT [options]")
+    p.add_argument("project", nargs="?", default=None, help="folder to create (or -p PROJECT)")
+    p.add_argument("-p", "--project", dest="project_opt", metavar="PROJECT", default=None, help="folder to create")
     p.add_argument("--images", metavar="DIR", help="copy this image folder (with its captions) into dataset/")
     p.add_argument("--link", action="store_true", help="with --images: make dataset/ a symlink to DIR instead")
     p.add_argument("--trigger", default="", help="the trigger phrase, e.g. zkx_mira")
-    p.set_defaults(func=cmd_init)
+    p.set_defaults(func=cmd_init, normalize=_init_project)
 
     p = sub.add_parser("doctor", help="print a health report of the dataset")
     add_project_arg(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--all", action="store_true", help="list every file in each section (default: 10)")
     p.set_defaults(func=cmd_doctor)
+
+
+def _init_project(args: argparse.Namespace) -> None:
+    from lorawb.errors import LorawbError
+
+    if not (args.project or args.project_opt):
+        raise LorawbError("which folder? `lorawb init PROJECT` (or -p PROJECT)")
+    args.project = project_dir(args.project_opt, args.project)
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from lorawb.cli import add_project_arg
+from lorawb.cli import add_project_arg, split_words
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,15 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("stop", help="ask a run to save a checkpoint and its resume state, then stop")
-    p.add_argument("run", help="run id, unique prefix, 'last', or path")
-    p.add_argument("--project", default=".", help="project folder (default: the current one)")
+    p = sub.add_parser(
+        "stop", help="ask a run to save a checkpoint and its resume state, then stop", usage=RUN_USAGE.format("stop")
+    )
+    _run_words(p)
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait until it has stopped")
     p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser("resume", help="continue a stopped run from its saved state")
-    p.add_argument("run", help="run id, unique prefix, 'last', or path")
-    p.add_argument("--project", default=".", help="project folder (default: the current one)")
+    p = sub.add_parser("resume", help="continue a stopped run from its saved state", usage=RUN_USAGE.format("resume"))
+    _run_words(p)
     p.add_argument("--detach", action="store_true", help="continue in a separate process")
     p.set_defaults(func=cmd_resume)
 
@@ -55,6 +55,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_make_tiny_model)
 
 
+RUN_USAGE = "lorawb {} [PROJECT] RUN [options]"
+
+
+def _run_words(p: argparse.ArgumentParser) -> None:
+    p.add_argument("words", nargs="+", metavar="[PROJECT] RUN", help="run id, unique prefix, 'last', or path")
+    add_project_arg(p, positional=False)
+    p.set_defaults(normalize=_split_run)
+
+
+def _split_run(args: argparse.Namespace) -> None:
+    (args.run,) = split_words(args, args.words, 1, RUN_USAGE.format(args.command))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from lorawb.core.project import Project
     from lorawb.train.config import resolve_config
@@ -64,11 +77,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["model.allow_pickle=true"] if args.allow_pickle else [])
     config = resolve_config(project, args.config, overrides)
     run = create_run(project, config, args.name)
-    print(run.id, flush=True)
     if args.detach:
         launch(run, detach=True)
-        print(f"  training in the background; follow it with `lorawb runs` or `lorawb watch {run.id}`")
+        # stdout is the run id alone (`rid=$(lorawb train --detach)`); the hint goes to the terminal
+        print(run.id, flush=True)
+        print(f"training in the background; follow it with `lorawb watch {run.id}` or `lorawb runs`", file=sys.stderr)
         return 0
+    print(run.id, flush=True)
     return _foreground(run, lambda progress: launch(run, detach=False, progress=progress))
 
 
@@ -88,7 +103,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(f"resuming from step {s.resumable_step} (the last saved state){redo}", file=sys.stderr)
     if args.detach:
         resume_run(run, detach=True)
-        print(f"{run.id} resumed in the background")
+        print(run.id, flush=True)
+        print(f"resumed in the background; follow it with `lorawb watch {run.id}`", file=sys.stderr)
         return 0
     print(run.id, flush=True)
     return _foreground(run, lambda progress: resume_run(run, detach=False, progress=progress))

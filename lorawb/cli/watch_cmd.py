@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from lorawb.cli import add_project_arg, is_project, split_words
 from lorawb.train.monitor import MonitorView, RunMonitor, format_duration, format_size
 from lorawb.train.runfolder import RunFolder, find_run
 
@@ -18,9 +19,16 @@ EXIT_CODES = {"finished": 0, "stopped": 0, "failed": 1, "dead": 1}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("watch", help="follow a training run as plain text; exits when the run ends")
-    p.add_argument("run", nargs="?", default="last", help="run id, unique prefix/suffix, folder, or 'last' (default)")
-    p.add_argument("-p", "--project", default=".", help="project folder (default: the current one)")
+    p = sub.add_parser(
+        "watch",
+        help="follow a training run as plain text; exits when the run ends",
+        usage="lorawb watch [PROJECT] [RUN] [options]",
+    )
+    p.add_argument(
+        "words", nargs="*", metavar="[PROJECT] [RUN]", help="run id, unique prefix/suffix, folder, or 'last' (default)"
+    )
+    add_project_arg(p, positional=False)
+    p.set_defaults(normalize=_split_watch)
     p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
     p.add_argument("--once", action="store_true", help="print the current state once and exit")
     p.add_argument(
@@ -28,12 +36,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_watch)
 
-    c = sub.add_parser("compare", help="config differences and loss figures of two runs")
-    c.add_argument("run_a")
-    c.add_argument("run_b")
-    c.add_argument("-p", "--project", default=".", help="project folder (default: the current one)")
+    c = sub.add_parser(
+        "compare",
+        help="config differences and loss figures of two runs",
+        usage="lorawb compare [PROJECT] A B [options]",
+    )
+    c.add_argument("words", nargs="+", metavar="[PROJECT] A B", help="two runs (id, prefix, 'last', or folder)")
+    add_project_arg(c, positional=False)
+    c.set_defaults(normalize=_split_compare)
     c.add_argument("--all", action="store_true", help="list every config key, not only the ones that differ")
     c.set_defaults(func=cmd_compare)
+
+
+def _is_run_folder(word: str) -> bool:
+    p = Path(word)
+    return p.is_dir() and ((p / "events.jsonl").exists() or (p / "config.toml").exists())
+
+
+def _split_watch(args: argparse.Namespace) -> None:
+    words = list(args.words)
+    if len(words) == 1 and is_project(words[0]) and not _is_run_folder(words[0]):
+        words.append("last")  # `lorawb watch PROJECT`: its last run
+    (args.run,) = split_words(args, words or ["last"], 1, "lorawb watch [PROJECT] [RUN]")
+
+
+def _split_compare(args: argparse.Namespace) -> None:
+    args.run_a, args.run_b = split_words(args, args.words, 2, "lorawb compare [PROJECT] A B")
 
 
 def resolve_run(ref: str, project: str) -> RunFolder:

@@ -67,3 +67,32 @@ def test_resume_of_a_finished_run_prints_no_run_id(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "already finished" in captured.err
+
+
+def test_train_detach_prints_the_run_id_alone_on_stdout(tmp_path, tiny_sd1):
+    """`rid=$(lorawb train --detach)` gets the run id; the hint goes to stderr."""
+    import os
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from lorawb.core.project import Project
+    from lorawb.train.runfolder import find_run, summarize
+
+    root = make_project(tmp_path / "proj", tiny_sd1, n_images=2)
+    repo = Path(__file__).resolve().parents[2]
+    script = f'rid=$("{sys.executable}" -m lorawb train -p "{root}" --detach --set train.max_steps=1) && echo "[$rid]"'
+    out = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(repo)}, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    rid = out.stdout.strip()[1:-1]
+    assert out.stdout.strip() == f"[{rid}]" and "\n" not in rid
+    assert f"lorawb watch {rid}" in out.stderr
+    run = find_run(Project.load(root).runs_dir, rid)
+    assert run.id == rid
+    deadline = time.monotonic() + 120
+    while summarize(run).alive or summarize(run).state in ("starting", "running"):
+        assert time.monotonic() < deadline, "the detached run did not end"
+        time.sleep(0.2)  # the detached run ends on its own time
+    assert summarize(run).state == "finished"
