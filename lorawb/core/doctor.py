@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from lorawb.core.buckets import BucketSettings, bucket_label
 from lorawb.core.captions import Caption, phrase_pattern, tag_key, tag_name, tags_of, trigger_index
@@ -62,6 +63,7 @@ class DoctorReport:
     tags_total: int = 0
     top_tags: list[tuple[str, int]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (rel, note): other per-image findings
+    config_errors: list[str] = field(default_factory=list)  # lorawb.toml's training settings: file:line: key: what
 
     @property
     def steps_per_epoch(self) -> int:
@@ -78,6 +80,7 @@ class DoctorReport:
             + len(self.non_utf8_captions)
             + len(self.low_resolution)
             + sum(len(g) - 1 for g in self.duplicates)
+            + len(self.config_errors)
         )
         if self.trigger:
             n += len(self.without_trigger) + len(self.trigger_not_first)
@@ -111,7 +114,8 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
     if scan is None:
         scan = _scan(project, progress)
     cfg = project.config.project
-    buckets = _bucket_settings(project)
+    training = _training(project)
+    buckets = _bucket_settings(project, training)
     report = DoctorReport(
         project=project.name,
         dataset_dir=str(project.dataset_dir),
@@ -124,6 +128,7 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
         orphan_captions=list(scan.orphan_captions),
         non_utf8_captions=list(scan.non_utf8),
     )
+    report.config_errors = [_error_line(e) for e in training.errors]
     report.folders = _folders(scan.images)
     _captions(report, scan.images, project.trigger)
     report.low_resolution = [(f.rel, f.width, f.height) for f in scan.images if f.short_side < cfg.min_resolution]
@@ -226,11 +231,23 @@ def _duplicates(images: list[ImageFacts]) -> list[list[str]]:
     return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
 
-def _bucket_settings(project: Project) -> BucketSettings:
-    # The trainer's own numbers (lorawb.train.config has no torch: the doctor stays fast).
+def _training(project: Project) -> Any:
+    # The trainer's own reading of lorawb.toml (lorawb.train.config has no torch: the doctor stays fast).
+    from lorawb.train.config import project_training
+
+    return project_training(project)
+
+
+def _bucket_settings(project: Project, training: Any = None) -> BucketSettings:
     from lorawb.train.config import bucket_settings
 
-    return bucket_settings(project)
+    return bucket_settings(project, training)
+
+
+def _error_line(exc: Any) -> str:
+    """``/p/lorawb.toml:47: train.batch_size: …; hint`` as the CLI says it, on one line."""
+    text = exc.render()
+    return text.replace("\n  hint: ", "; ")
 
 
 def _buckets(images: list[ImageFacts], settings: BucketSettings) -> list[tuple[str, int]]:
@@ -260,6 +277,11 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
     add(f"lorawb doctor: {report.project}")
     add(f"dataset: {report.dataset_dir}")
     add("")
+    if report.config_errors:
+        add(f"lorawb.toml: training settings that a run refuses ({len(report.config_errors)}):")
+        for line in report.config_errors:
+            add(f"    {line}")
+        add("")
     bad = report.image_files - report.images
     files = f"{report.image_files} ({bad} unreadable, not trained)" if bad else str(report.images)
     add(

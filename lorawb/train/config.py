@@ -12,6 +12,7 @@ No torch here: the app's Train form imports this module.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -243,6 +244,69 @@ def resolve_config(
     return fill_project_defaults(cfg, project, base=file_path.parent if file_path else None)
 
 
+@dataclass
+class ProjectTraining:
+    """lorawb.toml's training settings as far as they are valid: each bad key at its default, reported."""
+
+    config: TrainConfig
+    errors: list[ConfigError]
+    dropped: dict[str, Any]  # dotted key -> the value lorawb.toml has (what the user wrote)
+
+
+def project_training(project: Project) -> ProjectTraining:
+    """The training defaults of lorawb.toml, resolved; a bad key is reported (file:line:key, as the CLI
+    says it) and left at its built-in default while the other settings are kept.
+
+    For the app and the doctor, which must show every problem without losing the good settings;
+    ``resolve_config`` (the CLI, a run) refuses the whole config instead.
+    """
+    data = {k: copy.deepcopy(v) for k, v in project.config.training_defaults().items() if v}
+    errors: list[ConfigError] = []
+    dropped: dict[str, Any] = {}
+    cfg: TrainConfig | None = None
+    for _ in range(50):
+        try:
+            cfg = tomlio.validate(TrainConfig, data, path=project.config_path, text=project.config_text)
+            break
+        except ConfigError as exc:
+            errors.append(exc)
+            key = exc.message.split(":", 1)[0].strip()
+            if not _drop_key(data, key, dropped):
+                break
+    if cfg is None:
+        cfg = TrainConfig()
+    if cfg.train.max_steps == 0 and cfg.train.epochs == 0:
+        errors.append(
+            ConfigError(
+                "train.max_steps and train.epochs are both 0: set one of them",
+                path=project.config_path,
+                line=tomlio.find_key_line(project.config_text, "train.max_steps"),
+            )
+        )
+    return ProjectTraining(fill_project_defaults(cfg, project), errors, dropped)
+
+
+def where(exc: ConfigError) -> str:
+    """``lorawb.toml:47``: the short place of a config error, for a line on screen."""
+    if exc.path is None:
+        return f"line {exc.line}" if exc.line else ""
+    return f"{exc.path.name}:{exc.line}" if exc.line else exc.path.name
+
+
+def _drop_key(data: dict[str, Any], dotted: str, dropped: dict[str, Any]) -> bool:
+    """Remove ``a.b.c`` from ``data`` (the nearest existing parent when ``c`` is not there)."""
+    parts = dotted.split(".")
+    cur: Any = data
+    for i, part in enumerate(parts):
+        if not isinstance(cur, dict) or part not in cur:
+            return False
+        if i == len(parts) - 1 or not isinstance(cur[part], dict):
+            dropped[".".join(parts[: i + 1])] = cur.pop(part)
+            return True
+        cur = cur[part]
+    return False
+
+
 def fill_project_defaults(cfg: TrainConfig, project: Project, base: Path | None = None) -> TrainConfig:
     """Fill empty project-dependent values and make paths absolute."""
     cfg = cfg.model_copy(deep=True)
@@ -300,19 +364,20 @@ def config_diff(a: TrainConfig, b: TrainConfig) -> list[tuple[str, Any, Any]]:
     return out
 
 
-def bucket_settings(project: Project) -> BucketSettings:
+def bucket_settings(project: Project, training: ProjectTraining | None = None) -> BucketSettings:
     """Resolution and bucket step as a run started now would use them (the project's resolved config).
 
     The one function for these numbers: the doctor's histogram, the Triage facts and the Train
     form show what the trainer will do. A config that does not validate gives the built-in
     defaults at the project's resolution, with the error as ``problem`` context.
     """
-    try:
-        ds = resolve_config(project).dataset
-    except ConfigError as exc:
-        fallback = DatasetSection()
-        res = project.config.project.resolution
-        return BucketSettings(res, fallback.bucket_step, fallback.buckets, problem=f"bucket unknown: {exc.message}")
+    training = training or project_training(project)
+    ds = training.config.dataset
+    bad = [e for e in training.errors if e.message.startswith("dataset.")]
+    if bad:  # the other sections' problems don't change the buckets
+        return BucketSettings(
+            ds.resolution, ds.bucket_step, ds.buckets, problem=f"bucket unknown: {bad[0].message} ({where(bad[0])})"
+        )
     if ds.resolution < ds.bucket_step:
         return BucketSettings(
             ds.resolution,

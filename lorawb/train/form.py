@@ -19,7 +19,7 @@ from tomlkit.exceptions import ParseError
 from lorawb.core import tomlio
 from lorawb.errors import ConfigError, LorawbError
 from lorawb.train.compare import DiffRow, config_diff
-from lorawb.train.config import TrainConfig, fill_project_defaults, load_run_config, resolve_config
+from lorawb.train.config import TrainConfig, fill_project_defaults, load_run_config, project_training
 from lorawb.train.runfolder import list_runs
 
 if TYPE_CHECKING:
@@ -56,17 +56,29 @@ class Source:
     label: str
     run_id: str | None
     config: TrainConfig
+    # lorawb.toml's problems (file:line:key, as the CLI reports them) and the bad values as written
+    errors: tuple[ConfigError, ...] = ()
+    bad_values: tuple[tuple[str, Any], ...] = ()
+
+    def toml(self) -> str:
+        """The form's TOML: the config, with the bad values put back as written (the form flags them)."""
+        text = self.config.to_toml()
+        for key, value in self.bad_values:
+            try:
+                text = set_in_toml(text, key, value)
+            except Exception:  # a value tomlkit cannot write back: the error still names it
+                continue
+        return text
 
 
 def project_source(project: Project) -> Source:
-    """lorawb.toml's training defaults, resolved (paths absolute, trigger and resolution filled)."""
-    try:
-        cfg = resolve_config(project)
-    except ConfigError:
-        # A lorawb.toml that cannot resolve (e.g. steps and epochs both 0) still prefills the
-        # form from the schema's defaults; validation then shows the problem in the form.
-        cfg = fill_project_defaults(TrainConfig(), project)
-    return Source("lorawb.toml", None, cfg)
+    """lorawb.toml's training defaults, resolved (paths absolute, trigger and resolution filled).
+
+    A bad key does not throw the other settings away: they prefill the form, the bad value is
+    shown as written, and the error says where it is in lorawb.toml.
+    """
+    training = project_training(project)
+    return Source("lorawb.toml", None, training.config, tuple(training.errors), tuple(training.dropped.items()))
 
 
 def prefill_sources(project: Project, limit: int = 20) -> tuple[list[Source], list[str]]:

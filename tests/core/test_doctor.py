@@ -139,7 +139,7 @@ def test_doctor_cli_json(problem_project, capsys):
         "unreadable", "captions_missing", "captions_empty", "orphan_captions", "non_utf8_captions",
         "bom_captions", "low_resolution", "duplicates", "captions_counted", "trigger_first",
         "trigger_anywhere", "without_trigger", "trigger_not_first", "buckets", "tags_distinct",
-        "tags_total", "top_tags", "notes", "steps_per_epoch", "problem_count",
+        "tags_total", "top_tags", "notes", "config_errors", "steps_per_epoch", "problem_count",
     }  # fmt: skip
 
 
@@ -197,3 +197,23 @@ def test_progress_line_is_drawn_and_erased(capsys):
     show(5, 10)  # within 0.1 s of the last one: skipped
     show(10, 10)
     assert capsys.readouterr().err == "\rscanning 0/10 images\r\x1b[K"
+
+
+def test_doctor_reports_a_bad_training_key_as_the_cli_does(tmp_path, capsys):
+    from lorawb.cli import main
+    from lorawb.core.project import init_project
+
+    project = init_project(tmp_path / "p", trigger="zkx")
+    text = project.config_path.read_text().replace("batch_size = 1\n", 'batch_size = "four"\n')
+    project.config_path.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "four" in t)
+    assert main(["train", str(project.root)]) == 2
+    cli = capsys.readouterr().err.strip().removeprefix("lorawb: ")
+    assert main(["doctor", str(project.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"{project.config_path}:{line}: train.batch_size:" in out
+    assert cli.splitlines()[0] in out  # the same words as `lorawb train`
+    assert "1 problem(s) found" in out
+    assert main(["doctor", str(project.root), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["config_errors"][0].startswith(f"{project.config_path}:{line}: train.batch_size:")

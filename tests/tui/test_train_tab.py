@@ -573,3 +573,34 @@ async def test_form_picks_up_a_run_started_elsewhere(sample_like_project):
         await settle(pilot)
         assert f"1 setting differs from {RUN_A}" in str(status.render())
         assert app.query_one("#f-train-learning_rate", Input).value == "1e-3"
+
+
+async def test_a_bad_key_in_lorawb_toml_is_shown_in_the_form_as_the_cli_says_it(sample_like_project, capsys):
+    """`batch_size = "four"`: the form keeps lorawb.toml's other settings and names file, line and key."""
+    from lorawb.cli import main
+    from lorawb.core.project import Project
+
+    text = sample_like_project.config_path.read_text()
+    assert "batch_size = 1\n" in text and "max_steps = 1000\n" in text
+    text = text.replace("batch_size = 1\n", 'batch_size = "four"\n').replace("max_steps = 1000", "max_steps = 321")
+    sample_like_project.config_path.write_text(text)
+    project = Project.load(sample_like_project.root)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "four" in t)
+    assert main(["train", str(project.root)]) == 2
+    cli = capsys.readouterr().err
+    assert f"lorawb.toml:{line}: train.batch_size:" in cli
+    app = LorawbApp(project)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("3", "n")
+        await settle(pilot)
+        status = str(app.query_one("#form-status", Static).render())
+        assert f"lorawb.toml:{line}: train.batch_size:" in status
+        batch = app.query_one("#f-train-batch_size", Input)
+        assert batch.value == "four" and batch.has_class("-invalid")  # shown as written, not a silent default
+        assert app.query_one("#f-train-max_steps", Input).value == "321"  # the good settings are kept
+        assert 'batch_size = "four"' in app.query_one("#train-form").toml_text
+        assert any("lorawb.toml" in str(n.message) and "train.batch_size" in str(n.message) for n in app._notifications)
+        batch.value = "4"  # fixed in the form: it can start
+        await settle(pilot)
+        assert not batch.has_class("-invalid")
+        assert "✗" not in str(app.query_one("#form-status", Static).render())

@@ -9,6 +9,7 @@ The logic lives in lorawb.train.form; this widget only shows it.
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -22,6 +23,7 @@ from lorawb.core.project import Project
 from lorawb.errors import ConfigError, LorawbError
 from lorawb.train import form as F
 from lorawb.train.compare import format_value
+from lorawb.train.config import where
 from lorawb.train.runfolder import RunFolder
 
 
@@ -84,7 +86,9 @@ class RunForm(VerticalScroll):
         """Re-read the runs (newest first) and prefill from ``keep`` or the newest run."""
         self.sources, problems = F.prefill_sources(self.project)
         for p in problems:
-            self.notify(p, title="run config not usable", severity="warning", timeout=6)
+            self.notify(p, title="run config not usable", severity="warning", timeout=6, markup=False)
+        for exc in self.sources[-1].errors:  # lorawb.toml's own problems, as the CLI reports them
+            self.notify(exc.render(), title="lorawb.toml has an error", severity="error", timeout=10, markup=False)
         select = self.query_one("#form-source", Select)
         with self.prevent(Select.Changed):
             select.set_options([(s.label, i) for i, s in enumerate(self.sources)])
@@ -116,7 +120,7 @@ class RunForm(VerticalScroll):
 
     def prefill(self, source: F.Source) -> None:
         self.source = source
-        self._set_toml(source.config.to_toml())
+        self._set_toml(source.toml())
         self.refresh_checks()
 
     # --- sync fields <-> TOML --------------------------------------------------------
@@ -221,16 +225,28 @@ class RunForm(VerticalScroll):
         n = len(self.diff)
         status.set_class(self.error is not None, "-error")
         status.set_class(self.error is None and n > 1, "-warning")
-        if self.error is not None:
+        known = self._source_error(self.error)
+        if known is not None:
+            status.update(Text(f"✗ {where(known)}: {known.message} (fix it below or in lorawb.toml)"))
+        elif self.error is not None:
             line = f" (TOML line {self.error.line})" if self.error.line else ""
-            status.update(f"✗ {self.error.message}{line}")
+            status.update(Text(f"✗ {self.error.message}{line}"))
         elif n == 0:
-            status.update(f"same settings as {source}: change one to learn what it does")
+            status.update(Text(f"same settings as {source}: change one to learn what it does"))
         elif n == 1:
-            status.update(f"1 setting differs from {source}: {self.diff[0].key}")
+            status.update(Text(f"1 setting differs from {source}: {self.diff[0].key}"))
         else:
             keys = ", ".join(r.key for r in self.diff[:4]) + (" ..." if n > 4 else "")
-            status.update(f"⚠ {n} settings differ from {source} ({keys}): one change at a time shows what each does")
+            status.update(
+                Text(f"⚠ {n} settings differ from {source} ({keys}): one change at a time shows what each does")
+            )
+
+    def _source_error(self, error: ConfigError | None) -> ConfigError | None:
+        """The source's own error (lorawb.toml, with its file and line) that the form's error is."""
+        if error is None or self.source is None:
+            return None
+        key = F.error_key(error)
+        return next((e for e in self.source.errors if key and F.error_key(e) == key), None)
 
     # --- start -----------------------------------------------------------------------
     @on(Button.Pressed, "#form-start")
