@@ -16,6 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", metavar="DIR", help="copy this image folder (with its captions) into dataset/")
     p.add_argument("--link", action="store_true", help="with --images: make dataset/ a symlink to DIR instead")
     p.add_argument("--trigger", default="", help="the trigger phrase, e.g. zkx_mira")
+    p.add_argument(
+        "--model",
+        metavar="PATH",
+        help="the base model (diffusers folder or .safetensors); resolution and bucket step follow its recommendation",
+    )
     p.set_defaults(func=cmd_init, normalize=_init_project)
 
     p = sub.add_parser("doctor", help="print a health report of the dataset")
@@ -37,8 +42,20 @@ def cmd_init(args: argparse.Namespace) -> int:
     from lorawb.core.index import ProjectIndex
     from lorawb.core.project import init_project
 
+    rec = None
+    if args.model:
+        from lorawb.train.modelpath import recommend
+
+        rec = recommend(args.model)
+        if rec is None:
+            from lorawb.errors import ModelError
+
+            raise ModelError("not a base model (no model_index.json, not a .safetensors file)", path=args.model)
     project = init_project(args.project, trigger=args.trigger, images=args.images, link=args.link)
     print(f"created {project.root}")
+    if rec is not None:
+        set_model(project, args.model, rec)
+        print(f"  model {args.model}: resolution {rec.resolution}, bucket step {rec.bucket_step} ({rec.source})")
     if args.images:
         index = ProjectIndex(project)  # the first scan fills the index the app and the doctor read
         try:
@@ -49,9 +66,32 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"  dataset/ {how} from {args.images}: {counts.images} images, {counts.caption_files} with captions")
         if counts.unreadable:
             print(f"  {len(counts.unreadable)} unreadable image(s): `lorawb doctor {project.root}` names them")
-    what = "the base model" if project.trigger else "the trigger and the base model"
+    what = [w for w, need in (("the trigger", not project.trigger), ("the base model", not args.model)) if need]
+    what = " and ".join(what) or "what else you want"
     print(f"  edit {project.config_path.name} to set {what}, then run `lorawb {project.root}`")
     return 0
+
+
+def set_model(project, model: str, rec) -> None:
+    """Point lorawb.toml at ``model`` with the resolution and bucket step it recommends (comments say so)."""
+    from pathlib import Path
+
+    import tomlkit
+
+    path = Path(model).expanduser().resolve()
+    try:
+        shown = str(path.relative_to(project.root))
+    except ValueError:
+        shown = str(path)
+    why = f"the model's recommendation ({rec.source})"
+    project.save_setting("model.path", shown)
+    project.save_setting("project.resolution", tomlkit.item(rec.resolution).comment(why))
+    if rec.resolution < 2 * project.config.project.min_resolution:
+        project.save_setting(
+            "project.min_resolution",
+            tomlkit.item(max(1, rec.resolution // 2)).comment("half the model's resolution"),
+        )
+    project.save_setting("dataset.bucket_step", tomlkit.item(rec.bucket_step).comment(why))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -76,6 +76,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     project = Project.load(args.project)
     overrides = list(args.overrides) + (["model.allow_pickle=true"] if args.allow_pickle else [])
     config = resolve_config(project, args.config, overrides)
+    from lorawb.train.modelpath import recommend, resolution_warning
+
+    warning = resolution_warning(config.dataset.resolution, recommend(config.model.path))
+    if warning:
+        print(f"lorawb: warning: {warning}", file=sys.stderr)
     run = create_run(project, config, args.name)
     if args.detach:
         launch(run, detach=True)

@@ -78,3 +78,22 @@ class BucketSettings:
             return self.problem
         shape = f"step {self.step}" if self.enabled else "bucketing off: square crops"
         return f"{self.resolution} px, {shape}"
+
+
+def one_bucket_warning(sizes: list[tuple[int, int]], buckets: dict[Bucket, int] | list[Bucket]) -> str | None:
+    """Images of different shapes that all land in one bucket: the step is too coarse for the resolution.
+
+    ``sizes`` are the images' (width, height); ``buckets`` the buckets they went to. Square-only
+    datasets in one square bucket are fine (None).
+    """
+    used = set(buckets)
+    if len(used) != 1 or len(sizes) < 2:
+        return None
+    shapes = {round(math.log(w / h), 1) for w, h in sizes if w > 0 and h > 0}
+    if len(shapes) < 2:
+        return None
+    (only,) = used
+    return (
+        f"all {len(sizes)} images land in one bucket, {bucket_label(only)}, though their aspect ratios differ: "
+        "lower dataset.bucket_step (or raise the resolution) so each shape keeps its own"
+    )

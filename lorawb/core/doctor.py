@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lorawb.core.buckets import BucketSettings, bucket_label
+from lorawb.core.buckets import BucketSettings, bucket_label, one_bucket_warning
 from lorawb.core.captions import Caption, phrase_pattern, tag_key, tag_name, tags_of, trigger_index
 from lorawb.core.dataset import ImageFacts, Progress, ScanResult, scan_dataset
 from lorawb.core.project import STATE_DIR, Project
@@ -64,6 +64,7 @@ class DoctorReport:
     top_tags: list[tuple[str, int]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (rel, note): other per-image findings
     config_errors: list[str] = field(default_factory=list)  # lorawb.toml's training settings: file:line: key: what
+    training_warnings: list[str] = field(default_factory=list)  # resolution far from the model's, one bucket
 
     @property
     def steps_per_epoch(self) -> int:
@@ -134,6 +135,7 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
     report.low_resolution = [(f.rel, f.width, f.height) for f in scan.images if f.short_side < cfg.min_resolution]
     report.duplicates = _duplicates(scan.images)
     report.buckets = _buckets(scan.images, buckets)
+    report.training_warnings = _training_warnings(training, scan.images, buckets)
     report.notes = [
         (f.rel, p)
         for f in scan.images
@@ -244,6 +246,22 @@ def _bucket_settings(project: Project, training: Any = None) -> BucketSettings:
     return bucket_settings(project, training)
 
 
+def _training_warnings(training: Any, images: list[ImageFacts], settings: BucketSettings) -> list[str]:
+    """What would make a run slow or its buckets useless, as the trainer warns of it."""
+    from lorawb.train.modelpath import recommend, resolution_warning
+
+    out = []
+    if training.config.model.path:
+        warning = resolution_warning(training.config.dataset.resolution, recommend(training.config.model.path))
+        if warning:
+            out.append(warning)
+    placed = [(f, settings.bucket(f.width, f.height)) for f in images] if settings.enabled else []
+    one = one_bucket_warning([(f.width, f.height) for f, b in placed if b], [b for _, b in placed if b])
+    if one:
+        out.append(one)
+    return out
+
+
 def _error_line(exc: Any) -> str:
     """``/p/lorawb.toml:47: train.batch_size: …; hint`` as the CLI says it, on one line."""
     text = exc.render()
@@ -340,6 +358,8 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
         add(f"    {label:<{label_w}}  {n:>6}  {bar}")
     if not report.buckets:
         add("    (no images)")
+    for warning in report.training_warnings:
+        add(f"  ⚠ {warning}")
 
     add("")
     add(f"tags: {report.tags_distinct} distinct, {report.tags_total} in all (trigger not counted)")

@@ -178,3 +178,14 @@ def differences(text: str, source: Source, project: Project) -> list[DiffRow]:
         except ConfigError:
             return []
     return config_diff(base, now)
+
+
+def model_changes(data: dict[str, Any], model_path: str, project: Project) -> tuple[dict[str, int], Any]:
+    """The dataset.resolution / dataset.bucket_step a newly chosen model recommends, where they differ."""
+    from lorawb.train.modelpath import recommend
+
+    rec = recommend(project.resolve(model_path))
+    if rec is None:
+        return {}, None
+    want = {"dataset.resolution": rec.resolution, "dataset.bucket_step": rec.bucket_step}
+    return {k: v for k, v in want.items() if get_dotted(data, k) != v}, rec

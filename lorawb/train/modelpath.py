@@ -7,6 +7,8 @@ missing model or a refused pickle file is reported at once, not by a worker.
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,67 @@ def read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+# --- what a model is made for (no torch) -------------------------------------------------------------------
+
+FAMILY_RESOLUTION = {"sd1": 512, "sd2": 768, "sdxl": 1024}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The resolution a base model was trained at and the bucket step that suits it, and how it is known."""
+
+    resolution: int
+    bucket_step: int
+    source: str  # e.g. "lorawb_model.json", "unet sample_size 16 x VAE scale 2"
+
+
+def recommended_bucket_step(resolution: int, vae_scale: int = 8) -> int:
+    """Bucket sides in steps of a quarter of the resolution, at most 64 (kohya's 64 at 512; 8 at 32), whole latents."""
+    step = min(64, max(1, resolution // 4))
+    return max(vae_scale, step // vae_scale * vae_scale)
+
+
+def recommend(path: str | Path) -> Recommendation | None:
+    """The model's own recommendation: lorawb_model.json's ``recommended`` size, else the UNet's
+    sample_size x the VAE's scale factor, else its family's usual size; None when it cannot be read."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        vae = read_json(path / "vae" / "config.json")
+        scale = 2 ** (len(vae["block_out_channels"]) - 1) if vae.get("block_out_channels") else 8
+        rec = read_json(path / "lorawb_model.json").get("recommended", {})
+        if isinstance(rec.get("width"), int) and isinstance(rec.get("height"), int):
+            res = int(math.sqrt(rec["width"] * rec["height"]))
+            return Recommendation(res, recommended_bucket_step(res, scale), "lorawb_model.json")
+        size = read_json(path / "unet" / "config.json").get("sample_size")
+        if isinstance(size, int) and size > 0:
+            res = size * scale
+            return Recommendation(
+                res, recommended_bucket_step(res, scale), f"unet sample_size {size} x VAE scale {scale}"
+            )
+        if not (path / "model_index.json").is_file():
+            return None
+    elif not path.is_file():
+        return None
+    try:
+        family = detect_family(path)
+    except (ModelError, OSError, ValueError):
+        return None
+    res = FAMILY_RESOLUTION.get(family, 512)
+    return Recommendation(res, recommended_bucket_step(res), f"the usual size of {family} models")
+
+
+def resolution_warning(resolution: int, rec: Recommendation | None) -> str | None:
+    """A warning when training is set far (2x or more) from the model's resolution, else None."""
+    if rec is None or resolution <= 0:
+        return None
+    ratio = resolution / rec.resolution
+    if 0.5 < ratio < 2:
+        return None
+    cost = ratio * ratio
+    how = f"each step costs about {cost:.0f}x the pixels" if ratio > 1 else "the model draws poorly that small"
+    return (
+        f"resolution {resolution} is {ratio:.3g}x the model's {rec.resolution} ({rec.source}): {how}; "
+        f"set project.resolution = {rec.resolution} and dataset.bucket_step = {rec.bucket_step}"
+    )

@@ -183,6 +183,7 @@ def build_context(
     model = load_base_model(cfg.model, acc.device, dtype)
     log.info("base model %s (%s, %s prediction)", model.source, model.family, model.prediction_type)
     dataset = load_data(cfg, log, events)
+    warn_setup(cfg, model, dataset, log, events)
     lora = setup_network(cfg, model, log, init_from=not resume)
     batches = Batches(cfg, model, dataset, run, log, acc.num_processes, acc.process_index)
     try:
@@ -434,6 +435,64 @@ def load_data(cfg: TrainConfig, log: logging.Logger, events: Any = None) -> D.Da
         D.describe_buckets(dataset.items),
     )
     return dataset
+
+
+def warn_setup(cfg: TrainConfig, model: BaseModel, dataset: D.DatasetInfo, log: logging.Logger, events: Any) -> None:
+    """Warn (log and a ``warning`` event) of a resolution far from the model's, with the time a step
+    is estimated to take, and of differently shaped images that all land in one bucket."""
+    from lorawb.core.buckets import one_bucket_warning
+    from lorawb.train.modelpath import recommend, resolution_warning
+
+    rec = recommend(cfg.model.path)
+    text = resolution_warning(cfg.dataset.resolution, rec)
+    if text and rec is not None:
+        estimate = estimate_step_seconds(model, cfg, rec.resolution)
+        fields: dict[str, Any] = {"kind": "resolution", "recommended": rec.resolution}
+        if estimate is not None:
+            native, at_res = estimate
+            text += f"; a step is estimated at {at_res:.3g} s here, {native:.3g} s at {rec.resolution} px"
+            fields["estimate_s"] = round(at_res, 3)
+        log.warning("%s", text)
+        events.emit("warning", text=text, **fields)
+    if cfg.dataset.buckets:
+        one = one_bucket_warning([(it.width, it.height) for it in dataset.items], [it.bucket for it in dataset.items])
+        if one:
+            log.warning("%s", one)
+            events.emit("warning", text=one, kind="buckets")
+
+
+def estimate_step_seconds(model: BaseModel, cfg: TrainConfig, native: int) -> tuple[float, float] | None:
+    """(seconds per step at the model's own resolution, estimated at the configured one).
+
+    Measured: one UNet forward pass over a batch at ``native`` px (a step is about three: forward and
+    backward), scaled by the pixel ratio, a lower bound (attention grows faster). None if it cannot run.
+    """
+    try:
+        unet = model.unet
+        conf = unet.config
+        side = max(1, native // model.vae_scale)
+        b = cfg.train.batch_size
+        p = next(unet.parameters())
+        x = torch.randn(b, conf.in_channels, side, side, device=p.device, dtype=p.dtype)
+        ctx_emb = torch.zeros(b, 77, conf.cross_attention_dim, device=p.device, dtype=p.dtype)
+        t = torch.full((b,), 500, device=p.device, dtype=torch.long)
+        kwargs: dict[str, Any] = {}
+        if conf.get("addition_embed_type") == "text_time":
+            n_time = 6 * conf.addition_time_embed_dim
+            kwargs["added_cond_kwargs"] = {
+                "text_embeds": torch.zeros(
+                    b, conf.projection_class_embeddings_input_dim - n_time, device=p.device, dtype=p.dtype
+                ),
+                "time_ids": torch.zeros(b, 6, device=p.device, dtype=p.dtype),
+            }
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            unet(x, t, ctx_emb, **kwargs)
+            forward = time.perf_counter() - t0
+    except Exception:  # an estimate only: a model this cannot drive gets the warning without it
+        return None
+    step = 3 * forward
+    return step, step * (cfg.dataset.resolution / native) ** 2
 
 
 def setup_network(cfg: TrainConfig, model: BaseModel, log: logging.Logger, init_from: bool = True) -> LoraSetup:

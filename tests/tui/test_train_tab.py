@@ -604,3 +604,21 @@ async def test_a_bad_key_in_lorawb_toml_is_shown_in_the_form_as_the_cli_says_it(
         await settle(pilot)
         assert not batch.has_class("-invalid")
         assert "✗" not in str(app.query_one("#form-status", Static).render())
+
+
+async def test_choosing_a_model_in_the_form_takes_its_resolution_and_bucket_step(sample_like_project, tmp_path):
+    from lorawb.toyworld.tiny import build_tiny_model
+    from lorawb.train import form as F
+
+    model = build_tiny_model(tmp_path / "tiny-64", image_size=64)
+    app = LorawbApp(sample_like_project)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("3", "n")
+        await settle(pilot)
+        form = app.query_one("#train-form")
+        assert app.query_one("#f-dataset-resolution", Input).value == "512"
+        app.query_one("#form-toml", TextArea).load_text(F.set_in_toml(form.toml_text, "model.path", str(model)))
+        await settle(pilot)
+        assert app.query_one("#f-dataset-resolution", Input).value == "64"
+        assert "bucket_step = 16" in form.toml_text
+        assert any("model's recommendation (lorawb_model.json)" in str(n.message) for n in app._notifications)

@@ -50,6 +50,7 @@ class RunForm(VerticalScroll):
         self.diff: list = []
         self.error: ConfigError | None = None
         self._starting = False
+        self._model_path: str | None = None  # the TOML's model.path, to notice a new model
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="form-top"):
@@ -130,7 +131,9 @@ class RunForm(VerticalScroll):
     def _set_toml(self, text: str) -> None:
         with self.prevent(Input.Changed, TextArea.Changed):
             self.query_one("#form-toml", TextArea).load_text(text)
-            self._fields_from(F.parse_toml(text))
+            data = F.parse_toml(text)
+            self._model_path = F.get_dotted(data, "model.path", "")
+            self._fields_from(data)
 
     def _fields_from(self, data: dict) -> None:
         with self.prevent(Input.Changed, TextArea.Changed):
@@ -166,8 +169,27 @@ class RunForm(VerticalScroll):
         except ConfigError as exc:
             self._show_error(exc)
             return
+        if self._follow_model(data):
+            return  # the TOML was rewritten; its own Changed message comes next
         self._fields_from(data)
         self.refresh_checks()
+
+    def _follow_model(self, data: dict) -> bool:
+        """A new model.path: resolution and bucket step follow the model's recommendation (said so)."""
+        path = F.get_dotted(data, "model.path", "")
+        before, self._model_path = self._model_path, path
+        if not path or before is None or path == before:
+            return False
+        changes, rec = F.model_changes(data, path, self.project)
+        if rec is None or not changes:
+            return False
+        text = self.toml_text
+        for key, value in changes.items():
+            text = F.set_in_toml(text, key, value)
+        self.query_one("#form-toml", TextArea).load_text(text)
+        said = ", ".join(f"{k} = {v}" for k, v in changes.items())
+        self.notify(f"{said}: the model's recommendation ({rec.source})", title="model changed", markup=False)
+        return True
 
     def _write_key(self, key: str, value) -> None:
         text = self.toml_text
