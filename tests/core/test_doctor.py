@@ -139,7 +139,8 @@ def test_doctor_cli_json(problem_project, capsys):
         "unreadable", "captions_missing", "captions_empty", "orphan_captions", "non_utf8_captions",
         "bom_captions", "low_resolution", "duplicates", "captions_counted", "trigger_first",
         "trigger_anywhere", "without_trigger", "trigger_not_first", "buckets", "tags_distinct",
-        "tags_total", "top_tags", "notes", "config_errors", "steps_per_epoch", "problem_count",
+        "tags_total", "top_tags", "notes", "config_errors", "training_warnings", "steps_per_epoch",
+            "problem_count",
     }  # fmt: skip
 
 
