@@ -64,6 +64,17 @@ def cmd_init(args: argparse.Namespace) -> int:
             index.close()
         how = "linked" if args.link else "copied"
         print(f"  dataset/ {how} from {args.images}: {counts.images} images, {counts.caption_files} with captions")
+        from lorawb.core.project import survey_dataset
+
+        found = survey_dataset(project.dataset_dir)
+        for folder, n in sorted(found.repeats.items()):
+            print(f"  {folder}/: {n} repeats")
+        if found.trigger and not args.trigger and project.trigger == found.trigger:
+            print(f"  trigger {found.trigger!r}, from {found.trigger_from} (--trigger NAME to choose another)")
+        if found.top_tags:
+            print(
+                f"  sample prompts and a commented tag group from the {min(3, len(found.top_tags))} most frequent tags"
+            )
         if counts.unreadable:
             print(f"  {len(counts.unreadable)} unreadable image(s): `lorawb doctor {project.root}` names them")
     what = [w for w, need in (("the trigger", not project.trigger), ("the base model", not args.model)) if need]

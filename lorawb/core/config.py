@@ -121,9 +121,7 @@ min_resolution = 256
 
 [tags.groups]
 # Tag groups for the composition table: the character should appear across all of them.
-context = ["forest", "spaceship", "bar", "beach"]
-style = ["watercolor", "pixel art", "photo", "sketch"]
-
+{groups}
 [triage]
 # Perceptual-hash distance (0-64) under which two images count as near-duplicates.
 dup_threshold = 6
@@ -159,8 +157,22 @@ learning_rate = 1e-4
 
 [sample]
 every_n_steps = 200
-prompts = ["{{trigger}}, forest", "{{trigger}}, spaceship", "{{trigger}}, bar", "{{trigger}}, beach"]
+# Prompts drawn at each sample step; {{trigger}} becomes the trigger. Name what varies in your dataset.
+prompts = {prompts}
 
 [save]
 every_n_steps = 500
 """
+
+# What DEFAULT_TOML says when the dataset gives nothing to go on: examples, commented out.
+EXAMPLE_GROUPS = """\
+# For example, with your dataset's own tags:
+# context = ["city street", "forest", "beach"]
+# style = ["photo", "sketch", "watercolor"]
+"""
+DEFAULT_PROMPTS = '["{trigger}"]'
+
+
+def default_toml(name: str, trigger: str, groups: str = EXAMPLE_GROUPS, prompts: str = DEFAULT_PROMPTS) -> str:
+    """lorawb.toml for a new project (``name`` and ``trigger`` already escaped for a TOML string)."""
+    return DEFAULT_TOML.format(name=name, trigger=trigger, groups=groups, prompts=prompts)

@@ -11,7 +11,8 @@ from pathlib import Path
 from tomlkit.toml_document import TOMLDocument
 
 from lorawb.core import tomlio
-from lorawb.core.config import DEFAULT_TOML, ProjectConfig
+from lorawb.core.config import EXAMPLE_GROUPS, ProjectConfig, default_toml
+from lorawb.core.layout import _REPEATS, folder_repeats
 from lorawb.errors import ConfigError, ProjectError
 
 CONFIG_NAME = "lorawb.toml"
@@ -153,21 +154,117 @@ def init_project(
     dataset = root / "dataset"
     if src is not None and (dataset.is_symlink() or (dataset.exists() and any(dataset.iterdir()))):
         raise ProjectError("dataset/ already has files; not copying over them", path=dataset)
-    text = DEFAULT_TOML.format(name=_toml_str(name or root.name), trigger=_toml_str(trigger))
+    text = default_toml(_toml_str(name or root.name), _toml_str(trigger))
     tomlio.validate(ProjectConfig, tomlio.tomlkit.parse(text).unwrap(), path=root / CONFIG_NAME, text=text)
 
     root.mkdir(parents=True, exist_ok=True)
     if src is not None:
         if dataset.exists():
             dataset.rmdir()  # empty, checked above
+        # A kohya image folder itself (`10_ohwx_knight/`) keeps its name, so its repeats stay.
+        kohya_leaf = _REPEATS.match(src.name) is not None and not link
         if link:
             dataset.symlink_to(src, target_is_directory=True)
+        elif kohya_leaf:
+            _copy_dataset(src, dataset / src.name)
         else:
             _copy_dataset(src, dataset)
+        found = survey_dataset(dataset)
+        if not trigger and found.trigger:
+            trigger = found.trigger
+        text = default_toml(
+            _toml_str(name or root.name),
+            _toml_str(trigger),
+            groups=found.groups_toml(),
+            prompts=found.prompts_toml(),
+        )
     for sub in ("dataset", "inbox", "runs", "matrices"):
         (root / sub).mkdir(exist_ok=True)
     tomlio.atomic_write_text(root / CONFIG_NAME, text)
     return Project.load(root)
+
+
+@dataclass
+class DatasetSurvey:
+    """What a new project learns from the dataset it starts with: a trigger proposal, frequent tags."""
+
+    trigger: str = ""
+    trigger_from: str = ""  # e.g. "the folder name 10_ohwx_knight"
+    repeats: dict[str, int] = field(default_factory=dict)  # kohya folder -> repeats
+    top_tags: list[tuple[str, int]] = field(default_factory=list)  # (tag, captions having it), trigger left out
+    captions: int = 0
+
+    def groups_toml(self) -> str:
+        """[tags.groups] body: the frequent tags as a commented start (a group is a choice of meaning)."""
+        if not self.top_tags:
+            return EXAMPLE_GROUPS
+        tags = [t for t, _ in self.top_tags[:12]]
+        listed = ", ".join(f"{t} ({n})" for t, n in self.top_tags[:12])
+        return (
+            f"# The dataset's most frequent tags: {listed}.\n"
+            "# Group the ones that vary, e.g. (uncomment and edit):\n"
+            f"# varies = {_toml_list(tags[:4])}\n"
+        )
+
+    def prompts_toml(self) -> str:
+        """Sample prompts: the trigger alone, then with each of the dataset's three most frequent tags."""
+        return _toml_list(["{trigger}", *(f"{{trigger}}, {t}" for t, _ in self.top_tags[:3])])
+
+
+def survey_dataset(dataset: Path) -> DatasetSurvey:
+    """Repeats per kohya folder, the trigger the folder name (or the captions' first tag) proposes, tag counts."""
+    from collections import Counter
+
+    from lorawb.core.captions import tag_key, tags_of
+    from lorawb.core.fsutil import read_text
+    from lorawb.core.layout import caption_path_for, walk_images
+    from lorawb.errors import LorawbError
+
+    out = DatasetSurvey()
+    counts: Counter[str] = Counter()
+    spelled: dict[str, str] = {}
+    firsts: Counter[str] = Counter()
+    per_folder: Counter[str] = Counter()
+    for image in walk_images(dataset):
+        rel = image.relative_to(dataset)
+        top = rel.parts[0] if len(rel.parts) > 1 else ""
+        per_folder[top] += 1
+        cap = caption_path_for(image)
+        if not cap.is_file():
+            continue
+        try:
+            tags = [t.strip() for t in tags_of(read_text(cap).text) if t.strip()]
+        except LorawbError:
+            continue
+        if not tags:
+            continue
+        out.captions += 1
+        firsts[tag_key(tags[0])] += 1
+        for t in dict.fromkeys(tag_key(t) for t in tags):
+            counts[t] += 1
+        for t in tags:
+            spelled.setdefault(tag_key(t), t)
+    kohya = {f: folder_repeats(f) for f in per_folder if _REPEATS.match(f)}
+    out.repeats = {f: n for f, (n, _) in kohya.items()}
+    if kohya:
+        folder = max(kohya, key=lambda f: (per_folder[f], f))
+        name = kohya[folder][1].strip()
+        key = tag_key(name)
+        # the captions' own spelling of it (ohwx knight / ohwx_knight), when they lead with it
+        proposal = spelled.get(key, name) if firsts.get(key) else name
+        if proposal and "," not in proposal:
+            out.trigger, out.trigger_from = proposal, f"the folder name {folder}"
+    elif firsts and out.captions:
+        key, n = firsts.most_common(1)[0]
+        if n * 2 > out.captions and "," not in spelled[key]:
+            out.trigger, out.trigger_from = spelled[key], f"the first tag of {n} of {out.captions} captions"
+    trig = tag_key(out.trigger) if out.trigger else None
+    out.top_tags = [(spelled[k], n) for k, n in counts.most_common() if k != trig][:20]
+    return out
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(tomlio.tomlkit.string(i).as_string() for i in items) + "]"
 
 
 def _toml_str(value: str) -> str:
@@ -175,8 +272,18 @@ def _toml_str(value: str) -> str:
     return tomlio.tomlkit.string(value).as_string()[1:-1]
 
 
+def _normal_permissions(folder: Path) -> None:
+    """mkdtemp makes a 0700 folder: give it (and the folders copied in) the mode the umask allows."""
+    mask = os.umask(0)
+    os.umask(mask)
+    mode = 0o777 & ~mask
+    for dirpath, _dirs, _files in os.walk(folder):
+        os.chmod(dirpath, mode)
+
+
 def _copy_dataset(src: Path, dataset: Path) -> None:
     """Copy ``src``'s visible files into ``dataset`` (following symlinks, surviving loops), all or nothing."""
+    dataset.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".dataset.", suffix=".partial", dir=dataset.parent))
     seen: set[tuple[int, int]] = set()
     try:
@@ -194,6 +301,7 @@ def _copy_dataset(src: Path, dataset: Path) -> None:
                 if fname.startswith(".") or not source.exists():  # hidden, or a broken symlink
                     continue
                 shutil.copy2(source, target / fname)
+        _normal_permissions(tmp)
         os.replace(tmp, dataset)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import tomlkit
 
-from lorawb.core.config import DEFAULT_TOML
+from lorawb.core.config import default_toml
 from lorawb.core.fsutil import atomic_write_text
 from lorawb.toyworld import world
 
@@ -72,7 +72,7 @@ def dataset_caption(spec: world.Spec) -> str:
 
 def sample_toml(name: str = "sample_project") -> str:
     """lorawb.toml for the sample: the default template with the toy model's settings filled in."""
-    doc = tomlkit.parse(DEFAULT_TOML.format(name=name, trigger=TRIGGER))
+    doc = tomlkit.parse(default_toml(name, TRIGGER, groups="", prompts="[]"))
     proj = doc["project"]
     proj["resolution"] = 32
     proj["resolution"].comment("the toy base model draws 32x32 images")

@@ -26,6 +26,7 @@ PNG = bytes.fromhex(
 def make_project(root: Path, n: int = 300, seed: int = 7) -> Project:
     """A project with ``n`` captioned images in two kohya folders (plus the odd cases listed above)."""
     project = init_project(root, trigger=TRIGGER)
+    project.save_setting("tags.groups", {"context": CONTEXTS, "style": STYLES})  # the composition groups
     rng = random.Random(seed)
     ds = project.dataset_dir
     for i in range(n):

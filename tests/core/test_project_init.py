@@ -128,3 +128,67 @@ def test_failed_copy_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "copy2", real)
     init_project(tmp_path / "p", images=src)  # a second try works
     assert len(list((tmp_path / "p" / "dataset" / "10_mira").iterdir())) == 6
+
+
+def _kohya_folder(root, name="10_ohwx_knight", n=6):
+    """A kohya training folder as a user has it: N_name/ with images and trigger-first tag captions."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    looks = ["red cloak, castle, sword", "red cloak, forest, shield", "castle, night, sword", "red cloak, castle"]
+    for i in range(n):
+        Image.new("RGB", (64, 48 + 8 * (i % 3)), (30 * i, 90, 160)).save(folder / f"k{i}.png")
+        (folder / f"k{i}.txt").write_text(f"ohwx knight, {looks[i % 4]}\n", encoding="utf-8")
+    return folder
+
+
+def test_init_from_a_kohya_folder_keeps_repeats_trigger_and_its_own_tags(tmp_path, capsys):
+    src = _kohya_folder(tmp_path / "train")
+    old = os.umask(0o022)
+    try:
+        assert main(["init", str(tmp_path / "p"), "--images", str(src)]) == 0
+    finally:
+        os.umask(old)
+    out = capsys.readouterr().out
+    project = Project.load(tmp_path / "p")
+    # the N_name folder is kept: its repeats stay 10
+    assert sorted(p.name for p in (project.dataset_dir / "10_ohwx_knight").iterdir())[:2] == ["k0.png", "k0.txt"]
+    assert "10_ohwx_knight/: 10 repeats" in out
+    from lorawb.core.doctor import diagnose
+
+    assert [(f.folder, f.repeats) for f in diagnose(project).folders] == [("10_ohwx_knight", 10)]
+    # the trigger is proposed from the folder name, spelled as the captions spell it
+    assert project.trigger == "ohwx knight"
+    assert "from the folder name 10_ohwx_knight" in out
+    # tag groups and prompts come from the dataset, not the toy world
+    text = project.config_path.read_text()
+    for toy in ("spaceship", "pixel art", "watercolor", '"bar"'):
+        assert toy not in text
+    assert project.config.tags.groups == {}  # a group is a choice of meaning: offered commented, not made up
+    assert "# The dataset's most frequent tags: red cloak (5), castle (4), sword (3)" in text
+    assert project.config.sample["prompts"] == [
+        "{trigger}",
+        "{trigger}, red cloak",
+        "{trigger}, castle",
+        "{trigger}, sword",
+    ]
+    # normal permissions, not mkdtemp's 0700
+    for d in (project.dataset_dir, project.dataset_dir / "10_ohwx_knight"):
+        assert d.stat().st_mode & 0o777 == 0o755, d
+
+
+def test_init_from_a_folder_holding_kohya_folders_keeps_them_and_a_given_trigger_wins(tmp_path, capsys):
+    _kohya_folder(tmp_path / "train", "10_ohwx_knight")
+    _kohya_folder(tmp_path / "train", "3_ohwx_knight_extra", n=2)
+    assert main(["init", str(tmp_path / "p"), "--images", str(tmp_path / "train"), "--trigger", "zkx"]) == 0
+    project = Project.load(tmp_path / "p")
+    assert project.trigger == "zkx"
+    assert sorted(p.name for p in project.dataset_dir.iterdir()) == ["10_ohwx_knight", "3_ohwx_knight_extra"]
+    assert "3_ohwx_knight_extra/: 3 repeats" in capsys.readouterr().out
+
+
+def test_init_without_images_leaves_commented_examples(tmp_path):
+    project = init_project(tmp_path / "p", trigger="zkx")
+    text = project.config_path.read_text()
+    assert project.config.tags.groups == {} and "# context = [" in text
+    assert project.config.sample["prompts"] == ["{trigger}"]
+    assert "spaceship" not in text

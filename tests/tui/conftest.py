@@ -27,6 +27,8 @@ def make_image(path: Path, context: str, i: int, size: tuple[int, int] = (96, 96
 
 def build_project(root: Path, n: int = 12, trigger: str = "zkx_mira") -> Project:
     project = init_project(root, trigger=trigger)
+    # the composition groups (one style the images lack: its column shows the gap)
+    project.save_setting("tags.groups", {"context": CONTEXTS, "style": [*STYLES, "sketch"]})
     folder = project.dataset_dir / f"10_{trigger}"
     for i in range(n):
         context = CONTEXTS[i % len(CONTEXTS)]
