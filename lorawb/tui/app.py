@@ -16,6 +16,7 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
@@ -49,8 +50,9 @@ class LorawbApp(App):
         Binding("2", "show_tab('captions')", "Captions", show=False),
         Binding("3", "show_tab('train')", "Train", show=False),
         Binding("4", "show_tab('matrix')", "Matrix", show=False),
-        Binding("ctrl+t", "cycle_theme", "Theme"),
-        Binding("ctrl+g", "cycle_image_mode", "Images"),
+        # In the palette (ctrl+p) and the README, not the footer: at 80 columns the tab's own keys need it.
+        Binding("ctrl+t", "cycle_theme", "Theme", show=False),
+        Binding("ctrl+g", "cycle_image_mode", "Images", show=False),
         Binding("ctrl+r", "rescan", "Rescan", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -82,6 +84,19 @@ class LorawbApp(App):
                     yield cls(self.project, id=key)
         yield Static("", id="watch-status")
         yield Footer()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification is plain text: messages are built from file names, tags and lorawb.toml
+        text, where `set [triage] keep_folder` must keep its brackets (never read as Rich markup)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def on_mount(self) -> None:
         themes, self.theme_problems = load_themes(self.project.root)

@@ -68,3 +68,26 @@ async def test_command_palette_lists_tab_commands(sample_like_project):
         await pilot.press("enter")
         await pilot.pause()
         assert app.active_tab == "train"
+
+
+async def test_messages_built_from_text_keep_their_brackets(sample_like_project):
+    """`set [triage] keep_folder` is text, never Rich markup: in notifications and in the Ask hint."""
+    from textual.widgets import Label
+
+    from lorawb.tui.tabs.triage import Ask
+
+    app = LorawbApp(sample_like_project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.notify("set [triage] keep_folder in lorawb.toml [b]not bold[/b]")
+        app.query_one("#triage").notify("a tag [red] from a caption")
+        await pilot.pause()
+        from textual.widgets._toast import Toast
+
+        shown = [Toast(n).render().plain for n in app._notifications]  # what each toast draws
+        assert "set [triage] keep_folder in lorawb.toml [b]not bold[/b]" in shown
+        assert "a tag [red] from a caption" in shown
+        app.push_screen(Ask("Keep in [which] folder?", hint="set [triage] keep_folder in lorawb.toml"))
+        await pilot.pause(0.2)
+        labels = [str(label.render()) for label in app.screen.query(Label)]
+        assert "set [triage] keep_folder in lorawb.toml" in labels and "Keep in [which] folder?" in labels

@@ -7,7 +7,7 @@ import fcntl
 import time
 
 import pytest
-from textual.widgets import DataTable, Input, Log, Static, TabbedContent, TextArea
+from textual.widgets import DataTable, Input, Static, TabbedContent, TextArea
 
 from lorawb.train.events import EventWriter
 from lorawb.train.runfolder import RunFolder
@@ -98,7 +98,7 @@ async def test_follows_a_growing_run_live(sample_like_project):
             await pilot.press("3")
             table = app.query_one("#train-runs", DataTable)
             await wait_for(pilot, lambda: table.row_count == 1 and tab(app).view is not None)
-            assert [str(c) for c in table.get_row(RUN_A)[:3]] == [RUN_A, "running", "10/100"]
+            assert [str(c) for c in table.get_row(RUN_A)[:3]] == ["10:00 base", "running", "10/100"]
             await pilot.press("m")
             assert app.query_one("#train-views", TabbedContent).active == "tv-monitor"
             assert "loss 0.1000" in stats(app) and "2.00 it/s" in stats(app)
@@ -240,12 +240,11 @@ async def test_checkpoints_and_log_tail(sample_like_project):
         assert table.get_row_at(0)[:3] == ["10", "mira-000010.safetensors", "4.0 KB"]
         assert table.get_row_at(1)[2] == "missing"
         await pilot.press("l")
-        log = app.query_one("#train-log", Log)
-        assert list(log.lines) == ["loading model", "step 1"]
+        assert tab(app).log_lines == ["loading model", "step 1"]
         with open(run.log, "a") as fh:
             fh.write("step 2\nhalf a li")
-        await wait_for(pilot, lambda: log.line_count == 3)
-        assert list(log.lines)[-1] == "step 2"
+        await wait_for(pilot, lambda: len(tab(app).log_lines) == 3)
+        assert tab(app).log_lines[-1] == "step 2"
 
 
 async def test_compare_two_runs(sample_like_project):

@@ -109,7 +109,7 @@ class CaptionsTab(Vertical):
         Binding("c", "view('comp')", "Composition"),
         Binding("slash", "filter", "Filter"),
         Binding("b", "bulk", "Bulk edit"),
-        Binding("a", "autotag", "Auto-tag"),
+        Binding("a", "autotag", "Tag"),
         Binding("u", "undo", "Undo"),
         Binding("U", "redo", "Redo"),
         Binding("r,ctrl+r", "revert", "Revert"),
@@ -380,7 +380,7 @@ class CaptionsTab(Vertical):
         head = self.query_one("#captions-comp-head", Static)
         comp, pair = self.comp, self._pair()
         if comp is None:
-            head.update('No tag groups: add [tags.groups] to lorawb.toml, e.g. context = ["forest", "bar"].')
+            head.update(Text('No tag groups: add [tags.groups] to lorawb.toml, e.g. context = ["forest", "bar"].'))
             return
         missing = " · ".join(f"{len(v)} name no {g}" for g, v in comp.missing.items())
         if pair is None:
@@ -598,7 +598,7 @@ class CaptionsTab(Vertical):
             state = Content.styled("no caption file yet", "$text-muted")
         else:
             state = Content.styled("saved", "$text-muted")
-        label.update(Content.assemble(Content(name + " · "), state))
+        label.update(Content.assemble(state, Content(" · " + name)))  # the state first: a long name never hides it
 
     def _status(self) -> None:
         """The one count: images listed (readable or not), captioned ones, the unreadable ones named."""

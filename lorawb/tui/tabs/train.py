@@ -28,7 +28,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import ContentSwitcher, DataTable, Log, ProgressBar, Static, TabbedContent, TabPane, Tabs
+from textual.widgets import ContentSwitcher, DataTable, ProgressBar, RichLog, Static, TabbedContent, TabPane, Tabs
 from textual.worker import Worker, WorkerState
 
 from lorawb.core.project import Project
@@ -121,6 +121,7 @@ class TrainTab(Vertical):
         self._drawn: tuple | None = None
         self._log_for: str | None = None
         self._log_seen = 0
+        self.log_lines: list[str] = []  # the log as shown (the widget wraps them)
         self._ckpts_drawn: tuple | None = None
         self._stop_armed: tuple[str, float] | None = None
 
@@ -144,7 +145,8 @@ class TrainTab(Vertical):
             with TabPane("Checkpoints", id="tv-checkpoints"):
                 yield DataTable(id="train-ckpts", cursor_type="row", zebra_stripes=True)
             with TabPane("Log", id="tv-log"):
-                yield Log(id="train-log", max_lines=2000)
+                # wrapped, not cut at 80 columns; plain text (a log line is never read as markup)
+                yield RichLog(id="train-log", max_lines=2000, wrap=True, min_width=1, markup=False)
             with TabPane("Compare", id="tv-compare"):
                 yield Static("", id="compare-head")
                 with Horizontal(id="compare-body"):
@@ -320,7 +322,7 @@ class TrainTab(Vertical):
     # --- rendering ----------------------------------------------------------------
     def _show_empty(self) -> None:
         where = self.project.runs_dir.relative_to(self.project.root)
-        self.query_one("#train-run", Static).update(f"no runs yet in {where}/  ·  n: start one")
+        self.query_one("#train-run", Static).update(Text(f"no runs yet in {where}/  ·  n: start one"))
         self.query_one("#train-progress", ProgressBar).display = False
         self.query_one("#train-eta", Static).update("")
 
@@ -349,7 +351,7 @@ class TrainTab(Vertical):
             bar.update(total=v.max_steps, progress=v.step)
         steps = f"step {v.step}/{v.max_steps}" if v.max_steps else f"step {v.step}"
         eta = f"  ETA {format_duration(v.eta)}" if v.eta is not None else ""
-        self.query_one("#train-eta", Static).update(f"{steps}{eta}")
+        self.query_one("#train-eta", Static).update(Text(f"{steps}{eta}"))
 
     def _stats_text(self, v: MonitorView) -> Text:
         def f(x: float | None) -> str:
@@ -411,16 +413,22 @@ class TrainTab(Vertical):
             table.add_row(str(c.step), c.name, format_size(c.size), when, key=str(c.path))
 
     def _show_log(self, v: MonitorView) -> None:
-        log = self.query_one("#train-log", Log)
+        log = self.query_one("#train-log", RichLog)
         if self._log_for != v.run_id or v.log_total < self._log_seen:
             log.clear()
+            self.log_lines = []
             self._log_for, self._log_seen = v.run_id, v.log_total
-            log.write_lines(v.log)
+            self._write_log(log, v.log)
             return
         new = v.log_total - self._log_seen
         if new > 0:
-            log.write_lines(v.log[-new:] if new < len(v.log) else v.log)
+            self._write_log(log, v.log[-new:] if new < len(v.log) else v.log)
             self._log_seen = v.log_total
+
+    def _write_log(self, log: RichLog, lines: list[str]) -> None:
+        for line in lines:
+            log.write(Text(line))
+        self.log_lines = (self.log_lines + list(lines))[-2000:]
 
     def _show_comparison(self, c: Comparison) -> None:
         self.comparison = c

@@ -68,10 +68,10 @@ class Ask(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.title_text)
+            yield Label(Text(self.title_text))
             yield Input(self.value, suggester=SuggestFromList(self.suggestions, case_sensitive=False), id="ask-input")
             if self.hint:
-                yield Label(self.hint, classes="hint")
+                yield Label(Text(self.hint), classes="hint")
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -89,7 +89,7 @@ class TriageTab(Vertical):
         Binding("u", "decide('clear')", "Clear"),
         Binding("v", "cycle_state", "View"),
         Binding("D", "dupes", "Dupes"),
-        Binding("a", "autotag", "Auto-tag"),
+        Binding("a", "autotag", "Tag"),
         Binding("i", "toggle_inbox", "Inbox", show=False),
         Binding("backspace", "undo", "Undo", show=False),
         Binding("n", "group(1)", "Next group", show=False),

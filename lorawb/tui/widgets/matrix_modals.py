@@ -7,6 +7,7 @@ and its scores; its keys hand an action back to the tab (rate, promote).
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -101,7 +102,7 @@ class NewMatrixScreen(ModalScreen["NewMatrix | None"]):
                 checkpoints=int(self.query_one("#nm-ckpts", Input).value or MAX_CHECKPOINTS),
             )
         except ValueError as exc:
-            self.query_one("#nm-error", Static).update(f"not a number: {exc}")
+            self.query_one("#nm-error", Static).update(Text(f"not a number: {exc}"))
             return
         if not opts.weights or not opts.seeds:
             self.query_one("#nm-error", Static).update("give at least one weight and one seed")
@@ -109,7 +110,7 @@ class NewMatrixScreen(ModalScreen["NewMatrix | None"]):
         self.dismiss(opts)
 
     def show_error(self, error: LorawbError) -> None:
-        self.query_one("#nm-error", Static).update(str(error))
+        self.query_one("#nm-error", Static).update(Text(str(error)))
 
 
 class CellZoomScreen(ModalScreen[str | None]):

@@ -227,7 +227,7 @@ class RunForm(VerticalScroll):
         for key in [*(f.key for f in F.FIELDS), F.PROMPTS_KEY]:
             mark = self.query_one(_field_id_selector(key) + "-mark", Static)
             row = changed.get(key)
-            mark.update(f"≠ {format_value(row.a)}" if row else "")
+            mark.update(Text(f"≠ {format_value(row.a)}") if row else "")
             mark.tooltip = f"differs from {source}" if row else None
         bad = F.error_key(self.error) if self.error else None
         for f in F.FIELDS:

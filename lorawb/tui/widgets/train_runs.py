@@ -22,10 +22,25 @@ STATE_STYLES = {
 COLUMNS = ("run", "state", "step", "loss", "smooth", "it/s", "elapsed", "ETA")
 
 
+RUN_WIDTH = 16  # the run column's width: with the others, the table fits 80 columns (ETA included)
+
+
+def shown_id(run_id: str, width: int = RUN_WIDTH) -> str:
+    """'20261125-143200-lr5e5' -> '14:32 lr5e5', at most ``width`` characters (the header has the full id)."""
+    parts = run_id.split("-", 2)
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() and len(parts[1]) >= 4:
+        text = f"{parts[1][:2]}:{parts[1][2:4]}" + (f" {parts[2]}" if len(parts) == 3 else "")
+    else:
+        text = run_id
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def row_cells(row: RunRow, marked: bool = False) -> list[Text | str]:
     state = Text(row.display_state, style=STATE_STYLES.get(row.display_state, "dim"))
     step = f"{row.step}/{row.max_steps}" if row.max_steps else str(row.step)
-    name = Text(("◆ " if marked else "") + row.run_id, style="bold" if row.alive else "")
+    name = Text(
+        ("◆ " if marked else "") + shown_id(row.run_id, RUN_WIDTH - 2 * marked), style="bold" if row.alive else ""
+    )
     return [
         name,
         state,
