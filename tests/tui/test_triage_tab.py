@@ -367,3 +367,33 @@ async def test_bucket_fact_follows_the_trainer_settings_and_never_crashes(sample
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         assert "bucket unknown: dataset.bucket_step" in facts(app)
+
+
+async def test_held_arrow_key_draws_only_the_preview_it_stops_on(sample_like_project, monkeypatch):
+    """Key repeat through the grid: the cursor moves at once, the preview is decoded for where it stops,
+    and the hidden Captions tab does not open each caption on the way (issue 17: 100 moves stay instant)."""
+    loads: list[tuple[str | None, str]] = []
+    real = ImageView._load
+
+    def counting(self, path):
+        loads.append((self.id, path.name))
+        return real(self, path)
+
+    monkeypatch.setattr(ImageView, "_load", counting)
+    app = LorawbApp(sample_like_project)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        _, grid = parts(app)
+        loads.clear()
+        for want in range(1, 6):
+            app.post_message(events.Key("right", None))
+            while grid.cursor != want:
+                await asyncio.sleep(0.002)
+        await asyncio.sleep(0.3)
+        await settle(pilot)
+        triage = [name for wid, name in loads if wid == "triage-preview"]
+        assert triage[-1] == "img_005.png" and len(triage) <= 2, triage  # the first move, and where it stopped
+        assert [name for wid, name in loads if wid == "captions-preview"] == []
+        await pilot.press("2")  # shown: the Captions tab opens the selected image
+        await settle(pilot)
+        assert ("captions-preview", "img_005.png") in loads
