@@ -148,6 +148,14 @@ def _hash_one(root: Path, job: tuple[str, int, int]) -> tuple[str, int, int, int
         return rel, size, mtime, None, f"unreadable: {exc}"
 
 
+def _lower_priority() -> None:
+    """In each hashing process: yield the cores to an app's event loop when both want them."""
+    try:
+        os.nice(5)
+    except (AttributeError, OSError):
+        pass
+
+
 def _hash_all(
     root: Path, todo: list[tuple[str, int, int]], workers: int, should_stop: Callable[[], bool] | None
 ) -> Iterable[tuple[str, int, int, int | None, str | None]]:
@@ -173,7 +181,7 @@ def _hash_all(
     ctx = multiprocessing.get_context(
         "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     )
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_lower_priority)
     try:
         chunk = max(1, min(32, len(todo) // (workers * 8)))
         for out in pool.map(_hash_one, [root] * len(todo), todo, chunksize=chunk):

@@ -15,7 +15,7 @@ from lorawb.core import thumbs as thumbs_mod
 from lorawb.core.triage import Triage
 from lorawb.tui.app import LorawbApp
 from lorawb.tui.tabs.triage import Ask, TriageTab
-from lorawb.tui.widgets import image_grid
+from lorawb.tui.widgets import image_grid, image_view
 from lorawb.tui.widgets.image_grid import ImageGrid
 from lorawb.tui.widgets.image_view import ImageView
 from tests.core.triage_fixtures import save, scene, shifted
@@ -380,6 +380,7 @@ async def test_held_arrow_key_draws_only_the_preview_it_stops_on(sample_like_pro
         return real(self, path)
 
     monkeypatch.setattr(ImageView, "_load", counting)
+    monkeypatch.setattr(image_view, "RAPID_S", 30.0)  # a loaded test machine must not make the keys look slow
     app = LorawbApp(sample_like_project)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
@@ -389,7 +390,10 @@ async def test_held_arrow_key_draws_only_the_preview_it_stops_on(sample_like_pro
             app.post_message(events.Key("right", None))
             while grid.cursor != want:
                 await asyncio.sleep(0.002)
-        await asyncio.sleep(0.3)
+        for _ in range(200):  # the preview is drawn once the keys pause (a timer: late on a loaded machine)
+            if ("triage-preview", "img_005.png") in loads:
+                break
+            await asyncio.sleep(0.05)
         await settle(pilot)
         triage = [name for wid, name in loads if wid == "triage-preview"]
         assert triage[-1] == "img_005.png" and len(triage) <= 2, triage  # the first move, and where it stopped
