@@ -27,13 +27,15 @@ from lorawb.core.captions import (
     phrase_pattern,
     rename_tag,
     tag_key,
+    tags_of,
     trigger_position,
 )
 from lorawb.core.dataset import ImageFacts
-from lorawb.core.fsutil import read_text
+from lorawb.core.fsutil import can_encode, read_text
 from lorawb.core.index import DATASET, IndexSnapshot, ProjectIndex
 from lorawb.core.project import Project
 from lorawb.errors import CaptionError, LorawbError
+from lorawb.words import plural
 
 # ---------------------------------------------------------------------------
 # Caption files as read
@@ -62,6 +64,9 @@ class CaptionFile:
 
     @cached_property
     def keys(self) -> frozenset[str]:
+        """The tag keys of every line (a line end reads as a comma, as in the tag statistics)."""
+        if "\n" in (self.text or "").strip():
+            return frozenset(tag_key(t) for t in tags_of(self.text or ""))
         return frozenset(self.caption.keys)
 
     @property
@@ -314,7 +319,7 @@ class Selection:
         bits = [f"in:{f}" for f in self.folders]
         bits += [("-" if t.negate else "") + f"{t.kind}:{t.value}" for t in self.terms]
         if self.files is not None:
-            bits.append(f"{len(self.files)} file(s)")
+            bits.append(plural(len(self.files), "file"))
         return " ".join(bits) or "all captions"
 
 
@@ -334,6 +339,16 @@ class Operation:
         return self.rewrite(cf.text or "")
 
     def rewrite(self, text: str) -> str:
+        """A caption of several lines (kohya reads line one; with wildcards each line is a caption)
+        is rewritten line by line, each line as its own caption: the line structure stays, and a
+        line the operation does not change is left byte for byte as it was."""
+        if "\n" in text.strip():
+            lines = text.split("\n")
+            new = [self.rewrite_line(line) if line.strip() else line for line in lines]
+            return text if new == lines else "\n".join(new)
+        return self.rewrite_line(text)
+
+    def rewrite_line(self, text: str) -> str:
         cap = Caption.parse(text)
         tags = self.transform(list(cap.tags))
         if tuple(tags) == cap.tags:
@@ -358,7 +373,9 @@ def _need_tag(files: list[CaptionFile], tag: str) -> None:
             vocab[k] = vocab.get(k, 0) + 1
     close = difflib.get_close_matches(key, list(vocab), n=3, cutoff=0.6)
     hint = "did you mean: " + ", ".join(close) if close else "see `lorawb captions stats` for the tags in use"
-    raise CaptionError(f"unknown tag {tag!r}: no caption in the selection ({len(files)} files) has it", hint=hint)
+    raise CaptionError(
+        f"unknown tag {tag!r}: no caption in the selection ({plural(len(files), 'file')}) has it", hint=hint
+    )
 
 
 def _need_nonempty(tag: str, what: str = "tag") -> str:
@@ -555,7 +572,7 @@ class RenameTrigger(Operation):
     def check(self, files: list[CaptionFile]) -> None:
         if not any(self.pattern.search(cf.text or "") for cf in files):
             raise CaptionError(
-                f"unknown trigger {self.old!r}: no caption in the selection ({len(files)} files) contains it",
+                f"unknown trigger {self.old!r}: no caption in the selection ({plural(len(files), 'file')}) contains it",
                 hint="check the spelling; `lorawb captions stats` lists the tags in use",
             )
 
@@ -659,8 +676,11 @@ class ChangeSet:
 
     @property
     def lossy(self) -> list[Change]:
-        """Changes to files that were not UTF-8 (they will be written back as UTF-8)."""
-        return [c for c in self.changes if c.encoding not in ("utf-8", "utf-8-sig")]
+        """Changes whose new text the file's 8-bit encoding (cp1252, latin-1) cannot hold: written as UTF-8.
+
+        Every other change keeps the file's encoding, BOM and newline style (``fsutil.encode_text``).
+        """
+        return [c for c in self.changes if c.new is not None and not can_encode(c.new, c.encoding)]
 
     def diff(self, limit: int | None = None) -> str:
         """A unified diff of the changes (the first ``limit`` files), like `git diff`."""
@@ -677,8 +697,8 @@ class ChangeSet:
     def scope(self) -> str:
         """What was looked at, in the one count: ``22 images (21 have a caption file)``."""
         if self.caption_files is None or self.caption_files == self.scanned:
-            return f"{self.scanned} captions"
-        return f"{self.scanned} images ({self.caption_files} have a caption file)"
+            return plural(self.scanned, "caption")
+        return f"{plural(self.scanned, 'image')} ({self.caption_files} {_have(self.caption_files)} a caption file)"
 
     def counts(self, changed: int | None = None, verb: str = "change") -> str:
         """``changed 22 captions of 22 images (21 have a caption file, 1 created)`` and the unreadable images named.
@@ -689,16 +709,20 @@ class ChangeSet:
         n = len(self.changes) if changed is None else changed
         created = self.created
         if self.caption_files is None or self.caption_files == self.scanned:
-            text = f"{verb} {n} of {self.scanned} captions"
+            text = f"{verb} {n} of {plural(self.scanned, 'caption')}"
             if created:
                 text += f" ({created} created)"
         else:
             extra = f", {created} created" if created else ""
-            text = f"{verb} {n} captions of {self.scanned} images ({self.caption_files} have a caption file{extra})"
+            text = f"{verb} {plural(n, 'caption')} of {plural(self.scanned, 'image')} ({self.caption_files} {_have(self.caption_files)} a caption file{extra})"
         return text + unreadable_note(self.unreadable)
 
     def summary(self) -> str:
         return f"{self.label}: {self.counts(verb='would change')} ({self.selection})"
+
+
+def _have(n: int | None) -> str:
+    return "has" if n == 1 else "have"
 
 
 def unreadable_note(unreadable: list[tuple[str, str]], limit: int = 3) -> str:

@@ -38,6 +38,7 @@ from lorawb.tui.messages import MatricesChanged
 from lorawb.tui.widgets.image_grid import DENSITIES, GridItem
 from lorawb.tui.widgets.matrix_grid import MatrixGrid, MatrixHeader
 from lorawb.tui.widgets.matrix_modals import CellZoomScreen, NewMatrixScreen
+from lorawb.tui.window import window_author
 
 POLL_INTERVAL = 0.5
 WORKER_GROUPS = ("matrix-poll", "matrix-control")
@@ -683,7 +684,7 @@ class MatrixTab(Vertical):
             return
         cells = [rep.plan.layout.cells[c] for c in ids if c in rep.plan.layout.cells]
         try:
-            result = promote(self.project, rep.folder, cells, rep.plan.ctx.resolved.trigger)
+            result = promote(self.project, rep.folder, cells, rep.plan.ctx.resolved.trigger, window_author(self.app))
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return

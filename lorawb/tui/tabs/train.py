@@ -50,6 +50,7 @@ from lorawb.tui.widgets.train_charts import Line, SeriesChart
 from lorawb.tui.widgets.train_form import RunForm
 from lorawb.tui.widgets.train_runs import STATE_STYLES, RunTable
 from lorawb.tui.widgets.train_samples import SampleStrip
+from lorawb.words import plural
 
 POLL_INTERVAL = 0.5  # seconds between polls while the tab is shown
 GPU_EVERY = 2.0  # seconds between NVML queries
@@ -377,11 +378,11 @@ class TrainTab(Vertical):
         if v.error:
             t.append("\n" + v.error, style="bold red")
         elif v.bad_lines:
-            t.append(f"\n{v.bad_lines} unreadable line(s) in events.jsonl skipped", style="yellow")
+            t.append(f"\n{plural(v.bad_lines, 'unreadable line')} in events.jsonl skipped", style="yellow")
         if v.skipped:
             names = ", ".join(f"{path} ({reason})" for path, reason in v.skipped[:3])
             more = f" and {len(v.skipped) - 3} more (l: log)" if len(v.skipped) > 3 else ""
-            t.append(f"\n{len(v.skipped)} image(s) skipped: {names}{more}", style="yellow")
+            t.append(f"\n{plural(len(v.skipped), 'image')} skipped: {names}{more}", style="yellow")
         return t
 
     def _draw_charts(self, v: MonitorView) -> None:
