@@ -86,6 +86,8 @@ class TrainTab(Vertical):
         Binding("comma", "sample_step(-1)", "Earlier samples", show=False),
         Binding("full_stop", "sample_step(1)", "Later samples", show=False),
         Binding("greater_than_sign", "sample_latest", "Latest samples", show=False),
+        Binding("left_square_bracket", "sample_page(-1)", "Previous prompts", show=False),
+        Binding("right_square_bracket", "sample_page(1)", "Next prompts", show=False),
     ]
 
     class Polled(Message):
@@ -394,6 +396,7 @@ class TrainTab(Vertical):
 
     def _show_samples(self, v: MonitorView) -> None:
         strip = self.query_one(SampleStrip)
+        strip.trigger = self.project.trigger or ""
         if not v.samples:
             strip.show(None, 0, 0, True)
             return
@@ -481,6 +484,10 @@ class TrainTab(Vertical):
         pos = max(0, min(n - 1, pos + delta))
         self.sample_pos = None if pos == n - 1 and delta > 0 else pos
         self._show_samples(self.view)
+
+    def action_sample_page(self, delta: int) -> None:
+        """The next / previous page of the sample step's prompts (every prompt can be seen)."""
+        self.query_one(SampleStrip).page_by(delta)
 
     def action_sample_latest(self) -> None:
         self.sample_pos = None
