@@ -61,8 +61,8 @@ CREATE TABLE IF NOT EXISTS caption_op_files (
     applied INTEGER NOT NULL,    -- 1: `new` is what lorawb left on disk, 0: `old` is
     mtime_ns INTEGER,            -- the file as lorawb left it (NULL when it left no file)
     size INTEGER,
-    old_bytes BLOB,              -- the exact bytes before (NULL: no file, or recorded before bytes were)
-    new_bytes BLOB,              -- the exact bytes lorawb wrote
+    old_bytes BLOB,              -- the exact bytes before; NULL: no file, or the UTF-8 of `old` in `newline`
+    new_bytes BLOB,              -- the exact bytes lorawb wrote; NULL: the UTF-8 of `new` in `newline`
     PRIMARY KEY (op_id, path)
 );
 """
@@ -208,6 +208,13 @@ def _legacy_bytes(text: str | None, newline: str) -> bytes | None:
     return None if text is None else encode_text(text, "utf-8", newline)
 
 
+def _unless_plain(text: str | None, newline: str, data: bytes | None) -> bytes | None:
+    """The bytes to record: None where they are the plain UTF-8 of the text (most files; half the history's size)."""
+    if data is None or data == _legacy_bytes(text, newline):
+        return None
+    return data
+
+
 def new_bytes(c: Change) -> bytes | None:
     """The bytes a change writes: its new text stored the way the file was (``fsutil.encode_text``)."""
     return None if c.new is None else encode_text(c.new, c.encoding, c.newline)
@@ -272,7 +279,16 @@ def _record(
     author: str,
 ) -> int:
     rows = [
-        (c.rel, c.old, c.new, c.newline, st[0] if st else None, st[1] if st else None, old, new)
+        (
+            c.rel,
+            c.old,
+            c.new,
+            c.newline,
+            st[0] if st else None,
+            st[1] if st else None,
+            _unless_plain(c.old, c.newline, old),
+            _unless_plain(c.new, c.newline, new),
+        )
         for c, st, old, new in written
     ]
     conn = connect(project)
