@@ -350,7 +350,11 @@ def _stats(project: Any, ns: argparse.Namespace) -> int:
         return 0
     print(f"{plural(st.total, 'image')}, {st.captioned} captioned, {plural(len(st.tags), 'distinct tag')}")
     if st.trigger:
-        print(f"trigger {st.trigger!r} leads {plural(st.with_trigger, 'caption')}; {len(st.missing_trigger)} do not")
+        n_missing = len(st.missing_trigger)
+        print(
+            f"trigger {st.trigger!r} leads {plural(st.with_trigger, 'caption')}; {n_missing} "
+            + ("does not" if n_missing == 1 else "do not")
+        )
         for img in st.missing_trigger[:10]:
             print(f"  missing trigger: {img}")
         if len(st.missing_trigger) > 10:

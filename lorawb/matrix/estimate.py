@@ -111,7 +111,7 @@ def check_size(pending: int, max_cells: int, speed: Speed | None, yes: bool = Fa
     from lorawb.errors import RunError
 
     raise RunError(
-        f"this matrix would draw {pending} images (more than [matrix] max_cells = {max_cells}); "
+        f"this matrix would draw {plural(pending, 'image')} (more than [matrix] max_cells = {max_cells}); "
         + describe_estimate(pending, speed),
         hint="trim an axis (fewer checkpoints, weights, slot values or seeds), or pass --yes to draw them all",
     )

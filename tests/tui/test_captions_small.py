@@ -74,3 +74,13 @@ async def test_undo_of_one_caption_says_one_caption(sample_like_project):
         await settle(pilot)
         undone = [m for m in messages(app) if m.startswith("undo edit")]
         assert undone and undone[-1].endswith("restored 1 caption"), messages(app)
+
+
+async def test_one_caption_without_the_trigger_lacks_it_in_the_singular(sample_like_project):
+    project = sample_like_project
+    (project.dataset_dir / "10_zkx_mira/img_003.txt").write_text("red outfit, forest\n", encoding="utf-8")
+    app = LorawbApp(project)
+    async with app.run_test(size=(120, 24)) as pilot:
+        await open_captions(pilot)
+        status = str(app.query_one("#captions-status", Static).render())
+        assert "12 images · 12 captioned · 1 lacks zkx_mira" in status, status

@@ -373,7 +373,10 @@ class CaptionsTab(Vertical):
             return
         for t in st.tags:
             table.add_row(str(t.count), str(t.with_trigger) if st.trigger else "-", Text(t.name), key=t.key)
-        missing = f" · {len(st.missing_trigger)} lack the trigger" if st.trigger else " · no trigger set"
+        n_missing = len(st.missing_trigger)
+        missing = (
+            f" · {n_missing} {'lacks' if n_missing == 1 else 'lack'} the trigger" if st.trigger else " · no trigger set"
+        )
         head.update(
             Content(
                 f"{plural(len(st.tags), 'tag')} in {plural(st.captioned, 'caption')} of {plural(st.total, 'image')}{missing}"
@@ -621,7 +624,8 @@ class CaptionsTab(Vertical):
         if self.filter:
             parts.append(f"filter: {self.filter.label} (esc clears)")
         if self.stats and self.stats.trigger:
-            parts.append(f"{len(self.stats.missing_trigger)} lack {self.stats.trigger}")
+            n_missing = len(self.stats.missing_trigger)
+            parts.append(f"{n_missing} {'lacks' if n_missing == 1 else 'lack'} {self.stats.trigger}")
         if self.unreadable:
             first = self.unreadable[0][0].rsplit("/", 1)[-1]
             more = f" +{len(self.unreadable) - 1}" if len(self.unreadable) > 1 else ""
