@@ -151,3 +151,28 @@ async def test_u_undoes_this_windows_change_not_a_later_one_made_elsewhere(sampl
         assert not isinstance(app.screen, HistoryScreen)
         assert caption(project, 1) == before1
         assert caption(project, 0) == before0
+
+
+async def test_two_windows_on_one_project_each_undo_their_own(sample_like_project):
+    """Two app instances at once (two terminals on one project): A's u never reverts B's later edit."""
+    project = sample_like_project
+    before0 = caption(project, 0)
+    win_a, win_b = LorawbApp(project), LorawbApp(project)
+    assert win_a.author != win_b.author
+    async with win_a.run_test(size=(80, 24)) as pa, win_b.run_test(size=(80, 24)) as pb:
+        await open_captions(pa)
+        await open_captions(pb)
+        await pa.press("e", "end", *", from a", "escape")  # A edits img_000
+        await settle(pa)
+        await pb.press("j")  # B edits img_001, later
+        await settle(pb)
+        await pb.press("e", "end", *", from b", "escape")
+        await settle(pb)
+        assert caption(project, 1).endswith(", from b\n")
+        win_a.query_one(CaptionList).focus()
+        await pa.press("u")
+        await settle(pa)
+        assert caption(project, 0) == before0
+        assert caption(project, 1).endswith(", from b\n")  # B's edit stays
+        entries = ch.history(project)
+        assert [(e.author, e.state) for e in entries] == [(win_b.author, "applied"), (win_a.author, "undone")]
