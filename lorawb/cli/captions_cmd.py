@@ -27,6 +27,7 @@ OPS = (
     "dedupe",
     "sort",
     "strip",
+    "utf8",
     "undo",
     "redo",
     "history",
@@ -45,6 +46,7 @@ operations:
   trigger NAME                             put the trigger first in every caption
   rename-trigger OLD NEW                   rename the trigger everywhere (whole words)
   dedupe | sort | strip                    drop repeated tags | sort (trigger first) | drop empty tags
+  utf8                                     store as UTF-8 without BOM (edits otherwise keep each file's encoding)
   undo [N] [--id ID] | redo [N] | history  step back / forward through applied operations (anyone's;
                                            each step says who made it); history lists them by author
   stats [--top N]                          tag frequency, co-occurrence with the trigger
@@ -111,6 +113,7 @@ def _inner_parser() -> argparse.ArgumentParser:
     op("dedupe", "drop repeated tags")
     op("sort", "sort tags (the trigger stays first)")
     op("strip", "drop empty tags")
+    op("utf8", "store the captions as UTF-8 without a BOM (the text unchanged; every other edit keeps the encoding)")
     u = op("undo", "undo the last N operations (whoever made them: the CLI or an app window)")
     u.add_argument("n", nargs="?", type=int, default=1)
     u.add_argument("--id", type=int, dest="op_id", help="undo this one history entry (see `history`) instead")
@@ -175,6 +178,8 @@ def _operation(project: Any, ns: argparse.Namespace) -> Any:
         return co.Dedupe()
     if ns.op == "sort":
         return co.SortTags(trigger=trigger)
+    if ns.op == "utf8":
+        return co.ToUtf8()
     return co.StripEmpty()
 
 

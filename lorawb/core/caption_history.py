@@ -217,7 +217,7 @@ def _unless_plain(text: str | None, newline: str, data: bytes | None) -> bytes |
 
 def new_bytes(c: Change) -> bytes | None:
     """The bytes a change writes: its new text stored the way the file was (``fsutil.encode_text``)."""
-    return None if c.new is None else encode_text(c.new, c.encoding, c.newline)
+    return None if c.new is None else encode_text(c.new, c.write_encoding or c.encoding, c.newline)
 
 
 def _old_bytes(c: Change) -> bytes | None:

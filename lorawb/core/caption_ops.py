@@ -329,6 +329,7 @@ class Selection:
 
 class Operation:
     label = "edit"
+    encoding: str | None = None  # set: the files are written in this encoding (else each keeps its own)
 
     def check(self, files: list[CaptionFile]) -> None:
         """Raise CaptionError when the request makes no sense for these captions (e.g. an unknown tag)."""
@@ -630,6 +631,22 @@ class StripEmpty(Operation):
 
 
 @dataclass
+class ToUtf8(Operation):
+    """Every selected caption stored as UTF-8 without a BOM (what kohya's trainer reads); the text unchanged.
+
+    The one operation that changes how files are stored: every other edit keeps each file's
+    encoding, BOM and line ends.
+    """
+
+    def __post_init__(self) -> None:
+        self.label = "convert to UTF-8"
+        self.encoding = "utf-8"
+
+    def rewrite(self, text: str) -> str:
+        return text
+
+
+@dataclass
 class SetText(Operation):
     """One caption's new text, as typed in the editor."""
 
@@ -654,7 +671,8 @@ class Change:
     newline: str = "\n"
     mtime_ns: int | None = None  # of the file as read, for conflict detection
     size: int | None = None
-    encoding: str = "utf-8"
+    encoding: str = "utf-8"  # of the file as read
+    write_encoding: str | None = None  # how the new text is stored; None: as the file was (``encoding``)
 
 
 @dataclass
@@ -680,7 +698,7 @@ class ChangeSet:
 
         Every other change keeps the file's encoding, BOM and newline style (``fsutil.encode_text``).
         """
-        return [c for c in self.changes if c.new is not None and not can_encode(c.new, c.encoding)]
+        return [c for c in self.changes if c.new is not None and not can_encode(c.new, c.write_encoding or c.encoding)]
 
     def diff(self, limit: int | None = None) -> str:
         """A unified diff of the changes (the first ``limit`` files), like `git diff`."""
@@ -779,7 +797,8 @@ def build_changeset(
     for cf in files:
         old = cf.text
         new = op.rewrite_caption(cf)
-        if new == (old or ""):
+        recode = op.encoding is not None and old is not None and cf.encoding != op.encoding
+        if new == (old or "") and not recode:
             continue
         if old is None and not new.strip():
             continue
@@ -796,6 +815,7 @@ def build_changeset(
                 mtime_ns=cf.mtime_ns,
                 size=cf.size,
                 encoding=cf.encoding,
+                write_encoding=op.encoding,
             )
         )
     return ChangeSet(

@@ -293,7 +293,7 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
         ("empty captions", report.captions_empty),
         ("orphan captions, with no image of the same name", report.orphan_captions),
         (
-            "captions not in UTF-8, read anyway and saved as UTF-8 when edited",
+            "captions not in UTF-8 (kohya reads UTF-8), kept as they are when edited; `lorawb captions utf8` converts them",
             [f"{rel} ({enc})" for rel, enc in report.non_utf8_captions],
         ),
         ("captions starting with a byte-order mark", report.bom_captions),

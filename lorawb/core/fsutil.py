@@ -35,7 +35,7 @@ class TextFile:
 
     @property
     def lossy(self) -> bool:
-        """True when the file was not UTF-8 (worth reporting: it will be rewritten as UTF-8)."""
+        """True when the file is not UTF-8 (worth reporting: kohya's trainer reads captions as UTF-8)."""
         return self.encoding not in ("utf-8", "utf-8-sig")
 
 

@@ -116,3 +116,16 @@ def test_a_character_cp1252_cannot_hold_makes_the_file_utf8_and_is_reported(tmp_
     assert on_disk(project)["img"] == "zkx_mira, café, 日本\n".encode()
     ch.undo(project)
     assert on_disk(project)["img"] == before
+
+
+def test_utf8_is_the_one_operation_that_changes_how_files_are_stored(tmp_path):
+    files = {"bom": CASES["bom"][0], "cp1252": CASES["cp1252"][0], "utf16le": CASES["utf16le"][0], "plain": b"a, b\n"}
+    project = make(tmp_path / "p", files)
+    cs = co.build_changeset(project, co.ToUtf8())
+    assert sorted(c.rel.rsplit("/", 1)[-1] for c in cs.changes) == ["bom.txt", "cp1252.txt", "utf16le.txt"]
+    ch.apply_changeset(project, cs)
+    after = on_disk(project)
+    assert after["bom"] == b"zkx_mira, red scarf\n" and after["plain"] == b"a, b\n"
+    assert after["cp1252"] == "zkx_mira, café, “quoted”\n".encode() and after["utf16le"] == b"zkx_mira, snow\r\n"
+    ch.undo(project)
+    assert on_disk(project) == files

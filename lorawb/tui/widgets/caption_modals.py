@@ -49,6 +49,7 @@ OP_SPECS = {
         OpSpec("dedupe", "dedupe tags"),
         OpSpec("sort", "sort tags (trigger first)"),
         OpSpec("strip", "strip empty tags"),
+        OpSpec("utf8", "convert to UTF-8 (no BOM; the text unchanged)"),
     )
 }
 
@@ -73,6 +74,8 @@ def make_operation(key: str, a: str, b: str, position: str, trigger: str) -> co.
         return co.Dedupe()
     if key == "sort":
         return co.SortTags(trigger=trigger)
+    if key == "utf8":
+        return co.ToUtf8()
     return co.StripEmpty()
 
 
