@@ -176,3 +176,33 @@ async def test_two_windows_on_one_project_each_undo_their_own(sample_like_projec
         assert caption(project, 1).endswith(", from b\n")  # B's edit stays
         entries = ch.history(project)
         assert [(e.author, e.state) for e in entries] == [(win_b.author, "applied"), (win_a.author, "undone")]
+
+
+async def test_editing_line_one_in_the_app_keeps_line_two_the_bom_and_crlf_and_u_gives_the_bytes_back(
+    sample_like_project,
+):
+    project = sample_like_project
+    path = project.dataset_dir / "10_zkx_mira/img_000.txt"
+    before = b"\xef\xbb\xbfzkx_mira, caf\xc3\xa9, forest\r\nzkx_mira, alt caption\r\n"
+    path.write_bytes(before)
+    cp = project.dataset_dir / "10_zkx_mira/img_001.txt"
+    cp_before = "zkx_mira, café, beach\n".encode("cp1252")
+    cp.write_bytes(cp_before)
+    app = LorawbApp(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_captions(pilot)
+        editor = app.query_one(CaptionEditor)
+        await pilot.press("e")
+        assert editor.text == "zkx_mira, café, forest\nzkx_mira, alt caption"
+        editor.move_cursor((0, len(editor.document.get_line(0))))  # the end of line one
+        await pilot.press(*", hat", "escape")
+        await settle(pilot)
+        assert path.read_bytes() == b"\xef\xbb\xbfzkx_mira, caf\xc3\xa9, forest, hat\r\nzkx_mira, alt caption\r\n"
+        await pilot.press("j", "e", "end", *", hat", "escape")  # a cp1252 caption stays cp1252
+        await settle(pilot)
+        assert cp.read_bytes() == "zkx_mira, café, beach, hat\n".encode("cp1252")
+        await pilot.press("u")
+        await settle(pilot)
+        await pilot.press("u")
+        await settle(pilot)
+        assert path.read_bytes() == before and cp.read_bytes() == cp_before
