@@ -20,7 +20,6 @@ from pathlib import Path
 
 from lorawb.core import ownwrites
 from lorawb.errors import LorawbError
-from lorawb.words import plural
 
 
 @dataclass(frozen=True)
@@ -307,11 +306,7 @@ def _atomic_write_many(
                 temps[i] = None
                 continue
             cleanup()
-            written = (
-                f"; {plural(len(done), 'file')} before it {'was' if len(done) == 1 else 'were'} written"
-                if done
-                else "; nothing was written"
-            )
+            written = f"; {len(done)} file(s) before it were written" if done else "; nothing was written"
             raise LorawbError(f"cannot write file: {exc.strerror or exc}{written}", path=path) from exc
     for d in dirs:  # make the renames themselves durable
         try:
