@@ -7,6 +7,7 @@ import json
 import sys
 
 from lorawb.cli import add_project_arg, project_dir
+from lorawb.words import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,12 +64,14 @@ def cmd_init(args: argparse.Namespace) -> int:
         finally:
             index.close()
         how = "linked" if args.link else "copied"
-        print(f"  dataset/ {how} from {args.images}: {counts.images} images, {counts.caption_files} with captions")
+        print(
+            f"  dataset/ {how} from {args.images}: {plural(counts.images, 'image')}, {counts.caption_files} with captions"
+        )
         from lorawb.core.project import survey_dataset
 
         found = survey_dataset(project.dataset_dir)
         for folder, n in sorted(found.repeats.items()):
-            print(f"  {folder}/: {n} repeats")
+            print(f"  {folder}/: {plural(n, 'repeat')}")
         if found.trigger and not args.trigger and project.trigger == found.trigger:
             print(f"  trigger {found.trigger!r}, from {found.trigger_from} (--trigger NAME to choose another)")
         if found.top_tags:
@@ -76,7 +79,7 @@ def cmd_init(args: argparse.Namespace) -> int:
                 f"  sample prompts and a commented tag group from the {min(3, len(found.top_tags))} most frequent tags"
             )
         if counts.unreadable:
-            print(f"  {len(counts.unreadable)} unreadable image(s): `lorawb doctor {project.root}` names them")
+            print(f"  {plural(len(counts.unreadable), 'unreadable image')}: `lorawb doctor {project.root}` names them")
     what = [w for w, need in (("the trigger", not project.trigger), ("the base model", not args.model)) if need]
     what = " and ".join(what) or "what else you want"
     print(f"  edit {project.config_path.name} to set {what}, then run `lorawb {project.root}`")
