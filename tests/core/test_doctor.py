@@ -214,7 +214,7 @@ def test_doctor_reports_a_bad_training_key_as_the_cli_does(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{project.config_path}:{line}: train.batch_size:" in out
     assert cli.splitlines()[0] in out  # the same words as `lorawb train`
-    assert "1 problem(s) found" in out
+    assert "1 problem found" in out
     assert main(["doctor", str(project.root), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["config_errors"][0].startswith(f"{project.config_path}:{line}: train.batch_size:")
