@@ -260,36 +260,46 @@ def resolve_config(
     return cfg
 
 
-def check_preservation(cfg: TrainConfig) -> None:
+def check_preservation(cfg: TrainConfig, text: str | None = None) -> None:
     """A ConfigError when ``train.preservation`` cannot work with the other settings, saying why.
 
     Output preservation trains the LoRA on the class prompt toward the base model's own
     prediction. It needs a class word, a trigger to replace with it, and a frozen text encoder:
     with a text-encoder LoRA the base prediction would need the class prompt encoded a second
     time without it, and the LoRA could move the class word itself (what preservation protects).
+    The message starts with the key to change (the form marks that field; ``text``: the TOML
+    it came from, for the line).
     """
     t = cfg.train
     if t.preservation != "output":
         return
+    problem: tuple[str, str, str] | None = None
     if not t.preservation_class.strip():
-        raise ConfigError(
-            "train.preservation = 'output' needs train.preservation_class",
-            hint="set it to the class the character belongs to, e.g. train.preservation_class = 'woman'",
+        problem = (
+            "train.preservation_class",
+            "train.preservation = 'output' needs the class word that replaces the trigger",
+            "set it to the class the character belongs to, e.g. train.preservation_class = 'woman'",
         )
-    if not cfg.dataset.trigger:
-        raise ConfigError(
+    elif not cfg.dataset.trigger:
+        problem = (
+            "dataset.trigger",
             "train.preservation = 'output' needs a trigger: the class prompt is the caption with the trigger "
             "replaced by the class word",
-            hint="set [project] trigger or dataset.trigger",
+            "set [project] trigger or dataset.trigger",
         )
-    if cfg.network.train_text_encoder:
-        raise ConfigError(
-            "train.preservation = 'output' cannot be combined with network.train_text_encoder: the base "
-            "prediction needs the class prompt encoded without the text-encoder LoRA, and that LoRA could "
-            "change what the class word means (what preservation protects)",
-            hint="train the UNet only (network.train_text_encoder = false), or use regularisation images "
+    elif cfg.network.train_text_encoder:
+        problem = (
+            "network.train_text_encoder",
+            "cannot be combined with train.preservation = 'output': the base prediction needs the class "
+            "prompt encoded without the text-encoder LoRA, and that LoRA could change what the class word "
+            "means (what preservation protects)",
+            "train the UNet only (network.train_text_encoder = false), or use regularisation images "
             "(dataset.reg_path) instead",
         )
+    if problem is not None:
+        key, message, hint = problem
+        line = tomlio.find_key_line(text, key) if text else None
+        raise ConfigError(f"{key}: {message}", hint=hint, line=line)
 
 
 def fill_project_defaults(cfg: TrainConfig, project: Project, base: Path | None = None) -> TrainConfig:
@@ -311,8 +321,8 @@ def fill_project_defaults(cfg: TrainConfig, project: Project, base: Path | None 
     cfg.model.config = absolute(cfg.model.config)
     cfg.dataset.path = absolute(cfg.dataset.path) if cfg.dataset.path else str(project.dataset_dir.resolve())
     cfg.dataset.validation_path = absolute(cfg.dataset.validation_path)
-    if not cfg.dataset.reg_path:
-        cfg.dataset.reg_path = str(project.reg_dir.resolve()) if project.reg_dir.is_dir() else ""
+    if not cfg.dataset.reg_path:  # frozen as "none" without reg/: a reg/ made later shows as a change
+        cfg.dataset.reg_path = str(project.reg_dir.resolve()) if project.reg_dir.is_dir() else "none"
     elif cfg.dataset.reg_path != "none":
         cfg.dataset.reg_path = absolute(cfg.dataset.reg_path)
     cfg.network.init_from = absolute(cfg.network.init_from)

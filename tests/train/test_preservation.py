@@ -26,8 +26,8 @@ def test_class_caption_replaces_the_trigger_tag():
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["train.preservation=output"], "needs train.preservation_class"),
-        (PRESERVE + ["network.train_text_encoder=true"], "cannot be combined with network.train_text_encoder"),
+        (["train.preservation=output"], "needs the class word"),
+        (PRESERVE + ["network.train_text_encoder=true"], "network.train_text_encoder: cannot be combined"),
         (PRESERVE + ["dataset.trigger=", "project.trigger="], None),
     ],
 )

@@ -80,7 +80,7 @@ def test_reg_folder_missing_is_a_clear_error(tmp_path):
 def test_project_reg_folder_is_the_default_and_none_turns_it_off(tmp_path, tiny_sd1):
     root = make_project(tmp_path / "p", tiny_sd1, n_images=2)
     project = Project.load(root)
-    assert resolve_config(project).dataset.reg_path == ""
+    assert resolve_config(project).dataset.reg_path == "none"
     reg_folder(root / "reg", "1_woman", 1)
     assert resolve_config(project).dataset.reg_path == str((root / "reg").resolve())
     assert resolve_config(project, overrides=["dataset.reg_path=none"]).dataset.reg_path == "none"
