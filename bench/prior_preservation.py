@@ -34,6 +34,13 @@ def main() -> int:
     ap.add_argument("--methods", default="plain,reg,output", help="comma-separated: plain, reg, output")
     ap.add_argument("--keep", default="", help="work in this folder (kept) instead of a temporary one")
     ap.add_argument("--json", default="", help="also write the figures to this file")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="METHOD:KEY=VALUE, a training override for one method, e.g. output:train.preservation_weight=0.5",
+    )
     args = ap.parse_args()
 
     import torch
@@ -45,12 +52,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         project_dir = check.copy_sample_project(Path(args.keep or tmp) / "sample_project")
         t = time.perf_counter()
-        base, results = prior.measure(project_dir, methods, seeds=tuple(range(args.seeds)), cfg=1.5)
+        extra: dict[str, list[str]] = {}
+        for spec in args.overrides:
+            method, _, override = spec.partition(":")
+            extra.setdefault(method, []).append(override)
+        base, results = prior.measure(project_dir, methods, seeds=tuple(range(args.seeds)), cfg=1.5, extra=extra)
         seconds = time.perf_counter() - t
         if args.json:
             Path(args.json).write_text(json.dumps(prior.as_dict(base, results), indent=1))
     print(f"prior preservation on the toy world: {args.seeds} seeds, guidance 1.5, {torch.get_num_threads()} threads")
-    print(f"class word {prior.CLASS_WORD!r}; {seconds:.0f} s in all")
+    print(f"class word {prior.CLASS_WORD!r}; {seconds:.0f} s in all; overrides {args.overrides or 'none'}")
     print(prior.table(base, results))
     for r in results:
         print(f"  {r.method}: {r.steps_per_s:.2f} steps/s")

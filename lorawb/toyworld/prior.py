@@ -64,13 +64,13 @@ def steps_per_second(lora: Path) -> float:
     return (len(events) - 1) / max(1e-9, events[-1]["time"] - events[0]["time"])
 
 
-def train(project_dir: Path, method: str, name: str = "") -> Path:
+def train(project_dir: Path, method: str, name: str = "", extra: Sequence[str] = ()) -> Path:
     from lorawb.core.project import Project
     from lorawb.train.config import resolve_config
     from lorawb.train.process import create_run, launch
 
     project = Project.load(project_dir)
-    run = create_run(project, resolve_config(project, None, overrides_for(method)), name or method)
+    run = create_run(project, resolve_config(project, None, [*overrides_for(method), *extra]), name or method)
     launch(run, detach=False)
     return sorted(run.checkpoints.glob("*.safetensors"))[-1]
 
@@ -82,8 +82,10 @@ def measure(
     seeds: Sequence[int] = tuple(range(8)),
     cfg: float = 1.5,
     loras: dict[str, Path] | None = None,
+    extra: dict[str, list[str]] | None = None,
 ) -> tuple[check.CheckResult, list[MethodResult]]:
-    """(the base model's result, one result per method); ``loras``: methods already trained."""
+    """(the base model's result, one result per method); ``loras``: methods already trained;
+    ``extra``: more ``--set`` overrides per method."""
     from lorawb.toyworld.toymodel import load_pipeline
 
     loras = dict(loras or {})
@@ -91,7 +93,7 @@ def measure(
         prepare_reg(project_dir)
     for m in methods:
         if m not in loras:
-            loras[m] = train(project_dir, m)
+            loras[m] = train(project_dir, m, extra=(extra or {}).get(m, ()))
     pipe = load_pipeline(project_dir / sample.MODEL_DIR, "cpu")
     base = check.check(pipe, "base", seeds=seeds, cfg=cfg)
     out = []
