@@ -103,13 +103,15 @@ class _Progress:
     def __init__(self) -> None:
         self.tty = sys.stdout.isatty()
         self.last = 0.0
+        self.drawn = 0  # this process's images (a rerun starts past the ones that exist)
 
     def update(self, ev: dict[str, Any]) -> None:
         now = time.time()
+        self.drawn += 1
         if not self.tty and now - self.last < 5 and ev["done"] != ev["total"]:
             return
         self.last = now
-        rate = ev["elapsed"] / max(1, ev["done"])
+        rate = ev["elapsed"] / self.drawn
         text = f"  {ev['done']}/{ev['total']} images ({rate:.1f} s each) {ev['path']}"
         print(("\r" + text + "\033[K") if self.tty else text, end="" if self.tty else "\n", flush=True)
 
