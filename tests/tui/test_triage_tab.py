@@ -220,6 +220,23 @@ async def test_inbox_keep_asks_for_a_folder_and_moves_the_image(sample_like_proj
         assert "dataset/3_from_matrix/cell_r1c2.png" in app.image_list
 
 
+async def test_i_cycles_dataset_inbox_and_reg(sample_like_project):
+    save(scene(42), sample_like_project.inbox_dir / "cell.png", "zkx_mira, photo")
+    save(scene(43), sample_like_project.root / "reg" / "1_woman" / "r0.png")
+    app = LorawbApp(sample_like_project)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("1", "i")
+        await settle(pilot)
+        assert app.image_list == ("inbox/cell.png",)
+        await pilot.press("i")
+        await settle(pilot)
+        assert app.image_list == ("reg/1_woman/r0.png",) and status(app).startswith("reg")
+        assert "×1" in facts(app)
+        await pilot.press("i")
+        await settle(pilot)
+        assert app.image_list[0].startswith("dataset/")
+
+
 async def test_captions_tab_selection_moves_the_grid_cursor(sample_like_project):
     app = LorawbApp(sample_like_project)
     async with app.run_test(size=(100, 30)) as pilot:
