@@ -8,7 +8,7 @@ Four contenders, each in a fresh process, interleaved round by round (A B C D A 
   checkout), else ``$LORAWB_DIFFUSERS_EXAMPLES``, ``~/.cache/lorawb/diffusers/``, or the examples of
   an installed diffusers source tree. It needs ``datasets`` and ``torchvision``
   (``pip install datasets torchvision``). Absent, its row says "skipped: no script". It is timed
-  from outside: its tqdm progress bar's ``update`` (one per optimizer step) is wrapped.
+  from outside: its training progress bar's ``update`` (desc "Steps", one per optimizer step) is wrapped.
 - ``reference``: the same per-step logic re-implemented here (image transforms, VAE encode and text
   encoder every step, peft LoRA on to_q/to_k/to_v/to_out.0, MSE, AdamW, constant lr).
 - ``nocache`` / ``cached``: lorawb's real trainer (a run folder, events and all) without caches
@@ -376,7 +376,8 @@ def diffusers_worker(spec: dict) -> dict:
     original = tqdm.auto.tqdm.update
 
     def update(self, n: int = 1) -> bool | None:  # type: ignore[no-untyped-def]
-        stamps.append((len(stamps) + 1, time.perf_counter(), time.process_time()))
+        if str(getattr(self, "desc", "")).startswith("Steps"):  # the training bar, not a loading bar
+            stamps.append((len(stamps) + 1, time.perf_counter(), time.process_time()))
         return original(self, n)
 
     tqdm.auto.tqdm.update = update  # type: ignore[method-assign]
@@ -510,6 +511,7 @@ def main() -> int:
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--full-size", action="store_true", help="the real SD1.5/SDXL architecture, random weights")
     ap.add_argument("--model", help="an existing diffusers folder to use instead")
+    ap.add_argument("--model-dir", help="with --full-size: build the model here, or reuse the one built here")
     ap.add_argument("--diffusers-script", help="diffusers' example script, or a diffusers checkout holding it")
     ap.add_argument("--diffusers-commit", help="the diffusers commit the script is from (else read from git)")
     ap.add_argument("--only", choices=KINDS, action="append", help="run only these contenders (repeatable)")
@@ -531,9 +533,12 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="lorawb-bench-"))
     if args.model:
         model = Path(args.model).resolve()
+    elif args.full_size and args.model_dir and (Path(args.model_dir) / "model_index.json").is_file():
+        model = Path(args.model_dir).resolve()
+        print(f"reusing the random full-size {args.family} model in {model}", flush=True)
     elif args.full_size:
         t = time.time()
-        model = build_full_size(work / "model", args.family, args.device)
+        model = build_full_size(Path(args.model_dir) if args.model_dir else work / "model", args.family, args.device)
         print(f"built a random full-size {args.family} model in {time.time() - t:.0f} s", flush=True)
     else:
         model = build_tiny_model(work / "model", family=args.family, image_size=args.resolution)
