@@ -72,7 +72,10 @@ prepare() {
   python3 -m pip download -q --no-deps "${plat[@]}" -d /tmp/lorawb-bnb bitsandbytes==0.50.2 || true
   local used bnb
   # Everything a run carries counts: the tracked tree too.
-  used=$(( ( $(cat .whl/* .bench-diffusers/* | wc -c) + $(git ls-files -z | xargs -0 cat | wc -c) ) >> 20 ))
+  used=$(python3 -c 'import os, subprocess, glob
+files = subprocess.run(["git", "ls-files"], capture_output=True, text=True).stdout.split("\n")
+files += glob.glob(".whl/*") + glob.glob(".bench-diffusers/*")
+print(sum(os.path.getsize(f) for f in files if os.path.isfile(f)) >> 20)')
   bnb=$(du -sm /tmp/lorawb-bnb 2>/dev/null | awk '{print $1}')
   if compgen -G '/tmp/lorawb-bnb/*.whl' >/dev/null && ((used + bnb < 62)); then
     mv /tmp/lorawb-bnb/*.whl .whl/
