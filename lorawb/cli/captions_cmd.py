@@ -14,6 +14,8 @@ import shlex
 import sys
 from typing import Any
 
+from lorawb.words import plural
+
 OPS = (
     "add",
     "remove",
@@ -25,6 +27,7 @@ OPS = (
     "dedupe",
     "sort",
     "strip",
+    "utf8",
     "undo",
     "redo",
     "history",
@@ -43,7 +46,9 @@ operations:
   trigger NAME                             put the trigger first in every caption
   rename-trigger OLD NEW                   rename the trigger everywhere (whole words)
   dedupe | sort | strip                    drop repeated tags | sort (trigger first) | drop empty tags
-  undo [N] | redo [N] | history            step back / forward through applied operations
+  utf8                                     store as UTF-8 without BOM (edits otherwise keep each file's encoding)
+  undo [N] [--id ID] | redo [N] | history  step back / forward through applied operations (anyone's;
+                                           each step says who made it); history lists them by author
   stats [--top N]                          tag frequency, co-occurrence with the trigger
   composition [--by GROUP,GROUP]           images per tag group value and pair; the gaps
 
@@ -108,7 +113,10 @@ def _inner_parser() -> argparse.ArgumentParser:
     op("dedupe", "drop repeated tags")
     op("sort", "sort tags (the trigger stays first)")
     op("strip", "drop empty tags")
-    op("undo", "undo the last N operations").add_argument("n", nargs="?", type=int, default=1)
+    op("utf8", "store the captions as UTF-8 without a BOM (the text unchanged; every other edit keeps the encoding)")
+    u = op("undo", "undo the last N operations (whoever made them: the CLI or an app window)")
+    u.add_argument("n", nargs="?", type=int, default=1)
+    u.add_argument("--id", type=int, dest="op_id", help="undo this one history entry (see `history`) instead")
     op("redo", "redo the last N undone operations").add_argument("n", nargs="?", type=int, default=1)
     op("history", "list the operations that can be undone / redone")
     s = op("stats", "tag frequency and the trigger")
@@ -170,6 +178,8 @@ def _operation(project: Any, ns: argparse.Namespace) -> Any:
         return co.Dedupe()
     if ns.op == "sort":
         return co.SortTags(trigger=trigger)
+    if ns.op == "utf8":
+        return co.ToUtf8()
     return co.StripEmpty()
 
 
@@ -226,7 +236,9 @@ def _edit(project: Any, ns: argparse.Namespace) -> int:
         print(f"{cs.label}: {cs.counts(len(written), verb='changed')} ({cs.selection})")
     lossy = [c.rel for c in cs.lossy if c.rel in set(written)]
     if lossy:
-        print(f"  {len(lossy)} of them were not UTF-8 and are now UTF-8: {', '.join(lossy[:5])}")
+        print(
+            f"  {len(lossy)} of them could not keep their 8-bit encoding (a new character) and are now UTF-8: {', '.join(lossy[:5])}"
+        )
     _print_conflicts(conflicts, "not written")
     if config_note:
         print(f"  lorawb.toml: {config_note}")
@@ -252,6 +264,8 @@ def _update_project_trigger(project: Any, ns: argparse.Namespace, written: list[
 def _undo(project: Any, ns: argparse.Namespace) -> int:
     from lorawb.core import caption_history
 
+    if ns.op_id is not None:
+        return _print_steps([caption_history.undo_op(project, ns.op_id)], ns, "undo")
     return _print_steps(caption_history.undo(project, ns.n), ns, "undo")
 
 
@@ -269,6 +283,8 @@ def _print_steps(results: list[Any], ns: argparse.Namespace, verb: str) -> int:
                 {
                     "op": r.label,
                     "history_id": r.op_id,
+                    "author": r.author,
+                    "created": r.created,
                     "written": r.written,
                     "conflicts": [{"path": c.rel, "reason": c.reason} for c in r.conflicts],
                 }
@@ -281,9 +297,19 @@ def _print_steps(results: list[Any], ns: argparse.Namespace, verb: str) -> int:
         return 0
     for r in results:
         done = "restored" if verb == "undo" else "rewrote"
-        print(f"{r.label}: {done} {len(r.written)} captions")
+        print(f"{r.label}: {done} {plural(len(r.written), 'caption')} ({_made_by(r.author, r.created)})")
         _print_conflicts(r.conflicts, "left as it is on disk")
     return 1 if conflicts else 0
+
+
+def _made_by(author: str | None, created: float | None) -> str:
+    """``made by window 3fa2c1 at 2026-12-02 14:03``."""
+    import time
+
+    from lorawb.core import caption_history
+
+    at = f" at {time.strftime('%Y-%m-%d %H:%M', time.localtime(created))}" if created is not None else ""
+    return f"made by {caption_history.describe_author(author)}{at}"
 
 
 def _history(project: Any, ns: argparse.Namespace) -> int:
@@ -300,7 +326,8 @@ def _history(project: Any, ns: argparse.Namespace) -> int:
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created))
         undone = "  (undone: redo brings it back)" if e.state != "applied" else ""
-        print(f"{e.id:>5}  {when}  {e.files:>6} files  {e.label}{undone}")
+        who = caption_history.describe_author(e.author).replace(" (before authors were recorded)", "")
+        print(f"{e.id:>5}  {when}  {who:<13}  {plural(e.files, 'file'):>11}  {e.label}{undone}")
     return 0
 
 
@@ -326,9 +353,13 @@ def _stats(project: Any, ns: argparse.Namespace) -> int:
             }
         )
         return 0
-    print(f"{st.total} images, {st.captioned} captioned, {len(st.tags)} distinct tags")
+    print(f"{plural(st.total, 'image')}, {st.captioned} captioned, {plural(len(st.tags), 'distinct tag')}")
     if st.trigger:
-        print(f"trigger {st.trigger!r} leads {st.with_trigger} captions; {len(st.missing_trigger)} do not")
+        n_missing = len(st.missing_trigger)
+        print(
+            f"trigger {st.trigger!r} leads {plural(st.with_trigger, 'caption')}; {n_missing} "
+            + ("does not" if n_missing == 1 else "do not")
+        )
         for img in st.missing_trigger[:10]:
             print(f"  missing trigger: {img}")
         if len(st.missing_trigger) > 10:
@@ -336,7 +367,7 @@ def _stats(project: Any, ns: argparse.Namespace) -> int:
     else:
         print("no trigger set in lorawb.toml ([project] trigger)")
     if st.uncaptioned:
-        print(f"{len(st.uncaptioned)} images have no caption")
+        print(f"{plural(len(st.uncaptioned), 'image')} {'has' if len(st.uncaptioned) == 1 else 'have'} no caption")
     shown = st.tags if ns.top <= 0 else st.tags[: ns.top]
     print()
     trig = "w/trigger" if st.trigger else ""
@@ -378,7 +409,7 @@ def _composition(project: Any, ns: argparse.Namespace) -> int:
             }
         )
         return 0
-    print(f"{comp.total} images")
+    print(plural(comp.total, "image"))
     for g, values in comp.groups.items():
         counts = comp.value_counts[g]
         parts = ", ".join(f"{v} {counts[v]}" for v in values)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lorawb.cli import add_project_arg
+from lorawb.words import plural
 
 USAGE = {
     "new": "[PROJECT] NAME",
@@ -169,7 +170,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     print(spec_path(folder, project), flush=True)
     n_pos, n_cells = len(plan.layout.positions), len(plan.layout.cells)
     axes = " × ".join(f"{len(a)} {name}" for name, a in plan.layout.axes.items() if len(a) > 1)
-    print(f"  {n_cells} images ({n_pos} grid cells: {axes}; weight 0 is drawn once for all checkpoints)")
+    print(
+        f"  {plural(n_cells, 'image')} ({plural(n_pos, 'grid cell')}: {axes}; weight 0 is drawn once for all checkpoints)"
+    )
     print("  " + describe_estimate(n_cells, measured_speed(project, folder, plan.layout, plan.ctx.run)))
     for note in opts.notes:
         print(f"  note: {note}")
@@ -363,7 +366,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
             print(f"  caption not written: {c.rel}: {c.reason}", file=sys.stderr)
     if result.images:
         print(
-            f"  {len(result.images)} image(s) in the inbox; triage them (Triage tab, i) or `lorawb captions undo` removes the captions"
+            f"  {plural(len(result.images), 'image')} in the inbox; triage them (Triage tab, i) or `lorawb captions undo` removes the captions"
         )
     return 0 if result.images or not result.skipped else 1
 
@@ -377,7 +380,7 @@ def cmd_rate(args: argparse.Namespace) -> int:
     folder = _folder(project, w[0])
     cells = resolve_cells(plan_matrix(folder, project).layout, w[1:])
     rate(folder, [c.id for c in cells], None if args.rating == "clear" else args.rating)
-    print(f"{len(cells)} cell(s) {'cleared' if args.rating == 'clear' else 'rated ' + args.rating}")
+    print(f"{plural(len(cells), 'cell')} {'cleared' if args.rating == 'clear' else 'rated ' + args.rating}")
     return 0
 
 
@@ -425,7 +428,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         n = _numbers(args.page, int)
         bad = [p for p in n if not 1 <= p <= len(grid.pages)]
         if bad:
-            raise LorawbError(f"no page {bad[0]}: the sheet has {len(grid.pages)} page(s)")
+            raise LorawbError(f"no page {bad[0]}: the sheet has {plural(len(grid.pages), 'page')}")
         pages = [p - 1 for p in n]
     out = Path(args.out) if args.out else None
     for path in export_sheets(report, view, pages, out):
@@ -445,7 +448,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"nothing scored: {scorer.reason}")
         return 1
     n = score_missing(plan, rescore=args.rescore, scorer=scorer)
-    print(f"{n} cell(s) scored by the {scorer.name}")
+    print(f"{plural(n, 'cell')} scored by the {scorer.name}")
     return 0
 
 

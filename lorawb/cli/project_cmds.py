@@ -7,6 +7,7 @@ import json
 import sys
 
 from lorawb.cli import add_project_arg
+from lorawb.words import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,9 +38,11 @@ def cmd_init(args: argparse.Namespace) -> int:
         finally:
             index.close()
         how = "linked" if args.link else "copied"
-        print(f"  dataset/ {how} from {args.images}: {counts.images} images, {counts.caption_files} with captions")
+        print(
+            f"  dataset/ {how} from {args.images}: {plural(counts.images, 'image')}, {counts.caption_files} with captions"
+        )
         if counts.unreadable:
-            print(f"  {len(counts.unreadable)} unreadable image(s): `lorawb doctor {project.root}` names them")
+            print(f"  {plural(len(counts.unreadable), 'unreadable image')}: `lorawb doctor {project.root}` names them")
     what = "the base model" if project.trigger else "the trigger and the base model"
     print(f"  edit {project.config_path.name} to set {what}, then run `lorawb {project.root}`")
     return 0

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from lorawb.cli import add_project_arg
+from lorawb.words import plural
 
 EPILOG = """\
 models (--model, or [tagger] model in lorawb.toml; nothing is downloaded):
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1 if conflicts else 0
     print(plan.summary().replace("captions change", "captions to change", 1))
-    print(f"  wrote {len(written)} captions ({plan.model}; confidence: {plan.confidence})")
+    print(f"  wrote {plural(len(written), 'caption')} ({plan.model}; confidence: {plan.confidence})")
     for rel, why in plan.run.skipped:
         print(f"  skipped {rel}: {why}")
     for c in conflicts[:20]:

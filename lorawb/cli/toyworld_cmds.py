@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from lorawb.errors import LorawbError
+from lorawb.words import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -130,7 +131,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         omit=omit,
         **fixed,
     )
-    print(f"wrote {args.count} images with captions to {folder}")
+    print(f"wrote {plural(args.count, 'image')} with captions to {folder}")
     return 0
 
 

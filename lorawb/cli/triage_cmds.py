@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from lorawb.cli import add_project_arg
+from lorawb.words import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -156,12 +157,12 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
         print()
         return 0
     for n, g in enumerate(res.groups, 1):
-        print(f"group {n} ({len(g.members)} images)")
+        print(f"group {n} ({plural(len(g.members), 'image')})")
         for m in g.members:
             mark = "keep?" if m.rel == g.keeper else f"d={m.distance}"
             print(f"  {mark:6} {m.rel}  {m.width}x{m.height}  {m.size_bytes / 1024:.0f} KiB")
     dup = sum(len(g.members) for g in res.groups)
-    print(f"{len(res.groups)} group(s), {dup} of {res.hashed} images, threshold {res.threshold}")
+    print(f"{plural(len(res.groups), 'group')}, {dup} of {plural(res.hashed, 'image')}, threshold {res.threshold}")
     for rel, err in sorted(res.errors.items()):
         print(f"unreadable: {rel}: {err}", file=sys.stderr)
     return 0

@@ -27,13 +27,15 @@ from lorawb.core.captions import (
     phrase_pattern,
     rename_tag,
     tag_key,
+    tags_of,
     trigger_position,
 )
 from lorawb.core.dataset import ImageFacts
-from lorawb.core.fsutil import read_text
+from lorawb.core.fsutil import can_encode, read_text
 from lorawb.core.index import DATASET, IndexSnapshot, ProjectIndex
 from lorawb.core.project import Project
 from lorawb.errors import CaptionError, LorawbError
+from lorawb.words import plural
 
 # ---------------------------------------------------------------------------
 # Caption files as read
@@ -62,6 +64,9 @@ class CaptionFile:
 
     @cached_property
     def keys(self) -> frozenset[str]:
+        """The tag keys of every line (a line end reads as a comma, as in the tag statistics)."""
+        if "\n" in (self.text or "").strip():
+            return frozenset(tag_key(t) for t in tags_of(self.text or ""))
         return frozenset(self.caption.keys)
 
     @property
@@ -314,7 +319,7 @@ class Selection:
         bits = [f"in:{f}" for f in self.folders]
         bits += [("-" if t.negate else "") + f"{t.kind}:{t.value}" for t in self.terms]
         if self.files is not None:
-            bits.append(f"{len(self.files)} file(s)")
+            bits.append(plural(len(self.files), "file"))
         return " ".join(bits) or "all captions"
 
 
@@ -324,6 +329,7 @@ class Selection:
 
 class Operation:
     label = "edit"
+    encoding: str | None = None  # set: the files are written in this encoding (else each keeps its own)
 
     def check(self, files: list[CaptionFile]) -> None:
         """Raise CaptionError when the request makes no sense for these captions (e.g. an unknown tag)."""
@@ -334,6 +340,16 @@ class Operation:
         return self.rewrite(cf.text or "")
 
     def rewrite(self, text: str) -> str:
+        """A caption of several lines (kohya reads line one; with wildcards each line is a caption)
+        is rewritten line by line, each line as its own caption: the line structure stays, and a
+        line the operation does not change is left byte for byte as it was."""
+        if "\n" in text.strip():
+            lines = text.split("\n")
+            new = [self.rewrite_line(line) if line.strip() else line for line in lines]
+            return text if new == lines else "\n".join(new)
+        return self.rewrite_line(text)
+
+    def rewrite_line(self, text: str) -> str:
         cap = Caption.parse(text)
         tags = self.transform(list(cap.tags))
         if tuple(tags) == cap.tags:
@@ -358,7 +374,9 @@ def _need_tag(files: list[CaptionFile], tag: str) -> None:
             vocab[k] = vocab.get(k, 0) + 1
     close = difflib.get_close_matches(key, list(vocab), n=3, cutoff=0.6)
     hint = "did you mean: " + ", ".join(close) if close else "see `lorawb captions stats` for the tags in use"
-    raise CaptionError(f"unknown tag {tag!r}: no caption in the selection ({len(files)} files) has it", hint=hint)
+    raise CaptionError(
+        f"unknown tag {tag!r}: no caption in the selection ({plural(len(files), 'file')}) has it", hint=hint
+    )
 
 
 def _need_nonempty(tag: str, what: str = "tag") -> str:
@@ -555,7 +573,7 @@ class RenameTrigger(Operation):
     def check(self, files: list[CaptionFile]) -> None:
         if not any(self.pattern.search(cf.text or "") for cf in files):
             raise CaptionError(
-                f"unknown trigger {self.old!r}: no caption in the selection ({len(files)} files) contains it",
+                f"unknown trigger {self.old!r}: no caption in the selection ({plural(len(files), 'file')}) contains it",
                 hint="check the spelling; `lorawb captions stats` lists the tags in use",
             )
 
@@ -613,6 +631,22 @@ class StripEmpty(Operation):
 
 
 @dataclass
+class ToUtf8(Operation):
+    """Every selected caption stored as UTF-8 without a BOM (what kohya's trainer reads); the text unchanged.
+
+    The one operation that changes how files are stored: every other edit keeps each file's
+    encoding, BOM and line ends.
+    """
+
+    def __post_init__(self) -> None:
+        self.label = "convert to UTF-8"
+        self.encoding = "utf-8"
+
+    def rewrite(self, text: str) -> str:
+        return text
+
+
+@dataclass
 class SetText(Operation):
     """One caption's new text, as typed in the editor."""
 
@@ -637,7 +671,8 @@ class Change:
     newline: str = "\n"
     mtime_ns: int | None = None  # of the file as read, for conflict detection
     size: int | None = None
-    encoding: str = "utf-8"
+    encoding: str = "utf-8"  # of the file as read
+    write_encoding: str | None = None  # how the new text is stored; None: as the file was (``encoding``)
 
 
 @dataclass
@@ -659,8 +694,11 @@ class ChangeSet:
 
     @property
     def lossy(self) -> list[Change]:
-        """Changes to files that were not UTF-8 (they will be written back as UTF-8)."""
-        return [c for c in self.changes if c.encoding not in ("utf-8", "utf-8-sig")]
+        """Changes whose new text the file's 8-bit encoding (cp1252, latin-1) cannot hold: written as UTF-8.
+
+        Every other change keeps the file's encoding, BOM and newline style (``fsutil.encode_text``).
+        """
+        return [c for c in self.changes if c.new is not None and not can_encode(c.new, c.write_encoding or c.encoding)]
 
     def diff(self, limit: int | None = None) -> str:
         """A unified diff of the changes (the first ``limit`` files), like `git diff`."""
@@ -677,8 +715,8 @@ class ChangeSet:
     def scope(self) -> str:
         """What was looked at, in the one count: ``22 images (21 have a caption file)``."""
         if self.caption_files is None or self.caption_files == self.scanned:
-            return f"{self.scanned} captions"
-        return f"{self.scanned} images ({self.caption_files} have a caption file)"
+            return plural(self.scanned, "caption")
+        return f"{plural(self.scanned, 'image')} ({self.caption_files} {_have(self.caption_files)} a caption file)"
 
     def counts(self, changed: int | None = None, verb: str = "change") -> str:
         """``changed 22 captions of 22 images (21 have a caption file, 1 created)`` and the unreadable images named.
@@ -689,16 +727,20 @@ class ChangeSet:
         n = len(self.changes) if changed is None else changed
         created = self.created
         if self.caption_files is None or self.caption_files == self.scanned:
-            text = f"{verb} {n} of {self.scanned} captions"
+            text = f"{verb} {n} of {plural(self.scanned, 'caption')}"
             if created:
                 text += f" ({created} created)"
         else:
             extra = f", {created} created" if created else ""
-            text = f"{verb} {n} captions of {self.scanned} images ({self.caption_files} have a caption file{extra})"
+            text = f"{verb} {plural(n, 'caption')} of {plural(self.scanned, 'image')} ({self.caption_files} {_have(self.caption_files)} a caption file{extra})"
         return text + unreadable_note(self.unreadable)
 
     def summary(self) -> str:
         return f"{self.label}: {self.counts(verb='would change')} ({self.selection})"
+
+
+def _have(n: int | None) -> str:
+    return "has" if n == 1 else "have"
 
 
 def unreadable_note(unreadable: list[tuple[str, str]], limit: int = 3) -> str:
@@ -755,7 +797,8 @@ def build_changeset(
     for cf in files:
         old = cf.text
         new = op.rewrite_caption(cf)
-        if new == (old or ""):
+        recode = op.encoding is not None and old is not None and cf.encoding != op.encoding
+        if new == (old or "") and not recode:
             continue
         if old is None and not new.strip():
             continue
@@ -772,6 +815,7 @@ def build_changeset(
                 mtime_ns=cf.mtime_ns,
                 size=cf.size,
                 encoding=cf.encoding,
+                write_encoding=op.encoding,
             )
         )
     return ChangeSet(

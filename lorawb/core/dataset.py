@@ -94,7 +94,7 @@ class ImageFacts:
 
     @property
     def caption_lossy(self) -> bool:
-        """The caption was not UTF-8 (it will be rewritten as UTF-8 when edited)."""
+        """The caption is not UTF-8 (edits keep its encoding; the `utf8` caption operation converts it)."""
         return self.caption_encoding is not None and self.caption_encoding not in ("utf-8", "utf-8-sig")
 
 
@@ -297,7 +297,9 @@ def with_caption(facts: ImageFacts, image: Path, root: Path | None) -> ImageFact
         return out
     out.caption_text, out.caption_encoding, out.caption_newline = tf.text, tf.encoding, tf.newline
     if tf.lossy:
-        out.problems.append(f"{_CAPTION_NOTE} is {tf.encoding}, not UTF-8 (saved as UTF-8 when edited)")
+        out.problems.append(
+            f"{_CAPTION_NOTE} is {tf.encoding}, not UTF-8 (kept when edited; `lorawb captions utf8` converts)"
+        )
     elif tf.encoding == "utf-8-sig":
         out.problems.append(f"{_CAPTION_NOTE} starts with a byte-order mark (kohya reads it into the first tag)")
     if cap.suffix == ".txt" and image.with_suffix(".caption").exists():

@@ -20,6 +20,7 @@ from lorawb.core.captions import Caption, phrase_pattern, tag_key, tag_name, tag
 from lorawb.core.dataset import ImageFacts, Progress, ScanResult, scan_dataset
 from lorawb.core.project import STATE_DIR, Project
 from lorawb.errors import LorawbError
+from lorawb.words import plural
 
 
 @dataclass
@@ -263,7 +264,7 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
     bad = report.image_files - report.images
     files = f"{report.image_files} ({bad} unreadable, not trained)" if bad else str(report.images)
     add(
-        f"images: {files} in {len(report.folders)} folder(s), "
+        f"images: {files} in {plural(len(report.folders), 'folder')}, "
         f"{report.steps_per_epoch} image steps per epoch (images x repeats)"
     )
     width = max([len(f.folder or "(top)") for f in report.folders] + [6])
@@ -292,7 +293,7 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
         ("empty captions", report.captions_empty),
         ("orphan captions, with no image of the same name", report.orphan_captions),
         (
-            "captions not in UTF-8, read anyway and saved as UTF-8 when edited",
+            "captions not in UTF-8 (kohya reads UTF-8), kept as they are when edited; `lorawb captions utf8` converts them",
             [f"{rel} ({enc})" for rel, enc in report.non_utf8_captions],
         ),
         ("captions starting with a byte-order mark", report.bom_captions),
@@ -326,5 +327,5 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
 
     add("")
     n = report.problem_count
-    add("no problems found" if n == 0 else f"{n} problem(s) found")
+    add("no problems found" if n == 0 else f"{plural(n, 'problem')} found")
     return "\n".join(out) + "\n"

@@ -2,7 +2,9 @@
 
 Caption and config files may come from any tool: UTF-8 with or without BOM,
 UTF-16 with BOM, CRLF line ends, or a legacy 8-bit encoding. We read them all,
-remember how they were written, and write back UTF-8 with the same newline style.
+remember how they were written, and write them back the same way (``encode_text``):
+the same encoding marker (BOM), the same encoding where it can hold the new text
+(else UTF-8), the same newline style.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ class TextFile:
     """A text file as read: its text (newlines normalised to \\n) and how it was stored."""
 
     text: str
-    encoding: str  # "utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1"
+    encoding: str  # "utf-8", "utf-8-sig", "utf-16" (little-endian BOM), "utf-16-be", "cp1252", "latin-1"
     newline: str  # "\n" or "\r\n" (or "\r")
     mtime_ns: int
     size: int
 
     @property
     def lossy(self) -> bool:
-        """True when the file was not UTF-8 (worth reporting: it will be rewritten as UTF-8)."""
+        """True when the file is not UTF-8 (worth reporting: kohya's trainer reads captions as UTF-8)."""
         return self.encoding not in ("utf-8", "utf-8-sig")
 
 
@@ -40,8 +42,10 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
     """Decode bytes from an unknown source; returns (text, encoding). Never raises."""
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16", errors="replace"), "utf-16"
+    if data.startswith(b"\xff\xfe"):
+        return data[2:].decode("utf-16-le", errors="replace"), "utf-16"
+    if data.startswith(b"\xfe\xff"):
+        return data[2:].decode("utf-16-be", errors="replace"), "utf-16-be"
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -50,6 +54,39 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
         return data.decode("cp1252"), "cp1252"
     except UnicodeDecodeError:
         return data.decode("latin-1"), "latin-1"
+
+
+ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "utf-16-be", "cp1252", "latin-1")
+
+
+def can_encode(text: str, encoding: str) -> bool:
+    """True when ``text`` can be written in ``encoding`` as read by ``decode_bytes`` (UTF-8/16 hold anything)."""
+    if encoding not in ("cp1252", "latin-1"):
+        return True
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def encode_text(text: str, encoding: str = "utf-8", newline: str = "\n") -> bytes:
+    """Text (newlines as \\n) to bytes the way its file was stored: encoding marker (BOM), encoding, newlines.
+
+    A legacy 8-bit file (cp1252, latin-1) whose new text it cannot hold is written as UTF-8
+    (``can_encode`` tells beforehand); an unknown encoding name is written as UTF-8 too.
+    """
+    if newline != "\n":
+        text = text.replace("\n", newline)
+    if encoding == "utf-8-sig":
+        return b"\xef\xbb\xbf" + text.encode("utf-8")
+    if encoding == "utf-16":
+        return b"\xff\xfe" + text.encode("utf-16-le", errors="surrogatepass")
+    if encoding == "utf-16-be":
+        return b"\xfe\xff" + text.encode("utf-16-be", errors="surrogatepass")
+    if encoding in ("cp1252", "latin-1") and can_encode(text, encoding):
+        return text.encode(encoding)
+    return text.encode("utf-8", errors="surrogatepass")
 
 
 def detect_newline(text: str) -> str:

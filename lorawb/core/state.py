@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 _lock = threading.Lock()
@@ -31,8 +32,13 @@ def connect(state_dir: Path) -> sqlite3.Connection:
     return conn
 
 
-def ensure_schema(conn: sqlite3.Connection, name: str, ddl: str) -> None:
-    """Run ``ddl`` (a script of CREATE ... IF NOT EXISTS) once per database per process.
+def ensure_schema(
+    conn: sqlite3.Connection, name: str, ddl: str, migrate: Callable[[sqlite3.Connection], None] | None = None
+) -> None:
+    """Run ``ddl`` (a script of CREATE ... IF NOT EXISTS), then ``migrate``, once per database per process.
+
+    ``migrate`` brings tables an older lorawb made up to date (ALTER TABLE ... ADD COLUMN where a
+    column is missing); it must be safe to run again and against another process doing the same.
 
     "Database" means this very file: each one carries a random id, so after .lorawb/ is
     deleted and recreated in the same process the tables are created again.
@@ -42,6 +48,8 @@ def ensure_schema(conn: sqlite3.Connection, name: str, ddl: str) -> None:
         if key in _schemas_done:
             return
         conn.executescript(ddl)
+        if migrate is not None:
+            migrate(conn)
         _schemas_done.add(key)
 
 

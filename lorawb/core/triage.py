@@ -44,6 +44,7 @@ from lorawb.core.index import DATASET, INBOX, IndexDelta, IndexSnapshot, Project
 from lorawb.core.project import Project
 from lorawb.core.state import connect, ensure_schema
 from lorawb.errors import LorawbError
+from lorawb.words import plural
 
 # Decision states. "unreviewed" is the absence of a decision.
 UNREVIEWED = "unreviewed"
@@ -292,7 +293,7 @@ class Counts:
 
     def line(self) -> str:
         return (
-            f"{self.total} images · {self.unreviewed} unreviewed · {self.keep} kept · {self.flag} flagged · "
+            f"{plural(self.total, 'image')} · {self.unreviewed} unreviewed · {self.keep} kept · {self.flag} flagged · "
             f"{self.reject} rejected · {self.no_caption} without caption · {self.low_res} low-res"
         )
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from lorawb.matrix.folder import MatrixFolder, list_matrices, read_rows
 from lorawb.train.config import load_run_config
 from lorawb.train.events import read_events
+from lorawb.words import plural
 
 if TYPE_CHECKING:
     from lorawb.core.project import Project
@@ -98,7 +99,7 @@ def describe_estimate(pending: int, speed: Speed | None) -> str:
     if speed is None:
         return "time: not measured yet (no samples or cells to time; the matrix measures its speed as it goes)"
     return (
-        f"estimated {format_duration(pending * speed.seconds_per_image)} for {pending} images "
+        f"estimated {format_duration(pending * speed.seconds_per_image)} for {plural(pending, 'image')} "
         f"({speed.seconds_per_image:.2f} s each, measured on {speed.source})"
     )
 
@@ -110,7 +111,7 @@ def check_size(pending: int, max_cells: int, speed: Speed | None, yes: bool = Fa
     from lorawb.errors import RunError
 
     raise RunError(
-        f"this matrix would draw {pending} images (more than [matrix] max_cells = {max_cells}); "
+        f"this matrix would draw {plural(pending, 'image')} (more than [matrix] max_cells = {max_cells}); "
         + describe_estimate(pending, speed),
         hint="trim an axis (fewer checkpoints, weights, slot values or seeds), or pass --yes to draw them all",
     )

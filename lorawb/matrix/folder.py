@@ -30,6 +30,7 @@ from lorawb.core.fsutil import atomic_write_text
 from lorawb.errors import LorawbError, RunError
 from lorawb.train.detached import JobFolder
 from lorawb.train.events import EventTail
+from lorawb.words import plural
 
 if TYPE_CHECKING:
     from lorawb.core.project import Project
@@ -114,7 +115,7 @@ def find_matrix(project: Project, ref: str) -> MatrixFolder:
             path=project.matrices_dir,
             hint="`lorawb matrix list` lists them; `lorawb matrix new` makes one",
         )
-    raise RunError(f"{ref!r} matches {len(matches)} matrices: " + ", ".join(m.id for m in matches))
+    raise RunError(f"{ref!r} matches {plural(len(matches), 'matrix', 'matrices')}: " + ", ".join(m.id for m in matches))
 
 
 # --- ratings and promotions -----------------------------------------------------------------------

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lorawb.core.caption_history import ApplyResult, apply_changeset
+from lorawb.core.caption_history import CLI, ApplyResult, apply_changeset
 from lorawb.core.caption_ops import Change, ChangeSet, rel_to
 from lorawb.core.fsutil import atomic_write_bytes
 from lorawb.errors import LorawbError
 from lorawb.matrix.cells import Cell, Layout
 from lorawb.matrix.folder import MatrixFolder, Ratings
+from lorawb.words import plural
 
 if TYPE_CHECKING:
     from lorawb.core.project import Project
@@ -36,7 +37,7 @@ class Promotion:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (cell id, why)
 
     def summary(self) -> str:
-        text = f"promote {len(self.copies)} cell(s) from {self.folder.id} to the inbox"
+        text = f"promote {plural(len(self.copies), 'cell')} from {self.folder.id} to the inbox"
         if self.skipped:
             text += f"; {len(self.skipped)} skipped"
         return text
@@ -50,7 +51,7 @@ def resolve_cells(layout: Layout, refs: list[str]) -> list[Cell]:
         if not hits:
             raise LorawbError(f"no cell {ref!r} in this matrix", hint="`lorawb matrix show SPEC --cells` lists them")
         if len(hits) > 1:
-            raise LorawbError(f"{ref!r} matches {len(hits)} cells; give more of the id")
+            raise LorawbError(f"{ref!r} matches {plural(len(hits), 'cell')}; give more of the id")
         out.append(hits[0])
     return out
 
@@ -83,7 +84,9 @@ def plan_promotion(project: Project, folder: MatrixFolder, cells: list[Cell], tr
                 new=cell.caption(trigger),
             )
         )
-    plan.changes = ChangeSet(f"promote {len(changes)} matrix cell(s) from {folder.id}", changes, len(cells), "inbox")
+    plan.changes = ChangeSet(
+        f"promote {plural(len(changes), 'matrix cell')} from {folder.id}", changes, len(cells), "inbox"
+    )
     return plan
 
 
@@ -94,7 +97,7 @@ class PromoteResult:
     skipped: list[tuple[str, str]]
 
 
-def apply_promotion(project: Project, plan: Promotion) -> PromoteResult:
+def apply_promotion(project: Project, plan: Promotion, author: str = CLI) -> PromoteResult:
     """Write the images (atomically, never over a file), then apply the captions' change set."""
     written: list[Path] = []
     keep: list[Change] = []
@@ -109,7 +112,7 @@ def apply_promotion(project: Project, plan: Promotion) -> PromoteResult:
         keep.append(by_image[rel_to(project.root, dest)])
     result = None
     if keep and plan.changes is not None:
-        result = apply_changeset(project, ChangeSet(plan.changes.label, keep, len(keep), "inbox"))
+        result = apply_changeset(project, ChangeSet(plan.changes.label, keep, len(keep), "inbox"), author)
     ratings = Ratings.load(plan.folder)
     for cell_id, _src, dest in plan.copies:
         if dest in written:
@@ -118,5 +121,7 @@ def apply_promotion(project: Project, plan: Promotion) -> PromoteResult:
     return PromoteResult(written, result, skipped)
 
 
-def promote(project: Project, folder: MatrixFolder, cells: list[Cell], trigger: str) -> PromoteResult:
-    return apply_promotion(project, plan_promotion(project, folder, cells, trigger))
+def promote(
+    project: Project, folder: MatrixFolder, cells: list[Cell], trigger: str, author: str = CLI
+) -> PromoteResult:
+    return apply_promotion(project, plan_promotion(project, folder, cells, trigger), author)

@@ -30,6 +30,7 @@ import numpy as np
 
 from lorawb.core import layout as files
 from lorawb.matrix.cells import Cell, Layout
+from lorawb.words import plural
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -240,7 +241,11 @@ class Summary:
             parts.append(f"nearest training image {best.memorisation:.2f}")
         if best.prompt_following is not None:
             parts.append(f"prompt {best.prompt_following:.2f}")
-        flag = f"; {best.flagged} cells near-copy a training image" if best.flagged else ""
+        flag = (
+            f"; {plural(best.flagged, 'cell')} near-{'copies' if best.flagged == 1 else 'copy'} a training image"
+            if best.flagged
+            else ""
+        )
         return (
             f"{best.checkpoint} at weight {best.weight:g}: "
             + ", ".join(parts)

@@ -23,6 +23,7 @@ from lorawb.tagger.engine import Progress, RunResult, predict_images
 from lorawb.tagger.labels import match_key
 from lorawb.tagger.merge import AutoTag
 from lorawb.tagger.select import Proposal, Rules, Scored, select_tags
+from lorawb.words import plural
 
 
 def tagger_settings(project: Project, **overrides: Any) -> TaggerSection:
@@ -48,12 +49,12 @@ class TagPlan:
 
     def summary(self) -> str:
         cs, run = self.changeset, self.run
-        parts = [f"{cs.label}: {len(cs)} of {self.requested} captions change"]
+        parts = [f"{cs.label}: {len(cs)} of {plural(self.requested, 'caption')} change"]
         parts.append(f"{run.computed} read by the model, {run.cached} from the cache")
         if run.skipped:
             parts.append(f"{len(run.skipped)} skipped (unreadable)")
         if run.cancelled:
-            parts.append(f"cancelled: {len(run.predictions)} of {self.requested} images tagged")
+            parts.append(f"cancelled: {len(run.predictions)} of {plural(self.requested, 'image')} tagged")
         return "; ".join(parts)
 
     def rows(self, image: str, old: str | None, new: str | None) -> list[tuple[Scored, str]]:
@@ -157,7 +158,7 @@ def plan_tags(
     # Read now, after the model ran: the change set's conflict check compares against this moment.
     files = caption_ops.read_captions(project.root, tagged)
     cs = caption_ops.build_changeset(project, op, files=files)
-    cs.selection = f"{len(images)} images"
+    cs.selection = plural(len(images), "image")
     return TagPlan(cs, proposals, run, settings, backend.name, backend.confidence, len(images))
 
 

@@ -23,6 +23,7 @@ from PIL import Image
 from lorawb.errors import ModelError
 from lorawb.tagger.backends import BackendOptions, file_identity, missing_package
 from lorawb.tagger.labels import RATING, Label, Prediction, read_selected_tags
+from lorawb.words import plural
 
 DEFAULT_SIZE = 448  # every WD v1.4 / v3 tagger's input side, when the graph leaves it open
 CACHE_FLOOR = 0.01  # probabilities kept per image (for the cache): thresholds below this are refused
@@ -119,7 +120,7 @@ class WDBackend:
         n_out = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else None
         if n_out is not None and n_out != len(self.tags):
             raise ModelError(
-                f"the model has {n_out} outputs but {tags_path.name} lists {len(self.tags)} tags",
+                f"the model has {n_out} outputs but {tags_path.name} lists {plural(len(self.tags), 'tag')}",
                 path=tags_path,
                 hint="use the selected_tags.csv that came with this model.onnx",
             )

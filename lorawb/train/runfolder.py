@@ -24,6 +24,7 @@ from typing import Any
 from lorawb.errors import RunError
 from lorawb.train.detached import JobFolder
 from lorawb.train.events import EventTail
+from lorawb.words import plural
 
 
 def new_run_id(runs_dir: Path, name: str = "") -> str:
@@ -175,4 +176,4 @@ def find_run(runs_dir: Path, ref: str) -> RunFolder:
         return matches[0]
     if not matches:
         raise RunError(f"no run {ref!r}", path=runs_dir, hint="`lorawb runs` lists them")
-    raise RunError(f"{ref!r} matches {len(matches)} runs: " + ", ".join(r.id for r in matches), path=runs_dir)
+    raise RunError(f"{ref!r} matches {plural(len(matches), 'run')}: " + ", ".join(r.id for r in matches), path=runs_dir)

@@ -7,7 +7,7 @@ made by other programs reach the tabs as messages (lorawb.tui.messages).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 # textual_image probes the terminal's graphics support on import: before the app starts.
@@ -20,6 +20,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
+from lorawb.core import caption_history
 from lorawb.core.index import DATASET, INBOX, IndexSnapshot, ProjectIndex, project_areas
 from lorawb.core.project import Project
 from lorawb.core.watch import ProjectWatcher, WatchBatch
@@ -31,6 +32,8 @@ from lorawb.tui.tabs.train import TrainTab
 from lorawb.tui.tabs.triage import TriageTab
 from lorawb.tui.themes import MEANING_DEFAULTS, load_themes
 from lorawb.tui.widgets.image_view import IMAGE_MODES
+from lorawb.tui.widgets.unsaved_modal import UnsavedScreen
+from lorawb.words import plural
 
 TABS = (
     ("triage", "Triage", TriageTab),
@@ -69,6 +72,8 @@ class LorawbApp(App):
         self.index = ProjectIndex(project)  # the one index every tab reads
         self.watcher: ProjectWatcher | None = None
         self.watch_batches = 0  # batches from the file watcher handled (for tests and benchmarks)
+        # This window's author id in the caption history: its u/U undo and redo its own changes only.
+        self.author = caption_history.new_window_id()
 
     # --- set-up ---------------------------------------------------------------
     def get_theme_variable_defaults(self) -> dict[str, str]:
@@ -144,7 +149,7 @@ class LorawbApp(App):
         c = snap.counts(DATASET)
         inbox = snap.counts(INBOX).images
         trigger = self.project.trigger or "(no trigger set)"
-        text = f"{trigger} · {c.images} images · {c.captioned} captioned · inbox {inbox}"
+        text = f"{trigger} · {plural(c.images, 'image')} · {c.captioned} captioned · inbox {inbox}"
         if c.unreadable:
             first = c.unreadable[0][0].rsplit("/", 1)[-1]
             more = f" +{len(c.unreadable) - 1}" if len(c.unreadable) > 1 else ""
@@ -232,6 +237,33 @@ class LorawbApp(App):
         self.notify("lorawb.toml changed on disk: reloaded", timeout=4)
         for key, _, _ in TABS:
             self.query_one(f"#{key}").post_message(ConfigReloaded(p))
+
+    # --- leaving -----------------------------------------------------------------
+    async def action_quit(self) -> None:
+        """ctrl+q (and the palette's Quit): with an unsaved caption edit, ask save / discard / cancel first."""
+        self.leave_then(self.exit, "quitting")
+
+    def leave_then(self, go: Callable[[], object], what: str) -> None:
+        """Run ``go`` (quit, open another project) once no unsaved caption edit would be lost.
+
+        With one, a dialog asks: save (written first; a conflict on disk shows its own dialog and
+        ``go`` waits for the next try), discard (the edit is dropped, the file stays as on disk), or
+        cancel (back to the edit).
+        """
+        tab = self.query_one(CaptionsTab)
+        name = tab.unsaved()
+        if name is None:
+            go()
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice == "save":
+                if tab.save_before_leaving():
+                    go()
+            elif choice == "discard":
+                go()
+
+        self.push_screen(UnsavedScreen(name, what), chosen)
 
     # --- actions ----------------------------------------------------------------
     def action_show_tab(self, key: str) -> None:

@@ -45,7 +45,7 @@ def bump(path: Path, text: str) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
 
 
-def test_apply_writes_utf8_keeps_newline_style_and_records(project):
+def test_apply_keeps_encoding_bom_and_newline_style_and_records(project):
     before = snapshot(project)
     cs = co.build_changeset(project, co.AddTag("masterpiece", at="after-trigger", trigger=TRIGGER))
     res = ch.apply_changeset(project, cs)
@@ -55,11 +55,11 @@ def test_apply_writes_utf8_keeps_newline_style_and_records(project):
     crlf = "dataset/5_extra/img_0027.txt"
     assert before[crlf].endswith(b"\r\n") and after[crlf].endswith(b"\r\n") and after[crlf].count(b"\r\n") == 1
     bom = "dataset/5_extra/img_0006.txt"
-    assert before[bom].startswith(b"\xef\xbb\xbf") and not after[bom].startswith(b"\xef\xbb\xbf")
-    cp = "dataset/10_zkx_mira/img_0010.txt"  # cp1252 in, UTF-8 out
+    assert before[bom].startswith(b"\xef\xbb\xbf") and after[bom].startswith(b"\xef\xbb\xbf")  # the BOM stays
+    cp = "dataset/10_zkx_mira/img_0010.txt"  # cp1252 in, cp1252 out (it can hold the new text)
     op = co.AddTag("masterpiece", at="after-trigger", trigger=TRIGGER)
-    assert after[cp] == op.rewrite(before[cp].decode("cp1252")).encode("utf-8")
-    assert "café".encode() in after[cp]
+    assert after[cp] == op.rewrite(before[cp].decode("cp1252")).encode("cp1252")
+    assert "café".encode("cp1252") in after[cp]
     assert (
         project.dataset_dir / "10_zkx_mira/img_0049.txt"
     ).read_text() == "zkx_mira, masterpiece"  # created, trigger first
@@ -101,9 +101,7 @@ def test_undo_restores_every_file_and_redo_reapplies(project):
     [res] = ch.undo(project)
     assert res.label == "undo replace 'red scarf' with 'blue scarf'" and len(res.written) == len(cs)
     assert texts(project) == before
-    # Byte for byte, except files that were not plain UTF-8: they come back as UTF-8.
-    changed = {k for k, v in snapshot(project).items() if v != before_bytes[k]}
-    assert changed and all(k in {c.rel for c in cs.lossy} or before_bytes[k][:3] == b"\xef\xbb\xbf" for k in changed)
+    assert snapshot(project) == before_bytes  # byte for byte: BOMs, cp1252, CRLF as they were
     assert ch.history(project)[0].state == "undone"
     [red] = ch.redo(project)
     assert len(red.written) == len(cs) and snapshot(project) == applied

@@ -102,11 +102,11 @@ def test_doctor_cli_text(problem_project, capsys):
     out = capsys.readouterr().out
     assert out.startswith("lorawb doctor: proj\n")
     assert "unreadable images (8):" in out
-    assert "images: 23 (8 unreadable, not trained) in 4 folder(s)" in out  # one count, as the app shows it
+    assert "images: 23 (8 unreadable, not trained) in 4 folders" in out  # one count, as the app shows it
     assert "    10_mira/truncated.png: truncated: image file is truncated" in out
     assert "    10_mira/dup.png = top.png" in out
     assert "    10_mira        10 repeats      11 images      110 steps" in out
-    assert out.endswith("18 problem(s) found\n")
+    assert out.endswith("18 problems found\n")
 
 
 def test_doctor_cli_limits_long_lists(small_project, capsys):

@@ -87,7 +87,7 @@ def test_dedupe_text_and_json(project, capsys):
     code, out, _ = run(capsys, "dedupe", root)
     assert code == 0
     assert "group 1 (2 images)" in out and "dup_a.png" in out and "dup_b.png" in out
-    assert "1 group(s), 2 of 7 images, threshold 6" in out
+    assert "1 group, 2 of 7 images, threshold 6" in out
     code, out, _ = run(capsys, "dedupe", root, "--threshold", "0", "--json")
     data = json.loads(out)
     assert data["threshold"] == 0 and data["hashed"] == 7

@@ -51,7 +51,7 @@ def test_show_list_rate_and_promote(lora_project, capsys, monkeypatch):
         c["id"] for c in cells if c.get("checkpoint") == "step 2" and c.get("weight") == "weight 1" and c.get("context")
     )
     code, out, _ = run(capsys, "matrix", "rate", "small", pick[:6], "--good")
-    assert code == 0 and "1 cell(s) rated good" in out
+    assert code == 0 and "1 cell rated good" in out
     code, out, err = run(capsys, "matrix", "promote", "small", "--good")
     assert code == 0 and out.splitlines()[0] == f"inbox/small-{pick}.png"
     assert (lora_project / f"inbox/small-{pick}.txt").read_text().startswith("zkx_mira, ")

@@ -33,7 +33,7 @@ def test_promoted_cells_land_in_the_inbox_with_trigger_first_captions(lora_proje
         assert img.read_bytes() == folder.cell_png(c.id).read_bytes()  # parameters kept in the PNG text
         assert img.with_suffix(".txt").read_text() == f"zkx_mira, {dict(c.slots)['context']}"
     assert Ratings.load(folder).promoted[lora_cells[0].id] == f"inbox/small-{lora_cells[0].id}.png"
-    assert history(project)[0].label.startswith("promote 2 matrix cell(s) from small")
+    assert history(project)[0].label.startswith("promote 2 matrix cells from small")
     again = promote(project, folder, lora_cells[:1], "zkx_mira")
     assert again.images == [] and "already in the inbox" in again.skipped[0][1]
     undo(project)  # the captions come off like any caption edit; the images stay for triage

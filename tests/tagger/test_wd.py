@@ -102,7 +102,7 @@ def test_folder_errors_say_what_is_expected(tmp_path, wd_model):
     assert info.value.line == 1 and "no 'name' and no 'category' column" in info.value.message
 
     (wd_model / "selected_tags.csv").write_text("tag_id,name,category,count\n1,a,0,5\n", encoding="utf-8")
-    with pytest.raises(ModelError, match="the model has 12 outputs but selected_tags.csv lists 1 tags"):
+    with pytest.raises(ModelError, match="the model has 12 outputs but selected_tags.csv lists 1 tag"):
         open_backend(None, str(wd_model), BackendOptions())
 
     with pytest.raises(ModelError, match="no such model"):

@@ -29,7 +29,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import ContentSwitcher, DataTable, Static
 
-from lorawb.core import caption_history, caption_ops
+from lorawb.core import caption_history, caption_ops, layout
 from lorawb.core.caption_ops import CaptionFile, Selection
 from lorawb.core.caption_stats import TagStats, tag_stats
 from lorawb.core.captions import Caption, leads_with_trigger
@@ -41,8 +41,11 @@ from lorawb.tui.messages import ConfigReloaded, DatasetChanged
 from lorawb.tui.widgets.caption_editor import CaptionEditor
 from lorawb.tui.widgets.caption_list import CaptionList
 from lorawb.tui.widgets.caption_modals import OP_SPECS, BulkScreen, ConflictScreen, PromptScreen
+from lorawb.tui.widgets.history_modal import HistoryScreen
 from lorawb.tui.widgets.image_view import ImageView
 from lorawb.tui.widgets.tag_modal import TagScreen, report_applied
+from lorawb.tui.window import window_author
+from lorawb.words import plural
 
 VIEWS = {"edit": "captions-edit", "tags": "captions-tags", "comp": "captions-comp"}
 FILTER_HELP = "filter: has:TAG  -has:TAG  text:WORDS  in:FOLDER  (empty: no filter)"
@@ -112,6 +115,7 @@ class CaptionsTab(Vertical):
         Binding("a", "autotag", "Auto-tag"),
         Binding("u", "undo", "Undo"),
         Binding("U", "redo", "Redo"),
+        Binding("H", "history", "History"),
         Binding("r,ctrl+r", "revert", "Revert"),
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+down", "step(1)", "Next image", show=False),
@@ -187,6 +191,9 @@ class CaptionsTab(Vertical):
         )
         yield SystemCommand("Captions: undo", "undo the last caption edit or operation", self._palette_undo)
         yield SystemCommand("Captions: redo", "redo the last undone caption operation", self._palette_redo)
+        yield SystemCommand(
+            "Captions: history", "every caption change, by whom; undo one made elsewhere", self._palette_history
+        )
         yield SystemCommand("Captions: tag frequency", "the tags of the list, most frequent first", self._palette_tags)
         yield SystemCommand("Captions: composition", "tag groups x groups, gaps highlighted", self._palette_comp)
 
@@ -209,6 +216,10 @@ class CaptionsTab(Vertical):
     def _palette_redo(self) -> None:
         self._show_me()
         self.action_redo()
+
+    def _palette_history(self) -> None:
+        self._show_me()
+        self.action_history()
 
     def _palette_tags(self) -> None:
         self._show_me()
@@ -362,11 +373,14 @@ class CaptionsTab(Vertical):
             return
         for t in st.tags:
             table.add_row(str(t.count), str(t.with_trigger) if st.trigger else "-", Text(t.name), key=t.key)
-        missing = f" · {len(st.missing_trigger)} lack the trigger" if st.trigger else " · no trigger set"
+        n_missing = len(st.missing_trigger)
+        missing = (
+            f" · {n_missing} {'lacks' if n_missing == 1 else 'lack'} the trigger" if st.trigger else " · no trigger set"
+        )
         head.update(
-            Content(f"{len(st.tags)} tags in {st.captioned} captions of {st.total} images{missing}").append(
-                Content.styled("   enter: filter · r: rename · d: delete", "$text-muted")
-            )
+            Content(
+                f"{plural(len(st.tags), 'tag')} in {plural(st.captioned, 'caption')} of {plural(st.total, 'image')}{missing}"
+            ).append(Content.styled("   enter: filter · r: rename · d: delete", "$text-muted"))
         )
 
     def _pair(self) -> PairTable | None:
@@ -384,7 +398,7 @@ class CaptionsTab(Vertical):
             return
         missing = " · ".join(f"{len(v)} name no {g}" for g, v in comp.missing.items())
         if pair is None:
-            head.update(Content(f"{comp.total} captions · {missing} (one group only: no pairs)"))
+            head.update(Content(f"{plural(comp.total, 'caption')} · {missing} (one group only: no pairs)"))
             return
         variables = self.app.get_css_variables()
         empty_style = f"bold {variables.get('conflict', 'red')}"
@@ -604,13 +618,14 @@ class CaptionsTab(Vertical):
         """The one count: images listed (readable or not), captioned ones, the unreadable ones named."""
         status = self.query_one("#captions-status", Static)
         total, shown = len(self.order), len(self.shown)
-        parts = [f"{shown}/{total} images" if self.filter else f"{total} images"]
+        parts = [f"{shown}/{plural(total, 'image')}" if self.filter else plural(total, "image")]
         if self.stats:
             parts.append(f"{self.stats.captioned} captioned")
         if self.filter:
             parts.append(f"filter: {self.filter.label} (esc clears)")
         if self.stats and self.stats.trigger:
-            parts.append(f"{len(self.stats.missing_trigger)} lack {self.stats.trigger}")
+            n_missing = len(self.stats.missing_trigger)
+            parts.append(f"{n_missing} {'lacks' if n_missing == 1 else 'lack'} {self.stats.trigger}")
         if self.unreadable:
             first = self.unreadable[0][0].rsplit("/", 1)[-1]
             more = f" +{len(self.unreadable) - 1}" if len(self.unreadable) > 1 else ""
@@ -632,7 +647,7 @@ class CaptionsTab(Vertical):
         try:
             # One small file, written here and now: the next read (moving back to it) must see it.
             cs = caption_ops.edit_changeset(self.project, self.base, mine)
-            result = caption_history.apply_changeset(self.project, cs)
+            result = caption_history.apply_changeset(self.project, cs, window_author(self.app))
         except LorawbError as exc:
             self.notify(str(exc), severity="error")
             return False
@@ -643,11 +658,19 @@ class CaptionsTab(Vertical):
             if self._conflict_open == rel:
                 return False  # the watcher's dialog for this very change is on screen
             self._conflict_open = rel
-            screen = ConflictScreen(rel, mine, theirs.text if theirs else None, result.conflicts[0].reason)
+            screen = ConflictScreen(
+                result.conflicts[0].rel, mine, theirs.text if theirs else None, result.conflicts[0].reason
+            )
             self.app.push_screen(screen, lambda choice: self._resolve(rel, mine, choice))
             return False
         self._saved(rel)
         return True
+
+    def _caption_rel(self, cf: CaptionFile | None, rel: str) -> str:
+        """The caption file of image ``rel``, relative to the project (what a conflict dialog names)."""
+        if cf is not None and cf.image == rel:
+            return caption_ops.rel_to(self.project.root, cf.file)
+        return caption_ops.rel_to(self.project.root, layout.caption_path_for(self.project.root / rel))
 
     def _read_now(self, rel: str) -> CaptionFile | None:
         try:
@@ -725,7 +748,8 @@ class CaptionsTab(Vertical):
         gone = theirs is None or theirs.text is None
         reason = "deleted on disk by another program" if gone else "changed on disk by another program"
         self._conflict_open = rel
-        screen = ConflictScreen(rel, mine, None if gone else theirs.text, reason)  # type: ignore[union-attr]
+        caption_rel = self._caption_rel(theirs if theirs is not None else self.base, rel)
+        screen = ConflictScreen(caption_rel, mine, None if gone else theirs.text, reason)  # type: ignore[union-attr]
         self.app.push_screen(screen, lambda choice: self._resolve(rel, mine, choice))
 
     def _announce_write(self) -> None:
@@ -750,11 +774,13 @@ class CaptionsTab(Vertical):
                 return
             self.base = fresh  # deliberately over what is on disk now; undo gives theirs back
             cs = caption_ops.edit_changeset(self.project, fresh, mine)
-            result = caption_history.apply_changeset(self.project, cs)
+            result = caption_history.apply_changeset(self.project, cs, window_author(self.app))
             if result.conflicts:  # changed yet again in between: ask again
                 self._conflict_open = rel
                 self.app.push_screen(
-                    ConflictScreen(rel, mine, self._body(self._read_now(rel)), result.conflicts[0].reason),
+                    ConflictScreen(
+                        result.conflicts[0].rel, mine, self._body(self._read_now(rel)), result.conflicts[0].reason
+                    ),
                     lambda c: self._resolve(rel, mine, c),
                 )
                 return
@@ -838,7 +864,7 @@ class CaptionsTab(Vertical):
     @work(thread=True, exclusive=True, group="captions-write")
     def _apply(self, cs: caption_ops.ChangeSet) -> None:
         try:
-            result = caption_history.apply_changeset(self.project, cs)
+            result = caption_history.apply_changeset(self.project, cs, window_author(self.app))
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
@@ -857,15 +883,62 @@ class CaptionsTab(Vertical):
     @work(thread=True, exclusive=True, group="captions-write")
     def _history(self, undo: bool) -> None:
         try:
-            results = caption_history.undo(self.project) if undo else caption_history.redo(self.project)
+            me = window_author(self.app)
+            step = caption_history.undo if undo else caption_history.redo
+            results = step(self.project, author=me)
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
         if not results:
-            self.app.call_from_thread(self.notify, "nothing to undo" if undo else "nothing to redo", timeout=2)
+            self.app.call_from_thread(self.notify, self._nothing_to(undo, me), timeout=4, markup=False)
             return
         self._tell_index([w for r in results for w in r.written])
         self.app.call_from_thread(self._after_write, results, "restored" if undo else "rewrote")
+
+    def _nothing_to(self, undo: bool, me: str) -> str:
+        """``nothing of this window's to undo`` and, when others made changes, where to find them."""
+        verb = "undo" if undo else "redo"
+        try:
+            others = [e for e in caption_history.history(self.project, limit=200) if e.author != me]
+        except LorawbError:
+            others = []
+        text = f"nothing of this window's to {verb}"
+        applied = [e for e in others if e.state == "applied"]
+        if undo and applied:
+            text += f"; {plural(len(applied), 'change')} made elsewhere: H shows the history"
+        return text
+
+    # --- the history view -----------------------------------------------------------------------------
+    def action_history(self) -> None:
+        """Every change set (by whom, when); one made elsewhere is undone from here, its diff shown first."""
+        if not self._save():
+            return
+        self.app.push_screen(HistoryScreen(self.project, window_author(self.app)), self._history_chosen)
+
+    def _history_chosen(self, op_id: int | None) -> None:
+        if op_id is not None:
+            self._undo_op(op_id)
+
+    @work(thread=True, exclusive=True, group="captions-write")
+    def _undo_op(self, op_id: int) -> None:
+        try:
+            result = caption_history.undo_op(self.project, op_id, author=window_author(self.app))
+        except LorawbError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
+            return
+        self._tell_index(result.written)
+        self.app.call_from_thread(self._after_write, [result], "restored")
+
+    # --- leaving with an unsaved edit (the app asks: save / discard / cancel) ---------------------------
+    def unsaved(self) -> str | None:
+        """The caption file name of the open caption when it has an unsaved edit; None when there is none."""
+        if self.current is None or not self._dirty():
+            return None
+        return self._caption_rel(self.base, self.current).rsplit("/", 1)[-1]
+
+    def save_before_leaving(self) -> bool:
+        """Save the open caption now. False when it changed on disk (the conflict dialog then asks)."""
+        return self._save()
 
     def _after_write(
         self, results: list[caption_history.ApplyResult], verb: str, cs: caption_ops.ChangeSet | None = None
@@ -874,7 +947,7 @@ class CaptionsTab(Vertical):
             if cs is not None:
                 text = f"{r.label}: {cs.counts(len(r.written), verb=verb)}"
             else:
-                text = f"{r.label}: {verb} {len(r.written)} captions"
+                text = f"{r.label}: {verb} {plural(len(r.written), 'caption')}"
             self.notify(text, timeout=6 if cs is not None and cs.unreadable else 4, markup=False)
             if r.conflicts:
                 first = r.conflicts[0]

@@ -38,6 +38,8 @@ from lorawb.tui.messages import MatricesChanged
 from lorawb.tui.widgets.image_grid import DENSITIES, GridItem
 from lorawb.tui.widgets.matrix_grid import MatrixGrid, MatrixHeader
 from lorawb.tui.widgets.matrix_modals import CellZoomScreen, NewMatrixScreen
+from lorawb.tui.window import window_author
+from lorawb.words import plural
 
 POLL_INTERVAL = 0.5
 WORKER_GROUPS = ("matrix-poll", "matrix-control")
@@ -600,7 +602,7 @@ class MatrixTab(Vertical):
         t.append("LoRA: ", style="dim")
         t.append(lora + "\n")
         t.append("seed ", style="dim")
-        t.append(f"{p.seed} · {p.sampler} · {p.steps} steps · cfg {p.cfg:g} · {p.width}x{p.height}\n")
+        t.append(f"{p.seed} · {p.sampler} · {plural(p.steps, 'step')} · cfg {p.cfg:g} · {p.width}x{p.height}\n")
         t.append("base: ", style="dim")
         t.append(p.base + "\n")
         row = rep.rows.get(cid)
@@ -683,7 +685,7 @@ class MatrixTab(Vertical):
             return
         cells = [rep.plan.layout.cells[c] for c in ids if c in rep.plan.layout.cells]
         try:
-            result = promote(self.project, rep.folder, cells, rep.plan.ctx.resolved.trigger)
+            result = promote(self.project, rep.folder, cells, rep.plan.ctx.resolved.trigger, window_author(self.app))
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
@@ -729,7 +731,7 @@ class MatrixTab(Vertical):
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
             return
-        msg = f"wrote {folder.spec.relative_to(self.project.root)}: {len(plan.layout.cells)} images; {est}. g generates"
+        msg = f"wrote {folder.spec.relative_to(self.project.root)}: {plural(len(plan.layout.cells), 'image')}; {est}. g generates"
         for note in opts.notes:
             msg += f"\nnote: {note}"
         self.app.call_from_thread(self.notify, msg, timeout=8)
@@ -765,7 +767,7 @@ class MatrixTab(Vertical):
                 self.app.call_from_thread(
                     self._arm_generate,
                     folder.id,
-                    f"{pending} images is more than [matrix] max_cells = {plan.settings.max_cells}; {est}. Press g again to draw them all",
+                    f"{plural(pending, 'image')} is more than [matrix] max_cells = {plan.settings.max_cells}; {est}. Press g again to draw them all",
                 )
                 return
             start_matrix(folder, detach=True)

@@ -50,6 +50,7 @@ from lorawb.tui.widgets.train_charts import Line, SeriesChart
 from lorawb.tui.widgets.train_form import RunForm
 from lorawb.tui.widgets.train_runs import STATE_STYLES, RunTable
 from lorawb.tui.widgets.train_samples import SampleStrip
+from lorawb.words import plural
 
 POLL_INTERVAL = 0.5  # seconds between polls while the tab is shown
 GPU_EVERY = 2.0  # seconds between NVML queries
@@ -85,6 +86,8 @@ class TrainTab(Vertical):
         Binding("comma", "sample_step(-1)", "Earlier samples", show=False),
         Binding("full_stop", "sample_step(1)", "Later samples", show=False),
         Binding("greater_than_sign", "sample_latest", "Latest samples", show=False),
+        Binding("left_square_bracket", "sample_page(-1)", "Previous prompts", show=False),
+        Binding("right_square_bracket", "sample_page(1)", "Next prompts", show=False),
     ]
 
     class Polled(Message):
@@ -377,11 +380,11 @@ class TrainTab(Vertical):
         if v.error:
             t.append("\n" + v.error, style="bold red")
         elif v.bad_lines:
-            t.append(f"\n{v.bad_lines} unreadable line(s) in events.jsonl skipped", style="yellow")
+            t.append(f"\n{plural(v.bad_lines, 'unreadable line')} in events.jsonl skipped", style="yellow")
         if v.skipped:
             names = ", ".join(f"{path} ({reason})" for path, reason in v.skipped[:3])
             more = f" and {len(v.skipped) - 3} more (l: log)" if len(v.skipped) > 3 else ""
-            t.append(f"\n{len(v.skipped)} image(s) skipped: {names}{more}", style="yellow")
+            t.append(f"\n{plural(len(v.skipped), 'image')} skipped: {names}{more}", style="yellow")
         return t
 
     def _draw_charts(self, v: MonitorView) -> None:
@@ -393,6 +396,7 @@ class TrainTab(Vertical):
 
     def _show_samples(self, v: MonitorView) -> None:
         strip = self.query_one(SampleStrip)
+        strip.trigger = self.project.trigger or ""
         if not v.samples:
             strip.show(None, 0, 0, True)
             return
@@ -480,6 +484,10 @@ class TrainTab(Vertical):
         pos = max(0, min(n - 1, pos + delta))
         self.sample_pos = None if pos == n - 1 and delta > 0 else pos
         self._show_samples(self.view)
+
+    def action_sample_page(self, delta: int) -> None:
+        """The next / previous page of the sample step's prompts (every prompt can be seen)."""
+        self.query_one(SampleStrip).page_by(delta)
 
     def action_sample_latest(self) -> None:
         self.sample_pos = None

@@ -41,6 +41,7 @@ from lorawb.tui.messages import ConfigReloaded, DatasetChanged
 from lorawb.tui.widgets.image_grid import GridItem, ImageGrid
 from lorawb.tui.widgets.image_view import ImageView
 from lorawb.tui.widgets.tag_modal import TagScreen, report_applied
+from lorawb.words import plural
 
 SMALL_DELTA = 64  # changes patched into the list on the event loop (more go to the loader thread)
 DEDUPE_DELAY_S = 1.5  # after the first listing, before near-duplicate hashing starts in the background
@@ -348,7 +349,7 @@ class TriageTab(Vertical):
             return "duplicates: not checked"
         for n, g in enumerate(self.groups, 1):
             if rel in g:
-                return f"{len(g) - 1} near-duplicate(s), group {n}"
+                return f"{plural(len(g) - 1, 'near-duplicate')}, group {n}"
         return "no near-duplicates"
 
     def update_status(self) -> None:

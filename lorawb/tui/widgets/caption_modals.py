@@ -22,6 +22,7 @@ from textual.widgets import Button, Input, Select, Static
 from lorawb.core import caption_ops as co
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
+from lorawb.words import plural
 
 PREVIEW_FILES = 200  # diff shown for this many files; the count is always the full one
 
@@ -48,6 +49,7 @@ OP_SPECS = {
         OpSpec("dedupe", "dedupe tags"),
         OpSpec("sort", "sort tags (trigger first)"),
         OpSpec("strip", "strip empty tags"),
+        OpSpec("utf8", "convert to UTF-8 (no BOM; the text unchanged)"),
     )
 }
 
@@ -72,6 +74,8 @@ def make_operation(key: str, a: str, b: str, position: str, trigger: str) -> co.
         return co.Dedupe()
     if key == "sort":
         return co.SortTags(trigger=trigger)
+    if key == "utf8":
+        return co.ToUtf8()
     return co.StripEmpty()
 
 
@@ -124,7 +128,9 @@ class BulkScreen(ModalScreen["co.ChangeSet | None"]):
     def compose(self) -> ComposeResult:
         op, a, b = self.initial
         with Vertical(id="bulk-dialog"):
-            yield Static(Content(f"Bulk edit · {len(self.images)} images ({self.scope_label})"), id="bulk-title")
+            yield Static(
+                Content(f"Bulk edit · {plural(len(self.images), 'image')} ({self.scope_label})"), id="bulk-title"
+            )
             with Horizontal(id="bulk-form"):
                 yield Select([(s.title, s.key) for s in OP_SPECS.values()], value=op, allow_blank=False, id="bulk-op")
                 yield Select([("end", "end")], value="end", allow_blank=False, id="bulk-pos")
@@ -232,7 +238,7 @@ class BulkScreen(ModalScreen["co.ChangeSet | None"]):
         self.changeset = cs
         self._previewed = values
         more = f" (diff of the first {PREVIEW_FILES} shown)" if len(cs) > PREVIEW_FILES else ""
-        lossy = f"; {len(cs.lossy)} not UTF-8, will be written as UTF-8" if cs.lossy else ""
+        lossy = f"; {len(cs.lossy)} cannot keep their 8-bit encoding: written as UTF-8" if cs.lossy else ""
         self._summary(f"{cs.label}: {cs.counts(verb='would change')}{more}{lossy}")
         self.query_one("#bulk-diff", Static).update(diff_content(diff) if diff else "nothing to change")
         apply = self.query_one("#bulk-apply-btn", Button)

@@ -27,6 +27,8 @@ from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 from lorawb.tagger.plan import TagPlan, plan_tags, tagger_settings
 from lorawb.tui.widgets.caption_modals import PREVIEW_FILES, diff_content
+from lorawb.tui.window import window_author
+from lorawb.words import plural
 
 HELP = "F5 (or enter in a field): run the model · ctrl+s: apply · esc: cancel · tab: next field"
 Scope = tuple[str, list[str]]  # (what the user reads, the images: relative to the project)
@@ -247,7 +249,7 @@ class TagScreen(ModalScreen["caption_history.ApplyResult | None"]):
     @work(thread=True, exclusive=True, group="tag-apply")
     def _apply(self, plan: TagPlan) -> None:
         try:
-            result = caption_history.apply_changeset(self.project, plan.changeset)
+            result = caption_history.apply_changeset(self.project, plan.changeset, window_author(self.app))
         except LorawbError as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
@@ -272,7 +274,9 @@ def report_applied(widget: Widget, result: caption_history.ApplyResult | None) -
     """After the dialog applied a change set: say what was written (and what was not), tell the other tabs."""
     if result is None:
         return
-    widget.notify(f"{result.label}: wrote {len(result.written)} captions (u in the Captions tab undoes it)", timeout=6)
+    widget.notify(
+        f"{result.label}: wrote {plural(len(result.written), 'caption')} (u in the Captions tab undoes it)", timeout=6
+    )
     if result.conflicts:
         first = result.conflicts[0]
         more = f" (and {len(result.conflicts) - 1} more)" if len(result.conflicts) > 1 else ""

@@ -1,0 +1,19 @@
+"""Counted nouns for messages: ``plural(1, "caption")`` is ``1 caption``, ``plural(2, "caption")`` ``2 captions``.
+
+One helper, used by every message that counts something, so no message says "1 captions"
+or hedges with "image(s)". Irregular plurals are given: ``plural(n, "match", "matches")``.
+"""
+
+from __future__ import annotations
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``n`` and the noun in the number it takes: 1 → singular, anything else (0 too) → plural."""
+    return f"{n} {noun(n, word, many)}"
+
+
+def noun(n: int, word: str, many: str | None = None) -> str:
+    """The noun alone, singular for 1 and plural otherwise (``many`` defaults to ``word + "s"``)."""
+    if n == 1:
+        return word
+    return many if many is not None else word + "s"
