@@ -30,6 +30,18 @@ def trained_sample(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sample_results(trained_sample):
+    """(base, with the sample LoRA) as the toy world's reader counts them: 8 seeds, the model's guidance 1.5.
+
+    Computed once per session: the LoRA end-to-end test and the prior-preservation one compare with it.
+    """
+    from lorawb.toyworld import check, sample
+
+    project, lora = trained_sample
+    return check.check_lora(project / sample.MODEL_DIR, lora, seeds=list(range(8)), cfg=1.5)
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     from lorawb.toyworld.tiny import build_tiny_model
 

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "lorawb.cli.train_cmds",
     "lorawb.cli.watch_cmd",
     "lorawb.cli.matrix_cmds",
+    "lorawb.cli.reg_cmds",
     "lorawb.cli.toyworld_cmds",
 ]
 

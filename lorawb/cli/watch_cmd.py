@@ -227,4 +227,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for c, at in zip(cmp.curves, cmp.loss_at_common, strict=True):
         loss.add_row(c.run_id, c.state, str(c.steps), _f(c.final_loss), _f(c.min_loss), _f(at))
     console.print(loss)
+    ra, rb = cmp.regularisation
+    console.print(f"kept general by: {a.id} {ra} │ {b.id} {rb}")
     return 0

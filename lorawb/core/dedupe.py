@@ -17,11 +17,12 @@ components), so a chain of small edits ends up in one group.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,8 +79,8 @@ def compute_hashes(
 ) -> tuple[dict[str, int], dict[str, str]]:
     """Hashes of the given images (project-relative paths): (hashes, errors by path).
 
-    Cached rows are reused when size and mtime match; the rest are computed in a
-    thread pool (PIL and the DCT release the GIL) and written back.
+    Cached rows are reused when size and mtime match; the rest are computed on every core this
+    process may use (a process pool; threads for a few images) and written back.
     """
     conn = connect(project.state_dir)
     try:
@@ -105,38 +106,90 @@ def compute_hashes(
         total, done = len(todo), 0
         if progress:
             progress(0, total)
-        n_workers = workers or int(os.environ.get("LORAWB_THREADS", "0") or 0) or min(8, os.cpu_count() or 2)
-
-        def one(job: tuple[str, int, int]) -> tuple[str, int, int, int | None, str | None]:
-            rel, size, mtime = job
-            if should_stop and should_stop():
-                return rel, size, mtime, None, "stopped"
-            try:
-                return rel, size, mtime, image_hash(project.root / rel), None
-            except Image.DecompressionBombError:
-                return rel, size, mtime, None, "image too large (decompression bomb guard)"
-            except Exception as exc:  # corrupt / truncated / not an image: reported, never raised
-                return rel, size, mtime, None, f"unreadable: {exc}"
-
+        n_workers = workers or int(os.environ.get("LORAWB_THREADS", "0") or 0) or allowed_cores()
         batch: list[tuple] = []
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            for rel, size, mtime, h, err in pool.map(one, todo):
-                done += 1
-                if err == "stopped":
-                    continue
-                if h is None:
-                    errors[rel] = err or "unreadable"
-                else:
-                    hashes[rel] = h
-                batch.append((rel, size, mtime, ALGO, None if h is None else f"{h:016x}", err))
-                if len(batch) >= 200:
-                    _write(conn, batch)
-                if progress and (done % 25 == 0 or done == total):
-                    progress(done, total)
+        for rel, size, mtime, h, err in _hash_all(project.root, todo, n_workers, should_stop):
+            done += 1
+            if err == "stopped":
+                continue
+            if h is None:
+                errors[rel] = err or "unreadable"
+            else:
+                hashes[rel] = h
+            batch.append((rel, size, mtime, ALGO, None if h is None else f"{h:016x}", err))
+            if len(batch) >= 200:
+                _write(conn, batch)
+            if progress and (done % 25 == 0 or done == total):
+                progress(done, total)
         _write(conn, batch)
         return hashes, errors
     finally:
         conn.close()
+
+
+PROCESS_MIN = 64  # fewer images than this are hashed by threads in this process (starting processes costs more)
+
+
+def allowed_cores() -> int:
+    """The cores this process may run on (its CPU affinity; all of them where that is unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _hash_one(root: Path, job: tuple[str, int, int]) -> tuple[str, int, int, int | None, str | None]:
+    rel, size, mtime = job
+    try:
+        return rel, size, mtime, image_hash(root / rel), None
+    except Image.DecompressionBombError:
+        return rel, size, mtime, None, "image too large (decompression bomb guard)"
+    except Exception as exc:  # noqa: BLE001 - corrupt / truncated / not an image: reported, never raised
+        return rel, size, mtime, None, f"unreadable: {exc}"
+
+
+def _lower_priority() -> None:
+    """In each hashing process: yield the cores to an app's event loop when both want them."""
+    try:
+        os.nice(5)
+    except (AttributeError, OSError):
+        pass
+
+
+def _hash_all(
+    root: Path, todo: list[tuple[str, int, int]], workers: int, should_stop: Callable[[], bool] | None
+) -> Iterable[tuple[str, int, int, int | None, str | None]]:
+    """Hash ``todo`` on ``workers`` cores: a process pool for many images (decoding and the DCT hold
+    the GIL for much of their time, so threads would share one core), threads for a few."""
+    if workers <= 1 or len(todo) < 2:
+        for job in todo:
+            if should_stop and should_stop():
+                return
+            yield _hash_one(root, job)
+        return
+    if len(todo) < PROCESS_MIN:
+
+        def one(job: tuple[str, int, int]) -> tuple[str, int, int, int | None, str | None]:
+            if should_stop and should_stop():
+                return job[0], job[1], job[2], None, "stopped"
+            return _hash_one(root, job)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            yield from pool.map(one, todo)
+        return
+    # forkserver/spawn, not fork: the caller may be a threaded app (a forked child could inherit a held lock).
+    ctx = multiprocessing.get_context(
+        "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    )
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_lower_priority)
+    try:
+        chunk = max(1, min(32, len(todo) // (workers * 8)))
+        for out in pool.map(_hash_one, [root] * len(todo), todo, chunksize=chunk):
+            if should_stop and should_stop():
+                return  # the rest are cancelled below; what was hashed so far is kept
+            yield out
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _write(conn: sqlite3.Connection, batch: list[tuple]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from lorawb.core.buckets import BucketSettings, bucket_label
@@ -33,6 +34,35 @@ class FolderStats:
     def steps(self) -> int:
         """Images seen per epoch from this folder (images x repeats), as kohya counts them."""
         return self.images * self.repeats
+
+
+@dataclass
+class RegFolder:
+    folder: str
+    repeats: int
+    images: int
+    class_tokens: str  # from the N_class folder name: the caption of its images that have none
+    captioned: int  # images with a caption of their own
+
+
+@dataclass
+class RegReport:
+    """The regularisation images as the trainer will use them (kohya's reg folders)."""
+
+    path: str
+    prior_loss_weight: float
+    folders: list[RegFolder] = field(default_factory=list)
+    unusable: list[str] = field(default_factory=list)  # no caption and no class in the folder name
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def images(self) -> int:
+        return sum(f.images for f in self.folders)
+
+    @property
+    def steps(self) -> int:
+        """Reg images with their folders' repeats (kohya's num_reg_images), before balancing."""
+        return sum(f.images * f.repeats for f in self.folders)
 
 
 @dataclass
@@ -63,6 +93,7 @@ class DoctorReport:
     tags_total: int = 0
     top_tags: list[tuple[str, int]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (rel, note): other per-image findings
+    reg: RegReport | None = None  # the regularisation images, when the run would use some
 
     @property
     def steps_per_epoch(self) -> int:
@@ -82,6 +113,8 @@ class DoctorReport:
         )
         if self.trigger:
             n += len(self.without_trigger) + len(self.trigger_not_first)
+        if self.reg is not None:
+            n += len(self.reg.unusable) + len(self.reg.unreadable)
         return n
 
     def to_dict(self) -> dict:
@@ -98,6 +131,11 @@ class DoctorReport:
         d["notes"] = [{"path": rel, "note": note} for rel, note in self.notes]
         d["steps_per_epoch"] = self.steps_per_epoch
         d["problem_count"] = self.problem_count
+        if self.reg is not None:
+            d["reg"]["unreadable"] = [{"path": rel, "reason": why} for rel, why in self.reg.unreadable]
+            d["reg"]["images"] = self.reg.images
+            d["reg"]["num_reg_images"] = self.reg.steps
+            d["reg"]["used_per_epoch"] = min(self.reg.steps, self.steps_per_epoch) if self.reg.steps else 0
         return d
 
 
@@ -109,8 +147,9 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
 
     ``scan``: report on this scan instead; ``progress(done, total)`` follows the scan.
     """
+    reg_scan: ScanResult | None = None
     if scan is None:
-        scan = _scan(project, progress)
+        scan, reg_scan = _scan(project, progress)
     cfg = project.config.project
     buckets = _bucket_settings(project)
     report = DoctorReport(
@@ -137,25 +176,78 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
         # Already listed in their own sections:
         if "not UTF-8" not in p and "byte-order mark" not in p
     ]
+    report.reg = _reg(project, reg_scan)
     return report
 
 
-def _scan(project: Project, progress: Progress | None) -> ScanResult:
-    from lorawb.core.index import ProjectIndex
+def _scan(project: Project, progress: Progress | None) -> tuple[ScanResult, ScanResult | None]:
+    """The dataset (and the project's reg/ when it has one), through the index in one refresh."""
+    from lorawb.core.index import DATASET, REG, ProjectIndex
+
+    def plain() -> tuple[ScanResult, ScanResult | None]:
+        reg = scan_dataset(project.reg_dir) if project.reg_dir.is_dir() else None
+        return scan_dataset(project.dataset_dir, progress=progress), reg
 
     index = ProjectIndex(project)
     try:
-        return index.scan(progress=progress)
+        snap = index.refresh(progress)
+        return snap.scan_result(DATASET), snap.scan_result(REG) if snap.area(REG) else None
     except (sqlite3.Error, OSError):
         # A read-only project (or a broken .lorawb/) must still get a report: scan without the index.
-        return scan_dataset(project.dataset_dir, progress=progress)
+        return plain()
     except LorawbError as exc:
         state_dir = project.root / STATE_DIR  # not project.state_dir: that one creates the folder
         if exc.path is not None and state_dir in (exc.path, *exc.path.parents):
-            return scan_dataset(project.dataset_dir, progress=progress)
+            return plain()
         raise
     finally:
         index.close()
+
+
+def _reg(project: Project, scan: ScanResult | None) -> RegReport | None:
+    """The reg images a run started now would use (``dataset.reg_path``, default the project's reg/)."""
+    from pathlib import Path
+
+    from lorawb.core.layout import folder_repeats
+    from lorawb.errors import ConfigError
+    from lorawb.train.config import resolve_config
+
+    try:
+        ds = resolve_config(project).dataset
+    except ConfigError:
+        return None
+    if not ds.reg_path or ds.reg_path == "none":
+        return None
+    root = Path(ds.reg_path)
+    if not root.is_dir():
+        return RegReport(str(root), ds.prior_loss_weight, unreadable=[(str(root), "folder not found")])
+    if scan is None or root.resolve() != project.reg_dir.resolve():
+        scan = scan_dataset(root)
+    report = RegReport(_shown(project, root), ds.prior_loss_weight, unreadable=list(scan.unreadable))
+    folders: dict[str, RegFolder] = {}
+    for f in scan.images:
+        top = f.folder.split("/")[0]
+        _, name = folder_repeats(top)
+        tokens = name.strip() if name != top else ""
+        has_caption = bool((f.caption_text or "").strip())
+        if not has_caption and not tokens:
+            report.unusable.append(f.rel)
+            continue
+        entry = folders.setdefault(top, RegFolder(top, f.repeats, 0, tokens, 0))
+        entry.images += 1
+        entry.captioned += has_caption
+    report.folders = [folders[k] for k in sorted(folders)]
+    return report
+
+
+def _shown(project: Project, path: object) -> str:
+    from pathlib import Path
+
+    p = Path(str(path))
+    try:
+        return p.resolve().relative_to(project.root.resolve()).as_posix() + "/"
+    except ValueError:
+        return str(p)
 
 
 def _folders(images: list[ImageFacts]) -> list[FolderStats]:
@@ -325,7 +417,36 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
     if report.top_tags:
         add("    most used: " + ", ".join(f"{tag} ({n})" for tag, n in report.top_tags[:10]))
 
+    if report.reg is not None:
+        _render_reg(add, names, report.reg, report.steps_per_epoch)
+
     add("")
     n = report.problem_count
     add("no problems found" if n == 0 else f"{plural(n, 'problem')} found")
     return "\n".join(out) + "\n"
+
+
+def _render_reg(
+    add: Callable[[str], None], names: Callable[[list[str]], None], reg: RegReport, train_steps: int
+) -> None:
+    add("")
+    add(f"reg images: {reg.path} ({reg.images} images, prior_loss_weight {reg.prior_loss_weight:g})")
+    width = max([len(f.folder or "(top)") for f in reg.folders] + [6])
+    for f in reg.folders:
+        own = f"{f.captioned} captioned" + (f', the rest "{f.class_tokens}"' if f.captioned < f.images else "")
+        add(f"    {f.folder or '(top)':<{width}}  {f.repeats:>4} repeats  {f.images:>6} images  {own}")
+    if reg.steps:
+        used = min(reg.steps, train_steps)
+        if reg.steps > train_steps:
+            how = f"each epoch uses {used} of them ({reg.steps - used} unused: matched to the training images)"
+        elif reg.steps < train_steps:
+            how = f"repeated to {train_steps} per epoch to match the training images"
+        else:
+            how = "as many as the training images"
+        add(f"  {reg.steps} reg image steps (with repeats) against {train_steps} training: {how}")
+    if reg.unusable:
+        add(f"  reg images without a caption or a class folder (name it N_class) ({len(reg.unusable)}):")
+        names(reg.unusable)
+    if reg.unreadable:
+        add(f"  unreadable reg images ({len(reg.unreadable)}):")
+        names([f"{rel}: {why}" for rel, why in reg.unreadable])

@@ -54,6 +54,7 @@ from lorawb.core.project import Project
 
 DATASET = "dataset"
 INBOX = "inbox"
+REG = "reg"  # regularisation images (kohya's N_class folders), an area when the project has reg/
 
 _TABLE = "images_v2"
 _AREAS = "image_areas_v2"
@@ -99,7 +100,7 @@ _STORED = ["key", "area", *[c for c in _COLUMNS if c not in ("key", "area")]]
 class Area:
     """One folder of the project whose images the index holds."""
 
-    name: str  # "dataset", "inbox" (and later "reg")
+    name: str  # "dataset", "inbox", "reg"
     root: Path
     prefix: str  # the folder relative to the project root, posix: keys start with prefix + "/"
 
@@ -112,6 +113,8 @@ def project_areas(project: Project) -> tuple[Area, ...]:
     out = []
     for name, folder in ((DATASET, project.dataset_dir), (INBOX, project.inbox_dir)):
         out.append(Area(name, folder, _rel(project.root, folder)))
+    if project.reg_dir.is_dir():
+        out.append(Area(REG, project.reg_dir, _rel(project.root, project.reg_dir)))
     return tuple(out)
 
 

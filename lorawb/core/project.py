@@ -47,6 +47,11 @@ class Project:
         return self.dataset_dir / "rejected"
 
     @property
+    def reg_dir(self) -> Path:
+        """Regularisation images (kohya's N_class folders); the trainer uses them when the folder exists."""
+        return self.root / "reg"
+
+    @property
     def inbox_dir(self) -> Path:
         return self.root / self.config.project.inbox_dir
 

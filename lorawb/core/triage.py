@@ -184,7 +184,7 @@ class Filter:
     "reject" shows the rejected folders.
     """
 
-    area: str = DATASET  # "dataset" or "inbox"
+    area: str = DATASET  # "dataset", "inbox" or "reg"
     state: str | None = None
     missing_caption: bool = False
     low_res: bool = False
@@ -378,10 +378,21 @@ class Triage:
     def _inbox_rel(self) -> str:
         return self.rel(self.project.inbox_dir)
 
+    def area_root(self, area: str) -> Path:
+        """The folder of an area (dataset/, inbox/, reg/)."""
+        a = next((a for a in self.index.areas if a.name == area), None)
+        if a is not None:
+            return a.root
+        return self.project.dataset_dir if area == DATASET else self.project.inbox_dir
+
     def locate(self, rel: str) -> tuple[str, bool, str]:
-        """(area, rejected, folder) of an image path; TriageError when outside dataset/ and inbox/."""
+        """(area, rejected, folder) of an image path; TriageError when outside the project's areas."""
         p = PurePosixPath(rel)
-        for area, base in ((DATASET, self._dataset_rel), (INBOX, self._inbox_rel)):
+        areas = [(a.name, a.prefix) for a in self.index.areas] or [
+            (DATASET, self._dataset_rel),
+            (INBOX, self._inbox_rel),
+        ]
+        for area, base in areas:
             try:
                 sub = p.relative_to(base)
             except ValueError:
@@ -392,9 +403,9 @@ class Triage:
                 parts = parts[1:]
             return area, rejected, "/".join(parts)
         raise TriageError(
-            "not an image of this project's dataset or inbox",
+            "not an image of this project's dataset, inbox or reg folder",
             path=self.path(rel),
-            hint="triage works on dataset/ and inbox/",
+            hint="triage works on dataset/, inbox/ and reg/",
         )
 
     # --- listing ----------------------------------------------------------
@@ -528,7 +539,7 @@ class Triage:
         area, rejected, folder = self.locate(rel)
         if rejected:
             return Decision("reject", rel, rel, REJECT)
-        base = self.project.dataset_dir if area == DATASET else self.project.inbox_dir
+        base = self.area_root(area)
         target_dir = base / layout.REJECTED / folder
         prev, prev_origin = self._mark(rel)
         new_rel = self._move_with_caption(rel, target_dir)
@@ -550,7 +561,7 @@ class Triage:
         if origin is not None:
             target_dir = self.path(origin).parent
         else:  # no record (state DB deleted, or rejected by hand): mirror the rejected/ layout
-            base = self.project.dataset_dir if area == DATASET else self.project.inbox_dir
+            base = self.area_root(area)
             target_dir = base / folder
         new_rel = self._move_with_caption(rel, target_dir, prefer_name=PurePosixPath(origin).name if origin else None)
         self._drop_mark(rel)

@@ -33,6 +33,9 @@ class Batch:
     text: TextCond
     time_ids: torch.Tensor  # (B, 6): original h, w, crop top, left, target h, w
     generator: torch.Generator  # noise and timesteps for this micro-batch
+    weights: torch.Tensor | None = None  # (B,) loss weight per image (reg images: prior_loss_weight)
+    preserve: TextCond | None = None  # output preservation: the class prompts' conditioning, row for row
+    preserve_mask: torch.Tensor | None = None  # (B,) 1 where a row has a class prompt to preserve
 
 
 class Batches:
@@ -48,7 +51,8 @@ class Batches:
         num_processes: int = 1,
         rank: int = 0,
     ) -> None:
-        self.cfg, self.model, self.items = cfg, model, dataset.items
+        self.cfg, self.model, self.items = cfg, model, dataset.train_items
+        self.preserving = cfg.train.preservation == "output"
         self.num_processes, self.rank = num_processes, rank
         self.device = model.vae.device
         self.stream = D.BatchStream(self.items, cfg.train.batch_size, cfg.train.seed)
@@ -70,9 +74,11 @@ class Batches:
         self.text: TextCache | None = None
         if ds.cache_text and D.captions_are_fixed(ds) and not cfg.network.train_text_encoder:
             self.text = TextCache(model)
-            captions = {self.caption_for(it.caption) for it in self.items}
+            captions = {self.caption_for(it.caption, is_reg=it.is_reg) for it in self.items}
             if ds.caption_dropout > 0:
                 captions.add("")
+            if self.preserving:  # the class prompts are fixed too: encoded once with the rest
+                captions |= {self.class_caption(c) for c in captions}
             self.text.fill(captions)
             log.info("text cache: %d distinct captions encoded once", len(self.text))
         self.pos = D.Position()
@@ -80,7 +86,7 @@ class Batches:
         # Decoding images overlaps the step only when there is decoding to do (no latent cache).
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lorawb-data") if self.latents is None else None
 
-    def caption_for(self, caption: str, rng: Any = None) -> str:
+    def caption_for(self, caption: str, rng: Any = None, is_reg: bool = False) -> str:
         import random
 
         ds = self.cfg.dataset
@@ -92,8 +98,12 @@ class Batches:
             shuffle=ds.shuffle_tags if rng else False,
             tag_dropout=ds.tag_dropout if rng else 0.0,
             caption_dropout=ds.caption_dropout if rng else 0.0,
-            add_trigger=ds.add_trigger,
+            add_trigger=ds.add_trigger and not is_reg,  # a reg image shows the class, not the character
         )
+
+    def class_caption(self, caption: str) -> str:
+        """The preservation prompt of a trained caption: the trigger replaced by the class word."""
+        return D.class_caption(caption, self.cfg.dataset.trigger, self.cfg.train.preservation_class)
 
     def seek(self, pos: D.Position) -> None:
         """Continue the data order from ``pos`` (resume)."""
@@ -126,12 +136,13 @@ class Batches:
         """The CPU half of a batch: captions, size/crop ids, and pixels or cached posteriors."""
         ds, seed = self.cfg.dataset, self.cfg.train.seed
         out: dict[str, Any] = {"seed": seed_for("noise", seed, epoch, index), "captions": [], "time_ids": []}
+        out["weights"] = [self.cfg.dataset.prior_loss_weight if self.items[i].is_reg else 1.0 for i in idxs]
         means, stds, pixels = [], [], []
         for slot, i in enumerate(idxs):
             item = self.items[i]
             rng = D.item_rng(seed, epoch, index, slot)
             flip = ds.flip and rng.random() < 0.5
-            out["captions"].append(self.caption_for(item.caption, rng))
+            out["captions"].append(self.caption_for(item.caption, rng, item.is_reg))
             if self.latents is not None:
                 mean, std = self.latents.get(i, flip)
                 means.append(mean)
@@ -146,6 +157,13 @@ class Batches:
             out["mean"], out["std"] = torch.stack(means), torch.stack(stds)
         else:
             out["pixels"] = torch.stack(pixels)
+        if self.preserving:
+            # Rows whose caption names the trigger get a class prompt; reg rows and the rest none.
+            out["preserve"] = [self.class_caption(c) for c in out["captions"]]
+            out["preserve_mask"] = [
+                0.0 if self.items[i].is_reg or p == c else 1.0
+                for i, c, p in zip(idxs, out["captions"], out["preserve"], strict=True)
+            ]
         return out
 
     def finish(self, part: dict[str, Any]) -> Batch:
@@ -163,13 +181,23 @@ class Batches:
                     dist.mean.shape, generator=g, device=device, dtype=vae.dtype
                 )
         latents = latents.float() * model.latent_scaling
-        captions = part["captions"]
+        text = self.encode(part["captions"])
+        weights = part["weights"]
+        batch = Batch(latents=latents, text=text, time_ids=torch.tensor(part["time_ids"]), generator=g)
+        if any(w != 1.0 for w in weights):
+            batch.weights = torch.tensor(weights, device=device)
+        if "preserve" in part:
+            batch.preserve = self.encode(part["preserve"])
+            batch.preserve_mask = torch.tensor(part["preserve_mask"], device=device)
+        return batch
+
+    def encode(self, captions: list[str]) -> TextCond:
+        """The captions' conditioning: from the text cache, or encoded now (with grad when the encoder trains)."""
         if self.text is not None:
-            text = self.text.get(captions)
-        else:
-            with torch.no_grad() if not self.cfg.network.train_text_encoder else contextlib.nullcontext():
-                text = model.encode_text(model.tokenize(captions))
-        return Batch(latents=latents, text=text, time_ids=torch.tensor(part["time_ids"]), generator=g)
+            return self.text.get(captions)
+        model = self.model
+        with torch.no_grad() if not self.cfg.network.train_text_encoder else contextlib.nullcontext():
+            return model.encode_text(model.tokenize(captions))
 
     def close(self) -> None:
         if self._pool:

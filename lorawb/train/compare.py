@@ -50,6 +50,7 @@ class Comparison:
     curves: tuple[Curve, Curve]
     common_step: int | None  # the last step both runs reached
     loss_at_common: tuple[float | None, float | None]  # smoothed loss of each run at common_step
+    regularisation: tuple[str, str] = ("none", "none")  # what kept each LoRA general (prior_method)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -75,9 +76,43 @@ def read_config(run: RunFolder) -> dict[str, Any]:
     return data
 
 
+# What a run frozen before a setting existed did: a missing key is this value, not a change.
+LEGACY = {
+    "dataset.reg_path": "none",
+    "dataset.prior_loss_weight": 1.0,
+    "train.preservation": "none",
+    "train.preservation_class": "",
+    "train.preservation_weight": 1.0,
+}
+
+
+def prior_method(config: dict[str, Any]) -> str:
+    """How a run keeps its LoRA off other subjects, in words: reg images, output preservation, or none."""
+    flat = flatten(config)
+    parts = []
+    reg = flat.get("dataset.reg_path", "none") or "none"
+    if reg != "none":
+        parts.append(
+            f"reg images {reg.rstrip('/').rsplit('/', 1)[-1]}/ (weight {flat.get('dataset.prior_loss_weight', 1.0):g})"
+        )
+    if flat.get("train.preservation", "none") == "output":
+        cls = flat.get("train.preservation_class", "")
+        parts.append(f"output preservation '{cls}' (weight {flat.get('train.preservation_weight', 1.0):g})")
+    return " + ".join(parts) or "none"
+
+
 def config_diff(a: dict[str, Any], b: dict[str, Any], *, ignore: tuple[str, ...] = ()) -> list[DiffRow]:
-    """The keys whose values differ between two configs, in a's order then b's new keys."""
+    """The keys whose values differ between two configs, in a's order then b's new keys.
+
+    A key only one config has, with its ``LEGACY`` value on the other side, is no difference
+    (the older run simply predates the setting).
+    """
     fa, fb = flatten(a), flatten(b)
+    for key, old in LEGACY.items():
+        if key in fa and key not in fb:
+            fb[key] = old
+        elif key in fb and key not in fa:
+            fa[key] = old
     rows = []
     for key in list(fa) + [k for k in fb if k not in fa]:
         if any(key == i or key.startswith(i + ".") for i in ignore):
@@ -148,11 +183,13 @@ def compare_runs(
     """Config diff + loss overlay of two runs. Pass monitors the caller already follows to avoid re-reading."""
     ma = a if isinstance(a, RunMonitor) else _loaded(a, smoothing)
     mb = b if isinstance(b, RunMonitor) else _loaded(b, smoothing)
-    diff = config_diff(read_config(ma.run), read_config(mb.run), ignore=ignore)
+    conf_a, conf_b = read_config(ma.run), read_config(mb.run)
+    diff = config_diff(conf_a, conf_b, ignore=ignore)
     ca, cb = curve(ma, points), curve(mb, points)
     common = min(ca.steps, cb.steps) if ca.steps and cb.steps else None
     at = (smoothed_at(ma, common), smoothed_at(mb, common)) if common else (None, None)
-    return Comparison(ma.run.id, mb.run.id, tuple(diff), (ca, cb), common, at)
+    prior = (prior_method(conf_a), prior_method(conf_b))
+    return Comparison(ma.run.id, mb.run.id, tuple(diff), (ca, cb), common, at, prior)
 
 
 def _loaded(run: RunFolder, smoothing: float) -> RunMonitor:

@@ -67,6 +67,12 @@ class DatasetSection(_Section):
     validation_path: str = Field("", description="a separate folder of validation images (instead of a split)")
     cache_latents: bool = Field(True, description="encode each image once and cache its latents on disk")
     cache_text: bool = Field(True, description="cache text embeddings when the encoder is frozen and captions fixed")
+    reg_path: str = Field(
+        "",
+        description="regularisation images, kohya's N_class folders (default: the project's reg/ when it "
+        "exists; 'none': off)",
+    )
+    prior_loss_weight: float = Field(1.0, ge=0, description="loss weight of the reg images (kohya's prior_loss_weight)")
 
 
 class NetworkSection(_Section):
@@ -125,6 +131,15 @@ class TrainSection(_Section):
     offload_frozen: bool = Field(
         True, description="move the text encoders / VAE off the GPU while the text / latent caches make them idle"
     )
+    preservation: Literal["none", "output"] = Field(
+        "none",
+        description="output: each step also trains the LoRA's prediction on the class prompt toward the "
+        "base model's (the LoRA keeps off other subjects; no reg images needed)",
+    )
+    preservation_class: str = Field(
+        "", description="the class word that replaces the trigger in the preservation prompt (e.g. woman)"
+    )
+    preservation_weight: float = Field(1.0, gt=0, description="weight of the output-preservation loss")
     log_with: list[Literal["tensorboard", "wandb"]] = Field(
         default_factory=list,
         description="also log to TensorBoard (runs/<id>/tensorboard) and/or wandb; needs lorawb[tensorboard] / [wandb]",
@@ -249,7 +264,51 @@ def resolve_config(
     cfg = _validate_overrides(data, overrides)
     if cfg.train.max_steps == 0 and cfg.train.epochs == 0:
         raise ConfigError("train.max_steps and train.epochs are both 0: set one of them")
-    return fill_project_defaults(cfg, project, base=file_path.parent if file_path else None)
+    cfg = fill_project_defaults(cfg, project, base=file_path.parent if file_path else None)
+    check_preservation(cfg)
+    return cfg
+
+
+def check_preservation(cfg: TrainConfig, text: str | None = None) -> None:
+    """A ConfigError when ``train.preservation`` cannot work with the other settings, saying why.
+
+    Output preservation trains the LoRA on the class prompt toward the base model's own
+    prediction. It needs a class word, a trigger to replace with it, and a frozen text encoder:
+    with a text-encoder LoRA the base prediction would need the class prompt encoded a second
+    time without it, and the LoRA could move the class word itself (what preservation protects).
+    The message starts with the key to change (the form marks that field; ``text``: the TOML
+    it came from, for the line).
+    """
+    t = cfg.train
+    if t.preservation != "output":
+        return
+    problem: tuple[str, str, str] | None = None
+    if not t.preservation_class.strip():
+        problem = (
+            "train.preservation_class",
+            "train.preservation = 'output' needs the class word that replaces the trigger",
+            "set it to the class the character belongs to, e.g. train.preservation_class = 'woman'",
+        )
+    elif not cfg.dataset.trigger:
+        problem = (
+            "dataset.trigger",
+            "train.preservation = 'output' needs a trigger: the class prompt is the caption with the trigger "
+            "replaced by the class word",
+            "set [project] trigger or dataset.trigger",
+        )
+    elif cfg.network.train_text_encoder:
+        problem = (
+            "network.train_text_encoder",
+            "cannot be combined with train.preservation = 'output': the base prediction needs the class "
+            "prompt encoded without the text-encoder LoRA, and that LoRA could change what the class word "
+            "means (what preservation protects)",
+            "train the UNet only (network.train_text_encoder = false), or use regularisation images "
+            "(dataset.reg_path) instead",
+        )
+    if problem is not None:
+        key, message, hint = problem
+        line = tomlio.find_key_line(text, key) if text else None
+        raise ConfigError(f"{key}: {message}", hint=hint, line=line)
 
 
 def fill_project_defaults(cfg: TrainConfig, project: Project, base: Path | None = None) -> TrainConfig:
@@ -271,6 +330,10 @@ def fill_project_defaults(cfg: TrainConfig, project: Project, base: Path | None 
     cfg.model.config = absolute(cfg.model.config)
     cfg.dataset.path = absolute(cfg.dataset.path) if cfg.dataset.path else str(project.dataset_dir.resolve())
     cfg.dataset.validation_path = absolute(cfg.dataset.validation_path)
+    if not cfg.dataset.reg_path:  # frozen as "none" without reg/: a reg/ made later shows as a change
+        cfg.dataset.reg_path = str(project.reg_dir.resolve()) if project.reg_dir.is_dir() else "none"
+    elif cfg.dataset.reg_path != "none":
+        cfg.dataset.reg_path = absolute(cfg.dataset.reg_path)
     cfg.network.init_from = absolute(cfg.network.init_from)
     if not cfg.dataset.trigger:
         cfg.dataset.trigger = project.trigger

@@ -18,7 +18,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,7 @@ class Item:
     width: int
     height: int
     bucket: Bucket = (0, 0)
+    is_reg: bool = False  # a regularisation image (kohya's reg folders): prior_loss_weight, never the trigger
 
 
 @dataclass
@@ -57,10 +58,19 @@ class DatasetInfo:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     tag_frequency: dict[str, dict[str, int]] = field(default_factory=dict)
     dataset_dirs: dict[str, dict[str, int]] = field(default_factory=dict)
+    reg_items: list[Item] = field(default_factory=list)  # balanced: their repeats total the training images'
+    num_reg_images: int = 0  # reg images with their folders' repeats, before balancing (kohya's count)
+    reg_dataset_dirs: dict[str, dict[str, int]] = field(default_factory=dict)
+    reg_root: str = ""
 
     @property
     def num_images(self) -> int:
         return sum(it.repeats for it in self.items)
+
+    @property
+    def train_items(self) -> list[Item]:
+        """What the batch stream draws from: the training images, then the (balanced) reg images."""
+        return self.items + self.reg_items
 
 
 # --- scanning -------------------------------------------------------------------------------------
@@ -130,7 +140,78 @@ def load_dataset(cfg: DatasetSection, seed: int) -> DatasetInfo:
             counts[tag] = counts.get(tag, 0) + 1
         d = dirs.setdefault(key, {"n_repeats": it.repeats, "img_count": 0})
         d["img_count"] += 1
-    return DatasetInfo(items=items, val_items=val_items, skipped=skipped, tag_frequency=freq, dataset_dirs=dirs)
+    info = DatasetInfo(items=items, val_items=val_items, skipped=skipped, tag_frequency=freq, dataset_dirs=dirs)
+    if cfg.reg_path and cfg.reg_path != NO_REG:
+        load_reg(info, cfg)
+    return info
+
+
+# --- regularisation images ------------------------------------------------------------------------
+
+NO_REG = "none"  # dataset.reg_path value that turns the project's reg/ off
+
+
+def class_tokens(folder: str) -> str:
+    """kohya's class tokens of a reg (or DreamBooth) folder: ``10_woman`` -> ``woman``; no ``N_``: none."""
+    _, name = layout.folder_repeats(folder)
+    return name.strip() if name != folder else ""
+
+
+def load_reg(info: DatasetInfo, cfg: DatasetSection) -> None:
+    """Scan the reg folder into ``info`` as kohya does: ``N_class`` folders, a missing caption is the class.
+
+    An image with neither a caption nor a class in its folder name is skipped (named). The reg
+    images are then balanced against the training images (``balance_reg``).
+    """
+    root = Path(cfg.reg_path)
+    if not root.is_dir():
+        raise ConfigError(
+            "regularisation folder not found",
+            path=root,
+            hint="fix dataset.reg_path, or set it to 'none' to train without reg images",
+        )
+    items, skipped = _scan(root)
+    reg: list[Item] = []
+    for it in items:
+        it.is_reg = True
+        if not it.caption:
+            it.caption = class_tokens(it.folder)
+            if not it.caption:
+                skipped.append((it.path, "reg image without a caption or a class folder (name it N_class)"))
+                continue
+        it.bucket = assign_bucket(it.width, it.height, cfg.resolution, cfg.bucket_step, cfg.buckets)
+        reg.append(it)
+        d = info.reg_dataset_dirs.setdefault(it.folder or ".", {"n_repeats": it.repeats, "img_count": 0})
+        d["img_count"] += 1
+    info.skipped += skipped
+    info.reg_root = str(root)
+    info.num_reg_images = sum(it.repeats for it in reg)
+    info.reg_items = balance_reg(reg, info.num_images)
+
+
+def balance_reg(reg: list[Item], num_train: int) -> list[Item]:
+    """The reg images an epoch uses, kohya's way: their repeats add up to the training images'.
+
+    Walk the reg images in order, each with its folder's repeats, until the training count is
+    reached (more reg images than that: the rest are unused this run); fewer: go round again
+    adding one repeat per image until the counts match. The items are copies.
+    """
+    if not reg or num_train <= 0:
+        return []
+    out: list[Item] = []
+    n, first = 0, True
+    while n < num_train:
+        for i, it in enumerate(reg):
+            if first:
+                out.append(replace(it))
+                n += it.repeats
+            else:
+                out[i].repeats += 1
+                n += 1
+            if n >= num_train:
+                break
+        first = False
+    return out
 
 
 def _scan(root: Path) -> tuple[list[Item], list[tuple[Path, str]]]:
@@ -214,6 +295,20 @@ def transform_caption(
     if shuffle:
         rng.shuffle(rest)
     return ", ".join(kept + rest)
+
+
+def class_caption(caption: str, trigger: str, cls: str) -> str:
+    """``caption`` with the trigger tag (as the tag identity matches it) replaced by the class word.
+
+    A caption without the trigger comes back unchanged (output preservation skips that row).
+    """
+    if not trigger or not caption:
+        return caption
+    key = tag_key(trigger)
+    tags = split_tags(caption)
+    if not any(tag_key(t) == key for t in tags):
+        return caption
+    return ", ".join(cls if tag_key(t) == key else t for t in tags)
 
 
 def captions_are_fixed(cfg: DatasetSection) -> bool:

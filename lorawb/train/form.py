@@ -19,7 +19,13 @@ from tomlkit.exceptions import ParseError
 from lorawb.core import tomlio
 from lorawb.errors import ConfigError, LorawbError
 from lorawb.train.compare import DiffRow, config_diff
-from lorawb.train.config import TrainConfig, fill_project_defaults, load_run_config, resolve_config
+from lorawb.train.config import (
+    TrainConfig,
+    check_preservation,
+    fill_project_defaults,
+    load_run_config,
+    resolve_config,
+)
 from lorawb.train.runfolder import list_runs
 
 if TYPE_CHECKING:
@@ -30,7 +36,7 @@ if TYPE_CHECKING:
 class FormField:
     key: str  # dotted config key
     label: str
-    kind: type  # int or float
+    kind: type  # int, float or str
     help: str = ""
 
 
@@ -44,6 +50,10 @@ FIELDS: tuple[FormField, ...] = (
     FormField("dataset.resolution", "resolution", int, "bucket side in px"),
     FormField("sample.every_n_steps", "sample every", int, "steps between samples (0: off)"),
     FormField("save.every_n_steps", "save every", int, "steps between checkpoints (0: only the last)"),
+    FormField("dataset.prior_loss_weight", "reg weight", float, "loss weight of the reg images (reg/)"),
+    FormField("train.preservation", "preserve", str, "none, or output (the LoRA keeps off the class)"),
+    FormField("train.preservation_class", "class word", str, "replaces the trigger, e.g. woman"),
+    FormField("train.preservation_weight", "preserve wt", float, "weight of the preservation loss"),
 )
 PROMPTS_KEY = "sample.prompts"
 
@@ -165,9 +175,11 @@ def format_field(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def parse_field(field: FormField, text: str) -> int | float:
+def parse_field(field: FormField, text: str) -> int | float | str:
     """The typed value of a field's text; ValueError says what is expected."""
     text = text.strip()
+    if field.kind is str:
+        return text
     if not text:
         raise ValueError("needs a value")
     try:
@@ -209,7 +221,9 @@ def validate(text: str, project: Project) -> TrainConfig:
             "train.max_steps: steps and epochs are both 0: set one of them",
             line=tomlio.find_key_line(text, "train.max_steps"),
         )
-    return fill_project_defaults(cfg, project)
+    cfg = fill_project_defaults(cfg, project)
+    check_preservation(cfg, text)
+    return cfg
 
 
 def error_key(exc: ConfigError) -> str | None:

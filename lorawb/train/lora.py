@@ -10,6 +10,8 @@ transformers adapter API, which needs a newer peft than exists; docs/training.md
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +129,29 @@ def add_lora(
         p.requires_grad_(True)
         p.data = p.data.float()  # trainable weights stay fp32 under mixed precision
     return setup
+
+
+def adapter_layers(module: torch.nn.Module) -> list[Any]:
+    """The peft LoRA layers in ``module`` (found once: walking the module tree costs milliseconds)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [m for m in module.modules() if isinstance(m, BaseTunerLayer)]
+
+
+@contextlib.contextmanager
+def adapters_off(layers: list[Any]) -> Iterator[None]:
+    """The base model's forward: these LoRA layers bypassed (DoRA's magnitude too), then back on.
+
+    peft's own switch; the weights are untouched (only whether the layer adds its delta), and
+    the layers are switched back on even when the forward fails.
+    """
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)
 
 
 def trainable_state(unet: torch.nn.Module, text_encoders: list[torch.nn.Module]) -> dict[str, torch.Tensor]:

@@ -100,6 +100,7 @@ class Context:
     parking: S.Parking | None = None  # the frozen networks the caches make idle, off the GPU
     loss_ema: float | None = None
     resumed_from: int | None = None
+    _lora_layers: list[Any] | None = None
 
     @property
     def unet(self) -> torch.nn.Module:
@@ -112,6 +113,15 @@ class Context:
     @property
     def params(self) -> list[torch.nn.Parameter]:
         return self.lora.unet_params + self.lora.te_params
+
+    @property
+    def lora_layers(self) -> list[Any]:
+        """The UNet's LoRA layers (output preservation switches them off for the base prediction)."""
+        from lorawb.train.lora import adapter_layers
+
+        if self._lora_layers is None:
+            self._lora_layers = adapter_layers(self.unet)
+        return self._lora_layers
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -376,7 +386,22 @@ def train_step(ctx: Context) -> torch.Tensor:
 
 
 def diffusion_loss(ctx: Context, batch: Batch, timesteps: torch.Tensor | None = None) -> torch.Tensor:
-    """The denoising loss of one micro-batch (epsilon or v target, noise offset, min-SNR)."""
+    """The denoising loss of one micro-batch (epsilon or v target, noise offset, min-SNR, per-image weights).
+
+    With output preservation on (``batch.preserve``) the loss also has the preservation term
+    (``preserved_loss``), computed in the same forward pass.
+    """
+    noisy, timesteps, target = noised(ctx, batch, timesteps)
+    if batch.preserve is not None:
+        return preserved_loss(ctx, batch, noisy, timesteps, target)
+    pred = unet_pred(ctx, noisy, timesteps, batch.text, batch.time_ids)
+    return denoising_loss(ctx, pred, target, timesteps, batch.weights)
+
+
+def noised(
+    ctx: Context, batch: Batch, timesteps: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(noisy latents, timesteps, target): noise, offset and timesteps drawn from the batch's generator."""
     cfg, model = ctx.cfg, ctx.model
     sched = model.noise_scheduler
     latents, g = batch.latents, batch.generator
@@ -389,19 +414,61 @@ def diffusion_loss(ctx: Context, batch: Batch, timesteps: torch.Tensor | None = 
         timesteps = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g, device=latents.device)
     noisy = sched.add_noise(latents, noise, timesteps)
     target = sched.get_velocity(latents, noise, timesteps) if model.prediction_type == "v_prediction" else noise
-    dtype = ctx.dtype
-    hidden = batch.text.hidden.to(latents.device, dtype)
-    added = model.added_cond(batch.text.to(latents.device, dtype), batch.time_ids)
-    pred = model.unet(noisy.to(dtype), timesteps, hidden, added_cond_kwargs=added, return_dict=False)[0]
+    return noisy, timesteps, target
+
+
+def unet_pred(ctx: Context, noisy: torch.Tensor, timesteps: torch.Tensor, text: Any, time_ids: torch.Tensor) -> Any:
+    """The (prepared) UNet's prediction for these noisy latents and this conditioning."""
+    model, dtype = ctx.model, ctx.dtype
+    hidden = text.hidden.to(noisy.device, dtype)
+    added = model.added_cond(text.to(noisy.device, dtype), time_ids)
+    return model.unet(noisy.to(dtype), timesteps, hidden, added_cond_kwargs=added, return_dict=False)[0]
+
+
+def denoising_loss(
+    ctx: Context, pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """MSE per image, min-SNR weighted, times the image's weight (kohya: reg images prior_loss_weight), mean."""
+    cfg, model = ctx.cfg, ctx.model
     loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
     if cfg.train.min_snr_gamma > 0:
         from diffusers.training_utils import compute_snr
 
+        sched = model.noise_scheduler
         snr = compute_snr(sched, timesteps)
         weight = torch.clamp(snr, max=cfg.train.min_snr_gamma)
         weight = weight / (snr + 1) if model.prediction_type == "v_prediction" else weight / snr
         loss = loss * weight
+    if weights is not None:
+        loss = loss * weights
     return loss.mean()
+
+
+def preserved_loss(
+    ctx: Context, batch: Batch, noisy: torch.Tensor, timesteps: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """Output preservation (ai-toolkit's differential output preservation), batched.
+
+    The base model's prediction on the class prompt (the trigger replaced by the class word) is
+    computed with the LoRA off and no grad; then one forward pass with the LoRA on predicts both
+    halves, the captions and the class prompts, on the same noisy latents. The class half is
+    trained toward the base prediction, so the LoRA learns the character without changing what
+    the class word draws. Cost: one extra no-grad forward; one backward, one optimizer step.
+    """
+    assert batch.preserve is not None and batch.preserve_mask is not None
+    from lorawb.train.lora import adapters_off
+    from lorawb.train.models import TextCond
+
+    with torch.no_grad(), adapters_off(ctx.lora_layers):
+        prior = unet_pred(ctx, noisy, timesteps, batch.preserve, batch.time_ids)
+    both = TextCond.cat([batch.text.to(noisy.device), batch.preserve.to(noisy.device)])
+    pred = unet_pred(
+        ctx, torch.cat([noisy, noisy]), torch.cat([timesteps, timesteps]), both, batch.time_ids.repeat(2, 1)
+    )
+    pred, pred_class = pred.chunk(2)
+    loss = denoising_loss(ctx, pred, target, timesteps, batch.weights)
+    pres = F.mse_loss(pred_class.float(), prior.float(), reduction="none").mean(dim=(1, 2, 3))
+    return loss + ctx.cfg.train.preservation_weight * (pres * batch.preserve_mask).mean()
 
 
 # --- setup ----------------------------------------------------------------------------------------
@@ -435,6 +502,19 @@ def make_accelerator(cfg: TrainConfig, log: logging.Logger | None = None) -> tup
 def load_data(cfg: TrainConfig, log: logging.Logger, events: Any = None) -> D.DatasetInfo:
     """The dataset as the project's index sees it; unreadable images are skipped and named (log and events)."""
     dataset = D.load_dataset(cfg.dataset, cfg.train.seed)
+    if dataset.reg_items:
+        log.info(
+            "%d reg images (%d with repeats) from %s, balanced to %d per epoch, prior_loss_weight %g",
+            len(dataset.reg_items),
+            dataset.num_reg_images,
+            dataset.reg_root,
+            sum(it.repeats for it in dataset.reg_items),
+            cfg.dataset.prior_loss_weight,
+        )
+    if cfg.train.preservation == "output":
+        log.info(
+            "output preservation: class %r, weight %g", cfg.train.preservation_class, cfg.train.preservation_weight
+        )
     for path, why in dataset.skipped:
         log.warning("skipped %s: %s", path, why)
     if dataset.skipped and events is not None:  # the Train tab names them too, as the doctor and Triage do
@@ -827,6 +907,23 @@ def checkpoint_metadata(ctx: Context) -> dict[str, Any]:
     )
     if net.init_from:
         meta["lorawb_init_from"] = Path(net.init_from).name
+    meta.update(regularisation_metadata(ctx))
+    return meta
+
+
+def regularisation_metadata(ctx: Context) -> dict[str, Any]:
+    """kohya's reg-image keys (``ss_reg_dataset_dirs``, ``ss_num_reg_images``, ``ss_prior_loss_weight``)
+    and lorawb's output-preservation keys."""
+    cfg, ds = ctx.cfg, ctx.dataset
+    meta: dict[str, Any] = {
+        "ss_num_reg_images": str(ds.num_reg_images),
+        "ss_reg_dataset_dirs": ds.reg_dataset_dirs,
+        "ss_prior_loss_weight": str(cfg.dataset.prior_loss_weight),
+    }
+    if cfg.train.preservation != "none":
+        meta["lorawb_preservation"] = cfg.train.preservation
+        meta["lorawb_preservation_class"] = cfg.train.preservation_class
+        meta["lorawb_preservation_weight"] = str(cfg.train.preservation_weight)
     return meta
 
 

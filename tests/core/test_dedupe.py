@@ -143,3 +143,28 @@ def test_a_disguised_postscript_file_is_not_opened(project, monkeypatch):
         dedupe.image_hash(project.dataset_dir / "10_zkx_mira" / "evil.png")
     res = find_duplicates(project, workers=1)
     assert "dataset/10_zkx_mira/evil.png" in res.errors
+
+
+def test_many_images_are_hashed_in_processes_on_every_allowed_core(tmp_path, monkeypatch):
+    """Above PROCESS_MIN images the hashes come from a process pool; they equal the in-process ones."""
+    from PIL import Image
+
+    project = init_project(tmp_path / "p", trigger="zkx_mira")
+    folder = project.dataset_dir / "1_x"
+    folder.mkdir(parents=True)
+    for i in range(12):
+        Image.radial_gradient("L").rotate(i * 30).convert("RGB").save(folder / f"img_{i:02d}.png")
+    rels = sorted(f"dataset/1_x/{p.name}" for p in folder.iterdir())
+    made: list[int] = []
+    real_pool = dedupe.ProcessPoolExecutor
+
+    def pool(*args, **kwargs):
+        made.append(kwargs["max_workers"])
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(dedupe, "ProcessPoolExecutor", pool)
+    monkeypatch.setattr(dedupe, "PROCESS_MIN", 4)
+    hashes, errors = dedupe.compute_hashes(project, rels, workers=2)
+    assert made == [2] and not errors and len(hashes) == 12
+    assert hashes == {rel: dedupe.image_hash(project.root / rel) for rel in rels}
+    assert dedupe.allowed_cores() >= 1

@@ -139,7 +139,7 @@ def test_doctor_cli_json(problem_project, capsys):
         "unreadable", "captions_missing", "captions_empty", "orphan_captions", "non_utf8_captions",
         "bom_captions", "low_resolution", "duplicates", "captions_counted", "trigger_first",
         "trigger_anywhere", "without_trigger", "trigger_not_first", "buckets", "tags_distinct",
-        "tags_total", "top_tags", "notes", "steps_per_epoch", "problem_count",
+        "tags_total", "top_tags", "notes", "steps_per_epoch", "problem_count", "reg",
     }  # fmt: skip
 
 
@@ -197,3 +197,41 @@ def test_progress_line_is_drawn_and_erased(capsys):
     show(5, 10)  # within 0.1 s of the last one: skipped
     show(10, 10)
     assert capsys.readouterr().err == "\rscanning 0/10 images\r\x1b[K"
+
+
+def test_reg_folder_is_reported_with_class_tokens_and_balance(tmp_path):
+    from PIL import Image
+
+    from lorawb.core.project import Project, init_project
+
+    root = tmp_path / "p"
+    init_project(root, trigger="zkx_mira")
+    for i in range(2):
+        Image.new("RGB", (64, 64), (i * 90, 40, 40)).save(root / "dataset" / f"a{i}.png")
+        (root / "dataset" / f"a{i}.txt").write_text("zkx_mira, red outfit")
+    reg = root / "reg"
+    for i in range(3):
+        (reg / "1_woman").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 64), (40, i * 70, 40)).save(reg / "1_woman" / f"r{i}.png")
+    (reg / "1_woman" / "r0.txt").write_text("woman, blue dress")
+    (reg / "loose").mkdir()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(reg / "loose" / "x.png")  # no caption, no N_class: unusable
+    report = diagnose(Project.load(root))
+    assert report.reg is not None and report.reg.path == "reg/"
+    [f] = report.reg.folders
+    assert (f.folder, f.repeats, f.images, f.class_tokens, f.captioned) == ("1_woman", 1, 3, "woman", 1)
+    assert report.reg.unusable == ["loose/x.png"] and report.reg.steps == 3
+    assert report.images == 2  # reg images are not training images
+    text = render_text(report)
+    assert "reg images: reg/ (3 images, prior_loss_weight 1)" in text
+    assert 'the rest "woman"' in text
+    assert "each epoch uses 2 of them (1 unused" in text
+    assert "loose/x.png" in text
+    d = report.to_dict()
+    assert d["reg"]["num_reg_images"] == 3 and d["reg"]["used_per_epoch"] == 2
+    json.dumps(d)
+    # no reg/: no section
+    import shutil
+
+    shutil.rmtree(reg)
+    assert diagnose(Project.load(root)).reg is None

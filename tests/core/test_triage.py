@@ -195,7 +195,7 @@ def test_decisions_on_missing_or_foreign_files_are_clear_errors(project, tmp_pat
     with pytest.raises(TriageError, match="no such image"):
         t.reject(f"{FOLDER}/nope.png")
     (project.root / "runs" / "x.png").write_bytes(b"")
-    with pytest.raises(TriageError, match="dataset or inbox"):
+    with pytest.raises(TriageError, match="dataset, inbox or reg"):
         t.reject("runs/x.png")
     with pytest.raises(TriageError, match="unknown triage action"):
         t.decide("maybe", f"{FOLDER}/img_000.png")
@@ -297,3 +297,22 @@ def test_second_listing_reads_no_image_header_and_sees_changes(project, monkeypa
     assert items[f"{FOLDER}/img_002.png"].caption_text == "zkx_mira, edited elsewhere"
     (project.root / FOLDER / "img_002.txt").unlink()
     assert {i.rel: i for i in t.items()}[f"{FOLDER}/img_002.png"].caption_text is None
+
+
+def test_reg_folder_is_an_area_rejects_stay_inside_it(project):
+    reg = project.root / "reg" / "1_woman"
+    save(scene(90), reg / "r0.png")
+    save(scene(91), reg / "r1.png", "woman, blue dress")
+    t = Triage(project)
+    items = {i.rel: i for i in t.items()}
+    assert items["reg/1_woman/r0.png"].area == "reg" and items["reg/1_woman/r0.png"].folder == "1_woman"
+    d = t.reject("reg/1_woman/r1.png")
+    assert d.new_rel == "reg/rejected/1_woman/r1.png"
+    assert (project.root / "reg/rejected/1_woman/r1.txt").exists()
+    back = t.clear(d.new_rel)
+    assert back.new_rel == "reg/1_woman/r1.png"
+    k = t.keep("reg/1_woman/r0.png")  # kept in place: only inbox images move into the dataset
+    assert k.new_rel == "reg/1_woman/r0.png" and not k.moved
+    c = tri.count(t.items(), area="reg", min_resolution=0)
+    assert c.keep == 1 and c.unreviewed == 1
+    t.close()

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import pytest
 
-from lorawb.toyworld import check, sample
-
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def results(trained_sample):
-    project, lora = trained_sample  # trained once per session (tests/conftest.py), also for the matrix test
+def results(trained_sample, sample_results):
+    _, lora = trained_sample  # trained once per session (tests/conftest.py), also for the matrix test
     assert lora.name == "zkx_mira-000200.safetensors"
-    return check.check_lora(project / sample.MODEL_DIR, lora, seeds=list(range(8)), cfg=1.5)
+    return sample_results  # drawn once per session, also for the prior-preservation test
 
 
 def test_the_lora_brings_the_character(results):

@@ -95,3 +95,19 @@ def test_run_without_config_compares_as_empty(tmp_path):
     c = compare_runs(a, b)
     assert all(r.b is MISSING for r in c.diff) and len(c.diff) == len(flatten(read_config(a)))
     assert c.common_step is None and c.loss_at_common == (None, None)
+
+
+def test_prior_method_and_settings_older_runs_lack(tmp_path):
+    from lorawb.train.compare import prior_method
+
+    old = make_run(tmp_path, "old", losses=[1.0, 0.9])
+    new = make_run(tmp_path, "new", losses=[1.0, 0.8])
+    new.config.write_text(
+        new.config.read_text().replace("[train]\n", '[train]\npreservation = "output"\npreservation_class = "woman"\n')
+        + '\n[dataset]\nreg_path = "none"\nprior_loss_weight = 1.0\n'
+    )
+    cmp = compare_runs(old, new, points=2)
+    # reg_path "none" and prior_loss_weight 1.0 are what the old run did: not differences
+    assert [r.key for r in cmp.diff] == ["train.preservation", "train.preservation_class"]
+    assert cmp.regularisation == ("none", "output preservation 'woman' (weight 1)")
+    assert prior_method({"dataset": {"reg_path": "/p/reg", "prior_loss_weight": 0.5}}) == "reg images reg/ (weight 0.5)"

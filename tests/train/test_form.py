@@ -83,6 +83,32 @@ def test_differences_from_the_source(project):
     assert F.differences(same, source, project) == []
 
 
+def test_prior_settings_are_fields_and_the_guard_counts_them(project):
+    keys = {f.key for f in F.FIELDS}
+    assert {"dataset.prior_loss_weight", "train.preservation", "train.preservation_class"} <= keys
+    field = next(f for f in F.FIELDS if f.key == "train.preservation_class")
+    assert F.parse_field(field, " woman ") == "woman"
+    source = F.project_source(project)
+    text = F.set_in_toml(source.config.to_toml(), "train.preservation", "output")
+    with pytest.raises(ConfigError, match="needs the class word") as exc:  # as typed, with its line
+        F.validate(text, project)
+    assert F.error_key(exc.value) == "train.preservation_class"
+    assert text.splitlines()[exc.value.line - 1].startswith("preservation_class")
+    text = F.set_in_toml(text, "train.preservation_class", "woman")
+    assert F.validate(text, project).train.preservation_class == "woman"
+    rows = F.differences(text, source, project)
+    assert [r.key for r in rows] == ["train.preservation", "train.preservation_class"]  # two changes: the warning
+
+
+def test_a_reg_folder_made_since_the_source_run_is_a_difference(project):
+    source = F.project_source(project)  # no reg/: frozen as reg_path = "none"
+    assert source.config.dataset.reg_path == "none"
+    (project.root / "reg" / "1_woman").mkdir(parents=True)
+    now = F.project_source(project)
+    rows = F.differences(now.config.to_toml(), source, project)
+    assert [r.key for r in rows] == ["dataset.reg_path"] and rows[0].a == "none"
+
+
 # --- memory presets --------------------------------------------------------------------------------
 
 

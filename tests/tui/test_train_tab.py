@@ -415,6 +415,25 @@ async def test_form_marks_changes_and_validates(sample_like_project):
         assert "≠" in str(app.query_one("#f-sample-prompts-mark", Static).render())
 
 
+async def test_form_preservation_fields_say_what_they_need(sample_like_project):
+    project = sample_like_project
+    app = LorawbApp(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3", "n")
+        await settle(pilot)
+        form = app.query_one("#train-form")
+        status = app.query_one("#form-status", Static)
+        app.query_one("#f-train-preservation", Input).value = "output"
+        await settle(pilot)
+        assert "needs the class word" in str(status.render()) and "TOML line" in str(status.render())
+        assert app.query_one("#f-train-preservation_class", Input).has_class("-invalid")
+        app.query_one("#f-train-preservation_class", Input).value = "woman"
+        await settle(pilot)
+        assert 'preservation_class = "woman"' in form.toml_text
+        assert "⚠ 2 settings differ" in str(status.render())
+        assert "train.preservation" in str(status.render())
+
+
 async def test_form_preset_writes_its_memory_settings(sample_like_project):
     from textual.widgets import Select
 

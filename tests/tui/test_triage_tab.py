@@ -15,7 +15,7 @@ from lorawb.core import thumbs as thumbs_mod
 from lorawb.core.triage import Triage
 from lorawb.tui.app import LorawbApp
 from lorawb.tui.tabs.triage import Ask, TriageTab
-from lorawb.tui.widgets import image_grid
+from lorawb.tui.widgets import image_grid, image_view
 from lorawb.tui.widgets.image_grid import ImageGrid
 from lorawb.tui.widgets.image_view import ImageView
 from tests.core.triage_fixtures import save, scene, shifted
@@ -220,6 +220,23 @@ async def test_inbox_keep_asks_for_a_folder_and_moves_the_image(sample_like_proj
         assert "dataset/3_from_matrix/cell_r1c2.png" in app.image_list
 
 
+async def test_i_cycles_dataset_inbox_and_reg(sample_like_project):
+    save(scene(42), sample_like_project.inbox_dir / "cell.png", "zkx_mira, photo")
+    save(scene(43), sample_like_project.root / "reg" / "1_woman" / "r0.png")
+    app = LorawbApp(sample_like_project)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("1", "i")
+        await settle(pilot)
+        assert app.image_list == ("inbox/cell.png",)
+        await pilot.press("i")
+        await settle(pilot)
+        assert app.image_list == ("reg/1_woman/r0.png",) and status(app).startswith("reg")
+        assert "×1" in facts(app)
+        await pilot.press("i")
+        await settle(pilot)
+        assert app.image_list[0].startswith("dataset/")
+
+
 async def test_captions_tab_selection_moves_the_grid_cursor(sample_like_project):
     app = LorawbApp(sample_like_project)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -367,3 +384,37 @@ async def test_bucket_fact_follows_the_trainer_settings_and_never_crashes(sample
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         assert "bucket unknown: dataset.bucket_step" in facts(app)
+
+
+async def test_held_arrow_key_draws_only_the_preview_it_stops_on(sample_like_project, monkeypatch):
+    """Key repeat through the grid: the cursor moves at once, the preview is decoded for where it stops,
+    and the hidden Captions tab does not open each caption on the way (issue 17: 100 moves stay instant)."""
+    loads: list[tuple[str | None, str]] = []
+    real = ImageView._load
+
+    def counting(self, path):
+        loads.append((self.id, path.name))
+        return real(self, path)
+
+    monkeypatch.setattr(ImageView, "_load", counting)
+    monkeypatch.setattr(image_view, "RAPID_S", 30.0)  # a loaded test machine must not make the keys look slow
+    app = LorawbApp(sample_like_project)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        _, grid = parts(app)
+        loads.clear()
+        for want in range(1, 6):
+            app.post_message(events.Key("right", None))
+            while grid.cursor != want:
+                await asyncio.sleep(0.002)
+        for _ in range(200):  # the preview is drawn once the keys pause (a timer: late on a loaded machine)
+            if ("triage-preview", "img_005.png") in loads:
+                break
+            await asyncio.sleep(0.05)
+        await settle(pilot)
+        triage = [name for wid, name in loads if wid == "triage-preview"]
+        assert triage[-1] == "img_005.png" and len(triage) <= 2, triage  # the first move, and where it stopped
+        assert [name for wid, name in loads if wid == "captions-preview"] == []
+        await pilot.press("2")  # shown: the Captions tab opens the selected image
+        await settle(pilot)
+        assert ("captions-preview", "img_005.png") in loads

@@ -166,7 +166,6 @@ class CaptionsTab(Vertical):
         self.query_one("#captions-tag-table", DataTable).add_columns("count", "w/trig", "tag")
         self.watch(self.app, "image_list", lambda _v: self._changed(), init=False)
         self.watch(self.app, "dataset_version", self._version_changed, init=False)
-        self.watch(self.app, "current_image", lambda rel: self._follow(rel), init=False)
         self.watch(self.app, "theme", lambda _v: self._fill_comp(), init=False)
         self._status()
         self._show_candidates([])
@@ -175,7 +174,7 @@ class CaptionsTab(Vertical):
         if self._stale:
             self.reload()
         else:
-            self._follow(getattr(self.app, "current_image", None), force=True)
+            self._follow(getattr(self.app, "current_image", None))
 
     def focus_target(self) -> CaptionList:
         return self.query_one(CaptionList)
@@ -515,15 +514,13 @@ class CaptionsTab(Vertical):
     def _row_selected(self) -> None:
         self.action_view("edit")
 
-    def _follow(self, rel: str | None, force: bool = False) -> None:
-        """The app's selection moved (the Triage tab): follow it when it is in the list.
+    def _follow(self, rel: str | None) -> None:
+        """Show the app's selection (the Triage tab's) when this tab is shown, if it is in the list.
 
-        While this tab is on screen the user moves through its own list; selections made
-        meanwhile elsewhere (another tab re-reading its list after our save) are picked up
-        when the tab is shown again.
+        Only then: while the tab is on screen the user moves through its own list, and while it
+        is hidden following every move through the Triage grid would read each caption and draw
+        each preview for nothing.
         """
-        if not force and self._visible():
-            return
         if rel is not None and rel != self.current and rel in self.row_of:
             self._move_cursor(rel)
 

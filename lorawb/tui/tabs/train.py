@@ -434,6 +434,9 @@ class TrainTab(Vertical):
         la, lb = c.loss_at_common
         if c.common_step and la is not None and lb is not None:
             head.append(f"\nsmoothed loss at step {c.common_step}: A {la:.4f}  B {lb:.4f}")
+        ra, rb = c.regularisation
+        if ra != rb:
+            head.append(f"\nkept general by: A {ra}  B {rb}")
         n = len(c.diff)
         if n > 1:
             head.append(f"\n{n} settings differ: more than one change makes the effect hard to read", style="yellow")

@@ -32,7 +32,7 @@ from textual.worker import get_current_worker
 from lorawb.core import triage as tri
 from lorawb.core.buckets import BucketSettings, bucket_label
 from lorawb.core.dedupe import DedupeResult, find_duplicates
-from lorawb.core.index import IndexDelta
+from lorawb.core.index import REG, IndexDelta
 from lorawb.core.layout import repeats_for
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
@@ -91,7 +91,7 @@ class TriageTab(Vertical):
         Binding("v", "cycle_state", "View"),
         Binding("D", "dupes", "Dupes"),
         Binding("a", "autotag", "Auto-tag"),
-        Binding("i", "toggle_inbox", "Inbox", show=False),
+        Binding("i", "toggle_inbox", "Area", show=False),
         Binding("backspace", "undo", "Undo", show=False),
         Binding("n", "group(1)", "Next group", show=False),
         Binding("p", "group(-1)", "Prev group", show=False),
@@ -311,7 +311,7 @@ class TriageTab(Vertical):
         else:
             t.append(f"{item.width}×{item.height} {item.mode} {item.format} · {_size(item.size_bytes)}")
             t.append("\n" + self._bucket_text(item))
-            if item.area == tri.DATASET:
+            if item.area in (tri.DATASET, REG):
                 t.append(f" · ×{repeats_for(item.folder)}")
             if item.short_side < self.project.config.project.min_resolution:
                 t.append(" · low-res", style="yellow")
@@ -353,7 +353,7 @@ class TriageTab(Vertical):
         return "no near-duplicates"
 
     def update_status(self) -> None:
-        area = tri.INBOX if (self.flt.area == tri.INBOX and not self.dupe_view) else tri.DATASET
+        area = tri.DATASET if self.dupe_view else self.flt.area
         c = tri.count(self.all_items, area=area, min_resolution=self.project.config.project.min_resolution)
         if self.dupe_view:
             n = self.group_index + 1 if self.groups else 0
@@ -555,7 +555,10 @@ class TriageTab(Vertical):
         self._set_filter(**{name: not getattr(self.flt, name)})
 
     def action_toggle_inbox(self) -> None:
-        self._set_filter(area=tri.DATASET if self.flt.area == tri.INBOX else tri.INBOX, folder=None)
+        """The next area: dataset, inbox, then reg (the regularisation images) when the project has reg/."""
+        names = [a.name for a in self.triage.index.areas] or [tri.DATASET, tri.INBOX]
+        at = names.index(self.flt.area) if self.flt.area in names else -1
+        self._set_filter(area=names[(at + 1) % len(names)], folder=None)
 
     def action_ask_tag(self, which: str) -> None:
         vocab = {t for i in self.all_items for t in i.tags}
@@ -692,7 +695,9 @@ class TriageTab(Vertical):
         yield SystemCommand("Triage: has tag…", "Filter by caption tag (t)", lambda: self.action_ask_tag("has_tag"))
         yield SystemCommand("Triage: lacks tag…", "Filter by missing tag (T)", lambda: self.action_ask_tag("lacks_tag"))
         yield SystemCommand("Triage: folder…", "Filter by subfolder (/)", self.action_ask_folder)
-        yield SystemCommand("Triage: inbox / dataset", "Switch between dataset and inbox (i)", self.action_toggle_inbox)
+        yield SystemCommand(
+            "Triage: inbox / dataset", "Switch between dataset, inbox and reg (i)", self.action_toggle_inbox
+        )
         yield SystemCommand("Triage: near-duplicate groups", "Walk groups, keep one (D)", self.action_dupes)
         for key in tri.SORTS:
             yield SystemCommand(f"Triage: sort by {key}", "s cycles, S reverses", lambda k=key: self._sort_by(k))

@@ -1,18 +1,21 @@
 """ImageView: one image, decoded off the event loop, drawn with textual-image.
 
 ``show(path)`` returns at once: a thread worker makes (or finds) the cached
-thumbnail and decodes it, then hands the PIL image back to the widget. The
+thumbnail and decodes it, then hands the PIL image back to the widget. Shows in
+quick succession (a held arrow key) draw only the image the cursor rests on. The
 rendering class follows ``app.image_mode`` (Kitty/Sixel/half-blocks/unicode).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from PIL import Image as PILImage
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Container
+from textual.timer import Timer
 from textual.widgets import Static
 from textual.worker import get_current_worker
 from textual_image.widget import HalfcellImage, SixelImage, TGPImage, UnicodeImage
@@ -29,6 +32,8 @@ RENDERERS = {
     "tgp": TGPImage,
 }
 IMAGE_MODES = tuple(RENDERERS)
+RAPID_S = 0.1  # a show this soon after the last one is a held key: draw when the keys pause for...
+SETTLE_S = 0.08  # ...this long (drawing a preview costs ~30 ms of the event loop; the cursor must not wait)
 
 
 class ImageView(Container):
@@ -47,6 +52,8 @@ class ImageView(Container):
         self._pil: PILImage.Image | None = None
         self._mode: str | None = None
         self._stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file shown
+        self._last_show = 0.0
+        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="message")
@@ -69,11 +76,24 @@ class ImageView(Container):
         if new is not None and new == self.path and stamp == self._stamp and self._pil is not None:
             return
         self.path, self._stamp = new, stamp
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
         if self.path is None:
             self._pil = None
             self._message("")
             return
+        now = time.monotonic()
+        rapid, self._last_show = now - self._last_show < RAPID_S, now
+        if rapid:  # key repeat through a grid: only the image the cursor stops on is decoded and drawn
+            self._timer = self.set_timer(SETTLE_S, self._load_current)
+            return
         self._load(self.path)
+
+    def _load_current(self) -> None:
+        self._timer = None
+        if self.path is not None:
+            self._load(self.path)
 
     @work(thread=True, exclusive=True, group="image-view")
     def _load(self, path: Path) -> None:
