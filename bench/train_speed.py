@@ -1,36 +1,81 @@
-"""Training throughput: lorawb's trainer against the diffusers reference LoRA script, same settings.
+"""Training throughput: lorawb's trainer against diffusers' own LoRA example script, same settings.
 
-The reference is the per-step logic of diffusers' examples/text_to_image/train_text_to_image_lora.py
-(and its SDXL sibling for --family sdxl), re-implemented here from reading it: every step decodes
-and transforms the images, encodes them with the VAE, runs the text encoder(s), then the UNet with
-peft LoRA on its attention (to_q/to_k/to_v/to_out.0), MSE loss, AdamW, constant lr. lorawb runs
-its real trainer (a run folder, events and all) twice: without caches (step for step the same work)
-and with its latent and text-embedding caches (the default).
+Four contenders, each in a fresh process, interleaved round by round (A B C D A B C D):
 
-    python bench/train_speed.py                           # CPU, tiny model, 32 px
-    python bench/train_speed.py --device cuda --family sdxl --resolution 1024 --full-size
+- ``diffusers``: the UNMODIFIED ``examples/text_to_image/train_text_to_image_lora.py`` (or
+  ``train_text_to_image_lora_sdxl.py`` for ``--family sdxl``) from the public diffusers repository,
+  read at benchmark time (never part of lorawb): ``--diffusers-script PATH`` (the file, or a diffusers
+  checkout), else ``$LORAWB_DIFFUSERS_EXAMPLES``, ``~/.cache/lorawb/diffusers/``, or the examples of
+  an installed diffusers source tree. It needs ``datasets`` and ``torchvision``
+  (``pip install datasets torchvision``). Absent, its row says "skipped: no script". It is timed
+  from outside: its training progress bar's ``update`` (desc "Steps", one per optimizer step) is wrapped.
+- ``reference``: the same per-step logic re-implemented here (image transforms, VAE encode and text
+  encoder every step, peft LoRA on to_q/to_k/to_v/to_out.0, MSE, AdamW, constant lr).
+- ``nocache`` / ``cached``: lorawb's real trainer (a run folder, events and all) without caches
+  (step for step the same work) and with its latent and text-embedding caches (the default).
+
+    python bench/train_speed.py --diffusers-script ~/src/diffusers       # CPU, tiny model, 128 px, batch 4
+    python bench/train_speed.py --device cuda --family sdxl --full-size --diffusers-script ~/src/diffusers
 
 --full-size builds a randomly initialised model with the real SD1.5 or SDXL architecture (UNet,
 VAE, CLIP text encoders; nothing is downloaded), so GPU figures are those of the real networks.
-Prints steps/s, s/step and peak GPU memory of each, and the ratios.
+Prints steps/s (after the warm-up steps), peak memory (GPU: torch.cuda.max_memory_allocated; CPU:
+the process's peak RSS), the process's wall time and the ratios, all measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import hashlib
 import json
 import os
 import random
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+
+_TV_STUBS: list = []
+
+
+def import_torchvision() -> None:
+    """Import torchvision, also where its compiled ops cannot load (a CUDA torchvision wheel beside a
+    CPU torch: the only torchvision on PyPI). The script uses only its PIL transforms; torchvision's
+    import registers fake kernels for two ops it then needs declared, so declare them (never called)."""
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        return  # not installed: the diffusers script is skipped
+    except RuntimeError as exc:
+        if "torchvision::" not in str(exc):
+            raise
+        for name in [m for m in sys.modules if m.startswith("torchvision")]:
+            del sys.modules[name]
+        lib = torch.library.Library("torchvision", "FRAGMENT")
+        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        lib.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
+        _TV_STUBS.append(lib)
+        import torchvision  # noqa: F401
+
+
+import_torchvision()  # before transformers, which imports torchvision whenever it is installed
+
+KINDS = ("diffusers", "reference", "nocache", "cached")
+NAMES = {
+    "diffusers": "diffusers script (unmodified)",
+    "reference": "re-implemented diffusers loop",
+    "nocache": "lorawb, no caches (same work)",
+    "cached": "lorawb, cached latents + text",
+}
+SCRIPT_FOR = {"sd1": "train_text_to_image_lora.py", "sdxl": "train_text_to_image_lora_sdxl.py"}
 
 # --- the models -----------------------------------------------------------------------------------
 
@@ -189,10 +234,9 @@ def reference_run(args: argparse.Namespace, model: Path, images: list[Path], cap
 
     order = list(range(len(images)))
     cursor = len(order)
-    times: list[float] = []
+    stamps: list[tuple[int, float, float]] = []
     unet.train()
     for _ in range(args.steps):
-        t0 = time.perf_counter()
         if cursor + args.batch > len(order):  # a new epoch of the (shuffled) dataloader
             random.shuffle(order)
             cursor = 0
@@ -232,10 +276,124 @@ def reference_run(args: argparse.Namespace, model: Path, images: list[Path], cap
         optimizer.step()
         lr_scheduler.step()
         optimizer.zero_grad()
-        times.append(time.perf_counter() - t0)
-    result = {"name": "diffusers reference (VAE + text encoder every step)", "times": times}
+        stamps.append((len(stamps) + 1, time.perf_counter(), time.process_time()))
+    result = {"stamps": stamps}
     del unet, vae, text_encoders, optimizer, accelerator
     return result
+
+
+# --- the diffusers example script, read at benchmark time ----------------------------------------
+
+
+def find_diffusers_script(given: str | None, family: str) -> Path | None:
+    """The example script for ``family``: a given file or checkout, the env/cache folders, the installed tree."""
+    name = SCRIPT_FOR[family]
+    places: list[Path] = []
+    if given:
+        p = Path(given).expanduser()
+        places += [p] if p.is_file() else [p / name, p / "examples" / "text_to_image" / name]
+    if os.environ.get("LORAWB_DIFFUSERS_EXAMPLES"):
+        places.append(Path(os.environ["LORAWB_DIFFUSERS_EXAMPLES"]).expanduser() / name)
+    places.append(Path.home() / ".cache" / "lorawb" / "diffusers" / name)
+    try:
+        import diffusers
+
+        places.append(Path(diffusers.__file__).resolve().parents[2] / "examples" / "text_to_image" / name)
+    except ImportError:
+        pass
+    for p in places:
+        if p.is_file() and (not given or p.name == name or p == Path(given).expanduser()):
+            return p.resolve()
+    return None
+
+
+def script_provenance(script: Path, commit: str | None) -> dict[str, str]:
+    """Which diffusers the script came from: its commit (given, a COMMIT file beside it, or git), blob id."""
+    import diffusers
+
+    data = script.read_bytes()
+    blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # what `git hash-object` prints
+    if not commit and (script.parent / "COMMIT").is_file():
+        commit = (script.parent / "COMMIT").read_text().strip()
+    if not commit:
+        try:
+            commit = subprocess.run(
+                ["git", "-C", str(script.parent), "log", "-1", "--format=%H", "--", script.name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            commit = ""
+    return {
+        "path": str(script),
+        "commit": commit or "unknown",
+        "blob": blob,
+        "installed_diffusers": diffusers.__version__,
+    }
+
+
+def missing_script_packages() -> list[str]:
+    from importlib.util import find_spec
+
+    return [m for m in ("datasets", "torchvision") if find_spec(m) is None]
+
+
+def diffusers_args(args: argparse.Namespace, model: Path, data: Path, out: Path) -> list[str]:
+    """The script's flags for the same settings the other contenders use."""
+    a = [
+        f"--pretrained_model_name_or_path={model}",
+        f"--train_data_dir={data}",
+        f"--resolution={args.resolution}",
+        "--center_crop",
+        f"--train_batch_size={args.batch}",
+        f"--max_train_steps={args.steps}",
+        "--learning_rate=1e-4",
+        "--lr_scheduler=constant",
+        "--lr_warmup_steps=0",
+        f"--rank={args.rank}",
+        "--seed=0",
+        f"--output_dir={out}",
+        f"--checkpointing_steps={args.steps + 1000}",
+        f"--mixed_precision={args.mixed_precision}",
+        "--dataloader_num_workers=0",
+        "--report_to=tensorboard",  # its default; accelerate skips it when TensorBoard is not installed
+    ]
+    if args.gradient_checkpointing:
+        a.append("--gradient_checkpointing")
+    if args.device == "cuda":
+        a.append("--allow_tf32")  # lorawb turns TF32 on for CUDA too
+    return a
+
+
+def diffusers_worker(spec: dict) -> dict:
+    """Run the unmodified script in this process, stamping each optimizer step (its tqdm bar's update)."""
+    import runpy
+
+    import tqdm.auto
+
+    stamps: list[tuple[int, float, float]] = []
+    original = tqdm.auto.tqdm.update
+
+    def update(self, n: int = 1) -> bool | None:  # type: ignore[no-untyped-def]
+        if str(getattr(self, "desc", "")).startswith("Steps"):  # the training bar, not a loading bar
+            stamps.append((len(stamps) + 1, time.perf_counter(), time.process_time()))
+        return original(self, n)
+
+    tqdm.auto.tqdm.update = update  # type: ignore[method-assign]
+    sys.argv = [spec["script"], *spec["script_args"]]
+    runpy.run_path(spec["script"], run_name="__main__")
+    return {"stamps": stamps}
+
+
+def write_imagefolder(images: list[Path], captions: list[str], dest: Path) -> Path:
+    """The same images and captions as a `datasets` imagefolder (metadata.jsonl: file_name, text)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(dest / "metadata.jsonl", "w", encoding="utf-8") as fh:
+        for img, cap in zip(images, captions, strict=True):
+            shutil.copy2(img, dest / img.name)
+            fh.write(json.dumps({"file_name": img.name, "text": cap}) + "\n")
+    return dest
 
 
 # --- lorawb ---------------------------------------------------------------------------------------
@@ -260,47 +418,114 @@ def lorawb_run(args: argparse.Namespace, project_root: Path, cached: bool) -> di
         "dataset.buckets=false",
         "sample.prompts=[]",
         "save.every_n_steps=0",
+        *args.lorawb_set,
     ]
-    stamps: list[float] = []
-    t0 = time.perf_counter()
+    stamps: list[tuple[int, float, float]] = []
     start_run(
         project,
         resolve_config(project, overrides=overrides),
         detach=False,
-        progress=lambda ev: stamps.append(time.perf_counter()),
+        progress=lambda ev: stamps.append((int(ev["step"]), time.perf_counter(), time.process_time())),
     )
-    total = time.perf_counter() - t0
-    times = [b - a for a, b in zip([stamps[0]] + stamps[:-1], stamps, strict=True)]
-    times[0] = stamps[0] - t0  # the first step carries loading and caching
-    name = "lorawb, cached latents + text embeddings" if cached else "lorawb, no caches (same work per step)"
-    return {"name": name, "times": times, "wall": total}
+    return {"stamps": stamps}
+
+
+# --- one contender in its own process -------------------------------------------------------------
+
+
+def worker(spec_path: Path) -> int:
+    spec = json.loads(spec_path.read_text())
+    args = argparse.Namespace(**spec["args"])
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
+    random.seed(0)
+    torch.manual_seed(0)
+    kind = spec["kind"]
+    t0 = time.perf_counter()
+    if kind == "diffusers":
+        r = diffusers_worker(spec)
+    elif kind == "reference":
+        images = [Path(p) for p in spec["images"]]
+        r = {"stamps": reference_run(args, Path(spec["model"]), images, spec["captions"])["stamps"]}
+    else:
+        r = lorawb_run(args, Path(spec["project"]), kind == "cached")
+    r["t0"] = t0
+    r["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else None
+    Path(spec["out"]).write_text(json.dumps(r))
+    return 0
+
+
+def steady_rate(stamps: list[tuple[int, float, float]], warmup: int) -> tuple[float, float, int]:
+    """From the first stamp at or after ``warmup`` steps to the last: steps per wall second, CPU seconds
+    per step (the process's, all threads: what a busy machine does not inflate), and the steps timed."""
+    first = next((s for s in stamps if s[0] >= warmup), None)
+    last = stamps[-1] if stamps else None
+    if first is None or last is None or last[0] <= first[0]:
+        return float("nan"), float("nan"), 0
+    n = last[0] - first[0]
+    return n / (last[1] - first[1]), (last[2] - first[2]) / n, n
+
+
+def run_contender(kind: str, spec: dict, work: Path, env: dict[str, str], round_: int) -> dict:
+    spec = {**spec, "kind": kind, "out": str(work / f"{kind}-{round_}.json")}
+    spec_path = work / f"{kind}-{round_}.spec.json"
+    spec_path.write_text(json.dumps(spec))
+    log = work / f"{kind}-{round_}.log"
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=work,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0 or not Path(spec["out"]).is_file():
+        tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+        return {"kind": kind, "error": f"exit {proc.returncode}; log {log}:\n    " + "\n    ".join(tail)}
+    r = json.loads(Path(spec["out"]).read_text())
+    rate, cpu, timed = steady_rate([tuple(s) for s in r["stamps"]], spec["args"]["warmup"])
+    peak = r["peak_gpu_gb"] if r["peak_gpu_gb"] is not None else usage.ru_maxrss / 2**20  # ru_maxrss is KiB
+    return {"kind": kind, "steps_s": rate, "cpu_s": cpu, "timed": timed, "peak_gb": peak, "wall": wall}
+
+
+# --- the bench ------------------------------------------------------------------------------------
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--family", default="sd1", choices=["sd1", "sdxl"])
-    ap.add_argument("--resolution", type=int, default=0, help="default: 32 (tiny), 512 (sd1), 1024 (sdxl)")
+    ap.add_argument("--resolution", type=int, default=0, help="default: 128 (tiny), 512 (sd1), 1024 (sdxl)")
     ap.add_argument("--batch", type=int, default=0, help="default: 4 on CPU, 1 on GPU")
-    ap.add_argument("--steps", type=int, default=0, help="timed steps after warm-up (default 30 CPU, 40 GPU)")
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=0, help="timed steps after warm-up (default 8 CPU, 40 GPU)")
+    ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads of each contender (default 1)")
     ap.add_argument("--mixed-precision", default="", choices=["", "no", "fp16", "bf16"], help="default: bf16 on GPU")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--full-size", action="store_true", help="the real SD1.5/SDXL architecture, random weights")
     ap.add_argument("--model", help="an existing diffusers folder to use instead")
-    ap.add_argument("--only", choices=["reference", "nocache", "cached"], action="append")
-    ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the best of each is shown")
+    ap.add_argument("--model-dir", help="with --full-size: build the model here, or reuse the one built here")
+    ap.add_argument("--diffusers-script", help="diffusers' example script, or a diffusers checkout holding it")
+    ap.add_argument("--diffusers-commit", help="the diffusers commit the script is from (else read from git)")
+    ap.add_argument("--only", choices=KINDS, action="append", help="run only these contenders (repeatable)")
+    ap.add_argument("--lorawb-set", action="append", default=[], help="extra KEY=VALUE for lorawb's two runs")
+    ap.add_argument("--repeat", type=int, default=2, help="interleaved rounds; the best of each is shown")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
-    if args.device == "cpu":
-        torch.set_num_threads(int(os.environ.get("LORAWB_THREADS", "0") or 0) or torch.get_num_threads())
+    if args.worker:
+        return worker(Path(args.worker))
     args.mixed_precision = args.mixed_precision or ("bf16" if args.device == "cuda" else "no")
     if not args.resolution:
-        args.resolution = {"sd1": 512, "sdxl": 1024}[args.family] if (args.full_size or args.model) else 32
+        args.resolution = {"sd1": 512, "sdxl": 1024}[args.family] if (args.full_size or args.model) else 128
     args.batch = args.batch or (1 if args.device == "cuda" else 4)
-    timed = args.steps or (40 if args.device == "cuda" else 30)
+    timed = args.steps or (40 if args.device == "cuda" else 8)
     args.steps = timed + args.warmup
 
     from lorawb.toyworld.tiny import build_tiny_model
@@ -308,9 +533,12 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="lorawb-bench-"))
     if args.model:
         model = Path(args.model).resolve()
+    elif args.full_size and args.model_dir and (Path(args.model_dir) / "model_index.json").is_file():
+        model = Path(args.model_dir).resolve()
+        print(f"reusing the random full-size {args.family} model in {model}", flush=True)
     elif args.full_size:
         t = time.time()
-        model = build_full_size(work / "model", args.family, args.device)
+        model = build_full_size(Path(args.model_dir) if args.model_dir else work / "model", args.family, args.device)
         print(f"built a random full-size {args.family} model in {time.time() - t:.0f} s", flush=True)
     else:
         model = build_tiny_model(work / "model", family=args.family, image_size=args.resolution)
@@ -325,44 +553,110 @@ def main() -> int:
     images = sorted((root / "dataset" / "1_zkx_mira").glob("*.png"))
     captions = [p.with_suffix(".txt").read_text() for p in images]
 
-    which = args.only or ["reference", "nocache", "cached"]
-    best: dict[str, dict] = {}
-    # Interleaved rounds, best of each: a busy machine slows whichever variant it happens to hit.
-    for _ in range(args.repeat):
-        for kind in which:
-            if args.device == "cuda":
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats()
-            random.seed(0)
-            torch.manual_seed(0)
-            if kind == "reference":
-                r = reference_run(args, model, images, captions)
-            else:
-                r = lorawb_run(args, root, kind == "cached")
-            steady = r.pop("times")[args.warmup :]
-            r["steps_s"] = len(steady) / sum(steady)
-            r["s_step"] = sum(steady) / len(steady)
-            r["peak_gb"] = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else None
-            gc.collect()
-            print(f"  {r['name']}: {r['steps_s']:.3f} steps/s", flush=True)
-            if kind not in best or r["steps_s"] > best[kind]["steps_s"]:
-                best[kind] = r
-    results = [best[k] for k in which]
+    which = list(args.only or KINDS)
+    skipped: dict[str, str] = {}
+    provenance: dict[str, str] = {}
+    spec: dict = {
+        "args": {k: v for k, v in vars(args).items() if k != "worker"},
+        "model": str(model),
+        "project": str(root),
+        "images": [str(p) for p in images],
+        "captions": captions,
+    }
+    if "diffusers" in which:
+        script = find_diffusers_script(args.diffusers_script, args.family)
+        missing = missing_script_packages()
+        if script is None:
+            skipped["diffusers"] = f"skipped: no script ({SCRIPT_FOR[args.family]}; see --diffusers-script)"
+        elif missing:
+            skipped["diffusers"] = (
+                f"skipped: the script needs {' and '.join(missing)} (pip install {' '.join(missing)})"
+            )
+        else:
+            provenance = script_provenance(script, args.diffusers_commit)
+            data = write_imagefolder(images, captions, work / "imagefolder")
+            spec["script"] = str(script)
+            spec["script_args"] = diffusers_args(args, model, data, work / "diffusers-out")
+            print(
+                f"diffusers script {script} (commit {provenance['commit']}, blob {provenance['blob'][:12]}, "
+                f"installed diffusers {provenance['installed_diffusers']})",
+                flush=True,
+            )
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "LORAWB_THREADS": str(args.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": str(work / "hf-home"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
 
-    dev = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    kind = "full-size random" if args.full_size else ("tiny" if not args.model else str(model))
+    # On CPU the ratios compare CPU seconds per step (one thread each: what other processes on a busy
+    # machine do not inflate); on a GPU, steps per wall second.
+    def score(r: dict) -> float:
+        return r["steps_s"] if args.device == "cuda" else 1 / r["cpu_s"]
+
+    best: dict[str, dict] = {}
+    rounds: list[dict[str, float]] = []
+    # Interleaved rounds, best of each: a busy machine slows whichever contender it happens to hit.
+    for n in range(args.repeat):
+        this: dict[str, float] = {}
+        for kind in which:
+            if kind in skipped:  # no script, or its packages are missing
+                continue
+            r = run_contender(kind, spec, work, env, n)
+            if "error" in r:
+                print(f"  round {n + 1} {NAMES[kind]}: failed, {r['error']}", flush=True)
+                continue
+            this[kind] = score(r)
+            print(
+                f"  round {n + 1} {NAMES[kind]}: {r['steps_s']:.3f} steps/s, {r['cpu_s']:.2f} CPU s/step, "
+                f"wall {r['wall']:.0f} s",
+                flush=True,
+            )
+            if kind not in best or score(r) > score(best[kind]):
+                best[kind] = r
+        rounds.append(this)
+        if "diffusers" in this:
+            ratios = ", ".join(f"{k} {v / this['diffusers']:.2f}x" for k, v in this.items() if k != "diffusers")
+            print(f"  round {n + 1} vs the diffusers script: {ratios}", flush=True)
+
+    dev = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} thread(s) each"
+    kind_s = "full-size random" if args.full_size else ("tiny" if not args.model else str(model))
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     print(
-        f"\ntrain_speed: {args.family} ({kind}) {args.resolution}px, batch {args.batch}, rank {args.rank}, "
-        f"{timed} timed steps after {args.warmup} warm-up, best of {args.repeat}, {args.mixed_precision}, {dev}"
+        f"\ntrain_speed {time.strftime('%Y-%m-%d')} lorawb {commit.stdout.strip() or '?'}: {args.family} ({kind_s}) "
+        f"{args.resolution}px, batch {args.batch}, rank {args.rank}, {timed} timed steps after {args.warmup} "
+        f"warm-up, best of {args.repeat}, {args.mixed_precision}, {dev}"
     )
-    base = next((r["steps_s"] for r in results if r["name"].startswith("diffusers")), None)
-    print(f"{'':48} {'steps/s':>8} {'s/step':>8} {'peak GB':>8} {'vs ref':>7}")
-    for r in results:
-        peak = f"{r['peak_gb']:.1f}" if r["peak_gb"] is not None else "-"
-        ratio = f"{r['steps_s'] / base:.2f}x" if base else "-"
-        print(f"{r['name']:48} {r['steps_s']:8.3f} {r['s_step']:8.4f} {peak:>8} {ratio:>7}")
+    if provenance:
+        print(
+            f"diffusers script: commit {provenance['commit']}, installed diffusers {provenance['installed_diffusers']}"
+        )
+    measure = "steps per wall second" if args.device == "cuda" else "CPU seconds per step"
+    print(f"ratios compare {measure} (higher is faster)")
+    mem = "peak GB" if args.device == "cuda" else "RSS GB"
+    base = score(best["diffusers"]) if "diffusers" in best else None
+    ref = score(best["reference"]) if "reference" in best else None
+    print(f"{'':34} {'steps/s':>8} {'CPU s/st':>8} {mem:>8} {'wall s':>7} {'vs script':>9} {'vs re-impl':>10}")
+    for kind in which:
+        if kind not in best:
+            print(f"{NAMES[kind]:34} {skipped.get(kind, 'failed (see above)')}")
+            continue
+        r = best[kind]
+        vs = f"{score(r) / base:.2f}x" if base else "-"
+        vr = f"{score(r) / ref:.2f}x" if ref else "-"
+        print(
+            f"{NAMES[kind]:34} {r['steps_s']:8.3f} {r['cpu_s']:8.3f} {r['peak_gb']:8.2f} {r['wall']:7.0f} "
+            f"{vs:>9} {vr:>10}"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "device": dev, "results": results}, indent=2))
+        out = {"args": spec["args"], "device": dev, "diffusers": provenance, "best": best, "rounds": rounds}
+        Path(args.json).write_text(json.dumps({**out, "skipped": skipped}, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

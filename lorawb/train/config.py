@@ -108,7 +108,9 @@ class TrainSection(_Section):
     learning_rate: float = Field(1e-4, gt=0, description="UNet LoRA learning rate")
     lr_scheduler: Literal["constant", "cosine", "linear"] = Field("constant", description="learning-rate schedule")
     warmup_steps: int = Field(0, ge=0, description="steps of linear lr warm-up")
-    optimizer: Literal["adamw", "adamw8bit", "adamw_fused"] = Field("adamw", description="adamw8bit needs bitsandbytes")
+    optimizer: Literal["adamw", "adamw8bit", "adamw_fused"] = Field(
+        "adamw", description="adamw is fused on CUDA; adamw8bit needs bitsandbytes"
+    )
     weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping (0: off)")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
@@ -122,7 +124,14 @@ class TrainSection(_Section):
     num_processes: int = Field(1, ge=1, description="processes (GPUs) for data-parallel training via Accelerate")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: the GPU when there is one")
     val_every_n_steps: int = Field(0, ge=0, description="validation loss every N steps (needs validation images)")
-    log_every_n_steps: int = Field(1, ge=1, description="a step event every N steps")
+    log_every_n_steps: int = Field(
+        0, ge=0, description="a step event (mean loss since the last) every N steps; 0: 1 on CPU, 10 on a GPU"
+    )
+    compile: bool = Field(False, description="torch.compile the UNet (falls back to eager where it cannot)")
+    channels_last: bool = Field(False, description="the UNet's convolutions in channels-last memory layout")
+    offload_frozen: bool = Field(
+        True, description="move the text encoders / VAE off the GPU while the text / latent caches make them idle"
+    )
     preservation: Literal["none", "output"] = Field(
         "none",
         description="output: each step also trains the LoRA's prediction on the class prompt toward the "

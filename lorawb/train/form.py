@@ -56,6 +56,70 @@ FIELDS: tuple[FormField, ...] = (
     FormField("train.preservation_weight", "preserve wt", float, "weight of the preservation loss"),
 )
 PROMPTS_KEY = "sample.prompts"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named set of settings the form writes into its TOML in one go (the rest is left as it is)."""
+
+    name: str
+    help: str
+    values: tuple[tuple[str, Any], ...]  # (dotted key, value)
+
+
+# SDXL LoRA training on a GPU of a given size: what kohya's users do to fit (caches, checkpointing,
+# an 8-bit optimizer), as lorawb settings. Both keep the captions fixed so the text cache applies
+# (tag shuffling and tag dropout re-encode captions every step) and crop centered so the latent
+# cache does. bench/gpu_session.sh measures their peak memory.
+PRESETS: tuple[Preset, ...] = (
+    Preset(
+        "SDXL 12 GB",
+        "1024 px, batch 1: latent + text caches (encoders off the GPU), gradient checkpointing, "
+        "bf16, 8-bit AdamW (needs bitsandbytes)",
+        (
+            ("dataset.resolution", 1024),
+            ("dataset.cache_latents", True),
+            ("dataset.cache_text", True),
+            ("dataset.crop", "center"),
+            ("dataset.shuffle_tags", False),
+            ("dataset.tag_dropout", 0.0),
+            ("network.train_text_encoder", False),
+            ("train.batch_size", 1),
+            ("train.mixed_precision", "bf16"),
+            ("train.gradient_checkpointing", True),
+            ("train.optimizer", "adamw8bit"),
+            ("train.offload_frozen", True),
+        ),
+    ),
+    Preset(
+        "SDXL 24 GB",
+        "1024 px, batch 2: latent + text caches (encoders off the GPU), bf16, fused AdamW, "
+        "no gradient checkpointing (faster)",
+        (
+            ("dataset.resolution", 1024),
+            ("dataset.cache_latents", True),
+            ("dataset.cache_text", True),
+            ("dataset.crop", "center"),
+            ("dataset.shuffle_tags", False),
+            ("dataset.tag_dropout", 0.0),
+            ("network.train_text_encoder", False),
+            ("train.batch_size", 2),
+            ("train.mixed_precision", "bf16"),
+            ("train.gradient_checkpointing", False),
+            ("train.optimizer", "adamw"),
+            ("train.offload_frozen", True),
+        ),
+    ),
+)
+
+
+def apply_preset(text: str, preset: Preset) -> str:
+    """``text`` with the preset's settings written in (comments and every other key kept)."""
+    for key, value in preset.values:
+        text = set_in_toml(text, key, value)
+    return text
+
+
 FIELD_KEYS = {f.key for f in FIELDS} | {PROMPTS_KEY}
 
 

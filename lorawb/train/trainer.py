@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from lorawb.errors import LorawbError, RunError
 from lorawb.train import data as D
 from lorawb.train import kohya, trackers
+from lorawb.train import speed as S
 from lorawb.train.batches import Batch, Batches, cache_root, center_crop, seed_for
 from lorawb.train.caches import LatentCache, save_torch
 from lorawb.train.config import TrainConfig, load_run_config
@@ -94,6 +95,9 @@ class Context:
     val_cache: LatentCache | None = None
     trackers: list[Any] = field(default_factory=list)
     rate: Rate = field(default_factory=lambda: Rate())
+    meter: S.LossMeter = field(default_factory=S.LossMeter)  # step losses since the last step event
+    log_every: int = 1  # steps between step events (train.log_every_n_steps, resolved for the device)
+    parking: S.Parking | None = None  # the frozen networks the caches make idle, off the GPU
     loss_ema: float | None = None
     resumed_from: int | None = None
     _lora_layers: list[Any] | None = None
@@ -197,7 +201,8 @@ def build_context(
     lora = setup_network(cfg, model, log, init_from=not resume)
     batches = Batches(cfg, model, dataset, run, log, acc.num_processes, acc.process_index)
     try:
-        optimizer = make_optimizer(cfg, lora)
+        parking = speed_levers(cfg, model, batches, acc.device, log)
+        optimizer = make_optimizer(cfg, lora, acc.device)
         micro_per_step = cfg.train.grad_accum * acc.num_processes
         per_epoch = batches.stream.batches_per_epoch
         max_steps = D.total_steps(cfg.train.max_steps, cfg.train.epochs, per_epoch, micro_per_step)
@@ -225,6 +230,8 @@ def build_context(
         mixed_precision=mixed_precision,
         trained=trained,
         progress=progress,
+        log_every=S.log_interval(cfg, acc.device),
+        parking=parking,
     )
 
 
@@ -236,11 +243,10 @@ def _loop(ctx: Context) -> str:
     done_epochs = completed_epochs(st.pos, ctx.batches.stream.batches_per_epoch)
     while st.step < ctx.max_steps:
         t0 = time.perf_counter()
-        loss = train_step(ctx)
-        it_s = ctx.rate.add(time.perf_counter() - t0)
+        ctx.meter.add(train_step(ctx))
         st.step += 1
         st.pos = D.Position(**vars(ctx.batches.pos))
-        record_step(ctx, loss, it_s)
+        record_step(ctx, t0)
         if every(ctx.cfg.train.val_every_n_steps, st.step) and ctx.dataset.val_items:
             record_validation(ctx)
         if every(ctx.cfg.sample.every_n_steps, st.step) and ctx.cfg.sample.prompts:
@@ -273,22 +279,30 @@ def begin(ctx: Context) -> None:
     train_mode(ctx)
 
 
-def record_step(ctx: Context, loss: float, it_s: float) -> None:
-    """A NaN loss stops the run; every ``log_every_n_steps`` a step event, the progress line, the trackers."""
+def record_step(ctx: Context, t0: float) -> None:
+    """Every ``log_every`` steps (and the last): read the mean loss since the last event off the
+    device (the only host sync of a step), stop on a NaN, write the step event, the progress line,
+    the trackers. ``t0``: when this step began (the speed counts the wait for the device too)."""
     st = ctx.state
+    logged = st.step % ctx.log_every == 0 or st.step == ctx.max_steps
+    if not logged:
+        ctx.rate.add(time.perf_counter() - t0)
+        return
+    reduce = (lambda t: ctx.acc.reduce(t, reduction="mean")) if ctx.acc.num_processes > 1 else None
+    loss = ctx.meter.take(reduce)
+    it_s = ctx.rate.add(time.perf_counter() - t0)
     if not math.isfinite(loss):
         raise TrainingError(f"loss is {loss} at step {st.step}", hint=NAN_HINT)
     ctx.loss_ema = loss if ctx.loss_ema is None else EMA_WEIGHT * ctx.loss_ema + (1 - EMA_WEIGHT) * loss
-    if st.step % ctx.cfg.train.log_every_n_steps == 0 or st.step == ctx.max_steps:
-        fields = step_fields(ctx, loss, it_s)
-        ctx.events.step(**fields)
-        if ctx.progress:
-            ctx.progress(fields)
-        lrs = ctx.lr_scheduler.get_last_lr()
-        scalars = {"loss/current": loss, "loss/average": ctx.loss_ema, "lr/unet": lrs[0], "speed/it_s": it_s}
-        if len(lrs) > 1:
-            scalars["lr/textencoder"] = lrs[1]
-        trackers.log_scalars(ctx.trackers, scalars, st.step)
+    fields = step_fields(ctx, loss, it_s)
+    ctx.events.step(**fields)
+    if ctx.progress:
+        ctx.progress(fields)
+    lrs = ctx.lr_scheduler.get_last_lr()
+    scalars = {"loss/current": loss, "loss/average": ctx.loss_ema, "lr/unet": lrs[0], "speed/it_s": it_s}
+    if len(lrs) > 1:
+        scalars["lr/textencoder"] = lrs[1]
+    trackers.log_scalars(ctx.trackers, scalars, st.step)
 
 
 def record_validation(ctx: Context) -> None:
@@ -347,11 +361,12 @@ def completed_epochs(pos: D.Position, batches_per_epoch: int) -> int:
 # --- one step -------------------------------------------------------------------------------------
 
 
-def train_step(ctx: Context) -> float:
-    """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss (over every process)."""
+def train_step(ctx: Context) -> torch.Tensor:
+    """One optimizer step over ``grad_accum`` micro-batches; returns this process's mean loss, on the
+    device (reading it would wait for the device: ``record_step`` does, every ``log_every`` steps)."""
     cfg, acc = ctx.cfg, ctx.acc
     ga = cfg.train.grad_accum
-    total = 0.0
+    total: torch.Tensor | None = None
     for micro in range(ga):
         batch = ctx.batches.next()
         sync = micro == ga - 1 or acc.num_processes == 1
@@ -361,16 +376,14 @@ def train_step(ctx: Context) -> float:
                     no_sync.enter_context(acc.no_sync(module))
             loss = diffusion_loss(ctx, batch)
             acc.backward(loss / ga)
-        total += loss.detach().item()
+        total = loss.detach() if total is None else total + loss.detach()
     if cfg.train.max_grad_norm > 0:
         acc.clip_grad_norm_(ctx.params, cfg.train.max_grad_norm)
     ctx.optimizer.step()
     ctx.lr_scheduler.step()
     ctx.optimizer.zero_grad(set_to_none=True)
-    loss_mean = total / ga
-    if acc.num_processes > 1:
-        loss_mean = acc.reduce(torch.tensor(loss_mean, device=acc.device), reduction="mean").item()
-    return loss_mean
+    assert total is not None
+    return total / ga
 
 
 def diffusion_loss(ctx: Context, batch: Batch, timesteps: torch.Tensor | None = None) -> torch.Tensor:
@@ -642,7 +655,7 @@ def weight_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision, torch.float32)
 
 
-def make_optimizer(cfg: TrainConfig, lora: LoraSetup) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, lora: LoraSetup, device: torch.device | None = None) -> torch.optim.Optimizer:
     t = cfg.train
     groups = [{"params": lora.unet_params, "lr": t.learning_rate}]
     if lora.te_params:
@@ -655,8 +668,30 @@ def make_optimizer(cfg: TrainConfig, lora: LoraSetup) -> torch.optim.Optimizer:
                 "train.optimizer 'adamw8bit' needs bitsandbytes", hint="pip install bitsandbytes, or use 'adamw'"
             ) from exc
         return bnb.optim.AdamW8bit(groups, lr=t.learning_rate, weight_decay=t.weight_decay)
-    fused = t.optimizer == "adamw_fused"
-    return torch.optim.AdamW(groups, lr=t.learning_rate, weight_decay=t.weight_decay, fused=fused or None)
+    fused = S.use_fused_adamw(cfg, device or torch.device("cpu"))
+    return torch.optim.AdamW(groups, lr=t.learning_rate, weight_decay=t.weight_decay, fused=fused)
+
+
+def speed_levers(
+    cfg: TrainConfig, model: BaseModel, batches: Batches, device: torch.device, log: logging.Logger
+) -> S.Parking:
+    """channels-last and torch.compile when asked for; the networks the caches make idle parked off the GPU."""
+    if cfg.train.channels_last:
+        S.to_channels_last(model.unet)
+    if cfg.train.compile:
+        S.compile_unet(model.unet, device, log)
+    parking = S.Parking(
+        model,
+        device,
+        text_cached=batches.text is not None and cfg.train.offload_frozen,
+        latents_cached=batches.latents is not None and cfg.train.offload_frozen,
+    )
+    parked = parking.park()
+    if parked:
+        log.info(
+            "%s parked on the CPU: the caches cover every step (back on the GPU for samples)", " and ".join(parked)
+        )
+    return parking
 
 
 def make_lr_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, max_steps: int) -> Any:
@@ -700,6 +735,19 @@ def step_fields(ctx: Context, loss: float, it_s: float) -> dict[str, Any]:
     return fields
 
 
+def needs_frozen_networks(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """For a phase that runs the text encoders or the VAE: the parked ones come back to the device for it."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> Any:
+        with ctx.parking.unparked() if ctx.parking else contextlib.nullcontext():
+            return fn(ctx, *args, **kwargs)
+
+    return wrapper
+
+
+@needs_frozen_networks
 @torch.no_grad()
 def validation_loss(ctx: Context, timesteps: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)) -> float:
     """Loss on held-out images at fixed timesteps and fixed noise: comparable from step to step."""
@@ -740,6 +788,7 @@ def guidance_scale(cfg: TrainConfig, model: BaseModel) -> float:
     return float(model.recommended.get("cfg", 5.0 if model.family == "sdxl" else 7.0))
 
 
+@needs_frozen_networks
 @torch.no_grad()
 def sample_images(ctx: Context, step: int) -> list[Path]:
     """Draw every sample prompt at every seed; save PNGs to samples/ and announce them."""

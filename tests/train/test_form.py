@@ -107,3 +107,46 @@ def test_a_reg_folder_made_since_the_source_run_is_a_difference(project):
     now = F.project_source(project)
     rows = F.differences(now.config.to_toml(), source, project)
     assert [r.key for r in rows] == ["dataset.reg_path"] and rows[0].a == "none"
+
+
+# --- memory presets --------------------------------------------------------------------------------
+
+
+def test_presets_write_valid_configs_whose_caches_apply(project):
+    from lorawb.train.data import captions_are_fixed
+
+    base = F.project_source(project).config.to_toml()
+    # A config the caches could not serve: shuffled tags, random crops, a trained text encoder.
+    for key, value in (
+        ("dataset.shuffle_tags", True),
+        ("dataset.tag_dropout", 0.1),
+        ("dataset.crop", "random"),
+        ("network.train_text_encoder", True),
+        ("train.batch_size", 8),
+    ):
+        base = F.set_in_toml(base, key, value)
+    assert [p.name for p in F.PRESETS] == ["SDXL 12 GB", "SDXL 24 GB"]
+    got = {}
+    for preset in F.PRESETS:
+        text = F.apply_preset(base, preset)
+        cfg = F.validate(text, project)
+        assert captions_are_fixed(cfg.dataset) and cfg.dataset.crop == "center"  # both caches apply
+        assert cfg.dataset.cache_latents and cfg.dataset.cache_text and cfg.train.offload_frozen
+        assert not cfg.network.train_text_encoder and cfg.dataset.resolution == 1024
+        assert cfg.train.mixed_precision == "bf16"
+        assert cfg.train.max_steps == 1000 and cfg.dataset.trigger == "zkx_mira"  # the rest is kept
+        assert "# " in text and text.count("\n") >= base.count("\n")  # the comments stay
+        got[preset.name] = cfg.train
+    small, big = got["SDXL 12 GB"], got["SDXL 24 GB"]
+    assert (small.gradient_checkpointing, small.optimizer, small.batch_size) == (True, "adamw8bit", 1)
+    assert (big.gradient_checkpointing, big.optimizer, big.batch_size) == (False, "adamw", 2)
+
+
+def test_every_preset_key_is_a_config_key():
+    from lorawb.train.config import TrainConfig
+
+    data = TrainConfig().model_dump()
+    for preset in F.PRESETS:
+        for key, _ in preset.values:
+            section, name = key.split(".")
+            assert name in data[section], key

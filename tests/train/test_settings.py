@@ -60,7 +60,7 @@ def steps_changing_every_weight(root: Path, overrides: list[str]) -> list[float]
 
     with train_context(root, NO_DECAY + overrides) as ctx:
         before = lora_weights(ctx)
-        got = [train_step(ctx) for _ in range(2)]
+        got = [float(train_step(ctx)) for _ in range(2)]
         after = lora_weights(ctx)
         assert set(before) == set(after) and len(before) == len(ctx.params)
         frozen = [name for name in before if torch.equal(before[name], after[name])]

@@ -433,6 +433,33 @@ async def test_form_preservation_fields_say_what_they_need(sample_like_project):
         assert "train.preservation" in str(status.render())
 
 
+async def test_form_preset_writes_its_memory_settings(sample_like_project):
+    from textual.widgets import Select
+
+    project = sample_like_project
+    make_run(project, RUN_A, lr="1e-4")
+    app = LorawbApp(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3", "n")
+        await settle(pilot)
+        form = app.query_one("#train-form")
+        preset = app.query_one("#form-preset", Select)
+        assert preset.is_blank() and preset.region.width > 0  # shown at 80 columns
+        preset.value = 0  # "SDXL 12 GB"
+        await settle(pilot)
+        text = form.toml_text
+        assert 'optimizer = "adamw8bit"' in text and "gradient_checkpointing = true" in text
+        assert "resolution = 1024" in text and 'mixed_precision = "bf16"' in text
+        assert app.query_one("#f-dataset-resolution", Input).value == "1024"  # the fields follow the TOML
+        assert app.query_one("#f-train-batch_size", Input).value == "1"
+        assert "settings differ" in str(app.query_one("#form-status", Static).render())
+        assert form.error is None  # a valid config: ctrl+s would start it
+        preset.value = 1  # "SDXL 24 GB"
+        await settle(pilot)
+        assert "gradient_checkpointing = false" in form.toml_text and 'optimizer = "adamw"' in form.toml_text
+        assert app.query_one("#f-train-batch_size", Input).value == "2"
+
+
 async def test_form_start_with_invalid_config_starts_nothing(sample_like_project):
     project = sample_like_project
     app = LorawbApp(project)

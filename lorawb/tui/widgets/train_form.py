@@ -1,6 +1,7 @@
 """The new-run form: the most used settings as fields over the full TOML, which stays editable.
 
-Prefilled from the newest run (or any earlier run, or lorawb.toml: the "from" selector).
+Prefilled from the newest run (or any earlier run, or lorawb.toml: the "from" selector); the
+"preset" selector writes a set of memory settings (e.g. "SDXL 12 GB") into the TOML.
 Each field says when it differs from that source, and the form warns when more than one
 setting changed. Problems show in the form as the values are typed: the field (or the
 TOML line) and what is expected. ctrl+s (or the button) launches a detached run.
@@ -58,6 +59,14 @@ class RunForm(VerticalScroll):
             yield Select([], id="form-source", allow_blank=True, prompt="lorawb.toml", compact=True)
             yield Label("name", classes="form-label")
             yield Input(placeholder="optional run name", id="form-name", compact=True)
+            yield Select(
+                [(p.name, i) for i, p in enumerate(F.PRESETS)],
+                id="form-preset",
+                allow_blank=True,
+                prompt="preset",
+                compact=True,
+                tooltip="\n".join(f"{p.name}: {p.help}" for p in F.PRESETS),
+            )
         yield Static("", id="form-status")
         with Grid(id="form-fields"):
             for f in F.FIELDS:
@@ -119,7 +128,24 @@ class RunForm(VerticalScroll):
         if isinstance(event.value, int) and 0 <= event.value < len(self.sources):
             self.prefill(self.sources[event.value])
 
+    @on(Select.Changed, "#form-preset")
+    def _preset_changed(self, event: Select.Changed) -> None:
+        """Write a memory preset's settings into the TOML (the fields and checks follow)."""
+        if not isinstance(event.value, int) or not 0 <= event.value < len(F.PRESETS):
+            return
+        preset = F.PRESETS[event.value]
+        try:
+            text = F.apply_preset(self.toml_text, preset)
+        except Exception:  # the TOML has a syntax error: nothing can be written into it
+            self._show_error(ConfigError("fix the TOML below first: it has a syntax error"))
+            return
+        self._set_toml(text)
+        self.refresh_checks()
+        self.notify(preset.help, title=f"preset {preset.name}", timeout=5)
+
     def prefill(self, source: F.Source) -> None:
+        with self.prevent(Select.Changed):
+            self.query_one("#form-preset", Select).clear()
         self.source = source
         self._set_toml(source.toml())
         self.refresh_checks()
