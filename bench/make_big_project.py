@@ -180,6 +180,17 @@ def plan(n: int, seed: int) -> tuple[list[tuple[str, int, int, int]], list[str]]
     return jobs, [f for f, _ in FOLDERS]
 
 
+def set_tag_groups(toml_path: Path) -> None:
+    """The composition table's groups: `lorawb init` leaves them commented for a new project."""
+    import tomlkit
+
+    doc = tomlkit.parse(toml_path.read_text(encoding="utf-8"))
+    doc.setdefault("tags", tomlkit.table()).setdefault("groups", tomlkit.table())
+    doc["tags"]["groups"]["context"] = CONTEXTS
+    doc["tags"]["groups"]["style"] = STYLES
+    toml_path.write_text(tomlkit.dumps(doc), encoding="utf-8")
+
+
 def make_big_project(n: int, dest: Path, *, seed: int = 1, workers: int | None = None) -> dict[str, int]:
     from lorawb.core.project import init_project
 
@@ -187,6 +198,7 @@ def make_big_project(n: int, dest: Path, *, seed: int = 1, workers: int | None =
     if dest.exists() and any(dest.iterdir()):
         raise SystemExit(f"{dest}: exists and is not empty (choose a new folder)")
     init_project(dest, trigger=TRIGGER, name=f"big-{n}")
+    set_tag_groups(dest / "lorawb.toml")
     jobs, folders = plan(n, seed)
     inbox = [(f"inbox/cand_{i:05d}", seed * 7_000_003 + i, seed * 31 + i, -1) for i in range(n // 5)]
     for f in folders:

@@ -97,6 +97,17 @@ def _train_view(key):
                 break
         await pilot.press(key)
         await settle(pilot)
+        # The runs table measures its columns when the app is idle: on a loaded machine the
+        # picture could otherwise be taken between adding the row and measuring it.
+        from lorawb.tui.widgets.train_runs import RunTable
+
+        table = pilot.app.query_one(RunTable)
+        for _ in range(100):
+            run_col = table.columns.get("run")
+            if table.row_count and run_col is not None and run_col.content_width > len("run"):
+                break
+            await pilot.pause(0.05)
+        await pilot.pause()
 
     return run_before
 
