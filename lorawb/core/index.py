@@ -269,13 +269,16 @@ class ProjectIndex:
         with self._lock:
             if self._facts is not None:
                 return self._facts.get(key)
-        row = self._conn().execute(f"SELECT {', '.join(_STORED)} FROM {_TABLE} WHERE key = ?", (key,)).fetchone()
+            row = self._conn().execute(f"SELECT {', '.join(_STORED)} FROM {_TABLE} WHERE key = ?", (key,)).fetchone()
         return _facts_from_row(row) if row is not None else None
 
     def duplicates_of(self, content_hash: str) -> list[str]:
         """Keys of the images with exactly these bytes."""
-        rows = self._conn().execute(f"SELECT key FROM {_TABLE} WHERE content_hash = ? ORDER BY key", (content_hash,))
-        return [r[0] for r in rows]
+        with self._lock:
+            rows = self._conn().execute(
+                f"SELECT key FROM {_TABLE} WHERE content_hash = ? ORDER BY key", (content_hash,)
+            )
+            return [r[0] for r in rows]
 
     def area_of(self, path: Path | str) -> tuple[Area, str] | None:
         """(area, rel) of a path under one of the areas; None elsewhere."""
@@ -571,16 +574,28 @@ class ProjectIndex:
                 conn.execute(f"DELETE FROM {_AREAS}")
             self._facts = None
 
-    def close(self) -> None:
-        """Close every connection this index opened (call from the thread that owns it last)."""
-        with self._conns_lock:
-            for conn in self._all_conns:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-            self._all_conns.clear()
-        self._local = threading.local()
+    def close(self, wait: float = 5.0) -> bool:
+        """Close every connection this index opened; False if a scan kept them open.
+
+        Every use of a connection holds the index lock, so closing waits (up to ``wait``
+        seconds) for a refresh running in another thread: closing a SQLite connection under
+        a thread that is writing through it crashes the process. A scan still running after
+        that keeps its connections; they close when the process ends.
+        """
+        if not self._lock.acquire(timeout=wait):
+            return False
+        try:
+            with self._conns_lock:
+                for conn in self._all_conns:
+                    try:
+                        conn.close()
+                    except sqlite3.Error:
+                        pass
+                self._all_conns.clear()
+            self._local = threading.local()
+            return True
+        finally:
+            self._lock.release()
 
     # --- internals --------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

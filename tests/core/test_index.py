@@ -297,3 +297,39 @@ def test_updates_end_where_a_full_rescan_ends(problem_project):
     incremental = index.snapshot()
     full = ProjectIndex(problem_project).refresh()
     assert comparable(incremental) == comparable(full)
+
+
+def test_closing_waits_for_a_refresh_running_in_another_thread(small_project, monkeypatch):
+    """Quitting the app closes the index while its count worker may still be storing a scan:
+    closing a SQLite connection under a thread writing through it crashed the process."""
+    import time
+
+    from lorawb.core import index as index_mod
+
+    idx = ProjectIndex(small_project)
+    idx.refresh()
+    Image.new("RGB", (64, 64)).save(small_project.dataset_dir / "10_zkx_mira" / "new.png")
+    scanning = threading.Event()
+    real_scan = ProjectIndex._scan_area
+
+    def slow_scan(self, *a, **kw):
+        scanning.set()
+        time.sleep(0.5)  # the scan is under way when close() is called
+        return real_scan(self, *a, **kw)
+
+    monkeypatch.setattr(index_mod.ProjectIndex, "_scan_area", slow_scan)
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            idx.refresh()
+        except BaseException as exc:  # noqa: BLE001 - the test reports what the thread hit
+            errors.append(exc)
+
+    th = threading.Thread(target=worker)
+    th.start()
+    assert scanning.wait(5)
+    assert idx.close() is True  # waited for the refresh, then closed
+    th.join(10)
+    assert errors == []
+    assert "10_zkx_mira/new.png" in ProjectIndex(small_project).refresh().scan_result().by_rel()
