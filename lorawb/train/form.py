@@ -71,19 +71,23 @@ class Preset:
 # an 8-bit optimizer), as lorawb settings. Both keep the captions fixed so the text cache applies
 # (tag shuffling and tag dropout re-encode captions every step) and crop centered so the latent
 # cache does. bench/gpu_session.sh measures their peak memory.
+_SDXL_CACHED: tuple[tuple[str, Any], ...] = (  # what both presets share
+    ("dataset.resolution", 1024),
+    ("dataset.cache_latents", True),
+    ("dataset.cache_text", True),
+    ("dataset.crop", "center"),
+    ("dataset.shuffle_tags", False),
+    ("dataset.tag_dropout", 0.0),
+    ("network.train_text_encoder", False),
+)
+
 PRESETS: tuple[Preset, ...] = (
     Preset(
         "SDXL 12 GB",
         "1024 px, batch 1: latent + text caches (encoders off the GPU), gradient checkpointing, "
         "bf16, 8-bit AdamW (needs bitsandbytes)",
-        (
-            ("dataset.resolution", 1024),
-            ("dataset.cache_latents", True),
-            ("dataset.cache_text", True),
-            ("dataset.crop", "center"),
-            ("dataset.shuffle_tags", False),
-            ("dataset.tag_dropout", 0.0),
-            ("network.train_text_encoder", False),
+        _SDXL_CACHED
+        + (
             ("train.batch_size", 1),
             ("train.mixed_precision", "bf16"),
             ("train.gradient_checkpointing", True),
@@ -95,14 +99,8 @@ PRESETS: tuple[Preset, ...] = (
         "SDXL 24 GB",
         "1024 px, batch 2: latent + text caches (encoders off the GPU), bf16, fused AdamW, "
         "no gradient checkpointing (faster)",
-        (
-            ("dataset.resolution", 1024),
-            ("dataset.cache_latents", True),
-            ("dataset.cache_text", True),
-            ("dataset.crop", "center"),
-            ("dataset.shuffle_tags", False),
-            ("dataset.tag_dropout", 0.0),
-            ("network.train_text_encoder", False),
+        _SDXL_CACHED
+        + (
             ("train.batch_size", 2),
             ("train.mixed_precision", "bf16"),
             ("train.gradient_checkpointing", False),
