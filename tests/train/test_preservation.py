@@ -161,24 +161,13 @@ def test_reg_rows_are_not_preserved(tmp_path, tiny_sd1):
 
 @pytest.mark.slow
 def test_resume_with_preservation_is_exact(tmp_path, tiny_sd1):
-    from lorawb.train.process import create_run, launch, resume_run, start_run
-    from lorawb.train.runfolder import summarize
-    from tests.train.test_resume import assert_same_state, resume_payload
+    from tests.train.test_resume import assert_same_state, resume_payload, straight_and_resumed
 
     root = make_project(tmp_path / "proj", tiny_sd1, n_images=3)
     project = Project.load(root)
     over = PRESERVE + ["train.max_steps=4", "train.grad_accum=2", "network.dropout=0.1", "dataset.flip=true"]
     cfg = resolve_config(project, overrides=over)
-    straight = start_run(project, cfg, detach=False)
-    run = create_run(project, cfg, name="interrupted")
-
-    def stop_at_2(ev):
-        if ev["step"] == 2:
-            run.stop_file.write_text("stop")
-
-    launch(run, detach=False, progress=stop_at_2)
-    assert summarize(run).state == "stopped"
-    resume_run(run, detach=False)
+    straight, run = straight_and_resumed(project, cfg, stop_at=2)
     assert_same_state(resume_payload(straight), resume_payload(run))
     from safetensors import safe_open
 

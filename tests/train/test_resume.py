@@ -58,18 +58,23 @@ def test_stopped_and_resumed_equals_straight_bit_for_bit(tmp_path, tiny_sd1, dat
     project = Project.load(root)
     extra = [] if data_path == "cached" else ["dataset.cache_latents=false"]  # images decoded by the prefetch thread
     cfg = resolve_config(project, overrides=EXACT + extra)
-    straight = start_run(project, cfg, detach=False)
+    straight, run = straight_and_resumed(project, cfg, stop_at=2)
+    assert_same_state(resume_payload(straight), resume_payload(run))
 
+
+def straight_and_resumed(project, cfg, *, stop_at: int):
+    """The run straight through, and the same run stopped after step ``stop_at`` and resumed."""
+    straight = start_run(project, cfg, detach=False)
     run = create_run(project, cfg, name="interrupted")
 
-    def stop_at_2(ev):
-        if ev["step"] == 2:
+    def stop(ev):
+        if ev["step"] == stop_at:
             run.stop_file.write_text("stop")
 
-    launch(run, detach=False, progress=stop_at_2)
-    assert summarize(run).state == "stopped" and resume_payload(run)["step"] == 2
+    launch(run, detach=False, progress=stop)
+    assert summarize(run).state == "stopped" and resume_payload(run)["step"] == stop_at
     resume_run(run, detach=False)
-    assert_same_state(resume_payload(straight), resume_payload(run))
+    return straight, run
     from safetensors.torch import load_file
 
     a = load_file(str(straight.checkpoints / "zkx_mira-000004.safetensors"))
