@@ -19,46 +19,56 @@ from tomlkit.toml_document import TOMLDocument
 from lorawb.core.fsutil import atomic_write_text, read_text
 from lorawb.errors import ConfigError
 
+SYNTAX_HINT = "fix the syntax; strings need quotes, tables look like [section], lists like [1, 2]"
+
+
+def parse_text(text: str, *, path: Path | None = None) -> TOMLDocument:
+    """Parse TOML text; a syntax error is a ConfigError naming the file, the line and what is wrong.
+
+    The message is lorawb's own where it can be (a key written twice names the key and both
+    lines); otherwise it carries the parser's detail after "invalid TOML:".
+    """
+    try:
+        return tomlkit.parse(text)
+    except TOMLKitError as exc:
+        repeated = _repeated_key(text)
+        if repeated is not None:
+            key, table, first, second = repeated
+            where = f"[{table}]" if table else "the top level"
+            raise ConfigError(
+                f'invalid TOML: key "{key}" appears twice in {where} (first on line {first})',
+                path=path,
+                line=second,
+                hint="a key may appear only once per table; remove or rename one of them",
+            ) from exc
+        line = getattr(exc, "line", None)
+        detail = str(exc).split(" at line")[0].strip()
+        col = getattr(exc, "col", None)
+        where = f" (column {col})" if line is not None and col is not None else ""
+        raise ConfigError(f"invalid TOML: {detail}{where}", path=path, line=line, hint=SYNTAX_HINT) from exc
+
 
 def load_document(path: Path) -> tuple[TOMLDocument, str]:
     """Parse a TOML file (any encoding); returns the tomlkit document and its text."""
     tf = read_text(path)
-    try:
-        return tomlkit.parse(tf.text), tf.text
-    except ParseError as exc:
-        msg = str(exc).split(" at line")[0]
-        raise ConfigError(
-            f"invalid TOML: {msg} (column {exc.col})",
-            path=path,
-            line=exc.line,
-            hint="fix the syntax; strings need quotes, tables look like [section]",
-        ) from exc
-    except TOMLKitError as exc:
-        # e.g. KeyAlreadyPresent, which tomlkit raises without a position: find the repeated key.
-        m = re.search(r'Key "([^"]+)" already exists', str(exc))
-        line = _repeated_key_line(tf.text, m.group(1)) if m else None
-        raise ConfigError(
-            f"invalid TOML: {exc}",
-            path=path,
-            line=line,
-            hint="a key may appear only once per table; remove or rename one of them",
-        ) from exc
+    return parse_text(tf.text, path=path), tf.text
 
 
-def _repeated_key_line(text: str, key: str) -> int | None:
-    """The line of the second ``key = ...`` in the same table (best effort)."""
-    pattern = re.compile(r'^\s*("?)' + re.escape(key) + r"\1\s*=")
-    seen_in: set[str] = set()
+def _repeated_key(text: str) -> tuple[str, str, int, int] | None:
+    """The first key written twice in one table: (key, table, first line, second line)."""
+    key_re = re.compile(r'^\s*("?)([A-Za-z0-9_\-]+)\1\s*=')
+    seen: dict[tuple[str, str], int] = {}
     table = ""
     for i, raw in enumerate(text.splitlines(), 1):
         header = re.match(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?", raw)
         if header:
-            table = header.group(1)
+            table = header.group(1).strip()
             continue
-        if pattern.match(raw):
-            if table in seen_in:
-                return i
-            seen_in.add(table)
+        m = key_re.match(raw)
+        if m:
+            first = seen.setdefault((table, m.group(2)), i)
+            if first != i:
+                return m.group(2), table, first, i
     return None
 
 
@@ -92,12 +102,47 @@ def find_key_line(text: str, dotted: str) -> int | None:
     return best
 
 
+# lorawb's own words for the common kinds of pydantic error, keyed by pydantic's stable error
+# ``type`` (never by its message, which changes between releases); the rest fall back to its message.
+_KIND_WORDS: dict[str, str] = {
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number (not inf or nan)",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string (in quotes)",
+    "list_type": 'must be a list, e.g. ["a", "b"]',
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be greater than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "too_short": "must have at least {min_length} item(s)",
+    "too_long": "must have at most {max_length} item(s)",
+    "string_too_short": "must have at least {min_length} character(s)",
+    "string_too_long": "must have at most {max_length} character(s)",
+    "literal_error": "must be one of {expected}",
+    "enum": "must be one of {expected}",
+}
+
+
 def _describe_error(err: dict[str, Any]) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
+    words = _KIND_WORDS.get(kind)
+    if words is not None:
+        try:
+            return words.format(**(err.get("ctx") or {}))
+        except (KeyError, IndexError):
+            pass
     msg = str(err.get("msg", "invalid value"))
     # pydantic prefixes our own validators' messages; the key name already says where.
     for prefix in ("Value error, ", "Assertion failed, "):

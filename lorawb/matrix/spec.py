@@ -33,7 +33,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from lorawb.core import tomlio
@@ -142,16 +141,7 @@ def fill(template: str, values: dict[str, str]) -> str:
 
 def parse_spec(text: str, path: Path | None = None) -> MatrixSpec:
     """Validate matrix.toml text; ConfigError names the key and its line."""
-    try:
-        doc = tomlkit.parse(text)
-    except tomlkit.exceptions.ParseError as exc:
-        raise ConfigError(
-            f"invalid TOML: {str(exc).split(' at line')[0]} (column {exc.col})",
-            path=path,
-            line=exc.line,
-            hint="fix the syntax; strings need quotes, lists look like [1, 2]",
-        ) from exc
-    data = tomlio.to_plain(doc)
+    data = tomlio.to_plain(tomlio.parse_text(text, path=path))
     file = tomlio.validate(SpecFile, data, path=path, text=text)
     order = list((data.get("axes") or {}).keys())
     spec = MatrixSpec(file, order, path, text)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import tomlkit
-from tomlkit.exceptions import ParseError
 
 from lorawb.core import tomlio
 from lorawb.errors import ConfigError, LorawbError
@@ -202,11 +201,7 @@ def parse_field(field: FormField, text: str) -> int | float | str:
 
 def parse_toml(text: str) -> dict[str, Any]:
     """Plain data of the form's TOML; a syntax error is a ConfigError with its line."""
-    try:
-        doc = tomlkit.parse(text)
-    except ParseError as exc:
-        raise ConfigError(f"invalid TOML: {str(exc).split(' at line')[0]}", line=exc.line) from exc
-    return tomlio.to_plain(doc)
+    return tomlio.to_plain(tomlio.parse_text(text))
 
 
 def set_in_toml(text: str, key: str, value: Any) -> str:

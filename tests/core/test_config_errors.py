@@ -19,7 +19,9 @@ def load_with(tmp_path, text: str) -> ConfigError:
 def test_invalid_toml_syntax(tmp_path):
     err = load_with(tmp_path, '[project]\nname = "x"\ntrigger = zkx\n')
     assert (err.path, err.line) == (tmp_path / "lorawb.toml", 3)
-    assert str(err).startswith(f"{tmp_path / 'lorawb.toml'}:3: invalid TOML: Unexpected character: 'z' (column 10)")
+    # lorawb's own parts: the file, the line and the column, and its hint (the parser's detail between them is its own)
+    assert str(err).startswith(f"{tmp_path / 'lorawb.toml'}:3: invalid TOML: ")
+    assert err.message.endswith("(column 10)")
     assert "strings need quotes" in err.hint
 
 
@@ -35,7 +37,7 @@ def test_repeated_key_is_named_with_its_line(tmp_path):
         '[project]\nname = "x"\n\n[ui]\ntheme = "a"\n\n[project.x]\n[triage]\ndup_threshold = 1\ndup_threshold = 2\n',
     )
     assert err.line == 10
-    assert err.message == 'invalid TOML: Key "dup_threshold" already exists.'
+    assert err.message == 'invalid TOML: key "dup_threshold" appears twice in [triage] (first on line 9)'
     assert err.hint == "a key may appear only once per table; remove or rename one of them"
 
 
@@ -55,16 +57,14 @@ def test_unknown_top_level_table(tmp_path):
 def test_wrong_type(tmp_path):
     err = load_with(tmp_path, '[project]\nname = "x"\nresolution = "big"\n')
     assert err.line == 3
-    assert err.message.startswith("project.resolution: Input should be a valid integer")
-    assert err.message.endswith("(got 'big')")
+    assert err.message == "project.resolution: must be a whole number (got 'big')"
 
 
 def test_out_of_range_and_the_others_are_listed(tmp_path):
     err = load_with(tmp_path, '[project]\nresolution = 4\nmin_resolution = "a"\n[ui]\nimages = "kitty"\n')
     assert err.line == 2
     assert err.message == (
-        "project.resolution: Input should be greater than or equal to 8 (got 4); "
-        "also check project.min_resolution, ui.images"
+        "project.resolution: must be at least 8 (got 4); also check project.min_resolution, ui.images"
     )
 
 
@@ -80,7 +80,7 @@ def test_dotted_keys_and_inline_tables_get_a_line(tmp_path):
     err = load_with(tmp_path, 'project.name = "x"\nproject.resolution = "no"\n')
     assert err.line == 2
     err = load_with(tmp_path, '[tags]\ngroups = { context = "forest" }\n')
-    assert err.message.startswith("tags.groups.context: Input should be a valid list")
+    assert err.message.startswith("tags.groups.context: must be a list")
     assert err.line == 2
 
 
@@ -105,7 +105,7 @@ def test_save_setting_validates_and_keeps_comments(tmp_path):
     text = project.config_path.read_text(encoding="utf-8")
     assert "min_resolution = 300" in text
     assert "# Images whose short side is below this are flagged" in text
-    with pytest.raises(ConfigError, match="project.resolution: Input should be greater than or equal to 8"):
+    with pytest.raises(ConfigError, match="project.resolution: must be at least 8"):
         project.save_setting("project.resolution", 4)
     assert Project.load(project.root).config.project.resolution == 512  # nothing written
     project.save_setting("project.min_resolution", 320)  # the failed change left nothing behind

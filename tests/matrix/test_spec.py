@@ -51,7 +51,7 @@ def line_of(text: str, needle: str) -> int:
 @pytest.mark.parametrize(
     ("change", "key", "needle", "says"),
     [
-        (("seed = [0, 1]", "seed = [0, 1]\nbogus = 3"), "axes.bogus", "bogus", "valid list"),  # an axis is a list
+        (("seed = [0, 1]", "seed = [0, 1]\nbogus = 3"), "axes.bogus", "bogus", "must be a list"),  # an axis is a list
         (('run = "r1"', 'run = "r1"\nstepz = 20'), "matrix.stepz", "stepz", "unknown key"),
         (("weight = [0, 0.5, 1]", 'weight = [0, "half"]'), "axes.weight", "weight =", "number"),
         (('style = ["flat", "sketch"]', 'style = ["flat"]'), "matrix.zip", "zip =", "same number of values"),

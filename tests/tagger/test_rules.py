@@ -80,7 +80,7 @@ def test_replacement_pairs_are_checked_with_the_key_and_line(tmp_path):
     assert info.value.line == 5
     assert info.value.message.startswith("tagger.replace: 'red_hair' is not a replacement pair: write old=new")
     (tmp_path / "lorawb.toml").write_text('[project]\nname = "x"\n\n[tagger]\nthreshold = 2\n')
-    with pytest.raises(ConfigError, match="tagger.threshold: Input should be less than or equal to 1"):
+    with pytest.raises(ConfigError, match="tagger.threshold: must be at most 1"):
         Project.load(tmp_path)
 
 

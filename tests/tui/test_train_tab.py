@@ -387,7 +387,7 @@ async def test_form_marks_changes_and_validates(sample_like_project):
         batch.value = "0"
         await settle(pilot)
         assert batch.has_class("-invalid")
-        assert "train.batch_size" in str(status.render()) and "greater than or equal to 1" in str(status.render())
+        assert "train.batch_size" in str(status.render()) and "must be at least 1" in str(status.render())
         batch.value = "two"
         await settle(pilot)
         assert "needs a whole number" in str(status.render())
