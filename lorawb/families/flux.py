@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from lorawb.errors import ConfigError, ModelError
-from lorawb.families.base import TextCond, described_by
+from lorawb.families.base import TextCond
 from lorawb.families.flow import FlowFamily, FlowModel, FlowSettings
 
 if TYPE_CHECKING:
@@ -273,11 +273,6 @@ class FluxFamily(FlowFamily):
         bfl = "double_blocks.0.img_attn.norm.key_norm.scale" in bare and "img_in.weight" in bare
         return bfl or ("x_embedder.weight" in bare and "single_transformer_blocks.0.proj_mlp.weight" in bare)
 
-    def latent_step(self, path: Path) -> int:
-        from lorawb.families.base import vae_scale_of
-
-        return (vae_scale_of(path) or 8) * 2  # whole 2x2 patches of latents
-
     def check_config(self, cfg: TrainConfig) -> None:
         super().check_config(cfg)
         if cfg.network.dora:
@@ -285,15 +280,6 @@ class FluxFamily(FlowFamily):
                 f"network.dora: lorawb writes {self.label} LoRAs with fused q/k/v, which DoRA's magnitudes "
                 "do not survive in every loader",
                 hint="set network.dora = false",
-            )
-        step = cfg.dataset.bucket_step
-        folder = described_by(cfg.model)
-        unit = self.latent_step(folder) if folder else 16
-        if step % unit:
-            raise ConfigError(
-                f"dataset.bucket_step: {self.label} needs image sides in multiples of {unit} px "
-                f"(whole 2x2 patches of latents); {step} is not",
-                hint=f"set dataset.bucket_step = {max(unit, step // unit * unit)}",
             )
 
     def load(self, cfg: ModelSection, path: Path, device: torch.device, dtype: torch.dtype, settings: Any) -> FluxModel:

@@ -40,6 +40,7 @@ from pydantic import Field
 from lorawb.errors import ModelError
 from lorawb.families.base import TextCond
 from lorawb.families.flow import FlowSettings
+from lorawb.families.flux import DOUBLE as FLUX_DOUBLE
 from lorawb.families.flux import FluxFamily, FluxModel, bfl_key
 
 if TYPE_CHECKING:
@@ -69,14 +70,7 @@ class KleinSettings(FlowSettings):
 # --- the BFL layout of Flux.2: diffusers module paths <-> the original names ----------------------------------------
 
 DOUBLE = {
-    "attn.to_q": ("img_attn.qkv", 0, 3),
-    "attn.to_k": ("img_attn.qkv", 1, 3),
-    "attn.to_v": ("img_attn.qkv", 2, 3),
-    "attn.to_out.0": ("img_attn.proj", 0, 1),
-    "attn.add_q_proj": ("txt_attn.qkv", 0, 3),
-    "attn.add_k_proj": ("txt_attn.qkv", 1, 3),
-    "attn.add_v_proj": ("txt_attn.qkv", 2, 3),
-    "attn.to_add_out": ("txt_attn.proj", 0, 1),
+    **{k: v for k, v in FLUX_DOUBLE.items() if k.startswith("attn.")},  # Flux.1's attention, q/k/v fused
     "ff.linear_in": ("img_mlp.0", 0, 1),
     "ff.linear_out": ("img_mlp.2", 0, 1),
     "ff_context.linear_in": ("txt_mlp.0", 0, 1),
@@ -134,22 +128,7 @@ class KleinFamily(FluxFamily):
     settings = KleinSettings
     # Every linear of the double and single blocks, as musubi-tuner and ai-toolkit train; not the shared
     # modulations (no trainer adapts them; diffusers' converter has no names for them).
-    default_targets = (
-        "attn.to_q",
-        "attn.to_k",
-        "attn.to_v",
-        "attn.to_out.0",
-        "attn.add_q_proj",
-        "attn.add_k_proj",
-        "attn.add_v_proj",
-        "attn.to_add_out",
-        "ff.linear_in",
-        "ff.linear_out",
-        "ff_context.linear_in",
-        "ff_context.linear_out",
-        "attn.to_qkv_mlp_proj",
-        "attn.to_out",  # the single blocks' (a Linear; the double blocks' is a list, never matched)
-    )
+    default_targets = (*DOUBLE, *SINGLE)  # the single blocks' attn.to_out is a Linear; the double blocks' a list
     trainable_text_encoders = (False,)  # Qwen3 stays frozen (as every Klein trainer keeps it)
     default_cfg = 4.0  # Flux2KleinPipeline's default for the base model (distilled models ignore it)
     base_model_version = "flux_2_klein"  # musubi-tuner's flux_2_klein_4b / _9b start with it

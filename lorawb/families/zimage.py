@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from lorawb.errors import ConfigError, ModelError
-from lorawb.families.base import TextCond, described_by
+from lorawb.families.base import TextCond
 from lorawb.families.flow import FlowFamily, FlowModel, FlowSettings
 
 if TYPE_CHECKING:
@@ -136,11 +136,6 @@ class ZImageFamily(FlowFamily):
             for k in keys
         )
 
-    def latent_step(self, path: Path) -> int:
-        from lorawb.families.base import vae_scale_of
-
-        return (vae_scale_of(path) or 8) * 2  # the transformer's 2x2 patches
-
     def check_config(self, cfg: TrainConfig) -> None:
         super().check_config(cfg)
         if cfg.network.dora:
@@ -148,15 +143,6 @@ class ZImageFamily(FlowFamily):
                 f"network.dora: lorawb writes {self.label} LoRAs in peft's naming with alpha folded in, which has "
                 "no place for DoRA's magnitudes that ComfyUI reads",
                 hint="set network.dora = false",
-            )
-        step = cfg.dataset.bucket_step
-        folder = described_by(cfg.model)
-        unit = self.latent_step(folder) if folder else 16
-        if step % unit:
-            raise ConfigError(
-                f"dataset.bucket_step: {self.label} needs image sides in multiples of {unit} px "
-                f"(whole 2x2 patches of latents); {step} is not",
-                hint=f"set dataset.bucket_step = {max(unit, step // unit * unit)}",
             )
 
     def load(self, cfg: ModelSection, path: Path, device: torch.device, dtype: torch.dtype, settings: Any) -> Any:
@@ -301,12 +287,11 @@ class ZImageModel(FlowModel):
     ) -> dict[str, torch.Tensor]:
         """``diffusion_model.<module>.lora_A/B.weight``, alpha/rank folded into B (no ``.alpha``: several readers
         of this form reject it)."""
-        out: dict[str, torch.Tensor] = {}
-        for name, w in denoiser.items():
-            scale = w.alpha / w.down.shape[0]
-            out[f"diffusion_model.{name}.lora_A.weight"] = w.down.to(dtype).contiguous()
-            out[f"diffusion_model.{name}.lora_B.weight"] = (w.up * scale).to(dtype).contiguous()
-        return out
+        from lorawb.families.flux import peft_state_dict
+        from lorawb.train.kohya import LoraFile
+
+        peft = peft_state_dict(LoraFile(Path(), denoiser, [], [], None, {}))  # transformer.<module>, alpha folded in
+        return {"diffusion_model." + k.removeprefix("transformer."): v.to(dtype).contiguous() for k, v in peft.items()}
 
     def read_lora(self, path: Path, text_encoders: list[Any] | tuple = ()) -> LoraFile:
         """Any naming users bring (see the module's docstring) onto this transformer's modules."""

@@ -21,6 +21,7 @@ from lorawb.train import kohya
 from lorawb.train.config import ModelSection, NetworkSection, resolve_config
 from lorawb.train.events import read_events
 from tests.train.conftest import lora_weights, make_project, train_context, write_images
+from tests.train.test_flux import deltas, random_lora
 from tests.train.test_resume import assert_same_state, resume_payload, straight_and_resumed
 
 pytestmark = pytest.mark.slow
@@ -359,15 +360,6 @@ def test_klein_train_blocks_and_zimage_refiners_pick_the_layers(tiny_flux2_klein
 # --- the LoRA files -----------------------------------------------------------------------------------------------
 
 
-def random_lora(model, seed: int = 0) -> None:
-    """Non-zero LoRA weights on every adapted layer (a default LoRA's up is zero and changes nothing)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.denoiser.named_parameters():
-            if "lora_" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-
-
 def with_lora(folder: Path, seed: int = 0, **settings) -> families.Model:
     from lorawb.train.lora import add_lora
 
@@ -384,10 +376,6 @@ def with_lora(folder: Path, seed: int = 0, **settings) -> families.Model:
 def write_file(model, path: Path) -> Path:
     kohya.save_lora(path, model.lora_tensors(kohya.extract_lora(model.denoiser), None, torch.float32), {})
     return path
-
-
-def deltas(layers) -> dict[str, torch.Tensor]:
-    return {n: (w.up @ w.down) * (w.alpha / w.down.shape[0]) for n, w in layers.items()}
 
 
 def test_the_klein_file_fuses_qkv_exactly_in_musubis_bfl_names(tiny_flux2_klein, tmp_path):
