@@ -253,6 +253,12 @@ class Model:
         dist = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
         return dist.mean, dist.std
 
+    @property
+    def samples_posterior(self) -> bool:
+        """Does training draw each step's latents from the VAE's posterior (else it takes its mean, the
+        mode, as the family's own pipeline and training script encode)?"""
+        return True
+
     def scale_latents(self, sample: torch.Tensor) -> torch.Tensor:
         """A posterior sample as the denoiser sees latents (the VAE's shift and scale)."""
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0

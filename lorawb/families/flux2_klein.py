@@ -241,11 +241,9 @@ class KleinModel(FluxModel):
         return int(getattr(self.settings, "max_sequence_length", 512))
 
     # --- latents: the VAE's mode, normalised by its BatchNorm statistics in the patchified layout --------------------
-    def encode_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        import torch
-
-        mean, _ = super().encode_posterior(pixels)
-        return mean, torch.zeros_like(mean)  # latent_dist.mode(), as the pipeline and diffusers' script encode
+    @property
+    def samples_posterior(self) -> bool:
+        return False  # latent_dist.mode(), as the pipeline and diffusers' script encode
 
     def bn_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch

@@ -223,11 +223,9 @@ class ZImageModel(FlowModel):
     def image_seq_len(self, latents: torch.Tensor) -> int:
         return int((latents.shape[-2] // 2) * (latents.shape[-1] // 2))
 
-    def encode_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        import torch
-
-        mean, _ = super().encode_posterior(pixels)
-        return mean, torch.zeros_like(mean)  # latent_dist.mode(), as diffusers' script encodes
+    @property
+    def samples_posterior(self) -> bool:
+        return False  # latent_dist.mode(), as diffusers' script encodes
 
     # --- text ------------------------------------------------------------------------------------------------------
     def tokenize(self, captions: list[str]) -> list[torch.Tensor]:
