@@ -310,10 +310,23 @@ def resolve_config(
         raise ConfigError("train.max_steps and train.epochs are both 0: set one of them")
     cfg = fill_project_defaults(cfg, project, base=file_path.parent if file_path else None)
     check_preservation(cfg)
-    family = family_of(cfg)
-    if family is not None:
-        family.check_config(cfg)
+    check_family(cfg)
     return cfg
+
+
+def check_family(cfg: TrainConfig, text: str | None = None) -> None:
+    """The model family's own checks of the settings (a sampler it has not, min-SNR on a flow model...),
+    when the family can be told; the ConfigError names the key (``text``: the TOML, for its line)."""
+    family = family_of(cfg)
+    if family is None:
+        return
+    try:
+        family.check_config(cfg)
+    except ConfigError as exc:
+        if text is None or exc.line is not None:
+            raise
+        key = exc.message.split(":", 1)[0].strip()
+        raise ConfigError(exc.message, hint=exc.hint, line=tomlio.find_key_line(text, key)) from exc
 
 
 def check_preservation(cfg: TrainConfig, text: str | None = None) -> None:
@@ -397,7 +410,12 @@ def project_training(project: Project) -> ProjectTraining:
                 line=tomlio.find_key_line(project.config_text, "train.max_steps"),
             )
         )
-    return ProjectTraining(fill_project_defaults(cfg, project), errors, dropped)
+    filled = fill_project_defaults(cfg, project)
+    try:
+        check_family(filled, project.config_text)
+    except ConfigError as exc:
+        errors.append(ConfigError(exc.message, path=project.config_path, line=exc.line, hint=exc.hint))
+    return ProjectTraining(filled, errors, dropped)
 
 
 def where(exc: ConfigError) -> str:

@@ -20,6 +20,7 @@ from lorawb.errors import ConfigError, LorawbError
 from lorawb.train.compare import DiffRow, config_diff
 from lorawb.train.config import (
     TrainConfig,
+    check_family,
     check_preservation,
     fill_project_defaults,
     load_run_config,
@@ -228,6 +229,7 @@ def validate(text: str, project: Project) -> TrainConfig:
         )
     cfg = fill_project_defaults(cfg, project)
     check_preservation(cfg, text)
+    check_family(cfg, text)
     return cfg
 
 
