@@ -139,8 +139,7 @@ def connect(project: Project, *, durable: bool = False) -> sqlite3.Connection:
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Add the columns a project's older history lacks (in one write transaction: two processes may race)."""
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")
+    with state.transaction(conn):
         for table, columns in _ADDED.items():
             have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
             for name, kind in columns:

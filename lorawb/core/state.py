@@ -54,6 +54,10 @@ class StateDamagedError(LorawbError, sqlite3.DatabaseError):
     """The state database was damaged; it has been moved aside and a fresh one made."""
 
 
+class StateIOError(LorawbError, sqlite3.OperationalError):
+    """The state database could not be read or written (an I/O error on a disk with space left)."""
+
+
 def state_db_path(state_dir: Path) -> Path:
     return state_dir / "state.sqlite"
 
@@ -148,39 +152,71 @@ def _code(exc: sqlite3.Error) -> int | None:
     return None if code is None else code & 0xFF
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, DiskFullError):
-        return True
-    if not isinstance(exc, sqlite3.Error):
-        return False
+def _primary(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of ``exc`` (from its words on Python 3.10, which has no codes)."""
     code = _code(exc)
     if code is not None:
-        return code in (_FULL, _IOERR)
-    text = str(exc).lower()  # Python 3.10: no error codes
-    return "disk is full" in text or "disk i/o error" in text
+        return code
+    text = str(exc).lower()
+    for words, code in (("disk is full", _FULL), ("disk i/o error", _IOERR), ("malformed", _CORRUPT)):
+        if words in text:
+            return code
+    return _NOTADB if "not a database" in text else None
+
+
+LOW_SPACE = 4 * 1024 * 1024  # an I/O error with less free than this is the disk filling up
+
+
+def _low_on_space(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return False
+    return st.f_bavail * st.f_frsize < LOW_SPACE
+
+
+def _fails_check(db: Path) -> bool:
+    """True when a fresh look at the file finds it damaged (an I/O error may be a truncated file)."""
+    try:
+        conn = sqlite3.connect(db, timeout=10.0)
+    except sqlite3.Error:
+        return True
+    try:
+        return [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()] != ["ok"]
+    except sqlite3.OperationalError as exc:
+        return _primary(exc) != _FULL and not _low_on_space(db.parent) and _primary(exc) in (_IOERR, _CORRUPT)
+    except sqlite3.DatabaseError:
+        return True
+    finally:
+        conn.close()
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, DiskFullError) or (isinstance(exc, sqlite3.Error) and _primary(exc) == _FULL)
 
 
 def is_damaged(exc: BaseException) -> bool:
-    if isinstance(exc, StateDamagedError):
-        return True
-    if not isinstance(exc, sqlite3.DatabaseError):
-        return False
-    code = _code(exc)
-    if code is not None:
-        return code in (_CORRUPT, _NOTADB)
-    text = str(exc).lower()
-    return "malformed" in text or "not a database" in text
+    return isinstance(exc, StateDamagedError) or (
+        isinstance(exc, sqlite3.DatabaseError) and _primary(exc) in (_CORRUPT, _NOTADB)
+    )
 
 
 def _translated(conn: StateConnection, exc: sqlite3.Error) -> BaseException:
-    if isinstance(exc, (DiskFullError, StateDamagedError)):
+    """lorawb's error for what SQLite said: a full disk, a damaged file (moved aside), an I/O error."""
+    if isinstance(exc, (DiskFullError, StateDamagedError, StateIOError)):
         return exc
-    if is_disk_full(exc):
-        return DiskFullError(
-            DISK_FULL, path=state_db_path(conn.state_dir), hint=f"free some space and try again (SQLite: {exc})"
-        )
-    if is_damaged(exc):
+    code = _primary(exc)
+    db = state_db_path(conn.state_dir)
+    if code == _FULL or (code == _IOERR and _low_on_space(conn.state_dir)):
+        return DiskFullError(DISK_FULL, path=db, hint=f"free some space and try again (SQLite: {exc})")
+    if code in (_CORRUPT, _NOTADB) or (code == _IOERR and _fails_check(db)):
         return conn.damaged(str(exc))
+    if code == _IOERR:
+        return StateIOError(
+            f"the state database could not be read or written ({exc}); nothing was written",
+            path=db,
+            hint="check the disk; deleting .lorawb/ loses no images or captions (only marks and undo history)",
+        )
     return exc
 
 
@@ -412,7 +448,7 @@ def _db_id(conn: sqlite3.Connection) -> str:
     try:
         row = conn.execute("SELECT value FROM lorawb_meta WHERE key = 'db_id'").fetchone()
     except sqlite3.OperationalError as exc:
-        if is_disk_full(exc):
+        if _primary(exc) in (_FULL, _IOERR):
             raise
         row = None
     if row is None:
