@@ -42,6 +42,7 @@ from lorawb.core import fsutil, journal, ownwrites, state
 from lorawb.core.caption_ops import Change, ChangeSet, change_diff
 from lorawb.core.confine import WriteScope
 from lorawb.core.fsutil import atomic_write_many, encode_text, read_text
+from lorawb.core.layout import CAPTION_MAX_BYTES
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 from lorawb.words import plural
@@ -165,7 +166,7 @@ def _unchanged(path: Path, mtime_ns: int | None, size: int | None, expected: str
     if mtime_ns is not None and now == (mtime_ns, size):
         return None
     try:
-        if read_text(path).text == expected:  # touched, or rewritten with the same text
+        if read_text(path, limit=CAPTION_MAX_BYTES).text == expected:  # touched, or rewritten with the same text
             return None
     except LorawbError:
         pass
@@ -308,6 +309,8 @@ def apply_changeset(project: Project, cs: ChangeSet, author: str = CLI) -> Apply
 
 
 def _check_as_read(c: Change) -> str | None:
+    if c.old is None and c.size:  # there was a file, but its text could not be read (too large, unreadable)
+        return "the caption could not be read (over 64 KB, or unreadable): left as it is"
     return _unchanged(c.path, c.mtime_ns, c.size, c.old)
 
 
