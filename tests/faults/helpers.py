@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from lorawb.core import fsutil
 from lorawb.core.project import Project, init_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,11 @@ def captions(project: Project) -> dict[str, bytes]:
 
 
 def leftovers(project: Project) -> list[str]:
-    """Hidden temp files (a killed write's) anywhere in the project but .lorawb/."""
+    """Hidden temp files (a killed write's) anywhere in the project but .lorawb/.
+
+    This process's own kept old versions are removed in the background: waited for first.
+    """
+    fsutil.wait_for_cleanup(timeout=30)
     return sorted(
         p.relative_to(project.root).as_posix()
         for p in project.root.rglob(".*")
