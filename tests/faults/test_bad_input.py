@@ -9,8 +9,6 @@ import pytest
 from lorawb.core import caption_history as ch
 from lorawb.core import caption_ops as co
 from lorawb.core import fsutil, layout
-from lorawb.core.confine import name_in
-from lorawb.core.dataset import refuse_oversized_captions
 from lorawb.core.doctor import diagnose, render_text
 from lorawb.core.index import scan_folder
 from lorawb.errors import CaptionError, ConfigError
@@ -38,6 +36,8 @@ def test_a_huge_caption_is_never_read_whole_and_the_doctor_and_the_trainer_name_
     read: list[int] = []
     real = fsutil.os.read
     monkeypatch.setattr(fsutil.os, "read", lambda fd, n: (read.append(n), real(fd, n))[1])
+    from lorawb.core.dataset import refuse_oversized_captions
+
     with pytest.raises(fsutil.TooLargeError, match="over the 64 KB"):
         fsutil.read_text(big, limit=layout.CAPTION_MAX_BYTES)
     assert sum(read) == 0  # refused from its size, not read
@@ -59,11 +59,15 @@ def test_a_huge_caption_is_never_read_whole_and_the_doctor_and_the_trainer_name_
     "name", ["../../../X", "/etc/x", "a/b", "..", "x\ny", "x\0y", ".hidden", "a" * 201, "", "C:\\x"]
 )
 def test_a_name_that_becomes_a_path_stays_inside_its_folder(tmp_path, name):
+    from lorawb.core.confine import name_in
+
     with pytest.raises(ConfigError, match="save.name = "):
         name_in(tmp_path, name, "save.name")
 
 
 def test_names_that_stay_names_pass(tmp_path):
+    from lorawb.core.confine import name_in
+
     assert name_in(tmp_path, "zkx_mira v2-final.1", "save.name") == tmp_path / "zkx_mira v2-final.1"
 
 
