@@ -593,18 +593,22 @@ def _settle_step(
         conn.executemany(
             "UPDATE caption_op_files SET applied = ?, mtime_ns = ?, size = ? WHERE op_id = ? AND path = ?", updates
         )
-        if keep and not done:
-            pass
-        elif undo:
-            conn.execute(
-                "UPDATE caption_ops SET state = 'undone', undone_by = ?, undone_at = ? WHERE id = ?",
-                (author, time.time(), op_id),
-            )
-        else:
-            conn.execute(
-                "UPDATE caption_ops SET state = 'applied', undone_by = NULL, undone_at = NULL WHERE id = ?", (op_id,)
-            )
+        if done or not keep:
+            _stepped(conn, op_id, undo=undo, author=author)
         journal.finish(conn, token)
+
+
+def _stepped(conn: sqlite3.Connection, op_id: int, *, undo: bool, author: str) -> None:
+    """The entry's state after an undo (``undone``, by ``author``) or a redo (``applied`` again)."""
+    if undo:
+        conn.execute(
+            "UPDATE caption_ops SET state = 'undone', undone_by = ?, undone_at = ? WHERE id = ?",
+            (author, time.time(), op_id),
+        )
+    else:
+        conn.execute(
+            "UPDATE caption_ops SET state = 'applied', undone_by = NULL, undone_at = NULL WHERE id = ?", (op_id,)
+        )
 
 
 # --- after a kill ---------------------------------------------------------------------------------
@@ -684,16 +688,8 @@ def recover_entry(project: Project, entry: journal.Entry) -> str | None:
             if step == "apply":
                 conn.execute("DELETE FROM caption_op_files WHERE op_id = ? AND applied = 0", (op_id,))
                 conn.execute("UPDATE caption_ops SET state = 'applied', files = ? WHERE id = ?", (len(finished), op_id))
-            elif undo:
-                conn.execute(
-                    "UPDATE caption_ops SET state = 'undone', undone_by = ?, undone_at = ? WHERE id = ?",
-                    (author, time.time(), op_id),
-                )
             else:
-                conn.execute(
-                    "UPDATE caption_ops SET state = 'applied', undone_by = NULL, undone_at = NULL WHERE id = ?",
-                    (op_id,),
-                )
+                _stepped(conn, op_id, undo=undo, author=author)
             journal.finish(conn, entry.token)
     finally:
         conn.close()

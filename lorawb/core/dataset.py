@@ -504,8 +504,8 @@ def oversized_captions(images: Iterable[ImageFacts]) -> list[tuple[str, int]]:
 def refuse_oversized_captions(scan: ScanResult) -> None:
     """The trainer's check: a caption over the limit stops the run with the file named (its text was
     never read, so training on it would use an empty caption). Raises CaptionError."""
-    from lorawb.core.fsutil import size_text
     from lorawb.errors import CaptionError
+    from lorawb.words import size_text
 
     big = oversized_captions(scan.images)
     if big:

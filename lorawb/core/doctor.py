@@ -22,11 +22,10 @@ from typing import Any
 from lorawb.core.buckets import BucketSettings, bucket_label, one_bucket_warning
 from lorawb.core.captions import Caption, phrase_pattern, tag_key, tag_name, tags_of, trigger_index
 from lorawb.core.dataset import ImageFacts, Progress, ScanResult, oversized_captions, quoted_name, scan_dataset
-from lorawb.core.fsutil import size_text
 from lorawb.core.layout import CAPTION_MAX_BYTES, LINK_NOT_FOLLOWED
 from lorawb.core.project import STATE_DIR, Project
 from lorawb.errors import LorawbError
-from lorawb.words import plural
+from lorawb.words import plural, size_text
 
 
 @dataclass

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from lorawb.core import ownwrites
 from lorawb.errors import LorawbError
+from lorawb.words import size_text
 
 
 @dataclass(frozen=True)
@@ -108,15 +109,6 @@ TEXT_LIMIT = 16 * 1024 * 1024  # what ``read_text`` reads at most unless told ot
 
 class TooLargeError(LorawbError):
     """A text file is over the size its reader accepts; nothing past the limit was read."""
-
-
-def size_text(n: int) -> str:
-    """A byte count as people read it: ``812 bytes``, ``64 KB``, ``50.0 MB``."""
-    if n < 1024:
-        return f"{n} bytes"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.0f} KB"
-    return f"{n / (1024 * 1024):.1f} MB"
 
 
 def read_text(path: Path, limit: int | None = TEXT_LIMIT) -> TextFile:
