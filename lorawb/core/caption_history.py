@@ -131,8 +131,8 @@ class HistoryEntry:
     author: str | None = None
 
 
-def connect(project: Project, *, durable: bool = False) -> sqlite3.Connection:
-    conn = state.connect(project.state_dir, durable=durable)
+def connect(project: Project) -> sqlite3.Connection:
+    conn = state.connect(project.state_dir)
     state.ensure_schema(conn, "caption_history", SCHEMA, migrate=_migrate)
     state.ensure_schema(conn, "journal", journal.SCHEMA)
     return conn
@@ -281,7 +281,7 @@ def apply_changeset(project: Project, cs: ChangeSet, author: str = CLI) -> Apply
         items = [(changes[i].path, new_bytes(changes[i])) for i in todo]
         token = fsutil.new_tag()
         with journal.holding(project, token):
-            conn = connect(project, durable=True)
+            conn = connect(project)
             try:
                 op_id = _intend(
                     conn,
@@ -326,7 +326,7 @@ def _intend(
         (c.rel, c.old, c.new, c.newline, _unless_plain(c.old, c.newline, old), _unless_plain(c.new, c.newline, new))
         for c, old, new in changes
     ]
-    with state.transaction(conn):
+    with state.transaction(conn, durable=True):
         cur = conn.execute(
             "INSERT INTO caption_ops (created, label, files, state, author) VALUES (?, ?, ?, 'pending', ?)",
             (time.time(), label, len(rows), author),
@@ -454,7 +454,7 @@ def undo_op(project: Project, op_id: int, author: str = CLI) -> ApplyResult:
     A file a later applied entry changed again is refused and the entry named: undo that first.
     """
     journal.recover(project)
-    conn = connect(project, durable=True)
+    conn = connect(project)
     try:
         row = conn.execute("SELECT id, label, state FROM caption_ops WHERE id = ?", (op_id,)).fetchone()
         if row is None:
@@ -480,7 +480,7 @@ def _step(project: Project, steps: int, *, undo: bool, author: str | None) -> li
         raise LorawbError(f"nothing to do for {steps} steps: give a number of steps of 1 or more")
     journal.recover(project)
     results: list[ApplyResult] = []
-    conn = connect(project, durable=True)
+    conn = connect(project)
     try:
         for _ in range(steps):
             if undo:
@@ -546,7 +546,7 @@ def _step_one(
 
     token = fsutil.new_tag()
     with journal.holding(project, token):
-        with state.transaction(conn):
+        with state.transaction(conn, durable=True):
             journal.record(
                 conn, "captions", __name__, token, {"op": op_id, "step": "undo" if undo else "redo", "author": author}
             )
@@ -647,7 +647,7 @@ def recover_entry(project: Project, entry: journal.Entry) -> str | None:
     op_id, step, author = entry.payload["op"], entry.payload["step"], entry.payload.get("author") or CLI
     undo = step == "undo"
     root = project.root
-    conn = connect(project, durable=True)
+    conn = connect(project)
     try:
         op = conn.execute("SELECT label FROM caption_ops WHERE id = ?", (op_id,)).fetchone()
         rows = conn.execute(

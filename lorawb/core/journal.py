@@ -60,15 +60,17 @@ class Entry:
     payload: dict[str, Any]
 
 
-def connect(project: Project, *, durable: bool = True) -> sqlite3.Connection:
-    """A connection to the state DB with the journal table; ``durable`` commits reach the disk."""
-    conn = state.connect(project.state_dir, durable=durable)
+def connect(project: Project) -> sqlite3.Connection:
+    """A connection to the state DB with the journal table (record an intent in
+    ``state.transaction(conn, durable=True)``)."""
+    conn = state.connect(project.state_dir)
     state.ensure_schema(conn, "journal", SCHEMA)
     return conn
 
 
 def record(conn: sqlite3.Connection, kind: str, module: str, token: str, payload: dict[str, Any]) -> int:
-    """Add the intent row (inside the caller's transaction, with the caller's own rows)."""
+    """Add the intent row (inside the caller's transaction, with the caller's own rows: a
+    ``state.transaction(conn, durable=True)``, so it is on disk before the first file changes)."""
     cur = conn.execute(
         "INSERT INTO journal (kind, module, token, created, payload) VALUES (?, ?, ?, ?, ?)",
         (kind, module, token, time.time(), json.dumps(payload, ensure_ascii=False)),
@@ -125,7 +127,7 @@ def _unlock(project: Project, token: str, fd: int | None) -> None:
 
 def pending(project: Project, kind: str | None = None) -> list[Entry]:
     """The intent rows present now (of one kind, or all): changes running or interrupted."""
-    conn = connect(project, durable=False)
+    conn = connect(project)
     try:
         rows = conn.execute(
             "SELECT id, kind, token, created, payload FROM journal"
@@ -151,7 +153,7 @@ def recover(project: Project) -> list[str]:
         if fd is None:
             continue  # its writer is alive
         try:
-            conn = connect(project, durable=False)
+            conn = connect(project)
             try:
                 row = conn.execute("SELECT module FROM journal WHERE token = ?", (entry.token,)).fetchone()
             finally:

@@ -62,12 +62,11 @@ def state_db_path(state_dir: Path) -> Path:
     return state_dir / "state.sqlite"
 
 
-def connect(state_dir: Path, *, durable: bool = False) -> StateConnection:
+def connect(state_dir: Path) -> StateConnection:
     """A new connection (one per thread). WAL so the app and the CLI can share it.
 
-    ``durable``: every commit is on disk when it returns (``synchronous=FULL``): for the
-    journal of a change that is about to touch files. The first time this process opens a
-    state file, ``PRAGMA quick_check`` vets it; a damaged one is moved aside (see the module).
+    The first time this process opens a state file, ``PRAGMA quick_check`` vets it; a damaged
+    one is moved aside (see the module).
     """
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +77,7 @@ def connect(state_dir: Path, *, durable: bool = False) -> StateConnection:
     db = state_db_path(state_dir)
     for attempt in range(2):
         try:
-            conn = _open(db, state_dir, durable)
+            conn = _open(db, state_dir)
         except StateDamagedError:
             if attempt:
                 raise
@@ -87,7 +86,7 @@ def connect(state_dir: Path, *, durable: bool = False) -> StateConnection:
     raise AssertionError("unreachable")
 
 
-def _open(db: Path, state_dir: Path, durable: bool) -> StateConnection:
+def _open(db: Path, state_dir: Path) -> StateConnection:
     conn = sqlite3.connect(db, timeout=10.0, isolation_level=None, check_same_thread=False, factory=StateConnection)
     assert isinstance(conn, StateConnection)
     conn.state_dir = state_dir
@@ -95,7 +94,7 @@ def _open(db: Path, state_dir: Path, durable: bool) -> StateConnection:
         conn.ino = os.stat(db).st_ino
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         _check_once(conn, db)
     except BaseException:
@@ -127,21 +126,33 @@ def is_current(conn: sqlite3.Connection, state_dir: Path) -> bool:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error (the connection stays usable)."""
-    conn.execute("BEGIN IMMEDIATE")
+def transaction(conn: sqlite3.Connection, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error (the connection stays usable).
+
+    ``durable``: the commit is on disk when it returns, power cut included (``synchronous=FULL``
+    for this one transaction): the intent of a change about to touch files. Other commits survive
+    a killed process but may be lost with the power (WAL with ``synchronous=NORMAL``).
+    """
+    if durable:
+        conn.execute("PRAGMA synchronous=FULL")
     try:
-        yield conn
-    except BaseException:
-        with suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-    try:
-        conn.execute("COMMIT")
-    except BaseException:
-        with suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        if durable:
+            with suppress(sqlite3.Error):
+                conn.execute("PRAGMA synchronous=NORMAL")
 
 
 # --- lorawb's words for SQLite's failures -----------------------------------------------------

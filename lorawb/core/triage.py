@@ -351,7 +351,7 @@ class Triage:
             conn.close()  # .lorawb/ was deleted, or its damaged database moved aside: use the new one
             conn = None
         if conn is None:
-            conn = journal.connect(self.project, durable=True)
+            conn = journal.connect(self.project)
             state.ensure_schema(conn, "triage", SCHEMA)
             self._local.conn = conn
         return conn
@@ -663,7 +663,7 @@ class Triage:
                     "moves": [[self.rel(a), self.rel(b)] for a, b in pairs],
                     "effects": done_effects,
                 }
-                with state.transaction(self.conn):
+                with state.transaction(self.conn, durable=True):
                     journal.record(self.conn, "triage", __name__, token, payload)
                 done: list[tuple[Path, Path]] = []
                 try:

@@ -129,7 +129,7 @@ def apply_promotion(project: Project, plan: Promotion, author: str = CLI) -> Pro
     with journal.holding(project, token):
         conn = journal.connect(project)
         try:
-            with state.transaction(conn):
+            with state.transaction(conn, durable=True):
                 journal.record(conn, "promote", __name__, token, payload)
             written, gone = _write_images(project, payload, token)
             skipped += [(cid, "already in the inbox") for cid in gone]

@@ -20,6 +20,8 @@ import pytest
 
 from lorawb.cli import main
 from lorawb.core import caption_history, fsutil, state
+from lorawb.core import caption_ops as co
+from lorawb.errors import LorawbError
 from tests.faults.helpers import caption_project, captions, leftovers
 
 SCRIPT = Path(__file__).with_name("on_a_full_disk.py")
@@ -67,23 +69,21 @@ def project(tmp_path):
     return project
 
 
-def test_history_full_when_the_edit_is_recorded_changes_nothing(project, monkeypatch, capsys):
-    """The state database cannot grow just when the change set's intent is written: nothing is written."""
+def test_history_full_when_the_edit_is_recorded_changes_nothing(project, monkeypatch):
+    """The edit is planned; then the state database cannot grow when its intent is written: nothing is written."""
+    cs = co.build_changeset(project, co.AddTag("masterpiece"))
     real = state._open
 
-    def full(db, state_dir, durable):
-        conn = real(db, state_dir, durable)
-        if durable:  # the journaled writes' connection: the history and the intent
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
-            conn.execute(f"PRAGMA max_page_count = {pages}")
+    def full(db, state_dir):
+        conn = real(db, state_dir)
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
         return conn
 
     before = captions(project)
     monkeypatch.setattr(state, "_open", full)
-    capsys.readouterr()
-    assert main(["captions", "add", "masterpiece", "-p", str(project.root)]) == 2
-    err = capsys.readouterr().err
-    assert "disk full: nothing was written" in err and "Traceback" not in err
+    with pytest.raises(LorawbError, match="disk full: nothing was written"):
+        caption_history.apply_changeset(project, cs)
     monkeypatch.setattr(state, "_open", real)
     assert captions(project) == before and leftovers(project) == []
     assert [e.label for e in caption_history.history(project)] == ["add 'first' at end"]
