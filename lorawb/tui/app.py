@@ -7,6 +7,7 @@ made by other programs reach the tabs as messages (lorawb.tui.messages).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -158,7 +159,11 @@ class LorawbApp(App):
         """
         try:
             if recover:
-                for message in journal.recover(self.project):
+                try:
+                    messages = journal.recover(self.project)
+                except (sqlite3.Error, OSError):
+                    messages = []  # a read-only or full .lorawb/: what follows meets it and says so
+                for message in messages:
                     self.call_from_thread(self.notify, message, title="interrupted change", timeout=10)
             cached = self.index.load_cached()
             if cached is not None:

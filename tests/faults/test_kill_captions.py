@@ -70,3 +70,19 @@ def test_undo_killed_mid_way_is_finished(tmp_path):
     redo = lorawb(project, "captions", "redo", check=True)  # the undo is finished first, then redone
     assert "finished an interrupted undo" in redo.stderr
     assert captions(project) == after and leftovers(project) == []
+
+
+async def test_the_app_finishes_an_interrupted_edit_when_it_starts(tmp_path):
+    from lorawb.tui.app import LorawbApp
+    from tests.tui.conftest import settle
+
+    project = caption_project(tmp_path, n=20, images=True)
+    after = _after(project)
+    assert lorawb(project, *ADD, kill_at="rename:7").returncode == -signal.SIGKILL
+    app = LorawbApp(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        notes = [n.message for n in app._notifications]
+        assert any("finished an interrupted caption edit" in n for n in notes), notes
+    assert captions(project) == after and leftovers(project) == []
+    assert ch.history(project)[0].label.startswith("add 'masterpiece'")  # undoable like any edit
