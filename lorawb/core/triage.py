@@ -679,7 +679,15 @@ class Triage:
                             pass
                     _forget(self.conn, token)
                     raise _move_error(exc, src, target_dir) from exc
-                self._commit(done_effects, token)
+                try:
+                    self._commit(done_effects, token)
+                except state.DiskFullError as exc:
+                    raise TriageError(
+                        f"disk full: {src.name} was moved to {new_rel}, but the decision could not be recorded; "
+                        "the next lorawb command records it (then undo takes it back)",
+                        path=exc.path,
+                        hint="free some space",
+                    ) from exc
         # The index follows the move at once (the image keeps its facts).
         self.index.update([path for pair in pairs for path in pair])
         return new_rel

@@ -134,8 +134,16 @@ def apply_promotion(project: Project, plan: Promotion, author: str = CLI) -> Pro
             written, gone = _write_images(project, payload, token)
             skipped += [(cid, "already in the inbox") for cid in gone]
             result = _finish(project, payload, written, author)
-            with state.transaction(conn):
-                journal.finish(conn, token)
+            try:
+                with state.transaction(conn):
+                    journal.finish(conn, token)
+            except state.DiskFullError as exc:
+                raise LorawbError(
+                    f"disk full: {plural(len(written), 'image')} promoted, but the promotion could not be closed; "
+                    "the next lorawb command does it",
+                    path=exc.path,
+                    hint="free some space",
+                ) from exc
         finally:
             conn.close()
     return PromoteResult([root / rel for rel in written.values()], result, skipped)
