@@ -319,6 +319,22 @@ class FluxFamily(FlowFamily):
             te.to(device, dtype)
         return model
 
+    def meta_denoiser_from_file(self, path: Path, folder: Path) -> Any:
+        import diffusers
+        import torch
+        from safetensors import safe_open
+
+        from lorawb.train.modelpath import read_json
+
+        with safe_open(str(path), framework="pt") as fh:
+            shapes = {k: torch.empty(fh.get_slice(k).get_shape(), device="meta") for k in fh.keys()}  # noqa: SIM118
+        state = strip_prefix(shapes)
+        known = read_json(folder / "transformer" / "config.json")
+        if "img_in.weight" not in state:
+            return None  # diffusers' names: the folder's config says the shapes
+        config = {k: v for k, v in self.config_from_state(state, known).items() if not k.startswith("_")}
+        return getattr(diffusers, self.transformer_class).from_config(config)
+
     def config_from_state(self, state: dict[str, Any], known: dict[str, Any]) -> dict[str, Any]:
         """FluxTransformer2DModel's config read off a BFL-layout state dict (``known``: a folder's
         transformer config, for what the shapes cannot tell)."""
@@ -484,6 +500,17 @@ class FluxModel(FlowModel):
 
     def image_seq_len(self, latents: torch.Tensor) -> int:
         return int((latents.shape[-2] // 2) * (latents.shape[-1] // 2))
+
+    # --- memory -----------------------------------------------------------------------------------------------------
+    def blocks(self) -> list[Any]:
+        d = self.bare_denoiser
+        return [*d.transformer_blocks, *d.single_transformer_blocks]
+
+    def image_tokens(self, side: int) -> int:
+        return (side // self.vae_scale // 2) ** 2  # 2x2 patches
+
+    def text_tokens(self) -> int:
+        return self.t5_length
 
     def tokenize(self, captions: list[str]) -> list[torch.Tensor]:
         clip, t5 = self.tokenizers
@@ -770,7 +797,7 @@ def unflatten_bfl(flat: str) -> str | None:
 def module_rows(root: Any, name: str) -> int:
     module = root.get_submodule(name)
     base = getattr(module, "base_layer", module)
-    return int(base.weight.shape[0])
+    return int(base.out_features)  # a quantised layer's weight may be packed (nf4)
 
 
 def peft_state_dict(lora: LoraFile) -> dict[str, torch.Tensor]:

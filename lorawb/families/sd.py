@@ -127,6 +127,10 @@ class SDModel(DDPMModel):
         added = self.added_cond(text.to(noisy.device, dtype), geometry)
         return self.denoiser(noisy.to(dtype), timesteps, hidden, added_cond_kwargs=added, return_dict=False)[0]
 
+    def blocks(self) -> list[Any]:
+        u = self.bare_denoiser
+        return [*u.down_blocks, u.mid_block, *u.up_blocks]
+
     def initial_noise(self, seed: int, width: int, height: int) -> torch.Tensor:
         import torch
 
@@ -172,6 +176,9 @@ class SDModel(DDPMModel):
             feature_extractor=None,
             requires_safety_checker=False,
         )
+
+
+SDFamily.model_class = SDModel
 
 
 def module_device(module: Any) -> torch.device:

@@ -94,3 +94,6 @@ class SDXLModel(SDModel):
             unet=denoiser or self.denoiser,
             scheduler=scheduler or self.sampler("ddim"),
         )
+
+
+SDXLFamily.model_class = SDXLModel
