@@ -43,6 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("resume", help="continue a stopped run from its saved state", usage=RUN_USAGE.format("resume"))
     _run_words(p)
     p.add_argument("--detach", action="store_true", help="continue in a separate process")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one memory setting first, e.g. --set model.quantize=nf4 (recorded in the run's events)",
+    )
     p.set_defaults(func=cmd_resume)
 
     from lorawb.toyworld.tiny import FAMILIES
@@ -100,11 +108,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from lorawb.train.process import check_resumable, resume_run
+    from lorawb.train.process import change_on_resume, check_resumable, resume_run
     from lorawb.train.runfolder import summarize
 
     run = _find_run(args.run, args.project)
     check_resumable(run)  # before printing the id: a script reading stdout must not get a run that didn't resume
+    for key, old, new in change_on_resume(run, args.overrides):
+        print(f"{key}: {old} -> {new} from the resumed step on (recorded in the run's events)", file=sys.stderr)
     s = summarize(run)
     if s.resumable_step is not None:
         redo = (

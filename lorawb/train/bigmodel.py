@@ -231,9 +231,11 @@ class OomReport:
         return f"out of GPU memory at step {self.step}{mem}"
 
     def hint(self, run_id: str) -> str:
+        from lorawb.train.memplan import size
+
         if self.lever is None:
             return "lower train.batch_size or dataset.resolution; `lorawb plan` shows what fits"
-        plan = f" (the plan: {self.lever_plan_gb:.1f} GB)" if self.lever_plan_gb is not None else ""
+        plan = f" (the plan: {size(self.lever_plan_gb * 2**30)})" if self.lever_plan_gb is not None else ""
         return f"next lever: {self.lever}{plan}; continue with `lorawb resume {run_id} --set {self.lever}`"
 
 

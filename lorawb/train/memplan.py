@@ -317,12 +317,21 @@ def optimizer_bytes(optimizer: str, sizes: list[int]) -> int:
     return total + (2 * 256 * 4 if any(n >= ADAM_8BIT_MIN for n in sizes) else 0)
 
 
+def size(n: float) -> str:
+    """Bytes as people read them: '21.3 GB', '840 MB' (tiny models: '1.2 MB')."""
+    if n >= GB:
+        return f"{n / GB:.1f} GB"
+    if n >= 2**20:
+        return f"{n / 2**20:.0f} MB"
+    return f"{n / 2**20:.2f} MB"
+
+
 def _dtype(wbytes: int) -> str:
     return {2: "bf16/fp16", 4: "fp32"}[wbytes]
 
 
 def _kinds(by_kind: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v / GB:.2f} GB" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v)
+    return ", ".join(f"{k} {size(v)}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v)
 
 
 # --- levers -------------------------------------------------------------------------------------------
@@ -439,13 +448,13 @@ def headline(advice: Advice) -> str:
     """'fits 24 GB: 21.3 GB' / 'needs 31.2 GB, over 24 GB; model.quantize=nf4 → 14.1 GB'."""
     p = advice.plan
     if advice.fits:
-        return f"fits {advice.budget_gb:g} GB: {p.peak_gb:.1f} GB"
+        return f"fits {advice.budget_gb:g} GB: {size(p.peak)}"
     levers = " + ".join(lever.spec for lever, _ in advice.steps)
-    after = advice.steps[-1][1].peak_gb if advice.steps else None
+    after = size(advice.steps[-1][1].peak) if advice.steps else ""
     if advice.fitting is not None:
-        return f"needs {p.peak_gb:.1f} GB, over {advice.budget_gb:g} GB; {levers} → {after:.1f} GB"
-    tail = f"; even {levers} → {after:.1f} GB" if advice.steps else ""
-    return f"needs {p.peak_gb:.1f} GB, over {advice.budget_gb:g} GB{tail}: lower dataset.resolution"
+        return f"needs {size(p.peak)}, over {advice.budget_gb:g} GB; {levers} → {after}"
+    tail = f"; even {levers} → {after}" if advice.steps else ""
+    return f"needs {size(p.peak)}, over {advice.budget_gb:g} GB{tail}: lower dataset.resolution"
 
 
 def render(advice: Advice) -> list[str]:
@@ -454,11 +463,11 @@ def render(advice: Advice) -> list[str]:
     lines = [headline(advice), f"{p.label}; activations: {p.activation_source}"]
     for phase in p.phases:
         mark = "  ← peak" if phase == p.peak_phase else ""
-        lines.append(f"  {phase:<9} {p.total(phase) / GB:6.2f} GB{mark}")
+        lines.append(f"  {phase:<9} {size(p.total(phase)):>9}{mark}")
     lines.append("training step:")
     for part in p.phases["training"]:
         approx = "~" if not part.exact else " "
-        lines.append(f"  {part.name:<22}{approx}{part.bytes / GB:6.2f} GB  {part.detail}")
+        lines.append(f"  {part.name:<22}{approx}{size(part.bytes):>9}  {part.detail}")
     for lever, after in advice.steps:
-        lines.append(f"  then {lever.spec:<34} → {after.peak_gb:5.1f} GB  ({lever.cost})")
+        lines.append(f"  then {lever.spec:<34} → {size(after.peak):>9}  ({lever.cost})")
     return lines

