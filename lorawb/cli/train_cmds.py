@@ -28,6 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="", help="a word for the run id (default: the output name)")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("plan", help="the peak GPU memory a run's settings take, and the levers that make it fit")
+    add_project_arg(p)
+    p.add_argument("--config", metavar="FILE", help="a TOML file with training settings (over lorawb.toml's)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="as for `lorawb train`"
+    )
+    p.add_argument("--gpu", default="24GB", help="the card's memory, e.g. 24GB, 16GB, 80GB (default 24GB)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plan)
+
     p = sub.add_parser("runs", help="list the project's training runs")
     add_project_arg(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -105,6 +115,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     print(run.id, flush=True)
     return _foreground(run, lambda progress: launch(run, detach=False, progress=progress))
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from lorawb.core.project import Project
+    from lorawb.train import memplan
+    from lorawb.train.config import resolve_config
+
+    budget = memplan.parse_gb(args.gpu)
+    config = resolve_config(Project.load(args.project), args.config, args.overrides)
+    advice = memplan.advise(config, budget)
+    if args.json:
+        print(json.dumps(memplan.as_dict(advice), indent=2))
+    else:
+        print("\n".join(memplan.render(advice)))
+    return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

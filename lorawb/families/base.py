@@ -182,6 +182,20 @@ def check_big_model(cfg: TrainConfig) -> None:
         )
 
 
+# What memory presets share: 1024 px with the latent and text caches applying (captions fixed, crops
+# centred, no text-encoder LoRA) and the encoders off the GPU while they are idle.
+CACHED_1024: tuple[tuple[str, Any], ...] = (
+    ("dataset.resolution", 1024),
+    ("dataset.cache_latents", True),
+    ("dataset.cache_text", True),
+    ("dataset.crop", "center"),
+    ("dataset.shuffle_tags", False),
+    ("dataset.tag_dropout", 0.0),
+    ("network.train_text_encoder", False),
+    ("train.offload_frozen", True),
+)
+
+
 def vae_scale_of(path: Path) -> int | None:
     """A diffusers folder's VAE scale factor (2 ** (number of blocks - 1)), or None."""
     from lorawb.train.modelpath import read_json

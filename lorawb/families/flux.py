@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from lorawb.errors import ConfigError, ModelError
-from lorawb.families.base import TextCond
+from lorawb.families.base import CACHED_1024, ActivationModel, Preset, TextCond
 from lorawb.families.flow import FlowFamily, FlowModel, FlowSettings
 
 if TYPE_CHECKING:
@@ -257,6 +257,55 @@ class FluxFamily(FlowFamily):
     kohya_network = "networks.lora_flux"
     transformer_class = "FluxTransformer2DModel"
     pipeline_class = "FluxPipeline"
+    # Per block, per element of (batch x image+text tokens x width), bf16: checkpointed, a block keeps
+    # its input; recomputed, one block holds its attention projections, MLP and the LoRAs' inputs.
+    # Estimates until bench/gpu_session.sh measures them on a GPU (flash/memory-efficient attention).
+    activation = ActivationModel(kept=1.0, live=24.0, full=22.0)
+    presets = (
+        Preset(
+            "Flux 24 GB",
+            "1024 px, batch 2: fp8 base, latent + text caches (encoders off the GPU), gradient checkpointing, bf16",
+            CACHED_1024
+            + (
+                ("model.quantize", "fp8"),
+                ("train.batch_size", 2),
+                ("train.mixed_precision", "bf16"),
+                ("train.gradient_checkpointing", True),
+                ("train.optimizer", "adamw"),
+                ("train.offload_blocks", 0),
+            ),
+            gpu_gb=24,
+        ),
+        Preset(
+            "Flux 16 GB",
+            "1024 px, batch 1: NF4 base (bitsandbytes), caches, gradient checkpointing, bf16, 8-bit AdamW",
+            CACHED_1024
+            + (
+                ("model.quantize", "nf4"),
+                ("train.batch_size", 1),
+                ("train.mixed_precision", "bf16"),
+                ("train.gradient_checkpointing", True),
+                ("train.optimizer", "adamw8bit"),
+                ("train.offload_blocks", 0),
+            ),
+            gpu_gb=16,
+        ),
+        Preset(
+            "Flux 12 GB",
+            "1024 px, batch 1: fp8 base with 12 blocks in CPU memory (slower), caches, gradient checkpointing, "
+            "bf16, 8-bit AdamW",
+            CACHED_1024
+            + (
+                ("model.quantize", "fp8"),
+                ("train.batch_size", 1),
+                ("train.mixed_precision", "bf16"),
+                ("train.gradient_checkpointing", True),
+                ("train.optimizer", "adamw8bit"),
+                ("train.offload_blocks", 12),
+            ),
+            gpu_gb=12,
+        ),
+    )
     model_class: type[FluxModel]
 
     def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorawb.errors import ModelError
-from lorawb.families.base import Family, TextCond
+from lorawb.families.base import ActivationModel, Family, TextCond
 from lorawb.families.ddpm import DDPMModel, ddpm_scheduler
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ class SDFamily(Family):
     lora_architectures = ("stable-diffusion-v1",)
     lora_group = "sd"
     pipeline_class = "StableDiffusionPipeline"
+    # UNet blocks are coarse (down blocks, mid, up blocks) and widen with depth: per block, per element
+    # of (latent pixels x the first block's channels). Estimates until bench/gpu_session.sh measures them.
+    activation = ActivationModel(kept=20.0, live=150.0, full=160.0)
 
     def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
         from lorawb.train.modelpath import read_json

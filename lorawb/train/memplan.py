@@ -457,6 +457,24 @@ def headline(advice: Advice) -> str:
     return f"needs {size(p.peak)}, over {advice.budget_gb:g} GB{tail}: lower dataset.resolution"
 
 
+def as_dict(advice: Advice) -> dict[str, Any]:
+    """The advice as plain data (``lorawb plan --json``): bytes throughout."""
+    p = advice.plan
+    return {
+        "family": p.label,
+        "gpu_gb": advice.budget_gb,
+        "fits": advice.fits,
+        "peak_bytes": p.peak,
+        "peak_phase": p.peak_phase,
+        "activations": p.activation_source,
+        "phases": {
+            name: {"bytes": p.total(name), "parts": [vars(part) for part in parts]} for name, parts in p.phases.items()
+        },
+        "levers": [{"set": lever.spec, "cost": lever.cost, "peak_bytes": after.peak} for lever, after in advice.steps],
+        "headline": headline(advice),
+    }
+
+
 def render(advice: Advice) -> list[str]:
     """The plan as text lines: the headline, each phase's peak, the training step's parts, the levers."""
     p = advice.plan

@@ -12,8 +12,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lorawb import families
 from lorawb.errors import ConfigError
 from lorawb.train import memplan as M
+from lorawb.train import quantize as Q
+from lorawb.train.config import TrainConfig
 from tests.train.conftest import lora_weights, make_project, train_context
 
 FAST = ["flux.t5_max_length=16"]
@@ -105,3 +108,86 @@ def test_out_of_memory_ends_the_run_resumably_and_resume_sets_the_lever(tiny_flu
     from lorawb.train.compare import resume_changes
 
     assert resume_changes(run) == ("model.quantize none → int8 from step 2",)
+
+
+# --- the plan's exact parts ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_flux(tmp_path_factory):
+    """A full-size FLUX.1-dev as configs only (19 double, 38 single blocks, 3072 wide, T5-XXL, CLIP-L)."""
+    from lorawb.toyworld.fullsize import write_config_folder
+
+    return write_config_folder(tmp_path_factory.mktemp("full") / "flux", "flux")
+
+
+def config_for(path, *sets: str) -> TrainConfig:
+    cfg = TrainConfig().with_overrides([f"model.path={path!s}", "dataset.bucket_step=16", *sets])
+    return cfg
+
+
+def lora_count(denoiser: torch.nn.Module, targets: list[str], rank: int) -> int:
+    """A LoRA's parameters counted by hand: rank x (in + out) for each target Linear."""
+    mods = dict(denoiser.named_modules())
+    return sum(rank * (mods[t].in_features + mods[t].out_features) for t in targets)
+
+
+@pytest.mark.parametrize("quant", ["none", "int8", "nf4", "fp8"])
+def test_plan_counts_a_tiny_models_real_quantised_tensors(tiny_flux, quant):
+    """The base weights the plan predicts are the bytes of the tensors the loader really makes (on the CPU)."""
+    cfg = config_for(tiny_flux, f"model.quantize={quant}", "flux.t5_max_length=16")
+    loaded = families.load_base_model(cfg.model, torch.device("cpu"), torch.float32, cfg)
+    counted = sum(t.numel() * t.element_size() for t in Q.tensors_of(loaded.denoiser))
+    assert counted == M.plan(cfg).part("base weights").bytes
+    if quant != "none":
+        assert (
+            loaded.big.quantized_layers == sum(1 for b in loaded.blocks() for m in b.modules() if Q.is_quantized(m)) > 0
+        )
+
+
+@pytest.mark.parametrize("quant", ["none", "fp8", "int8", "nf4"])
+def test_plan_of_a_full_size_flux_matches_its_counted_meta_tensors(full_flux, quant):
+    from diffusers import FluxTransformer2DModel
+
+    from lorawb.toyworld.fullsize import FLUX_TRANSFORMER
+
+    cfg = config_for(full_flux, f"model.quantize={quant}", "train.mixed_precision=bf16", "network.rank=16")
+    p = M.plan(cfg)
+    with torch.device("meta"):
+        ref = FluxTransformer2DModel(**FLUX_TRANSFORMER)
+    assert (ref.config.num_layers, ref.config.num_single_layers, ref.config.guidance_embeds) == (19, 38, True)
+    blocks = [*ref.transformer_blocks, *ref.single_transformer_blocks]
+    linears = [m for b in blocks for m in b.modules() if type(m) is torch.nn.Linear]
+    in_linears = {id(p) for m in linears for p in m.parameters()}
+    bias = sum(m.bias.numel() for m in linears if m.bias is not None)
+    rest = sum(p.numel() for p in ref.parameters() if id(p) not in in_linears) + bias
+    quantised = sum(Q.weight_bytes(m.in_features, m.out_features, quant, 2) for m in linears)
+    assert p.part("base weights").bytes == quantised + 2 * rest
+    assert p.part("base weights").bytes == (
+        2 * sum(x.numel() for x in ref.parameters()) if quant == "none" else p.part("base weights").bytes
+    )
+    if quant == "none":
+        assert 11.8e9 < sum(x.numel() for x in ref.parameters()) < 12.0e9  # FLUX.1's 11.9B parameters
+    # The LoRA, its gradients and AdamW's two moments: rank x (in + out) per target, fp32.
+    model = M.meta_model(cfg)
+    n = lora_count(ref, model.lora_targets(cfg.network)[0], 16)
+    assert p.part("LoRA").bytes == 4 * n and p.part("gradients").bytes == 4 * n
+    assert p.part("optimizer state").bytes == 8 * n
+    assert not p.part("activations").exact and "estimate" in p.part("activations").detail
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adamw8bit"])
+def test_plan_counts_the_optimizer_state_a_real_step_makes(tiny_flux, tmp_path, optimizer):
+    from lorawb.train.trainer import train_step
+
+    root = make_project(tmp_path / "proj", tiny_flux, n_images=2)
+    with train_context(root, [*FAST, f"train.optimizer={optimizer}", "network.rank=4"]) as ctx:
+        train_step(ctx)
+        seen, counted = set(), 0
+        for state in ctx.optimizer.state.values():
+            for t in state.values():
+                if isinstance(t, torch.Tensor) and t.dim() > 0 and t.untyped_storage().data_ptr() not in seen:
+                    seen.add(t.untyped_storage().data_ptr())
+                    counted += t.numel() * t.element_size()
+        sizes = [p.numel() for p in ctx.params]
+    assert counted == M.optimizer_bytes(optimizer, sizes)
