@@ -118,18 +118,12 @@ def load_base_model(
     loaded = family.load(model, path, torch.device("cpu") if big else device, dtype or torch.float32, settings)
     loaded.settings = settings
     if big:
-        # The text encoders too when they encode every step, unless a LoRA trains them.
-        quantize_text = cfg is None or not (text_cached(cfg) or cfg.network.train_text_encoder)
+        # The frozen text encoders too: they fill the caches, and come back beside the denoiser for samples.
+        quantize_text = cfg is None or not cfg.network.train_text_encoder
         bigmodel.stage(loaded, torch.device(device), model.quantize, offload, quantize_text=quantize_text)
         if place:
             bigmodel.place(loaded)
     return loaded
-
-
-def text_cached(cfg: TrainConfig) -> bool:
-    from lorawb.train.data import text_is_cached
-
-    return text_is_cached(cfg)
 
 
 def lora_family(keys: list[str], metadata: dict[str, str]) -> str | None:

@@ -292,7 +292,7 @@ class FluxFamily(FlowFamily):
         ),
         Preset(
             "Flux 12 GB",
-            "1024 px, batch 1: fp8 base with 12 blocks in CPU memory (slower), caches, gradient checkpointing, "
+            "1024 px, batch 1: fp8 base with its 19 double blocks in CPU memory (slower), caches, gradient checkpointing, "
             "bf16, 8-bit AdamW",
             CACHED_1024
             + (
@@ -301,7 +301,7 @@ class FluxFamily(FlowFamily):
                 ("train.mixed_precision", "bf16"),
                 ("train.gradient_checkpointing", True),
                 ("train.optimizer", "adamw8bit"),
-                ("train.offload_blocks", 12),
+                ("train.offload_blocks", 19),
             ),
             gpu_gb=12,
         ),

@@ -46,7 +46,7 @@ class SDFamily(Family):
     pipeline_class = "StableDiffusionPipeline"
     # UNet blocks are coarse (down blocks, mid, up blocks) and widen with depth: per block, per element
     # of (latent pixels x the first block's channels). Estimates until bench/gpu_session.sh measures them.
-    activation = ActivationModel(kept=20.0, live=150.0, full=160.0)
+    activation = ActivationModel(kept=10.0, live=100.0, full=100.0)
 
     def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
         from lorawb.train.modelpath import read_json

@@ -5,8 +5,8 @@ The path a big model takes (lorawb.families.load_base_model calls ``stage``; the
 
 1. the family loads every component on the CPU;
 2. ``model.quantize``: the Linear layers of the denoiser's blocks (``Model.blocks()``) are quantised
-   there, block by block (lorawb.train.quantize), and the text encoders' too when the text is
-   encoded every step (no text cache) and they are not trained;
+   there, block by block (lorawb.train.quantize), and the frozen text encoders' too (they fill the
+   caches, and come back beside the denoiser for samples: T5-XXL is 9.5 GB in bf16);
 3. the text encoders and the VAE go to the GPU (they fill the caches first);
 4. ``place``: the denoiser goes to the GPU, except the first ``train.offload_blocks`` blocks' frozen
    weights, which stay in (pinned) CPU memory and are copied in for each forward of their block.
@@ -116,7 +116,7 @@ def place(model: Any, log: logging.Logger | None = None) -> None:
         if big.quantize != "none":
             what.append(f"{big.quantized_layers} block layers quantised to {big.quantize}")
             if big.quantized_text_layers:
-                what.append(f"{big.quantized_text_layers} text-encoder layers too (no text cache)")
+                what.append(f"{big.quantized_text_layers} text-encoder layers too")
         if offload is not None:
             what.append(
                 f"{len(offload.blocks)} blocks' frozen weights kept in CPU memory ({offload.nbytes / 2**30:.2f} GB)"

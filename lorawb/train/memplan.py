@@ -180,8 +180,10 @@ def plan(cfg: TrainConfig, model: families.Model | None = None) -> Plan:
         )
     quantized = {id(m) for b in blocks for m in b.modules() if type(m) is torch.nn.Linear} if quant != "none" else set()
     block_of = {id(p): i for i, b in enumerate(blocks) for p in b.parameters()}
-    text_cached = families.text_cached(cfg)
-    quantize_text = quant != "none" and not (text_cached or net.train_text_encoder)
+    from lorawb.train.data import text_is_cached
+
+    text_cached = text_is_cached(cfg)
+    quantize_text = quant != "none" and not net.train_text_encoder  # as lorawb.families.load_base_model does
 
     # Weights, counted before the LoRA goes in (the trainer quantises before it too).
     base, per_block, by_kind = _weights(model.bare_denoiser, quantized, quant, wbytes, block_of, len(blocks))
@@ -268,7 +270,9 @@ def plan(cfg: TrainConfig, model: families.Model | None = None) -> Plan:
         + ([vae, vae_encode] if on_gpu_vae and not ds.cache_latents else [vae] if on_gpu_vae else [])
     )
     if cfg.sample.every_n_steps and cfg.sample.prompts:
-        inference = replace(activations, name="activations", bytes=int(act_elems / t.batch_size * abytes * am.live * 2))
+        inference = replace(
+            activations, bytes=int(act_elems / t.batch_size * abytes * am.live), detail="one image, no grad"
+        )
         phases["samples"] = weights + lora_parts + train_parts[1:] + [encoders, vae, inference] + transient
     source = f"measured {am.measured}" if am.measured else "estimate"
     return Plan(family.label, phases, source)

@@ -191,3 +191,89 @@ def test_plan_counts_the_optimizer_state_a_real_step_makes(tiny_flux, tmp_path, 
                     counted += t.numel() * t.element_size()
         sizes = [p.numel() for p in ctx.params]
     assert counted == M.optimizer_bytes(optimizer, sizes)
+
+
+@pytest.fixture(scope="module")
+def full_models(full_flux, tmp_path_factory):
+    from lorawb.toyworld.fullsize import write_config_folder
+
+    root = tmp_path_factory.mktemp("full")
+    return {
+        "flux": full_flux,
+        "chroma": write_config_folder(root / "chroma", "chroma"),
+        "sdxl": write_config_folder(root / "sdxl", "sdxl"),
+    }
+
+
+def test_every_preset_is_valid_and_its_full_size_plan_fits_its_card(full_models, tmp_path):
+    from lorawb.core.project import Project, init_project
+    from lorawb.train import form as F
+
+    init_project(tmp_path / "proj", trigger="zkx_mira")
+    project = Project.load(tmp_path / "proj")
+    for family in families.REGISTRY.values():
+        for preset in family.presets:
+            base = F.set_in_toml(
+                F.project_source(project).config.to_toml(), "model.path", str(full_models[family.name])
+            )
+            cfg = F.validate(F.apply_preset(base, preset), project)
+            family.check_config(cfg)
+            advice = M.advise(cfg, preset.gpu_gb)
+            assert advice.fits, (preset.name, M.render(advice))
+            assert M.plan(cfg).peak_gb > 0.5 * preset.gpu_gb or preset.gpu_gb >= 24, preset.name  # not vacuous
+    assert {p.name for f in families.REGISTRY.values() for p in f.presets} >= {"Flux 24 GB", "Flux 16 GB", "Flux 12 GB"}
+
+
+def test_plan_cli_and_json(tiny_flux, tmp_path, capsys):
+    import json
+
+    from lorawb.cli import main
+
+    root = make_project(tmp_path / "proj", tiny_flux, n_images=2)
+    assert main(["plan", str(root), "--gpu", "16GB", "--set", "model.quantize=nf4"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("fits 16 GB: ") and "base weights" in out and "nf4" in out and "estimate" in out
+    assert main(["plan", str(root), "--json", "--gpu", "1e-5"]) == 0  # a card too small for anything
+    data = json.loads(capsys.readouterr().out)
+    assert data["fits"] is False and data["levers"] and data["headline"].startswith("needs ")
+    assert data["peak_bytes"] == max(ph["bytes"] for ph in data["phases"].values())
+
+
+def test_offloaded_blocks_train_as_resident_ones(tiny_flux, tmp_path):
+    """train.offload_blocks: the same loss and the same LoRA weights after a step (on the CPU the copies are no-ops
+    in memory but the hooks, the checkpointed recompute and the placement all run)."""
+    from lorawb.train.trainer import train_step
+
+    root = make_project(tmp_path / "proj", tiny_flux, n_images=2)
+    got = {}
+    for n in (0, 2):
+        sets = [*FAST, "train.gradient_checkpointing=true", f"train.offload_blocks={n}", "train.learning_rate=1e-2"]
+        with train_context(root, sets) as ctx:
+            assert (ctx.model.big is not None) == (n > 0)
+            if n:
+                assert len(ctx.model.big.offload.blocks) == 2
+            got[n] = (first_loss(ctx), train_step(ctx).item(), lora_weights(ctx))
+    assert got[0][:2] == got[2][:2]
+    assert all(torch.equal(got[0][2][k], got[2][2][k]) for k in got[0][2])
+
+
+def test_offloading_needs_checkpointing_and_a_movable_base(tiny_flux):
+    fam = families.get("flux")
+    with pytest.raises(ConfigError, match="gradient_checkpointing"):
+        fam.check_config(config_for(tiny_flux, "train.offload_blocks=1"))
+    with pytest.raises(ConfigError, match="nf4"):
+        fam.check_config(
+            config_for(tiny_flux, "train.offload_blocks=1", "train.gradient_checkpointing=true", "model.quantize=nf4")
+        )
+
+
+def test_a_device_that_cannot_quantise_says_which_setting(monkeypatch):
+    from lorawb.errors import ModelError
+
+    def broken(*a, **k):
+        raise RuntimeError("no kernel for this device")
+
+    monkeypatch.setattr(Q, "quantized_linear", broken)
+    with pytest.raises(ModelError, match="model.quantize = 'nf4' cannot run on cpu") as err:
+        Q.check_device("nf4", torch.device("cpu"))
+    assert "fp8" in err.value.hint
