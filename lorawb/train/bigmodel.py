@@ -72,9 +72,10 @@ def stage(model: Any, device: torch.device, quantize: str, offload_blocks: int, 
     Q.check_device(quantize, device)
     big = BigModel(device=device, quantize=quantize, offload_blocks=offload_blocks)
     if quantize != "none":
-        big.quantized_layers = Q.quantize_blocks(blocks, quantize)
+        work = device if device.type == "cuda" else torch.device("cpu")
+        big.quantized_layers = Q.quantize_blocks(blocks, quantize, work)
         if quantize_text:
-            big.quantized_text_layers = sum(Q.quantize_blocks([te], quantize) for te in model.text_encoders)
+            big.quantized_text_layers = sum(Q.quantize_blocks([te], quantize, work) for te in model.text_encoders)
     for te in model.text_encoders:
         Q.move(te, device)
     model.vae.to(device)

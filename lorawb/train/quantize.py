@@ -114,8 +114,11 @@ def quantized_linear(linear: torch.nn.Linear, kind: str, device: torch.device | 
     return q
 
 
-def quantize_blocks(blocks: Iterable[torch.nn.Module], kind: str) -> int:
-    """Replace every nn.Linear inside ``blocks`` by a quantised one (on the CPU); returns how many."""
+def quantize_blocks(blocks: Iterable[torch.nn.Module], kind: str, work: torch.device | None = None) -> int:
+    """Replace every nn.Linear inside ``blocks`` by a quantised one, kept on the CPU; returns how many.
+    ``work``: where to quantise (a GPU quantises a 12B model in seconds; the result comes back)."""
+    cpu = torch.device("cpu")
+    work = work or cpu
     n = 0
     for block in blocks:
         for name, child in list(block.named_modules()):
@@ -123,7 +126,10 @@ def quantize_blocks(blocks: Iterable[torch.nn.Module], kind: str) -> int:
                 continue
             parent_name, _, leaf = name.rpartition(".")
             parent = block.get_submodule(parent_name) if parent_name else block
-            setattr(parent, leaf, quantized_linear(child, kind))
+            q = quantized_linear(child.to(work) if work != cpu else child, kind, work)
+            if work != cpu:
+                move(q, cpu)
+            setattr(parent, leaf, q)
             n += 1
     return n
 
