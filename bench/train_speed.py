@@ -79,45 +79,7 @@ SCRIPT_FOR = {"sd1": "train_text_to_image_lora.py", "sdxl": "train_text_to_image
 
 # --- the models -----------------------------------------------------------------------------------
 
-SD15_UNET = dict(
-    sample_size=64,
-    block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    layers_per_block=2,
-    attention_head_dim=8,
-    cross_attention_dim=768,
-)
-SDXL_UNET = dict(
-    sample_size=128,
-    block_out_channels=(320, 640, 1280),
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    layers_per_block=2,
-    attention_head_dim=(5, 10, 20),
-    transformer_layers_per_block=(1, 2, 10),
-    use_linear_projection=True,
-    cross_attention_dim=2048,
-    addition_embed_type="text_time",
-    addition_time_embed_dim=256,
-    projection_class_embeddings_input_dim=2816,
-)
-SD_VAE = dict(
-    block_out_channels=(128, 256, 512, 512),
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    layers_per_block=2,
-    latent_channels=4,
-)
-CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, projection_dim=768)
-CLIP_BIGG = dict(
-    hidden_size=1280,
-    intermediate_size=5120,
-    num_hidden_layers=32,
-    num_attention_heads=20,
-    projection_dim=1280,
-    hidden_act="gelu",
-)
+from lorawb.toyworld.fullsize import CLIP_BIGG, CLIP_L, SD15_UNET, SD_VAE, SDXL_UNET  # noqa: E402
 
 
 def build_full_size(dest: Path, family: str, device: str) -> Path:

@@ -386,21 +386,29 @@ def advise(cfg: TrainConfig, budget_gb: float, model: families.Model | None = No
     current, last = cfg, base
     n_blocks = len(model.blocks())
     while last.peak_gb > budget_gb:
-        for lever in LEVERS:
-            value = _applies(lever, current, n_blocks)
-            if value is None:
-                continue
-            candidate = with_setting(current, lever.key, value)
-            if lever.key == "train.offload_blocks" and not candidate.train.gradient_checkpointing:
-                continue
-            p = plan(candidate, _fresh(model, candidate))
-            if p.peak < last.peak:
-                advice.steps.append((replace(lever, value=value), p))
-                current, last = candidate, p
-                break
-        else:
+        found = _cheapest(current, last, model, n_blocks)
+        if found is None:
             break
+        lever, current, last = found
+        advice.steps.append((lever, last))
     return advice
+
+
+def _cheapest(
+    cfg: TrainConfig, base: Plan, model: families.Model, n_blocks: int
+) -> tuple[Lever, TrainConfig, Plan] | None:
+    """The cheapest lever not yet set on ``cfg`` that lowers ``base``'s peak: (lever, config, plan)."""
+    for lever in LEVERS:
+        value = _applies(lever, cfg, n_blocks)
+        if value is None:
+            continue
+        candidate = with_setting(cfg, lever.key, value)
+        if lever.key == "train.offload_blocks" and not candidate.train.gradient_checkpointing:
+            continue
+        p = plan(candidate, _fresh(model, candidate))
+        if p.peak < base.peak:
+            return replace(lever, value=value), candidate, p
+    return None
 
 
 def _fresh(model: families.Model, cfg: TrainConfig) -> families.Model:
@@ -416,21 +424,11 @@ def next_lever(cfg: TrainConfig) -> tuple[Lever, Plan] | None:
     """The cheapest lever not yet set that lowers the plan's peak (for the out-of-memory message)."""
     try:
         model = meta_model(cfg)
-        base = plan(cfg, model)
         n_blocks = len(model.blocks())
-        for lever in LEVERS:
-            value = _applies(lever, cfg, n_blocks)
-            if value is None:
-                continue
-            candidate = with_setting(cfg, lever.key, value)
-            if lever.key == "train.offload_blocks" and not candidate.train.gradient_checkpointing:
-                continue
-            p = plan(candidate)
-            if p.peak < base.peak:
-                return replace(lever, value=value), p
+        found = _cheapest(cfg, plan(cfg, model), model, n_blocks)
     except Exception:  # the advice is a courtesy: never hide the error it explains
         return None
-    return None
+    return None if found is None else (found[0], found[2])
 
 
 # --- text ---------------------------------------------------------------------------------------------
