@@ -116,45 +116,7 @@ T5_TOKENS = 128  # the T5 sequence length every flow contender uses (the script'
 
 # --- the models -----------------------------------------------------------------------------------
 
-SD15_UNET = dict(
-    sample_size=64,
-    block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    layers_per_block=2,
-    attention_head_dim=8,
-    cross_attention_dim=768,
-)
-SDXL_UNET = dict(
-    sample_size=128,
-    block_out_channels=(320, 640, 1280),
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    layers_per_block=2,
-    attention_head_dim=(5, 10, 20),
-    transformer_layers_per_block=(1, 2, 10),
-    use_linear_projection=True,
-    cross_attention_dim=2048,
-    addition_embed_type="text_time",
-    addition_time_embed_dim=256,
-    projection_class_embeddings_input_dim=2816,
-)
-SD_VAE = dict(
-    block_out_channels=(128, 256, 512, 512),
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    layers_per_block=2,
-    latent_channels=4,
-)
-CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, projection_dim=768)
-CLIP_BIGG = dict(
-    hidden_size=1280,
-    intermediate_size=5120,
-    num_hidden_layers=32,
-    num_attention_heads=20,
-    projection_dim=1280,
-    hidden_act="gelu",
-)
+from lorawb.toyworld.fullsize import CLIP_BIGG, CLIP_L, SD15_UNET, SD_VAE, SDXL_UNET  # noqa: E402
 
 
 def build_full_size(dest: Path, family: str, device: str) -> Path:
@@ -194,53 +156,6 @@ def build_tiny(dest: Path, family: str, size: int) -> Path:
     from lorawb.toyworld.tiny import build_tiny_model
 
     return build_tiny_model(dest, family=family, image_size=size)
-
-
-# FLUX.1-dev's transformer, CLIP-L and T5-XXL (their published configs), for --full-size.
-FLUX1_DEV = dict(
-    num_layers=19,
-    num_single_layers=38,
-    attention_head_dim=128,
-    num_attention_heads=24,
-    joint_attention_dim=4096,
-    pooled_projection_dim=768,
-    guidance_embeds=True,
-    in_channels=64,
-    axes_dims_rope=(16, 56, 56),
-)
-T5_XXL = dict(d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24, feed_forward_proj="gated-gelu")
-
-
-def build_full_size_flow(dest: Path, family: str, device: str) -> Path:
-    """A random-weight FLUX.1-dev (transformer, 16-channel VAE, CLIP-L, T5-XXL) as a diffusers folder in bf16:
-    the tiny model's tokenizers, scheduler and index with the real networks (nothing downloaded)."""
-    from diffusers import AutoencoderKL, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
-
-    from lorawb.toyworld.tiny_transformers import build_tiny_transformer
-
-    if family != "flux":
-        raise SystemExit(f"--full-size is built for flux only (not {family})")
-    build_tiny_transformer(dest, "flux", overwrite=True)
-    clip_vocab = len(json.loads((dest / "tokenizer" / "vocab.json").read_text()))
-    t5_vocab = json.loads((dest / "text_encoder_2" / "config.json").read_text())["vocab_size"]
-    with torch.device(device):
-        torch.manual_seed(0)
-        parts = {
-            "transformer": FluxTransformer2DModel(**FLUX1_DEV),
-            "vae": AutoencoderKL(
-                **{**SD_VAE, "latent_channels": 16}, scaling_factor=0.3611, shift_factor=0.1159, sample_size=1024
-            ),
-            "text_encoder": CLIPTextModel(
-                CLIPTextConfig(**CLIP_L, vocab_size=clip_vocab, max_position_embeddings=77, hidden_act="quick_gelu")
-            ),
-            "text_encoder_2": T5EncoderModel(T5Config(**T5_XXL, vocab_size=t5_vocab)),
-        }
-    for name, m in parts.items():
-        shutil.rmtree(dest / name)
-        m.to(torch.bfloat16).save_pretrained(dest / name, safe_serialization=True)
-    (dest / "lorawb_model.json").unlink()
-    return dest
 
 
 def make_images(folder: Path, n: int, size: int, trigger: str) -> None:
@@ -726,8 +641,13 @@ def main() -> int:
         print(f"reusing the random full-size {args.family} model in {model}", flush=True)
     elif args.full_size:
         t = time.time()
-        build = build_full_size_flow if args.family in FLOW else build_full_size
-        model = build(Path(args.model_dir) if args.model_dir else work / "model", args.family, args.device)
+        dest = Path(args.model_dir) if args.model_dir else work / "model"
+        if args.family in FLOW:  # random weights, the real architecture, bf16 (lorawb.toyworld.fullsize)
+            from lorawb.toyworld.fullsize import build_random
+
+            model = build_random(dest, args.family, device=args.device)
+        else:
+            model = build_full_size(dest, args.family, args.device)
         print(f"built a random full-size {args.family} model in {time.time() - t:.0f} s", flush=True)
     else:
         model = build_tiny(work / "model", args.family, args.resolution)

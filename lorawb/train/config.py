@@ -50,6 +50,11 @@ class ModelSection(_Section):
     prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field(
         "auto", description="override the scheduler's prediction type (v_prediction for SD2 768-v models)"
     )
+    quantize: Literal["none", "nf4", "int8", "fp8"] = Field(
+        "none",
+        description="store the frozen denoiser's block weights quantised (the LoRA trains in full precision "
+        "on top): fp8 (1 byte/weight), int8 (bitsandbytes), nf4 (4-bit, bitsandbytes); `lorawb plan` shows the memory",
+    )
 
     @field_validator("family")
     @classmethod
@@ -140,6 +145,12 @@ class TrainSection(_Section):
     channels_last: bool = Field(False, description="the UNet's convolutions in channels-last memory layout")
     offload_frozen: bool = Field(
         True, description="move the text encoders / VAE off the GPU while the text / latent caches make them idle"
+    )
+    offload_blocks: int = Field(
+        0,
+        ge=0,
+        description="keep the frozen weights of the denoiser's first N blocks in CPU memory, copied in block by "
+        "block (for models larger than the card; slower; needs gradient_checkpointing)",
     )
     preservation: Literal["none", "output"] = Field(
         "none",

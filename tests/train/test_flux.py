@@ -405,17 +405,6 @@ def test_init_from_any_naming_starts_where_the_file_ended(naming, flux_with_lora
 
 # --- what other tools load --------------------------------------------------------------------------------------
 
-FLUX1_DEV = dict(
-    num_layers=19,
-    num_single_layers=38,
-    attention_head_dim=128,
-    num_attention_heads=24,
-    joint_attention_dim=4096,
-    pooled_projection_dim=768,
-    guidance_embeds=True,
-    in_channels=64,
-)
-
 
 def kohya_flux_names() -> set[str]:
     """kohya sd-scripts' Flux LoRA layer names (networks/lora_flux.py, read, not copied): every Linear of
@@ -440,11 +429,12 @@ def test_full_size_flux_names_are_kohyas_comfyuis_and_diffusers_loads_every_key(
     from safetensors.torch import save_file
 
     from lorawb.families.flux import FluxFamily, FluxModel, to_bfl
+    from lorawb.toyworld.fullsize import FLUX_TRANSFORMER
     from lorawb.train.config import NetworkSection
     from lorawb.train.lora import add_lora
 
     with torch.device("meta"):
-        transformer = FluxTransformer2DModel(**FLUX1_DEV)
+        transformer = FluxTransformer2DModel(**FLUX_TRANSFORMER)
     bfl_keys = list(to_bfl(transformer.state_dict()))
     model = FluxModel(FluxFamily(), tmp_path, transformer, None, [], [], {}, settings=FluxFamily.settings())
     net = NetworkSection(rank=1, alpha=1, target_modules=list(FluxFamily.default_targets))
