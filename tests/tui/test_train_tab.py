@@ -9,6 +9,7 @@ import time
 import pytest
 from textual.widgets import DataTable, Input, Static, TabbedContent, TextArea
 
+from lorawb.train import form as F
 from lorawb.train.events import EventWriter
 from lorawb.train.runfolder import RunFolder
 from lorawb.tui.app import LorawbApp
@@ -445,7 +446,8 @@ async def test_form_preset_writes_its_memory_settings(sample_like_project):
         form = app.query_one("#train-form")
         preset = app.query_one("#form-preset", Select)
         assert preset.is_blank() and preset.region.width > 0  # shown at 80 columns
-        preset.value = 0  # "SDXL 12 GB"
+        names = [p.name for p in F.PRESETS]
+        preset.value = names.index("SDXL 12 GB")
         await settle(pilot)
         text = form.toml_text
         assert 'optimizer = "adamw8bit"' in text and "gradient_checkpointing = true" in text
@@ -454,7 +456,7 @@ async def test_form_preset_writes_its_memory_settings(sample_like_project):
         assert app.query_one("#f-train-batch_size", Input).value == "1"
         assert "settings differ" in str(app.query_one("#form-status", Static).render())
         assert form.error is None  # a valid config: ctrl+s would start it
-        preset.value = 1  # "SDXL 24 GB"
+        preset.value = names.index("SDXL 24 GB")
         await settle(pilot)
         assert "gradient_checkpointing = false" in form.toml_text and 'optimizer = "adamw"' in form.toml_text
         assert app.query_one("#f-train-batch_size", Input).value == "2"
