@@ -367,7 +367,7 @@ class FluxFamily(FlowFamily):
             shapes = {k: torch.empty(fh.get_slice(k).get_shape(), device="meta") for k in fh.keys()}  # noqa: SIM118
         state = strip_prefix(shapes)
         known = read_json(folder / "transformer" / "config.json")
-        if "img_in.weight" not in state:
+        if not self.original_layout(state):
             return None  # diffusers' names: the folder's config says the shapes
         config = {k: v for k, v in self.config_from_state(state, known).items() if not k.startswith("_")}
         return getattr(diffusers, self.transformer_class).from_config(config)

@@ -138,6 +138,7 @@ class KleinFamily(FluxFamily):
     kohya_network = "networks.lora_flux_2"  # musubi-tuner's Flux.2 network
     transformer_class = "Flux2Transformer2DModel"
     pipeline_class = "Flux2KleinPipeline"
+    presets = ()  # Flux.1's name its cards and its 19 double blocks; Klein's await a GPU measurement
 
     def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
         from lorawb.train.modelpath import read_json
@@ -239,6 +240,9 @@ class KleinModel(FluxModel):
     @property
     def max_length(self) -> int:
         return int(getattr(self.settings, "max_sequence_length", 512))
+
+    def text_tokens(self) -> int:
+        return self.max_length  # the padded caption: the blocks attend over all of it
 
     # --- latents: the VAE's mode, normalised by its BatchNorm statistics in the patchified layout --------------------
     @property

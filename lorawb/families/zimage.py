@@ -150,6 +150,11 @@ class ZImageFamily(FlowFamily):
 
         return FluxFamily.load(self, cfg, path, device, dtype, settings)  # type: ignore[arg-type]
 
+    def meta_denoiser_from_file(self, path: Path, folder: Path) -> Any:
+        from lorawb.families.flux import FluxFamily
+
+        return FluxFamily.meta_denoiser_from_file(self, path, folder)  # type: ignore[arg-type]
+
     # --- single files (lorawb.families.flux.load_single_transformer asks these) ------------------------------------
     def original_layout(self, state: dict[str, Any]) -> bool:
         return "x_embedder.weight" in state or "layers.0.attention.qkv.weight" in state
@@ -222,6 +227,17 @@ class ZImageModel(FlowModel):
 
     def image_seq_len(self, latents: torch.Tensor) -> int:
         return int((latents.shape[-2] // 2) * (latents.shape[-1] // 2))
+
+    # --- memory ------------------------------------------------------------------------------------------------------
+    def blocks(self) -> list[Any]:
+        d = self.bare_denoiser
+        return [*d.noise_refiner, *d.context_refiner, *d.layers]  # in the order a forward runs them
+
+    def image_tokens(self, side: int) -> int:
+        return (side // self.vae_scale // 2) ** 2  # 2x2 patches
+
+    def text_tokens(self) -> int:
+        return self.max_length  # at most: each caption keeps its own tokens
 
     @property
     def samples_posterior(self) -> bool:

@@ -691,3 +691,29 @@ def test_the_lora_family_of_a_file(family, model_of, tmp_path):
     for version, arch in (("flux_2_klein_4b", "Flux.2-klein-4b/lora"), ("z_image", "Z-Image/lora")):
         meta = {"ss_base_model_version": version, "modelspec.architecture": arch}  # musubi-tuner's
         assert families.lora_family([], meta) == ("flux2_klein" if "klein" in version else "zimage")
+
+
+# --- big models (issue 25's levers on these families) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_quantised_offloaded_base_trains_and_the_plan_counts_its_weights(family, model_of, tmp_path):
+    from lorawb.train import memplan as M
+    from lorawb.train import quantize as Q
+    from lorawb.train.trainer import train_step
+    from tests.train.test_bigmodels import config_for
+
+    folder = model_of(family)
+    cfg = config_for(folder, "model.quantize=fp8", f"{family}.max_sequence_length=16")
+    loaded = families.load_base_model(cfg.model, CPU, torch.float32, cfg)
+    counted = sum(t.numel() * t.element_size() for t in Q.tensors_of(loaded.denoiser))
+    assert counted == M.plan(cfg).part("base weights").bytes
+    assert loaded.big.quantized_layers == sum(1 for b in loaded.blocks() for m in b.modules() if Q.is_quantized(m)) > 0
+    sets = [*FAST, "model.quantize='fp8'", "train.gradient_checkpointing=true", "train.offload_blocks=1"]
+    with train_context(project(tmp_path, folder, n=2), [*sets, "train.learning_rate=1e-2"]) as ctx:
+        assert len(ctx.model.big.offload.blocks) == 1
+        before = lora_weights(ctx)
+        train_step(ctx)
+        after = lora_weights(ctx)
+    unchanged = [n for n in before if torch.equal(before[n], after[n])]
+    assert not unchanged, unchanged[:5]
