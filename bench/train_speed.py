@@ -94,8 +94,10 @@ SCRIPT_FOR = {
     "sd1": "train_text_to_image_lora.py",
     "sdxl": "train_text_to_image_lora_sdxl.py",
     "flux": "train_dreambooth_lora_flux.py",
+    "flux2_klein": "train_dreambooth_lora_flux2_klein.py",
+    "zimage": "train_dreambooth_lora_z_image.py",
 }
-FLOW = ("flux", "chroma")  # the flow-matching transformer families this bench races
+FLOW = ("flux", "chroma", "flux2_klein", "zimage")  # the flow-matching transformer families this bench races
 SCRIPT_DIRS = ("text_to_image", "dreambooth")
 # The layers diffusers' Flux DreamBooth script puts a LoRA on (its default --lora_layers).
 FLUX_SCRIPT_TARGETS = [
@@ -112,6 +114,20 @@ FLUX_SCRIPT_TARGETS = [
     "ff_context.net.0.proj",
     "ff_context.net.2",
 ]
+# The layers the Klein and Z-Image DreamBooth scripts put a LoRA on (their default --lora_layers, in the
+# module names lorawb's target_modules match: the same layers): Klein's image-stream attention and its
+# single blocks' fused projection and output; Z-Image's attention in every block, refiners included.
+SCRIPT_TARGETS = {
+    "flux": FLUX_SCRIPT_TARGETS,
+    "flux2_klein": ["attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.to_qkv_mlp_proj", "attn.to_out"],
+    "zimage": ["attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0"],
+}
+# Families whose script always precomputes each caption's embedding (DreamBooth scripts with per-image
+# captions): their uncached run is lorawb's with the text cache on and the latent cache off.
+SCRIPT_CACHES_TEXT = ("flux2_klein", "zimage")
+# The static shift each script's timesteps carry (its scheduler's, applied when use_dynamic_shifting is
+# off): none for Flux and Klein (dynamic), Z-Image's 3.
+SCRIPT_SHIFT = {"zimage": 3.0}
 T5_TOKENS = 128  # the T5 sequence length every flow contender uses (the script's --max_sequence_length)
 
 # --- the models -----------------------------------------------------------------------------------
@@ -400,10 +416,14 @@ def flow_script_args(args: argparse.Namespace, model: Path, data: Path, out: Pat
         f"--mixed_precision={args.mixed_precision}",
         "--dataloader_num_workers=0",
         "--report_to=tensorboard",
-        "--guidance_scale=1.0",
         f"--max_sequence_length={T5_TOKENS}",
         "--weighting_scheme=none",
     ]
+    if args.family == "flux":
+        a.append("--guidance_scale=1.0")
+    if args.family == "flux2_klein":
+        # The pipeline's Qwen3 layers; the script's default [10, 20, 30] is Flux.2 dev's (diffusers #13445)
+        a += ["--text_encoder_out_layers", "9", "18", "27"]
     if args.gradient_checkpointing:
         a.append("--gradient_checkpointing")
     return a
@@ -412,9 +432,15 @@ def flow_script_args(args: argparse.Namespace, model: Path, data: Path, out: Pat
 def flow_lorawb_settings(args: argparse.Namespace) -> list[str]:
     """lorawb's settings for the same work as the script: its LoRA layers, uniform timesteps, no shift."""
     section = args.family
-    out = [f"{section}.weighting_scheme='none'", f"{section}.shift=1.0", f"{section}.t5_max_length={T5_TOKENS}"]
+    length = "max_sequence_length" if args.family in SCRIPT_CACHES_TEXT else "t5_max_length"
+    shift = SCRIPT_SHIFT.get(args.family, 1.0)
+    out = [f"{section}.weighting_scheme='none'", f"{section}.shift={shift}", f"{section}.{length}={T5_TOKENS}"]
+    if args.family in SCRIPT_TARGETS:
+        out.append(f"network.target_modules={json.dumps(SCRIPT_TARGETS[args.family])}")
     if args.family == "flux":
-        out += [f"network.target_modules={json.dumps(FLUX_SCRIPT_TARGETS)}", "flux.guidance=1.0"]
+        out.append("flux.guidance=1.0")
+    if args.family == "zimage":
+        out.append("zimage.train_refiners=true")
     return out
 
 
@@ -508,7 +534,7 @@ def lorawb_run(args: argparse.Namespace, project_root: Path, cached: bool) -> di
         f"network.rank={args.rank}",
         f"network.alpha={args.rank}",
         f"dataset.cache_latents={'true' if cached else 'false'}",
-        f"dataset.cache_text={'true' if cached else 'false'}",
+        f"dataset.cache_text={'true' if cached or args.family in SCRIPT_CACHES_TEXT else 'false'}",
         "dataset.buckets=false",
         "sample.prompts=[]",
         "save.every_n_steps=0",
