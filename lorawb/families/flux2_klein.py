@@ -238,6 +238,10 @@ class KleinModel(FluxModel):
         return False
 
     @property
+    def default_cfg(self) -> float:
+        return 1.0 if self.distilled and "cfg" not in self.recommended else super().default_cfg  # no CFG, as BFL's
+
+    @property
     def max_length(self) -> int:
         return int(getattr(self.settings, "max_sequence_length", 512))
 

@@ -717,3 +717,16 @@ def test_a_quantised_offloaded_base_trains_and_the_plan_counts_its_weights(famil
         after = lora_weights(ctx)
     unchanged = [n for n in before if torch.equal(before[n], after[n])]
     assert not unchanged, unchanged[:5]
+
+
+def test_a_distilled_klein_is_drawn_without_guidance(tiny_flux2_klein, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "klein-distilled"
+    shutil.copytree(tiny_flux2_klein, folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "is_distilled": True}))
+    (folder / "lorawb_model.json").unlink()  # no recommendation: the family decides
+    assert (load(tiny_flux2_klein).default_cfg, load(folder).default_cfg) == (4.0, 1.0)
+    assert load(folder).pipeline().config.is_distilled
