@@ -18,7 +18,8 @@ Four contenders, each in a fresh process, interleaved round by round (A B C D A 
     python bench/train_speed.py --device cuda --family sdxl --full-size --diffusers-script ~/src/diffusers
     python bench/train_speed.py --family flux --diffusers-script ~/src/diffusers   # the flow transformers
 
-The flow-matching transformer families (``--family flux``, ``chroma``) race other contenders:
+The flow-matching transformer families (``--family flux``, ``chroma``, ``flux2_klein``, ``zimage``) race
+other contenders:
 
 - ``diffusers`` / ``diffusers-cached``: the UNMODIFIED DreamBooth LoRA script of the family
   (``examples/dreambooth/train_dreambooth_lora_flux.py``), with per-image captions from an
@@ -28,7 +29,9 @@ The flow-matching transformer families (``--family flux``, ``chroma``) race othe
 - ``bare``: the transformer alone, LoRA injected with peft on the same layers, on one fixed batch of
   latents and text embeddings: forward, MSE, backward, AdamW step. Nothing a trainer does can be
   faster; lorawb with its caches is compared with it ("vs bare").
-Chroma has no diffusers example script: its rows compare lorawb with the bare step only.
+Chroma has no diffusers example script: its rows compare lorawb with the bare step only. Klein's and
+Z-Image's scripts (``train_dreambooth_lora_flux2_klein.py``, ``train_dreambooth_lora_z_image.py``)
+always precompute every caption's embedding: their lorawb "no caches" run keeps the text cache on.
 
 --full-size builds a randomly initialised model with the real SD1.5 or SDXL architecture (UNet,
 VAE, CLIP text encoders; nothing is downloaded), so GPU figures are those of the real networks.
@@ -791,6 +794,8 @@ def main() -> int:
     label = "vs bare" if flow else "vs re-impl"
     if flow:
         print("lorawb uncached is compared with the script uncached; lorawb cached with the script's --cache_latents")
+        if args.family in SCRIPT_CACHES_TEXT:
+            print("the script precomputes every caption's embedding: lorawb's uncached run keeps its text cache too")
     print(f"{'':34} {'steps/s':>8} {'CPU s/st':>8} {mem:>8} {'wall s':>7} {'vs script':>9} {label:>10}")
     for kind in which:
         if kind not in best:
