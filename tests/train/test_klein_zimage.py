@@ -563,17 +563,6 @@ def test_diffusers_loads_the_file_as_it_is_and_the_output_changes(family, model_
     assert float(abs(theirs - ours).max()) < 1e-5
 
 
-KLEIN_4B = dict(
-    num_layers=5,
-    num_single_layers=20,
-    attention_head_dim=128,
-    num_attention_heads=24,
-    joint_attention_dim=7680,
-    in_channels=128,
-    guidance_embeds=False,
-)  # FLUX.2-klein-4B (ai-toolkit's Klein4BParams, ComfyUI's detect_unet_config)
-
-
 def musubi_klein_names(double: int, single: int) -> set[str]:
     """musubi-tuner's Flux.2 LoRA layer names (networks/lora_flux_2.py, read, not copied): every Linear of
     each DoubleStreamBlock and SingleStreamBlock of its BFL model (not the norms), ``lora_unet_`` + the
@@ -620,8 +609,10 @@ def test_full_size_klein_names_are_musubis_comfyuis_and_diffusers_loads_every_ke
     from diffusers import Flux2Transformer2DModel
     from safetensors.torch import save_file
 
+    from lorawb.toyworld.fullsize import KLEIN_4B_TRANSFORMER
+
     with torch.device("meta"):
-        transformer = Flux2Transformer2DModel(**KLEIN_4B)
+        transformer = Flux2Transformer2DModel(**KLEIN_4B_TRANSFORMER)
     bfl_keys = list(klein_to_bfl(transformer.state_dict()))
     model, linear, layers = full_size_targets(transformer, "flux2_klein")
     assert len(linear) == 5 * 12 + 20 * 2  # every linear of the blocks, as diffusers names them
