@@ -1,0 +1,171 @@
+"""The queue as a person reads it: per job its state, lane, progress and ETA (`queue list`, the Train tab).
+
+A running job's progress and ETA come from its folder (a run's measured it/s, a matrix's
+seconds per image). A queued training run's length is its steps at the speed the project's
+latest run measured, and its start is when enough lanes free up for it (the jobs ahead of it
+on this machine's lanes); where nothing measured a speed, it says "-" rather than guess.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorawb.queue.lanes import detect_lanes, is_cpu
+from lorawb.queue.store import Job, Queue
+
+SPEED_TTL = 30.0  # seconds a project's measured speed is reused before it is read again
+
+
+@dataclass
+class QueueRow:
+    id: str
+    position: int | None  # 1-based among the queued jobs
+    state: str
+    kind: str
+    title: str
+    project: str  # the project folder's name
+    where: str  # "lane 0", "lanes 0,1", "cpu", "slurm 1234 RUNNING", ""
+    progress: str  # "step 120/500", "40/96 images", ""
+    eta: float | None  # seconds until it ends (running), or its expected length (queued)
+    starts_in: float | None  # queued: seconds until it is expected to start
+    error: str
+    folder: str
+    after: str
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+
+class RowMaker:
+    """Builds rows; keeps what it read (configs, speeds) between polls."""
+
+    def __init__(self, lanes: list[str] | None = None) -> None:
+        self.lanes = lanes if lanes is not None else detect_lanes()
+        self._steps: dict[str, int | None] = {}
+        self._speed: dict[str, tuple[float, float | None]] = {}
+
+    def rows(self, q: Queue, ended: bool = False) -> list[QueueRow]:
+        out = []
+        for job in q.jobs:
+            if not job.active and not ended:
+                continue
+            out.append(self._row(q, job))
+        self._starts(out, q)
+        return out
+
+    def _row(self, q: Queue, job: Job) -> QueueRow:
+        progress, eta = "", None
+        if job.state in ("running", "starting") and job.folder:
+            progress, eta = _progress(job)
+        elif job.state == "queued" and job.kind == "train":
+            eta = self._expected(job)
+        where = ""
+        if job.executor == "slurm":
+            where = f"slurm {job.slurm_id} {job.slurm_state}".strip() if job.slurm_id else "slurm"
+        elif job.lanes:
+            where = "cpu" if is_cpu(job.lanes) else ("lane " if len(job.lanes) == 1 else "lanes ") + ",".join(job.lanes)
+        return QueueRow(
+            id=job.id,
+            position=q.position(job),
+            state=job.state,
+            kind=job.kind,
+            title=job.title,
+            project=Path(job.project).name,
+            where=where,
+            progress=progress,
+            eta=eta,
+            starts_in=None,
+            error=job.error,
+            folder=job.folder,
+            after=job.after,
+        )
+
+    def _expected(self, job: Job) -> float | None:
+        """A queued run's length: its steps at the project's last measured speed."""
+        if job.id not in self._steps:
+            self._steps[job.id] = _max_steps(job)
+        steps = self._steps[job.id]
+        speed = self._project_speed(job.project)
+        return steps / speed if steps and speed else None
+
+    def _project_speed(self, project: str) -> float | None:
+        now = time.monotonic()
+        hit = self._speed.get(project)
+        if hit is not None and now - hit[0] < SPEED_TTL:
+            return hit[1]
+        speed = _measured_speed(Path(project))
+        self._speed[project] = (now, speed)
+        return speed
+
+    def _starts(self, rows: list[QueueRow], q: Queue) -> None:
+        """When each queued local job should start: lanes free up as the jobs ahead end."""
+        by_id = {r.id: r for r in rows}
+        free = [0.0 for _ in self.lanes]  # seconds until each lane is free
+        busy = [j for j in q.running if j.executor != "slurm"]
+        for i, _lane in enumerate(self.lanes):
+            for job in busy:
+                if self.lanes[i] in job.lanes:
+                    eta = by_id[job.id].eta if job.id in by_id else None
+                    free[i] = eta if eta is not None else float("inf")
+        heapq.heapify(free)
+        for job in q.pending:
+            if job.executor == "slurm" or job.id not in by_id:
+                continue
+            need = 1 if is_cpu(self.lanes) else min(max(1, job.gpus), len(self.lanes))
+            taken = [heapq.heappop(free) for _ in range(need)]
+            start = max(taken)
+            row = by_id[job.id]
+            row.starts_in = start if start != float("inf") else None
+            end = start + row.eta if row.eta is not None else float("inf")
+            for _ in taken:
+                heapq.heappush(free, end)
+
+
+def _progress(job: Job) -> tuple[str, float | None]:
+    """What the job's folder says: (progress text, seconds left)."""
+    folder = Path(job.folder)
+    if job.kind == "train":
+        from lorawb.train.runfolder import RunFolder, summarize
+
+        s = summarize(RunFolder(folder))
+        text = f"step {s.step}/{s.max_steps}" if s.max_steps else (f"step {s.step}" if s.step else "")
+        return text, s.eta
+    if job.kind == "matrix":
+        from lorawb.matrix.folder import MatrixFolder, read_status
+
+        st = read_status(MatrixFolder(folder))
+        if st.total is None:
+            return "", None
+        left = st.pending if st.pending is not None else st.total - st.done
+        eta = left * st.seconds_per_image if st.seconds_per_image else None
+        return f"{st.total - left}/{st.total} images", eta
+    from lorawb.train.events import read_events
+
+    events = folder / "events.jsonl"
+    last = [e for e in read_events(events) if "done" in e and "total" in e] if events.is_file() else []
+    return (f"{last[-1]['done']}/{last[-1]['total']} images" if last else ""), None
+
+
+def _max_steps(job: Job) -> int | None:
+    from lorawb.errors import LorawbError
+    from lorawb.train.config import load_run_config
+
+    try:
+        cfg = load_run_config(Path(job.params["config"]))
+    except (KeyError, OSError, LorawbError):
+        return None
+    return cfg.train.max_steps or None
+
+
+def _measured_speed(project: Path) -> float | None:
+    """it/s of the project's latest run that measured one (None when no run has)."""
+    from lorawb.train.runfolder import list_runs, summarize
+
+    for run in reversed(list_runs(project / "runs")[-5:]):
+        s = summarize(run)
+        if s.it_s:
+            return float(s.it_s)
+    return None
