@@ -135,6 +135,26 @@ class SweepReport:
             "not tell the two apart (more seeds, or a bigger change, would)"
         )
 
+    def short_verdict(self) -> str:
+        """The verdict in two short lines (the Train tab's Sweeps view)."""
+        best, rival = self.best, self.rival
+        if best is None:
+            return self.reason or "nothing ranked yet"
+
+        def one(c: Candidate) -> str:
+            sd = f" ± {c.spread:.3f}" if c.spread is not None else ""
+            return f"{c.label} at {c.checkpoint} w{c.weight:g}: {c.net:.3f}{sd}"
+
+        first = f"best {one(best)}" + (f"  ·  next {one(rival)}" if rival else "")
+        margin, spread = self.margin, self.spread
+        if margin is None:
+            return first + "\nno other setting has scores yet"
+        if spread is None:
+            return first + f"\nmargin {margin:.3f}; one seed only: no spread to weigh it against"
+        if margin > spread:
+            return first + f"\nmargin {margin:.3f} > seed spread {spread:.3f}: {best.label} is better"
+        return first + f"\nmargin {margin:.3f} within the seed spread {spread:.3f}: not told apart"
+
     def series(self, metric: str, weight: float | None = None) -> dict[str, list[tuple[int, float, float]]]:
         """Per setting: (step, mean, seed sd) of ``metric`` at ``weight`` (the best's), by checkpoint step."""
         if weight is None:

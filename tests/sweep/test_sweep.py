@@ -33,17 +33,6 @@ seed = [0, 1]
 """
 
 
-@pytest.fixture
-def qdir(tmp_path, monkeypatch) -> Path:
-    from tests.queue.conftest import stop_runner_and_jobs
-
-    monkeypatch.setenv("LORAWB_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    yield tmp_path / "state" / "queue"
-    stop_runner_and_jobs(tmp_path / "state" / "queue")
-
-
 def diff_keys(base, cfg) -> list[str]:
     return [row.key for row in config_diff(base.model_dump(mode="json"), cfg.model_dump(mode="json"))]
 
@@ -101,29 +90,48 @@ def test_the_verdict_weighs_the_margin_against_the_seed_to_seed_spread():
     assert one_seed.beats_spread is None and "one seed only" in one_seed.verdict()
 
 
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory, sample_pristine):
+    """The sample project with a sweep `lr` of 2 learning rates (60 steps, the small matrix) run to
+    the end on two lanes; (project folder, queue folder). Run once for the tests below."""
+    from lorawb.toyworld import check
+    from tests.queue.conftest import all_ended, stop_runner_and_jobs, wait_for
+
+    tmp = tmp_path_factory.mktemp("sweep")
+    project = check.copy_sample_project(tmp / "sample_project", source=sample_pristine)
+    qdir = tmp / "state" / "queue"
+    spec = tmp / "small.toml"
+    spec.write_text(SMALL_MATRIX, encoding="utf-8")
+    fixed = ["train.max_steps=60", "save.every_n_steps=30", "sample.every_n_steps=0", "sample.at_start=false"]
+    sets = [w for s in fixed for w in ("--set", s)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LORAWB_STATE_DIR", str(tmp / "state"))
+        mp.setenv("XDG_CONFIG_HOME", str(tmp / "config"))
+        mp.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # two lanes: the two runs train at once
+        try:
+            vary = ["--vary", "train.learning_rate=1e-4,3e-3"]
+            assert cli(["sweep", str(project), "lr", *vary, "--matrix", str(spec), *sets]) == 0
+            wait_for(lambda: all_ended(qdir), timeout=400)
+            yield project, qdir
+        finally:
+            stop_runner_and_jobs(qdir)
+
+
 @pytest.mark.slow
 def test_a_sweep_on_the_sample_ranks_run_checkpoint_and_weight_and_names_the_best(
-    sample_project, qdir, tmp_path, monkeypatch, capsys
+    finished_sweep, tmp_path, monkeypatch, capsys
 ):
     from lorawb.matrix.folder import MatrixFolder, read_status
     from lorawb.queue import store
     from lorawb.sweep.plan import read_members
     from lorawb.train.compare import read_config
     from lorawb.train.runfolder import RunFolder, summarize
-    from tests.queue.conftest import all_ended, wait_for
 
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # two lanes: the two runs train at once
-    spec = tmp_path / "small.toml"
-    spec.write_text(SMALL_MATRIX, encoding="utf-8")
-    fixed = ["train.max_steps=60", "save.every_n_steps=30", "sample.every_n_steps=0", "sample.at_start=false"]
-    sets = [w for s in fixed for w in ("--set", s)]
-    p = str(sample_project)
-    assert cli(["sweep", p, "lr", "--vary", "train.learning_rate=1e-4,3e-3", "--matrix", str(spec), *sets]) == 0
-    out = capsys.readouterr().out
-    assert "learning_rate=1e-4             jobs 1 (train) → 2 (matrix)" in out
-    wait_for(lambda: all_ended(qdir), timeout=400)
+    sample_project, qdir = finished_sweep
+    monkeypatch.setenv("LORAWB_STATE_DIR", str(qdir.parent))
     q = store.load(qdir)
     assert [j.state for j in q.jobs] == ["finished"] * 4, [(j.title, j.error) for j in q.jobs]
+    assert [(j.kind, j.after) for j in q.jobs] == [("train", ""), ("matrix", "1"), ("train", ""), ("matrix", "3")]
 
     sweep = sample_project / "sweeps" / "lr"
     members = read_members(sweep)
@@ -139,6 +147,7 @@ def test_a_sweep_on_the_sample_ranks_run_checkpoint_and_weight_and_names_the_bes
     log = (qdir / "runner.log").read_text()
     assert "job 1 started on lane 0" in log and "job 3 started on lane 1" in log
 
+    p = str(sample_project)
     assert cli(["sweep", "report", p, "lr", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     ranking = data["ranking"]
@@ -164,3 +173,28 @@ def test_a_sweep_on_the_sample_ranks_run_checkpoint_and_weight_and_names_the_bes
 
     with Image.open(png) as im:
         assert im.format == "PNG" and im.width > 800 and im.height > 500
+
+
+@pytest.mark.slow
+async def test_the_sweeps_view_shows_the_ranking_the_verdict_and_a_chart(finished_sweep):
+    from textual.widgets import DataTable, Static
+
+    from lorawb.tui.app import LorawbApp
+    from lorawb.tui.widgets.train_charts import SeriesChart
+    from tests.tui.test_train_tab import wait_for
+
+    project, _qdir = finished_sweep
+    app = LorawbApp(Project.load(project))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3", "s")
+        table = app.query_one("#sweep-rank", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4, timeout=20)
+        assert str(table.get_row_at(0)[1]) == "learning_rate=3e-3"
+        verdict = str(app.query_one("#sweep-verdict", Static).render())
+        assert verdict.startswith("best learning_rate=3e-3 at step ") and "seed spread" in verdict
+        chart = app.query_one("#sweep-chart", SeriesChart)
+        assert [line.label for line in chart.lines] == ["learning_rate=1e-4", "learning_rate=3e-3"]
+        assert list(chart.lines[0].xs) == [30, 60]
+        assert chart.title.startswith("identity − leak by checkpoint step at weight 1")
+        await pilot.press("i")
+        assert chart.title.startswith("identity by checkpoint step")
