@@ -2,8 +2,9 @@
 
 A running job's progress and ETA come from its folder (a run's measured it/s, a matrix's
 seconds per image). A queued training run's length is its steps at the speed the project's
-latest run measured, and its start is when enough lanes free up for it (the jobs ahead of it
-on this machine's lanes); where nothing measured a speed, it says "-" rather than guess.
+latest run measured, and its start is when enough of the runner's lanes free up for it and the
+job it follows has ended; where nothing measured a speed (a queued matrix), it and the jobs
+that wait for it say "-" rather than guess.
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ class RowMaker:
     """Builds rows; keeps what it read (configs, speeds) between polls."""
 
     def __init__(self, lanes: list[str] | None = None) -> None:
-        self.lanes = lanes if lanes is not None else detect_lanes()
+        self.given = lanes
         self._steps: dict[str, int | None] = {}
         self._speed: dict[str, tuple[float, float | None]] = {}
 
     def rows(self, q: Queue, ended: bool = False) -> list[QueueRow]:
+        self.lanes = self.given or q.lanes or detect_lanes()  # the runner's lanes, else this process's view
         out = []
         for job in q.jobs:
             if not job.active and not ended:
@@ -102,26 +104,29 @@ class RowMaker:
 
     def _starts(self, rows: list[QueueRow], q: Queue) -> None:
         """When each queued local job should start: lanes free up as the jobs ahead end."""
+        inf = float("inf")
         by_id = {r.id: r for r in rows}
         free = [0.0 for _ in self.lanes]  # seconds until each lane is free
-        busy = [j for j in q.running if j.executor != "slurm"]
-        for i, _lane in enumerate(self.lanes):
-            for job in busy:
-                if self.lanes[i] in job.lanes:
-                    eta = by_id[job.id].eta if job.id in by_id else None
-                    free[i] = eta if eta is not None else float("inf")
+        ends: dict[str, float] = {}  # seconds until each job ends
+        for job in q.running:
+            eta = by_id[job.id].eta if job.id in by_id else None
+            ends[job.id] = eta if eta is not None else inf
+            for i, lane in enumerate(self.lanes):
+                if job.executor != "slurm" and lane in job.lanes:
+                    free[i] = ends[job.id]
         heapq.heapify(free)
         for job in q.pending:
             if job.executor == "slurm" or job.id not in by_id:
                 continue
             need = 1 if is_cpu(self.lanes) else min(max(1, job.gpus), len(self.lanes))
             taken = [heapq.heappop(free) for _ in range(need)]
-            start = max(taken)
+            after = ends.get(job.after, 0.0 if not job.after or not q.has_job(job.after) else inf)
+            start = max(*taken, after)
             row = by_id[job.id]
-            row.starts_in = start if start != float("inf") else None
-            end = start + row.eta if row.eta is not None else float("inf")
+            row.starts_in = start if start != inf else None
+            ends[job.id] = start + row.eta if row.eta is not None else inf
             for _ in taken:
-                heapq.heappush(free, end)
+                heapq.heappush(free, ends[job.id])
 
 
 def _progress(job: Job) -> tuple[str, float | None]:

@@ -82,6 +82,7 @@ class Runner:
 
     # --- one tick -----------------------------------------------------------------------------------
     def tick(self, q: Queue) -> None:
+        q.lanes = list(self.lanes)
         self.follow(q)
         if not q.paused:
             self.start_ready(q)
@@ -208,8 +209,11 @@ class Runner:
                 return
             self._bind(job, found)
             self.log.info("job %s: adopted %s, made by an interrupted start", job.id, found)
-        if kind.folder(job).is_alive():
+        folder = kind.folder(job)
+        if folder.is_alive():
             job.state = "running"
+            if job.wanted and not folder.stop_requested():
+                folder.request_stop()  # asked while the worker was starting: it clears old requests as it starts
             return
         if job.state == "starting":  # made, not started: start it now (its lanes are still ours)
             job.state = "queued"

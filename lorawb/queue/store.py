@@ -93,12 +93,17 @@ class Queue:
     jobs: list[Job] = field(default_factory=list)
     paused: bool = False
     next_id: int = 1
+    lanes: list[str] = field(default_factory=list)  # the runner's lanes, as it last saw them
 
     def get(self, job_id: str) -> Job:
         for j in self.jobs:
             if j.id == job_id:
                 return j
         raise QueueError(f"no job {job_id} in the queue", hint="`lorawb queue list --all` shows every job")
+
+    def has_job(self, job_id: str) -> bool:
+        """True while ``job_id`` is still queued or running (an ended one is no longer waited for)."""
+        return any(j.id == job_id and j.active for j in self.jobs)
 
     def find_folder(self, folder: Path | str) -> Job | None:
         """The newest job that writes ``folder``."""
@@ -176,7 +181,7 @@ class Queue:
         return dropped
 
     def to_json(self) -> str:
-        data = {"version": VERSION, "paused": self.paused, "next_id": self.next_id}
+        data = {"version": VERSION, "paused": self.paused, "next_id": self.next_id, "lanes": self.lanes}
         data["jobs"] = [asdict(j) for j in self.jobs]
         return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
@@ -188,6 +193,7 @@ class Queue:
                 jobs=[Job.from_dict(j) for j in data.get("jobs", [])],
                 paused=bool(data.get("paused", False)),
                 next_id=int(data.get("next_id", 1)),
+                lanes=[str(x) for x in data.get("lanes", [])],
             )
         except (ValueError, TypeError, AttributeError) as exc:
             raise QueueError(

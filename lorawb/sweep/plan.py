@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import tomlkit
 
 from lorawb.core.fsutil import atomic_write_text
+from lorawb.core.refs import pick
 from lorawb.core.tomlio import parse_override
 from lorawb.errors import ConfigError, LorawbError
 from lorawb.train.compare import config_diff, format_value
@@ -323,18 +324,15 @@ def list_sweeps(project: Project) -> list[Path]:
 
 def find_sweep(project: Project, ref: str) -> Path:
     """A sweep by name, unique prefix, or 'last'."""
-    found = list_sweeps(project)
-    if ref in ("last", "latest") and found:
-        return found[-1]
-    exact = [p for p in found if p.name == ref]
-    if exact:
-        return exact[0]
-    matches = [p for p in found if p.name.startswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise SweepError(f"no sweep {ref!r}", path=sweeps_dir(project), hint="`lorawb sweep list` lists them")
-    raise SweepError(f"{ref!r} matches several sweeps: " + ", ".join(p.name for p in matches))
+    return pick(
+        list_sweeps(project),
+        ref,
+        lambda p: p.name,
+        what=("sweep", "sweeps"),
+        where=sweeps_dir(project),
+        hint="`lorawb sweep list` lists them",
+        error=SweepError,
+    )
 
 
 def read_plan(folder: Path) -> dict[str, Any]:

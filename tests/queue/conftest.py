@@ -6,10 +6,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import wait_for
 
 
 @pytest.fixture
@@ -53,17 +54,6 @@ def tiny_project(tmp_path, tiny_model) -> Path:
     from tests.train.conftest import make_project
 
     return make_project(tmp_path / "proj", tiny_model, n_images=3)
-
-
-def wait_for(what, timeout: float = 120.0, every: float = 0.05):
-    """Poll ``what`` until it returns something true; fail after ``timeout`` seconds."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = what()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {getattr(what, '__name__', what)}")
 
 
 def job_states(qdir: Path) -> dict[str, str]:

@@ -17,7 +17,8 @@ from lorawb.queue import store
 from lorawb.queue.runner import runner_dir
 from lorawb.train.events import read_events
 from lorawb.train.runfolder import RunFolder, list_runs, summarize
-from tests.queue.conftest import all_ended, wait_for
+from tests.conftest import wait_for
+from tests.queue.conftest import all_ended
 
 pytestmark = pytest.mark.slow
 

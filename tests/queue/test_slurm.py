@@ -15,8 +15,9 @@ from lorawb.cli import main as cli
 from lorawb.queue import store
 from lorawb.train.events import read_events
 from lorawb.train.runfolder import RunFolder, summarize
+from tests.conftest import wait_for
 from tests.queue import slurm_cluster
-from tests.queue.conftest import all_ended, wait_for
+from tests.queue.conftest import all_ended
 
 pytestmark = pytest.mark.slow
 

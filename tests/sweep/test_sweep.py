@@ -95,7 +95,8 @@ def finished_sweep(tmp_path_factory, sample_pristine):
     """The sample project with a sweep `lr` of 2 learning rates (60 steps, the small matrix) run to
     the end on two lanes; (project folder, queue folder). Run once for the tests below."""
     from lorawb.toyworld import check
-    from tests.queue.conftest import all_ended, stop_runner_and_jobs, wait_for
+    from tests.conftest import wait_for
+    from tests.queue.conftest import all_ended, stop_runner_and_jobs
 
     tmp = tmp_path_factory.mktemp("sweep")
     project = check.copy_sample_project(tmp / "sample_project", source=sample_pristine)
