@@ -9,7 +9,6 @@ that wait for it say "-" rather than guess.
 
 from __future__ import annotations
 
-import heapq
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,30 +102,40 @@ class RowMaker:
         return speed
 
     def _starts(self, rows: list[QueueRow], q: Queue) -> None:
-        """When each queued local job should start: lanes free up as the jobs ahead end."""
+        """When each queued local job should start: the runner's choices played forward in time
+        (in order, a job waiting for its ``after`` job skipped, one waiting for lanes holding the
+        ones behind it), with each job's expected length; unknown lengths make unknown starts."""
         inf = float("inf")
         by_id = {r.id: r for r in rows}
-        free = [0.0 for _ in self.lanes]  # seconds until each lane is free
+        free_at = {lane: 0.0 for lane in self.lanes}  # seconds until each lane is free
         ends: dict[str, float] = {}  # seconds until each job ends
         for job in q.running:
             eta = by_id[job.id].eta if job.id in by_id else None
             ends[job.id] = eta if eta is not None else inf
-            for i, lane in enumerate(self.lanes):
-                if job.executor != "slurm" and lane in job.lanes:
-                    free[i] = ends[job.id]
-        heapq.heapify(free)
-        for job in q.pending:
-            if job.executor == "slurm" or job.id not in by_id:
-                continue
-            need = 1 if is_cpu(self.lanes) else min(max(1, job.gpus), len(self.lanes))
-            taken = [heapq.heappop(free) for _ in range(need)]
-            after = ends.get(job.after, 0.0 if not job.after or not q.has_job(job.after) else inf)
-            start = max(*taken, after)
-            row = by_id[job.id]
-            row.starts_in = start if start != inf else None
-            ends[job.id] = start + row.eta if row.eta is not None else inf
-            for _ in taken:
-                heapq.heappush(free, ends[job.id])
+            for lane in job.lanes if job.executor != "slurm" else []:
+                if lane in free_at:
+                    free_at[lane] = ends[job.id]
+        pending = [j for j in q.pending if j.executor != "slurm" and j.id in by_id]
+        for job in pending:
+            by_id[job.id].starts_in = None
+        t = 0.0
+        while pending and t != inf:
+            for job in list(pending):
+                after = ends.get(job.after, inf if job.after and q.has_job(job.after) else 0.0)
+                if after > t:
+                    continue  # waits for the job it follows; the ones behind may start
+                need = 1 if is_cpu(self.lanes) else min(max(1, job.gpus), len(self.lanes))
+                free = [lane for lane, at in free_at.items() if at <= t]
+                if need > len(free):
+                    break  # waits for lanes, and the jobs behind it wait too
+                eta = by_id[job.id].eta
+                ends[job.id] = t + eta if eta is not None else inf
+                for lane in free[:need]:
+                    free_at[lane] = ends[job.id]
+                by_id[job.id].starts_in = t
+                pending.remove(job)
+            later = [v for v in (*free_at.values(), *ends.values()) if t < v < inf]
+            t = min(later, default=inf)
 
 
 def _progress(job: Job) -> tuple[str, float | None]:

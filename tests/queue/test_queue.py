@@ -179,7 +179,8 @@ def test_a_paused_queue_starts_nothing_and_a_follower_waits_for_its_job(project,
     with store.locked(qdir) as q:
         r.tick(q)
     assert r.started == []
-    set_paused(False)
+    with store.locked(qdir) as q:  # (set_paused(False) would wake a real runner)
+        q.paused = False
     tick(r, qdir)
     assert r.started == [("a", ["0"])]  # b waits for a, though a lane is free
     with store.locked(qdir) as q:
@@ -266,3 +267,29 @@ def test_the_slurm_script_runs_the_detached_worker_resuming_when_it_can(project,
     assert lines[-1].endswith(f'-m lorawb.train.worker {run} "${{resume[@]}}"')
     cpu = script(Job(id="8", kind="matrix", project="", title="m"), KINDS["matrix"], run, QueueSettings(gpus=0))
     assert "--gres" not in cpu and "resume" not in cpu and cpu.splitlines()[-1].endswith(f"lorawb.matrix.worker {run}")
+
+
+def test_etas_follow_the_lanes_and_the_job_each_waits_for(project, qdir):
+    from lorawb.queue.rows import QueueRow, RowMaker
+
+    a, b, c, d = (add(project, t) for t in "abcd")
+    with store.locked(qdir) as q:
+        q.lanes = ["0", "1"]  # what the runner saw
+        q.get(a.id).state, q.get(a.id).lanes = "running", ["0"]
+        q.get(b.id).after = a.id  # waits for a, though lane 1 is free
+    q = store.load(qdir)
+
+    def row(job, eta):
+        return QueueRow(job.id, q.position(job), job.state, "train", "", "", "", "", eta, None, "", "", job.after)
+
+    rows = [row(q.get(a.id), 100.0), row(q.get(b.id), 50.0), row(q.get(c.id), 30.0), row(q.get(d.id), None)]
+    maker = RowMaker()
+    maker.lanes = q.lanes
+    maker._starts(rows, q)
+    assert [r.starts_in for r in rows] == [None, 100.0, 0.0, 30.0]  # b after a; c on lane 1 now; d after c
+    rows[2].eta = None  # c's length unknown (a queued matrix): lane 1 is never known to free up
+    maker._starts(rows, q)
+    assert [r.starts_in for r in rows] == [None, 100.0, 0.0, 150.0]  # d: lane 0, after b
+    rows[1].eta = None
+    maker._starts(rows, q)
+    assert rows[3].starts_in is None  # behind two jobs of unknown length: unknown, not a guess

@@ -187,7 +187,10 @@ async def test_the_sweeps_view_shows_the_ranking_the_verdict_and_a_chart(finishe
     project, _qdir = finished_sweep
     app = LorawbApp(Project.load(project))
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("3", "s")
+        await pilot.pause()  # mounted (a key pressed before may find no focus)
+        await pilot.press("3")
+        await pilot.pause()  # the Train tab has focus before its keys (Triage has an `s` too)
+        await pilot.press("s")
         table = app.query_one("#sweep-rank", DataTable)
         await wait_for(pilot, lambda: table.row_count == 4, timeout=20)
         assert str(table.get_row_at(0)[1]) == "learning_rate=3e-3"

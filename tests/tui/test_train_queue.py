@@ -25,7 +25,10 @@ async def test_the_queue_view_reorders_pauses_and_cancels(sample_like_project, t
         enqueue(project, "matrix", f"matrix {name}", folder=folder, start=False)
     app = LorawbApp(project)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("3", "q")
+        await pilot.pause()  # mounted (a key pressed before may find no focus)
+        await pilot.press("3")
+        await pilot.pause()  # the Train tab has focus before its keys (Triage has an `s` too)
+        await pilot.press("q")
         assert app.query_one("#train-views", TabbedContent).active == "tv-queue"
         table = app.query_one("#queue-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == 3)
