@@ -30,6 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="", help="a word for the run id (default: the output name)")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("plan", help="the peak GPU memory a run's settings take, and the levers that make it fit")
+    add_project_arg(p)
+    p.add_argument("--config", metavar="FILE", help="a TOML file with training settings (over lorawb.toml's)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="as for `lorawb train`"
+    )
+    p.add_argument("--gpu", default="24GB", help="the card's memory, e.g. 24GB, 16GB, 80GB (default 24GB)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plan)
+
     p = sub.add_parser("runs", help="list the project's training runs")
     add_project_arg(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -45,6 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("resume", help="continue a stopped run from its saved state", usage=RUN_USAGE.format("resume"))
     _run_words(p)
     p.add_argument("--detach", action="store_true", help="continue in a separate process")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one memory setting first, e.g. --set model.quantize=nf4 (recorded in the run's events)",
+    )
     add_queue_option(p)
     p.set_defaults(func=cmd_resume)
 
@@ -107,12 +125,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _foreground(run, lambda progress: launch(run, detach=False, progress=progress))
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from lorawb.core.project import Project
+    from lorawb.train import memplan
+    from lorawb.train.config import resolve_config
+
+    budget = memplan.parse_gb(args.gpu)
+    config = resolve_config(Project.load(args.project), args.config, args.overrides)
+    advice = memplan.advise(config, budget)
+    if args.json:
+        print(json.dumps(memplan.as_dict(advice), indent=2))
+    else:
+        print("\n".join(memplan.render(advice)))
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
-    from lorawb.train.process import check_resumable, resume_run
+    from lorawb.train.process import change_on_resume, check_resumable, resume_run
     from lorawb.train.runfolder import summarize
 
     run = _find_run(args.run, args.project)
     check_resumable(run)  # before printing the id: a script reading stdout must not get a run that didn't resume
+    for key, old, new in change_on_resume(run, args.overrides):
+        print(f"{key}: {old} -> {new} from the resumed step on (recorded in the run's events)", file=sys.stderr)
     s = summarize(run)
     if s.resumable_step is not None:
         redo = (

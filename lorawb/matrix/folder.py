@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lorawb.core.confine import name_in
 from lorawb.core.fsutil import atomic_write_text
 from lorawb.core.refs import pick
 from lorawb.errors import LorawbError, RunError
@@ -74,11 +75,16 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 def new_matrix_id(matrices_dir: Path, name: str) -> str:
-    """The name as a folder name (a -2, -3 suffix if taken; a time stamp when empty)."""
+    """The name as a folder name (a -2, -3 suffix if taken; a time stamp when empty).
+
+    The slug keeps letters, digits and ``_.-``: whatever the name, the folder is one inside
+    matrices/ (``confine.name_in`` says so, naming ``--name``, if that ever stops being true).
+    """
     base = _slug(name) or datetime.now().strftime("%Y%m%d-%H%M%S")
     mid, n = base, 2
     while (matrices_dir / mid).exists():
         mid, n = f"{base}-{n}", n + 1
+    name_in(matrices_dir, mid, "--name")
     return mid
 
 

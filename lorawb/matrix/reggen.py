@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorawb.core.confine import name_problem
 from lorawb.core.fsutil import atomic_write_bytes, atomic_write_text, read_text
 from lorawb.core.project import STATE_DIR, Project
 from lorawb.errors import ConfigError, LorawbError, RunError
@@ -82,10 +83,17 @@ class RegPlan:
 
 
 def class_folder(class_word: str, repeats: int = 1) -> str:
-    """kohya's reg folder for a class: ``1_woman`` (the class tokens are what follows ``N_``)."""
+    """kohya's reg folder for a class: ``1_woman`` (the class tokens are what follows ``N_``).
+
+    The class becomes a folder name inside reg/: one plain name (``confine.name_problem``), else a
+    ConfigError naming ``--class``.
+    """
     cls = " ".join(class_word.split())
-    if not cls or "/" in cls or cls.startswith("."):
-        raise ConfigError(f"--class {class_word!r}: give a class word such as woman (no '/')")
+    why = name_problem(cls)
+    if why is not None:
+        raise ConfigError(
+            f"--class {class_word!r}: {why}; give a class word such as woman", hint="it names reg/1_<class>/"
+        )
     return f"{repeats}_{cls}"
 
 

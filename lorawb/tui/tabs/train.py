@@ -470,6 +470,9 @@ class TrainTab(Vertical):
         ra, rb = c.regularisation
         if ra != rb:
             head.append(f"\nkept general by: A {ra}  B {rb}")
+        for side, changes in zip("AB", c.changed, strict=True):
+            for change in changes:
+                head.append(f"\n{side} changed {change} (on resume)", style="yellow")
         n = len(c.diff)
         if n > 1:
             head.append(f"\n{n} settings differ: more than one change makes the effect hard to read", style="yellow")
