@@ -106,12 +106,18 @@ def detect(path: Path, forced: str = "auto") -> Family:
 
 
 def load_base_model(
-    model: ModelSection, device: Any, dtype: Any = None, cfg: TrainConfig | None = None, place: bool = True
+    model: ModelSection,
+    device: Any,
+    dtype: Any = None,
+    cfg: TrainConfig | None = None,
+    place: bool = True,
+    settings: dict[str, Any] | None = None,
 ) -> Model:
     """The base model ``model.path`` names, loaded by its family in ``dtype`` on ``device``.
 
     ``cfg``: the whole training config, for the family's own section (``[flux]`` ...) and its
-    checks of the other settings; without it (the matrix, reg images) the family's defaults.
+    checks of the other settings; without it (the matrix, reg images) ``settings``, the family
+    section a run was trained with (as ``family_settings`` gives it), else the family's defaults.
     A big model (``model.quantize``, ``train.offload_blocks``) is loaded on the CPU, quantised
     there and then placed (lorawb.train.bigmodel); ``place=False`` leaves its denoiser on the CPU
     for the trainer, which places it once the caches are filled.
@@ -123,7 +129,10 @@ def load_base_model(
 
     path = check_model_path(model)
     family = detect(path, model.family)
-    settings = family.section(cfg) if cfg is not None else (family.settings() if family.settings else None)
+    if cfg is not None:
+        settings = family.section(cfg)
+    elif family.settings is not None:
+        settings = family.settings.model_validate(settings or {})
     if cfg is not None:
         family.check_config(cfg)
     offload = cfg.train.offload_blocks if cfg is not None else 0
@@ -137,6 +146,17 @@ def load_base_model(
         if place:
             bigmodel.place(loaded)
     return loaded
+
+
+def family_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """The model family's own section of a config as plain data ({} when the family has none or
+    cannot be told): what a matrix cell records so that its base draws as the run was trained."""
+    from lorawb.train.config import family_of
+
+    family = family_of(cfg)
+    if family is None or family.settings is None:
+        return {}
+    return family.section(cfg).model_dump(mode="json")
 
 
 def lora_family(keys: list[str], metadata: dict[str, str]) -> str | None:

@@ -83,8 +83,16 @@ class Generator:
 
     @classmethod
     def load(
-        cls, model: ModelSection, device: str = "auto", precision: str = "auto", threads: int = 0, max_loaded: int = 2
+        cls,
+        model: ModelSection,
+        device: str = "auto",
+        precision: str = "auto",
+        threads: int = 0,
+        max_loaded: int = 2,
+        settings: dict[str, Any] | None = None,
     ) -> Generator:
+        """The base model once (``settings``: its family's section as a run trained it, e.g. the T5
+        length, so a matrix draws the run's model as it was trained; None: the family's defaults)."""
         from lorawb.train.trainer import quiet_libraries
 
         quiet_libraries()
@@ -93,7 +101,7 @@ class Generator:
             torch.set_num_threads(threads)
         dev = pick_device(device)
         dtype = pick_dtype(dev, precision)
-        return cls(load_base_model(model, dev, dtype), dev, dtype, max_loaded)
+        return cls(load_base_model(model, dev, dtype, settings=settings), dev, dtype, max_loaded)
 
     # --- adapters -------------------------------------------------------------------------------
     def _adapter(self, path: str) -> str:

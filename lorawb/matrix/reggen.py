@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorawb import families
 from lorawb.core.confine import name_problem
 from lorawb.core.fsutil import atomic_write_bytes, atomic_write_text, read_text
 from lorawb.core.project import STATE_DIR, Project
@@ -70,6 +71,7 @@ class RegPlan:
     seed: int = 0
     negative: str = ""
     created: float = field(default_factory=time.time)
+    settings: dict[str, Any] = field(default_factory=dict)  # the model family's section of the config
 
     def name(self, i: int) -> str:
         return f"reg_{i:05d}.png"
@@ -153,6 +155,7 @@ def plan_reg(
         prompts=prompts,
         out_dir=str((project.reg_dir / folder).resolve()),
         model=cfg.model.model_dump(mode="json"),
+        settings=families.family_settings(cfg),
         width=res,
         height=res,
         steps=steps,
@@ -244,7 +247,7 @@ def _run(job: RegJob, events: Any, log: Any, stop: detached.StopFlag, progress: 
     if not todo:
         events.status("finished", done=done, total=total)
         return "finished"
-    gen = Generator.load(ModelSection(**plan.model))
+    gen = Generator.load(ModelSection(**plan.model), settings=plan.settings)
     cfg = plan.cfg or gen.model.default_cfg
     log.info(
         "drawing %d reg images of %r at %dx%d, guidance %g", len(todo), plan.class_word, plan.width, plan.height, cfg

@@ -8,7 +8,7 @@ do. Errors name the spec key and line. No torch here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,7 @@ from lorawb.errors import ConfigError, LorawbError
 from lorawb.matrix.cells import LoraRef, Resolved
 from lorawb.matrix.lorafile import RunCheckpoint, check_family, read_lora, run_checkpoints
 from lorawb.matrix.spec import MatrixSpec
-from lorawb.train.config import ModelSection, load_run_config, resolve_config
+from lorawb.train.config import ModelSection, TrainConfig, load_run_config, resolve_config
 from lorawb.train.modelpath import check_model_path, detect_family, read_json
 from lorawb.train.runfolder import RunFolder, find_run
 
@@ -35,6 +35,7 @@ class Context:
     run: RunFolder | None
     recommended: dict
     toyworld: bool  # the base model is a toy-world model: its reader can score the cells
+    settings: dict = field(default_factory=dict)  # the family's section of the run's (or project's) config
 
 
 def rel_to_project(project: Project, path: Path) -> str:
@@ -55,14 +56,14 @@ def spec_run(spec: MatrixSpec, project: Project) -> RunFolder | None:
         raise spec.error("matrix.run", exc.message, hint=exc.hint) from exc
 
 
-def model_section(spec: MatrixSpec, project: Project, run: RunFolder | None) -> ModelSection:
-    if run is not None and run.config.is_file():
-        model = load_run_config(run.config).model
-    else:
-        model = resolve_config(project).model
+def training_config(spec: MatrixSpec, project: Project, run: RunFolder | None) -> TrainConfig:
+    """The config whose base model the matrix draws: the run's frozen one, else the project's;
+    ``matrix.base_model`` replaces its model."""
+    cfg = load_run_config(run.config) if run is not None and run.config.is_file() else resolve_config(project)
     if spec.matrix.base_model:
-        model = model.model_copy(update={"path": str(project.resolve(spec.matrix.base_model)), "family": "auto"})
-    return model
+        model = cfg.model.model_copy(update={"path": str(project.resolve(spec.matrix.base_model)), "family": "auto"})
+        cfg = cfg.model_copy(update={"model": model})
+    return cfg
 
 
 def resolve_checkpoints(spec: MatrixSpec, project: Project, run: RunFolder | None, family: str) -> list[LoraRef | None]:
@@ -124,7 +125,8 @@ def _find_file(value: str, project: Project, spec: MatrixSpec, run: RunFolder | 
 def resolve(spec: MatrixSpec, project: Project) -> Context:
     """The spec resolved in ``project`` (ConfigError/ModelError name what is wrong)."""
     run = spec_run(spec, project)
-    model = model_section(spec, project, run)
+    trained = training_config(spec, project, run)
+    model = trained.model
     try:
         base = check_model_path(model)
         family = detect_family(base, model.family)
@@ -148,7 +150,7 @@ def resolve(spec: MatrixSpec, project: Project) -> Context:
         sampler=m.sampler,
         checkpoints=tuple(resolve_checkpoints(spec, project, run, family)),
     )
-    return Context(resolved, model, family, run, rec, bool(info.get("toyworld")))
+    return Context(resolved, model, family, run, rec, bool(info.get("toyworld")), families.family_settings(trained))
 
 
 def _size(px: int | float) -> int:

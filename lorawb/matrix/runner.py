@@ -159,7 +159,7 @@ def _run(
     device = s.device
     if state is not None and state.device.type == "cuda":
         device = str(state.device)  # each process on its own GPU (cuda:<local rank>)
-    gen = Generator.load(plan.ctx.model, device, s.precision, max_loaded=s.max_loaded)
+    gen = Generator.load(plan.ctx.model, device, s.precision, max_loaded=s.max_loaded, settings=plan.ctx.settings)
     log.info("device %s, %s, %d CPU threads", gen.device, gen.dtype, _threads())
     scorer = make_scorer(plan.project, plan.ctx, s)
     scores = EventWriter(folder.scores_log)
@@ -240,6 +240,7 @@ def cell_record(
         "control": cell.control,
         "plain_prompt": cell.plain_prompt,
         "model": plan.ctx.model.model_dump(mode="json"),
+        "family_settings": plan.ctx.settings,
         "batch": batch,
         "batch_index": index,
         "seconds_per_image": round(per_image, 4),
@@ -342,7 +343,10 @@ def regenerate(folder: MatrixFolder, cell_id: str, alone: bool = False, gen: Gen
 
         model = ModelSection.model_validate(rec["model"])
         gen = Generator.load(
-            model, device=rec.get("device", "auto").split(":")[0], threads=int(rec.get("threads", 0) or 0)
+            model,
+            device=rec.get("device", "auto").split(":")[0],
+            threads=int(rec.get("threads", 0) or 0),
+            settings=rec.get("family_settings"),
         )
     images = gen.run_batch(requests)
     return images[ids.index(cell_id)]
