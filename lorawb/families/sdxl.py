@@ -33,6 +33,7 @@ class SDXLFamily(SDFamily):
     lora_architectures = ("stable-diffusion-xl",)
     lora_group = "sdxl"
     pipeline_class = "StableDiffusionXLPipeline"
+    controlnet_pipeline_class = "StableDiffusionXLControlNetPipeline"
 
     def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
         from lorawb.train.modelpath import read_json
