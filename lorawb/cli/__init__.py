@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "lorawb.cli.watch_cmd",
     "lorawb.cli.matrix_cmds",
     "lorawb.cli.reg_cmds",
+    "lorawb.cli.generate_cmd",
     "lorawb.cli.toyworld_cmds",
 ]
 
