@@ -153,3 +153,82 @@ def sort_by_score(items: Sequence[Any], scores: dict[str, dict[str, Any]], metri
     rest = sorted((i for i in items if value(i) is None), key=lambda i: i.rel.lower())
     scored.sort(key=lambda i: (-value(i), i.rel.lower()) if not reverse else (value(i), i.rel.lower()))  # type: ignore[operator]
     return scored + rest
+
+
+SCORE_SORTS = tuple(METRICS)  # Triage's sorts by score, after its own
+
+
+class GeneratedFiles:
+    """The project's generated candidates as Triage shows them: records and scores, read again when
+    their files change (a stat per look), by the candidate's id (its file stem)."""
+
+    def __init__(self, project: Project) -> None:
+        from lorawb.core.project import STATE_DIR
+
+        folder = project.root / STATE_DIR / "generate"
+        self.records_path = folder / "candidates.jsonl"
+        self.scores_path = folder / "scores.jsonl"
+        self._cache: dict[str, tuple[int, Any]] = {}
+
+    def _read(self, what: str, path: Path, read: Any) -> Any:
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return {}
+        hit = self._cache.get(what)
+        if hit is None or hit[0] != stamp:
+            hit = self._cache[what] = (stamp, read(path))
+        return hit[1]
+
+    def scores(self) -> dict[str, dict[str, Any]]:
+        return self._read("scores", self.scores_path, read_scores)
+
+    def last_pass(self) -> dict[str, Any]:
+        return self._read("pass", self.scores_path, last_pass)
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        from lorawb.matrix.folder import read_rows
+
+        return self._read("records", self.records_path, lambda p: read_rows(p, "candidate"))
+
+    def describe(self, rel: str) -> str:
+        """Two lines for a generated candidate (how it was drawn; its scores and what measured them), else ""."""
+        cid = Path(rel).stem
+        rec = self.records().get(cid)
+        if rec is None:
+            return ""
+        p = rec.get("params", {})
+        parts = [f"seed {p.get('seed')}"]
+        if rec.get("pose"):
+            parts.append(f"pose {rec['pose']}")
+        if rec.get("reference"):
+            parts.append(f"ref {rec['reference']}")
+        helper = rec.get("helper") or {}
+        if helper:
+            parts.append(f"{helper.get('kind')} {float(helper.get('scale', 1.0)):g}")
+        if p.get("lora"):
+            parts.append(f"LoRA {Path(p['lora']['path']).stem} @{float(p.get('weight', 0)):g}")
+        parts.append(f"{p.get('steps')} steps, cfg {float(p.get('cfg', 0)):g}")
+        lines = ["generated: " + " · ".join(parts)]
+        row = self.scores().get(cid)
+        if row:
+            measured = [
+                f"{word} {row[key]:.2f}" for word, key in METRICS.items() if isinstance(row.get(key), (int, float))
+            ]
+            what = f"{row.get('scorer')} vs {row.get('reference')}"
+            lines.append(" · ".join(measured) + f" ({what})" if measured else f"not measured ({what})")
+        else:
+            info = self.last_pass()
+            lines.append(f"not scored: {info['reason']}" if info.get("reason") else "not scored yet")
+        return "\n".join(lines)
+
+    def sort_note(self, metric: str) -> str:
+        """What the sort by ``metric`` rests on (said when the sort is chosen)."""
+        info = self.last_pass()
+        scored = len(self.scores())
+        if not scored:
+            why = (
+                info.get("reason") or "no candidate has been scored yet (lorawb generate scores them when it finishes)"
+            )
+            return f"sort by {metric}: {why}; unscored images keep their name order"
+        return f"sort by {metric}: {plural(scored, 'candidate')} scored by the {info.get('scorer')} against {info.get('reference')}, best first (S: worst first)"
