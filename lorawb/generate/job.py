@@ -35,7 +35,7 @@ from lorawb.matrix.imagejob import ImageJob, JobStatus, ProgressFn
 if TYPE_CHECKING:
     import logging
 
-    from lorawb.families.base import Helper
+    from lorawb.families import Helper
     from lorawb.matrix.generate import Generator
     from lorawb.matrix.requests import ImageRequest
     from lorawb.train.events import EventWriter
@@ -122,7 +122,7 @@ class GeneratePlan:
 
     # --- drawing (lorawb.matrix.imagejob.Drawing) --------------------------------------------------
     def helper_spec(self) -> Helper | None:
-        from lorawb.families.base import Helper
+        from lorawb.families import Helper
 
         h = self.helper
         return None if h is None else Helper(h["kind"], h.get("path", ""), h.get("encoder", ""), h.get("scale", 1.0))
@@ -308,7 +308,7 @@ def plan_generate(project: Project, opts: GenerateOptions | None = None) -> Gene
     helper_fields: dict[str, Any] | None = None
     if helper != "none":
         if helper not in spec.helpers:
-            from lorawb.families.base import helper_missing
+            from lorawb.families import helper_missing
 
             raise helper_missing(spec, helper)
         if helper == "ip-adapter":
@@ -620,7 +620,7 @@ def regenerate(project: Project, ref: str, alone: bool = False, gen: Generator |
             threads=int(rec.get("threads", 0) or 0),
         )
         if helper:
-            from lorawb.families.base import Helper
+            from lorawb.families import Helper
 
             path = str(project.resolve(helper["path"])) if helper.get("path") else ""
             encoder = str(project.resolve(helper["encoder"])) if helper.get("encoder") else ""

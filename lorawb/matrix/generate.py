@@ -36,8 +36,7 @@ from typing import Any
 import torch
 
 from lorawb.errors import ImageError, ModelError
-from lorawb.families import Model, load_base_model
-from lorawb.families.base import Helper
+from lorawb.families import Helper, Model, load_base_model
 from lorawb.matrix.requests import ImageRequest, plan_batches
 from lorawb.train.config import ModelSection
 

@@ -106,7 +106,7 @@ def test_a_helper_the_family_lacks_is_refused_before_anything_loads(tmp_path, ti
 
 @pytest.mark.slow
 def test_flux_has_controlnet_ip_adapter_and_kontext_editing(tmp_path, tiny_flux):
-    from lorawb.families.base import Helper
+    from lorawb.families import Helper
     from lorawb.generate import poses
     from lorawb.matrix.generate import Generator
     from lorawb.matrix.requests import ImageRequest
