@@ -8,7 +8,10 @@ is measured and the reason is recorded), against a reference:
 - the images in ``refs/`` when there are any;
 - else the dataset's images (a v1 → v2 round: the kept candidates of v0);
 - else the other candidates: the candidates are split in two halves and each half is scored
-  against the other, so no candidate is compared with itself (the consensus of what was drawn).
+  against the quarter of the other half that best follows the prompt (the consensus of what
+  drew the description; no candidate is compared with itself). Measured on the sample
+  (bench/generate_toy.py), the consensus of every other candidate put the *off*-model ones
+  first, because the base model draws the character in a minority of its images.
 
 ``identity`` is the scorer's identity against that reference; ``prompt_following`` its measure
 of the prompt without the trigger (the description and what varies). Rows go to
@@ -81,9 +84,13 @@ def score_candidates(project: Project, records: Sequence[dict[str, Any]], ctx: A
     reference, label = reference_images(project, project.config.generate.refs)
     if reference:
         groups = [(present, reference)]
-    else:  # the consensus: each half against the other
+    else:  # the consensus: each half against the other half's candidates that best follow the prompt
+        follows = _prompt_following(project, present, ctx, settings)
         halves = [present[0::2], present[1::2]]
-        groups = [(halves[0], _paths(project, halves[1])), (halves[1], _paths(project, halves[0]))]
+        groups = [
+            (halves[0], _paths(project, _best(halves[1], follows))),
+            (halves[1], _paths(project, _best(halves[0], follows))),
+        ]
     scored, name, reason = 0, "", ""
     with EventWriter(out) as w:
         for mine, against in groups:
@@ -101,6 +108,30 @@ def score_candidates(project: Project, records: Sequence[dict[str, Any]], ctx: A
                 scored += 1
         w.emit("scorer", scorer=name, reference=label, reason=reason, scored=scored)
     return Scored(scored, name, label, reason)
+
+
+def _prompt_following(project: Project, records: Sequence[dict[str, Any]], ctx: Any, settings: Any) -> dict[str, float]:
+    """Each candidate's prompt following (empty when the scorer does not measure it)."""
+    from lorawb.matrix.scores import make_scorer
+
+    scorer = make_scorer(project, ctx, settings, dataset=_paths(project, records))
+    if "prompt_following" not in scorer.measures:
+        return {}
+    rows = scorer.score([_cell(r) for r in records], [_open(project, r) for r in records], lambda _id: None)
+    return {
+        r["id"]: float(row["prompt_following"])
+        for r, row in zip(records, rows, strict=True)
+        if isinstance(row.get("prompt_following"), (int, float))
+    }
+
+
+def _best(records: Sequence[dict[str, Any]], follows: dict[str, float]) -> list[dict[str, Any]]:
+    """The quarter of ``records`` that best follows the prompt (all of them without prompt scores):
+    the consensus is of what drew the description, not of whatever the base model draws most."""
+    if not follows:
+        return list(records)
+    ranked = sorted(records, key=lambda r: -follows.get(r["id"], 0.0))
+    return ranked[: max(2, len(ranked) // 4)]
 
 
 def _paths(project: Project, records: Iterable[dict[str, Any]]) -> list[Path]:
