@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import logging
 
     from lorawb.families import Helper
+    from lorawb.matrix.cells import Params
     from lorawb.matrix.generate import Generator
     from lorawb.matrix.requests import ImageRequest
     from lorawb.train.events import EventWriter
@@ -151,25 +152,31 @@ class GeneratePlan:
         self.project.inbox_dir.mkdir(parents=True, exist_ok=True)
         return gen
 
-    def request(self, c: dict[str, Any]) -> ImageRequest:
-        from lorawb.matrix.requests import ImageRequest
+    def params(self, c: dict[str, Any]) -> Params:
+        """The candidate's image parameters, as matrix cells record theirs."""
+        from lorawb.matrix.cells import LoraRef, Params
 
+        lora = self.lora
+        return Params(
+            base=self.base,
+            lora=LoraRef(lora["path"], lora["label"]) if lora else None,
+            weight=float(lora["weight"]) if lora else 0.0,
+            prompt=c["prompt"],
+            negative=self.negative,
+            seed=int(c["seed"]),
+            cfg=self.cfg,
+            steps=self.steps,
+            sampler=self.sampler,
+            width=self.width,
+            height=self.height,
+        )
+
+    def request(self, c: dict[str, Any]) -> ImageRequest:
         helper_input = ""
         if self.helper is not None:
             helper_input = str(pose_image(self, c["pose"])) if c.get("pose") else str(Path(self.root) / c["reference"])
-        return ImageRequest(
-            prompt=c["prompt"],
-            seed=int(c["seed"]),
-            negative=self.negative,
-            width=self.width,
-            height=self.height,
-            steps=self.steps,
-            cfg=self.cfg,
-            sampler=self.sampler,
-            loras=((self.lora["file"], float(self.lora["weight"])),) if self.lora else (),
-            helper=self.helper["kind"] if self.helper else "",
-            helper_input=helper_input,
-        )
+        lora = self.lora["file"] if self.lora else ""
+        return image_request(self.params(c).as_dict(), lora, self.helper["kind"] if self.helper else "", helper_input)
 
     def save(self, c: dict[str, Any], image: Any, batch: Sequence[dict[str, Any]], index: int, gen: Generator) -> str:
         from lorawb.matrix.pngtext import png_bytes
@@ -277,7 +284,6 @@ def plan_generate(project: Project, opts: GenerateOptions | None = None) -> Gene
     from lorawb.core.caption_ops import load_captions
     from lorawb.core.composition import pair_gaps
     from lorawb.generate.grid import variation_grid
-    from lorawb.matrix.cells import LoraRef, Params
     from lorawb.matrix.resolve import model_defaults, rel_to_project
     from lorawb.train.config import resolve_config
     from lorawb.train.modelpath import check_model_path, detect_family
@@ -373,42 +379,11 @@ def plan_generate(project: Project, opts: GenerateOptions | None = None) -> Gene
         pairs=pairs,
         seed=sheet.seed,
     )
-    base_rel = rel_to_project(project, base)
-    lora_ref = LoraRef(lora["path"], lora["label"]) if lora else None
-    candidates = []
-    for c in grid:
-        params = Params(
-            base=base_rel,
-            lora=lora_ref,
-            weight=float(lora["weight"]) if lora else 0.0,
-            prompt=c.prompt,
-            negative=negative,
-            seed=c.seed,
-            cfg=d.cfg,
-            steps=d.steps,
-            sampler=sampler,
-            width=d.width,
-            height=d.height,
-        )
-        key = {**params.key(), "helper": _recorded_helper(helper_fields), "reference": c.reference, "pose": c.pose}
-        candidates.append(
-            {
-                "id": candidate_id([v for _a, v in c.values], key),
-                "values": c.value_dict,
-                "number": c.number,
-                "seed": c.seed,
-                "prompt": c.prompt,
-                "plain_prompt": c.plain_prompt,
-                "caption": c.caption,
-                "reference": c.reference,
-                "pose": c.pose,
-            }
-        )
-    return GeneratePlan(
+    plan = GeneratePlan(
         root=str(project.root.resolve()),
         model=model.model_dump(mode="json"),
         family=family,
-        base=base_rel,
+        base=rel_to_project(project, base),
         trigger=trigger,
         width=d.width,
         height=d.height,
@@ -418,11 +393,26 @@ def plan_generate(project: Project, opts: GenerateOptions | None = None) -> Gene
         negative=negative,
         batch=sheet.batch,
         toyworld=d.toyworld,
-        candidates=candidates,
+        candidates=[],
         lora=lora,
         helper=helper_fields,
         notes=notes,
     )
+    for c in grid:
+        fields = {
+            "values": c.value_dict,
+            "number": c.number,
+            "seed": c.seed,
+            "prompt": c.prompt,
+            "plain_prompt": c.plain_prompt,
+            "caption": c.caption,
+            "reference": c.reference,
+            "pose": c.pose,
+        }
+        key = {**plan.params(fields).key(), "helper": _recorded_helper(helper_fields), "reference": c.reference}
+        key["pose"] = c.pose
+        plan.candidates.append({"id": candidate_id([v for _a, v in c.values], key), **fields})
+    return plan
 
 
 def _recorded_helper(h: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -446,6 +436,25 @@ def _lora(project: Project, ref: str, family: str, weight: float) -> dict[str, A
     return {"path": rel_to_project(project, path), "file": str(path.resolve()), "label": path.stem, "weight": weight}
 
 
+def image_request(p: dict[str, Any], lora: str, helper: str, helper_input: str) -> ImageRequest:
+    """What the generator draws for a candidate's parameters (``Params.as_dict()``; ``lora``: its file)."""
+    from lorawb.matrix.requests import ImageRequest
+
+    return ImageRequest(
+        prompt=p["prompt"],
+        seed=int(p["seed"]),
+        negative=p.get("negative", ""),
+        width=int(p["width"]),
+        height=int(p["height"]),
+        steps=int(p["steps"]),
+        cfg=float(p["cfg"]),
+        sampler=p["sampler"],
+        loras=((lora, float(p["weight"])),) if lora else (),
+        helper=helper,
+        helper_input=helper_input,
+    )
+
+
 # --- records --------------------------------------------------------------------------------------
 
 
@@ -455,23 +464,9 @@ def record(plan: GeneratePlan, c: dict[str, Any], batch: list[str], index: int, 
     import torch
 
     import lorawb
-    from lorawb.matrix.cells import LoraRef, Params
 
     project = plan.project
-    lora = LoraRef(plan.lora["path"], plan.lora["label"]) if plan.lora else None
-    params = Params(
-        base=plan.base,
-        lora=lora,
-        weight=float(plan.lora["weight"]) if plan.lora else 0.0,
-        prompt=c["prompt"],
-        negative=plan.negative,
-        seed=int(c["seed"]),
-        cfg=plan.cfg,
-        steps=plan.steps,
-        sampler=plan.sampler,
-        width=plan.width,
-        height=plan.height,
-    )
+    params = plan.params(c)
     inbox = project.inbox_dir.relative_to(project.root).as_posix()
     return {
         "id": c["id"],
@@ -603,7 +598,6 @@ def regenerate(project: Project, ref: str, alone: bool = False, gen: Generator |
     """
     from lorawb.matrix.folder import read_rows
     from lorawb.matrix.generate import Generator
-    from lorawb.matrix.requests import ImageRequest
     from lorawb.train.config import ModelSection
 
     rec = find_record(project, ref)
@@ -628,7 +622,6 @@ def regenerate(project: Project, ref: str, alone: bool = False, gen: Generator |
 
     def request(r: dict[str, Any]) -> ImageRequest:
         p = r["params"]
-        lora = p.get("lora")
         helper_input = ""
         if helper:
             if r.get("pose"):
@@ -636,19 +629,8 @@ def regenerate(project: Project, ref: str, alone: bool = False, gen: Generator |
                 helper_input = str(pose_file(poses_dir, r["pose"], int(p["width"]), int(p["height"])))
             else:
                 helper_input = str(project.resolve(r["reference"]))
-        return ImageRequest(
-            prompt=p["prompt"],
-            seed=int(p["seed"]),
-            negative=p.get("negative", ""),
-            width=int(p["width"]),
-            height=int(p["height"]),
-            steps=int(p["steps"]),
-            cfg=float(p["cfg"]),
-            sampler=p["sampler"],
-            loras=((str(project.resolve(lora["path"])), float(p["weight"])),) if lora else (),
-            helper=helper["kind"] if helper else "",
-            helper_input=helper_input,
-        )
+        lora = str(project.resolve(p["lora"]["path"])) if p.get("lora") else ""
+        return image_request(p, lora, helper["kind"] if helper else "", helper_input)
 
     images = gen.run_batch([request(r) for r in recs])
     return images[ids.index(rec["id"])]

@@ -146,11 +146,9 @@ def _cell(rec: dict[str, Any]) -> Any:
 
 
 def _open(project: Project, rec: dict[str, Any]) -> Any:
-    from PIL import Image
+    from lorawb.core.dataset import load_image
 
-    with Image.open(project.root / rec["file"]) as im:
-        im.load()
-        return im.convert("RGB")
+    return load_image(project.root / rec["file"]).convert("RGB")
 
 
 # --- reading them back (Triage; no torch) ---------------------------------------------------------

@@ -35,7 +35,8 @@ from typing import Any
 
 import torch
 
-from lorawb.errors import ImageError, ModelError
+from lorawb.core.dataset import load_image
+from lorawb.errors import ModelError
 from lorawb.families import Helper, Model, load_base_model
 from lorawb.matrix.requests import ImageRequest, plan_batches
 from lorawb.train.config import ModelSection
@@ -214,7 +215,7 @@ class Generator:
         if first.helper:
             if self.helper is None or self.helper.kind != first.helper:
                 raise ValueError(f"these requests need the {first.helper} helper; use_helper() loads it")
-            image = _open_rgb(first.helper_input)
+            image = load_image(first.helper_input).convert("RGB")  # the one safe image reader
             extra = self.model.helper_inputs(self.pipe, self.helper, image, first.width, first.height)
         self.use_loras(first.active_loras)
         self.pipe.scheduler = self._scheduler(first.sampler)
@@ -235,14 +236,3 @@ class Generator:
                 generator=generators,
                 **extra,
             )
-
-
-def _open_rgb(path: str) -> Any:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise ImageError(f"cannot read the helper's image: {exc}", path=path) from exc

@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
 from lorawb.errors import RunError
 from lorawb.generate import job
 from lorawb.matrix.folder import read_rows
+from tests.matrix.test_process import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(cond, timeout: float = 120.0, what: str = "") -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_kill_9_and_the_rerun_draws_each_candidate_once(gen_project):
@@ -30,13 +21,13 @@ def test_kill_9_and_the_rerun_draws_each_candidate_once(gen_project):
     text = (
         (project.root / "lorawb.toml")
         .read_text()
-        .replace("batch = 4", "batch = 1\ncount = 8")
-        .replace("steps = 2\nbatch", "steps = 6\nbatch")
+        .replace("batch = 4", "batch = 1\ncount = 4")
+        .replace("steps = 2\nbatch", "steps = 4\nbatch")
     )
     (project.root / "lorawb.toml").write_text(text)
     project = type(project).load(project.root)
     plan = job.plan_generate(project)
-    assert plan.total == 32
+    assert plan.total == 16
     folder = job.GenerateJob.of(project)
     job.start_generate(project, plan, detach=True)
     assert folder.is_alive()  # alive from the moment the launcher returns
@@ -47,7 +38,7 @@ def test_kill_9_and_the_rerun_draws_each_candidate_once(gen_project):
     wait_for(lambda: not folder.is_alive(), timeout=10, what="the killed process")
     assert job.generate_status(project).state == "dead"
     drawn = {p.name: p.stat().st_mtime_ns for p in project.inbox_dir.glob("gen-*.png")}
-    assert 2 <= len(drawn) < 32, "the job finished before the kill: make it slower"
+    assert 2 <= len(drawn) < 16, "the job finished before the kill: make it slower"
     # a candidate whose record line was lost (killed between the PNG and the record)
     log = folder.candidates_log
     lines = log.read_text().splitlines(keepends=True)
@@ -57,8 +48,8 @@ def test_kill_9_and_the_rerun_draws_each_candidate_once(gen_project):
 
     seen = []
     assert job.start_generate(project, job.plan_generate(project), detach=False, progress=seen.append) == "finished"
-    assert len(seen) == 32 - len(drawn)  # only the missing ones
+    assert len(seen) == 16 - len(drawn)  # only the missing ones
     assert all((project.inbox_dir / n).stat().st_mtime_ns == t for n, t in drawn.items())  # not drawn again
     rows = read_rows(log, "candidate")
-    assert len(rows) == 32 and set(rows) == {c["id"] for c in plan.candidates}
+    assert len(rows) == 16 and set(rows) == {c["id"] for c in plan.candidates}
     assert "had lost their records; restored from their PNGs" in folder.log.read_text()
