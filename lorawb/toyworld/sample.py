@@ -121,7 +121,7 @@ def sample_toml(name: str = "sample_project") -> str:
     sheet["poses"] = []
     sheet["poses"].comment("no pose axis here ([tags.groups] pose would multiply the grid by 3)")
     sheet["count"] = 2
-    sheet["count"].comment("images per context x style: 32 candidates, about half a minute on 2 CPU cores")
+    sheet["count"].comment("images per context x style: 32 candidates, a minute or two on a CPU")
     doc.add("generate", sheet)
     return _reorder(tomlkit.dumps(doc))
 
