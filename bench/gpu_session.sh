@@ -28,6 +28,15 @@
 #      sdxl      SDXL 1024 px, batch 1: the same four
 #      levers    SD1.5 512 px batch 4, lorawb cached with train.compile, then with train.channels_last
 #      multigpu  with 2+ GPUs: `lorawb train` with train.num_processes=2 against 1 process (steps/s)
+#      flux      issue 23: a random full-size FLUX.1-dev (transformer, VAE, CLIP-L, T5-XXL in bf16; ~35 GB
+#                written to /tmp/lorawb-models/flux on first use), 1024 px, batch 1, rank 16, gradient
+#                checkpointing: diffusers' train_dreambooth_lora_flux.py without and with --cache_latents,
+#                the bare transformer step, lorawb uncached and cached: steps/s and peak memory
+#      bigmodels issue 25: full-size FLUX.1 (random weights from its config), 1024 px, batch 1, rank 16,
+#                cached text, gradient checkpointing: peak memory and steps/s with bf16, fp8 (batch 2),
+#                int8 and nf4 bases and fp8 with 19 blocks offloaded, and SDXL with the "SDXL 12 GB"
+#                preset, each beside the memory plan's prediction (bench/bigmodels.py; ~5 minutes:
+#                `bash bench/gpu_session.sh run bigmodels` runs it alone, first)
 #
 #    `bash bench/gpu_session.sh run sd15 levers` runs only those parts.
 #
@@ -44,8 +53,9 @@ prepare() {
   exclude="$(git rev-parse --git-path info/exclude)"
   mkdir -p "$(dirname "$exclude")"
   grep -qx '/.bench-diffusers/' "$exclude" 2>/dev/null || echo '/.bench-diffusers/' >> "$exclude"
-  for name in train_text_to_image_lora.py train_text_to_image_lora_sdxl.py; do
+  for name in train_text_to_image_lora.py train_text_to_image_lora_sdxl.py train_dreambooth_lora_flux.py; do
     local f="$src/examples/text_to_image/$name"
+    [[ -f "$f" ]] || f="$src/examples/dreambooth/$name"
     [[ -f "$f" ]] || f="$src/$name"
     [[ -f "$f" ]] || { echo "no $name under $src" >&2; exit 2; }
     cp "$f" .bench-diffusers/
@@ -143,6 +153,10 @@ run() {
     bench sd15-channels-last --family sd1 --full-size --model-dir /tmp/lorawb-models/sd1 --batch 4 --repeat 1 --steps 30 --only cached \
       --lorawb-set train.channels_last=true
   fi
+  if part_wanted bigmodels && time_left bigmodels; then
+    echo "== bigmodels: python bench/bigmodels.py" | tee -a "$LOG"
+    python3 bench/bigmodels.py --device cuda --steps 6 --json "$OUT/bigmodels.json" 2>&1 | tee -a "$LOG" || true
+  fi
   local gpus
   gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
   if part_wanted multigpu && time_left multigpu; then
@@ -154,11 +168,15 @@ run() {
       echo "== multigpu: one GPU here; the Accelerate command-construction test stands in" | tee -a "$LOG"
     fi
   fi
+  if part_wanted flux && time_left flux; then
+    bench flux-speed --family flux --full-size --model-dir /tmp/lorawb-models/flux --repeat 1 --steps 10 \
+      --gradient-checkpointing "${script[@]}"
+  fi
   echo "== done in $((SECONDS - START)) s; figures in $OUT" | tee -a "$LOG"
 }
 
 case "${1:-}" in
   prepare) shift; prepare "$@" ;;
   run) shift; run "$@" ;;
-  *) sed -n '2,36p' "$0"; exit 2 ;;
+  *) sed -n '2,41p' "$0"; exit 2 ;;
 esac

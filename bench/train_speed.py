@@ -16,6 +16,19 @@ Four contenders, each in a fresh process, interleaved round by round (A B C D A 
 
     python bench/train_speed.py --diffusers-script ~/src/diffusers       # CPU, tiny model, 128 px, batch 4
     python bench/train_speed.py --device cuda --family sdxl --full-size --diffusers-script ~/src/diffusers
+    python bench/train_speed.py --family flux --diffusers-script ~/src/diffusers   # the flow transformers
+
+The flow-matching transformer families (``--family flux``, ``chroma``) race other contenders:
+
+- ``diffusers`` / ``diffusers-cached``: the UNMODIFIED DreamBooth LoRA script of the family
+  (``examples/dreambooth/train_dreambooth_lora_flux.py``), with per-image captions from an
+  imagefolder (so, like lorawb without its text cache, it runs T5 every step), without and with its
+  ``--cache_latents``; lorawb trains the same LoRA targets (the script's list) with the same uniform
+  timesteps and no shift, so both do the same work.
+- ``bare``: the transformer alone, LoRA injected with peft on the same layers, on one fixed batch of
+  latents and text embeddings: forward, MSE, backward, AdamW step. Nothing a trainer does can be
+  faster; lorawb with its caches is compared with it ("vs bare").
+Chroma has no diffusers example script: its rows compare lorawb with the bare step only.
 
 --full-size builds a randomly initialised model with the real SD1.5 or SDXL architecture (UNet,
 VAE, CLIP text encoders; nothing is downloaded), so GPU figures are those of the real networks.
@@ -68,56 +81,42 @@ def import_torchvision() -> None:
 
 import_torchvision()  # before transformers, which imports torchvision whenever it is installed
 
-KINDS = ("diffusers", "reference", "nocache", "cached")
+KINDS = ("diffusers", "diffusers-cached", "reference", "bare", "nocache", "cached")
 NAMES = {
     "diffusers": "diffusers script (unmodified)",
+    "diffusers-cached": "diffusers script, --cache_latents",
     "reference": "re-implemented diffusers loop",
+    "bare": "bare transformer step (the limit)",
     "nocache": "lorawb, no caches (same work)",
     "cached": "lorawb, cached latents + text",
 }
-SCRIPT_FOR = {"sd1": "train_text_to_image_lora.py", "sdxl": "train_text_to_image_lora_sdxl.py"}
+SCRIPT_FOR = {
+    "sd1": "train_text_to_image_lora.py",
+    "sdxl": "train_text_to_image_lora_sdxl.py",
+    "flux": "train_dreambooth_lora_flux.py",
+}
+FLOW = ("flux", "chroma")  # the flow-matching transformer families this bench races
+SCRIPT_DIRS = ("text_to_image", "dreambooth")
+# The layers diffusers' Flux DreamBooth script puts a LoRA on (its default --lora_layers).
+FLUX_SCRIPT_TARGETS = [
+    "attn.to_k",
+    "attn.to_q",
+    "attn.to_v",
+    "attn.to_out.0",
+    "attn.add_k_proj",
+    "attn.add_q_proj",
+    "attn.add_v_proj",
+    "attn.to_add_out",
+    "ff.net.0.proj",
+    "ff.net.2",
+    "ff_context.net.0.proj",
+    "ff_context.net.2",
+]
+T5_TOKENS = 128  # the T5 sequence length every flow contender uses (the script's --max_sequence_length)
 
 # --- the models -----------------------------------------------------------------------------------
 
-SD15_UNET = dict(
-    sample_size=64,
-    block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    layers_per_block=2,
-    attention_head_dim=8,
-    cross_attention_dim=768,
-)
-SDXL_UNET = dict(
-    sample_size=128,
-    block_out_channels=(320, 640, 1280),
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    layers_per_block=2,
-    attention_head_dim=(5, 10, 20),
-    transformer_layers_per_block=(1, 2, 10),
-    use_linear_projection=True,
-    cross_attention_dim=2048,
-    addition_embed_type="text_time",
-    addition_time_embed_dim=256,
-    projection_class_embeddings_input_dim=2816,
-)
-SD_VAE = dict(
-    block_out_channels=(128, 256, 512, 512),
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    layers_per_block=2,
-    latent_channels=4,
-)
-CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, projection_dim=768)
-CLIP_BIGG = dict(
-    hidden_size=1280,
-    intermediate_size=5120,
-    num_hidden_layers=32,
-    num_attention_heads=20,
-    projection_dim=1280,
-    hidden_act="gelu",
-)
+from lorawb.toyworld.fullsize import CLIP_BIGG, CLIP_L, SD15_UNET, SD_VAE, SDXL_UNET  # noqa: E402
 
 
 def build_full_size(dest: Path, family: str, device: str) -> Path:
@@ -147,6 +146,16 @@ def build_full_size(dest: Path, family: str, device: str) -> Path:
     (dest / "lorawb_model.json").unlink()
     del unet, vae, te1, te2
     return dest
+
+
+def build_tiny(dest: Path, family: str, size: int) -> Path:
+    if family in FLOW:
+        from lorawb.toyworld.tiny_transformers import build_tiny_transformer
+
+        return build_tiny_transformer(dest, family, image_size=size)
+    from lorawb.toyworld.tiny import build_tiny_model
+
+    return build_tiny_model(dest, family=family, image_size=size)
 
 
 def make_images(folder: Path, n: int, size: int, trigger: str) -> None:
@@ -291,14 +300,14 @@ def find_diffusers_script(given: str | None, family: str) -> Path | None:
     places: list[Path] = []
     if given:
         p = Path(given).expanduser()
-        places += [p] if p.is_file() else [p / name, p / "examples" / "text_to_image" / name]
+        places += [p] if p.is_file() else [p / name] + [p / "examples" / d / name for d in SCRIPT_DIRS]
     if os.environ.get("LORAWB_DIFFUSERS_EXAMPLES"):
         places.append(Path(os.environ["LORAWB_DIFFUSERS_EXAMPLES"]).expanduser() / name)
     places.append(Path.home() / ".cache" / "lorawb" / "diffusers" / name)
     try:
         import diffusers
 
-        places.append(Path(diffusers.__file__).resolve().parents[2] / "examples" / "text_to_image" / name)
+        places += [Path(diffusers.__file__).resolve().parents[2] / "examples" / d / name for d in SCRIPT_DIRS]
     except ImportError:
         pass
     for p in places:
@@ -341,6 +350,8 @@ def missing_script_packages() -> list[str]:
 
 def diffusers_args(args: argparse.Namespace, model: Path, data: Path, out: Path) -> list[str]:
     """The script's flags for the same settings the other contenders use."""
+    if args.family in FLOW:
+        return flow_script_args(args, model, data, out)
     a = [
         f"--pretrained_model_name_or_path={model}",
         f"--train_data_dir={data}",
@@ -364,6 +375,89 @@ def diffusers_args(args: argparse.Namespace, model: Path, data: Path, out: Path)
     if args.device == "cuda":
         a.append("--allow_tf32")  # lorawb turns TF32 on for CUDA too
     return a
+
+
+def flow_script_args(args: argparse.Namespace, model: Path, data: Path, out: Path) -> list[str]:
+    """The DreamBooth script's flags: per-image captions from the imagefolder, uniform timesteps."""
+    a = [
+        f"--pretrained_model_name_or_path={model}",
+        f"--dataset_name={data}",
+        "--image_column=image",
+        "--caption_column=text",
+        "--instance_prompt=zkx_mira",
+        f"--resolution={args.resolution}",
+        "--center_crop",
+        f"--train_batch_size={args.batch}",
+        f"--max_train_steps={args.steps}",
+        "--learning_rate=1e-4",
+        "--lr_scheduler=constant",
+        "--lr_warmup_steps=0",
+        f"--rank={args.rank}",
+        f"--lora_alpha={args.rank}",
+        "--seed=0",
+        f"--output_dir={out}",
+        f"--checkpointing_steps={args.steps + 1000}",
+        f"--mixed_precision={args.mixed_precision}",
+        "--dataloader_num_workers=0",
+        "--report_to=tensorboard",
+        "--guidance_scale=1.0",
+        f"--max_sequence_length={T5_TOKENS}",
+        "--weighting_scheme=none",
+    ]
+    if args.gradient_checkpointing:
+        a.append("--gradient_checkpointing")
+    return a
+
+
+def flow_lorawb_settings(args: argparse.Namespace) -> list[str]:
+    """lorawb's settings for the same work as the script: its LoRA layers, uniform timesteps, no shift."""
+    section = args.family
+    out = [f"{section}.weighting_scheme='none'", f"{section}.shift=1.0", f"{section}.t5_max_length={T5_TOKENS}"]
+    if args.family == "flux":
+        out += [f"network.target_modules={json.dumps(FLUX_SCRIPT_TARGETS)}", "flux.guidance=1.0"]
+    return out
+
+
+def bare_run(args: argparse.Namespace, model_dir: Path) -> dict:
+    """The transformer alone on one fixed batch: forward, MSE, backward, AdamW (the limit of a step)."""
+    import torch.nn.functional as F
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from lorawb import families
+    from lorawb.train.config import ModelSection, TrainConfig
+
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if args.mixed_precision == "bf16" and args.device == "cuda" else torch.float32
+    cfg = TrainConfig(model=ModelSection(path=str(model_dir))).with_overrides(flow_lorawb_settings(args))
+    model = families.load_base_model(cfg.model, device, dtype, cfg)
+    net = cfg.network.model_copy(update={"rank": args.rank, "alpha": float(args.rank)})
+    linear, _ = model.lora_targets(net)
+    inject_adapter_in_model(LoraConfig(r=args.rank, lora_alpha=args.rank, target_modules=linear), model.denoiser)
+    params = [p for n, p in model.denoiser.named_parameters() if "lora_" in n]
+    for p in params:
+        p.requires_grad_(True)
+        p.data = p.data.float()
+    if args.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    side = args.resolution // model.vae_scale
+    g = torch.Generator(device=device).manual_seed(0)
+    latents = torch.randn(args.batch, model.latent_channels, side, side, device=device, generator=g)
+    with torch.no_grad():
+        text = model.encode_text([t.to(device) for t in model.tokenize(["zkx_mira, red scarf, forest"] * args.batch)])
+    geometry = torch.zeros(args.batch, 6)
+    stamps: list[tuple[int, float, float]] = []
+    for step in range(1, args.steps + 1):
+        noised = model.noised(latents, g, cfg.train)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            pred = model.predict(noised.noisy, noised.timesteps, text, geometry)
+        loss = F.mse_loss(pred.float(), noised.target.float())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        float(loss)  # wait for the device, as a trainer logging its loss does
+        stamps.append((step, time.perf_counter(), time.process_time()))
+    return {"stamps": stamps}
 
 
 def diffusers_worker(spec: dict) -> dict:
@@ -418,6 +512,7 @@ def lorawb_run(args: argparse.Namespace, project_root: Path, cached: bool) -> di
         "dataset.buckets=false",
         "sample.prompts=[]",
         "save.every_n_steps=0",
+        *(flow_lorawb_settings(args) if args.family in FLOW else []),
         *args.lorawb_set,
     ]
     stamps: list[tuple[int, float, float]] = []
@@ -442,8 +537,12 @@ def worker(spec_path: Path) -> int:
     torch.manual_seed(0)
     kind = spec["kind"]
     t0 = time.perf_counter()
-    if kind == "diffusers":
+    if kind in ("diffusers", "diffusers-cached"):
+        if kind == "diffusers-cached":
+            spec = {**spec, "script_args": [*spec["script_args"], "--cache_latents"]}
         r = diffusers_worker(spec)
+    elif kind == "bare":
+        r = bare_run(args, Path(spec["model"]))
     elif kind == "reference":
         images = [Path(p) for p in spec["images"]]
         r = {"stamps": reference_run(args, Path(spec["model"]), images, spec["captions"])["stamps"]}
@@ -464,6 +563,12 @@ def steady_rate(stamps: list[tuple[int, float, float]], warmup: int) -> tuple[fl
         return float("nan"), float("nan"), 0
     n = last[0] - first[0]
     return n / (last[1] - first[1]), (last[2] - first[2]) / n, n
+
+
+def versus(kind: str, have: dict) -> str:
+    """Which script run a contender is compared with: lorawb's cached run with the script's cached one
+    when it ran (same levers on both sides), everything else with the plain script."""
+    return "diffusers-cached" if kind == "cached" and "diffusers-cached" in have else "diffusers"
 
 
 def run_contender(kind: str, spec: dict, work: Path, env: dict[str, str], round_: int) -> dict:
@@ -499,7 +604,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--family", default="sd1", choices=["sd1", "sdxl"])
+    ap.add_argument("--family", default="sd1", choices=["sd1", "sdxl", *FLOW])
     ap.add_argument("--resolution", type=int, default=0, help="default: 128 (tiny), 512 (sd1), 1024 (sdxl)")
     ap.add_argument("--batch", type=int, default=0, help="default: 4 on CPU, 1 on GPU")
     ap.add_argument("--steps", type=int, default=0, help="timed steps after warm-up (default 8 CPU, 40 GPU)")
@@ -523,12 +628,10 @@ def main() -> int:
         return worker(Path(args.worker))
     args.mixed_precision = args.mixed_precision or ("bf16" if args.device == "cuda" else "no")
     if not args.resolution:
-        args.resolution = {"sd1": 512, "sdxl": 1024}[args.family] if (args.full_size or args.model) else 128
+        args.resolution = 512 if args.family == "sd1" else 1024 if (args.full_size or args.model) else 128
     args.batch = args.batch or (1 if args.device == "cuda" else 4)
     timed = args.steps or (40 if args.device == "cuda" else 8)
     args.steps = timed + args.warmup
-
-    from lorawb.toyworld.tiny import build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="lorawb-bench-"))
     if args.model:
@@ -538,10 +641,16 @@ def main() -> int:
         print(f"reusing the random full-size {args.family} model in {model}", flush=True)
     elif args.full_size:
         t = time.time()
-        model = build_full_size(Path(args.model_dir) if args.model_dir else work / "model", args.family, args.device)
+        dest = Path(args.model_dir) if args.model_dir else work / "model"
+        if args.family in FLOW:  # random weights, the real architecture, bf16 (lorawb.toyworld.fullsize)
+            from lorawb.toyworld.fullsize import build_random
+
+            model = build_random(dest, args.family, device=args.device)
+        else:
+            model = build_full_size(dest, args.family, args.device)
         print(f"built a random full-size {args.family} model in {time.time() - t:.0f} s", flush=True)
     else:
-        model = build_tiny_model(work / "model", family=args.family, image_size=args.resolution)
+        model = build_tiny(work / "model", args.family, args.resolution)
     root = work / "project"
     from lorawb.core.project import init_project
 
@@ -553,7 +662,13 @@ def main() -> int:
     images = sorted((root / "dataset" / "1_zkx_mira").glob("*.png"))
     captions = [p.with_suffix(".txt").read_text() for p in images]
 
-    which = list(args.only or KINDS)
+    flow = args.family in FLOW
+    default = (
+        ("diffusers", "diffusers-cached", "bare", "nocache", "cached")
+        if flow
+        else ("diffusers", "reference", "nocache", "cached")
+    )
+    which = list(args.only or default)
     skipped: dict[str, str] = {}
     provenance: dict[str, str] = {}
     spec: dict = {
@@ -563,15 +678,19 @@ def main() -> int:
         "images": [str(p) for p in images],
         "captions": captions,
     }
-    if "diffusers" in which:
-        script = find_diffusers_script(args.diffusers_script, args.family)
+    scripts = [k for k in which if k.startswith("diffusers")]
+    if scripts:
+        script = find_diffusers_script(args.diffusers_script, args.family) if args.family in SCRIPT_FOR else None
         missing = missing_script_packages()
-        if script is None:
-            skipped["diffusers"] = f"skipped: no script ({SCRIPT_FOR[args.family]}; see --diffusers-script)"
-        elif missing:
-            skipped["diffusers"] = (
-                f"skipped: the script needs {' and '.join(missing)} (pip install {' '.join(missing)})"
+        if args.family not in SCRIPT_FOR:
+            skipped.update({k: f"skipped: diffusers has no example script for {args.family}" for k in scripts})
+        elif script is None:
+            skipped.update(
+                {k: f"skipped: no script ({SCRIPT_FOR[args.family]}; see --diffusers-script)" for k in scripts}
             )
+        elif missing:
+            why = f"skipped: the script needs {' and '.join(missing)} (pip install {' '.join(missing)})"
+            skipped.update({k: why for k in scripts})
         else:
             provenance = script_provenance(script, args.diffusers_commit)
             data = write_imagefolder(images, captions, work / "imagefolder")
@@ -621,7 +740,9 @@ def main() -> int:
                 best[kind] = r
         rounds.append(this)
         if "diffusers" in this:
-            ratios = ", ".join(f"{k} {v / this['diffusers']:.2f}x" for k, v in this.items() if k != "diffusers")
+            ratios = ", ".join(
+                f"{k} {v / this[versus(k, this)]:.2f}x" for k, v in this.items() if not k.startswith("diffusers")
+            )
             print(f"  round {n + 1} vs the diffusers script: {ratios}", flush=True)
 
     dev = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} thread(s) each"
@@ -639,16 +760,20 @@ def main() -> int:
     measure = "steps per wall second" if args.device == "cuda" else "CPU seconds per step"
     print(f"ratios compare {measure} (higher is faster)")
     mem = "peak GB" if args.device == "cuda" else "RSS GB"
-    base = score(best["diffusers"]) if "diffusers" in best else None
-    ref = score(best["reference"]) if "reference" in best else None
-    print(f"{'':34} {'steps/s':>8} {'CPU s/st':>8} {mem:>8} {'wall s':>7} {'vs script':>9} {'vs re-impl':>10}")
+    third = "bare" if flow else "reference"
+    ref = score(best[third]) if third in best else None
+    label = "vs bare" if flow else "vs re-impl"
+    if flow:
+        print("lorawb uncached is compared with the script uncached; lorawb cached with the script's --cache_latents")
+    print(f"{'':34} {'steps/s':>8} {'CPU s/st':>8} {mem:>8} {'wall s':>7} {'vs script':>9} {label:>10}")
     for kind in which:
         if kind not in best:
             print(f"{NAMES[kind]:34} {skipped.get(kind, 'failed (see above)')}")
             continue
         r = best[kind]
-        vs = f"{score(r) / base:.2f}x" if base else "-"
-        vr = f"{score(r) / ref:.2f}x" if ref else "-"
+        against = versus(kind, best)
+        vs = f"{score(r) / score(best[against]):.2f}x" if against in best and not kind.startswith("diffusers") else "-"
+        vr = f"{score(r) / ref:.2f}x" if ref and kind != third else "-"
         print(
             f"{NAMES[kind]:34} {r['steps_s']:8.3f} {r['cpu_s']:8.3f} {r['peak_gb']:8.2f} {r['wall']:7.0f} "
             f"{vs:>9} {vr:>10}"

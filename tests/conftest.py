@@ -101,6 +101,20 @@ def trained_project(tmp_path_factory, tiny_model) -> Path:
     return root
 
 
+def wait_for(what, timeout: float = 120.0, every: float = 0.02):
+    """Poll ``what`` until it returns something true (returned); fail after ``timeout`` seconds.
+
+    For conditions another process makes true (a detached worker's checkpoint, a queue runner's end).
+    """
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {getattr(what, '__name__', what)}")
+
+
 def watcher_threads() -> list[threading.Thread]:
     """File-watcher threads alive now (ours and watchdog's)."""
     from watchdog.utils import BaseThread

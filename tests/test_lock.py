@@ -72,14 +72,14 @@ def test_lock_pins_reject_a_loose_line():
 
 @pytest.mark.skipif(os.environ.get("LORAWB_LOCK") == "none", reason="scripts/test-latest installs the newest releases")
 def test_the_environment_under_test_is_the_locked_one():
+    """Every installed package the lock pins is at its pinned version (a package the lock does not
+    know, such as what a benchmark needs, may be there too)."""
     pins = lock_pins(LOCK.read_text(encoding="utf-8"), default_environment())
     wrong = []
     for dist in metadata.distributions():
         name = canonicalize_name(dist.metadata["Name"] or "")
-        if not name or name in NOT_LOCKED or name.startswith(("nvidia-", "cuda-")):
-            continue
-        if pins.get(name) != dist.version:
-            wrong.append(f"{name} {dist.version} (lock: {pins.get(name, 'absent')})")
+        if name in pins and pins[name] != dist.version:
+            wrong.append(f"{name} {dist.version} (lock: {pins[name]})")
     assert not wrong, "installed versions differ from requirements.lock (rerun scripts/test): " + ", ".join(
         sorted(wrong)
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sqlite3
 import sys
 
 from lorawb import __version__
@@ -33,6 +34,8 @@ COMMAND_MODULES = [
     "lorawb.cli.matrix_cmds",
     "lorawb.cli.reg_cmds",
     "lorawb.cli.generate_cmd",
+    "lorawb.cli.queue_cmds",
+    "lorawb.cli.sweep_cmds",
     "lorawb.cli.toyworld_cmds",
 ]
 
@@ -80,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse(argv)
         debug = args.debug or debug
+        recover(args)
         return int(args.func(args) or 0)
     except LorawbError as exc:
         if debug:
@@ -91,6 +95,36 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        _print_notices()
+
+
+def recover(args: argparse.Namespace) -> None:
+    """Before a command touches a project: finish or drop what a killed lorawb left half done there."""
+    folder = getattr(args, "project", None)
+    if folder is None or getattr(args, "command", None) == "init":
+        return
+    from lorawb.core import journal
+    from lorawb.core.project import Project
+
+    try:
+        project = Project.load(folder)
+    except LorawbError:
+        return  # the command says what is wrong with the folder
+    try:
+        messages = journal.recover(project)
+    except (sqlite3.Error, OSError):
+        return  # a read-only or full .lorawb/: the command meets it and says so, or does not need it
+    for message in messages:
+        print(f"lorawb: {message}", file=sys.stderr)
+
+
+def _print_notices() -> None:
+    """What the state layer found on the way (a damaged .lorawb/state.sqlite moved aside)."""
+    state = sys.modules.get("lorawb.core.state")
+    if state is not None:
+        for notice in state.take_notices():  # type: ignore[attr-defined]
+            print(f"lorawb: note: {notice}", file=sys.stderr)
 
 
 PROJECT_HELP = "project folder (default: the current folder or the nearest one above it with lorawb.toml)"

@@ -6,17 +6,20 @@ PROJECT comes first and may be left out (the current folder); ``-p/--project`` n
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import sys
 from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from lorawb.cli import add_project_arg
+    from lorawb.cli.queue_cmds import add_queue_option
 
     p = sub.add_parser(
         "generate",
         help="draw candidates from the character sheet ([generate]) into inbox/ for triage",
-        usage="lorawb generate [PROJECT] [--count N] [--with HELPER] [--lora FILE] [--detach] | --status | --stop "
+        usage="lorawb generate [PROJECT] [--count N] [--with HELPER] [--lora FILE] [--detach|--queue] | --status | --stop "
         "| --score | --regen IMAGE",
         description="Draw the character in every combination of the sheet's contexts, styles, poses, expressions "
         "and outfits (from [tags.groups] by default) into inbox/, each with a trigger-first caption and its "
@@ -34,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora", default="", help="a LoRA of the character (v1 → v2): fills the dataset's gaps with it")
     p.add_argument("--weight", type=float, default=None, help="the LoRA's weight (default: [generate] lora_weight)")
     p.add_argument("--detach", action="store_true", help="draw in the background (`--status` follows it)")
+    add_queue_option(p)
     p.add_argument("--dry-run", action="store_true", help="say what would be drawn; draw nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run or --status: JSON")
     what = p.add_mutually_exclusive_group()
@@ -82,16 +86,24 @@ def _draw(project: Any, args: argparse.Namespace) -> int:
         print(json.dumps({"total": plan.total, "missing": len(missing), "candidates": plan.candidates}, indent=1))
         return 0
     inbox = project.inbox_dir.relative_to(project.root).as_posix()
-    print(f"candidates of '{plan.trigger}': {plan.total - len(missing)}/{plan.total} drawn, into {inbox}/", flush=True)
+    out = sys.stderr if args.queue else sys.stdout  # with --queue, stdout is the job id alone
+    say = functools.partial(print, file=out, flush=True)
+    say(f"candidates of '{plan.trigger}': {plan.total - len(missing)}/{plan.total} drawn, into {inbox}/")
     for note in plan.notes:
-        print(f"  {note}", flush=True)
+        say(f"  {note}")
     if plan.candidates:
         c = plan.candidates[0]
-        print(f"  e.g. prompt '{c['prompt']}', caption '{c['caption']}'", flush=True)
+        say(f"  e.g. prompt '{c['prompt']}', caption '{c['caption']}'")
     helper = f", with {plan.helper['kind']}" if plan.helper else ""
     lora = f", LoRA {plan.lora['label']} at {plan.lora['weight']:g}" if plan.lora else ""
-    print(f"  {plan.width}x{plan.height}, {plan.steps} steps, guidance {plan.cfg:g}{helper}{lora}", flush=True)
+    say(f"  {plan.width}x{plan.height}, {plan.steps} steps, guidance {plan.cfg:g}{helper}{lora}")
     if args.dry_run or not missing:
+        return 0
+    if args.queue:
+        from lorawb.cli.queue_cmds import report_queued
+        from lorawb.queue import queue_generate
+
+        report_queued(queue_generate(project, plan))
         return 0
     if args.detach:
         start_generate(project, plan, detach=True)

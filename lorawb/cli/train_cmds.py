@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from lorawb.cli import add_project_arg, split_words
+from lorawb.cli.queue_cmds import add_queue_option, report_queued
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,9 +25,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override one setting, e.g. --set train.max_steps=500 (repeatable)",
     )
     p.add_argument("--detach", action="store_true", help="train in a separate process that survives the terminal")
+    add_queue_option(p)
     p.add_argument("--allow-pickle", action="store_true", help="allow a .ckpt/.pt/.bin base model (can run code)")
     p.add_argument("--name", default="", help="a word for the run id (default: the output name)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("plan", help="the peak GPU memory a run's settings take, and the levers that make it fit")
+    add_project_arg(p)
+    p.add_argument("--config", metavar="FILE", help="a TOML file with training settings (over lorawb.toml's)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="as for `lorawb train`"
+    )
+    p.add_argument("--gpu", default="24GB", help="the card's memory, e.g. 24GB, 16GB, 80GB (default 24GB)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("runs", help="list the project's training runs")
     add_project_arg(p)
@@ -43,6 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("resume", help="continue a stopped run from its saved state", usage=RUN_USAGE.format("resume"))
     _run_words(p)
     p.add_argument("--detach", action="store_true", help="continue in a separate process")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one memory setting first, e.g. --set model.quantize=nf4 (recorded in the run's events)",
+    )
+    add_queue_option(p)
     p.set_defaults(func=cmd_resume)
 
     from lorawb.toyworld.tiny import FAMILIES
@@ -88,6 +109,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     warning = resolution_warning(config.dataset.resolution, recommend(config.model.path))
     if warning:
         print(f"lorawb: warning: {warning}", file=sys.stderr)
+    if args.queue:
+        from lorawb.queue import queue_train
+
+        report_queued(queue_train(project, config, args.name))
+        return 0
     run = create_run(project, config, args.name)
     if args.detach:
         launch(run, detach=True)
@@ -99,12 +125,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _foreground(run, lambda progress: launch(run, detach=False, progress=progress))
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from lorawb.core.project import Project
+    from lorawb.train import memplan
+    from lorawb.train.config import resolve_config
+
+    budget = memplan.parse_gb(args.gpu)
+    config = resolve_config(Project.load(args.project), args.config, args.overrides)
+    advice = memplan.advise(config, budget)
+    if args.json:
+        print(json.dumps(memplan.as_dict(advice), indent=2))
+    else:
+        print("\n".join(memplan.render(advice)))
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
-    from lorawb.train.process import check_resumable, resume_run
+    from lorawb.train.process import change_on_resume, check_resumable, resume_run
     from lorawb.train.runfolder import summarize
 
     run = _find_run(args.run, args.project)
     check_resumable(run)  # before printing the id: a script reading stdout must not get a run that didn't resume
+    for key, old, new in change_on_resume(run, args.overrides):
+        print(f"{key}: {old} -> {new} from the resumed step on (recorded in the run's events)", file=sys.stderr)
     s = summarize(run)
     if s.resumable_step is not None:
         redo = (
@@ -113,6 +156,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
             else ""
         )
         print(f"resuming from step {s.resumable_step} (the last saved state){redo}", file=sys.stderr)
+    if args.queue:
+        from lorawb.core.project import Project
+        from lorawb.queue import enqueue
+        from lorawb.train.config import load_run_config
+
+        cfg = load_run_config(run.config)
+        project = Project.load(args.project)
+        report_queued(enqueue(project, "train", f"resume {run.id}", folder=run.path, gpus=cfg.train.num_processes))
+        return 0
     if args.detach:
         resume_run(run, detach=True)
         print(run.id, flush=True)
@@ -240,10 +292,19 @@ def _find_run(ref: str, project_dir: str) -> Any:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    from lorawb.queue import stop_folder
     from lorawb.train.process import stop_run
 
     run = _find_run(args.run, args.project)
-    stopped = stop_run(run, wait=args.wait)
+    queued = stop_folder(run.path)  # a queue job (here or on Slurm): the queue must not start it again
+    if queued is None:
+        stopped = stop_run(run, wait=args.wait)
+    else:
+        print(f"{run.id}: {queued}")
+        deadline = time.time() + args.wait
+        while run.is_alive() and time.time() < deadline:
+            time.sleep(0.2)
+        stopped = not run.is_alive()
     if stopped:
         print(f"{run.id} stopped; continue with `lorawb resume {run.id}`")
     else:

@@ -13,6 +13,14 @@ window's later edit); without one they take the latest change of anyone (the CLI
 ``captions undo``). A change made elsewhere is undone by its id (``undo_op``), chosen from
 ``history``, which names the author of each entry.
 
+Crashes: every change set (and every undo or redo) records its intent in the state DB, old
+and new bytes of every file, durably, before the first file is renamed, and marks it done
+after (lorawb.core.journal). A process killed in between leaves every caption old or new;
+the next command (``recover_entry``) finishes the change set, so its history entry exists
+and undo takes it back, or drops it when no file had changed yet, and removes the temp files
+the kill left behind. A full disk stops a change before any caption changes: the intent is
+written first.
+
 Conflicts: the file system is the source of truth. A file that changed on disk since
 it was read (mtime_ns + size differ and the content differs) is never overwritten: it
 is skipped and reported. Undo and redo check the same way against what lorawb itself
@@ -30,11 +38,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lorawb.core import ownwrites, state
+from lorawb.core import fsutil, journal, ownwrites, state
 from lorawb.core.caption_ops import Change, ChangeSet, change_diff
+from lorawb.core.confine import WriteScope
 from lorawb.core.fsutil import atomic_write_many, encode_text, read_text
+from lorawb.core.layout import CAPTION_MAX_BYTES
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
+from lorawb.words import plural
 
 # What undo can reach: the last HISTORY_LIMIT operations (a hand edit of one caption is one), and
 # older ones only while all of them together hold at most HISTORY_ROWS file versions (~20 MB).
@@ -47,7 +58,7 @@ CREATE TABLE IF NOT EXISTS caption_ops (
     created REAL NOT NULL,
     label TEXT NOT NULL,
     files INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'applied',  -- 'applied' | 'undone'
+    state TEXT NOT NULL DEFAULT 'applied',  -- 'applied' | 'undone' | 'pending' (being applied: not listed)
     author TEXT,                 -- 'cli' | 'app:<id>' (one app window); NULL: recorded before authors were
     undone_by TEXT,              -- who undid it (redo is theirs to do)
     undone_at REAL
@@ -58,8 +69,8 @@ CREATE TABLE IF NOT EXISTS caption_op_files (
     old TEXT,                    -- NULL: the file did not exist before the operation
     new TEXT,                    -- NULL: the operation deleted the file
     newline TEXT NOT NULL,
-    applied INTEGER NOT NULL,    -- 1: `new` is what lorawb left on disk, 0: `old` is
-    mtime_ns INTEGER,            -- the file as lorawb left it (NULL when it left no file)
+    applied INTEGER NOT NULL,    -- 1: `new` is what lorawb left on disk, 0: `old` is (or: not written yet)
+    mtime_ns INTEGER,            -- the file as lorawb left it (NULL when it left no file, or not yet)
     size INTEGER,
     old_bytes BLOB,              -- the exact bytes before; NULL: no file, or the UTF-8 of `old` in `newline`
     new_bytes BLOB,              -- the exact bytes lorawb wrote; NULL: the UTF-8 of `new` in `newline`
@@ -123,13 +134,13 @@ class HistoryEntry:
 def connect(project: Project) -> sqlite3.Connection:
     conn = state.connect(project.state_dir)
     state.ensure_schema(conn, "caption_history", SCHEMA, migrate=_migrate)
+    state.ensure_schema(conn, "journal", journal.SCHEMA)
     return conn
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Add the columns a project's older history lacks (in one write transaction: two processes may race)."""
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")
+    with state.transaction(conn):
         for table, columns in _ADDED.items():
             have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
             for name, kind in columns:
@@ -155,7 +166,7 @@ def _unchanged(path: Path, mtime_ns: int | None, size: int | None, expected: str
     if mtime_ns is not None and now == (mtime_ns, size):
         return None
     try:
-        if read_text(path).text == expected:  # touched, or rewritten with the same text
+        if read_text(path, limit=CAPTION_MAX_BYTES).text == expected:  # touched, or rewritten with the same text
             return None
     except LorawbError:
         pass
@@ -165,10 +176,13 @@ def _unchanged(path: Path, mtime_ns: int | None, size: int | None, expected: str
 def _write(
     items: list[tuple[Path, bytes | None]],
     check: Callable[[int], str | None],
+    tag: str | None = None,
 ) -> tuple[dict[int, tuple[int, int] | None], dict[int, str]]:
     """Write (path, bytes or None=delete) items; ``check(i)`` vetoes item i with a reason.
 
     Returns ({index: (mtime_ns, size) of what is now on disk, None once deleted}, {index: why refused}).
+    ``tag``: the journaled change's mark on its temp files. A temp file that cannot be written raises
+    LorawbError before any file changed.
     """
     refused: dict[int, str] = {}
     writes = [i for i, (_, data) in enumerate(items) if data is not None]
@@ -183,7 +197,7 @@ def _write(
 
     payload = [(items[i][0], items[i][1] or b"") for i in writes]
     failed: dict[int, str] = {}
-    written = atomic_write_many(payload, before_replace=before_replace, errors=failed)
+    written = atomic_write_many(payload, before_replace=before_replace, errors=failed, tag=tag)
     refused.update({writes[j]: why for j, why in failed.items()})
     done: dict[int, tuple[int, int] | None] = {writes[j]: (st.st_mtime_ns, st.st_size) for j, st in written.items()}
     for i in deletes:
@@ -248,89 +262,148 @@ def apply_changeset(project: Project, cs: ChangeSet, author: str = CLI) -> Apply
     """Write the change set; skip (and report) files changed on disk since they were read; record for undo.
 
     ``author``: who makes it (``CLI``, or an app window's ``new_window_id()``): their undo takes it back.
+    The intent (every file's old and new bytes) is in the history, durably, before the first file
+    changes (see the module); a full disk stops it there: "disk full: nothing was written".
     """
     changes = cs.changes
-    items = [(c.path, new_bytes(c)) for c in changes]
-    before: dict[int, bytes | None] = {}
-
-    def check(i: int) -> str | None:
-        reason = _check_as_read(changes[i])
-        if reason is None:
-            before[i] = _old_bytes(changes[i])  # just before it is replaced: what undo puts back
-        return reason
-
-    done, refused = _write(items, check)
-    result = ApplyResult(cs.label, None, [changes[i].rel for i in done])
+    result = ApplyResult(cs.label, None)
+    scope = WriteScope(project)
+    refused: dict[int, str] = {}
+    olds: dict[int, bytes | None] = {}
+    for i, c in enumerate(changes):
+        reason = scope.refuse(c.path) or _check_as_read(c)
+        if reason is not None:
+            refused[i] = reason
+        else:
+            olds[i] = _old_bytes(c)  # what undo puts back (the file is as it was read)
+    todo = list(olds)
+    if todo:
+        items = [(changes[i].path, new_bytes(changes[i])) for i in todo]
+        token = fsutil.new_tag()
+        with journal.holding(project, token):
+            conn = connect(project)
+            try:
+                op_id = _intend(
+                    conn,
+                    cs.label,
+                    [(changes[i], olds[i], data) for i, (_, data) in zip(todo, items, strict=True)],
+                    author,
+                    token,
+                )
+                fsutil.kill_point("journaled")
+                try:
+                    done, failed = _write(items, lambda j: _check_as_read(changes[todo[j]]), tag=token)
+                except LorawbError:
+                    _forget(conn, op_id, token)  # nothing was renamed: the change did nothing
+                    raise
+                refused.update({todo[j]: why for j, why in failed.items()})
+                written = {changes[todo[j]].rel: st for j, st in done.items()}
+                _settle_apply(conn, op_id, token, author, written)
+            finally:
+                conn.close()
+        if written:
+            result.op_id = op_id
+            result.written = list(written)
     result.conflicts = [Conflict(changes[i].rel, why) for i, why in sorted(refused.items())]
-    if done:
-        written = [(changes[i], st, before.get(i), items[i][1]) for i, st in done.items()]
-        result.op_id = _record(project, cs.label, written, author)
     return result
 
 
 def _check_as_read(c: Change) -> str | None:
+    if c.old is None and c.size:  # there was a file, but its text could not be read (too large, unreadable)
+        return "the caption could not be read (over 64 KB, or unreadable): left as it is"
     return _unchanged(c.path, c.mtime_ns, c.size, c.old)
 
 
-def _record(
-    project: Project,
+def _intend(
+    conn: sqlite3.Connection,
     label: str,
-    written: list[tuple[Change, tuple[int, int] | None, bytes | None, bytes | None]],
+    changes: list[tuple[Change, bytes | None, bytes | None]],
     author: str,
+    token: str,
 ) -> int:
+    """Record the change set as 'pending' with every file's old and new bytes, and its journal row."""
     rows = [
-        (
-            c.rel,
-            c.old,
-            c.new,
-            c.newline,
-            st[0] if st else None,
-            st[1] if st else None,
-            _unless_plain(c.old, c.newline, old),
-            _unless_plain(c.new, c.newline, new),
-        )
-        for c, st, old, new in written
+        (c.rel, c.old, c.new, c.newline, _unless_plain(c.old, c.newline, old), _unless_plain(c.new, c.newline, new))
+        for c, old, new in changes
     ]
-    conn = connect(project)
+    with state.transaction(conn, durable=True):
+        cur = conn.execute(
+            "INSERT INTO caption_ops (created, label, files, state, author) VALUES (?, ?, ?, 'pending', ?)",
+            (time.time(), label, len(rows), author),
+        )
+        op_id = int(cur.lastrowid or 0)
+        conn.executemany(
+            "INSERT INTO caption_op_files (op_id, path, old, new, newline, applied, old_bytes, new_bytes)"
+            " VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+            [(op_id, *r) for r in rows],
+        )
+        journal.record(conn, "captions", __name__, token, {"op": op_id, "step": "apply", "author": author})
+    return op_id
+
+
+def _forget(conn: sqlite3.Connection, op_id: int, token: str) -> None:
+    """Drop an intent that changed no file (best effort: if this fails too, the next recovery drops it)."""
     try:
-        with conn:
-            conn.execute("BEGIN IMMEDIATE")
-            # A new edit drops its author's redo steps (as editors do); others' stay theirs to redo.
-            conn.execute(
-                "DELETE FROM caption_ops WHERE state = 'undone' AND (undone_by = ? OR undone_by IS NULL)", (author,)
-            )
-            cur = conn.execute(
-                "INSERT INTO caption_ops (created, label, files, state, author) VALUES (?, ?, ?, 'applied', ?)",
-                (time.time(), label, len(rows), author),
-            )
-            op_id = int(cur.lastrowid or 0)
+        with state.transaction(conn):
+            conn.execute("DELETE FROM caption_ops WHERE id = ?", (op_id,))
+            journal.finish(conn, token)
+    except sqlite3.Error:
+        pass
+
+
+def _settle_apply(
+    conn: sqlite3.Connection, op_id: int, token: str, author: str, written: dict[str, tuple[int, int] | None]
+) -> None:
+    """Mark the files written as applied (with their stat), drop the others, and the change set is done."""
+    try:
+        with state.transaction(conn):
             conn.executemany(
-                "INSERT INTO caption_op_files"
-                " (op_id, path, old, new, newline, applied, mtime_ns, size, old_bytes, new_bytes)"
-                " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                [(op_id, *r) for r in rows],
+                "UPDATE caption_op_files SET applied = 1, mtime_ns = ?, size = ? WHERE op_id = ? AND path = ?",
+                [(st[0] if st else None, st[1] if st else None, op_id, rel) for rel, st in written.items()],
             )
-            conn.execute(
-                "DELETE FROM caption_ops WHERE id NOT IN (SELECT id FROM caption_ops ORDER BY id DESC LIMIT ?)",
-                (HISTORY_LIMIT,),
-            )
-            total = 0
-            for row in conn.execute("SELECT id, files FROM caption_ops ORDER BY id DESC").fetchall():
-                total += row["files"]
-                if total > HISTORY_ROWS and row["id"] != op_id:
-                    conn.execute("DELETE FROM caption_ops WHERE id <= ?", (row["id"],))
-                    break
-        return op_id
-    finally:
-        conn.close()
+            conn.execute("DELETE FROM caption_op_files WHERE op_id = ? AND applied = 0", (op_id,))
+            if not written:
+                conn.execute("DELETE FROM caption_ops WHERE id = ?", (op_id,))
+            else:
+                # A new edit drops its author's redo steps (as editors do); others' stay theirs to redo.
+                conn.execute(
+                    "DELETE FROM caption_ops WHERE state = 'undone' AND (undone_by = ? OR undone_by IS NULL)",
+                    (author,),
+                )
+                conn.execute("UPDATE caption_ops SET state = 'applied', files = ? WHERE id = ?", (len(written), op_id))
+                _trim(conn, op_id)
+            journal.finish(conn, token)
+    except state.DiskFullError as exc:
+        raise LorawbError(
+            f"disk full: {plural(len(written), 'caption')} were written, but their history entry could not be "
+            "completed; the next lorawb command completes it (then `lorawb captions undo` takes it back)",
+            path=exc.path,
+            hint="free some space",
+        ) from exc
+
+
+def _trim(conn: sqlite3.Connection, op_id: int) -> None:
+    conn.execute(
+        "DELETE FROM caption_ops WHERE id NOT IN (SELECT id FROM caption_ops ORDER BY id DESC LIMIT ?)",
+        (HISTORY_LIMIT,),
+    )
+    total = 0
+    for row in conn.execute("SELECT id, files FROM caption_ops ORDER BY id DESC").fetchall():
+        total += row["files"]
+        if total > HISTORY_ROWS and row["id"] != op_id:
+            conn.execute("DELETE FROM caption_ops WHERE id <= ?", (row["id"],))
+            break
 
 
 def history(project: Project, limit: int = 20) -> list[HistoryEntry]:
     """Newest first: what can be undone ('applied') and redone ('undone'), each with its author."""
+    journal.recover(project)
     conn = connect(project)
     try:
         rows = conn.execute(
-            "SELECT id, created, label, files, state, author FROM caption_ops ORDER BY id DESC LIMIT ?", (limit,)
+            "SELECT id, created, label, files, state, author FROM caption_ops WHERE state != 'pending'"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
         ).fetchall()
     finally:
         conn.close()
@@ -380,6 +453,7 @@ def undo_op(project: Project, op_id: int, author: str = CLI) -> ApplyResult:
 
     A file a later applied entry changed again is refused and the entry named: undo that first.
     """
+    journal.recover(project)
     conn = connect(project)
     try:
         row = conn.execute("SELECT id, label, state FROM caption_ops WHERE id = ?", (op_id,)).fetchone()
@@ -404,6 +478,7 @@ def undo_op(project: Project, op_id: int, author: str = CLI) -> ApplyResult:
 def _step(project: Project, steps: int, *, undo: bool, author: str | None) -> list[ApplyResult]:
     if steps < 1:
         raise LorawbError(f"nothing to do for {steps} steps: give a number of steps of 1 or more")
+    journal.recover(project)
     results: list[ApplyResult] = []
     conn = connect(project)
     try:
@@ -458,37 +533,171 @@ def _step_one(
 
     targets = [(root / r["path"], target(r)) for r in rows]
 
+    scope = WriteScope(project)
+
     def check(i: int) -> str | None:
         r = rows[i]
-        reason = _unchanged(root / r["path"], r["mtime_ns"], r["size"], r["new"] if undo else r["old"])
+        reason = scope.refuse(root / r["path"]) or _unchanged(
+            root / r["path"], r["mtime_ns"], r["size"], r["new"] if undo else r["old"]
+        )
         if reason is not None and later and r["path"] in later:
             return f"changed again by change #{later[r['path']]}: undo that one first"
         return reason
 
-    done, refused = _write(targets, check)
-    updates = [
-        (0 if undo else 1, st[0] if st else None, st[1] if st else None, op_id, rows[i]["path"])
-        for i, st in done.items()
-    ]
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "UPDATE caption_op_files SET applied = ?, mtime_ns = ?, size = ? WHERE op_id = ? AND path = ?", updates
-        )
-        if keep and not done:
-            pass
-        elif undo:
-            conn.execute(
-                "UPDATE caption_ops SET state = 'undone', undone_by = ?, undone_at = ? WHERE id = ?",
-                (author, time.time(), op_id),
+    token = fsutil.new_tag()
+    with journal.holding(project, token):
+        with state.transaction(conn, durable=True):
+            journal.record(
+                conn, "captions", __name__, token, {"op": op_id, "step": "undo" if undo else "redo", "author": author}
             )
-        else:
-            conn.execute(
-                "UPDATE caption_ops SET state = 'applied', undone_by = NULL, undone_at = NULL WHERE id = ?", (op_id,)
-            )
+        fsutil.kill_point("journaled")
+        try:
+            done, refused = _write(targets, check, tag=token)
+        except LorawbError:
+            _forget_step(conn, token)
+            raise
+        _settle_step(conn, op_id, token, rows, done, undo=undo, author=author, keep=keep)
     made = conn.execute("SELECT author, created FROM caption_ops WHERE id = ?", (op_id,)).fetchone()
     verb = "undo" if undo else "redo"
     result = ApplyResult(f"{verb} {label}", op_id, [rows[i]["path"] for i in done])
     result.author, result.created = made["author"], made["created"]
     result.conflicts = [Conflict(rows[i]["path"], why) for i, why in sorted(refused.items())]
     return result
+
+
+def _forget_step(conn: sqlite3.Connection, token: str) -> None:
+    try:
+        with state.transaction(conn):
+            journal.finish(conn, token)
+    except sqlite3.Error:
+        pass
+
+
+def _settle_step(
+    conn: sqlite3.Connection,
+    op_id: int,
+    token: str,
+    rows: list[sqlite3.Row],
+    done: dict[int, tuple[int, int] | None],
+    *,
+    undo: bool,
+    author: str,
+    keep: bool = False,
+) -> None:
+    """Record an undo (or redo) as done: each file written flips its side, the entry its state."""
+    updates = [
+        (0 if undo else 1, st[0] if st else None, st[1] if st else None, op_id, rows[i]["path"])
+        for i, st in done.items()
+    ]
+    with state.transaction(conn):
+        conn.executemany(
+            "UPDATE caption_op_files SET applied = ?, mtime_ns = ?, size = ? WHERE op_id = ? AND path = ?", updates
+        )
+        if done or not keep:
+            _stepped(conn, op_id, undo=undo, author=author)
+        journal.finish(conn, token)
+
+
+def _stepped(conn: sqlite3.Connection, op_id: int, *, undo: bool, author: str) -> None:
+    """The entry's state after an undo (``undone``, by ``author``) or a redo (``applied`` again)."""
+    if undo:
+        conn.execute(
+            "UPDATE caption_ops SET state = 'undone', undone_by = ?, undone_at = ? WHERE id = ?",
+            (author, time.time(), op_id),
+        )
+    else:
+        conn.execute(
+            "UPDATE caption_ops SET state = 'applied', undone_by = NULL, undone_at = NULL WHERE id = ?", (op_id,)
+        )
+
+
+# --- after a kill ---------------------------------------------------------------------------------
+
+
+def _side(r: sqlite3.Row, new: bool) -> bytes | None:
+    """The exact bytes of one side of a history row (None: no file on that side)."""
+    text, data = (r["new"], r["new_bytes"]) if new else (r["old"], r["old_bytes"])
+    if text is None:
+        return None
+    return bytes(data) if data is not None else _legacy_bytes(text, r["newline"])
+
+
+_UNREADABLE = b"\0unreadable"  # not the bytes of any side
+
+
+def _on_disk(path: Path, limit: int) -> bytes | None:
+    """The file's bytes (None: no file); a file larger than ``limit`` is neither side: ``_UNREADABLE``."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return _UNREADABLE
+    return _UNREADABLE if len(data) > limit else data
+
+
+def recover_entry(project: Project, entry: journal.Entry) -> str | None:
+    """Finish (or drop) a change set, undo or redo that a killed process left half done; says what it did.
+
+    Each file of the step is on its old side, its new side, or neither (changed since by another
+    program: left alone). If any file reached the new side, the rest are written and the step is
+    recorded as done, so ``captions undo`` takes it back; if none had, the step is dropped.
+    """
+    op_id, step, author = entry.payload["op"], entry.payload["step"], entry.payload.get("author") or CLI
+    undo = step == "undo"
+    root = project.root
+    conn = connect(project)
+    try:
+        op = conn.execute("SELECT label FROM caption_ops WHERE id = ?", (op_id,)).fetchone()
+        rows = conn.execute(
+            "SELECT path, old, new, newline, mtime_ns, size, old_bytes, new_bytes FROM caption_op_files"
+            " WHERE op_id = ? AND applied = ?",
+            (op_id, 1 if undo else 0),
+        ).fetchall()
+        fsutil.remove_leftovers({os.path.dirname(root / r["path"]) for r in rows}, entry.token)
+        label = op["label"] if op is not None else f"#{op_id}"
+        what = {"apply": "caption edit", "undo": "undo of", "redo": "redo of"}[step]
+        reached, todo, other = [], [], []
+        for r in rows:
+            src, dst = _side(r, new=undo), _side(r, new=not undo)
+            disk = _on_disk(root / r["path"], max(len(src or b""), len(dst or b"")))
+            (reached if disk == dst else todo if disk == src else other).append(r)
+        if op is None or not reached:
+            with state.transaction(conn):
+                if step == "apply":
+                    conn.execute("DELETE FROM caption_ops WHERE id = ?", (op_id,))
+                journal.finish(conn, entry.token)
+            return f"an interrupted {what} {label!r} had changed no caption yet: dropped, nothing was written"
+        targets = [(root / r["path"], _side(r, new=not undo)) for r in todo]
+        done, _refused = _write(
+            targets,
+            lambda i: None if _on_disk(targets[i][0], 1 << 24) == _side(todo[i], new=undo) else "changed",
+            entry.token,
+        )
+        finished = {r["path"]: _stat(root / r["path"]) for r in reached}
+        finished.update({todo[i]["path"]: st for i, st in done.items()})
+        with state.transaction(conn):
+            conn.executemany(
+                "UPDATE caption_op_files SET applied = ?, mtime_ns = ?, size = ? WHERE op_id = ? AND path = ?",
+                [
+                    (0 if undo else 1, st[0] if st else None, st[1] if st else None, op_id, rel)
+                    for rel, st in finished.items()
+                ],
+            )
+            if step == "apply":
+                conn.execute("DELETE FROM caption_op_files WHERE op_id = ? AND applied = 0", (op_id,))
+                conn.execute("UPDATE caption_ops SET state = 'applied', files = ? WHERE id = ?", (len(finished), op_id))
+            else:
+                _stepped(conn, op_id, undo=undo, author=author)
+            journal.finish(conn, entry.token)
+    finally:
+        conn.close()
+    left = len(todo) - len(done) + len(other)
+    text = (
+        f"finished an interrupted {what} {label!r}: {plural(len(finished), 'caption')} "
+        f"({len(done)} written now{f'; {left} changed since by another program, left as they are' if left else ''})"
+    )
+    if step != "undo":
+        text += "; `lorawb captions undo` takes it back"
+    return text

@@ -92,7 +92,7 @@ def _read(root: Path, image: Path, cap: str | None) -> CaptionFile:
     if cap is None:
         return CaptionFile(rel, os.path.splitext(image)[0] + ".txt", None)
     try:
-        tf = read_text(cap)  # type: ignore[arg-type]
+        tf = read_text(cap, limit=layout.CAPTION_MAX_BYTES)  # type: ignore[arg-type]
     except LorawbError:
         if not os.path.exists(cap):  # deleted between the listing and the read
             return CaptionFile(rel, cap, None)

@@ -108,6 +108,7 @@ class _ProjectConfig(Strict):
     sample: dict[str, Any] = Field(default_factory=dict)
     save: dict[str, Any] = Field(default_factory=dict)
     matrix: dict[str, Any] = Field(default_factory=dict)
+    queue: dict[str, Any] = Field(default_factory=dict)  # validated by lorawb.queue.settings
 
     def training_defaults(self) -> dict[str, Any]:
         return {name: dict(getattr(self, name)) for name in TRAINING_SECTIONS}

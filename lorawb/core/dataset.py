@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import time
@@ -291,7 +292,7 @@ def with_caption(facts: ImageFacts, image: Path, root: Path | None) -> ImageFact
     out.caption_rel = cap.name if root is None else _display_rel(cap, root)
     out.caption_mtime_ns, out.caption_size = cap_st.st_mtime_ns, cap_st.st_size
     try:
-        tf = read_text(cap)
+        tf = read_text(cap, limit=layout.CAPTION_MAX_BYTES)
     except LorawbError as exc:
         out.problems.append(f"{_CAPTION_NOTE} unreadable: {exc.message}")
         return out
@@ -482,6 +483,39 @@ def encodable(rel: str) -> bool:
 def printable_name(rel: str) -> str:
     """A file name that may hold undecodable bytes (surrogate escapes), made safe to print and store."""
     return os.fsencode(rel).decode("utf-8", errors="backslashreplace")
+
+
+def quoted_name(rel: str) -> str:
+    """A name as a report prints it: as it is, or quoted with escapes (``"a\\nb.png"``) when it holds
+    control characters, so a newline in a file name cannot split a line of output in two."""
+    shown = printable_name(rel)
+    if any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 or ch in "\u2028\u2029" for ch in shown):
+        return json.dumps(shown, ensure_ascii=False)
+    return shown
+
+
+def oversized_captions(images: Iterable[ImageFacts]) -> list[tuple[str, int]]:
+    """(caption rel, bytes) of each caption over ``layout.CAPTION_MAX_BYTES``: never read, so never trained."""
+    return [
+        (f.caption_rel, f.caption_size) for f in images if f.caption_rel and f.caption_size > layout.CAPTION_MAX_BYTES
+    ]
+
+
+def refuse_oversized_captions(scan: ScanResult) -> None:
+    """The trainer's check: a caption over the limit stops the run with the file named (its text was
+    never read, so training on it would use an empty caption). Raises CaptionError."""
+    from lorawb.errors import CaptionError
+    from lorawb.words import size_text
+
+    big = oversized_captions(scan.images)
+    if big:
+        rel, size = big[0]
+        more = f" (and {len(big) - 1} more: `lorawb doctor` lists them)" if len(big) > 1 else ""
+        raise CaptionError(
+            f"the caption is {size_text(size)}, over the {size_text(layout.CAPTION_MAX_BYTES)} a caption may hold{more}",
+            path=scan.root / rel,
+            hint="shorten it (a caption is a line of tags or a few sentences), or move it out of the dataset",
+        )
 
 
 def bad_name_facts(rel: str) -> ImageFacts:

@@ -1,9 +1,11 @@
 """`lorawb doctor`: a health report of the dataset, built from the index.
 
 What it checks: images per folder and kohya repeats, captions missing / empty /
-orphaned / not UTF-8, unreadable images with the reason, images below the
+orphaned / not UTF-8 / over 64 KB, unreadable images with the reason, images below the
 project's ``min_resolution``, exact duplicates (same bytes), trigger coverage,
-the aspect-ratio bucket histogram at the project's resolution, tag counts.
+the aspect-ratio bucket histogram at the project's resolution, tag counts, and the
+symbolic links a scan did not follow (to /, above the project, into /proc, past the
+limit: lorawb.core.layout). Names holding control characters are printed quoted.
 
 ``DoctorReport.to_dict()`` is the JSON shape; ``render_text`` is plain text (the
 CLI may colour it; core stays free of Rich).
@@ -19,10 +21,11 @@ from typing import Any
 
 from lorawb.core.buckets import BucketSettings, bucket_label, one_bucket_warning
 from lorawb.core.captions import Caption, phrase_pattern, tag_key, tag_name, tags_of, trigger_index
-from lorawb.core.dataset import ImageFacts, Progress, ScanResult, scan_dataset
+from lorawb.core.dataset import ImageFacts, Progress, ScanResult, oversized_captions, quoted_name, scan_dataset
+from lorawb.core.layout import CAPTION_MAX_BYTES, LINK_NOT_FOLLOWED
 from lorawb.core.project import STATE_DIR, Project
 from lorawb.errors import LorawbError
-from lorawb.words import plural
+from lorawb.words import plural, size_text
 
 
 @dataclass
@@ -77,6 +80,8 @@ class DoctorReport:
     image_files: int = 0  # every image file (usable or not): the count every view shows
     folders: list[FolderStats] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
+    links_not_followed: list[tuple[str, str]] = field(default_factory=list)  # (folder link rel, why)
+    captions_too_large: list[tuple[str, int]] = field(default_factory=list)  # (caption rel, bytes): never read
     captions_missing: list[str] = field(default_factory=list)  # image rels
     captions_empty: list[str] = field(default_factory=list)  # image rels
     orphan_captions: list[str] = field(default_factory=list)  # caption rels
@@ -107,6 +112,8 @@ class DoctorReport:
         """Findings worth fixing before training (the trigger counts only when one is set)."""
         n = (
             len(self.unreadable)
+            + len(self.links_not_followed)
+            + len(self.captions_too_large)
             + len(self.captions_missing)
             + len(self.captions_empty)
             + len(self.orphan_captions)
@@ -128,6 +135,8 @@ class DoctorReport:
             {"folder": f.folder, "repeats": f.repeats, "images": f.images, "steps": f.steps} for f in self.folders
         ]
         d["unreadable"] = [{"path": rel, "reason": reason} for rel, reason in self.unreadable]
+        d["links_not_followed"] = [{"path": rel, "reason": why} for rel, why in self.links_not_followed]
+        d["captions_too_large"] = [{"path": rel, "bytes": n} for rel, n in self.captions_too_large]
         d["non_utf8_captions"] = [{"path": rel, "encoding": enc} for rel, enc in self.non_utf8_captions]
         d["low_resolution"] = [{"path": rel, "width": w, "height": h} for rel, w, h in self.low_resolution]
         d["buckets"] = [{"bucket": label, "images": n} for label, n in self.buckets]
@@ -165,7 +174,13 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
         min_resolution=cfg.min_resolution,
         images=len(scan.images),
         image_files=len(scan.images) + len(scan.broken),
-        unreadable=list(scan.unreadable),
+        unreadable=[(rel, why) for rel, why in scan.unreadable if not why.startswith(LINK_NOT_FOLLOWED)],
+        links_not_followed=[
+            (rel, why.removeprefix(LINK_NOT_FOLLOWED + ": "))
+            for rel, why in scan.unreadable
+            if why.startswith(LINK_NOT_FOLLOWED)
+        ],
+        captions_too_large=oversized_captions(scan.images + scan.broken),
         orphan_captions=list(scan.orphan_captions),
         non_utf8_captions=list(scan.non_utf8),
     )
@@ -181,7 +196,9 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
         for f in scan.images
         for p in f.problems
         # Already listed in their own sections:
-        if "not UTF-8" not in p and "byte-order mark" not in p
+        if "not UTF-8" not in p
+        and "byte-order mark" not in p
+        and not (p.startswith("caption unreadable") and f.caption_size > CAPTION_MAX_BYTES)
     ]
     report.reg = _reg(project, reg_scan)
     return report
@@ -292,9 +309,11 @@ def _captions(report: DoctorReport, images: list[ImageFacts], trigger: str) -> N
         if f.caption_rel is None:
             report.captions_missing.append(f.rel)
             continue
+        if f.caption_text is None:
+            continue  # there, but not read (too large, unreadable): listed in its own section or the notes
         if f.caption_encoding == "utf-8-sig":
             report.bom_captions.append(f.caption_rel)
-        text = f.caption_text or ""
+        text = f.caption_text
         if not text.strip():
             report.captions_empty.append(f.rel)
             continue
@@ -374,9 +393,14 @@ def _buckets(images: list[ImageFacts], settings: BucketSettings) -> list[tuple[s
 
 
 def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
-    """The report as plain text; each list shows at most ``limit`` names (None: all)."""
+    """The report as plain text; each list shows at most ``limit`` names (None: all).
+
+    A name holding a control character (a newline in a file name) is printed quoted with escapes
+    (``dataset.quoted_name``): every finding stays on its own line.
+    """
     out: list[str] = []
     add = out.append
+    q = quoted_name
 
     def names(items: list[str]) -> None:
         shown = items if limit is None else items[:limit]
@@ -399,9 +423,9 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
         f"images: {files} in {plural(len(report.folders), 'folder')}, "
         f"{report.steps_per_epoch} image steps per epoch (images x repeats)"
     )
-    width = max([len(f.folder or "(top)") for f in report.folders] + [6])
+    width = max([len(q(f.folder) or "(top)") for f in report.folders] + [6])
     for f in report.folders:
-        add(f"    {f.folder or '(top)':<{width}}  {f.repeats:>4} repeats  {f.images:>6} images  {f.steps:>7} steps")
+        add(f"    {q(f.folder) or '(top)':<{width}}  {f.repeats:>4} repeats  {f.images:>6} images  {f.steps:>7} steps")
 
     add("")
     if report.trigger:
@@ -412,29 +436,37 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
         )
         if report.trigger_not_first:
             add(f"  trigger present but not first ({len(report.trigger_not_first)}):")
-            names(report.trigger_not_first)
+            names([q(r) for r in report.trigger_not_first])
         if report.without_trigger:
             add(f"  captions without the trigger ({len(report.without_trigger)}):")
-            names(report.without_trigger)
+            names([q(r) for r in report.without_trigger])
     else:
         add("trigger: not set (set project.trigger in lorawb.toml)")
 
     sections: list[tuple[str, list[str]]] = [
-        ("unreadable images", [f"{rel}: {reason}" for rel, reason in report.unreadable]),
-        ("images without a caption", report.captions_missing),
-        ("empty captions", report.captions_empty),
-        ("orphan captions, with no image of the same name", report.orphan_captions),
+        ("unreadable images", [f"{q(rel)}: {reason}" for rel, reason in report.unreadable]),
+        (
+            "symbolic links not followed (scans stay inside the project; see docs/dataset.md)",
+            [f"{q(rel)}: {why}" for rel, why in report.links_not_followed],
+        ),
+        (
+            f"captions over {size_text(CAPTION_MAX_BYTES)}, never read (a run refuses them)",
+            [f"{q(rel)} ({size_text(n)})" for rel, n in report.captions_too_large],
+        ),
+        ("images without a caption", [q(r) for r in report.captions_missing]),
+        ("empty captions", [q(r) for r in report.captions_empty]),
+        ("orphan captions, with no image of the same name", [q(r) for r in report.orphan_captions]),
         (
             "captions not in UTF-8 (kohya reads UTF-8), kept as they are when edited; `lorawb captions utf8` converts them",
-            [f"{rel} ({enc})" for rel, enc in report.non_utf8_captions],
+            [f"{q(rel)} ({enc})" for rel, enc in report.non_utf8_captions],
         ),
-        ("captions starting with a byte-order mark", report.bom_captions),
+        ("captions starting with a byte-order mark", [q(r) for r in report.bom_captions]),
         (
             f"below {report.min_resolution} px on the short side",
-            [f"{rel} ({w}x{h})" for rel, w, h in report.low_resolution],
+            [f"{q(rel)} ({w}x{h})" for rel, w, h in report.low_resolution],
         ),
-        ("exact duplicates (same bytes)", [" = ".join(g) for g in report.duplicates]),
-        ("other notes", [f"{rel}: {note}" for rel, note in report.notes]),
+        ("exact duplicates (same bytes)", [" = ".join(q(r) for r in g) for g in report.duplicates]),
+        ("other notes", [f"{q(rel)}: {note}" for rel, note in report.notes]),
     ]
     for title, items in sections:
         if items:

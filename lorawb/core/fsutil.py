@@ -15,17 +15,18 @@ import errno
 import itertools
 import os
 import queue
+import secrets
 import signal
 import sys
-import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from lorawb.core import ownwrites
 from lorawb.errors import LorawbError
+from lorawb.words import size_text
 
 
 @dataclass(frozen=True)
@@ -103,25 +104,48 @@ def detect_newline(text: str) -> str:
     return "\n"
 
 
-def read_text(path: Path) -> TextFile:
-    """Read a text file of unknown encoding. Raises LorawbError (not OSError) on failure."""
+TEXT_LIMIT = 16 * 1024 * 1024  # what ``read_text`` reads at most unless told otherwise (settings, prompt lists)
+
+
+class TooLargeError(LorawbError):
+    """A text file is over the size its reader accepts; nothing past the limit was read."""
+
+
+def read_text(path: Path, limit: int | None = TEXT_LIMIT) -> TextFile:
+    """Read a text file of unknown encoding. Raises LorawbError (not OSError) on failure.
+
+    A file over ``limit`` bytes raises ``TooLargeError`` having read at most ``limit + 1``
+    bytes of it: a 50 MB "caption" never reaches memory (None: no limit).
+    """
     try:
         # One open: the mtime/size come from the same file object the bytes are read from
         # (the caption engine's conflict checks rely on it), and it is cheap for 10,000 files.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         try:
             st = os.fstat(fd)
+            if limit is not None and st.st_size > limit:
+                raise TooLargeError(
+                    f"the file is {size_text(st.st_size)}, over the {size_text(limit)} this reader accepts; not read",
+                    path=path,
+                    hint="is it really a text file? shorten it, or move it out of the project",
+                )
+            budget = None if limit is None else limit + 1
             chunks = []
-            while True:
-                chunk = os.read(fd, max(st.st_size + 1, 65536))
+            while budget is None or budget > 0:
+                want = max(st.st_size + 1, 65536) if budget is None else min(max(st.st_size + 1, 65536), budget)
+                chunk = os.read(fd, want)
                 if not chunk:
                     break
                 chunks.append(chunk)
+                if budget is not None:
+                    budget -= len(chunk)
             data = b"".join(chunks)
         finally:
             os.close(fd)
     except OSError as exc:
         raise LorawbError(f"cannot read file: {exc.strerror or exc}", path=path) from exc
+    if limit is not None and len(data) > limit:  # it grew while we read it
+        raise TooLargeError(f"the file is over the {size_text(limit)} this reader accepts; not read", path=path)
     text, encoding = decode_bytes(data)
     newline = detect_newline(text)
     if newline != "\n":
@@ -129,20 +153,23 @@ def read_text(path: Path) -> TextFile:
     return TextFile(text=text, encoding=encoding, newline=newline, mtime_ns=st.st_mtime_ns, size=st.st_size)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, tag: str | None = None, replace: bool = True) -> None:
     """Write via a temp file in the same folder + fsync + rename: a reader never sees half a file.
 
-    On a full disk the original file is left untouched and a LorawbError says so.
+    On a full disk the original file is left untouched and a LorawbError says so. ``tag`` marks
+    the temp file as a journaled change's (``remove_leftovers``); ``replace=False`` never
+    replaces an existing file (FileExistsError; the temp file is removed).
     """
     path = Path(path)
     with ownwrites.writing([path]):
-        _atomic_write_bytes(path, data)
+        _atomic_write_bytes(path, data, tag, replace)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _atomic_write_bytes(path: Path, data: bytes, tag: str | None, replace: bool) -> None:
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp, fd = _open_temp(path, tag)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -151,19 +178,39 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         except FileNotFoundError:
             os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails when the file exists: never over another file
             os.unlink(tmp)
-        except OSError:
-            pass
-        if exc.errno == errno.ENOSPC:
-            raise LorawbError(
-                "disk full: nothing was written, the original is unchanged",
-                path=path,
-                hint="free some space and try again",
-            ) from exc
-        raise LorawbError(f"cannot write file: {exc.strerror or exc}", path=path) from exc
+    except OSError as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(exc, FileExistsError) and not replace:
+            raise
+        raise write_error(exc, path, "nothing was written, the original is unchanged") from exc
+
+
+def write_error(exc: OSError, path: Path | None, done: str = "nothing was written") -> LorawbError:
+    """The LorawbError for a write that failed: a full disk, a read-only folder, or the system's reason.
+
+    ``done`` says what the failure left (``nothing was written``, ``3 files before it were written``).
+    """
+    where = Path(exc.filename) if getattr(exc, "filename", None) else path
+    if exc.errno == errno.ENOSPC or exc.errno == getattr(errno, "EDQUOT", -1):
+        return LorawbError(f"disk full: {done}", path=where, hint="free some space and try again")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        folder = where.parent if where is not None else None
+        why = "the file system is read-only" if exc.errno == errno.EROFS else "no permission to write there"
+        return LorawbError(
+            f"cannot write in {folder or 'this folder'}: {why}; {done}",
+            path=where,
+            hint="make the folder writable (chmod u+w, or mount it read-write) and try again",
+        )
+    return LorawbError(f"cannot write file: {exc.strerror or exc}; {done}", path=where)
 
 
 def atomic_write_text(path: Path, text: str, newline: str = "\n") -> None:
@@ -178,16 +225,33 @@ _WRITERS = (
 )
 
 
-def _temp_name(path: str, kind: str) -> str:
-    d, name = os.path.split(path)
-    return os.path.join(d, f".{name}.{os.getpid()}.{next(_temp_counter)}.{kind}")
+TEMP_PREFIX = ".lwb-"  # every temp file lorawb makes beside a file: hidden, short, whatever the file's name
+_PROCESS_TAG = secrets.token_hex(4)  # this process's temp files, when no journaled change names them
 
 
-def _open_temp(path: Path) -> tuple[str, int]:
+def new_tag() -> str:
+    """A fresh mark for one journaled change's temp files (8 hex digits)."""
+    return secrets.token_hex(4)
+
+
+def _temp_name(path: str, kind: str, tag: str | None = None) -> str:
+    # ``.lwb-<tag>-<n>.tmp``: ~20 characters, so a 250-byte file name still gets a temp file (a name
+    # built from the file's own name would pass the 255-byte limit), and a journaled change's leftovers
+    # are found by its tag alone.
+    d = os.path.dirname(path)
+    return os.path.join(d, f"{TEMP_PREFIX}{tag or _PROCESS_TAG}-{next(_temp_counter):x}.{kind}")
+
+
+def temp_name(path: Path | str, tag: str | None = None) -> Path:
+    """A temp file name beside ``path`` (not created): hidden, short, marked with ``tag``."""
+    return Path(_temp_name(os.fspath(path), "tmp", tag))
+
+
+def _open_temp(path: Path | str, tag: str | None = None) -> tuple[str, int]:
     """A new temp file beside ``path`` (hidden, exclusive): cheaper than tempfile.mkstemp in bulk."""
     base = os.fspath(path)
     for _ in range(100):
-        tmp = _temp_name(base, "tmp")
+        tmp = _temp_name(base, "tmp", tag)
         try:
             return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -198,6 +262,24 @@ def _open_temp(path: Path) -> tuple[str, int]:
 _temp_counter = itertools.count()
 
 
+def remove_leftovers(folders: Iterable[Path | str], tag: str) -> int:
+    """Remove the temp files and kept old versions a killed write tagged ``tag`` left in these folders."""
+    prefix = f"{TEMP_PREFIX}{tag}-"
+    removed = 0
+    for d in dict.fromkeys(os.fspath(f) for f in folders):
+        try:
+            names = [n for n in os.listdir(d) if n.startswith(prefix)]
+        except OSError:
+            continue
+        for n in names:
+            try:
+                os.unlink(os.path.join(d, n))
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -205,9 +287,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _write_temp(path: Path, data: bytes) -> tuple[str, os.stat_result]:
+def _write_temp(path: Path, data: bytes, tag: str | None = None) -> tuple[str, os.stat_result]:
     """Write ``data`` to a new temp file beside ``path`` (with ``path``'s mode); not yet synced."""
-    tmp, fd = _open_temp(path)
+    tmp, fd = _open_temp(path, tag)
     try:
         _write_all(fd, data)
         try:
@@ -297,14 +379,14 @@ def _fsync_dir(d: Path) -> None:
         os.close(dfd)
 
 
-def _keep_old(path: Path) -> str | None:
+def _keep_old(path: Path, tag: str | None = None) -> str | None:
     """Hard-link the file at ``path`` under a hidden name beside it; None where there is no file (or no links).
 
     A rename over a file frees the old file's blocks inside the rename; on a disk mounted with
     ``discard`` (most cloud VMs) that costs 1-2 ms per file. With the old version still linked
     the rename frees nothing, and ``_Reaper`` removes the links after the write has returned.
     """
-    old = _temp_name(os.fspath(path), "old")
+    old = _temp_name(os.fspath(path), "old", tag)
     try:
         os.link(path, old)
     except OSError:
@@ -359,10 +441,24 @@ def wait_for_cleanup(timeout: float | None = None) -> bool:
     return _reaper.wait(timeout)
 
 
-def _kill_hook() -> int | None:
-    """Test hook: LORAWB_TEST_KILL_AFTER_RENAMES=K kills this process (SIGKILL) after K renames."""
-    value = os.environ.get("LORAWB_TEST_KILL_AFTER_RENAMES")
-    return int(value) if value else None
+_kill_counts: dict[str, int] = {}
+
+
+def kill_point(name: str) -> None:
+    """Test hook for the fault tests: ``LORAWB_TEST_KILL_AT=NAME:K`` kills this process (SIGKILL) the
+    K+1-th time it passes the point ``NAME`` (K = 0: the first time). Points: ``rename`` (before each
+    rename of a bulk write), ``move`` (before each file of a triage move), ``promote`` (before each
+    promoted image), ``journaled`` (just after a change's intent is recorded, before any file changes)."""
+    wanted = os.environ.get("LORAWB_TEST_KILL_AT")
+    if not wanted:
+        return
+    point, _, k = wanted.partition(":")
+    if point != name:
+        return
+    seen = _kill_counts.get(name, 0)
+    _kill_counts[name] = seen + 1
+    if seen >= int(k or 0):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def atomic_write_many(
@@ -371,6 +467,7 @@ def atomic_write_many(
     before_replace: Callable[[int], bool] | None = None,
     errors: dict[int, str] | None = None,
     workers: int = 32,
+    tag: str | None = None,
 ) -> dict[int, os.stat_result]:
     """Write many files, each atomically (temp file + fsync + rename), fast enough for 10,000 captions.
 
@@ -391,10 +488,12 @@ def atomic_write_many(
     files' stats now, for later conflict checks). A temp file that cannot be written raises
     LorawbError before anything is renamed; a rename that fails raises too, unless ``errors`` is
     given: then the reason is stored there under the item's index and the rest go on.
+    ``tag`` names the temp files (and kept old versions) of a journaled change, so that what a kill
+    leaves behind can be found and removed (``remove_leftovers``).
     """
     # The watcher tells these writes from other programs' (lorawb.core.ownwrites).
     with ownwrites.writing([path for path, _ in items]):
-        return _atomic_write_many(items, before_replace, errors, workers)
+        return _atomic_write_many(items, before_replace, errors, workers, tag)
 
 
 def _atomic_write_many(
@@ -402,6 +501,7 @@ def _atomic_write_many(
     before_replace: Callable[[int], bool] | None,
     errors: dict[int, str] | None,
     workers: int,
+    tag: str | None = None,
 ) -> dict[int, os.stat_result]:
     temps: list[str | None] = [None] * len(items)
     stats: list[os.stat_result | None] = [None] * len(items)
@@ -423,7 +523,11 @@ def _atomic_write_many(
 
         def one(i: int) -> None:
             path, data = items[i]
-            temps[i], stats[i] = _write_temp(path, data)
+            try:
+                temps[i], stats[i] = _write_temp(path, data, tag)
+            except OSError as exc:
+                exc.filename = os.fspath(path)  # name the caption, not its temp file
+                raise
 
         if pool is not None:
             for _ in pool.map(one, range(len(items))):
@@ -438,28 +542,19 @@ def _atomic_write_many(
         if pool is not None:
             pool.shutdown()
         cleanup()
-        failed = Path(exc.filename) if getattr(exc, "filename", None) else None
-        if exc.errno == errno.ENOSPC:
-            raise LorawbError(
-                "disk full: nothing was written, the originals are unchanged",
-                path=failed,
-                hint="free some space and try again",
-            ) from exc
-        raise LorawbError(f"cannot write file: {exc.strerror or exc}; nothing was written", path=failed) from exc
+        raise write_error(exc, None, "nothing was written, the originals are unchanged") from exc
     if pool is not None:
         pool.shutdown()
-    kill_after = _kill_hook()
     done: dict[int, os.stat_result] = {}
     try:
         for i, (path, _) in enumerate(items):
             tmp = temps[i]
-            if kill_after is not None and len(done) >= kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
+            kill_point("rename")
             try:
                 if before_replace is not None and not before_replace(i):
                     os.unlink(tmp)  # type: ignore[arg-type]
                 else:
-                    old = _keep_old(path)
+                    old = _keep_old(path, tag)
                     if old is not None:
                         olds.append(old)
                     os.replace(tmp, path)  # type: ignore[arg-type]
@@ -475,8 +570,8 @@ def _atomic_write_many(
                     temps[i] = None
                     continue
                 cleanup()
-                written = f"; {len(done)} file(s) before it were written" if done else "; nothing was written"
-                raise LorawbError(f"cannot write file: {exc.strerror or exc}{written}", path=path) from exc
+                written = f"{len(done)} file(s) before it were written" if done else "nothing was written"
+                raise write_error(exc, path, written) from exc
         for d in dirs:  # make the renames themselves durable
             _fsync_dir(d)
     finally:

@@ -569,7 +569,7 @@ class ProjectIndex:
         """Forget the index (the next refresh is a full scan)."""
         with self._lock:
             conn = self._conn()
-            with _transaction(conn):
+            with state.transaction(conn):
                 conn.execute(f"DELETE FROM {_TABLE}")
                 conn.execute(f"DELETE FROM {_AREAS}")
             self._facts = None
@@ -666,7 +666,7 @@ class ProjectIndex:
         placeholders = ", ".join("?" for _ in _STORED)
         rows = [_row_from_facts(facts[k]) for k in {*delta.added, *delta.changed} if k in facts]
         now = time.time()
-        with _transaction(conn):
+        with state.transaction(conn):
             if full:
                 names = [a.name for a in self.areas]
                 conn.execute(f"DELETE FROM {_TABLE} WHERE area NOT IN ({', '.join('?' for _ in names)})", names)
@@ -735,20 +735,6 @@ def _images_beside(caption: str, listings: dict[str, dict[str, list[str]]] | Non
 def _captions_of(image: str) -> list[str]:
     base = os.path.splitext(image)[0]
     return [base + ext for ext in layout.CAPTION_EXTS]
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error) on an autocommit connection."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
 _PROBLEMS = _STORED.index("problems")

@@ -222,7 +222,7 @@ def survey_dataset(dataset: Path) -> DatasetSurvey:
 
     from lorawb.core.captions import tag_key, tags_of
     from lorawb.core.fsutil import read_text
-    from lorawb.core.layout import caption_path_for, walk_images
+    from lorawb.core.layout import CAPTION_MAX_BYTES, caption_path_for, walk_images
     from lorawb.errors import LorawbError
 
     out = DatasetSurvey()
@@ -238,7 +238,7 @@ def survey_dataset(dataset: Path) -> DatasetSurvey:
         if not cap.is_file():
             continue
         try:
-            tags = [t.strip() for t in tags_of(read_text(cap).text) if t.strip()]
+            tags = [t.strip() for t in tags_of(read_text(cap, limit=CAPTION_MAX_BYTES).text) if t.strip()]
         except LorawbError:
             continue
         if not tags:
@@ -287,10 +287,24 @@ def _normal_permissions(folder: Path) -> None:
 
 
 def _copy_dataset(src: Path, dataset: Path) -> None:
-    """Copy ``src``'s visible files into ``dataset`` (following symlinks, surviving loops), all or nothing."""
+    """Copy ``src``'s visible files into ``dataset`` (following symlinks, surviving loops), all or nothing.
+
+    Folder links are followed as scans follow them (``layout.link_refusal``): never to /, above ``src``
+    or the project, or into /proc, /sys, /dev.
+    """
+    from lorawb.core.layout import link_refusal
+
     dataset.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".dataset.", suffix=".partial", dir=dataset.parent))
     seen: set[tuple[int, int]] = set()
+    src_real, project_real = os.path.realpath(src), os.path.realpath(dataset.parent)
+
+    def follow(folder: str) -> bool:
+        if not os.path.islink(folder):
+            return True
+        target = os.path.realpath(folder)
+        return link_refusal(target, src_real) is None and link_refusal(target, project_real) is None
+
     try:
         for dirpath, dirnames, filenames in os.walk(src, followlinks=True):
             st = os.stat(dirpath)
@@ -298,7 +312,7 @@ def _copy_dataset(src: Path, dataset: Path) -> None:
                 dirnames[:] = []
                 continue
             seen.add((st.st_dev, st.st_ino))
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and follow(os.path.join(dirpath, d)))
             target = tmp / os.path.relpath(dirpath, src)
             target.mkdir(parents=True, exist_ok=True)
             for fname in sorted(filenames):

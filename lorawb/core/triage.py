@@ -33,16 +33,17 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
-from lorawb.core import layout, ownwrites
+from lorawb.core import fsutil, journal, layout, ownwrites, state
 from lorawb.core.captions import tag_key, tags_of
+from lorawb.core.confine import WriteScope
 from lorawb.core.dataset import ImageFacts
 from lorawb.core.index import DATASET, INBOX, IndexDelta, IndexSnapshot, ProjectIndex
 from lorawb.core.project import Project
-from lorawb.core.state import connect, ensure_schema
 from lorawb.errors import LorawbError
 from lorawb.words import plural
 
@@ -346,9 +347,12 @@ class Triage:
     @property
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and not state.is_current(conn, self.project.state_dir):
+            conn.close()  # .lorawb/ was deleted, or its damaged database moved aside: use the new one
+            conn = None
         if conn is None:
-            conn = connect(self.project.state_dir)
-            ensure_schema(conn, "triage", SCHEMA)
+            conn = journal.connect(self.project)
+            state.ensure_schema(conn, "triage", SCHEMA)
             self._local.conn = conn
         return conn
 
@@ -497,8 +501,7 @@ class Triage:
         if area == INBOX:
             return self._keep_inbox(rel, folder)
         prev, prev_origin = self._mark(rel)
-        self._set_mark(rel, KEEP, None)
-        self._log("keep", rel, rel, prev, prev_origin)
+        self._commit({"mark": [rel, KEEP, None], "log": ["keep", rel, rel, prev, prev_origin]})
         return Decision("keep", rel, rel, KEEP)
 
     def _keep_inbox(self, rel: str, folder: str | None) -> Decision:
@@ -517,10 +520,12 @@ class Triage:
             )
         target_dir = self.project.dataset_dir / folder
         prev, prev_origin = self._mark(rel)
-        new_rel = self._move_with_caption(rel, target_dir)
-        self._drop_mark(rel)
-        self._set_mark(new_rel, KEEP, rel)
-        self._log("keep", rel, new_rel, prev, prev_origin)
+        new_rel = self._move_with_caption(
+            rel,
+            target_dir,
+            lambda new: {"drop": [rel], "mark": [new, KEEP, rel], "log": ["keep", rel, new, prev, prev_origin]},
+            "keep",
+        )
         return Decision("keep", rel, new_rel, KEEP, moved=True)
 
     def flag(self, rel: str) -> Decision:
@@ -529,8 +534,7 @@ class Triage:
         if self.locate(rel)[1]:
             rel = self.clear(rel).new_rel
         prev, prev_origin = self._mark(rel)
-        self._set_mark(rel, FLAG, None)
-        self._log("flag", rel, rel, prev, prev_origin)
+        self._commit({"mark": [rel, FLAG, None], "log": ["flag", rel, rel, prev, prev_origin]})
         return Decision("flag", rel, rel, FLAG)
 
     def reject(self, rel: str) -> Decision:
@@ -542,10 +546,12 @@ class Triage:
         base = self.area_root(area)
         target_dir = base / layout.REJECTED / folder
         prev, prev_origin = self._mark(rel)
-        new_rel = self._move_with_caption(rel, target_dir)
-        self._drop_mark(rel)
-        self._set_mark(new_rel, REJECT, rel)
-        self._log("reject", rel, new_rel, prev, prev_origin)
+        new_rel = self._move_with_caption(
+            rel,
+            target_dir,
+            lambda new: {"drop": [rel], "mark": [new, REJECT, rel], "log": ["reject", rel, new, prev, prev_origin]},
+            "reject",
+        )
         return Decision("reject", rel, new_rel, REJECT, moved=True)
 
     def clear(self, rel: str) -> Decision:
@@ -554,8 +560,7 @@ class Triage:
         area, rejected, folder = self.locate(rel)
         prev, prev_origin = self._mark(rel)
         if not rejected:
-            self._drop_mark(rel)
-            self._log("clear", rel, rel, prev, prev_origin)
+            self._commit({"drop": [rel], "log": ["clear", rel, rel, prev, prev_origin]})
             return Decision("clear", rel, rel, UNREVIEWED)
         origin = prev_origin if prev == REJECT and prev_origin else None
         if origin is not None:
@@ -563,13 +568,18 @@ class Triage:
         else:  # no record (state DB deleted, or rejected by hand): mirror the rejected/ layout
             base = self.area_root(area)
             target_dir = base / folder
-        new_rel = self._move_with_caption(rel, target_dir, prefer_name=PurePosixPath(origin).name if origin else None)
-        self._drop_mark(rel)
-        self._log("clear", rel, new_rel, REJECT, prev_origin)
+        new_rel = self._move_with_caption(
+            rel,
+            target_dir,
+            lambda new: {"drop": [rel], "log": ["clear", rel, new, REJECT, prev_origin]},
+            "unreject",
+            prefer_name=PurePosixPath(origin).name if origin else None,
+        )
         return Decision("clear", rel, new_rel, UNREVIEWED, moved=True)
 
     def undo_last(self) -> Decision | None:
         """Undo the most recent decision (moves included); None when there is nothing to undo."""
+        journal.recover(self.project)
         row = self.conn.execute("SELECT * FROM triage_log ORDER BY id DESC LIMIT 1").fetchone()
         if row is None:
             return None
@@ -578,15 +588,20 @@ class Triage:
             raise TriageError(
                 "cannot undo: the image is no longer where the last decision put it", path=self.path(new_rel)
             )
+
+        def effects(back: str) -> dict:
+            out: dict = {"drop": [new_rel], "unlog": row["id"]}
+            if row["prev_state"] in (KEEP, FLAG, REJECT) and (row["prev_state"] != REJECT or self.locate(back)[1]):
+                out["mark"] = [back, row["prev_state"], row["prev_origin"]]
+            return out
+
         if new_rel != old_rel:
-            back = self._move_with_caption(new_rel, self.path(old_rel).parent, prefer_name=PurePosixPath(old_rel).name)
+            back = self._move_with_caption(
+                new_rel, self.path(old_rel).parent, effects, "undo", prefer_name=PurePosixPath(old_rel).name
+            )
         else:
             back = old_rel
-        self._drop_mark(new_rel)
-        if row["prev_state"] in (KEEP, FLAG, REJECT) and (row["prev_state"] != REJECT or self.locate(back)[1]):
-            self._set_mark(back, row["prev_state"], row["prev_origin"])
-        with self.conn:
-            self.conn.execute("DELETE FROM triage_log WHERE id=?", (row["id"],))
+            self._commit(effects(back))
         state = self.state_of(back)
         return Decision("undo", new_rel, back, state, moved=new_rel != back)
 
@@ -604,53 +619,122 @@ class Triage:
         row = self.conn.execute("SELECT state, origin FROM triage_marks WHERE rel=?", (rel,)).fetchone()
         return (row["state"], row["origin"]) if row else (UNREVIEWED, None)
 
-    def _set_mark(self, rel: str, state: str, origin: str | None) -> None:
-        with self.conn:
-            self.conn.execute(
-                "INSERT OR REPLACE INTO triage_marks (rel, state, origin, time) VALUES (?,?,?,?)",
-                (rel, state, origin, time.time()),
-            )
-
-    def _drop_mark(self, rel: str) -> None:
-        with self.conn:
-            self.conn.execute("DELETE FROM triage_marks WHERE rel=?", (rel,))
-
-    def _log(self, action: str, rel: str, new_rel: str, prev: str, prev_origin: str | None) -> None:
-        with self.conn:
-            self.conn.execute(
-                "INSERT INTO triage_log (time, action, rel, new_rel, prev_state, prev_origin) VALUES (?,?,?,?,?,?)",
-                (time.time(), action, rel, new_rel, prev, prev_origin),
-            )
+    def _commit(self, effects: dict, token: str | None = None) -> None:
+        """A decision's marks and log line in one transaction (and its journal row gone, for a move)."""
+        with state.transaction(self.conn):
+            commit_effects(self.conn, effects)
+            if token is not None:
+                journal.finish(self.conn, token)
 
     # --- moves ------------------------------------------------------------
-    def _move_with_caption(self, rel: str, target_dir: Path, prefer_name: str | None = None) -> str:
-        """Move an image and its caption files into ``target_dir`` under one free stem; returns the new rel."""
+    def _move_with_caption(
+        self,
+        rel: str,
+        target_dir: Path,
+        effects: Callable[[str], dict],
+        action: str,
+        prefer_name: str | None = None,
+    ) -> str:
+        """Move an image and its caption files into ``target_dir`` under one free stem, journaled; the
+        decision's marks and log (``effects(new_rel)``) are recorded in the same transaction that ends
+        the journal entry. Returns the new rel. Nothing is half moved: a failure puts back what moved."""
         src = self.path(rel)
         captions = [src.with_suffix(ext) for ext in layout.CAPTION_EXTS if src.with_suffix(ext).is_file()]
+        scope = WriteScope(self.project)
+        for path in (src, target_dir / src.name):
+            why = scope.refuse(path)
+            if why is not None:
+                raise TriageError(f"not moved: {why}", path=path)
         with self._move_lock:
-            target_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                target_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _move_error(exc, src, target_dir) from exc
             stem = free_stem(target_dir, Path(prefer_name).stem if prefer_name else src.stem, src.suffix)
             dst = target_dir / (stem + src.suffix)
-            move_no_clobber(src, dst)
-            done: list[tuple[Path, Path]] = [(dst, src)]
-            try:
-                for cap in captions:
-                    cdst = target_dir / (stem + cap.suffix)
-                    move_no_clobber(cap, cdst)
-                    done.append((cdst, cap))
-            except OSError as exc:
-                for moved, orig in reversed(done):  # put everything back: never half a move
-                    try:
-                        move_no_clobber(moved, orig)
-                    except OSError:
-                        pass
-                raise TriageError(f"cannot move the caption: {exc}", path=src) from exc
-        new_rel = self.rel(dst)
-        # The index follows the move at once (the image keeps its facts), and so does the perceptual hash.
-        self.index.update([path for pair in done for path in pair])
-        with self.conn:
-            _move_hash_row(self.conn, rel, new_rel)
+            pairs = [(src, dst)] + [(cap, target_dir / (stem + cap.suffix)) for cap in captions]
+            new_rel = self.rel(dst)
+            done_effects = effects(new_rel)
+            done_effects["hash"] = [rel, new_rel]
+            token = fsutil.new_tag()
+            with journal.holding(self.project, token):
+                payload = {
+                    "action": action,
+                    "moves": [[self.rel(a), self.rel(b)] for a, b in pairs],
+                    "effects": done_effects,
+                }
+                with state.transaction(self.conn, durable=True):
+                    journal.record(self.conn, "triage", __name__, token, payload)
+                done: list[tuple[Path, Path]] = []
+                try:
+                    for a, b in pairs:
+                        fsutil.kill_point("move")
+                        move_no_clobber(a, b, tag=token)
+                        done.append((b, a))
+                except OSError as exc:
+                    for moved, orig in reversed(done):  # put everything back: never half a move
+                        try:
+                            move_no_clobber(moved, orig, tag=token)
+                        except OSError:
+                            pass
+                    _forget(self.conn, token)
+                    raise _move_error(exc, src, target_dir) from exc
+                try:
+                    self._commit(done_effects, token)
+                except state.DiskFullError as exc:
+                    raise TriageError(
+                        f"disk full: {src.name} was moved to {new_rel}, but the decision could not be recorded; "
+                        "the next lorawb command records it (then undo takes it back)",
+                        path=exc.path,
+                        hint="free some space",
+                    ) from exc
+        # The index follows the move at once (the image keeps its facts).
+        self.index.update([path for pair in pairs for path in pair])
         return new_rel
+
+
+def commit_effects(conn: sqlite3.Connection, e: dict) -> None:
+    """What a decision records (inside the caller's transaction): marks dropped and set, its log line
+    (or the log line an undo takes back), and the perceptual hash following the image."""
+    for rel in e.get("drop", []):
+        conn.execute("DELETE FROM triage_marks WHERE rel=?", (rel,))
+    if e.get("mark"):
+        rel, mark, origin = e["mark"]
+        conn.execute(
+            "INSERT OR REPLACE INTO triage_marks (rel, state, origin, time) VALUES (?,?,?,?)",
+            (rel, mark, origin, time.time()),
+        )
+    if e.get("log"):
+        conn.execute(
+            "INSERT INTO triage_log (time, action, rel, new_rel, prev_state, prev_origin) VALUES (?,?,?,?,?,?)",
+            (time.time(), *e["log"]),
+        )
+    if e.get("unlog") is not None:
+        conn.execute("DELETE FROM triage_log WHERE id=?", (e["unlog"],))
+    if e.get("hash"):
+        _move_hash_row(conn, *e["hash"])
+
+
+def _forget(conn: sqlite3.Connection, token: str) -> None:
+    try:
+        with state.transaction(conn):
+            journal.finish(conn, token)
+    except sqlite3.Error:
+        pass  # the next recovery finds nothing moved and drops it
+
+
+def _move_error(exc: OSError, src: Path, target_dir: Path) -> TriageError:
+    """A move that failed, in words: which folder cannot be written (a read-only dataset), or why; nothing moved."""
+    for folder in (target_dir, src.parent):
+        probe = folder if folder.exists() else folder.parent
+        if probe.exists() and not os.access(probe, os.W_OK):
+            return TriageError(
+                f"cannot move {src.name}: the folder {folder} is read-only; nothing was moved",
+                path=src,
+                hint="make it writable (chmod u+w, or mount it read-write) and try again",
+            )
+    err = fsutil.write_error(exc, None, "nothing was moved")
+    return TriageError(f"cannot move {src.name}: {err.message}", path=src, hint=err.hint)
 
 
 def free_stem(folder: Path, stem: str, image_ext: str) -> str:
@@ -671,10 +755,11 @@ def free_stem(folder: Path, stem: str, image_ext: str) -> str:
     return f"{stem}-{n}"
 
 
-def move_no_clobber(src: Path, dst: Path) -> None:
+def move_no_clobber(src: Path, dst: Path, tag: str | None = None) -> None:
     """Move a file without ever replacing an existing one (hard link + unlink, else copy + unlink).
 
-    Raises FileExistsError if ``dst`` exists.
+    Raises FileExistsError if ``dst`` exists. Across file systems the copy is made under a temp
+    name (``tag``: a journaled move's) and linked into place whole: ``dst`` is never half a file.
     """
     with ownwrites.writing([src, dst]):
         try:
@@ -686,8 +771,62 @@ def move_no_clobber(src: Path, dst: Path) -> None:
                 raise
             if dst.exists():
                 raise FileExistsError(errno.EEXIST, "file exists", str(dst)) from None
-            shutil.copy2(src, dst)  # another file system: copy keeps the mtime, then drop the original
+            tmp = fsutil.temp_name(dst, tag)
+            try:
+                shutil.copy2(src, tmp)  # another file system: copy keeps the mtime, then drop the original
+                os.link(tmp, dst)
+            finally:
+                with suppress(OSError):
+                    os.unlink(tmp)
         os.unlink(src)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def recover_entry(project: Project, entry: journal.Entry) -> str | None:
+    """Finish (or drop) a triage move a killed process left half done; says what it did.
+
+    Each file is at its old place, its new one, or both (linked, not yet unlinked: the same
+    file). If any file reached its new place the rest follow and the decision is recorded (so
+    ``backspace`` / ``triage --undo`` takes it back); if none had, the move is dropped.
+    """
+    root = project.root
+    pairs = [(root / a, root / b) for a, b in entry.payload["moves"]]
+    folders = {p.parent for pair in pairs for p in pair}
+    for a, b in pairs:  # linked but not unlinked: the move of that file is done but for the unlink
+        if a.exists() and b.exists() and same_file(a, b):
+            with suppress(OSError):
+                os.unlink(a)
+    moved = [b.exists() and not a.exists() for a, b in pairs]
+    action, image = entry.payload.get("action", "move"), entry.payload["moves"][0][0]
+    if not any(moved):
+        journal.drop(project, entry, list(folders))
+        return f"an interrupted triage {action} of {image} had moved nothing yet: dropped"
+    left: list[str] = []
+    for (a, b), ok in zip(pairs, moved, strict=True):
+        if not ok:
+            try:
+                move_no_clobber(a, b, tag=entry.token)
+            except OSError as exc:
+                left.append(f"{a.name} ({exc.strerror or exc})")
+    fsutil.remove_leftovers(folders, entry.token)
+    conn = journal.connect(project)
+    try:
+        state.ensure_schema(conn, "triage", SCHEMA)
+        with state.transaction(conn):
+            commit_effects(conn, entry.payload["effects"])
+            journal.finish(conn, entry.token)
+    finally:
+        conn.close()
+    text = f"finished an interrupted triage {action} of {image}: now {entry.payload['moves'][0][1]}"
+    if left:
+        text += "; not moved: " + ", ".join(left)
+    return text
 
 
 def _storable(rel: str) -> bool:

@@ -29,6 +29,7 @@ import errno
 import logging
 import os
 import queue
+import stat
 import threading
 import time
 import warnings
@@ -49,7 +50,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
+from watchdog.observers.polling import PollingObserverVFS
 
 from lorawb.core import layout, ownwrites
 from lorawb.core.index import IndexDelta, ProjectIndex
@@ -248,10 +249,31 @@ class ProjectWatcher:
                 hint = inotify_limit_hint(exc) if isinstance(exc, OSError) else "inotify is not available here"
                 self.problem = f"inotify unavailable ({reason}): watching by polling every {self.poll_s:g} s; {hint}"
                 log.warning("%s", self.problem)
-        obs = PollingObserver(timeout=self.poll_s)
+        # Polling walks the folders itself: it follows folder links only where a scan does
+        # (``_poll_stat``), never into / or round a loop.
+        obs = PollingObserverVFS(stat=self._poll_stat, listdir=os.scandir, polling_interval=self.poll_s)
         self._schedule_all(obs)
         obs.start()
         self._observer, self.mode = obs, "polling"
+
+    def _poll_stat(self, path: str) -> os.stat_result:
+        """``os.stat`` for the polling walk, but a folder link is seen as a link (not walked into) when
+        a scan would not follow it (``layout.link_refusal``) or it leads back into a watched folder."""
+        st = os.lstat(path)
+        if not stat.S_ISLNK(st.st_mode):
+            return st
+        try:
+            followed = os.stat(path)
+        except OSError:
+            return st  # a broken link
+        if not stat.S_ISDIR(followed.st_mode):
+            return followed  # a linked file: its changes count
+        target = os.path.realpath(path)
+        roots = [os.path.realpath(t) for t, recursive in self._targets() if recursive]
+        inside = any(target == r or target.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+        if inside or layout.link_refusal(target, os.path.realpath(self.project.root)) is not None:
+            return st
+        return followed
 
     def _targets(self) -> list[tuple[Path, bool]]:
         p = self.project

@@ -94,14 +94,20 @@ def detect(path: Path, forced: str = "auto") -> Family:
     return REGISTRY["sd1"]  # a pickle file we may not open before loading; from_single_file decides
 
 
-def load_base_model(model: ModelSection, device: Any, dtype: Any = None, cfg: TrainConfig | None = None) -> Model:
+def load_base_model(
+    model: ModelSection, device: Any, dtype: Any = None, cfg: TrainConfig | None = None, place: bool = True
+) -> Model:
     """The base model ``model.path`` names, loaded by its family in ``dtype`` on ``device``.
 
     ``cfg``: the whole training config, for the family's own section (``[flux]`` ...) and its
     checks of the other settings; without it (the matrix, reg images) the family's defaults.
+    A big model (``model.quantize``, ``train.offload_blocks``) is loaded on the CPU, quantised
+    there and then placed (lorawb.train.bigmodel); ``place=False`` leaves its denoiser on the CPU
+    for the trainer, which places it once the caches are filled.
     """
     import torch
 
+    from lorawb.train import bigmodel
     from lorawb.train.modelpath import check_model_path
 
     path = check_model_path(model)
@@ -109,8 +115,16 @@ def load_base_model(model: ModelSection, device: Any, dtype: Any = None, cfg: Tr
     settings = family.section(cfg) if cfg is not None else (family.settings() if family.settings else None)
     if cfg is not None:
         family.check_config(cfg)
-    loaded = family.load(model, path, device, dtype or torch.float32, settings)
+    offload = cfg.train.offload_blocks if cfg is not None else 0
+    big = bigmodel.staged(model.quantize, offload)
+    loaded = family.load(model, path, torch.device("cpu") if big else device, dtype or torch.float32, settings)
     loaded.settings = settings
+    if big:
+        # The frozen text encoders too: they fill the caches, and come back beside the denoiser for samples.
+        quantize_text = cfg is None or not cfg.network.train_text_encoder
+        bigmodel.stage(loaded, torch.device(device), model.quantize, offload, quantize_text=quantize_text)
+        if place:
+            bigmodel.place(loaded)
     return loaded
 
 

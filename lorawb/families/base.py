@@ -35,6 +35,32 @@ if TYPE_CHECKING:
 # --- what is known without loading (no torch) -------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ActivationModel:
+    """A family's activation memory for one training step, per element of (batch x tokens x width)
+    at the compute dtype's size: ``kept`` per block and ``live`` once with gradient checkpointing
+    (each block keeps its input; one block is recomputed at a time), ``full`` per block without.
+
+    ``measured``: the date and card of the calibration (bench/gpu_session.sh); empty while the
+    figures are estimates (the plan says so).
+    """
+
+    kept: float
+    live: float
+    full: float
+    measured: str = ""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named set of settings the Train form writes into its TOML in one go (the rest is left as it is)."""
+
+    name: str
+    help: str
+    values: tuple[tuple[str, Any], ...]  # (dotted key, value)
+    gpu_gb: float = 0.0  # the card it is made for (the plan checks that it fits)
+
+
 class Family:
     """A model family's static knowledge; one instance per family in the registry (lorawb.families)."""
 
@@ -57,6 +83,10 @@ class Family:
     lora_architectures: ClassVar[tuple[str, ...]] = ()
     kohya_network: ClassVar[str] = "networks.lora"  # the kohya network module that makes such LoRAs
     lora_group: ClassVar[str] = ""  # families whose LoRAs fit each other's models share a group (SD1, SD2)
+    # Memory: how much a training step's activations take (the memory plan; lorawb.train.memplan),
+    # and the form's presets of settings that fit a card.
+    activation: ClassVar[ActivationModel] = ActivationModel(kept=1.0, live=20.0, full=20.0)  # a transformer block's
+    presets: ClassVar[tuple[Preset, ...]] = ()
 
     # --- recognising a model -------------------------------------------------------------------
     def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
@@ -108,6 +138,7 @@ class Family:
                 f"model.prediction_type: {self.label} predicts the flow, not noise",
                 hint="set model.prediction_type = 'auto'",
             )
+        check_big_model(cfg)
 
     def section(self, cfg: TrainConfig) -> Any:
         """This family's settings from the config (its defaults when the config has none)."""
@@ -116,6 +147,13 @@ class Family:
         return getattr(cfg, self.name, None) or self.settings()
 
     # --- loading ------------------------------------------------------------------------------
+    model_class: ClassVar[type[Model]]  # the family's loaded-model class
+
+    def meta_denoiser_from_file(self, path: Path, folder: Path) -> Any:
+        """For the memory plan: the denoiser of a single file, built on the meta device (the caller
+        sets it) from the file's tensor shapes; None: ``folder``'s own config describes it."""
+        return None
+
     def load(self, cfg: ModelSection, path: Path, device: torch.device, dtype: torch.dtype, settings: Any) -> Model:
         raise NotImplementedError
 
@@ -125,6 +163,38 @@ class Family:
             "ss_base_model_version": self.base_model_version or self.name,
             "modelspec.architecture": (self.modelspec_architecture or self.name) + "/lora",
         }
+
+
+def check_big_model(cfg: TrainConfig) -> None:
+    """Offloading's needs (lorawb.train.bigmodel): the backward pass recomputes each offloaded block
+    (gradient checkpointing), and bitsandbytes' int8/nf4 layers are not moved block by block."""
+    if cfg.train.offload_blocks <= 0:
+        return
+    if not cfg.train.gradient_checkpointing:
+        raise ConfigError(
+            "train.offload_blocks needs train.gradient_checkpointing = true: the backward pass brings each "
+            "offloaded block back by recomputing it",
+            hint="set train.gradient_checkpointing = true",
+        )
+    if cfg.model.quantize in ("int8", "nf4"):
+        raise ConfigError(
+            f"train.offload_blocks cannot offload a {cfg.model.quantize} base (bitsandbytes' layers stay on the GPU)",
+            hint="use model.quantize = 'fp8' or 'none' with offloading, or train.offload_blocks = 0",
+        )
+
+
+# What memory presets share: 1024 px with the latent and text caches applying (captions fixed, crops
+# centred, no text-encoder LoRA) and the encoders off the GPU while they are idle.
+CACHED_1024: tuple[tuple[str, Any], ...] = (
+    ("dataset.resolution", 1024),
+    ("dataset.cache_latents", True),
+    ("dataset.cache_text", True),
+    ("dataset.crop", "center"),
+    ("dataset.shuffle_tags", False),
+    ("dataset.tag_dropout", 0.0),
+    ("network.train_text_encoder", False),
+    ("train.offload_frozen", True),
+)
 
 
 def vae_scale_of(path: Path) -> int | None:
@@ -202,6 +272,7 @@ class Model:
     recommended: dict[str, Any] = field(default_factory=dict)
     settings: Any = None  # the family's config section ([flux] ...), when it has one
     dtype: Any = None  # the frozen weights' torch dtype
+    big: Any = None  # quantisation and offloading, when on (lorawb.train.bigmodel.BigModel)
 
     @property
     def family(self) -> str:
@@ -232,6 +303,32 @@ class Model:
     @property
     def default_cfg(self) -> float:
         return float(self.recommended.get("cfg", self.spec.default_cfg))
+
+    # --- memory ---------------------------------------------------------------------------------
+    def blocks(self) -> list[Any]:
+        """The denoiser's repeated blocks, in the order a forward runs them: where nearly every weight
+        is. ``model.quantize`` quantises their Linear layers, ``train.offload_blocks`` keeps the first N
+        in CPU memory. Empty: the family has neither lever."""
+        return []
+
+    def image_tokens(self, side: int) -> int:
+        """Positions the denoiser sees for a square image ``side`` px wide (latent pixels, or patches)."""
+        return (side // self.vae_scale) ** 2
+
+    def text_tokens(self) -> int:
+        """Text tokens the denoiser's blocks attend over jointly with the image (0: cross-attention only)."""
+        return 0
+
+    def width(self) -> int:
+        """The denoiser's hidden width at its image tokens (the activation model's unit)."""
+        c = self.bare_denoiser.config
+        heads, head_dim = getattr(c, "num_attention_heads", None), getattr(c, "attention_head_dim", None)
+        if isinstance(heads, int) and isinstance(head_dim, int):
+            return heads * head_dim
+        channels = getattr(c, "block_out_channels", None)
+        if channels:
+            return int(channels[0])
+        return int(getattr(c, "hidden_size", 0) or getattr(c, "dim", 0))
 
     # --- latents ----------------------------------------------------------------------------------
     def encode_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

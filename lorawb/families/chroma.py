@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from lorawb.families.base import TextCond
+from lorawb.families.base import CACHED_1024, Preset, TextCond
 from lorawb.families.flow import FlowSettings, checkpoint_blocks
 from lorawb.families.flux import FluxFamily, FluxModel
 
@@ -57,6 +57,28 @@ class ChromaFamily(FluxFamily):
     transformer_class = "ChromaTransformer2DModel"
     pipeline_class = "ChromaPipeline"
     helpers = ()  # diffusers 0.42 has no Chroma ControlNet, IP-Adapter or editing pipeline
+    presets = tuple(
+        Preset(
+            f"Chroma {gb} GB",
+            f"1024 px, batch {batch}: {quant} base, latent + text caches (encoders off the GPU), gradient "
+            f"checkpointing, bf16, {optim}",
+            CACHED_1024
+            + (
+                ("model.quantize", quant),
+                ("train.batch_size", batch),
+                ("train.mixed_precision", "bf16"),
+                ("train.gradient_checkpointing", True),
+                ("train.optimizer", optim),
+                ("train.offload_blocks", 0),
+            ),
+            gpu_gb=gb,
+        )
+        for gb, quant, batch, optim in (
+            (24, "fp8", 2, "adamw"),
+            (16, "fp8", 1, "adamw8bit"),
+            (12, "nf4", 1, "adamw8bit"),
+        )
+    )
 
     def detect_keys(self, keys: list[str]) -> bool:
         bare = {k.split("diffusion_model.", 1)[-1] for k in keys}

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from lorawb.errors import ConfigError, ModelError
-from lorawb.families.base import Helper, TextCond
+from lorawb.families.base import CACHED_1024, ActivationModel, Helper, Preset, TextCond
 from lorawb.families.flow import FlowFamily, FlowModel, FlowSettings
 
 if TYPE_CHECKING:
@@ -258,6 +258,55 @@ class FluxFamily(FlowFamily):
     transformer_class = "FluxTransformer2DModel"
     pipeline_class = "FluxPipeline"
     helpers = ("ip-adapter", "controlnet", "edit")  # XLabs IP-Adapter, FluxControlNet, Kontext
+    # Per block, per element of (batch x image+text tokens x width), bf16: checkpointed, a block keeps
+    # its input; recomputed, one block holds its attention projections, MLP and the LoRAs' inputs.
+    # Estimates until bench/gpu_session.sh measures them on a GPU (flash/memory-efficient attention).
+    activation = ActivationModel(kept=1.0, live=24.0, full=22.0)
+    presets = (
+        Preset(
+            "Flux 24 GB",
+            "1024 px, batch 2: fp8 base, latent + text caches (encoders off the GPU), gradient checkpointing, bf16",
+            CACHED_1024
+            + (
+                ("model.quantize", "fp8"),
+                ("train.batch_size", 2),
+                ("train.mixed_precision", "bf16"),
+                ("train.gradient_checkpointing", True),
+                ("train.optimizer", "adamw"),
+                ("train.offload_blocks", 0),
+            ),
+            gpu_gb=24,
+        ),
+        Preset(
+            "Flux 16 GB",
+            "1024 px, batch 1: NF4 base (bitsandbytes), caches, gradient checkpointing, bf16, 8-bit AdamW",
+            CACHED_1024
+            + (
+                ("model.quantize", "nf4"),
+                ("train.batch_size", 1),
+                ("train.mixed_precision", "bf16"),
+                ("train.gradient_checkpointing", True),
+                ("train.optimizer", "adamw8bit"),
+                ("train.offload_blocks", 0),
+            ),
+            gpu_gb=16,
+        ),
+        Preset(
+            "Flux 12 GB",
+            "1024 px, batch 1: fp8 base with its 19 double blocks in CPU memory (slower), caches, gradient checkpointing, "
+            "bf16, 8-bit AdamW",
+            CACHED_1024
+            + (
+                ("model.quantize", "fp8"),
+                ("train.batch_size", 1),
+                ("train.mixed_precision", "bf16"),
+                ("train.gradient_checkpointing", True),
+                ("train.optimizer", "adamw8bit"),
+                ("train.offload_blocks", 19),
+            ),
+            gpu_gb=12,
+        ),
+    )
     model_class: type[FluxModel]
 
     def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
@@ -319,6 +368,22 @@ class FluxFamily(FlowFamily):
         for te in model.text_encoders:
             te.to(device, dtype)
         return model
+
+    def meta_denoiser_from_file(self, path: Path, folder: Path) -> Any:
+        import diffusers
+        import torch
+        from safetensors import safe_open
+
+        from lorawb.train.modelpath import read_json
+
+        with safe_open(str(path), framework="pt") as fh:
+            shapes = {k: torch.empty(fh.get_slice(k).get_shape(), device="meta") for k in fh.keys()}  # noqa: SIM118
+        state = strip_prefix(shapes)
+        known = read_json(folder / "transformer" / "config.json")
+        if "img_in.weight" not in state:
+            return None  # diffusers' names: the folder's config says the shapes
+        config = {k: v for k, v in self.config_from_state(state, known).items() if not k.startswith("_")}
+        return getattr(diffusers, self.transformer_class).from_config(config)
 
     def config_from_state(self, state: dict[str, Any], known: dict[str, Any]) -> dict[str, Any]:
         """FluxTransformer2DModel's config read off a BFL-layout state dict (``known``: a folder's
@@ -485,6 +550,17 @@ class FluxModel(FlowModel):
 
     def image_seq_len(self, latents: torch.Tensor) -> int:
         return int((latents.shape[-2] // 2) * (latents.shape[-1] // 2))
+
+    # --- memory -----------------------------------------------------------------------------------------------------
+    def blocks(self) -> list[Any]:
+        d = self.bare_denoiser
+        return [*d.transformer_blocks, *d.single_transformer_blocks]
+
+    def image_tokens(self, side: int) -> int:
+        return (side // self.vae_scale // 2) ** 2  # 2x2 patches
+
+    def text_tokens(self) -> int:
+        return self.t5_length
 
     def tokenize(self, captions: list[str]) -> list[torch.Tensor]:
         clip, t5 = self.tokenizers
@@ -817,7 +893,7 @@ def unflatten_bfl(flat: str) -> str | None:
 def module_rows(root: Any, name: str) -> int:
     module = root.get_submodule(name)
     base = getattr(module, "base_layer", module)
-    return int(base.weight.shape[0])
+    return int(base.out_features)  # a quantised layer's weight may be packed (nf4)
 
 
 def peft_state_dict(lora: LoraFile) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorawb.errors import ModelError
-from lorawb.families.base import Family, Helper, TextCond
+from lorawb.families.base import ActivationModel, Family, Helper, TextCond
 from lorawb.families.ddpm import DDPMModel, ddpm_scheduler
 
 if TYPE_CHECKING:
@@ -46,6 +46,9 @@ class SDFamily(Family):
     pipeline_class = "StableDiffusionPipeline"
     controlnet_pipeline_class = "StableDiffusionControlNetPipeline"
     helpers = ("ip-adapter", "controlnet")
+    # UNet blocks are coarse (down blocks, mid, up blocks) and widen with depth: per block, per element
+    # of (latent pixels x the first block's channels). Estimates until bench/gpu_session.sh measures them.
+    activation = ActivationModel(kept=10.0, live=100.0, full=100.0)
 
     def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
         from lorawb.train.modelpath import read_json
@@ -128,6 +131,10 @@ class SDModel(DDPMModel):
         hidden = text.hidden.to(noisy.device, dtype)
         added = self.added_cond(text.to(noisy.device, dtype), geometry)
         return self.denoiser(noisy.to(dtype), timesteps, hidden, added_cond_kwargs=added, return_dict=False)[0]
+
+    def blocks(self) -> list[Any]:
+        u = self.bare_denoiser
+        return [*u.down_blocks, u.mid_block, *u.up_blocks]
 
     def initial_noise(self, seed: int, width: int, height: int) -> torch.Tensor:
         import torch
@@ -253,6 +260,9 @@ def load_helper_model(cls: Any, folder: Path, what: str, device: Any, dtype: Any
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelError(f"cannot load this {what}: {exc}", path=folder) from exc
     return model.to(device, dtype).eval().requires_grad_(False)
+
+
+SDFamily.model_class = SDModel
 
 
 def module_device(module: Any) -> torch.device:

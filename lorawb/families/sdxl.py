@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lorawb.families.base import TextCond
+from lorawb.families.base import CACHED_1024, Preset, TextCond
 from lorawb.families.sd import SDFamily, SDModel, load_unet_model, module_device
 
 if TYPE_CHECKING:
@@ -34,6 +34,36 @@ class SDXLFamily(SDFamily):
     lora_group = "sdxl"
     pipeline_class = "StableDiffusionXLPipeline"
     controlnet_pipeline_class = "StableDiffusionXLControlNetPipeline"
+    # SDXL LoRA training on a card of a given size: what kohya's users do to fit (caches, checkpointing,
+    # an 8-bit optimizer), as lorawb settings. bench/gpu_session.sh measures their peak memory.
+    presets = (
+        Preset(
+            "SDXL 12 GB",
+            "1024 px, batch 1: latent + text caches (encoders off the GPU), gradient checkpointing, "
+            "bf16, 8-bit AdamW (needs bitsandbytes)",
+            CACHED_1024
+            + (
+                ("train.batch_size", 1),
+                ("train.mixed_precision", "bf16"),
+                ("train.gradient_checkpointing", True),
+                ("train.optimizer", "adamw8bit"),
+            ),
+            gpu_gb=12,
+        ),
+        Preset(
+            "SDXL 24 GB",
+            "1024 px, batch 2: latent + text caches (encoders off the GPU), bf16, fused AdamW, "
+            "no gradient checkpointing (faster)",
+            CACHED_1024
+            + (
+                ("train.batch_size", 2),
+                ("train.mixed_precision", "bf16"),
+                ("train.gradient_checkpointing", False),
+                ("train.optimizer", "adamw"),
+            ),
+            gpu_gb=24,
+        ),
+    )
 
     def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
         from lorawb.train.modelpath import read_json
@@ -95,3 +125,6 @@ class SDXLModel(SDModel):
             unet=denoiser or self.denoiser,
             scheduler=scheduler or self.sampler("ddim"),
         )
+
+
+SDXLFamily.model_class = SDXLModel

@@ -560,6 +560,11 @@ def load_plan(job: ImageJob) -> GeneratePlan:
     return GeneratePlan(**data)
 
 
+def save_plan(job: GenerateJob, plan: GeneratePlan) -> None:
+    """The plan a worker started later (the queue's) will draw."""
+    imagejob.save_plan(job, __name__, asdict(plan))
+
+
 def start_generate(
     project: Project, plan: GeneratePlan, *, detach: bool = True, progress: ProgressFn | None = None
 ) -> str | None:

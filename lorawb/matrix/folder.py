@@ -26,11 +26,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lorawb.core.confine import name_in
 from lorawb.core.fsutil import atomic_write_text
+from lorawb.core.refs import pick
 from lorawb.errors import LorawbError, RunError
 from lorawb.train.detached import JobFolder
 from lorawb.train.events import EventTail
-from lorawb.words import plural
 
 if TYPE_CHECKING:
     from lorawb.core.project import Project
@@ -74,11 +75,16 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 def new_matrix_id(matrices_dir: Path, name: str) -> str:
-    """The name as a folder name (a -2, -3 suffix if taken; a time stamp when empty)."""
+    """The name as a folder name (a -2, -3 suffix if taken; a time stamp when empty).
+
+    The slug keeps letters, digits and ``_.-``: whatever the name, the folder is one inside
+    matrices/ (``confine.name_in`` says so, naming ``--name``, if that ever stops being true).
+    """
     base = _slug(name) or datetime.now().strftime("%Y%m%d-%H%M%S")
     mid, n = base, 2
     while (matrices_dir / mid).exists():
         mid, n = f"{base}-{n}", n + 1
+    name_in(matrices_dir, mid, "--name")
     return mid
 
 
@@ -100,22 +106,15 @@ def find_matrix(project: Project, ref: str) -> MatrixFolder:
             return MatrixFolder(cand.parent.resolve())
         if (cand / "matrix.toml").is_file():
             return MatrixFolder(cand.resolve())
-    found = list_matrices(project.matrices_dir)
-    if ref in ("last", "latest") and found:
-        return found[-1]
-    exact = [m for m in found if m.id == ref]
-    if exact:
-        return exact[0]
-    matches = [m for m in found if m.id.startswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise RunError(
-            f"no matrix {ref!r}",
-            path=project.matrices_dir,
-            hint="`lorawb matrix list` lists them; `lorawb matrix new` makes one",
-        )
-    raise RunError(f"{ref!r} matches {plural(len(matches), 'matrix', 'matrices')}: " + ", ".join(m.id for m in matches))
+    return pick(
+        list_matrices(project.matrices_dir),
+        ref,
+        lambda m: m.id,
+        what=("matrix", "matrices"),
+        where=project.matrices_dir,
+        hint="`lorawb matrix list` lists them; `lorawb matrix new` makes one",
+        error=RunError,
+    )
 
 
 # --- ratings and promotions -----------------------------------------------------------------------

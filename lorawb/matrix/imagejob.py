@@ -122,13 +122,18 @@ def start(
     what: str = "images",
 ) -> str | None:
     """Save the plan and draw its missing images: detached (returns None at once) or here (the final state)."""
-    if job.is_alive():  # before its plan is replaced under it
-        raise RunError(f"{what} are already being generated", path=job.path, hint=job.busy_hint())
+    refuse_if_running(job, what)
     save_plan(job, module, plan)
     if detach:
         detached.spawn(job, WORKER_MODULE, [])
         return None
     return run(job, progress=progress)
+
+
+def refuse_if_running(job: ImageJob, what: str) -> None:
+    """Before a new plan replaces the one a worker is drawing."""
+    if job.is_alive():
+        raise RunError(f"{what} are already being generated", path=job.path, hint=job.busy_hint())
 
 
 def stop(job: ImageJob, wait: float = 0.0) -> bool:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lorawb.core.confine import name_problem
 from lorawb.core.fsutil import atomic_write_bytes, atomic_write_text, read_text
 from lorawb.core.project import STATE_DIR, Project
 from lorawb.errors import ConfigError
@@ -122,10 +123,17 @@ class RegPlan:
 
 
 def class_folder(class_word: str, repeats: int = 1) -> str:
-    """kohya's reg folder for a class: ``1_woman`` (the class tokens are what follows ``N_``)."""
+    """kohya's reg folder for a class: ``1_woman`` (the class tokens are what follows ``N_``).
+
+    The class becomes a folder name inside reg/: one plain name (``confine.name_problem``), else a
+    ConfigError naming ``--class``.
+    """
     cls = " ".join(class_word.split())
-    if not cls or "/" in cls or cls.startswith("."):
-        raise ConfigError(f"--class {class_word!r}: give a class word such as woman (no '/')")
+    why = name_problem(cls)
+    if why is not None:
+        raise ConfigError(
+            f"--class {class_word!r}: {why}; give a class word such as woman", hint="it names reg/1_<class>/"
+        )
     return f"{repeats}_{cls}"
 
 
@@ -196,6 +204,11 @@ def plan_reg(
         seed=seed,
         negative=cfg.sample.negative,
     )
+
+
+def save_plan(job: RegJob, plan: RegPlan) -> None:
+    """The plan a worker started later (the queue's) will draw."""
+    imagejob.save_plan(job, __name__, asdict(plan))
 
 
 def load_plan(job: ImageJob) -> RegPlan:

@@ -46,6 +46,12 @@ SLOT_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SPEC_NAME = "matrix.toml"
 
 SlotValue = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+# Bounds that keep a typo from being drawn (and then recommended): a LoRA weight of inf or 1e308,
+# a guidance scale of inf. Generous: weights past ±2 and guidance past 30 are rarely useful.
+MAX_WEIGHT = 10.0
+MAX_CFG = 100.0
+Weight = Annotated[float, Field(ge=-MAX_WEIGHT, le=MAX_WEIGHT, allow_inf_nan=False)]
+Cfg = Annotated[float, Field(ge=0, le=MAX_CFG, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -61,7 +67,9 @@ class MatrixSection(_Strict):
     width: int = Field(0, ge=0, le=4096, description="0: the model's recommendation, else the project resolution")
     height: int = Field(0, ge=0, le=4096, description="0: the model's recommendation, else the project resolution")
     steps: int = Field(0, ge=0, le=1000, description="sampling steps (0: the model's recommendation, else 20)")
-    cfg: float = Field(0.0, ge=0, description="guidance scale (0: the model's recommendation, else 7)")
+    cfg: float = Field(
+        0.0, ge=0, le=MAX_CFG, allow_inf_nan=False, description="guidance scale (0: the model's recommendation, else 7)"
+    )
     sampler: Literal["ddim", "euler", "dpm"] = Field("ddim", description="sampler: " + ", ".join(SAMPLERS))
     batch: int = Field(8, ge=1, le=256, description="images per pipeline call")
     controls: list[str] = Field(
@@ -77,9 +85,9 @@ class AxesSection(BaseModel):
     __pydantic_extra__: dict[str, Annotated[list[SlotValue], Field(min_length=1)]] = Field(init=False)
 
     checkpoint: Annotated[list[int | str], Field(min_length=1)] | None = None
-    weight: Annotated[list[float], Field(min_length=1)] | None = None
+    weight: Annotated[list[Weight], Field(min_length=1)] | None = None
     seed: Annotated[list[Annotated[int, Field(ge=0, lt=2**63)]], Field(min_length=1)] | None = None
-    cfg: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] | None = None
+    cfg: Annotated[list[Cfg], Field(min_length=1)] | None = None
     steps: Annotated[list[Annotated[int, Field(ge=1, le=1000)]], Field(min_length=1)] | None = None
     sampler: Annotated[list[Literal["ddim", "euler", "dpm"]], Field(min_length=1)] | None = None
 

@@ -72,7 +72,7 @@ class Batches:
                 time.time() - t0,
             )
         self.text: TextCache | None = None
-        if ds.cache_text and D.captions_are_fixed(ds) and not cfg.network.train_text_encoder:
+        if D.text_is_cached(cfg):
             self.text = TextCache(model)
             captions = {self.caption_for(it.caption, is_reg=it.is_reg) for it in self.items}
             if ds.caption_dropout > 0:

@@ -51,6 +51,7 @@ class Comparison:
     common_step: int | None  # the last step both runs reached
     loss_at_common: tuple[float | None, float | None]  # smoothed loss of each run at common_step
     regularisation: tuple[str, str] = ("none", "none")  # what kept each LoRA general (prior_method)
+    changed: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # settings each run changed when it resumed
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -189,7 +190,21 @@ def compare_runs(
     common = min(ca.steps, cb.steps) if ca.steps and cb.steps else None
     at = (smoothed_at(ma, common), smoothed_at(mb, common)) if common else (None, None)
     prior = (prior_method(conf_a), prior_method(conf_b))
-    return Comparison(ma.run.id, mb.run.id, tuple(diff), (ca, cb), common, at, prior)
+    changed = (resume_changes(ma.run), resume_changes(mb.run))
+    return Comparison(ma.run.id, mb.run.id, tuple(diff), (ca, cb), common, at, prior, changed)
+
+
+def resume_changes(run: RunFolder) -> tuple[str, ...]:
+    """The settings a run changed when it was resumed (``lorawb resume RUN --set``), in words:
+    its config.toml shows the value it ended with, these say from which step."""
+    from lorawb.train.events import read_events
+
+    out = []
+    for ev in read_events(run.events):
+        if ev.get("type") == "config_change":
+            for c in ev.get("changes", []):
+                out.append(f"{c.get('key')} {c.get('from')} → {c.get('to')} from step {ev.get('step')}")
+    return tuple(out)
 
 
 def _loaded(run: RunFolder, smoothing: float) -> RunMonitor:

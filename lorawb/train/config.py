@@ -50,6 +50,11 @@ class ModelSection(_Section):
     prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field(
         "auto", description="override the scheduler's prediction type (v_prediction for SD2 768-v models)"
     )
+    quantize: Literal["none", "nf4", "int8", "fp8"] = Field(
+        "none",
+        description="store the frozen denoiser's block weights quantised (the LoRA trains in full precision "
+        "on top): fp8 (1 byte/weight), int8 (bitsandbytes), nf4 (4-bit, bitsandbytes); `lorawb plan` shows the memory",
+    )
 
     @field_validator("family")
     @classmethod
@@ -140,6 +145,12 @@ class TrainSection(_Section):
     channels_last: bool = Field(False, description="the UNet's convolutions in channels-last memory layout")
     offload_frozen: bool = Field(
         True, description="move the text encoders / VAE off the GPU while the text / latent caches make them idle"
+    )
+    offload_blocks: int = Field(
+        0,
+        ge=0,
+        description="keep the frozen weights of the denoiser's first N blocks in CPU memory, copied in block by "
+        "block (for models larger than the card; slower; needs gradient_checkpointing)",
     )
     preservation: Literal["none", "output"] = Field(
         "none",
@@ -310,10 +321,23 @@ def resolve_config(
         raise ConfigError("train.max_steps and train.epochs are both 0: set one of them")
     cfg = fill_project_defaults(cfg, project, base=file_path.parent if file_path else None)
     check_preservation(cfg)
-    family = family_of(cfg)
-    if family is not None:
-        family.check_config(cfg)
+    check_family(cfg)
     return cfg
+
+
+def check_family(cfg: TrainConfig, text: str | None = None) -> None:
+    """The model family's own checks of the settings (a sampler it has not, min-SNR on a flow model...),
+    when the family can be told; the ConfigError names the key (``text``: the TOML, for its line)."""
+    family = family_of(cfg)
+    if family is None:
+        return
+    try:
+        family.check_config(cfg)
+    except ConfigError as exc:
+        if text is None or exc.line is not None:
+            raise
+        key = exc.message.split(":", 1)[0].strip()
+        raise ConfigError(exc.message, hint=exc.hint, line=tomlio.find_key_line(text, key)) from exc
 
 
 def check_preservation(cfg: TrainConfig, text: str | None = None) -> None:
@@ -397,7 +421,12 @@ def project_training(project: Project) -> ProjectTraining:
                 line=tomlio.find_key_line(project.config_text, "train.max_steps"),
             )
         )
-    return ProjectTraining(fill_project_defaults(cfg, project), errors, dropped)
+    filled = fill_project_defaults(cfg, project)
+    try:
+        check_family(filled, project.config_text)
+    except ConfigError as exc:
+        errors.append(ConfigError(exc.message, path=project.config_path, line=exc.line, hint=exc.hint))
+    return ProjectTraining(filled, errors, dropped)
 
 
 def where(exc: ConfigError) -> str:

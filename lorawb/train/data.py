@@ -34,7 +34,7 @@ from lorawb.errors import ConfigError, LorawbError
 if TYPE_CHECKING:
     import torch
 
-    from lorawb.train.config import DatasetSection
+    from lorawb.train.config import DatasetSection, TrainConfig
 
 
 @dataclass
@@ -314,6 +314,12 @@ def class_caption(caption: str, trigger: str, cls: str) -> str:
 def captions_are_fixed(cfg: DatasetSection) -> bool:
     """True when every image's caption is the same each time (so text embeddings can be cached)."""
     return not cfg.shuffle_tags and cfg.tag_dropout == 0
+
+
+def text_is_cached(cfg: TrainConfig) -> bool:
+    """Does a run encode its captions once (the text cache) rather than every step?"""
+    ds = cfg.dataset
+    return ds.cache_text and captions_are_fixed(ds) and not cfg.network.train_text_encoder
 
 
 # --- batch order ----------------------------------------------------------------------------------

@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import tomlkit
 
+from lorawb import families
 from lorawb.core import tomlio
 from lorawb.errors import ConfigError, LorawbError
+from lorawb.families.base import Preset
 from lorawb.train.compare import DiffRow, config_diff
 from lorawb.train.config import (
     TrainConfig,
+    check_family,
     check_preservation,
     fill_project_defaults,
     load_run_config,
@@ -57,57 +60,9 @@ FIELDS: tuple[FormField, ...] = (
 PROMPTS_KEY = "sample.prompts"
 
 
-@dataclass(frozen=True)
-class Preset:
-    """A named set of settings the form writes into its TOML in one go (the rest is left as it is)."""
-
-    name: str
-    help: str
-    values: tuple[tuple[str, Any], ...]  # (dotted key, value)
-
-
-# SDXL LoRA training on a GPU of a given size: what kohya's users do to fit (caches, checkpointing,
-# an 8-bit optimizer), as lorawb settings. Both keep the captions fixed so the text cache applies
-# (tag shuffling and tag dropout re-encode captions every step) and crop centered so the latent
-# cache does. bench/gpu_session.sh measures their peak memory.
-_SDXL_CACHED: tuple[tuple[str, Any], ...] = (  # what both presets share
-    ("dataset.resolution", 1024),
-    ("dataset.cache_latents", True),
-    ("dataset.cache_text", True),
-    ("dataset.crop", "center"),
-    ("dataset.shuffle_tags", False),
-    ("dataset.tag_dropout", 0.0),
-    ("network.train_text_encoder", False),
-)
-
-PRESETS: tuple[Preset, ...] = (
-    Preset(
-        "SDXL 12 GB",
-        "1024 px, batch 1: latent + text caches (encoders off the GPU), gradient checkpointing, "
-        "bf16, 8-bit AdamW (needs bitsandbytes)",
-        _SDXL_CACHED
-        + (
-            ("train.batch_size", 1),
-            ("train.mixed_precision", "bf16"),
-            ("train.gradient_checkpointing", True),
-            ("train.optimizer", "adamw8bit"),
-            ("train.offload_frozen", True),
-        ),
-    ),
-    Preset(
-        "SDXL 24 GB",
-        "1024 px, batch 2: latent + text caches (encoders off the GPU), bf16, fused AdamW, "
-        "no gradient checkpointing (faster)",
-        _SDXL_CACHED
-        + (
-            ("train.batch_size", 2),
-            ("train.mixed_precision", "bf16"),
-            ("train.gradient_checkpointing", False),
-            ("train.optimizer", "adamw"),
-            ("train.offload_frozen", True),
-        ),
-    ),
-)
+# Memory presets: each family contributes its own (Family.presets: settings that fit a card, which
+# the memory plan checks in the tests); the form lists them all.
+PRESETS: tuple[Preset, ...] = tuple(p for family in families.REGISTRY.values() for p in family.presets)
 
 
 def apply_preset(text: str, preset: Preset) -> str:
@@ -228,6 +183,7 @@ def validate(text: str, project: Project) -> TrainConfig:
         )
     cfg = fill_project_defaults(cfg, project)
     check_preservation(cfg, text)
+    check_family(cfg, text)
     return cfg
 
 

@@ -55,11 +55,74 @@ def start_run(
     return run
 
 
-def resume_run(run: RunFolder, detach: bool, progress: Callable[[dict[str, Any]], None] | None = None) -> RunFolder:
-    """Continue a stopped (or failed, or killed) run from its saved resume state."""
+# Settings a run may change when it resumes: how the frozen base is held in memory, not what the
+# LoRA learns (its optimizer state, data order and schedule stay valid).
+RESUME_CHANGES = (
+    "model.quantize",
+    "train.offload_blocks",
+    "train.gradient_checkpointing",
+    "train.offload_frozen",
+    "train.compile",
+    "train.channels_last",
+)
+
+
+def resume_run(
+    run: RunFolder,
+    detach: bool,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> RunFolder:
+    """Continue a stopped (or failed, or killed) run from its saved resume state; ``overrides``
+    (``--set KEY=VALUE``) change one memory setting first (``change_on_resume``)."""
     check_resumable(run)
+    if overrides:
+        change_on_resume(run, overrides)
     launch(run, detach=detach, resume=True, progress=progress)
     return run
+
+
+def change_on_resume(run: RunFolder, overrides: list[str] | tuple[str, ...]) -> list[tuple[str, Any, Any]]:
+    """Rewrite the run's frozen config with ``overrides`` and record the change in its events
+    (``config_change``: the step it applies from, each key with its old and new value).
+
+    The one-change guard: one setting per resume, and only those in ``RESUME_CHANGES`` (the LoRA,
+    optimizer, data order and schedule of the saved state must stay valid). Returns the changes.
+    """
+    from lorawb.core.fsutil import atomic_write_text
+    from lorawb.train.config import config_diff
+    from lorawb.train.events import EventWriter
+    from lorawb.train.runfolder import summarize
+
+    before = load_run_config(run.config)
+    after = before.with_overrides(overrides)
+    changes = config_diff(before, after)
+    if not changes:
+        return []
+    wrong = [key for key, _, _ in changes if key not in RESUME_CHANGES]
+    if wrong:
+        raise ConfigError(
+            f"--set {wrong[0]}: a resumed run keeps what it learns with; only how the base is held in memory "
+            "can change",
+            hint="on resume: " + ", ".join(RESUME_CHANGES) + "; start a new run to change the rest",
+        )
+    if len(changes) > 1:
+        raise ConfigError(
+            "--set: one change per resume ("
+            + ", ".join(k for k, _, _ in changes)
+            + "): one at a time shows what each does",
+            hint="resume with the first; if it still does not fit, stop and resume with the next",
+        )
+    from lorawb.train.config import family_of
+
+    family = family_of(after)
+    if family is not None:
+        family.check_config(after)
+    step = summarize(run).resumable_step or 0
+    atomic_write_text(run.config, after.to_toml())
+    with EventWriter(run.events) as events:
+        events.emit("config_change", step=step, changes=[{"key": k, "from": a, "to": b} for k, a, b in changes])
+    return changes
 
 
 def check_resumable(run: RunFolder) -> None:

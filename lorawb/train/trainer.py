@@ -29,8 +29,8 @@ import torch.nn.functional as F
 
 from lorawb.errors import LorawbError, RunError
 from lorawb.families import Model, Noised, TextCond, load_base_model
+from lorawb.train import bigmodel, kohya, trackers
 from lorawb.train import data as D
-from lorawb.train import kohya, trackers
 from lorawb.train import speed as S
 from lorawb.train.batches import Batch, Batches, cache_root, center_crop, seed_for
 from lorawb.train.caches import LatentCache, save_torch
@@ -144,11 +144,14 @@ def train(
         try:
             return _train(run, cfg, resume, events, log, stop, progress)
         except BaseException as exc:
-            error, hint = describe_failure(exc)
+            failure = exc
+            if isinstance(exc, torch.OutOfMemoryError):  # while loading or caching: no step yet
+                failure = out_of_memory(exc, run, cfg, None)
+            error, hint = describe_failure(failure)
             log.exception("run failed: %s", error)
             events.status("failed", error=error, hint=hint)
-            if isinstance(exc, torch.cuda.OutOfMemoryError):
-                raise TrainingError(error, hint=hint) from exc
+            if failure is not exc:
+                raise failure from exc
             raise
 
 
@@ -167,8 +170,37 @@ def _train(
         if resume:
             resume_state(ctx)
         return _loop(ctx)
+    except torch.OutOfMemoryError as exc:
+        raise out_of_memory(exc, run, cfg, ctx) from exc
     finally:
         ctx.batches.close()
+
+
+def out_of_memory(exc: BaseException, run: RunFolder, cfg: TrainConfig, ctx: Context | None) -> TrainingError:
+    """The run ends on an out-of-memory error with the step, the memory at the time and the next lever
+    from the memory plan. With a Context, the memory is freed and the last completed step saved (LoRA
+    and resume state), so `lorawb resume RUN --set LEVER` continues from there."""
+    from lorawb.train.memplan import next_lever
+
+    device = ctx.acc.device if ctx is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    allocated, peak, total = bigmodel.memory_now(device)
+    step = ctx.state.step + 1 if ctx is not None else 0
+    if ctx is not None:
+        ctx.optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        try:
+            save_checkpoint(ctx)
+        except Exception:  # saving must not hide the error it follows
+            ctx.log.exception("could not save the state after running out of memory")
+    report = bigmodel.OomReport(step, allocated, peak, total)
+    lever = next_lever(cfg)
+    if lever is not None:
+        report.lever, report.lever_plan_gb = lever[0].spec, lever[1].peak_gb
+    message = (
+        report.message() if ctx is not None else "out of GPU memory while loading the model and filling the caches"
+    )
+    return TrainingError(message, hint=report.hint(run.id))
 
 
 def build_context(
@@ -194,7 +226,7 @@ def build_context(
         mixed_precision,
         torch.get_num_threads(),
     )
-    model = load_base_model(cfg.model, acc.device, dtype, cfg)
+    model = load_base_model(cfg.model, acc.device, dtype, cfg, place=False)  # a big model's denoiser: after the caches
     log.info("base model %s (%s, %s prediction)", model.source, model.family, model.prediction_type)
     dataset = load_data(cfg, log, events)
     warn_setup(cfg, model, dataset, log, events)
@@ -202,6 +234,7 @@ def build_context(
     batches = Batches(cfg, model, dataset, run, log, acc.num_processes, acc.process_index)
     try:
         parking = speed_levers(cfg, model, batches, acc.device, log)
+        bigmodel.place(model, log)
         optimizer = make_optimizer(cfg, lora, acc.device)
         micro_per_step = cfg.train.grad_accum * acc.num_processes
         per_epoch = batches.stream.batches_per_epoch
@@ -530,6 +563,8 @@ def estimate_step_seconds(model: Model, cfg: TrainConfig, native: int) -> tuple[
     Measured: one denoiser forward pass over a batch at ``native`` px (a step is about three: forward
     and backward), scaled by the pixel ratio, a lower bound (attention grows faster). None if it cannot run.
     """
+    if model.big is not None and not model.big.placed:
+        return None  # the denoiser waits on the CPU until the caches are filled
     try:
         b = cfg.train.batch_size
         side = max(1, native // model.vae_scale)
@@ -561,6 +596,7 @@ def setup_network(cfg: TrainConfig, model: Model, log: logging.Logger, init_from
         targets=model.lora_targets(cfg.network),
     )
     log.info("LoRA on %d denoiser layers, %d trainable parameters", len(lora.unet_modules), lora.num_params)
+    bigmodel.install_offload(model)  # before checkpointing wraps the blocks: recomputing brings them in
     if init_from and cfg.network.init_from:
         report = init_from_file(model, Path(cfg.network.init_from), cfg.network)
         log.info("started from %s: %d layers loaded", cfg.network.init_from, report.loaded)
@@ -1036,7 +1072,7 @@ def run_log(run: RunFolder, rank: int = 0) -> contextlib.AbstractContextManager[
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
     """(error, hint) for the failed status."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
+    if isinstance(exc, torch.OutOfMemoryError):
         return "out of GPU memory", OOM_HINT
     if isinstance(exc, LorawbError):
         return exc.message if not exc.path else f"{exc.path}: {exc.message}", exc.hint or ""

@@ -7,6 +7,7 @@ made by other programs reach the tabs as messages (lorawb.tui.messages).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -21,12 +22,19 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
-from lorawb.core import caption_history
+from lorawb.core import caption_history, journal, state
 from lorawb.core.index import DATASET, INBOX, IndexSnapshot, ProjectIndex, project_areas
 from lorawb.core.project import Project
 from lorawb.core.watch import ProjectWatcher, WatchBatch
 from lorawb.errors import LorawbError
-from lorawb.tui.messages import ConfigReloaded, DatasetChanged, FilesChanged, MatricesChanged, RunsChanged
+from lorawb.tui.messages import (
+    ConfigReloaded,
+    DatasetChanged,
+    FilesChanged,
+    MatricesChanged,
+    RunsChanged,
+    StateReset,
+)
 from lorawb.tui.tabs.captions import CaptionsTab
 from lorawb.tui.tabs.matrix import MatrixTab
 from lorawb.tui.tabs.train import TrainTab
@@ -117,7 +125,8 @@ class LorawbApp(App):
         self.title = self.project.name
         self.sub_title = f"trigger {self.project.trigger or '(none set)'}"
         self.query_one("#watch-status", Static).display = False
-        self.count_dataset()
+        state.add_reset_listener(self._state_reset)
+        self.count_dataset(recover=True)
         self.start_watching()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -143,9 +152,19 @@ class LorawbApp(App):
         self.show_counts()
 
     @work(thread=True, exclusive=True, group="count")
-    def count_dataset(self) -> None:
-        """Header counts first from the cached index (instant), then a rescan; the tabs re-read after it."""
+    def count_dataset(self, recover: bool = False) -> None:
+        """Header counts first from the cached index (instant), then a rescan; the tabs re-read after it.
+
+        ``recover`` (at start): first finish or drop what a killed lorawb left half done (lorawb.core.journal).
+        """
         try:
+            if recover:
+                try:
+                    messages = journal.recover(self.project)
+                except (sqlite3.Error, OSError):
+                    messages = []  # a read-only or full .lorawb/: what follows meets it and says so
+                for message in messages:
+                    self.call_from_thread(self.notify, message, title="interrupted change", timeout=10)
             cached = self.index.load_cached()
             if cached is not None:
                 self.call_from_thread(setattr, self, "sub_title", self._counts_text(cached))
@@ -193,8 +212,18 @@ class LorawbApp(App):
             watcher.stop()
 
     def on_unmount(self) -> None:
+        state.remove_reset_listener(self._state_reset)
         self.stop_watching()
         self.index.close()
+
+    def _state_reset(self, notice: str) -> None:
+        """From any thread: the state database was damaged and replaced (lorawb.core.state)."""
+        self.post_message(StateReset(notice))
+
+    def on_state_reset(self, msg: StateReset) -> None:
+        state.take_notices()  # shown here, not again by a command later in this process
+        self.notify(msg.notice, title="state database rebuilt", severity="warning", timeout=20)
+        self.count_dataset()  # the index is rebuilt from the files
 
     def _watch_batch(self, batch: WatchBatch) -> None:
         """From the watcher's thread: hand the batch to the UI thread."""

@@ -62,3 +62,14 @@ class ConfigReloaded(Message, bubble=False):
     def __init__(self, project: Project) -> None:
         super().__init__()
         self.project = project
+
+
+class StateReset(Message):
+    """The state database was found damaged and moved aside (lorawb.core.state): ``notice`` says what was lost.
+
+    Posted to the app from whichever thread found it; the app shows it and rescans.
+    """
+
+    def __init__(self, notice: str) -> None:
+        super().__init__()
+        self.notice = notice

@@ -1,6 +1,6 @@
 """A bulk caption write killed mid-way (SIGKILL) leaves every caption either old or new: never empty, never half.
 
-The process is killed by the write's own test hook (LORAWB_TEST_KILL_AFTER_RENAMES=K: SIGKILL
+The process is killed by the write's own test hook (LORAWB_TEST_KILL_AT=rename:K: SIGKILL
 after K renames), so the kill lands exactly between two renames, after every temp file was
 written and synced: the moment where a writer that renamed before syncing, or wrote in place,
 would leave empty or half files.
@@ -60,9 +60,9 @@ SCRIPT = textwrap.dedent(
 
 def _run(project: Project, what: str, kill_after: int | None) -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("LORAWB_TEST_KILL_AFTER_RENAMES", None)
+    env.pop("LORAWB_TEST_KILL_AT", None)
     if kill_after is not None:
-        env["LORAWB_TEST_KILL_AFTER_RENAMES"] = str(kill_after)
+        env["LORAWB_TEST_KILL_AT"] = f"rename:{kill_after}"
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(project.root), what], env=env, timeout=120)
     return proc.returncode
 

@@ -136,7 +136,8 @@ def test_doctor_cli_json(problem_project, capsys):
     assert data["top_tags"][0] == {"tag": "bar", "count": 2}
     assert set(data) == {
         "project", "dataset_dir", "trigger", "resolution", "min_resolution", "images", "image_files", "folders",
-        "unreadable", "captions_missing", "captions_empty", "orphan_captions", "non_utf8_captions",
+        "unreadable", "links_not_followed", "captions_too_large", "captions_missing", "captions_empty",
+        "orphan_captions", "non_utf8_captions",
         "bom_captions", "low_resolution", "duplicates", "captions_counted", "trigger_first",
         "trigger_anywhere", "without_trigger", "trigger_not_first", "buckets", "tags_distinct",
         "tags_total", "top_tags", "notes", "config_errors", "training_warnings", "steps_per_epoch",

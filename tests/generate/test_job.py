@@ -133,3 +133,26 @@ def test_a_lora_fills_the_datasets_gaps_with_the_trigger(trained_project, tmp_pa
         assert f"<lora:{lora.stem}:0.8>" in im.text["parameters"]
     with pytest.raises(ConfigError, match="no such file"):
         job.plan_generate(project, job.GenerateOptions(lora="nope.safetensors"))
+
+
+def test_generate_can_be_queued(gen_project, tmp_path, monkeypatch, capsys):
+    from lorawb.queue import store
+    from tests.queue.conftest import stop_runner_and_jobs
+
+    monkeypatch.setenv("LORAWB_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    root = str(gen_project.root)
+    try:
+        assert main(["queue", "pause"]) == 0
+        capsys.readouterr()
+        assert main(["generate", root, "--queue"]) == 0
+        out, err = capsys.readouterr()
+        assert out == "1\n" and "candidates of 'zkx_mira': 0/4 drawn" in err  # stdout: the job id alone
+        job = store.load(tmp_path / "state" / "queue").get("1")
+        assert (job.kind, job.state) == ("generate", "queued")
+        assert job.folder == str(job_folder := (gen_project.root / ".lorawb" / "generate").resolve())
+        assert json.loads((job_folder / "plan.json").read_text())["module"] == "lorawb.generate.job"
+        assert main(["queue", "add", "--", "generate", root]) == 2
+        assert "a generate job is already in the queue as job 1" in capsys.readouterr().err
+    finally:
+        stop_runner_and_jobs(tmp_path / "state" / "queue")

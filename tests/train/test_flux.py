@@ -405,17 +405,6 @@ def test_init_from_any_naming_starts_where_the_file_ended(naming, flux_with_lora
 
 # --- what other tools load --------------------------------------------------------------------------------------
 
-FLUX1_DEV = dict(
-    num_layers=19,
-    num_single_layers=38,
-    attention_head_dim=128,
-    num_attention_heads=24,
-    joint_attention_dim=4096,
-    pooled_projection_dim=768,
-    guidance_embeds=True,
-    in_channels=64,
-)
-
 
 def kohya_flux_names() -> set[str]:
     """kohya sd-scripts' Flux LoRA layer names (networks/lora_flux.py, read, not copied): every Linear of
@@ -440,11 +429,12 @@ def test_full_size_flux_names_are_kohyas_comfyuis_and_diffusers_loads_every_key(
     from safetensors.torch import save_file
 
     from lorawb.families.flux import FluxFamily, FluxModel, to_bfl
+    from lorawb.toyworld.fullsize import FLUX_TRANSFORMER
     from lorawb.train.config import NetworkSection
     from lorawb.train.lora import add_lora
 
     with torch.device("meta"):
-        transformer = FluxTransformer2DModel(**FLUX1_DEV)
+        transformer = FluxTransformer2DModel(**FLUX_TRANSFORMER)
     bfl_keys = list(to_bfl(transformer.state_dict()))
     model = FluxModel(FluxFamily(), tmp_path, transformer, None, [], [], {}, settings=FluxFamily.settings())
     net = NetworkSection(rank=1, alpha=1, target_modules=list(FluxFamily.default_targets))
@@ -525,3 +515,66 @@ def test_lora_family_and_naming_of_a_file(flux_with_lora, tmp_path):
     kohya.save_lora(path, load_file(str(path)), families.get("flux").lora_metadata())
     got = info(path)
     assert (got.family, got.naming) == ("flux", "kohya")
+
+
+# --- the app's form, init and the doctor ------------------------------------------------------------------------
+
+
+def test_the_form_checks_flux_settings_with_their_line(tiny_flux, tmp_path):
+    from lorawb.train import form as F
+
+    p = Project.load(project(tmp_path, tiny_flux, n=1))
+    text = F.project_source(p).config.to_toml()
+    assert "[flux]" in text and F.validate(text, p).flux.guidance == 1.0
+    bad = F.set_in_toml(text, "sample.scheduler", "dpm")
+    with pytest.raises(ConfigError) as exc:
+        F.validate(bad, p)
+    assert F.error_key(exc.value) == "sample.scheduler"
+    assert bad.splitlines()[exc.value.line - 1].startswith("scheduler = ")
+    changed = F.set_in_toml(text, "flux.guidance", 3.5)
+    rows = F.differences(changed, F.project_source(p), p)
+    assert [r.key for r in rows] == ["flux.guidance"]  # the one-change guard sees family settings
+
+
+def test_init_on_a_flux_folder_recommends_1024_px(tiny_flux, tmp_path, capsys):
+    import shutil
+
+    from lorawb.cli import main
+
+    real = tmp_path / "flux-like"
+    shutil.copytree(tiny_flux, real)
+    (real / "lorawb_model.json").unlink()  # as downloaded: no lorawb file, the family's usual size
+    assert main(["init", str(tmp_path / "mira"), "--trigger", "zkx_mira", "--model", str(real)]) == 0
+    config = Project.load(tmp_path / "mira").config
+    assert config.project.resolution == 1024
+    assert resolve_config(Project.load(tmp_path / "mira")).dataset.bucket_step == 64
+
+
+def test_the_doctor_reads_a_flux_project(tiny_flux, tmp_path):
+    from lorawb.core.doctor import diagnose
+
+    root = project(tmp_path, tiny_flux, n=2)
+    report = diagnose(Project.load(root))
+    assert report.config_errors == [] and not [w for w in report.training_warnings if "the model's" in w]
+    text = (root / "lorawb.toml").read_text()
+    (root / "lorawb.toml").write_text(text.replace("steps = 2\n", "steps = 2\nscheduler = 'dpm'\n", 1))
+    report = diagnose(Project.load(root))
+    assert len(report.config_errors) == 1 and "sample.scheduler" in report.config_errors[0]
+    assert "lorawb.toml:" in report.config_errors[0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_preservation_reg_images_and_validation_work_for_flow_models(family, model_of, tmp_path):
+    from tests.train.conftest import write_images
+
+    root = project(tmp_path, model_of(family), n=4)
+    write_images(root / "reg" / "1_woman", 2, trigger="woman")
+    p = Project.load(root)
+    over = [*FAST, "train.max_steps=2", "train.val_every_n_steps=2", "dataset.validation_split=0.25"]
+    over += ["train.preservation='output'", "train.preservation_class='woman'", "dataset.prior_loss_weight=0.5"]
+    run = start_run(p, resolve_config(p, overrides=over), detach=False)
+    events = read_events(run.events)
+    (val,) = [e for e in events if e["type"] == "val"]
+    assert math.isfinite(val["val_loss"]) and val["val_loss"] > 0
+    assert events[-1]["type"] == "status" and events[-1]["state"] == "finished"
+    assert "2 reg images" in run.log.read_text() and "output preservation: class 'woman'" in run.log.read_text()

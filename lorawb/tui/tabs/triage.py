@@ -46,7 +46,7 @@ from lorawb.tui.messages import ConfigReloaded, DatasetChanged
 from lorawb.tui.widgets.image_grid import GridItem, ImageGrid
 from lorawb.tui.widgets.image_view import ImageView
 from lorawb.tui.widgets.tag_modal import TagScreen, report_applied
-from lorawb.words import plural
+from lorawb.words import plural, size_text
 
 SMALL_DELTA = 64  # changes patched into the list on the event loop (more go to the loader thread)
 DEDUPE_DELAY_S = 1.5  # after the first listing, before near-duplicate hashing starts in the background
@@ -320,7 +320,7 @@ class TriageTab(Vertical):
         if item.error:
             t.append(item.error, style="red")
         else:
-            t.append(f"{item.width}×{item.height} {item.mode} {item.format} · {_size(item.size_bytes)}")
+            t.append(f"{item.width}×{item.height} {item.mode} {item.format} · {size_text(item.size_bytes)}")
             t.append("\n" + self._bucket_text(item))
             if item.area in (tri.DATASET, REG):
                 t.append(f" · ×{repeats_for(item.folder)}")
@@ -766,11 +766,3 @@ class TriageTab(Vertical):
     def _sort_by(self, key: str) -> None:
         self.sort = key
         self.refilter()
-
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.0f} KiB"
-    return f"{n / 1024 / 1024:.1f} MiB"
