@@ -135,3 +135,32 @@ def test_flux_has_controlnet_ip_adapter_and_kontext_editing(tmp_path, tiny_flux)
         one, two = gen.run_batch([r])[0], gen.run_batch([ImageRequest(**{**r.__dict__, "helper_input": str(b)})])[0]
         assert one.size == (size, size)
         assert np.abs(np.asarray(one, dtype=int) - np.asarray(two, dtype=int)).max() > 0, kind
+
+
+@pytest.mark.slow
+def test_sdxl_has_ip_adapter_and_controlnet(tmp_path, tiny_sdxl):
+    from lorawb.families import Helper
+    from lorawb.generate import poses
+    from lorawb.matrix.generate import Generator
+    from lorawb.matrix.requests import ImageRequest
+    from lorawb.train.config import ModelSection
+
+    adapter = build_tiny_ip_adapter(tmp_path / "ip", tiny_sdxl)
+    net = build_tiny_controlnet(tmp_path / "cn", tiny_sdxl)
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    poses.draw("waving", 32, 32).save(a)
+    poses.draw("arms up", 32, 32).save(b)
+    kinds = {
+        "controlnet": ("StableDiffusionXLControlNetPipeline", Helper("controlnet", str(net), scale=1.0)),
+        "ip-adapter": (
+            "StableDiffusionXLPipeline",
+            Helper("ip-adapter", str(adapter), str(adapter.parent / "image_encoder"), 1.0),
+        ),
+    }
+    for kind, (pipeline, helper) in kinds.items():
+        gen = Generator.load(ModelSection(path=str(tiny_sdxl)))
+        gen.use_helper(helper)
+        assert type(gen.pipe).__name__ == pipeline
+        r = ImageRequest("a", 1, width=32, height=32, steps=2, cfg=1.5, helper=kind, helper_input=str(a))
+        one, two = gen.run_batch([r])[0], gen.run_batch([ImageRequest(**{**r.__dict__, "helper_input": str(b)})])[0]
+        assert np.abs(np.asarray(one, dtype=int) - np.asarray(two, dtype=int)).max() > 0, kind
