@@ -98,7 +98,8 @@ def score_candidates(project: Project, records: Sequence[dict[str, Any]], ctx: A
                 continue
             scorer = make_scorer(project, ctx, settings, dataset=against)
             name = scorer.name
-            if not scorer.measures:
+            if not scorer.measures:  # recorded, so Triage says why there is no number
+                w.emit("scorer", scorer=name, reference=label, reason=scorer.reason, scored=0)
                 return Scored(0, name, label, scorer.reason)
             reason = reason or scorer.reason
             rows = scorer.score([_cell(r) for r in mine], [_open(project, r) for r in mine], lambda _id: None)

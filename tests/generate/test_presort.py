@@ -110,5 +110,9 @@ def test_nothing_is_scored_without_a_scorer_and_the_reason_is_kept(tmp_path):
     assert done.scored == 0 and "no embedder configured" in done.reason
     assert done.describe().startswith("not scored: no embedder configured")
     assert presort.read_scores(out) == {}
+    assert "no embedder configured" in presort.last_pass(out)["reason"]  # what Triage says instead of a number
+    files = presort.GeneratedFiles(project)
+    files.scores_path = out
+    assert "no embedder configured" in files.sort_note("identity")
     # unscored items keep their name order
     assert order(project, {}) == sorted(order(project, {}))
