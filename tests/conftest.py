@@ -91,6 +91,21 @@ def tiny_chroma(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_flux2_klein(tmp_path_factory) -> Path:
+    """A tiny Flux.2 Klein base (not distilled) diffusers folder, built from configs."""
+    from lorawb.toyworld.tiny_transformers import build_tiny_transformer
+
+    return build_tiny_transformer(tmp_path_factory.mktemp("models") / "tiny-klein", "flux2_klein")
+
+
+@pytest.fixture(scope="session")
+def tiny_zimage(tmp_path_factory) -> Path:
+    from lorawb.toyworld.tiny_transformers import build_tiny_transformer
+
+    return build_tiny_transformer(tmp_path_factory.mktemp("models") / "tiny-zimage", "zimage")
+
+
+@pytest.fixture(scope="session")
 def trained_project(tmp_path_factory, tiny_model) -> Path:
     """A project on the tiny model with one run of 2 steps and a checkpoint at each step."""
     from lorawb.core.project import Project

@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = resolve_config(project, args.config, overrides)
     from lorawb.train.modelpath import recommend, resolution_warning
 
-    warning = resolution_warning(config.dataset.resolution, recommend(config.model.path))
+    warning = resolution_warning(config.dataset.resolution, recommend(config.model.path, config.model.config))
     if warning:
         print(f"lorawb: warning: {warning}", file=sys.stderr)
     if args.queue:

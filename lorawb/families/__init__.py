@@ -15,15 +15,28 @@ from lorawb.errors import ModelError
 from lorawb.families.base import Family, Helper, Model, Noised, TextCond, helper_missing
 from lorawb.families.chroma import ChromaFamily
 from lorawb.families.flux import FluxFamily
+from lorawb.families.flux2_klein import KleinFamily
 from lorawb.families.sd import SD2Family, SDFamily
 from lorawb.families.sdxl import SDXLFamily
+from lorawb.families.zimage import ZImageFamily
 
 if TYPE_CHECKING:
     from lorawb.train.config import ModelSection, TrainConfig
 
-# Detection order: a ComfyUI Flux file also has model.diffusion_model.* keys, so Flux and Chroma
+# Detection order: a ComfyUI Flux file also has model.diffusion_model.* keys, so the transformers
 # come before SD1; SDXL's UNet config would pass SD1's check, so it comes first of the UNets.
-REGISTRY: dict[str, Family] = {f.name: f for f in (ChromaFamily(), FluxFamily(), SDXLFamily(), SD2Family(), SDFamily())}
+REGISTRY: dict[str, Family] = {
+    f.name: f
+    for f in (
+        KleinFamily(),
+        ZImageFamily(),
+        ChromaFamily(),
+        FluxFamily(),
+        SDXLFamily(),
+        SD2Family(),
+        SDFamily(),
+    )
+}
 
 __all__ = [
     "Family",

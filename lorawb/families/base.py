@@ -105,6 +105,11 @@ class Family:
         """Do these LoRA tensor names say the file is for this family (when its metadata does not)?"""
         return False
 
+    def single_file_parts(self) -> tuple[str, ...]:
+        """The subfolders a single file of this family takes from ``model.config``'s diffusers folder
+        (the text encoders, VAE ... a transformer-only file lacks); none: the file is a whole model."""
+        return ()
+
     def latent_step(self, path: Path) -> int:
         """Image sides must be multiples of this (the VAE's scale, times the denoiser's patch size)."""
         return vae_scale_of(path) or 8
@@ -204,6 +209,15 @@ def vae_scale_of(path: Path) -> int | None:
     vae = read_json(Path(path) / "vae" / "config.json") if Path(path).is_dir() else {}
     blocks = vae.get("block_out_channels")
     return 2 ** (len(blocks) - 1) if isinstance(blocks, list) and blocks else None
+
+
+def described_by(model: ModelSection) -> Path | None:
+    """The diffusers folder whose configs describe the model ``model`` names: ``model.path`` when it
+    is a folder, else a single file's ``model.config`` (None when neither is set)."""
+    path = Path(model.path).expanduser() if model.path else None
+    if path is not None and path.is_file() and model.config:
+        return Path(model.config).expanduser()
+    return path
 
 
 def missing_error(family: Family, path: Path, missing: list[str], hint: str) -> ModelError:
@@ -336,6 +350,12 @@ class Model:
         vae = self.vae
         dist = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
         return dist.mean, dist.std
+
+    @property
+    def samples_posterior(self) -> bool:
+        """Does training draw each step's latents from the VAE's posterior (else it takes its mean, the
+        mode, as the family's own pipeline and training script encode)?"""
+        return True
 
     def scale_latents(self, sample: torch.Tensor) -> torch.Tensor:
         """A posterior sample as the denoiser sees latents (the VAE's shift and scale)."""
