@@ -164,3 +164,27 @@ def test_sdxl_has_ip_adapter_and_controlnet(tmp_path, tiny_sdxl):
         r = ImageRequest("a", 1, width=32, height=32, steps=2, cfg=1.5, helper=kind, helper_input=str(a))
         one, two = gen.run_batch([r])[0], gen.run_batch([ImageRequest(**{**r.__dict__, "helper_input": str(b)})])[0]
         assert np.abs(np.asarray(one, dtype=int) - np.asarray(two, dtype=int)).max() > 0, kind
+
+
+@pytest.mark.slow
+def test_flux2_klein_edits_from_a_reference_and_zimage_has_no_helper(tmp_path, tiny_flux2_klein):
+    from lorawb import families
+    from lorawb.families import Helper
+    from lorawb.matrix.generate import Generator
+    from lorawb.matrix.requests import ImageRequest
+    from lorawb.train.config import ModelSection
+
+    gen = Generator.load(ModelSection(path=str(tiny_flux2_klein)))
+    gen.use_helper(Helper("edit"))
+    a, b, small = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "small.png"
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(a)
+    Image.new("RGB", (64, 64), (30, 30, 200)).save(b)
+    Image.new("RGB", (32, 32), (30, 30, 200)).save(small)
+    r = ImageRequest("a", 1, width=16, height=16, steps=2, cfg=4.0, sampler="euler", helper="edit", helper_input=str(a))
+    one, two = gen.run_batch([r])[0], gen.run_batch([ImageRequest(**{**r.__dict__, "helper_input": str(b)})])[0]
+    assert np.abs(np.asarray(one, dtype=int) - np.asarray(two, dtype=int)).max() > 0  # the reference is read
+    with pytest.raises(ModelError, match="too small for Flux.2 Klein"):
+        gen.run_batch([ImageRequest(**{**r.__dict__, "helper_input": str(small)})])
+    with pytest.raises(ModelError, match="ControlNet is not available for Flux.2 Klein"):
+        gen.use_helper(Helper("controlnet", "x"))
+    assert families.get("zimage").helpers == ()
