@@ -69,6 +69,13 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory) -> Path:
+    from lorawb.toyworld.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sdxl", family="sdxl", seed=0)
+
+
+@pytest.fixture(scope="session")
 def tiny_flux(tmp_path_factory) -> Path:
     """A tiny Flux.1-dev (guidance-distilled) diffusers folder, built from configs."""
     from lorawb.toyworld.tiny_transformers import build_tiny_transformer

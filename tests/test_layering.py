@@ -32,7 +32,7 @@ def offenders(folder: str, banned: tuple[str, ...]) -> list[str]:
 
 
 def test_core_train_matrix_do_not_import_ui():
-    for folder in ("core", "train", "matrix", "toyworld", "tagger", "queue", "sweep"):
+    for folder in ("core", "train", "matrix", "toyworld", "tagger", "queue", "sweep", "generate"):
         assert offenders(folder, UI) == []
 
 

@@ -77,7 +77,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         start_reg(project, plan, detach=True)
         print("  drawing in the background; `lorawb reg status` follows it, `lorawb reg stop` stops it")
         return 0
-    line = _Progress()
+    line = Progress()
     state = start_reg(project, plan, detach=False, progress=line.update)
     line.done()
     print(f"reg generation {state}; the trainer uses {project.reg_dir}/ (dataset.reg_path)")
@@ -107,7 +107,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Progress:
+class Progress:
+    """One progress line for a job drawn here (rewritten in place at a terminal, every 5 s in a log)."""
+
     def __init__(self) -> None:
         self.tty = sys.stdout.isatty()
         self.last = 0.0

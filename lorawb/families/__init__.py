@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorawb.errors import ModelError
-from lorawb.families.base import Family, Model, Noised, TextCond
+from lorawb.families.base import Family, Helper, Model, Noised, TextCond, helper_missing
 from lorawb.families.chroma import ChromaFamily
 from lorawb.families.flux import FluxFamily
 from lorawb.families.flux2_klein import KleinFamily
@@ -43,6 +43,8 @@ __all__ = [
     "Model",
     "Noised",
     "TextCond",
+    "Helper",
+    "helper_missing",
     "REGISTRY",
     "get",
     "names",

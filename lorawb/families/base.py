@@ -73,6 +73,7 @@ class Family:
     feed_forward_targets: ClassVar[tuple[str, ...]] = ()  # added by network.ff
     has_conv: ClassVar[bool] = False  # the denoiser has convolutions a LoCon can adapt (network.conv)
     trainable_text_encoders: ClassVar[tuple[bool, ...]] = ()  # per text encoder: can a LoRA train it
+    helpers: ClassVar[tuple[str, ...]] = ()  # variation helpers of `lorawb generate`: ip-adapter, controlnet, edit
     default_cfg: ClassVar[float] = 7.0  # guidance scale when neither the model nor the user says
     base_model_version: ClassVar[str] = ""  # kohya's ss_base_model_version
     modelspec_architecture: ClassVar[str] = ""  # modelspec.architecture (without "/lora")
@@ -454,3 +455,55 @@ class Model:
     def load_lora(self, pipe: Any, path: Path, adapter_name: str) -> None:
         """Load a LoRA file into ``pipe`` as a named adapter (diffusers' loader, where it reads the file)."""
         pipe.load_lora_weights(str(path), adapter_name=adapter_name)
+
+    # --- variation helpers (`lorawb generate`): optional, a family without one says so ------------------
+    # ``Family.helpers`` lists the ones a family has; each takes the pipeline and returns the one
+    # that draws with the helper (built from the same loaded components, so LoRAs still apply).
+    def helper_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        """``pipe`` drawing with ``helper`` (its model files loaded from the user's folders)."""
+        if helper.kind not in self.spec.helpers:
+            raise helper_missing(self.spec, helper.kind)
+        build = {
+            "ip-adapter": self.ip_adapter_pipeline,
+            "controlnet": self.controlnet_pipeline,
+            "edit": self.edit_pipeline,
+        }[helper.kind]
+        return build(pipe, helper)
+
+    def ip_adapter_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        """IP-Adapter: a reference image, through its image encoder, steers the look."""
+        raise helper_missing(self.spec, "ip-adapter")
+
+    def controlnet_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        """ControlNet: a condition image (lorawb's pose skeletons) steers the composition."""
+        raise helper_missing(self.spec, "controlnet")
+
+    def edit_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        """Reference editing: the model redraws a reference image as the prompt says."""
+        raise helper_missing(self.spec, "edit")
+
+    def helper_inputs(self, pipe: Any, helper: Helper, image: Any, width: int, height: int) -> dict[str, Any]:
+        """The pipeline arguments that give the helper its image (a PIL image, for every prompt of a
+        call drawing ``width`` × ``height``)."""
+        raise helper_missing(self.spec, helper.kind)
+
+
+@dataclass(frozen=True)
+class Helper:
+    """A variation helper as a generate job uses it: its kind, model files and strength."""
+
+    kind: str  # "ip-adapter", "controlnet" or "edit"
+    path: str = ""  # the IP-Adapter file or the ControlNet folder ("" for edit: the base model edits)
+    encoder: str = ""  # the IP-Adapter's CLIP image encoder folder
+    scale: float = 1.0
+
+
+HELPER_NAMES = {"ip-adapter": "IP-Adapter", "controlnet": "ControlNet", "edit": "reference editing"}
+
+
+def helper_missing(family: Family, kind: str) -> ModelError:
+    have = ", ".join(family.helpers) or "none"
+    return ModelError(
+        f"{HELPER_NAMES.get(kind, kind)} is not available for {family.label} in lorawb (it has: {have})",
+        hint="draw without it (--with none), or use a base model whose family has it",
+    )

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from lorawb.errors import ConfigError, ModelError
-from lorawb.families.base import CACHED_1024, ActivationModel, Preset, TextCond
+from lorawb.families.base import CACHED_1024, ActivationModel, Helper, Preset, TextCond
 from lorawb.families.flow import FlowFamily, FlowModel, FlowSettings
 
 if TYPE_CHECKING:
@@ -258,6 +258,7 @@ class FluxFamily(FlowFamily):
     kohya_network = "networks.lora_flux"
     transformer_class = "FluxTransformer2DModel"
     pipeline_class = "FluxPipeline"
+    helpers = ("ip-adapter", "controlnet", "edit")  # XLabs IP-Adapter, FluxControlNet, Kontext
     # Per block, per element of (batch x image+text tokens x width), bf16: checkpointed, a block keeps
     # its input; recomputed, one block holds its attention projections, MLP and the LoRAs' inputs.
     # Estimates until bench/gpu_session.sh measures them on a GPU (flash/memory-efficient attention).
@@ -690,6 +691,52 @@ class FluxModel(FlowModel):
     def draw(self, pipe: Any, **kw: Any) -> list[Any]:
         kw.setdefault("max_sequence_length", self.t5_length)
         return list(pipe(**kw).images)
+
+    # --- variation helpers: XLabs-style IP-Adapter, FluxControlNet, Kontext reference editing ----------------
+    def ip_adapter_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        from lorawb.families.sd import load_image_encoder
+
+        load_image_encoder(pipe, Path(helper.encoder), self.vae.device, self.dtype)
+        adapter = Path(helper.path)
+        try:
+            pipe.load_ip_adapter(
+                str(adapter.parent),
+                weight_name=adapter.name,
+                image_encoder_pretrained_model_name_or_path=None,  # loaded above, from the user's folder
+                local_files_only=True,
+            )
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelError(
+                f"cannot load this IP-Adapter: {exc}",
+                path=adapter,
+                hint="a Flux IP-Adapter .safetensors (XLabs' double_blocks.* / ip_adapter_proj_model.* keys)",
+            ) from exc
+        pipe.set_ip_adapter_scale(helper.scale)
+        return pipe
+
+    def controlnet_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        from diffusers import FluxControlNetModel, FluxControlNetPipeline
+
+        from lorawb.families.sd import load_helper_model
+
+        net = load_helper_model(FluxControlNetModel, Path(helper.path), "ControlNet", self.vae.device, self.dtype)
+        return FluxControlNetPipeline(**pipe.components, controlnet=net)
+
+    def edit_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        from diffusers import FluxKontextPipeline
+
+        return FluxKontextPipeline(**pipe.components)
+
+    def helper_inputs(self, pipe: Any, helper: Helper, image: Any, width: int, height: int) -> dict[str, Any]:
+        if helper.kind == "controlnet":
+            return {"control_image": image, "controlnet_conditioning_scale": float(helper.scale)}
+        if helper.kind == "ip-adapter":
+            return {"ip_adapter_image": image}
+        if helper.kind == "edit":
+            # The reference and the result at the size asked for (Kontext would otherwise pick one of its
+            # preferred sizes for the reference, and scale the result to a megapixel).
+            return {"image": image.resize((width, height)), "_auto_resize": False, "max_area": width * height}
+        return super().helper_inputs(pipe, helper, image, width, height)
 
 
 FluxFamily.model_class = FluxModel

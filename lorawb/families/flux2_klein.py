@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from lorawb.errors import ModelError
-from lorawb.families.base import TextCond
+from lorawb.families.base import Helper, TextCond
 from lorawb.families.flow import FlowSettings
 from lorawb.families.flux import DOUBLE as FLUX_DOUBLE
 from lorawb.families.flux import FluxFamily, FluxModel, bfl_key
@@ -139,6 +139,7 @@ class KleinFamily(FluxFamily):
     transformer_class = "Flux2Transformer2DModel"
     pipeline_class = "Flux2KleinPipeline"
     presets = ()  # Flux.1's name its cards and its 19 double blocks; Klein's await a GPU measurement
+    helpers = ("edit",)  # Flux2KleinPipeline draws from reference images; no IP-Adapter or ControlNet for it
 
     def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
         from lorawb.train.modelpath import read_json
@@ -368,6 +369,20 @@ class KleinModel(FluxModel):
             uncond = self.encode_text(self.tokenize([n or "" for n in negatives])).hidden.to(device)
         kw.setdefault("max_sequence_length", self.max_length)
         return list(pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, **kw).images)
+
+    # --- variation helpers: Flux.2's multi-reference editing (the pipeline's own ``image``) -------------------
+    def edit_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        return pipe  # the same pipeline: reference images are one of its inputs
+
+    def helper_inputs(self, pipe: Any, helper: Helper, image: Any, width: int, height: int) -> dict[str, Any]:
+        if helper.kind != "edit":
+            return super().helper_inputs(pipe, helper, image, width, height)
+        if min(image.size) < 64:  # the pipeline refuses smaller references
+            raise ModelError(
+                f"a {image.size[0]}x{image.size[1]} reference is too small for {self.spec.label}",
+                hint="reference images for Flux.2 editing need at least 64 px on each side",
+            )
+        return {"image": [image]}
 
 
 KleinFamily.model_class = KleinModel

@@ -133,24 +133,51 @@ def resolve(spec: MatrixSpec, project: Project) -> Context:
     except LorawbError as exc:
         key = "matrix.base_model" if spec.matrix.base_model else ("matrix.run" if run else "matrix")
         raise ConfigError(f"{key}: {exc.message}", path=spec.path, line=spec.line_of(key), hint=exc.hint) from exc
-    info = read_json(base / "lorawb_model.json") if base.is_dir() else {}
-    rec = dict(info.get("recommended", {}))
     m = spec.matrix
     resolution = project.config.project.resolution
     if run is not None and run.config.is_file():
         resolution = load_run_config(run.config).dataset.resolution or resolution
-    trigger = m.trigger or project.trigger
+    d = model_defaults(base, family, resolution, width=m.width, height=m.height, steps=m.steps, cfg=m.cfg)
     resolved = Resolved(
         base=rel_to_project(project, base),
-        trigger=trigger,
-        width=_size(m.width or rec.get("width") or resolution),
-        height=_size(m.height or rec.get("height") or resolution),
-        steps=int(m.steps or rec.get("steps") or 20),
-        cfg=float(m.cfg or rec.get("cfg") or families.get(family).default_cfg),
+        trigger=m.trigger or project.trigger,
+        width=d.width,
+        height=d.height,
+        steps=d.steps,
+        cfg=d.cfg,
         sampler=m.sampler,
         checkpoints=tuple(resolve_checkpoints(spec, project, run, family)),
     )
-    return Context(resolved, model, family, run, rec, bool(info.get("toyworld")), families.family_settings(trained))
+    return Context(resolved, model, family, run, d.recommended, d.toyworld, families.family_settings(trained))
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """How a base model draws when the user does not say: size, steps, guidance, and what it is."""
+
+    width: int
+    height: int
+    steps: int
+    cfg: float
+    recommended: dict
+    toyworld: bool  # a toy-world model: its reader can score what it draws
+
+
+def model_defaults(
+    base: Path, family: str, resolution: int, *, width: int = 0, height: int = 0, steps: int = 0, cfg: float = 0.0
+) -> ModelDefaults:
+    """Each setting as given, else the model's recommendation (its lorawb_model.json), else the project's
+    resolution, 20 steps and the family's guidance."""
+    info = read_json(base / "lorawb_model.json") if base.is_dir() else {}
+    rec = dict(info.get("recommended", {}))
+    return ModelDefaults(
+        width=_size(width or rec.get("width") or resolution),
+        height=_size(height or rec.get("height") or resolution),
+        steps=int(steps or rec.get("steps") or 20),
+        cfg=float(cfg or rec.get("cfg") or families.get(family).default_cfg),
+        recommended=rec,
+        toyworld=bool(info.get("toyworld")),
+    )
 
 
 def _size(px: int | float) -> int:

@@ -20,10 +20,22 @@ from lorawb.queue.store import Job, QueueError
 
 if TYPE_CHECKING:
     from lorawb.core.project import Project
+    from lorawb.generate.job import GeneratePlan
     from lorawb.matrix.reggen import RegPlan
     from lorawb.train.config import TrainConfig
 
-__all__ = ["Job", "QueueError", "cancel", "enqueue", "move", "queue_reg", "queue_train", "set_paused", "stop_folder"]
+__all__ = [
+    "Job",
+    "QueueError",
+    "cancel",
+    "enqueue",
+    "move",
+    "queue_generate",
+    "queue_reg",
+    "queue_train",
+    "set_paused",
+    "stop_folder",
+]
 
 
 def enqueue(
@@ -119,18 +131,34 @@ def queue_train(
 
 def queue_reg(project: Project, plan: RegPlan, **kw) -> Job:
     """The project's reg image generation, queued (its plan written now, as `reg generate` does)."""
-    from lorawb.errors import RunError
+    from lorawb.matrix.imagejob import refuse_if_running
     from lorawb.matrix.reggen import RegJob, save_plan
 
     job = RegJob.of(project)
-    if job.is_alive():
-        raise RunError("reg images are already being generated", path=job.path, hint=job.busy_hint())
-    other = store.load(kw.get("qdir")).find_folder(job.path)
-    if other is not None and other.active:
-        raise QueueError(f"a reg generation is already in the queue as job {other.id}", hint="cancel it first")
+    refuse_if_running(job, "reg images")
+    _not_queued_twice(job.path, "a reg generation", kw.get("qdir"))
     save_plan(job, plan)
     title = f"reg images of {plan.class_word} ({len(plan.missing())})"
     return enqueue(project, "reg", title, folder=job.path, **kw)
+
+
+def queue_generate(project: Project, plan: GeneratePlan, **kw) -> Job:
+    """The project's generate job, queued (its plan written now, as `lorawb generate` does)."""
+    from lorawb.generate.job import GenerateJob, save_plan
+    from lorawb.matrix.imagejob import refuse_if_running
+
+    job = GenerateJob.of(project)
+    refuse_if_running(job, "candidates")
+    _not_queued_twice(job.path, "a generate job", kw.get("qdir"))
+    save_plan(job, plan)
+    title = f"generate {len(plan.missing())} candidates of {plan.trigger}"
+    return enqueue(project, "generate", title, folder=job.path, **kw)
+
+
+def _not_queued_twice(folder: Path, what: str, qdir: Path | None) -> None:
+    other = store.load(qdir).find_folder(folder)
+    if other is not None and other.active:
+        raise QueueError(f"{what} is already in the queue as job {other.id}", hint="cancel it first")
 
 
 def set_paused(paused: bool, qdir: Path | None = None) -> None:

@@ -109,7 +109,9 @@ def _adopt_run(job: Job, queue: Queue) -> Path | None:
 
 
 def _register_builtin() -> None:
+    from lorawb.generate.job import GenerateJob
     from lorawb.matrix.folder import MatrixFolder
+    from lorawb.matrix.imagejob import WORKER_MODULE as IMAGE_JOB_WORKER
     from lorawb.matrix.reggen import RegJob
     from lorawb.train.runfolder import RunFolder
 
@@ -125,7 +127,8 @@ def _register_builtin() -> None:
         )
     )
     register(Kind("matrix", "lorawb.matrix.worker", MatrixFolder, _matrix_state, prepare=_prepare_matrix))
-    register(Kind("reg", "lorawb.matrix.reg_worker", RegJob, last_status))
+    register(Kind("reg", IMAGE_JOB_WORKER, RegJob, last_status))
+    register(Kind("generate", IMAGE_JOB_WORKER, GenerateJob, last_status))
 
 
 def _matrix_state(job: Job, folder: Path) -> tuple[str, str]:
