@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import time
 
@@ -475,15 +474,18 @@ async def test_form_start_with_invalid_config_starts_nothing(sample_like_project
         assert list(project.runs_dir.iterdir()) == []
 
 
-async def test_polling_pauses_while_the_tab_is_hidden(sample_like_project):
+async def test_polling_pauses_while_the_tab_is_hidden(sample_like_project, monkeypatch):
     project = sample_like_project
     run = make_run(project, RUN_A)
     w = EventWriter(run.events)
     write_steps(w, 1, 3)
+    ticks = []
+    tick = TrainTab._tick
+    monkeypatch.setattr(TrainTab, "_tick", lambda self: (ticks.append(1), tick(self)))
     app = LorawbApp(project)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await asyncio.sleep(0.8)  # timers tick, but the Train tab is not on screen
+        await wait_for(pilot, lambda: len(ticks) >= 2)  # the timer ticked, but the Train tab is not on screen
         assert tab(app).board.monitors == []
         await pilot.press("3")
         await wait_for(pilot, lambda: tab(app).view is not None)
