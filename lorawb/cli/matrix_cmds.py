@@ -43,10 +43,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = words("new", "write a ready matrix spec for a run and print its path, size and estimated time")
     p.add_argument("--run", default="", help="the run to test (default: the latest run with checkpoints)")
     p.add_argument("--fill-gaps", action="store_true", help="only the context × style pairs the dataset lacks")
-    p.add_argument("--weights", default="0,0.5,0.75,1", help="LoRA weights (default 0,0.5,0.75,1)")
-    p.add_argument("--seeds", default="0,1", help="seeds: 0,1,2 or a range 0-3 (default 0,1)")
-    p.add_argument("--checkpoints", type=int, default=6, help="at most this many checkpoints, spread over the run")
+    p.add_argument("--weights", default=None, help="LoRA weights (default 0,0.5,0.75,1)")
+    p.add_argument("--seeds", default=None, help="seeds: 0,1,2 or a range 0-3 (default 0,1)")
+    p.add_argument(
+        "--checkpoints", type=int, default=None, help="at most this many checkpoints, spread over the run (default 6)"
+    )
     p.add_argument("--steps", default="", help="exact checkpoint steps instead, e.g. 50,200")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="fit the seeds, prompts, checkpoints and weights you did not give to about this many minutes of "
+        "drawing (default: [matrix] target_minutes; 0: the full matrix)",
+    )
     p.set_defaults(func=cmd_new)
 
     p = words("run", "draw the matrix's missing cells (foreground, or --detach); a rerun skips what exists")
@@ -160,28 +169,29 @@ def _folder(project: Any, ref: str) -> Any:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    from lorawb.matrix.cells import size_breakdown
     from lorawb.matrix.estimate import describe_estimate, measured_speed
-    from lorawb.matrix.new import NewMatrix, create_matrix, spec_path
+    from lorawb.matrix.new import DEFAULT_SEEDS, DEFAULT_WEIGHTS, MAX_CHECKPOINTS, NewMatrix, create_matrix, spec_path
     from lorawb.matrix.plan import plan_matrix
 
     project, w = _split(args, 1)
+    given = {"weights": args.weights, "seeds": args.seeds, "checkpoints": args.checkpoints}
     opts = NewMatrix(
         name=w[0],
         run=args.run,
         fill_gaps=args.fill_gaps,
-        weights=tuple(_numbers(args.weights, float)),
-        seeds=tuple(_numbers(args.seeds, int)),
-        checkpoints=args.checkpoints,
+        weights=tuple(_numbers(args.weights, float)) if args.weights is not None else DEFAULT_WEIGHTS,
+        seeds=tuple(_numbers(args.seeds, int)) if args.seeds is not None else DEFAULT_SEEDS,
+        checkpoints=args.checkpoints if args.checkpoints is not None else MAX_CHECKPOINTS,
         steps=tuple(_numbers(args.steps, int)),
+        minutes=args.minutes,
+        fixed=frozenset(k for k, v in given.items() if v is not None),
     )
     folder = create_matrix(project, opts)
     plan = plan_matrix(folder, project)
     print(spec_path(folder, project), flush=True)
-    n_pos, n_cells = len(plan.layout.positions), len(plan.layout.cells)
-    axes = " × ".join(f"{len(a)} {name}" for name, a in plan.layout.axes.items() if len(a) > 1)
-    print(
-        f"  {plural(n_cells, 'image')} ({plural(n_pos, 'grid cell')}: {axes}; weight 0 is drawn once for all checkpoints)"
-    )
+    n_cells = len(plan.layout.cells)
+    print(f"  {plural(n_cells, 'image')}: {size_breakdown(plan.layout, plan.spec.matrix.zip)}")
     print("  " + describe_estimate(n_cells, measured_speed(project, folder, plan.layout, plan.ctx.run)))
     for note in opts.notes:
         print(f"  note: {note}")

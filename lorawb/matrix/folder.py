@@ -185,11 +185,14 @@ class MatrixStatus:
     updated: float | None = None
     error: str | None = None
     hint: str | None = None
+    stopping: bool = False  # a stop was asked for (stop.request) and the process has not stopped yet
 
     @property
     def display_state(self) -> str:
         if self.state in ("running", "starting") and not self.alive:
             return "dead"
+        if self.state in ("running", "starting") and self.stopping:
+            return "stopping…"
         return self.state
 
     def apply(self, ev: dict[str, Any]) -> None:
@@ -222,6 +225,7 @@ def read_status(folder: MatrixFolder) -> MatrixStatus:
     for ev in EventTail(folder.events, max_bytes=1 << 62).poll():
         st.apply(ev)
     st.alive = folder.is_alive()
+    st.stopping = st.alive and folder.stop_requested()
     return st
 
 
@@ -261,6 +265,7 @@ class MatrixTail:
         if now - self._alive_at > 1.0:
             self._alive_at = now
             alive = self.folder.is_alive()
-            changed |= alive != self.status.alive
-            self.status.alive = alive
+            stopping = alive and self.folder.stop_requested()
+            changed |= alive != self.status.alive or stopping != self.status.stopping
+            self.status.alive, self.status.stopping = alive, stopping
         return changed

@@ -48,6 +48,7 @@ STATE_STYLES = {
     "starting": "green",
     "finished": "cyan",
     "stopped": "yellow",
+    "stopping…": "bold yellow",
     "failed": "bold red",
     "dead": "red",
     "new": "dim",
@@ -74,6 +75,7 @@ def _stamp(folder: MatrixFolder) -> tuple:
         except OSError:
             parts.append(None)
     parts.append(folder.is_alive())
+    parts.append(folder.stop_requested())
     return tuple(parts)
 
 
@@ -710,7 +712,7 @@ class MatrixTab(Vertical):
         if not runs:
             self.notify("no run with checkpoints yet: train one in tab 3 first", severity="warning", timeout=6)
             return
-        self.app.push_screen(NewMatrixScreen(runs), self._create)
+        self.app.push_screen(NewMatrixScreen(runs, project=self.project), self._create)
 
     def _create(self, opts: Any) -> None:
         if opts is not None:
@@ -787,8 +789,19 @@ class MatrixTab(Vertical):
 
     def action_stop(self) -> None:
         folder = self._folder()
-        if folder is not None:
-            self._stop_worker(folder)
+        if folder is None:
+            return
+        rep = self.report
+        if rep is not None and rep.folder.id == folder.id and rep.status.display_state in ("running", "starting"):
+            rep.status.stopping = True  # shown at once; the next poll reads it back from the stop request
+            self._show_head()
+            self._show_list(
+                [
+                    ListRow(r.id, rep.status.display_state, r.done, r.total, r.note) if r.id == folder.id else r
+                    for r in self.rows
+                ]
+            )
+        self._stop_worker(folder)
 
     @work(thread=True, group="matrix-control", exit_on_error=False)
     def _stop_worker(self, folder: MatrixFolder) -> None:
