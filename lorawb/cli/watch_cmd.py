@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from lorawb.cli import add_project_arg, is_project, split_words
+from lorawb.cli import RUN_HELP, add_project_arg, is_project, split_words
 from lorawb.train.monitor import MonitorView, RunMonitor, format_duration, format_size
 from lorawb.train.runfolder import RunFolder, find_run
 
@@ -24,9 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="follow a training run as plain text; exits when the run ends",
         usage="lorawb watch [PROJECT] [RUN] [options]",
     )
-    p.add_argument(
-        "words", nargs="*", metavar="[PROJECT] [RUN]", help="run id, unique prefix/suffix, folder, or 'last' (default)"
-    )
+    p.add_argument("words", nargs="*", metavar="[PROJECT] [RUN]", help=f"RUN: {RUN_HELP} (default 'last')")
     add_project_arg(p, positional=False)
     p.set_defaults(normalize=_split_watch)
     p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
@@ -41,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="config differences and loss figures of two runs",
         usage="lorawb compare [PROJECT] A B [options]",
     )
-    c.add_argument("words", nargs="+", metavar="[PROJECT] A B", help="two runs (id, prefix, 'last', or folder)")
+    c.add_argument("words", nargs="+", metavar="[PROJECT] A B", help=f"two runs, each {RUN_HELP}")
     add_project_arg(c, positional=False)
     c.set_defaults(normalize=_split_compare)
     c.add_argument("--all", action="store_true", help="list every config key, not only the ones that differ")

@@ -98,7 +98,7 @@ def test_split_tags():
 
 
 def test_doctor_cli_text(problem_project, capsys):
-    assert main(["doctor", str(problem_project.root)]) == 0
+    assert main(["doctor", str(problem_project.root)]) == 1
     out = capsys.readouterr().out
     assert out.startswith("lorawb doctor: proj\n")
     assert "unreadable images (8):" in out
@@ -113,16 +113,16 @@ def test_doctor_cli_limits_long_lists(small_project, capsys):
     d = small_project.dataset_dir / "10_zkx_mira"
     for i in range(12):
         (d / f"orphan_{i:02d}.txt").write_text("x", encoding="utf-8")
-    assert main(["doctor", str(small_project.root)]) == 0
+    assert main(["doctor", str(small_project.root)]) == 1  # orphan captions are problems
     out = capsys.readouterr().out
     assert "orphan_09.txt" in out and "orphan_10.txt" not in out
     assert "    ... and 2 more (--all or --json lists them)" in out
-    assert main(["doctor", str(small_project.root), "--all"]) == 0
+    assert main(["doctor", str(small_project.root), "--all"]) == 1
     assert "orphan_11.txt" in capsys.readouterr().out
 
 
 def test_doctor_cli_json(problem_project, capsys):
-    assert main(["doctor", str(problem_project.root), "--json"]) == 0
+    assert main(["doctor", str(problem_project.root), "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["images"] == 15
     assert data["problem_count"] == 18
@@ -145,10 +145,10 @@ def test_doctor_cli_json(problem_project, capsys):
 
 
 def test_doctor_cli_second_run_uses_the_index(problem_project, capsys):
-    assert main(["doctor", str(problem_project.root)]) == 0
+    assert main(["doctor", str(problem_project.root)]) == 1
     first = capsys.readouterr().out
     assert (problem_project.root / ".lorawb" / "state.sqlite").exists()
-    assert main(["doctor", str(problem_project.root)]) == 0
+    assert main(["doctor", str(problem_project.root)]) == 1
     assert capsys.readouterr().out == first
 
 
@@ -210,12 +210,12 @@ def test_doctor_reports_a_bad_training_key_as_the_cli_does(tmp_path, capsys):
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "four" in t)
     assert main(["train", str(project.root)]) == 2
     cli = capsys.readouterr().err.strip().removeprefix("lorawb: ")
-    assert main(["doctor", str(project.root)]) == 0
+    assert main(["doctor", str(project.root)]) == 1
     out = capsys.readouterr().out
     assert f"{project.config_path}:{line}: train.batch_size:" in out
     assert cli.splitlines()[0] in out  # the same words as `lorawb train`
     assert "1 problem found" in out
-    assert main(["doctor", str(project.root), "--json"]) == 0
+    assert main(["doctor", str(project.root), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["config_errors"][0].startswith(f"{project.config_path}:{line}: train.batch_size:")
 
