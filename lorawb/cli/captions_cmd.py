@@ -339,7 +339,10 @@ def _history(project: Any, ns: argparse.Namespace) -> int:
         print("no caption operations yet")
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created))
-        undone = "  (undone: redo brings it back)" if e.state != "applied" else ""
+        undone = {
+            "undone": "  (undone: redo brings it back)",
+            "superseded": "  (undone, then replaced by a later edit)",
+        }.get(e.state, "")
         who = caption_history.describe_author(e.author).replace(" (before authors were recorded)", "")
         print(f"{e.id:>5}  {when}  {who:<13}  {plural(e.files, 'file'):>11}  {e.label}{undone}")
     return 0

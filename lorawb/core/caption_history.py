@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS caption_ops (
     created REAL NOT NULL,
     label TEXT NOT NULL,
     files INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'applied',  -- 'applied' | 'undone'
+    state TEXT NOT NULL DEFAULT 'applied',  -- 'applied' | 'undone' | 'superseded' (undone, then a new edit)
     author TEXT,                 -- 'cli' | 'app:<id>' (one app window); NULL: recorded before authors were
     undone_by TEXT,              -- who undid it (redo is theirs to do)
     undone_at REAL
@@ -295,9 +295,11 @@ def _record(
     try:
         with conn:
             conn.execute("BEGIN IMMEDIATE")
-            # A new edit drops its author's redo steps (as editors do); others' stay theirs to redo.
+            # A new edit ends its author's redo steps (as editors do; others' stay theirs to redo). They
+            # stay in the history as undone changes that can no longer be redone ('superseded').
             conn.execute(
-                "DELETE FROM caption_ops WHERE state = 'undone' AND (undone_by = ? OR undone_by IS NULL)", (author,)
+                "UPDATE caption_ops SET state = 'superseded' WHERE state = 'undone' AND (undone_by = ? OR undone_by IS NULL)",
+                (author,),
             )
             cur = conn.execute(
                 "INSERT INTO caption_ops (created, label, files, state, author) VALUES (?, ?, ?, 'applied', ?)",
@@ -326,7 +328,8 @@ def _record(
 
 
 def history(project: Project, limit: int = 20) -> list[HistoryEntry]:
-    """Newest first: what can be undone ('applied') and redone ('undone'), each with its author."""
+    """Newest first: what can be undone ('applied'), redone ('undone'), and undone changes a later edit
+    replaced ('superseded': listed, no longer redone), each with its author."""
     conn = connect(project)
     try:
         rows = conn.execute(

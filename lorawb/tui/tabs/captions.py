@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -34,7 +34,7 @@ from lorawb.core.caption_ops import CaptionFile, Selection
 from lorawb.core.caption_stats import TagStats, tag_stats
 from lorawb.core.captions import Caption, leads_with_trigger
 from lorawb.core.composition import Composition, PairTable, composition
-from lorawb.core.index import IndexSnapshot
+from lorawb.core.index import DATASET, IndexSnapshot
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 from lorawb.tui.messages import ConfigReloaded, DatasetChanged
@@ -71,6 +71,7 @@ class Tables:
     comp: Composition | None
     problem: str | None = None
     unreadable: list[tuple[str, str]] | None = None  # (image, reason) among the listed images
+    list_is_dataset: bool = True  # the list shows dataset images (the composition is always the dataset's)
 
 
 class TagAction(Message):
@@ -132,6 +133,9 @@ class CaptionsTab(Vertical):
         self.marks: list[str] = []
         self.row_of: dict[str, int] = {}
         self.filter: Filter | None = None
+        self.dataset: list[CaptionFile] = []  # the dataset's captions: the composition's scope
+        self.vocabulary: list[str] = []  # every tag of the project's captions (dataset, inbox, reg)
+        self.list_is_dataset = True
         self.stats: TagStats | None = None
         self.comp: Composition | None = None
         self.pair_index = 0
@@ -259,17 +263,22 @@ class CaptionsTab(Vertical):
             snap = self._snapshot()
             if snap is not None:
                 loaded = caption_ops.captions_of(root, snap, wanted or None)
-            elif wanted:
-                loaded = caption_ops.read_captions(root, wanted)
+                dataset = caption_ops.captions_of(root, snap, None)
+                others = [caption_ops.caption_file_of(root, f) for f in snap.images(None) if f.area != DATASET]
             else:
-                loaded = caption_ops.load_captions(self.project)
+                dataset = caption_ops.load_captions(self.project)
+                loaded = caption_ops.read_captions(root, wanted) if wanted else dataset
+                others = [cf for cf in loaded if not cf.image.startswith(DATASET + "/")] if wanted else []
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
         files = {cf.image: cf for cf in loaded}
         order = [rel for rel in wanted if rel in files] if wanted else [cf.image for cf in loaded]
-        tables = self._compute(files, order, self.filter)
-        self.app.call_from_thread(self._loaded, files, order, tables)
+        in_dataset = {cf.image for cf in dataset}
+        list_is_dataset = all(rel in in_dataset for rel in order)
+        vocabulary = tag_stats(dataset + others, self.project.trigger).vocabulary()
+        tables = self._compute(files, order, self.filter, dataset, vocabulary, list_is_dataset)
+        self.app.call_from_thread(self._loaded, files, order, tables, dataset)
 
     def on_dataset_changed(self, msg: DatasetChanged) -> None:
         """Files changed on disk (the index already has it): follow a move of the open image, settle
@@ -287,40 +296,57 @@ class CaptionsTab(Vertical):
     def on_config_reloaded(self, msg: ConfigReloaded) -> None:
         self._changed()  # the trigger or the tag groups may have changed
 
-    def _compute(self, files: dict[str, CaptionFile], order: list[str], flt: Filter | None) -> Tables:
-        everything = [files[rel] for rel in order]
-        shown = everything
+    def _filtered(self, cfs: list[CaptionFile], flt: Filter | None) -> list[CaptionFile]:
+        """``cfs`` narrowed by the tab's filter (LorawbError for a filter that cannot be applied)."""
+        if flt is None:
+            return cfs
+        if flt.selection is not None:
+            cfs = flt.selection.select(self.project, cfs)
+        if flt.members is not None:
+            cfs = [cf for cf in cfs if cf.image in flt.members]
+        return cfs
+
+    def _compute(
+        self,
+        files: dict[str, CaptionFile],
+        order: list[str],
+        flt: Filter | None,
+        dataset: list[CaptionFile],
+        vocabulary: list[str],
+        list_is_dataset: bool,
+    ) -> Tables:
+        """The list as filtered and its tag table; the composition of the dataset (filtered alike),
+        whatever the list shows; completion from every caption of the project."""
+        shown = [files[rel] for rel in order]
         problem = None
-        if flt is not None:
-            try:
-                if flt.selection is not None:
-                    shown = flt.selection.select(self.project, shown)
-                if flt.members is not None:
-                    shown = [cf for cf in shown if cf.image in flt.members]
-            except LorawbError as exc:
-                problem = str(exc)
-        trigger = self.project.trigger
-        stats = tag_stats(shown, trigger)
-        vocabulary = tag_stats(everything, trigger).vocabulary() if shown is not everything else stats.vocabulary()
+        comp_files = dataset
+        try:
+            shown = self._filtered(shown, flt)
+            comp_files = self._filtered(dataset, flt)
+        except LorawbError as exc:
+            problem = str(exc)
+        stats = tag_stats(shown, self.project.trigger)
         comp = None
         if self.project.config.tags.groups:
             try:
-                comp = composition(shown, self.project.config.tags.groups)
+                comp = composition(comp_files, self.project.config.tags.groups)
             except LorawbError:
                 comp = None
         marks = [self._mark(cf) for cf in shown]
         unreadable = [(cf.image, cf.image_error) for cf in shown if cf.image_error is not None]
-        return Tables([cf.image for cf in shown], marks, stats, vocabulary, comp, problem, unreadable)
+        return Tables([cf.image for cf in shown], marks, stats, vocabulary, comp, problem, unreadable, list_is_dataset)
 
-    def _loaded(self, files: dict[str, CaptionFile], order: list[str], tables: Tables) -> None:
+    def _loaded(
+        self, files: dict[str, CaptionFile], order: list[str], tables: Tables, dataset: list[CaptionFile]
+    ) -> None:
         self._stale = False
-        self.files, self.order = files, order
+        self.files, self.order, self.dataset = files, order, dataset
         self._apply_tables(tables)
 
     @work(thread=True, exclusive=True, group="captions-load")
     def refilter(self) -> None:
         """The filter changed: recompute from the captions already read (no disk)."""
-        tables = self._compute(self.files, self.order, self.filter)
+        tables = self._compute(self.files, self.order, self.filter, self.dataset, self.vocabulary, self.list_is_dataset)
         self.app.call_from_thread(self._apply_tables, tables)
 
     def _apply_tables(self, tables: Tables) -> None:
@@ -332,6 +358,7 @@ class CaptionsTab(Vertical):
         self.stats = tables.stats
         self.comp = tables.comp
         self.unreadable = tables.unreadable or []
+        self.vocabulary, self.list_is_dataset = tables.vocabulary, tables.list_is_dataset
         self.query_one(CaptionEditor).set_vocabulary(tables.vocabulary)
         # Keep the open caption when it is still listed; else the app's selection; else its neighbour.
         wanted = self.current if self.current in tables.shown else None
@@ -395,22 +422,24 @@ class CaptionsTab(Vertical):
         if comp is None:
             head.update(Text('No tag groups: add [tags.groups] to lorawb.toml, e.g. context = ["forest", "bar"].'))
             return
-        missing = " · ".join(f"{len(v)} name no {g}" for g, v in comp.missing.items())
+        scope = f"the dataset's {plural(comp.total, 'caption')}" + (
+            f" (filter: {self.filter.label})" if self.filter else ""
+        )
+        if not self.list_is_dataset:
+            scope += ", not the list's"
+        lacking = [f"{plural(len(v), 'caption')} name no {g}" for g, v in comp.missing.items() if v]
+        missing = " · ".join(lacking) or "all name a " + ", a ".join(comp.missing)
         if pair is None:
-            head.update(Content(f"{plural(comp.total, 'caption')} · {missing} (one group only: no pairs)"))
+            head.update(Content(f"{scope} · {missing} (one group only: no pairs)"))
             return
         variables = self.app.get_css_variables()
         empty_style = f"bold {variables.get('conflict', 'red')}"
         thin_style = variables.get("flagged", "yellow")
-        more = (
-            f" · p: next pair ({self.pair_index % len(comp.pairs) + 1}/{len(comp.pairs)})"
-            if len(comp.pairs) > 1
-            else ""
-        )
+        more = f" · p: pair {self.pair_index % len(comp.pairs) + 1}/{len(comp.pairs)}" if len(comp.pairs) > 1 else ""
         head.update(
-            Content(f"{pair.rows} × {pair.cols} · {missing} · thin below {pair.threshold}{more}").append(
-                Content.styled("   enter: filter", "$text-muted")
-            )
+            Content(
+                f"{pair.rows} × {pair.cols} · {scope} · {missing} · ? thin (under {pair.threshold}), ! none"
+            ).append(Content.styled(f"{more} · enter: filter", "$text-muted"))
         )
         table.add_column(Text(f"{pair.rows}\\{pair.cols}"), key="__row__")
         for c in pair.col_values:
@@ -566,17 +595,20 @@ class CaptionsTab(Vertical):
     def _editor_changed(self) -> None:
         self._file_label()
 
-    @on(CaptionEditor.Leave)
-    def _editor_left(self) -> None:
-        if self._save():
-            self.query_one(CaptionList).focus()
-
     @on(CaptionEditor.Submitted)
     def _editor_submitted(self) -> None:
         if self.current is not None and self.row_of.get(self.current, -1) >= len(self.shown) - 1:
             self.action_save()  # the last image: nowhere to move, just save
         else:
             self.action_step(1)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        if isinstance(event.widget, CaptionEditor):
+            self._show_candidates(event.widget.candidates, event.widget.candidate_index)
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        if isinstance(event.widget, CaptionEditor):
+            self._show_candidates([])
 
     @on(CaptionEditor.Candidates)
     def _candidates(self, event: CaptionEditor.Candidates) -> None:
@@ -585,7 +617,13 @@ class CaptionsTab(Vertical):
     def _show_candidates(self, candidates: list[str], index: int = 0) -> None:
         out = self.query_one("#captions-candidates", Static)
         if not candidates:
-            out.update(Content.styled("tab: complete · enter: save, next · esc: back to list", "$text-muted"))
+            editing = self.query_one(CaptionEditor).has_focus
+            hint = (
+                "editing: keys type here · tab: complete · enter: save, next · esc: save, back to the list"
+                if editing
+                else "e or enter: edit (then keys type into the caption until esc)"
+            )
+            out.update(Content.styled(hint, "$text-muted"))
             return
         parts = [Content.styled("tab→ ", "$text-muted")]
         for i, c in enumerate(candidates):
@@ -812,7 +850,11 @@ class CaptionsTab(Vertical):
 
     def _revert_now(self) -> None:
         self.base = self._read_now(self.current) if self.current else None
-        self.query_one(CaptionEditor).load_text(self._body(self.base))
+        editor = self.query_one(CaptionEditor)
+        row, col = editor.cursor_location
+        editor.load_text(self._body(self.base))
+        row = min(row, editor.document.line_count - 1)
+        editor.move_cursor((row, min(col, len(editor.document.get_line(row)))))  # the cursor stays where it was
         self._file_label()
         self.notify("reverted to the caption on disk", timeout=2)
 
