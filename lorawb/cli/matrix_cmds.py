@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cells", action="store_true", help="also list every cell with its id and scores")
     p.set_defaults(func=cmd_show)
 
-    p = msub.add_parser("list", help="the project's matrices")
+    p = msub.add_parser("list", help="the project's matrices, oldest first, with the run each one tests")
     add_project_arg(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
@@ -260,6 +260,7 @@ def _report_dict(report: Any) -> dict[str, Any]:
     return {
         "id": report.folder.id,
         "path": str(report.folder.path),
+        "run": report.plan.ctx.run.id if report.plan.ctx.run is not None else None,
         "state": report.status.display_state,
         "cells": report.total,
         "done": report.drawn,
@@ -349,14 +350,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"no matrices yet in {project.matrices_dir}; make one with `lorawb matrix new NAME`")
         return 0
     width = max(len(r["id"]) for r in rows)
-    print(f"{'MATRIX':<{width}}  {'STATE':<9} {'CELLS':>11}  RECOMMENDATION")
+    run_w = max([len("RUN")] + [len(r.get("run") or "-") for r in rows])
+    print(f"{'MATRIX':<{width}}  {'RUN':<{run_w}}  {'STATE':<9} {'CELLS':>11}  RECOMMENDATION")
     for r in rows:
+        run = r.get("run") or "-"
         if r["state"] == "invalid":
-            print(f"{r['id']:<{width}}  invalid    {'-':>11}  {r['error'].splitlines()[0]}")
+            print(f"{r['id']:<{width}}  {run:<{run_w}}  invalid    {'-':>11}  {r['error'].splitlines()[0]}")
             continue
-        print(
-            f"{r['id']:<{width}}  {r['state']:<9} {str(r['done']) + '/' + str(r['cells']):>11}  {r['recommendation']}"
-        )
+        cells = str(r["done"]) + "/" + str(r["cells"])
+        print(f"{r['id']:<{width}}  {run:<{run_w}}  {r['state']:<9} {cells:>11}  {r['recommendation']}")
     return 0
 
 

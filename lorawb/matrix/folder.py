@@ -83,13 +83,20 @@ def new_matrix_id(matrices_dir: Path, name: str) -> str:
 
 
 def list_matrices(matrices_dir: Path) -> list[MatrixFolder]:
+    """The project's matrices, oldest first: by when their matrix.toml was written (drawing cells, rating
+    or scoring them does not move a matrix in the list), then by id."""
     if not matrices_dir.is_dir():
         return []
-    return [
-        MatrixFolder(p)
-        for p in sorted(matrices_dir.iterdir(), key=lambda p: (p.stat().st_mtime, p.name))
-        if p.is_dir() and not p.name.startswith(".") and (p / "matrix.toml").exists()
-    ]
+    found = []
+    for p in matrices_dir.iterdir():
+        spec = p / "matrix.toml"
+        if p.name.startswith(".") or not p.is_dir():
+            continue
+        try:
+            found.append((spec.stat().st_mtime, p.name, p))
+        except OSError:
+            continue
+    return [MatrixFolder(p) for _, _, p in sorted(found)]
 
 
 def find_matrix(project: Project, ref: str) -> MatrixFolder:

@@ -27,6 +27,7 @@ from lorawb.core.project import Project
 from lorawb.core.watch import ProjectWatcher, WatchBatch
 from lorawb.errors import LorawbError
 from lorawb.tui.messages import ConfigReloaded, DatasetChanged, FilesChanged, MatricesChanged, RunsChanged
+from lorawb.tui.palette import command
 from lorawb.tui.tabs.captions import CaptionsTab
 from lorawb.tui.tabs.matrix import MatrixTab
 from lorawb.tui.tabs.train import TrainTab
@@ -124,9 +125,24 @@ class LorawbApp(App):
         """The palette: Textual's own, tab switching, then every tab's ``commands()``."""
         yield from super().get_system_commands(screen)
         for key, label, _ in TABS:
-            yield SystemCommand(f"Go to {label}", f"Show the {label} tab", lambda k=key: self.action_show_tab(k))
-        yield SystemCommand("Cycle image mode", "Kitty / Sixel / half-blocks / unicode", self.action_cycle_image_mode)
-        yield SystemCommand("Rescan dataset", "Re-read the dataset folder", self.action_rescan)
+            yield command(
+                self,
+                f"Go to {label}",
+                f"Show the {label} tab",
+                lambda k=key: self.action_show_tab(k),
+                f"show_tab('{key}')",
+            )
+        yield command(
+            self,
+            "Cycle image mode",
+            "Kitty / Sixel / half-blocks / unicode",
+            self.action_cycle_image_mode,
+            "cycle_image_mode",
+        )
+        yield command(
+            self, "Next theme", "lorawb-dark, lorawb-light, lorawb-256, yours", self.action_cycle_theme, "cycle_theme"
+        )
+        yield command(self, "Rescan dataset", "Re-read the dataset folder", self.action_rescan, "rescan")
         for key, _, _ in TABS:
             tab = self.query_one(f"#{key}")
             if hasattr(tab, "commands"):

@@ -83,3 +83,11 @@ def test_fill_gaps_pairs_a_value_that_two_gaps_share(lora_project):
     assert out.returncode == 0, out.stderr
     spec = (lora_project / "matrices" / "gaps" / "matrix.toml").read_text()
     assert 'style = ["sketch", "sketch"]' in spec
+
+
+def test_list_names_each_matrixs_run(lora_project):
+    out = lorawb("matrix", "list", str(lora_project))
+    assert out.returncode == 0, out.stderr
+    head, row = out.stdout.splitlines()[:2]
+    run = next((lora_project / "runs").iterdir()).name
+    assert head.split()[:3] == ["MATRIX", "RUN", "STATE"] and row.split()[:2] == ["small", run]

@@ -38,6 +38,7 @@ from lorawb.core.index import DATASET, IndexSnapshot
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 from lorawb.tui.messages import ConfigReloaded, DatasetChanged
+from lorawb.tui.palette import command
 from lorawb.tui.widgets.caption_editor import CaptionEditor
 from lorawb.tui.widgets.caption_list import CaptionList
 from lorawb.tui.widgets.caption_modals import OP_SPECS, BulkScreen, ConflictScreen, PromptScreen
@@ -185,20 +186,50 @@ class CaptionsTab(Vertical):
 
     def commands(self) -> Iterable[SystemCommand]:
         """Command palette entries: every bulk operation (always through the preview), undo, the tables."""
+        c = self
         for key, spec in OP_SPECS.items():
-            yield SystemCommand(
-                f"Captions: {spec.title}", "preview, then apply to the captions listed", lambda k=key: self._palette(k)
+            yield command(
+                c,
+                f"Captions: {spec.title}",
+                "preview, then apply to the captions listed",
+                lambda k=key: self._palette(k),
+                "bulk",
             )
-        yield SystemCommand(
-            "Captions: auto-tag", "a local model proposes tags for the list; preview, then apply", self._palette_autotag
+        yield command(
+            c,
+            "Captions: auto-tag",
+            "a local model proposes tags for the list; preview, then apply",
+            self._palette_autotag,
+            "autotag",
         )
-        yield SystemCommand("Captions: undo", "undo the last caption edit or operation", self._palette_undo)
-        yield SystemCommand("Captions: redo", "redo the last undone caption operation", self._palette_redo)
-        yield SystemCommand(
-            "Captions: history", "every caption change, by whom; undo one made elsewhere", self._palette_history
+        yield command(c, "Captions: undo", "undo this window's last caption change", self._palette_undo, "undo")
+        yield command(c, "Captions: redo", "redo this window's last undone change", self._palette_redo, "redo")
+        yield command(
+            c,
+            "Captions: history",
+            "every caption change, by whom; undo one made elsewhere",
+            self._palette_history,
+            "history",
         )
-        yield SystemCommand("Captions: tag frequency", "the tags of the list, most frequent first", self._palette_tags)
-        yield SystemCommand("Captions: composition", "tag groups x groups, gaps highlighted", self._palette_comp)
+        yield command(
+            c,
+            "Captions: tag frequency",
+            "the tags of the list, most frequent first",
+            self._palette_tags,
+            "view('tags')",
+        )
+        yield command(
+            c,
+            "Captions: composition",
+            "the dataset's tag groups x groups, gaps highlighted",
+            self._palette_comp,
+            "view('comp')",
+        )
+        yield command(
+            c, "Captions: edit", "the caption of the selected image", lambda: self._palette_view("edit"), "view('edit')"
+        )
+        yield command(c, "Captions: filter", "has:TAG -has:TAG text:WORDS in:FOLDER", self._palette_filter, "filter")
+        yield command(c, "Captions: revert", "drop the unsaved edit", self.action_revert, "revert")
 
     def _show_me(self) -> None:
         if getattr(self.app, "active_tab", "captions") != "captions":
@@ -229,8 +260,15 @@ class CaptionsTab(Vertical):
         self.action_view("tags")
 
     def _palette_comp(self) -> None:
+        self._palette_view("comp")
+
+    def _palette_view(self, name: str) -> None:
         self._show_me()
-        self.action_view("comp")
+        self.action_view(name)
+
+    def _palette_filter(self) -> None:
+        self._show_me()
+        self.action_filter()
 
     # --- loading --------------------------------------------------------------------------
     def _visible(self) -> bool:

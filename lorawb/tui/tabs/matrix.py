@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from lorawb.matrix.cells import Grid, View, move_axis
 from lorawb.matrix.folder import MatrixFolder, list_matrices
 from lorawb.matrix.report import Report, load_report
 from lorawb.tui.messages import MatricesChanged
+from lorawb.tui.palette import command
 from lorawb.tui.widgets.image_grid import DENSITIES, GridItem
 from lorawb.tui.widgets.matrix_grid import MatrixGrid, MatrixHeader
 from lorawb.tui.widgets.matrix_modals import CellZoomScreen, NewMatrixScreen
@@ -63,6 +64,13 @@ class ListRow:
     done: int
     total: int | None
     note: str  # the recommendation, or what is wrong with the spec
+    run: str = ""  # the run whose checkpoints it tests
+
+
+def run_label(run_id: str) -> str:
+    """A run id short enough for the list, still telling two runs of one name apart: '035213-zkx_mira'."""
+    parts = run_id.split("-", 1)
+    return parts[1] if len(parts) == 2 and parts[0].isdigit() and len(parts[0]) == 8 else run_id
 
 
 def _stamp(folder: MatrixFolder) -> tuple:
@@ -157,7 +165,7 @@ class MatrixTab(Vertical):
                 yield Static("", id="matrix-rec")
 
     def on_mount(self) -> None:
-        self.query_one("#matrix-list", DataTable).add_columns("matrix", "state", "cells", "recommendation")
+        self.query_one("#matrix-list", DataTable).add_columns("matrix", "run", "state", "cells", "recommendation")
         self.query_one("#matrix-scores", DataTable).add_columns(
             "checkpoint", "weight", "cells", "identity", "prompt", "leak", "nearest", "copies"
         )
@@ -175,11 +183,50 @@ class MatrixTab(Vertical):
         return self.query_one("#matrix-views", TabbedContent).query_one(Tabs)
 
     def commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Matrix: new matrix", "Checkpoints × weights × prompts × seeds of a run", self.action_new)
-        yield SystemCommand("Matrix: generate", "Draw the selected matrix's missing cells", self.action_generate)
-        yield SystemCommand("Matrix: stop", "Stop the selected matrix after its current batch", self.action_stop)
-        yield SystemCommand("Matrix: export contact sheet", "A labelled PNG of the page", self.action_export)
-        yield SystemCommand("Matrix: scores", "Checkpoint × weight table", lambda: self.action_view("scores"))
+        yield command(
+            self, "Matrix: new matrix", "Checkpoints × weights × prompts × seeds of a run", self.action_new, "new"
+        )
+        yield command(
+            self, "Matrix: generate", "Draw the selected matrix's missing cells", self.action_generate, "generate"
+        )
+        yield command(
+            self, "Matrix: stop", "Stop the selected matrix after its current batch", self.action_stop, "stop"
+        )
+        yield command(self, "Matrix: export contact sheet", "A labelled PNG of the page", self.action_export, "export")
+        yield command(
+            self, "Matrix: scores", "Checkpoint × weight table", lambda: self.action_view("scores"), "view('scores')"
+        )
+        yield command(
+            self, "Matrix: matrices", "Every matrix of the project", lambda: self.action_view("list"), "view('list')"
+        )
+        yield command(
+            self, "Matrix: rate good", "The cell under the cursor", lambda: self.action_rate("good"), "rate('good')"
+        )
+        yield command(
+            self, "Matrix: rate bad", "The cell under the cursor", lambda: self.action_rate("bad"), "rate('bad')"
+        )
+        yield command(
+            self, "Matrix: promote", "Copy the cell to inbox/ with its caption", self.action_promote, "promote"
+        )
+        yield command(
+            self, "Matrix: promote the good ones", "Every cell rated good", self.action_promote_good, "promote_good"
+        )
+        yield command(self, "Matrix: next page", "Turn the grid's page", lambda: self.action_page(1), "page(1)")
+        yield command(self, "Matrix: previous page", "Turn the grid's page", lambda: self.action_page(-1), "page(-1)")
+        yield command(
+            self,
+            "Matrix: next column axis",
+            "Put another axis across",
+            lambda: self.action_axis("cols", 1),
+            "axis('cols', 1)",
+        )
+        yield command(
+            self,
+            "Matrix: next page axis",
+            "Put another axis on the pages",
+            lambda: self.action_axis("pages", 1),
+            "axis('pages', 1)",
+        )
 
     # --- polling ----------------------------------------------------------------
     def _shown(self) -> bool:
@@ -261,7 +308,8 @@ class MatrixTab(Vertical):
             note = message if not line else f"line {line}: {message}"
             return None, ListRow(folder.id, "invalid", len(folder.done_ids()), None, note)
         rec = rep.summary().recommendation() if rep.scorer else rep.reason
-        return rep, ListRow(folder.id, rep.status.display_state, rep.drawn, rep.total, rec)
+        run = rep.plan.ctx.run.id if rep.plan.ctx.run is not None else ""
+        return rep, ListRow(folder.id, rep.status.display_state, rep.drawn, rep.total, rec, run)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state != WorkerState.ERROR or event.worker.group not in WORKER_GROUPS:
@@ -298,16 +346,16 @@ class MatrixTab(Vertical):
     # --- rendering ----------------------------------------------------------------
     def _show_list(self, rows: list[ListRow]) -> None:
         table = self.query_one("#matrix-list", DataTable)
-        if [(r.id, r.state, r.done, r.total, r.note) for r in rows] == [
-            (r.id, r.state, r.done, r.total, r.note) for r in self.rows
-        ] and table.row_count:
+        if rows == self.rows and table.row_count:
             return
         self.rows = rows
         cursor = table.cursor_row
         table.clear()
         for r in rows:
             cells = f"{r.done}/{r.total}" if r.total is not None else f"{r.done}/?"
-            table.add_row(r.id, Text(r.state, style=STATE_STYLES.get(r.state, "dim")), cells, r.note[:120], key=r.id)
+            run = Text(run_label(r.run), style="dim")
+            state = Text(r.state, style=STATE_STYLES.get(r.state, "dim"))
+            table.add_row(Text(r.id), run, state, cells, Text(r.note[:120]), key=r.id)
         if rows:
             index = next((i for i, r in enumerate(rows) if r.id == self.selected), min(cursor, len(rows) - 1))
             table.move_cursor(row=max(0, index))
@@ -795,12 +843,7 @@ class MatrixTab(Vertical):
         if rep is not None and rep.folder.id == folder.id and rep.status.display_state in ("running", "starting"):
             rep.status.stopping = True  # shown at once; the next poll reads it back from the stop request
             self._show_head()
-            self._show_list(
-                [
-                    ListRow(r.id, rep.status.display_state, r.done, r.total, r.note) if r.id == folder.id else r
-                    for r in self.rows
-                ]
-            )
+            self._show_list([replace(r, state=rep.status.display_state) if r.id == folder.id else r for r in self.rows])
         self._stop_worker(folder)
 
     @work(thread=True, group="matrix-control", exit_on_error=False)

@@ -46,6 +46,7 @@ from lorawb.train.monitor import (
 )
 from lorawb.train.runfolder import RunFolder
 from lorawb.tui.messages import RunsChanged
+from lorawb.tui.palette import command
 from lorawb.tui.widgets.train_charts import Line, SeriesChart
 from lorawb.tui.widgets.train_form import RunForm
 from lorawb.tui.widgets.train_runs import STATE_STYLES, RunTable
@@ -183,11 +184,32 @@ class TrainTab(Vertical):
         return self.query_one("#train-views", TabbedContent).query_one(Tabs)
 
     def commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Train: new run", "Open the run form", lambda: self.action_view("new"))
-        yield SystemCommand("Train: stop the selected run", "It saves a checkpoint and its state", self._stop_now)
-        yield SystemCommand("Train: resume the selected run", "Continue a stopped run", self.action_resume)
-        yield SystemCommand("Train: compare runs", "Config diff and loss overlay", lambda: self.action_view("compare"))
-        yield SystemCommand("Train: run log", "The selected run's train.log", lambda: self.action_view("log"))
+        yield command(self, "Train: new run", "Open the run form", lambda: self.action_view("new"), "view('new')")
+        yield command(
+            self, "Train: stop the selected run", "It saves a checkpoint and its state", self._stop_now, key="x x"
+        )
+        yield command(self, "Train: resume the selected run", "Continue a stopped run", self.action_resume, "resume")
+        yield command(
+            self,
+            "Train: compare runs",
+            "Config diff and loss overlay",
+            lambda: self.action_view("compare"),
+            "view('compare')",
+        )
+        yield command(
+            self, "Train: run log", "The selected run's train.log", lambda: self.action_view("log"), "view('log')"
+        )
+        yield command(self, "Train: runs", "Every run of the project", lambda: self.action_view("runs"), "view('runs')")
+        yield command(
+            self, "Train: monitor", "Loss, learning rate, speed", lambda: self.action_view("monitor"), "view('monitor')"
+        )
+        yield command(
+            self,
+            "Train: samples",
+            "The samples of each sample step",
+            lambda: self.action_view("samples"),
+            "view('samples')",
+        )
 
     # --- polling ----------------------------------------------------------------
     def _shown(self) -> bool:

@@ -38,6 +38,7 @@ from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 from lorawb.train.config import bucket_settings
 from lorawb.tui.messages import ConfigReloaded, DatasetChanged
+from lorawb.tui.palette import command
 from lorawb.tui.widgets.image_grid import GridItem, ImageGrid
 from lorawb.tui.widgets.image_view import ImageView
 from lorawb.tui.widgets.tag_modal import TagScreen, report_applied
@@ -349,7 +350,13 @@ class TriageTab(Vertical):
             return "duplicates: not checked"
         for n, g in enumerate(self.groups, 1):
             if rel in g:
-                return f"{plural(len(g) - 1, 'near-duplicate')}, group {n}"
+                hashes = {i.rel: i.content_hash for i in self.all_items if i.rel in g}
+                mine = hashes.get(rel)
+                exact = sum(1 for m in g if m != rel and mine and hashes.get(m) == mine)
+                near = len(g) - 1 - exact
+                parts = [plural(exact, "exact duplicate") + " (same bytes)"] if exact else []
+                parts += [plural(near, "near-duplicate")] if near else []
+                return f"{', '.join(parts)}, group {n}"
         return "no near-duplicates"
 
     def update_status(self) -> None:
@@ -671,37 +678,77 @@ class TriageTab(Vertical):
 
     # --- command palette --------------------------------------------------
     def commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Triage: auto-tag the images shown", "A local model proposes tags (a)", self.action_autotag)
-        yield SystemCommand("Triage: auto-tag the inbox", "Preview, then apply", lambda: self.action_autotag(2))
-        yield SystemCommand("Triage: keep", "Keep the selected image (y)", lambda: self._run("decide('keep')"))
-        yield SystemCommand(
-            "Triage: reject", "Move it to rejected/ with its caption (x)", lambda: self._run("decide('reject')")
+        c = self
+        yield command(
+            c, "Triage: auto-tag the images shown", "A local model proposes tags", self.action_autotag, "autotag"
         )
-        yield SystemCommand("Triage: flag", "Mark for a second look (f)", lambda: self._run("decide('flag')"))
-        yield SystemCommand("Triage: clear / unreject", "Back to unreviewed (u)", lambda: self._run("decide('clear')"))
-        yield SystemCommand("Triage: undo last decision", "backspace", self.action_undo)
+        yield command(c, "Triage: auto-tag the inbox", "Preview, then apply", lambda: self.action_autotag(2), "autotag")
+        yield command(
+            c, "Triage: keep", "Keep the selected image", lambda: self._run("decide('keep')"), "decide('keep')"
+        )
+        yield command(
+            c,
+            "Triage: reject",
+            "Move it to rejected/ with its caption",
+            lambda: self._run("decide('reject')"),
+            "decide('reject')",
+        )
+        yield command(
+            c, "Triage: flag", "Mark for a second look", lambda: self._run("decide('flag')"), "decide('flag')"
+        )
+        yield command(
+            c, "Triage: clear / unreject", "Back to unreviewed", lambda: self._run("decide('clear')"), "decide('clear')"
+        )
+        yield command(c, "Triage: undo last decision", "Take the last keep/reject/flag back", self.action_undo, "undo")
         for state in STATE_CYCLE:
             word = "all" if state is None else STATE_WORDS[state]
-            yield SystemCommand(
-                f"Triage: show {word}", "Filter by decision (v cycles)", lambda s=state: self._set_filter(state=s)
+            yield command(
+                c,
+                f"Triage: show {word}",
+                "Filter by decision",
+                lambda s=state: self._set_filter(state=s),
+                "cycle_state",
             )
-        yield SystemCommand(
-            "Triage: missing caption", "Toggle the filter (c)", lambda: self.action_toggle("missing_caption")
+        yield command(
+            c,
+            "Triage: missing caption",
+            "Toggle the filter",
+            lambda: self.action_toggle("missing_caption"),
+            "toggle('missing_caption')",
         )
-        yield SystemCommand("Triage: low resolution", "Toggle the filter (r)", lambda: self.action_toggle("low_res"))
-        yield SystemCommand(
-            "Triage: near-duplicates filter", "Toggle the filter (d)", lambda: self.action_toggle("duplicates")
+        yield command(
+            c, "Triage: low resolution", "Toggle the filter", lambda: self.action_toggle("low_res"), "toggle('low_res')"
         )
-        yield SystemCommand("Triage: has tag…", "Filter by caption tag (t)", lambda: self.action_ask_tag("has_tag"))
-        yield SystemCommand("Triage: lacks tag…", "Filter by missing tag (T)", lambda: self.action_ask_tag("lacks_tag"))
-        yield SystemCommand("Triage: folder…", "Filter by subfolder (/)", self.action_ask_folder)
-        yield SystemCommand(
-            "Triage: inbox / dataset", "Switch between dataset, inbox and reg (i)", self.action_toggle_inbox
+        yield command(
+            c,
+            "Triage: near-duplicates filter",
+            "Toggle the filter",
+            lambda: self.action_toggle("duplicates"),
+            "toggle('duplicates')",
         )
-        yield SystemCommand("Triage: near-duplicate groups", "Walk groups, keep one (D)", self.action_dupes)
+        yield command(
+            c, "Triage: has tag…", "Filter by caption tag", lambda: self.action_ask_tag("has_tag"), "ask_tag('has_tag')"
+        )
+        yield command(
+            c,
+            "Triage: lacks tag…",
+            "Filter by missing tag",
+            lambda: self.action_ask_tag("lacks_tag"),
+            "ask_tag('lacks_tag')",
+        )
+        yield command(c, "Triage: folder…", "Filter by subfolder", self.action_ask_folder, "ask_folder")
+        yield command(
+            c,
+            "Triage: inbox / dataset",
+            "Switch between dataset, inbox and reg",
+            self.action_toggle_inbox,
+            "toggle_inbox",
+        )
+        yield command(c, "Triage: near-duplicate groups", "Walk groups, keep one", self.action_dupes, "dupes")
         for key in tri.SORTS:
-            yield SystemCommand(f"Triage: sort by {key}", "s cycles, S reverses", lambda k=key: self._sort_by(k))
-        yield SystemCommand("Triage: reset filters", "escape", self.action_reset)
+            yield command(c, f"Triage: sort by {key}", "S reverses", lambda k=key: self._sort_by(k), "cycle_sort")
+        yield command(c, "Triage: reset filters", "Back to every image", self.action_reset, "reset")
+        yield command(c, "Triage: zoom", "The image large", lambda: self._run("zoom"), "zoom")
 
     def _run(self, action: str) -> None:
         self.app.call_later(self.run_action, action)
