@@ -19,6 +19,7 @@ from typing import Any
 
 from lorawb.core.buckets import BucketSettings, bucket_label, one_bucket_warning
 from lorawb.core.captions import Caption, phrase_pattern, tag_key, tag_name, tags_of, trigger_index
+from lorawb.core.config import low_res_note
 from lorawb.core.dataset import ImageFacts, Progress, ScanResult, scan_dataset
 from lorawb.core.project import STATE_DIR, Project
 from lorawb.errors import LorawbError
@@ -430,8 +431,11 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
         ),
         ("captions starting with a byte-order mark", report.bom_captions),
         (
-            f"below {report.min_resolution} px on the short side",
-            [f"{rel} ({w}x{h})" for rel, w, h in report.low_resolution],
+            "low resolution (the short side)",
+            [
+                f"{rel} ({w}x{h}: {low_res_note(min(w, h), report.min_resolution, report.resolution)})"
+                for rel, w, h in report.low_resolution
+            ],
         ),
         ("exact duplicates (same bytes)", [" = ".join(g) for g in report.duplicates]),
         ("other notes", [f"{rel}: {note}" for rel, note in report.notes]),

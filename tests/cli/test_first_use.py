@@ -67,3 +67,16 @@ def test_reg_generate_help_names_the_project_as_every_command_does():
     assert out.returncode == 0
     assert "PROJECT_OPT" not in out.stdout
     assert " ".join(PROJECT_HELP.split()) in " ".join(out.stdout.split())
+
+
+def test_the_doctor_says_when_a_low_res_image_is_the_models_own_size(sample_project):
+    shutil.move(sample_project / "inbox" / "cand_06.png", sample_project / "dataset" / "10_zkx_mira" / "cand_06.png")
+    out = lorawb("doctor", str(sample_project))
+    assert out.returncode == 1
+    assert "cand_06.png (32x32: under 64 px, but the model's own size (32 px): as generated)" in out.stdout
+
+
+def test_the_tour_says_that_keeping_an_inbox_image_asks_for_its_folder():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    tour = readme.split("## Five minutes with the sample project", 1)[1].split("\n## ", 1)[0]
+    assert "which dataset folder" in tour

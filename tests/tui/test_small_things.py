@@ -69,3 +69,16 @@ async def test_the_matrices_list_names_the_run_oldest_first(tmp_path, trained_pr
         rows = [[str(x) for x in table.get_row_at(i)] for i in range(table.row_count)]
         assert [r[0] for r in rows] == ["b-older", "a-newer"]
         assert rows[0][1] == run.split("-", 1)[1]  # the run, its date left out: time and name
+
+
+async def test_an_image_of_the_models_own_size_says_so_when_flagged_low_res(sample_project):
+    """The sample's min_resolution (64) is above what its model draws (32): a promoted cell is 32 px."""
+    app = LorawbApp(Project.load(sample_project))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("i")
+        await settle(pilot)
+        app.select_image("inbox/cand_06.png")  # 32x32, like a matrix cell of the toy model
+        await settle(pilot)
+        facts = " ".join(str(app.query_one("#triage-facts", Static).render()).split())
+        assert "low-res: under 64 px, but the model's own size (32 px)" in facts

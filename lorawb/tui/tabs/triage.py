@@ -314,8 +314,9 @@ class TriageTab(Vertical):
             t.append("\n" + self._bucket_text(item))
             if item.area in (tri.DATASET, REG):
                 t.append(f" · ×{repeats_for(item.folder)}")
-            if item.short_side < self.project.config.project.min_resolution:
-                t.append(" · low-res", style="yellow")
+            low = self.project.config.project.low_res(item.short_side)
+            if low:
+                t.append(f" · low-res: {low}", style="yellow")
         t.append("\n")
         word = STATE_WORDS[item.state]
         t.append(word, style=f"bold {self._state_colour(item.state)}")
