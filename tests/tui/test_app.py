@@ -62,7 +62,7 @@ async def test_command_palette_lists_tab_commands(sample_like_project):
     app = LorawbApp(sample_like_project)
     async with app.run_test(size=(80, 24)) as pilot:
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        assert "Go to Captions" in titles and "Cycle image mode" in titles
+        assert "Go to Captions (2)" in titles and "Cycle image mode (^g)" in titles
         await pilot.press("ctrl+p")
         await pilot.press(*"Go to Train")
         await pilot.press("enter")

@@ -349,10 +349,10 @@ async def test_palette_commands_and_unicode_grid_mode(sample_like_project):
         await settle(pilot)
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {
-            "Triage: reject",
-            "Triage: show flagged",
-            "Triage: sort by aspect",
-            "Triage: near-duplicate groups",
+            "Triage: reject (x)",
+            "Triage: show flagged (v)",
+            "Triage: sort by aspect (s)",
+            "Triage: near-duplicate groups (D)",
         } <= set(titles)
         await pilot.press("ctrl+p")
         await pilot.press(*"Triage: reject")
