@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = sub.add_parser(
         "compare",
-        help="config differences and loss figures of two runs",
+        help="config and dataset differences and loss figures of two runs",
         usage="lorawb compare [PROJECT] A B [options]",
     )
     c.add_argument("words", nargs="+", metavar="[PROJECT] A B", help=f"two runs, each {RUN_HELP}")
@@ -220,7 +220,10 @@ def _print_rich(renderable) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    from lorawb.core.run_dataset import dataset_changes, describe
+    from lorawb.matrix.lorafile import run_dataset
     from lorawb.train.compare import MISSING, compare_runs, flatten, format_value, read_config
 
     a, b = resolve_run(args.run_a, args.project), resolve_run(args.run_b, args.project)
@@ -239,10 +242,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         for key, va, vb in cmp.diff:
             table.add_row(key, format_value(va), format_value(vb))
+    ds_a, ds_b = run_dataset(a), run_dataset(b)
+    changes = dataset_changes(ds_a, ds_b)
     if not cmp.diff and not args.all:
-        console.print("the two runs have the same config")
+        console.print("the two runs have the same config" + ("; their datasets differ:" if changes else " and dataset"))
     else:
         console.print(table)
+    data = Table(title="dataset" + (" differences" if changes else ""), show_lines=False)
+    data.add_column("")
+    data.add_column(a.id)
+    data.add_column(b.id)
+    data.add_row("dataset", Text(describe(ds_a)), Text(describe(ds_b)))
+    for row in changes:
+        data.add_row(Text(row.what.removeprefix("dataset: ")), Text(row.a), Text(row.b))
+    console.print(data)
     loss = Table(title="loss (smoothed)")
     loss.add_column("run")
     loss.add_column("state")

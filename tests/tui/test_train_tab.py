@@ -263,7 +263,7 @@ async def test_compare_two_runs(sample_like_project):
         await pilot.press("v")  # the selected (newest) run against the one before it
         diff = app.query_one("#compare-diff", DataTable)
         await wait_for(pilot, lambda: tab(app).comparison is not None)
-        assert diff.get_row_at(0) == ["train.learning_rate", "5e-05", "0.0001"]
+        assert [str(x) for x in diff.get_row_at(0)] == ["train.learning_rate", "5e-05", "0.0001"]
         head = str(app.query_one("#compare-head", Static).render())
         assert f"A {RUN_B}" in head and f"B {RUN_A}" in head and "at step 20: A 0.5000  B 1.0000" in head
         chart = app.query_one("#chart-compare", SeriesChart)

@@ -32,7 +32,9 @@ from textual.widgets import ContentSwitcher, DataTable, ProgressBar, RichLog, St
 from textual.worker import Worker, WorkerState
 
 from lorawb.core.project import Project
+from lorawb.core.run_dataset import Change, dataset_changes
 from lorawb.errors import LorawbError
+from lorawb.matrix.lorafile import run_dataset
 from lorawb.train.compare import Comparison, compare_runs, format_value
 from lorawb.train.monitor import (
     DEFAULT_SMOOTHING,
@@ -70,6 +72,18 @@ def short_id(run_id: str) -> str:
     return run_id[-16:]
 
 
+def distinct_labels(a: str, b: str) -> tuple[str, str]:
+    """Short names that tell two runs apart: their names; when those agree, their start times with the
+    name; else the whole ids (never 'A zkx_mira / B zkx_mira')."""
+    sa, sb = short_id(a), short_id(b)
+    if sa != sb:
+        return sa, sb
+    pa, pb = a.split("-", 2), b.split("-", 2)
+    if len(pa) == 3 and len(pb) == 3 and pa[1] != pb[1]:
+        return f"{pa[1][:2]}:{pa[1][2:4]}:{pa[1][4:]} {sa}", f"{pb[1][:2]}:{pb[1][2:4]}:{pb[1][4:]} {sb}"
+    return a, b
+
+
 class TrainTab(Vertical):
     BINDINGS = [
         Binding("r", "view('runs')", "Runs"),
@@ -102,10 +116,11 @@ class TrainTab(Vertical):
             gpu: list[GpuInfo] | None,
             error: str | None,
             more: bool,
+            dataset: list[Change] | None = None,
         ) -> None:
             super().__init__()
             self.rows, self.view, self.comparison, self.gpu = rows, view, comparison, gpu
-            self.error, self.more = error, more
+            self.error, self.more, self.dataset = error, more, dataset
 
     def __init__(self, project: Project, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -253,7 +268,7 @@ class TrainTab(Vertical):
     @work(thread=True, group="train-poll", exit_on_error=False)
     def _poll(self, selected: str | None, smoothing: float, pair: tuple[str, str] | None, want_gpu: bool) -> None:
         rows: list[RunRow] = []
-        view = comparison = None
+        view = comparison = dataset = None
         gpu = self.gpu
         error = None
         try:
@@ -273,11 +288,12 @@ class TrainTab(Vertical):
                 if ma is not None and mb is not None:
                     mb.catch_up(budget_s=0.25)
                     comparison = compare_runs(ma, mb, points=CHART_POINTS)
+                    dataset = dataset_changes(run_dataset(ma.run), run_dataset(mb.run))
             if want_gpu:
                 gpu = gpu_stats()
         except (OSError, LorawbError) as exc:
             error = str(exc)
-        self.post_message(self.Polled(rows, view, comparison, gpu, error, self.board.pending))
+        self.post_message(self.Polled(rows, view, comparison, gpu, error, self.board.pending, dataset))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A bug in a worker must not freeze the monitor: say so, and let the next tick poll again."""
@@ -304,7 +320,7 @@ class TrainTab(Vertical):
         if msg.view is not None and msg.view.run_id == self.selected:
             self._show_view(msg.view)
         if msg.comparison is not None:
-            self._show_comparison(msg.comparison)
+            self._show_comparison(msg.comparison, msg.dataset or [])
         if msg.more or self._poll_again:
             self.request_poll()
 
@@ -456,7 +472,7 @@ class TrainTab(Vertical):
             log.write(Text(line))
         self.log_lines = (self.log_lines + list(lines))[-2000:]
 
-    def _show_comparison(self, c: Comparison) -> None:
+    def _show_comparison(self, c: Comparison, dataset: list[Change]) -> None:
         self.comparison = c
         head = Text.assemble(
             ("A ", "dim"), (c.a, "bold"), ("  vs  B ", "dim"), (c.b, "bold"), ("   (b in Runs picks B)", "dim")
@@ -474,15 +490,15 @@ class TrainTab(Vertical):
         table = self.query_one("#compare-diff", DataTable)
         table.clear()
         for key, a, b in c.diff:
-            table.add_row(key, format_value(a), format_value(b), key=key)
+            table.add_row(Text(key), Text(format_value(a)), Text(format_value(b)), key=key)
+        for row in dataset:
+            table.add_row(Text(row.what, style="bold"), Text(row.a), Text(row.b), key=row.what)
         if not c.diff:
-            table.add_row("(same config)", "", "")
+            table.add_row(Text("(same config)" if dataset else "(same config and dataset)"), "", "")
         ca, cb = c.curves
+        name_a, name_b = distinct_labels(ca.run_id, cb.run_id)
         self.query_one("#chart-compare", SeriesChart).set_lines(
-            [
-                Line(f"A {short_id(ca.run_id)}", *ca.smooth, "loss"),
-                Line(f"B {short_id(cb.run_id)}", *cb.smooth, "val-loss"),
-            ]
+            [Line(f"A {name_a}", *ca.smooth, "loss"), Line(f"B {name_b}", *cb.smooth, "val-loss")]
         )
 
     # --- actions ----------------------------------------------------------------
