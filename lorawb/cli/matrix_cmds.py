@@ -1,4 +1,4 @@
-"""`lorawb matrix new|run|show|list|promote|rate|stop|export|score|regen`: thin wrappers over lorawb.matrix.
+"""`lorawb matrix new|run|show|list|compare|promote|rate|stop|export|score|regen`: thin wrappers over lorawb.matrix.
 
 SPEC is a matrix id, a unique prefix of one, its folder or matrix.toml, or 'last'. PROJECT
 comes first and may be left out (the current folder), as in every other command.
@@ -26,6 +26,7 @@ USAGE = {
     "promote": "[PROJECT] SPEC [CELL ...]",
     "rate": "[PROJECT] SPEC CELL ...",
     "regen": "[PROJECT] SPEC CELL",
+    "compare": "[PROJECT] SPEC [SPEC_B]",
 }
 
 
@@ -70,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--cells", action="store_true", help="also list every cell with its id and scores")
     p.set_defaults(func=cmd_show)
+
+    p = words("compare", "two runs' matrices side by side (B: the newest matrix with the same spec over another run)")
+    p.set_defaults(func=cmd_compare)
 
     p = msub.add_parser("list", help="the project's matrices, oldest first, with the run each one tests")
     add_project_arg(p)
@@ -390,6 +394,26 @@ def cmd_promote(args: argparse.Namespace) -> int:
             f"  {plural(len(result.images), 'image')} in the inbox; triage them (Triage tab, i) or `lorawb captions undo` removes the captions"
         )
     return 0 if result.images or not result.skipped else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from lorawb.errors import LorawbError
+    from lorawb.matrix.compare import compare_matrices, format_side_by_side, partner
+    from lorawb.matrix.report import load_report
+
+    project, w = _split(args, 1)
+    if len(w) > 2:
+        raise LorawbError("too many arguments", hint=f"usage: lorawb matrix compare {USAGE['compare']}")
+    a = _folder(project, w[0])
+    b = _folder(project, w[1]) if len(w) > 1 else partner(project, a)
+    if b is None:
+        raise LorawbError(
+            f"no other matrix with the same spec as {a.id} over another run",
+            hint="make one with the same options for the other run: `lorawb matrix new NAME --run RUN`, "
+            "or name both: `lorawb matrix compare A B`",
+        )
+    print(format_side_by_side(compare_matrices(load_report(a, project), load_report(b, project))))
+    return 0
 
 
 def cmd_rate(args: argparse.Namespace) -> int:

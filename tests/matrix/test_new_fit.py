@@ -91,3 +91,33 @@ def test_list_names_each_matrixs_run(lora_project):
     head, row = out.stdout.splitlines()[:2]
     run = next((lora_project / "runs").iterdir()).name
     assert head.split()[:3] == ["MATRIX", "RUN", "STATE"] and row.split()[:2] == ["small", run]
+
+
+def second_run(root: Path) -> tuple[str, str]:
+    """The project's run copied under another id (a 'v2'), and matrix `small2`: `small`'s spec over it."""
+    import shutil
+
+    first = next((root / "runs").iterdir())
+    second = root / "runs" / (first.name.rsplit("-", 1)[0] + "-v2")
+    shutil.copytree(first, second)
+    spec = (root / "matrices" / "small" / "matrix.toml").read_text().replace(first.name, second.name)
+    (root / "matrices" / "small2").mkdir()
+    (root / "matrices" / "small2" / "matrix.toml").write_text(spec)
+    return first.name, second.name
+
+
+def test_compare_puts_two_runs_matrices_side_by_side(lora_project):
+    first, second = second_run(lora_project)
+    out = lorawb("matrix", "compare", str(lora_project), "small2")  # B: the same spec over the other run
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"A small2 (run {second})  vs  B small (run {first})"
+    rows = [line.split()[:3] for line in lines if line.startswith(("base", "step"))]
+    assert rows == [["base", "0", "-"], ["step", "1", "1"], ["step", "2", "1"]]
+    assert "recommendation A:" in out.stdout and "recommendation B:" in out.stdout
+    spec = lora_project / "matrices" / "small2" / "matrix.toml"
+    spec.write_text(spec.read_text().replace("seed = [0, 1]", "seed = [0]"))
+    out = lorawb("matrix", "compare", str(lora_project), "small2")
+    assert out.returncode == 2 and "no other matrix with the same spec as small2" in out.stderr
+    out = lorawb("matrix", "compare", str(lora_project), "small2", "small")  # named: compared, differences said
+    assert out.returncode == 0 and "the specs differ beside the run: axes.seed: [0] vs [0, 1]" in out.stdout

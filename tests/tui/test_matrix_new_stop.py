@@ -72,3 +72,24 @@ async def test_stopping_a_matrix_says_so_at_once(tmp_path, trained_project):
             app.query_one("MatrixTab").refresh_matrices()
             await settle(pilot)
             assert "stopping…" in str(head.render())  # and read back from the folder
+
+
+async def test_v_puts_the_same_spec_over_another_run_beside_it(tmp_path, trained_project):
+    from textual.widgets import DataTable
+
+    from tests.matrix.test_new_fit import second_run
+
+    root = copy(trained_project, tmp_path)
+    write_matrix(root, "small")
+    first, second = second_run(root)
+    app = LorawbApp(Project.load(root))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await settle(pilot)
+        await pilot.press("v")
+        await settle(pilot)
+        head = str(app.query_one("#matrix-compare-head", Static).render())
+        assert f"A small2 run {second}" in head and f"B small run {first}" in head
+        table = app.query_one("#matrix-compare", DataTable)
+        assert [str(c.label) for c in table.columns.values()][:3] == ["checkpoint", "weight", "identity A"]
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["base", "step 1", "step 2"]

@@ -117,6 +117,7 @@ class MatrixTab(Vertical):
         Binding("p", "promote", "Promote"),
         Binding("P", "promote_good", "Promote good", show=False),
         Binding("r", "reload", "Reload", show=False),
+        Binding("v", "compare", "Compare runs", show=False),
     ]
 
     class Polled(Message):
@@ -163,6 +164,10 @@ class MatrixTab(Vertical):
                 yield Static("", id="matrix-scorer")
                 yield DataTable(id="matrix-scores", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="matrix-rec")
+            with TabPane("Compare", id="mv-compare"):
+                yield Static("v: this matrix beside the same spec over another run", id="matrix-compare-head")
+                yield DataTable(id="matrix-compare", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="matrix-compare-rec")
 
     def on_mount(self) -> None:
         self.query_one("#matrix-list", DataTable).add_columns("matrix", "run", "state", "cells", "recommendation")
@@ -180,6 +185,8 @@ class MatrixTab(Vertical):
             return self.query_one(MatrixGrid)
         if pane == "mv-scores":
             return self.query_one("#matrix-scores")
+        if pane == "mv-compare":
+            return self.query_one("#matrix-compare")
         return self.query_one("#matrix-views", TabbedContent).query_one(Tabs)
 
     def commands(self) -> Iterable[SystemCommand]:
@@ -198,6 +205,13 @@ class MatrixTab(Vertical):
         )
         yield command(
             self, "Matrix: matrices", "Every matrix of the project", lambda: self.action_view("list"), "view('list')"
+        )
+        yield command(
+            self,
+            "Matrix: compare two runs",
+            "This matrix beside the same spec over another run, scores side by side",
+            self.action_compare,
+            "compare",
         )
         yield command(
             self, "Matrix: rate good", "The cell under the cursor", lambda: self.action_rate("good"), "rate('good')"
@@ -322,9 +336,9 @@ class MatrixTab(Vertical):
         self._polling = False
         if msg.error:
             self.notify(msg.error, severity="error", timeout=6)
-        self._show_list(msg.rows)
         if self.selected is None and msg.rows:
-            self.selected = msg.rows[-1].id
+            self.selected = msg.rows[-1].id  # the newest, before the list's cursor lands on its first row
+        self._show_list(msg.rows)
         if not self._opened:
             self._opened = True
             if msg.rows:
@@ -570,6 +584,8 @@ class MatrixTab(Vertical):
 
     @on(DataTable.RowHighlighted, "#matrix-list")
     def _list_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row != event.data_table.cursor_row:
+            return  # queued behind a refill that moved the cursor on (to the selected matrix)
         key = event.row_key.value
         if key and key != self.selected:
             self.select(key)
@@ -603,6 +619,63 @@ class MatrixTab(Vertical):
 
     def action_reload(self) -> None:
         self.refresh_matrices()
+
+    # --- two runs' matrices side by side ------------------------------------------------
+    def action_compare(self) -> None:
+        """The selected matrix beside the newest other matrix with the same spec over another run."""
+        folder = self._folder()
+        if folder is not None:
+            self.action_view("compare")
+            self._compare_worker(folder)
+
+    @work(thread=True, exclusive=True, group="matrix-control", exit_on_error=False)
+    def _compare_worker(self, folder: MatrixFolder) -> None:
+        from lorawb.matrix.compare import compare_matrices, partner
+
+        other = partner(self.project, folder)
+        if other is None:
+            text = (
+                f"no other matrix with the same spec as {folder.id} over another run: n with the same options "
+                "and the other run makes one (or `lorawb matrix compare A B`)"
+            )
+            self.app.call_from_thread(self._show_compare, None, text)
+            return
+        try:
+            cmp = compare_matrices(load_report(folder, self.project), load_report(other, self.project))
+        except LorawbError as exc:
+            self.app.call_from_thread(self._show_compare, None, str(exc))
+            return
+        self.app.call_from_thread(self._show_compare, cmp, "")
+
+    def _show_compare(self, cmp: Any, problem: str) -> None:
+        head = self.query_one("#matrix-compare-head", Static)
+        table = self.query_one("#matrix-compare", DataTable)
+        table.clear(columns=True)
+        rec = self.query_one("#matrix-compare-rec", Static)
+        if cmp is None:
+            head.update(Text(problem, style="yellow"))
+            rec.update("")
+            return
+        t = Text.assemble(("A ", "dim"), (cmp.a.folder.id, "bold"), (f" run {cmp.run_a}", "dim"))
+        t.append("  vs  B ", style="dim")
+        t.append(cmp.b.folder.id, style="bold")
+        t.append(f" run {cmp.run_b}", style="dim")
+        if cmp.differences:
+            t.append("\nthe specs differ beside the run: " + "; ".join(cmp.differences), style="yellow")
+        head.update(t)
+        table.add_columns("checkpoint", "weight", "identity A", "B", "prompt A", "B", "leak A", "B")
+
+        def f(row: Any, metric: str) -> str:
+            v = getattr(row, metric) if row is not None else None
+            return "-" if v is None else f"{v:.2f}"
+
+        for r in cmp.rows:
+            table.add_row(
+                r.checkpoint,
+                f"{r.weight:g}",
+                *(f(side, m) for m in ("identity", "prompt_following", "leak") for side in (r.a, r.b)),
+            )
+        rec.update(Text(f"A: {cmp.a.summary().recommendation()}\nB: {cmp.b.summary().recommendation()}", style="cyan"))
 
     def _folder(self) -> MatrixFolder | None:
         if self.selected is None:
