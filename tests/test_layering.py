@@ -40,6 +40,36 @@ def test_core_does_not_import_torch():
     assert offenders("core", HEAVY) == []
 
 
+# The packages from the bottom up: each imports only those below it (core the fewest). tagger sits
+# beside train, on core and toyworld's reader. Nothing imports the UI (tui, cli) but the UI.
+BELOW = {
+    "core": (),
+    "train": ("core",),
+    "toyworld": ("core", "train"),
+    "tagger": ("core", "toyworld"),
+    "matrix": ("core", "train", "toyworld", "tagger"),
+}
+PACKAGES = ("core", "train", "toyworld", "tagger", "matrix", "tui", "cli")
+
+
+def test_every_arrow_points_down():
+    """core never imports train (the doctor's training checks are handed to it), toyworld never matrix."""
+    for folder, allowed in BELOW.items():
+        above = tuple(f"lorawb.{p}" for p in PACKAGES if p != folder and p not in allowed)
+        assert offenders(folder, above) == [], folder
+
+
+def test_the_arrow_check_catches_core_importing_train(tmp_path, monkeypatch):
+    for folder, mod in (("core", "lorawb.train.config"), ("toyworld", "lorawb.matrix.reggen")):
+        bad = tmp_path / "lorawb" / folder
+        bad.mkdir(parents=True)
+        (bad / "oops.py").write_text(f"def f():\n    from {mod.rsplit('.', 1)[0]} import {mod.rsplit('.', 1)[1]}\n")
+    monkeypatch.setattr(sys.modules[__name__], "PKG", tmp_path / "lorawb")
+    with __import__("pytest").raises(AssertionError, match="imports lorawb.train"):
+        test_every_arrow_points_down()
+    assert offenders("toyworld", ("lorawb.matrix",)) == ["lorawb/toyworld/oops.py imports lorawb.matrix"]
+
+
 def test_checker_catches_a_bad_import(tmp_path, monkeypatch):
     # The check must be able to fail: plant a module that imports textual.
     bad = tmp_path / "lorawb" / "core"

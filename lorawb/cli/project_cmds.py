@@ -129,13 +129,14 @@ def set_model(project, model: str, rec) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from lorawb.core.doctor import diagnose, render_text
+    from lorawb.core.doctor import render_text
     from lorawb.core.project import Project
+    from lorawb.train_checks import doctor
 
     project = Project.load(args.project)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")  # file names in any script, on any terminal encoding
-    report = diagnose(project, progress=_progress_line() if sys.stderr.isatty() else None)
+    report = doctor(project, progress=_progress_line() if sys.stderr.isatty() else None)
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")

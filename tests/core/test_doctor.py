@@ -7,12 +7,13 @@ import json
 import pytest
 
 from lorawb.cli import main
-from lorawb.core.doctor import diagnose, render_text, split_tags, trigger_position
+from lorawb.core.doctor import render_text, split_tags, trigger_position
+from lorawb.train_checks import doctor
 from tests.core.problem_files import TRIGGER
 
 
 def test_report_on_problem_dataset(problem_project):
-    r = diagnose(problem_project)
+    r = doctor(problem_project)
     assert r.images == 15
     assert [(f.folder, f.repeats, f.images, f.steps) for f in r.folders] == [
         ("", 1, 2, 2),
@@ -58,7 +59,7 @@ def test_report_on_problem_dataset(problem_project):
 
 
 def test_clean_dataset_has_no_problems(small_project):
-    r = diagnose(small_project)
+    r = doctor(small_project)
     assert r.problem_count == 0
     assert (r.images, r.trigger_first, r.captions_counted) == (5, 5, 5)
     text = render_text(r)
@@ -68,7 +69,7 @@ def test_clean_dataset_has_no_problems(small_project):
 
 def test_min_resolution_comes_from_the_project(small_project):
     small_project.save_setting("project.min_resolution", 600)
-    r = diagnose(small_project)
+    r = doctor(small_project)
     # sizes are 512+64*i wide and 512 high: all have a short side of 512
     assert [rel for rel, _, _ in r.low_resolution] == [f"10_zkx_mira/img_{i}.png" for i in range(5)]
 
@@ -237,7 +238,7 @@ def test_reg_folder_is_reported_with_class_tokens_and_balance(tmp_path):
     (reg / "1_woman" / "r0.txt").write_text("woman, blue dress")
     (reg / "loose").mkdir()
     Image.new("RGB", (64, 64), (1, 2, 3)).save(reg / "loose" / "x.png")  # no caption, no N_class: unusable
-    report = diagnose(Project.load(root))
+    report = doctor(Project.load(root))
     assert report.reg is not None and report.reg.path == "reg/"
     [f] = report.reg.folders
     assert (f.folder, f.repeats, f.images, f.class_tokens, f.captioned) == ("1_woman", 1, 3, "woman", 1)
@@ -255,4 +256,4 @@ def test_reg_folder_is_reported_with_class_tokens_and_balance(tmp_path):
     import shutil
 
     shutil.rmtree(reg)
-    assert diagnose(Project.load(root)).reg is None
+    assert doctor(Project.load(root)).reg is None
