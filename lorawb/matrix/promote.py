@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lorawb.core.caption_history import CLI, ApplyResult, apply_changeset
+from lorawb.core.caption_history import CLI, ApplyResult
 from lorawb.core.caption_ops import Change, ChangeSet, rel_to
+from lorawb.core.caption_writes import CaptionWrites
 from lorawb.core.fsutil import atomic_write_bytes
+from lorawb.core.index import ProjectIndex
 from lorawb.errors import LorawbError
 from lorawb.matrix.cells import Cell, Layout
 from lorawb.matrix.folder import MatrixFolder, Ratings
@@ -97,8 +99,11 @@ class PromoteResult:
     skipped: list[tuple[str, str]]
 
 
-def apply_promotion(project: Project, plan: Promotion, author: str = CLI) -> PromoteResult:
-    """Write the images (atomically, never over a file), then apply the captions' change set."""
+def apply_promotion(
+    project: Project, plan: Promotion, author: str = CLI, index: ProjectIndex | None = None
+) -> PromoteResult:
+    """Write the images (atomically, never over a file), then apply the captions' change set; the
+    project's index (``index``: the app's live one) learns both."""
     written: list[Path] = []
     keep: list[Change] = []
     skipped = list(plan.skipped)
@@ -112,7 +117,8 @@ def apply_promotion(project: Project, plan: Promotion, author: str = CLI) -> Pro
         keep.append(by_image[rel_to(project.root, dest)])
     result = None
     if keep and plan.changes is not None:
-        result = apply_changeset(project, ChangeSet(plan.changes.label, keep, len(keep), "inbox"), author)
+        cs = ChangeSet(plan.changes.label, keep, len(keep), "inbox")
+        result = CaptionWrites(project, index).apply(cs, author, also=written)
     ratings = Ratings.load(plan.folder)
     for cell_id, _src, dest in plan.copies:
         if dest in written:
@@ -122,6 +128,11 @@ def apply_promotion(project: Project, plan: Promotion, author: str = CLI) -> Pro
 
 
 def promote(
-    project: Project, folder: MatrixFolder, cells: list[Cell], trigger: str, author: str = CLI
+    project: Project,
+    folder: MatrixFolder,
+    cells: list[Cell],
+    trigger: str,
+    author: str = CLI,
+    index: ProjectIndex | None = None,
 ) -> PromoteResult:
-    return apply_promotion(project, plan_promotion(project, folder, cells, trigger), author)
+    return apply_promotion(project, plan_promotion(project, folder, cells, trigger), author, index)

@@ -1,5 +1,7 @@
 """The Textual app: composes the tabs and routes global bindings. Each tab owns its behaviour.
 
+Tabs use the app only through lorawb.tui.workbench.Workbench (the typed interface this class provides).
+
 The app also owns what the tabs share: the project's image index (lorawb.core.index) and
 the file watcher (lorawb.core.watch), started with the app and stopped on exit. Changes
 made by other programs reach the tabs as messages (lorawb.tui.messages).
@@ -22,6 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from lorawb.core import caption_history
+from lorawb.core.caption_writes import CaptionWrites
 from lorawb.core.index import DATASET, INBOX, IndexSnapshot, ProjectIndex, project_areas
 from lorawb.core.project import Project
 from lorawb.core.watch import ProjectWatcher, WatchBatch
@@ -157,6 +160,13 @@ class LorawbApp(App):
         """A tab changed files (and told the index): other tabs re-read what they show."""
         self.dataset_version += 1
         self.show_counts()
+
+    def caption_writes(self) -> CaptionWrites:
+        """Caption writes of this window: applied with its author, told to the app's index at once."""
+        return CaptionWrites(self.project, self.index)
+
+    def show_tab(self, key: str) -> None:
+        self.action_show_tab(key)
 
     @work(thread=True, exclusive=True, group="count")
     def count_dataset(self) -> None:

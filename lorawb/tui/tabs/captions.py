@@ -16,7 +16,6 @@ take theirs / compare dialog asks, and neither text is lost.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from textual.widgets import ContentSwitcher, DataTable, Static
 from lorawb.core import caption_history, caption_ops, layout
 from lorawb.core.caption_ops import CaptionFile, Selection
 from lorawb.core.caption_stats import TagStats, tag_stats
+from lorawb.core.caption_writes import CaptionWrites, keep_trigger_in_step
 from lorawb.core.captions import Caption, leads_with_trigger
 from lorawb.core.composition import Composition, PairTable, composition
 from lorawb.core.index import DATASET, IndexSnapshot
@@ -41,11 +41,11 @@ from lorawb.tui.messages import ConfigReloaded, DatasetChanged
 from lorawb.tui.palette import command
 from lorawb.tui.widgets.caption_editor import CaptionEditor
 from lorawb.tui.widgets.caption_list import CaptionList
-from lorawb.tui.widgets.caption_modals import OP_SPECS, BulkScreen, ConflictScreen, PromptScreen
+from lorawb.tui.widgets.caption_modals import OP_SPECS, BulkEdit, BulkScreen, ConflictScreen, PromptScreen
 from lorawb.tui.widgets.history_modal import HistoryScreen
 from lorawb.tui.widgets.image_view import ImageView
 from lorawb.tui.widgets.tag_modal import TagScreen, report_applied
-from lorawb.tui.window import window_author
+from lorawb.tui.workbench import Workbench, workbench
 from lorawb.words import plural
 
 VIEWS = {"edit": "captions-edit", "tags": "captions-tags", "comp": "captions-comp"}
@@ -179,7 +179,16 @@ class CaptionsTab(Vertical):
         if self._stale:
             self.reload()
         else:
-            self._follow(getattr(self.app, "current_image", None))
+            self._follow(self.wb.current_image)
+
+    @property
+    def wb(self) -> Workbench:
+        return workbench(self)
+
+    def _trigger_changed(self) -> None:
+        """lorawb.toml's trigger was renamed here (the app's project holds it): every tab re-reads."""
+        self.wb.dataset_changed()
+        self._changed()
 
     def focus_target(self) -> CaptionList:
         return self.query_one(CaptionList)
@@ -232,8 +241,8 @@ class CaptionsTab(Vertical):
         yield command(c, "Captions: revert", "drop the unsaved edit", self.action_revert, "revert")
 
     def _show_me(self) -> None:
-        if getattr(self.app, "active_tab", "captions") != "captions":
-            self.app.action_show_tab("captions")  # type: ignore[attr-defined]
+        if self.wb.active_tab != "captions":
+            self.wb.show_tab("captions")
 
     def _palette(self, key: str) -> None:
         self._show_me()
@@ -272,7 +281,7 @@ class CaptionsTab(Vertical):
 
     # --- loading --------------------------------------------------------------------------
     def _visible(self) -> bool:
-        return getattr(self.app, "active_tab", "captions") == "captions"
+        return self.wb.active_tab == "captions"
 
     def _changed(self) -> None:
         self._stale = True
@@ -286,17 +295,14 @@ class CaptionsTab(Vertical):
 
     def _snapshot(self) -> IndexSnapshot | None:
         """The app's index as it is now; None before its first scan (then the disk is read)."""
-        index = getattr(self.app, "index", None)
-        if index is None:
-            return None
-        snap = index.snapshot()
+        snap = self.wb.index.snapshot()
         return snap if snap.facts else None
 
     @work(thread=True, exclusive=True, group="captions-load")
     def reload(self) -> None:
         """The captions of the list (the Triage tab's, else the whole dataset), from the index; then the tables."""
         root = self.project.root
-        wanted = list(getattr(self.app, "image_list", ()) or ())
+        wanted = list(self.wb.image_list)
         try:
             snap = self._snapshot()
             if snap is not None:
@@ -401,7 +407,7 @@ class CaptionsTab(Vertical):
         # Keep the open caption when it is still listed; else the app's selection; else its neighbour.
         wanted = self.current if self.current in tables.shown else None
         if wanted is None:
-            app_sel = getattr(self.app, "current_image", None)
+            app_sel = self.wb.current_image
             if app_sel in tables.shown and app_sel != self.current:
                 wanted = app_sel
             elif self.shown:
@@ -574,8 +580,8 @@ class CaptionsTab(Vertical):
         if not self._open(rel):
             self._move_cursor(self.current)  # the edit could not be saved: stay on it
             return
-        if getattr(self.app, "current_image", None) != rel:
-            self.app.select_image(rel)  # type: ignore[attr-defined]
+        if self.wb.current_image != rel:
+            self.wb.select_image(rel)
 
     @on(CaptionList.Selected)
     def _row_selected(self) -> None:
@@ -720,7 +726,7 @@ class CaptionsTab(Vertical):
         try:
             # One small file, written here and now: the next read (moving back to it) must see it.
             cs = caption_ops.edit_changeset(self.project, self.base, mine)
-            result = caption_history.apply_changeset(self.project, cs, window_author(self.app))
+            result = self._writes().apply(cs, self.wb.author)
         except LorawbError as exc:
             self.notify(str(exc), severity="error")
             return False
@@ -753,7 +759,6 @@ class CaptionsTab(Vertical):
             return None
 
     def _saved(self, rel: str) -> None:
-        self._tell_index([rel] + ([self.base.file] if self.base is not None else []))
         fresh = self._read_now(rel)
         if fresh is not None:
             self.files[rel] = fresh
@@ -765,23 +770,18 @@ class CaptionsTab(Vertical):
         self._file_label()
         self._announce_write()
 
-    def _tell_index(self, rels: list[str]) -> None:
-        """Our own write: the shared index learns it now (the watcher then finds nothing new to report).
+    def _writes(self) -> CaptionWrites:
+        """Every caption write of this tab: through the core's one writer, which tells the app's index
+        (the watcher then finds nothing new to report); a failed index update is said, never silent."""
+        writes = self.wb.caption_writes()
+        writes.on_problem = self._index_problem
+        return writes
 
-        ``rels``: caption files (or images) written, relative to the project folder.
-        """
-        index = getattr(self.app, "index", None)
-        if index is None:
-            return
-        paths = [self.project.root / rel for rel in rels]
-        try:
-            index.update(paths)
-        except (LorawbError, OSError, sqlite3.Error) as exc:
-            message = f"index not updated (ctrl+r rescans): {exc}"
-            try:  # from a worker thread...
-                self.app.call_from_thread(self.notify, message, severity="warning", markup=False)
-            except RuntimeError:  # ...or from the app's own
-                self.notify(message, severity="warning", markup=False)
+    def _index_problem(self, message: str) -> None:
+        try:  # from a worker thread...
+            self.app.call_from_thread(self.notify, message, severity="warning", markup=False)
+        except RuntimeError:  # ...or from the app's own
+            self.notify(message, severity="warning", markup=False)
 
     def _follow_move(self, new_rel: str) -> None:
         """The open image was moved (into rejected/, another folder) by another program: follow it, edit kept."""
@@ -827,9 +827,8 @@ class CaptionsTab(Vertical):
 
     def _announce_write(self) -> None:
         """Tell the other tabs (dataset_version) without re-reading everything here for our own edit."""
-        self._own_version = getattr(self.app, "dataset_version", 0) + 1
-        if hasattr(self.app, "dataset_changed"):
-            self.app.dataset_changed()
+        self._own_version = self.wb.dataset_version + 1
+        self.wb.dataset_changed()
 
     def _resolve(self, rel: str, mine: str, choice: str | None) -> None:
         self._conflict_open = None
@@ -847,7 +846,7 @@ class CaptionsTab(Vertical):
                 return
             self.base = fresh  # deliberately over what is on disk now; undo gives theirs back
             cs = caption_ops.edit_changeset(self.project, fresh, mine)
-            result = caption_history.apply_changeset(self.project, cs, window_author(self.app))
+            result = self._writes().apply(cs, self.wb.author)
             if result.conflicts:  # changed yet again in between: ask again
                 self._conflict_open = rel
                 self.app.push_screen(
@@ -934,18 +933,21 @@ class CaptionsTab(Vertical):
         scopes = [(label, list(self.shown)), ("this image", [self.current] if self.current else [])]
         self.app.push_screen(TagScreen(self.project, scopes), lambda r: report_applied(self, r))
 
-    def _bulk_chosen(self, cs: caption_ops.ChangeSet | None) -> None:
-        if cs is not None:
-            self._apply(cs)
+    def _bulk_chosen(self, chosen: BulkEdit | None) -> None:
+        if chosen is not None:
+            self._apply(chosen.changeset, chosen.operation)
 
     @work(thread=True, exclusive=True, group="captions-write")
-    def _apply(self, cs: caption_ops.ChangeSet) -> None:
+    def _apply(self, cs: caption_ops.ChangeSet, op: caption_ops.Operation | None = None) -> None:
         try:
-            result = caption_history.apply_changeset(self.project, cs, window_author(self.app))
+            result = self._writes().apply(cs, self.wb.author)
+            note = keep_trigger_in_step(self.project, op, result.written)  # as `lorawb captions rename-trigger`
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
-        self._tell_index([c.rel for c in cs.changes])
+        if note:
+            self.app.call_from_thread(self.notify, f"lorawb.toml: {note}", timeout=6, markup=False)
+            self.app.call_from_thread(self._trigger_changed)
         self.app.call_from_thread(self._after_write, [result], "changed", cs)
 
     def action_undo(self) -> None:
@@ -960,16 +962,15 @@ class CaptionsTab(Vertical):
     @work(thread=True, exclusive=True, group="captions-write")
     def _history(self, undo: bool) -> None:
         try:
-            me = window_author(self.app)
-            step = caption_history.undo if undo else caption_history.redo
-            results = step(self.project, author=me)
+            me = self.wb.author
+            writes = self._writes()
+            results = writes.undo(author=me) if undo else writes.redo(author=me)
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
         if not results:
             self.app.call_from_thread(self.notify, self._nothing_to(undo, me), timeout=4, markup=False)
             return
-        self._tell_index([w for r in results for w in r.written])
         self.app.call_from_thread(self._after_write, results, "restored" if undo else "rewrote")
 
     def _nothing_to(self, undo: bool, me: str) -> str:
@@ -990,7 +991,7 @@ class CaptionsTab(Vertical):
         """Every change set (by whom, when); one made elsewhere is undone from here, its diff shown first."""
         if not self._save():
             return
-        self.app.push_screen(HistoryScreen(self.project, window_author(self.app)), self._history_chosen)
+        self.app.push_screen(HistoryScreen(self.project, self.wb.author), self._history_chosen)
 
     def _history_chosen(self, op_id: int | None) -> None:
         if op_id is not None:
@@ -999,11 +1000,10 @@ class CaptionsTab(Vertical):
     @work(thread=True, exclusive=True, group="captions-write")
     def _undo_op(self, op_id: int) -> None:
         try:
-            result = caption_history.undo_op(self.project, op_id, author=window_author(self.app))
+            result = self._writes().undo_op(op_id, author=self.wb.author)
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
-        self._tell_index(result.written)
         self.app.call_from_thread(self._after_write, [result], "restored")
 
     # --- leaving with an unsaved edit (the app asks: save / discard / cancel) ---------------------------
@@ -1035,7 +1035,4 @@ class CaptionsTab(Vertical):
                     severity="warning",
                     timeout=10,
                 )
-        if hasattr(self.app, "dataset_changed"):
-            self.app.dataset_changed()  # our own reload comes with it: the files changed under the list
-        else:
-            self.reload()
+        self.wb.dataset_changed()  # our own reload comes with it: the files changed under the list

@@ -39,7 +39,7 @@ from lorawb.tui.palette import command
 from lorawb.tui.widgets.image_grid import DENSITIES, GridItem
 from lorawb.tui.widgets.matrix_grid import MatrixGrid, MatrixHeader
 from lorawb.tui.widgets.matrix_modals import CellZoomScreen, NewMatrixScreen
-from lorawb.tui.window import window_author
+from lorawb.tui.workbench import workbench
 from lorawb.words import plural
 
 POLL_INTERVAL = 0.5
@@ -808,7 +808,8 @@ class MatrixTab(Vertical):
             return
         cells = [rep.plan.layout.cells[c] for c in ids if c in rep.plan.layout.cells]
         try:
-            result = promote(self.project, rep.folder, cells, rep.plan.ctx.resolved.trigger, window_author(self.app))
+            wb = workbench(self)
+            result = promote(self.project, rep.folder, cells, rep.plan.ctx.resolved.trigger, wb.author, wb.index)
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
@@ -821,9 +822,7 @@ class MatrixTab(Vertical):
         self.app.call_from_thread(self.refresh_matrices)
 
     def _dataset_changed(self) -> None:
-        changed = getattr(self.app, "dataset_changed", None)
-        if changed is not None:
-            changed()
+        workbench(self).dataset_changed()
 
     def action_new(self) -> None:
         from lorawb.matrix.lorafile import run_checkpoints

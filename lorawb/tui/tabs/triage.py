@@ -42,6 +42,7 @@ from lorawb.tui.palette import command
 from lorawb.tui.widgets.image_grid import GridItem, ImageGrid
 from lorawb.tui.widgets.image_view import ImageView
 from lorawb.tui.widgets.tag_modal import TagScreen, report_applied
+from lorawb.tui.workbench import Workbench, workbench
 from lorawb.words import plural
 
 SMALL_DELTA = 64  # changes patched into the list on the event loop (more go to the loader thread)
@@ -108,6 +109,10 @@ class TriageTab(Vertical):
         Binding("escape", "reset", "Reset", show=False),
     ]
 
+    @property
+    def wb(self) -> Workbench:
+        return workbench(self)
+
     def __init__(self, project: Project, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.project = project
@@ -147,8 +152,8 @@ class TriageTab(Vertical):
         return self.grid
 
     def on_mount(self) -> None:
-        self.triage = tri.Triage(self.project, index=getattr(self.app, "index", None))
-        self._seen_version = self.app.dataset_version  # type: ignore[attr-defined]
+        self.triage = tri.Triage(self.project, index=self.wb.index)
+        self._seen_version = self.wb.dataset_version
         self.watch(self.app, "dataset_version", self._dataset_version_changed, init=False)
         self.watch(self.app, "current_image", self._current_image_changed, init=False)
         # Before the app's first scan of the folders: the last listing from the DB, for the first paint.
@@ -157,7 +162,7 @@ class TriageTab(Vertical):
 
     def _focus_if_active(self) -> None:
         # At start-up the grid takes the keys (not the tab bar), so arrows and decisions work at once.
-        if getattr(self.app, "active_tab", None) == "triage" and not isinstance(self.app.focused, Input):
+        if self.wb.active_tab == "triage" and not isinstance(self.app.focused, Input):
             self.grid.focus()
 
     def on_unmount(self) -> None:
@@ -209,9 +214,9 @@ class TriageTab(Vertical):
 
     def on_config_reloaded(self, msg: ConfigReloaded) -> None:
         self.buckets = None  # resolution / bucket step may have changed
-        if self.triage.index is not getattr(self.app, "index", self.triage.index):
+        if self.triage.index is not self.wb.index:
             self.triage.close()
-            self.triage = tri.Triage(self.project, index=self.app.index)  # type: ignore[attr-defined]
+            self.triage = tri.Triage(self.project, index=self.wb.index)
         self.refilter()
 
     def _loaded(self, items: list[tri.TriageItem], final: bool = True) -> None:
@@ -232,8 +237,8 @@ class TriageTab(Vertical):
             self.load()
 
     def _changed_files(self) -> None:
-        self._skip_version = self.app.dataset_version + 1  # type: ignore[attr-defined]
-        self.app.dataset_changed()  # type: ignore[attr-defined]
+        self._skip_version = self.wb.dataset_version + 1
+        self.wb.dataset_changed()
 
     # --- the list ---------------------------------------------------------
     def refilter(self, cursor_key: str | None = None, cursor_index: int | None = None) -> None:
@@ -260,7 +265,7 @@ class TriageTab(Vertical):
                 reverse=self.reverse,
             )
         grid.set_items([self._grid_item(i) for i in self.shown], cursor_key=cursor_key, cursor_index=cursor_index)
-        self.app.image_list = tuple(i.rel for i in self.shown)  # type: ignore[attr-defined]
+        self.wb.image_list = tuple(i.rel for i in self.shown)
         self.update_status()
 
     def _grid_item(self, item: tri.TriageItem) -> GridItem:
@@ -288,8 +293,8 @@ class TriageTab(Vertical):
             preview.show(None)
             self.query_one("#triage-facts", Static).update("")
             return
-        if self.app.current_image != item.rel:  # type: ignore[attr-defined]
-            self.app.select_image(item.rel)  # type: ignore[attr-defined]
+        if self.wb.current_image != item.rel:
+            self.wb.select_image(item.rel)
         preview.show(self.project.root / item.rel)
         self.update_facts(item)
 
@@ -492,7 +497,7 @@ class TriageTab(Vertical):
         current = grid.current.key if grid.current else None
         self.shown = shown
         grid.set_items(cells, cursor_key=current, cursor_index=grid.cursor)
-        self.app.image_list = tuple(i.rel for i in shown)  # type: ignore[attr-defined]
+        self.wb.image_list = tuple(i.rel for i in shown)
         self.update_status()
 
     def _failed(self, exc: LorawbError) -> None:

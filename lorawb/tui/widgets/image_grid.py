@@ -41,6 +41,7 @@ from textual_image.renderable import HalfcellImage, UnicodeImage
 
 from lorawb.core.thumbs import ThumbCache
 from lorawb.errors import LorawbError
+from lorawb.tui.workbench import workbench
 
 GRID_BOX = (96, 96)  # thumbnail size asked of the disk cache; cells are at most 32x32 pixels
 DENSITIES = ((8, 4), (12, 6), (16, 8), (24, 12), (32, 16))  # (image columns, image rows) per cell
@@ -308,7 +309,7 @@ class ImageGrid(ScrollView, can_focus=True):
 
     # --- thumbnails -------------------------------------------------------
     def _mode(self) -> str:
-        return "unicode" if getattr(self.app, "image_mode", "auto") == "unicode" else "halfcell"
+        return "unicode" if workbench(self).image_mode == "unicode" else "halfcell"
 
     def _key(self, item: GridItem) -> tuple:
         return (item.key, item.stamp, *self.cell_image, self._mode(), self._background())
@@ -377,7 +378,7 @@ class ImageGrid(ScrollView, can_focus=True):
     ) -> None:
         worker = get_current_worker()
         if self._thumbs is None:
-            self._thumbs = ThumbCache(self.app.project.state_dir)  # type: ignore[attr-defined]
+            self._thumbs = ThumbCache(workbench(self).project.state_dir)
         thumbs = self._thumbs
         err_style = Style(color="red")
 
