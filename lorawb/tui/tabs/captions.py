@@ -28,11 +28,12 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import ContentSwitcher, DataTable, Static
 
-from lorawb.core import caption_history, caption_ops, layout
+from lorawb.core import caption_history, caption_ops
+from lorawb.core.caption_edit import Conflict, OpenCaption
 from lorawb.core.caption_ops import CaptionFile, Selection
 from lorawb.core.caption_stats import TagStats, tag_stats
 from lorawb.core.caption_writes import CaptionWrites, keep_trigger_in_step
-from lorawb.core.captions import Caption, leads_with_trigger
+from lorawb.core.captions import leads_with_trigger
 from lorawb.core.composition import Composition, PairTable, composition
 from lorawb.core.index import DATASET, IndexSnapshot
 from lorawb.core.project import Project
@@ -140,8 +141,7 @@ class CaptionsTab(Vertical):
         self.stats: TagStats | None = None
         self.comp: Composition | None = None
         self.pair_index = 0
-        self.current: str | None = None
-        self.base: CaptionFile | None = None  # the open caption as read from disk: the conflict reference
+        self.opened: OpenCaption | None = None  # the caption in the editor, as read: its rules are the core's
         self.conflicted = False
         self.unreadable: list[tuple[str, str]] = []
         self._conflict_open: str | None = None  # the caption whose conflict dialog is on screen
@@ -601,13 +601,29 @@ class CaptionsTab(Vertical):
         if rel is not None and rel in self.row_of:
             self.query_one(CaptionList).move_to(self.row_of[rel])
 
-    def _body(self, cf: CaptionFile | None) -> str:
-        return (cf.text or "").strip() if cf else ""
+    @property
+    def current(self) -> str | None:
+        """The image whose caption is open (relative to the project)."""
+        return self.opened.image if self.opened else None
+
+    @property
+    def base(self) -> CaptionFile | None:
+        """The open caption as read from disk: the conflict reference."""
+        return self.opened.base if self.opened else None
 
     def _dirty(self) -> bool:
-        if self.current is None:
-            return False
-        return self.query_one(CaptionEditor).text.strip() != self._body(self.base)
+        return self.opened is not None and self.opened.dirty(self.query_one(CaptionEditor).text)
+
+    def _show_text(self, keep_cursor: bool = False) -> None:
+        """The open caption into the editor (the cursor at its end, or where it was)."""
+        editor = self.query_one(CaptionEditor)
+        row, col = editor.cursor_location
+        editor.load_text(self.opened.body if self.opened else "")
+        if keep_cursor:
+            row = min(row, editor.document.line_count - 1)
+            editor.move_cursor((row, min(col, len(editor.document.get_line(row)))))
+        else:
+            editor.move_cursor(editor.document.end)
 
     def _open(self, rel: str | None, *, force: bool = False) -> bool:
         """Show ``rel`` in the editor (saving the open caption first). False when that save hit a conflict."""
@@ -615,23 +631,19 @@ class CaptionsTab(Vertical):
             return True
         if rel != self.current and self._dirty() and not self._save():
             return False
-        editor = self.query_one(CaptionEditor)
-        self.current = rel
         self.conflicted = False
         if rel is None:
-            self.base = None
-            editor.load_text("")
+            self.opened = None
+            self._show_text()
             self.query_one(ImageView).show(None)
         else:
-            path = self.project.root / rel
             try:
-                self.base = caption_ops.read_caption(self.project.root, path)
+                self.opened = OpenCaption.open(self.project, rel)
             except LorawbError as exc:
                 self.notify(str(exc), severity="error")
-                self.base = None
-            editor.load_text(self._body(self.base))
-            editor.move_cursor(editor.document.end)
-            self.query_one(ImageView).show(path)
+                self.opened = OpenCaption(self.project, rel, None)
+            self._show_text()
+            self.query_one(ImageView).show(self.project.root / rel)
         self._file_label()
         return True
 
@@ -711,59 +723,39 @@ class CaptionsTab(Vertical):
             parts.append(f"{len(self.unreadable)} unreadable: {first}{more}")
         status.update(Content(" · ".join(parts)))
 
-    def _new_text(self) -> str:
-        """The editor's text with the whitespace the file had around its caption (a trailing newline)."""
-        edited = self.query_one(CaptionEditor).text.strip()
-        old = (self.base.text if self.base else None) or ""
-        cap = Caption.parse(old)
-        return (cap.lead + edited + cap.trail) if old.strip() else edited
-
     def _save(self) -> bool:
-        """Write the open caption if it changed. False (and the conflict dialog) when it changed on disk."""
-        if self.current is None or self.base is None or not self._dirty():
+        """Write the open caption if it changed (the core's rules). False, and the conflict dialog, when it
+        changed on disk since it was read."""
+        opened = self.opened
+        if opened is None:
             return True
-        rel, mine = self.current, self._new_text()
         try:
             # One small file, written here and now: the next read (moving back to it) must see it.
-            cs = caption_ops.edit_changeset(self.project, self.base, mine)
-            result = self._writes().apply(cs, self.wb.author)
+            outcome = opened.save(self.query_one(CaptionEditor).text, self._writes(), self.wb.author)
         except LorawbError as exc:
             self.notify(str(exc), severity="error")
             return False
-        if result.conflicts:
+        if isinstance(outcome, Conflict):
             self.conflicted = True
             self._file_label()
-            theirs = self._read_now(rel)
-            if self._conflict_open == rel:
-                return False  # the watcher's dialog for this very change is on screen
-            self._conflict_open = rel
-            screen = ConflictScreen(
-                result.conflicts[0].rel, mine, theirs.text if theirs else None, result.conflicts[0].reason
-            )
-            self.app.push_screen(screen, lambda choice: self._resolve(rel, mine, choice))
+            if self._conflict_open != opened.image:  # else the watcher's dialog for this very change is up
+                self._ask(opened.image, outcome)
             return False
-        self._saved(rel)
+        if outcome.result is not None:
+            self._saved()
         return True
 
-    def _caption_rel(self, cf: CaptionFile | None, rel: str) -> str:
-        """The caption file of image ``rel``, relative to the project (what a conflict dialog names)."""
-        if cf is not None and cf.image == rel:
-            return caption_ops.rel_to(self.project.root, cf.file)
-        return caption_ops.rel_to(self.project.root, layout.caption_path_for(self.project.root / rel))
+    def _ask(self, rel: str, conflict: Conflict) -> None:
+        """The keep mine / take theirs / compare dialog for the open caption."""
+        self._conflict_open = rel
+        screen = ConflictScreen(conflict.caption, conflict.mine, conflict.theirs, conflict.reason)
+        self.app.push_screen(screen, lambda choice: self._resolve(rel, conflict.mine, choice))
 
-    def _read_now(self, rel: str) -> CaptionFile | None:
-        try:
-            return caption_ops.read_caption(self.project.root, self.project.root / rel)
-        except LorawbError as exc:
-            self.notify(str(exc), severity="error")
-            return None
-
-    def _saved(self, rel: str) -> None:
-        fresh = self._read_now(rel)
-        if fresh is not None:
+    def _saved(self) -> None:
+        """The open caption was written: its row, the other tabs."""
+        if self.opened is not None and self.opened.base is not None:
+            rel, fresh = self.opened.image, self.opened.base
             self.files[rel] = fresh
-            if rel == self.current:
-                self.base = fresh
             if rel in self.row_of:
                 self.query_one(CaptionList).set_mark(self.row_of[rel], self._mark(fresh))
         self.conflicted = False
@@ -785,45 +777,24 @@ class CaptionsTab(Vertical):
 
     def _follow_move(self, new_rel: str) -> None:
         """The open image was moved (into rejected/, another folder) by another program: follow it, edit kept."""
-        old = self.current
-        self.current = new_rel
-        if self.base is not None and old is not None:
-            moved = self._read_now(new_rel)
-            if moved is not None and moved.text == self.base.text:
-                self.base = moved  # the same caption under its new name: an unsaved edit stays unsaved
-            else:
-                self._changed_outside(new_rel)
+        if self.opened is not None and not self.opened.moved_to(new_rel):
+            self._changed_outside(new_rel)
         self.query_one(ImageView).show(self.project.root / new_rel)
         self._file_label()
 
     def _changed_outside(self, rel: str) -> None:
         """Another program changed (or deleted) the open caption: reload it, or ask when there is an unsaved edit."""
-        theirs = self._read_now(rel)
-        image_gone = not (self.project.root / rel).exists()
-        if self.base is not None and theirs is not None and theirs.text == self.base.text and not image_gone:
-            return  # touched, or rewritten with the same text
-        name = rel.rsplit("/", 1)[-1]
-        if not self._dirty():
-            if image_gone:
-                return  # the list re-read moves to its neighbour
-            self.base = theirs
-            editor = self.query_one(CaptionEditor)
-            editor.load_text(self._body(theirs))
-            editor.move_cursor(editor.document.end)
-            self._file_label()
-            self.notify(f"{name}: caption changed on disk, reloaded", timeout=4, markup=False)
+        if self.opened is None or self.opened.image != rel:
             return
-        if self._conflict_open == rel:
-            return  # the dialog on screen shows it; compare re-reads
-        self.conflicted = True
-        self._file_label()
-        mine = self._new_text()
-        gone = theirs is None or theirs.text is None
-        reason = "deleted on disk by another program" if gone else "changed on disk by another program"
-        self._conflict_open = rel
-        caption_rel = self._caption_rel(theirs if theirs is not None else self.base, rel)
-        screen = ConflictScreen(caption_rel, mine, None if gone else theirs.text, reason)  # type: ignore[union-attr]
-        self.app.push_screen(screen, lambda choice: self._resolve(rel, mine, choice))
+        outside = self.opened.changed_outside(self.query_one(CaptionEditor).text)
+        if outside.kind == "reloaded":
+            self._show_text()
+            self._file_label()
+            self.notify(f"{rel.rsplit('/', 1)[-1]}: caption changed on disk, reloaded", timeout=4, markup=False)
+        elif outside.conflict is not None and self._conflict_open != rel:  # else the dialog on screen shows it
+            self.conflicted = True
+            self._file_label()
+            self._ask(rel, outside.conflict)
 
     def _announce_write(self) -> None:
         """Tell the other tabs (dataset_version) without re-reading everything here for our own edit."""
@@ -835,29 +806,24 @@ class CaptionsTab(Vertical):
         if rel != self.current:
             return
         editor = self.query_one(CaptionEditor)
-        if choice == "theirs":
-            self.base = self._read_now(rel)
-            self.conflicted = False
-            editor.load_text(self._body(self.base))
-            self.notify(f"{rel}: took the version on disk")
-        elif choice == "mine":
-            fresh = self._read_now(rel)
-            if fresh is None:
-                return
-            self.base = fresh  # deliberately over what is on disk now; undo gives theirs back
-            cs = caption_ops.edit_changeset(self.project, fresh, mine)
-            result = self._writes().apply(cs, self.wb.author)
-            if result.conflicts:  # changed yet again in between: ask again
-                self._conflict_open = rel
-                self.app.push_screen(
-                    ConflictScreen(
-                        result.conflicts[0].rel, mine, self._body(self._read_now(rel)), result.conflicts[0].reason
-                    ),
-                    lambda c: self._resolve(rel, mine, c),
-                )
-                return
-            self._saved(rel)
-            self.notify(f"{rel}: kept yours (u undoes it)")
+        opened = self.opened
+        assert opened is not None
+        try:
+            if choice == "theirs":
+                opened.take_theirs()
+                self.conflicted = False
+                self._show_text()
+                self.notify(f"{rel}: took the version on disk")
+            elif choice == "mine":
+                outcome = opened.keep_mine(mine, self._writes(), self.wb.author)  # over what is on disk now
+                if isinstance(outcome, Conflict):  # changed yet again in between: ask again
+                    self._ask(rel, outcome)
+                    return
+                self._saved()
+                self.notify(f"{rel}: kept yours (u undoes it)")
+        except LorawbError as exc:
+            self.notify(str(exc), severity="error")
+            return
         self._file_label()
         editor.focus()
 
@@ -886,12 +852,13 @@ class CaptionsTab(Vertical):
             self._open(self.current, force=True)
 
     def _revert_now(self) -> None:
-        self.base = self._read_now(self.current) if self.current else None
-        editor = self.query_one(CaptionEditor)
-        row, col = editor.cursor_location
-        editor.load_text(self._body(self.base))
-        row = min(row, editor.document.line_count - 1)
-        editor.move_cursor((row, min(col, len(editor.document.get_line(row)))))  # the cursor stays where it was
+        if self.opened is not None:
+            try:
+                self.opened.take_theirs()  # the caption as it is on disk now
+            except LorawbError as exc:
+                self.notify(str(exc), severity="error")
+                return
+        self._show_text(keep_cursor=True)
         self._file_label()
         self.notify("reverted to the caption on disk", timeout=2)
 
@@ -1011,7 +978,7 @@ class CaptionsTab(Vertical):
         """The caption file name of the open caption when it has an unsaved edit; None when there is none."""
         if self.current is None or not self._dirty():
             return None
-        return self._caption_rel(self.base, self.current).rsplit("/", 1)[-1]
+        return self.opened.caption_rel.rsplit("/", 1)[-1] if self.opened else None
 
     def save_before_leaving(self) -> bool:
         """Save the open caption now. False when it changed on disk (the conflict dialog then asks)."""
