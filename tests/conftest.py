@@ -69,6 +69,21 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_flux(tmp_path_factory) -> Path:
+    """A tiny Flux.1-dev (guidance-distilled) diffusers folder, built from configs."""
+    from lorawb.toyworld.tiny_transformers import build_tiny_transformer
+
+    return build_tiny_transformer(tmp_path_factory.mktemp("models") / "tiny-flux", "flux", variant="dev")
+
+
+@pytest.fixture(scope="session")
+def tiny_chroma(tmp_path_factory) -> Path:
+    from lorawb.toyworld.tiny_transformers import build_tiny_transformer
+
+    return build_tiny_transformer(tmp_path_factory.mktemp("models") / "tiny-chroma", "chroma")
+
+
+@pytest.fixture(scope="session")
 def trained_project(tmp_path_factory, tiny_model) -> Path:
     """A project on the tiny model with one run of 2 steps and a checkpoint at each step."""
     from lorawb.core.project import Project

@@ -45,9 +45,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detach", action="store_true", help="continue in a separate process")
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("make-tiny-model", help="build a tiny random base model (Stable Diffusion layout) for tests")
+    from lorawb.toyworld.tiny import FAMILIES
+    from lorawb.toyworld.tiny_transformers import TRANSFORMER_FAMILIES, VARIANTS
+
+    p = sub.add_parser(
+        "make-tiny-model", help="build a tiny random base model (a diffusers folder: SD1/SDXL or a transformer family)"
+    )
     p.add_argument("dest", help="folder to create")
-    p.add_argument("--family", choices=["sd1", "sdxl"], default="sd1")
+    p.add_argument("--family", choices=[*FAMILIES, *TRANSFORMER_FAMILIES], default="sd1")
+    variants = sorted({v for vs in VARIANTS.values() for v in vs})
+    p.add_argument("--variant", choices=variants, help="flux: dev (guidance embedding, the default) or schnell (none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=32, help="native image size in pixels (default 32)")
     p.add_argument("--single-file", metavar="FILE", help="also write the model as one .safetensors checkpoint")
@@ -245,10 +252,30 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> int:
-    from lorawb.toyworld.tiny import build_tiny_model
+    from lorawb.errors import LorawbError
+    from lorawb.toyworld.tiny import FAMILIES, build_tiny_model
+    from lorawb.toyworld.tiny_transformers import VARIANTS, build_tiny_transformer
 
-    path = build_tiny_model(args.dest, family=args.family, seed=args.seed, image_size=args.size, overwrite=args.force)
-    print(f"built a tiny {args.family} model in {path}")
+    if args.family in FAMILIES:
+        if args.variant:
+            raise LorawbError(f"{args.family} has no variants", hint="leave --variant out")
+        path = build_tiny_model(
+            args.dest, family=args.family, seed=args.seed, image_size=args.size, overwrite=args.force
+        )
+    else:
+        if args.single_file:
+            raise LorawbError("--single-file writes SD1 models only", hint="leave --single-file out")
+        path = build_tiny_transformer(
+            args.dest,
+            args.family,
+            seed=args.seed,
+            image_size=args.size,
+            overwrite=args.force,
+            variant=args.variant,
+        )
+    variant = args.variant or VARIANTS.get(args.family, (None,))[0]
+    name = f"{args.family} {variant}" if variant else args.family
+    print(f"built a tiny {name} model in {path}")
     if args.single_file:
         from lorawb.toyworld.tiny import write_single_file
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-TRAINING_SECTIONS = ("model", "dataset", "network", "train", "sample", "save")
+from lorawb.families import settings_sections
+
+# The model families' own sections ([flux] ...: guidance, timestep shift, which blocks to train).
+FAMILY_SECTIONS = tuple(settings_sections())
+TRAINING_SECTIONS = ("model", "dataset", "network", "train", "sample", "save", *FAMILY_SECTIONS)
 
 
 class Strict(BaseModel):
@@ -101,7 +105,7 @@ class UISection(Strict):
     )
 
 
-class ProjectConfig(Strict):
+class _ProjectConfig(Strict):
     project: ProjectSection = Field(default_factory=ProjectSection)
     tags: TagsSection = Field(default_factory=TagsSection)
     triage: TriageSection = Field(default_factory=TriageSection)
@@ -118,6 +122,14 @@ class ProjectConfig(Strict):
 
     def training_defaults(self) -> dict[str, Any]:
         return {name: dict(getattr(self, name)) for name in TRAINING_SECTIONS}
+
+
+# lorawb.toml: the sections above, and each model family's own section, validated by lorawb.train.config.
+ProjectConfig = create_model(
+    "ProjectConfig",
+    __base__=_ProjectConfig,
+    **{name: (dict[str, Any], Field(default_factory=dict)) for name in FAMILY_SECTIONS},  # type: ignore[call-overload]
+)
 
 
 DEFAULT_TOML = """\

@@ -3,7 +3,7 @@
 This is the core that a matrix run (and anything else that draws images from a project's
 model, such as regularisation images) calls:
 
-    gen = Generator.load(model_section)            # the base model, once (lorawb.train.models)
+    gen = Generator.load(model_section)            # the base model, once (lorawb.families)
     for batch in plan_batches(requests, size=8):   # the costly settings outermost
         images = gen.run_batch(batch)              # one pipeline call per batch
 
@@ -12,8 +12,8 @@ prompt, negative prompt and seed are drawn in one pipeline call. Each image's st
 noise comes from its own CPU generator seeded with its seed, so an image does not depend
 on the other images of its batch (up to float summation order: a regenerated batch is
 bit-identical, a lone regeneration differs by at most a level in a few pixels), nor on the
-device. LoRA files are loaded with diffusers' ``load_lora_weights`` (kohya, lorawb and
-diffusers/peft namings) as named adapters on the one pipeline; a weight is the adapter's
+device. LoRA files are loaded by the model's family (``Model.load_lora``: diffusers'
+``load_lora_weights`` where it reads the file's naming) as named adapters on the one pipeline; a weight is the adapter's
 scale; for a batch the scaled deltas are merged into the base weights (copied back exactly
 afterwards), so drawing with a LoRA costs no more than without; weight 0 is the base model
 exactly. At most ``max_loaded`` LoRAs stay loaded; the least recently used one is deleted first.
@@ -32,9 +32,9 @@ from typing import Any
 import torch
 
 from lorawb.errors import ModelError
+from lorawb.families import Model, load_base_model
 from lorawb.matrix.requests import ImageRequest, plan_batches
 from lorawb.train.config import ModelSection
-from lorawb.train.models import BaseModel, load_base_model, sampling_scheduler
 
 log = logging.getLogger("lorawb.matrix")
 __all__ = ["Generator", "ImageRequest", "plan_batches"]
@@ -66,12 +66,12 @@ class _Warnings(logging.Handler):
 class Generator:
     """One loaded base model as a diffusers pipeline, drawing batches of ImageRequests."""
 
-    def __init__(self, model: BaseModel, device: torch.device, dtype: torch.dtype, max_loaded: int = 2) -> None:
+    def __init__(self, model: Model, device: torch.device, dtype: torch.dtype, max_loaded: int = 2) -> None:
         self.model = model
         self.device = device
         self.dtype = dtype
         self.max_loaded = max(1, max_loaded)
-        self.pipe = model.pipeline(sampling_scheduler(model, "ddim"))
+        self.pipe = model.pipeline()
         self.pipe.set_progress_bar_config(disable=True)
         self._schedulers: dict[str, Any] = {}
         self._adapters: dict[str, str] = {}  # file -> adapter name, least recently used first
@@ -95,10 +95,6 @@ class Generator:
         dtype = pick_dtype(dev, precision)
         return cls(load_base_model(model, dev, dtype), dev, dtype, max_loaded)
 
-    @property
-    def family(self) -> str:
-        return self.model.family
-
     # --- adapters -------------------------------------------------------------------------------
     def _adapter(self, path: str) -> str:
         if path in self._adapters:
@@ -113,7 +109,7 @@ class Generator:
             with warnings.catch_warnings():
                 # peft warns on every adapter after the first; several adapters is what we want
                 warnings.filterwarnings("ignore", message=".*Already found a `peft_config`")
-                self.pipe.load_lora_weights(str(path), adapter_name=name)
+                self.model.load_lora(self.pipe, Path(path), name)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelError(
                 f"cannot load this LoRA: {exc}", path=path, hint="is it a LoRA for this base model?"
@@ -139,7 +135,7 @@ class Generator:
     def _lora_layers(self) -> list[Any]:
         from peft.tuners.lora import LoraLayer
 
-        nets = [self.model.unet, *self.model.text_encoders]
+        nets = [self.model.denoiser, *self.model.text_encoders]
         return [m for net in nets for m in net.modules() if isinstance(m, LoraLayer)]
 
     def _restore(self) -> None:
@@ -187,16 +183,13 @@ class Generator:
 
     def _scheduler(self, name: str) -> Any:
         if name not in self._schedulers:
-            self._schedulers[name] = sampling_scheduler(self.model, name)
+            self._schedulers[name] = self.model.sampler(name)
         return self._schedulers[name]
 
     # --- drawing --------------------------------------------------------------------------------
     def noise(self, r: ImageRequest) -> torch.Tensor:
         """The starting latents of one request: its own CPU generator, so the same on every device."""
-        scale = self.model.vae_scale
-        channels = int(self.model.unet.config.in_channels)
-        g = torch.Generator(device="cpu").manual_seed(int(r.seed))
-        return torch.randn((1, channels, r.height // scale, r.width // scale), generator=g, dtype=torch.float32)
+        return self.model.initial_noise(int(r.seed), r.width, r.height)
 
     @torch.no_grad()
     def run_batch(self, requests: Sequence[ImageRequest]) -> list[Any]:
@@ -213,7 +206,8 @@ class Generator:
         negatives = [r.negative for r in requests]
         autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
         with autocast:
-            out = self.pipe(
+            return self.model.draw(
+                self.pipe,
                 prompt=[r.prompt for r in requests],
                 negative_prompt=negatives if any(negatives) else None,
                 num_inference_steps=first.steps,
@@ -223,4 +217,3 @@ class Generator:
                 latents=latents,
                 generator=generators,
             )
-        return list(out.images)

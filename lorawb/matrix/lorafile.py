@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorawb import families
 from lorawb.core.run_dataset import MANIFEST, RunDataset, from_metadata, with_manifest
 from lorawb.errors import ModelError
 from lorawb.train.events import read_events
@@ -31,7 +32,7 @@ STEP_RE = re.compile(r"-(\d{4,})\.safetensors$")
 class LoraInfo:
     path: Path
     naming: str  # "kohya" | "diffusers"
-    family: str | None  # "sd1" | "sdxl" | None (cannot tell)
+    family: str | None  # the model family it was made for (lorawb.families), None when it cannot tell
     text_encoder: bool
     layers: int
     metadata: dict[str, str] = field(default_factory=dict, compare=False)
@@ -91,31 +92,15 @@ def read_lora(path: Path | str, allow_pickle: bool = False) -> LoraInfo:
     naming = "kohya" if kohya else "diffusers"
     layers = {k.rsplit(".", 2)[0] if naming == "diffusers" else k.split(".")[0] for k in (kohya or peft)}
     te = any(k.startswith(("lora_te", "text_encoder", "te_", "te1", "te2")) for k in keys)
-    return LoraInfo(path, naming, _family(keys, meta), te, len(layers), meta)
-
-
-def _family(keys: list[str], meta: dict[str, str]) -> str | None:
-    version = meta.get("ss_base_model_version", "")
-    arch = meta.get("modelspec.architecture", "")
-    if version.startswith("sdxl") or "stable-diffusion-xl" in arch:
-        return "sdxl"
-    if version.startswith("sd_v2") or "stable-diffusion-v2" in arch:
-        return "sd2"
-    if version.startswith("sd_v1") or "stable-diffusion-v1" in arch:
-        return "sd1"
-    if any(k.startswith(("lora_te2_", "text_encoder_2.")) or "input_blocks_7" in k for k in keys):
-        return "sdxl"  # a second text encoder, or SDXL's LDM block layout
-    if any(k.startswith("lora_te_") or k.startswith("text_encoder.") for k in keys):
-        return "sd1"
-    return None
+    return LoraInfo(path, naming, families.lora_family(keys, meta), te, len(layers), meta)
 
 
 def check_family(info: LoraInfo, family: str) -> None:
-    """Refuse a LoRA made for another family than the base model's (SD1/SD2 LoRAs share a layout)."""
+    """Refuse a LoRA made for another family than the base model's (families whose LoRAs share a
+    layout, such as SD1 and SD2, accept each other's)."""
     if info.family is None:
         return
-    lora_xl, base_xl = info.family == "sdxl", family == "sdxl"
-    if lora_xl != base_xl:
+    if not families.get(family).accepts_lora_of(families.get(info.family)):
         raise ModelError(
             f"this LoRA was made for {info.family.upper()}, the base model is {family.upper()}",
             path=info.path,

@@ -237,7 +237,7 @@ def _run(job: RegJob, events: Any, log: Any, stop: detached.StopFlag, progress: 
         events.status("finished", done=done, total=total)
         return "finished"
     gen = Generator.load(ModelSection(**plan.model))
-    cfg = plan.cfg or float(gen.model.recommended.get("cfg", 5.0 if gen.family == "sdxl" else 7.0))
+    cfg = plan.cfg or gen.model.default_cfg
     log.info(
         "drawing %d reg images of %r at %dx%d, guidance %g", len(todo), plan.class_word, plan.width, plan.height, cfg
     )

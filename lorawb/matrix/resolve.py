@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lorawb import families
 from lorawb.errors import ConfigError, LorawbError
 from lorawb.matrix.cells import LoraRef, Resolved
 from lorawb.matrix.lorafile import RunCheckpoint, check_family, read_lora, run_checkpoints
@@ -143,7 +144,7 @@ def resolve(spec: MatrixSpec, project: Project) -> Context:
         width=_size(m.width or rec.get("width") or resolution),
         height=_size(m.height or rec.get("height") or resolution),
         steps=int(m.steps or rec.get("steps") or 20),
-        cfg=float(m.cfg or rec.get("cfg") or (5.0 if family == "sdxl" else 7.0)),
+        cfg=float(m.cfg or rec.get("cfg") or families.get(family).default_cfg),
         sampler=m.sampler,
         checkpoints=tuple(resolve_checkpoints(spec, project, run, family)),
     )

@@ -24,7 +24,7 @@ from typing import Any
 
 from lorawb.core.fsutil import atomic_write_text
 from lorawb.errors import LorawbError
-from lorawb.train.ldm import UnetLayout
+from lorawb.families.ldm import UnetLayout
 
 FAMILIES = ("sd1", "sdxl")
 

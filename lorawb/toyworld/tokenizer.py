@@ -7,7 +7,7 @@ assembles caption token ids from per-tag ids, equal to the tokenizer's own outpu
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,22 +73,14 @@ def write_tokenizer(folder: Path) -> None:
         add(c)
     for c in enc.values():
         add(c + "</w>")
-    merges: list[tuple[str, str]] = []
-    ranks: dict[tuple[str, str], int] = {}
+    words = []
     for word in tokenizer_words():
-        # Merges apply by rank across all words, so a chain written for one word can be cut by an
-        # earlier merge of another ("re" of "red" inside "forest"). Run BPE as the tokenizer will
-        # and append a merge of the first two pieces until the word comes out whole.
         symbols = [enc[b] for b in word.encode("utf-8")]
         symbols[-1] += "</w>"
-        while True:
-            symbols = _bpe(symbols, ranks)
-            if len(symbols) == 1:
-                break
-            pair = (symbols[0], symbols[1])
-            ranks[pair] = len(merges)
-            merges.append(pair)
-            add(pair[0] + pair[1])
+        words.append(symbols)
+    merges = merge_chains(words)
+    for a, b in merges:
+        add(a + b)
     add(SPECIAL_BOS)
     add(SPECIAL_EOS)
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,6 +96,26 @@ def write_tokenizer(folder: Path) -> None:
         "do_lower_case": True,
     }
     atomic_write_text(folder / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
+
+
+def merge_chains(words: Iterable[list[str]]) -> list[tuple[str, str]]:
+    """BPE merges that turn each word (a list of symbols) into one token, in rank order.
+
+    Merges apply by rank across all words, so a chain written for one word can be cut by an
+    earlier merge of another ("re" of "red" inside "forest"). Run BPE as the tokenizer will
+    and append a merge of the first two pieces until the word comes out whole.
+    """
+    merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
+    for symbols in words:
+        while True:
+            symbols = _bpe(symbols, ranks)
+            if len(symbols) == 1:
+                break
+            pair = (symbols[0], symbols[1])
+            ranks[pair] = len(merges)
+            merges.append(pair)
+    return merges
 
 
 def _bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:

@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
+from lorawb.families import Model, TextCond
 from lorawb.train import data as D
 from lorawb.train.caches import LatentCache, TextCache
 from lorawb.train.config import TrainConfig
-from lorawb.train.models import BaseModel, TextCond
 from lorawb.train.runfolder import RunFolder
 
 
@@ -44,7 +44,7 @@ class Batches:
     def __init__(
         self,
         cfg: TrainConfig,
-        model: BaseModel,
+        model: Model,
         dataset: D.DatasetInfo,
         run: RunFolder,
         log: logging.Logger,
@@ -174,13 +174,10 @@ class Batches:
             mean, std = part["mean"].to(device, non_blocking=True), part["std"].to(device, non_blocking=True)
             latents = mean + std * torch.randn(mean.shape, generator=g, device=device, dtype=mean.dtype)
         else:
-            vae = model.vae
             with torch.no_grad():
-                dist = vae.encode(part["pixels"].to(device, vae.dtype, non_blocking=True)).latent_dist
-                latents = dist.mean + dist.std * torch.randn(
-                    dist.mean.shape, generator=g, device=device, dtype=vae.dtype
-                )
-        latents = latents.float() * model.latent_scaling
+                mean, std = model.encode_posterior(part["pixels"].to(device, non_blocking=True))
+                latents = mean + std * torch.randn(mean.shape, generator=g, device=device, dtype=mean.dtype)
+        latents = model.scale_latents(latents)
         text = self.encode(part["captions"])
         weights = part["weights"]
         batch = Batch(latents=latents, text=text, time_ids=torch.tensor(part["time_ids"]), generator=g)

@@ -26,10 +26,10 @@ from lorawb.core.fsutil import atomic_write_bytes
 from lorawb.train.data import Item, file_digest, load_image
 
 if TYPE_CHECKING:
-    from lorawb.train.models import BaseModel, TextCond
+    from lorawb.families import Model, TextCond
 
 
-def vae_fingerprint(model: BaseModel) -> str:
+def vae_fingerprint(model: Model) -> str:
     """Changes when the VAE's config or weights change (weights sampled, not all hashed)."""
     h = hashlib.sha1(json.dumps(dict(model.vae.config), sort_keys=True, default=str).encode())
     with torch.no_grad():
@@ -41,7 +41,7 @@ def vae_fingerprint(model: BaseModel) -> str:
 class LatentCache:
     """(mean, std) of each image's VAE posterior, on disk and in memory."""
 
-    def __init__(self, folder: Path, model: BaseModel, crop: str) -> None:
+    def __init__(self, folder: Path, model: Model, crop: str) -> None:
         self.model = model
         self.crop = crop
         self.folder = Path(folder) / vae_fingerprint(model)
@@ -94,16 +94,14 @@ class LatentCache:
 
 
 @torch.no_grad()
-def encode_posterior(model: BaseModel, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    vae = model.vae
-    dist = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
-    return dist.mean, dist.std
+def encode_posterior(model: Model, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return model.encode_posterior(pixels)
 
 
 class TextCache:
     """Each distinct caption's conditioning, computed once with the frozen encoders."""
 
-    def __init__(self, model: BaseModel) -> None:
+    def __init__(self, model: Model) -> None:
         self.model = model
         self._mem: dict[str, TextCond] = {}
 
@@ -117,7 +115,7 @@ class TextCache:
                 self._mem[cap] = cond.index(j)
 
     def get(self, captions: list[str]) -> TextCond:
-        from lorawb.train.models import TextCond
+        from lorawb.families import TextCond
 
         missing = {c for c in captions if c not in self._mem}
         if missing:

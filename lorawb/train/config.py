@@ -17,19 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import tomlkit
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from lorawb import families
 from lorawb.core import tomlio
 from lorawb.core.buckets import BucketSettings
-from lorawb.errors import ConfigError
+from lorawb.core.config import FAMILY_SECTIONS
+from lorawb.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
     from lorawb.core.project import Project
 
-SECTIONS = ("model", "dataset", "network", "train", "sample", "save")
+BASE_SECTIONS = ("model", "dataset", "network", "train", "sample", "save")
+SECTIONS = (*BASE_SECTIONS, *FAMILY_SECTIONS)
 
-DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
-FF_TARGETS = ["ff.net.0.proj", "ff.net.2"]
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
@@ -39,7 +40,7 @@ class _Section(BaseModel):
 
 class ModelSection(_Section):
     path: str = Field("", description="base model: a local diffusers folder or a single .safetensors file")
-    family: Literal["auto", "sd1", "sd2", "sdxl"] = Field("auto", description="model family; auto detects it")
+    family: str = Field("auto", description="model family (" + ", ".join(families.names()) + "); auto detects it")
     config: str = Field(
         "",
         description="for a single-file model: a local diffusers folder of the same family whose configs "
@@ -49,6 +50,13 @@ class ModelSection(_Section):
     prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field(
         "auto", description="override the scheduler's prediction type (v_prediction for SD2 768-v models)"
     )
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, v: str) -> str:
+        if v != "auto" and v not in families.names():
+            raise ValueError("must be one of auto, " + ", ".join(families.names()))
+        return v
 
 
 class DatasetSection(_Section):
@@ -82,9 +90,10 @@ class NetworkSection(_Section):
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA path")
     dora: bool = Field(False, description="DoRA (weight-decomposed LoRA)")
     target_modules: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_TARGETS), description="UNet attention layers that get a LoRA"
+        default_factory=list,
+        description="denoiser layers that get a LoRA (empty: the family's default, e.g. the UNet's attention)",
     )
-    ff: bool = Field(False, description="also adapt the UNet feed-forward layers")
+    ff: bool = Field(False, description="also adapt the denoiser's feed-forward layers")
     conv: bool = Field(False, description="also adapt the UNet ResNet/sampler convolutions (LoCon)")
     conv_rank: int = Field(8, ge=1, le=1024, description="rank of the conv LoRAs")
     conv_alpha: float = Field(8.0, gt=0, description="alpha of the conv LoRAs")
@@ -168,7 +177,7 @@ class SaveSection(_Section):
     precision: Literal["fp16", "bf16", "fp32"] = Field("fp16", description="dtype of the saved LoRA weights")
 
 
-class TrainConfig(_Section):
+class _TrainConfig(_Section):
     model: ModelSection = Field(default_factory=ModelSection)
     dataset: DatasetSection = Field(default_factory=DatasetSection)
     network: NetworkSection = Field(default_factory=NetworkSection)
@@ -181,7 +190,7 @@ class TrainConfig(_Section):
         doc = tomlkit.document()
         doc.add(tomlkit.comment("lorawb training config, fully resolved. `lorawb train --config FILE` takes it back."))
         data = self.model_dump(mode="json")
-        for name in SECTIONS:
+        for name in written_sections(self):
             table = tomlkit.table()
             section_model = type(getattr(self, name))
             for key, value in data[name].items():
@@ -198,6 +207,40 @@ class TrainConfig(_Section):
         data = self.model_dump(mode="json")
         _apply_overrides(data, overrides)
         return _validate_overrides(data, overrides)
+
+
+# The whole config: the sections above, and each model family's own section (``[flux]`` ...).
+TrainConfig = create_model(
+    "TrainConfig",
+    __base__=_TrainConfig,
+    **{name: (cls, Field(default_factory=cls)) for name, cls in families.settings_sections().items()},  # type: ignore[call-overload]
+)
+
+
+def family_of(cfg: TrainConfig) -> families.Family | None:
+    """The family the config trains (``model.family``, else detected from ``model.path``), or None
+    when it cannot be told without the model (no path yet, a missing file)."""
+    if cfg.model.family != "auto":
+        return families.get(cfg.model.family)
+    path = Path(cfg.model.path).expanduser() if cfg.model.path else None
+    if path is None or not path.exists():
+        return None
+    try:
+        return families.detect(path)
+    except (ModelError, OSError, ValueError):
+        return None
+
+
+def written_sections(cfg: TrainConfig) -> list[str]:
+    """The sections a frozen config writes: the base ones, and the family sections of the model's
+    family or that differ from their defaults (an SD run's config has no [flux] table)."""
+    family = family_of(cfg)
+    out = list(BASE_SECTIONS)
+    for name in FAMILY_SECTIONS:
+        section = getattr(cfg, name)
+        if (family is not None and family.name == name) or section != type(section)():
+            out.append(name)
+    return out
 
 
 def _apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
@@ -267,6 +310,9 @@ def resolve_config(
         raise ConfigError("train.max_steps and train.epochs are both 0: set one of them")
     cfg = fill_project_defaults(cfg, project, base=file_path.parent if file_path else None)
     check_preservation(cfg)
+    family = family_of(cfg)
+    if family is not None:
+        family.check_config(cfg)
     return cfg
 
 
@@ -399,6 +445,10 @@ def fill_project_defaults(cfg: TrainConfig, project: Project, base: Path | None 
     elif cfg.dataset.reg_path != "none":
         cfg.dataset.reg_path = absolute(cfg.dataset.reg_path)
     cfg.network.init_from = absolute(cfg.network.init_from)
+    if not cfg.network.target_modules:  # the family's default targets, written out in the frozen config
+        family = family_of(cfg)
+        if family is not None:
+            cfg.network.target_modules = list(family.default_targets)
     if not cfg.dataset.trigger:
         cfg.dataset.trigger = project.trigger
     if not cfg.dataset.resolution:

@@ -12,8 +12,10 @@ Keys, per adapted layer (kohya sd-scripts networks/lora.py naming):
 The UNet module path is diffusers' for SD1/SD2 (``lora_unet_down_blocks_0_attentions_0_...``,
 which is what kohya's SD1 network walks) and the original LDM layout for SDXL
 (``lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q``: kohya trains SDXL on its own
-``sdxl_original_unet``, and nearly every shared SDXL LoRA uses its names); lorawb.train.ldm maps
-one layout to the other. ``read_lora`` reads either naming back onto a diffusers UNet.
+``sdxl_original_unet``, and nearly every shared SDXL LoRA uses its names); lorawb.families.ldm maps
+one layout to the other. ``read_lora`` reads either naming back onto a diffusers UNet. Which
+naming a family writes is the family module's choice (lorawb.families); this module is the
+format: layers in and out, whatever they are called.
 
 Text-encoder names always carry the ``text_model_`` level that kohya's loader
 expects, even though transformers 5's CLIPTextModel no longer has it in its
@@ -32,7 +34,7 @@ from typing import Any
 import torch
 
 from lorawb.core.fsutil import atomic_write_bytes
-from lorawb.train.ldm import UnetLayout
+from lorawb.families.ldm import UnetLayout
 
 UNET_PREFIX = "lora_unet_"
 TE_PREFIXES = {1: ("lora_te_",), 2: ("lora_te1_", "lora_te2_")}
@@ -68,11 +70,6 @@ def extract_lora(model: torch.nn.Module, adapter: str = "default") -> dict[str, 
     return out
 
 
-def unet_naming(family: str) -> str:
-    """How kohya names this family's UNet layers: ``"ldm"`` for SDXL, ``"diffusers"`` for SD1/SD2."""
-    return "ldm" if family == "sdxl" else "diffusers"
-
-
 def unet_key(module_name: str, layout: UnetLayout | None = None) -> str:
     """Kohya name of a UNet module (a diffusers path); with ``layout``, in the LDM naming (SDXL)."""
     if layout is not None:
@@ -88,9 +85,17 @@ def te_key(module_name: str, index: int, count: int) -> str:
     return prefix + module_name.replace(".", "_")
 
 
-def unet_layout(unet: Any, family: str) -> UnetLayout | None:
-    """The LDM layout of ``unet`` when its family names layers that way (SDXL), else None."""
-    return UnetLayout(unet.config) if unet_naming(family) == "ldm" else None
+def flat_tensors(layers: dict[str, LoraWeights], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """kohya's tensors for layers already named (``lora_unet_x`` -> weights): down, up, a float32
+    scalar alpha (kohya rejects int64 for SD1), and DoRA's magnitude where there is one."""
+    tensors: dict[str, torch.Tensor] = {}
+    for key, w in layers.items():
+        tensors[f"{key}.lora_down.weight"] = w.down.to(dtype).contiguous()
+        tensors[f"{key}.lora_up.weight"] = w.up.to(dtype).contiguous()
+        tensors[f"{key}.alpha"] = torch.tensor(w.alpha, dtype=torch.float32)
+        if w.dora_scale is not None:
+            tensors[f"{key}.dora_scale"] = w.dora_scale.to(dtype).contiguous()
+    return tensors
 
 
 def kohya_state_dict(
@@ -100,30 +105,24 @@ def kohya_state_dict(
     dtype: torch.dtype = torch.float16,
     layout: UnetLayout | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Flat kohya tensors from extracted LoRA layers (``te_count``: 1 for SD1/SD2, 2 for SDXL).
-
-    ``layout``: the UNet's LDM layout for SDXL (see ``unet_layout``), so its layers get kohya's SDXL names.
-    """
-    tensors: dict[str, torch.Tensor] = {}
-
-    def put(key: str, w: LoraWeights) -> None:
-        tensors[f"{key}.lora_down.weight"] = w.down.to(dtype).contiguous()
-        tensors[f"{key}.lora_up.weight"] = w.up.to(dtype).contiguous()
-        tensors[f"{key}.alpha"] = torch.tensor(w.alpha, dtype=torch.float32)
-        if w.dora_scale is not None:
-            tensors[f"{key}.dora_scale"] = w.dora_scale.to(dtype).contiguous()
-
-    for name, w in unet.items():
-        put(unet_key(name, layout), w)
+    """Flat kohya tensors from extracted UNet and CLIP text-encoder LoRA layers (``te_count``: 1 for
+    SD1/SD2, 2 for SDXL); ``layout``: the UNet's LDM layout, for kohya's SDXL names."""
+    named = {unet_key(name, layout): w for name, w in unet.items()}
     for i, layers in enumerate(text_encoders or []):
-        for name, w in layers.items():
-            put(te_key(name, i, te_count), w)
-    return tensors
+        named.update({te_key(name, i, te_count): w for name, w in layers.items()})
+    return flat_tensors(named, dtype)
 
 
 # --- reading LoRA files of either naming ----------------------------------------------------------
 
 LAYER_PARTS = ("lora_down.weight", "lora_up.weight", "alpha", "dora_scale")
+# diffusers/peft naming (``transformer.x.to_q.lora_A.weight``): suffix -> kohya's part.
+PEFT_PARTS = (
+    (".lora_A.weight", "lora_down.weight"),
+    (".lora_B.weight", "lora_up.weight"),
+    (".lora_magnitude_vector", "dora_scale"),
+    (".alpha", "alpha"),
+)
 
 
 def layer_name(key: str) -> str:
@@ -156,7 +155,7 @@ def convert_unet_naming(tensors: dict[str, Any], unet_config: Any, to: str) -> d
     return out
 
 
-def _layer_modules(root: torch.nn.Module) -> list[str]:
+def layer_modules(root: torch.nn.Module) -> list[str]:
     """Names of the Linear/Conv2d layers of ``root`` (a layer peft wrapped keeps its own name)."""
     out = []
     for name, module in root.named_modules():
@@ -167,26 +166,30 @@ def _layer_modules(root: torch.nn.Module) -> list[str]:
 
 @dataclass
 class LoraFile:
-    """A kohya-format LoRA read onto a model: its layers by the model's own module names."""
+    """A LoRA file read onto a model: its layers by the model's own module names."""
 
     path: Path
-    unet: dict[str, LoraWeights]
+    denoiser: dict[str, LoraWeights]
     text_encoders: list[dict[str, LoraWeights]]
     unmatched: list[str]  # layers of the file that name no module of this model
-    naming: str | None  # the file's UNet naming: "ldm", "diffusers" or None
+    naming: str | None  # the file's denoiser naming (e.g. "ldm", "diffusers", "bfl"), or None
     metadata: dict[str, str]
 
     @property
+    def unet(self) -> dict[str, LoraWeights]:
+        return self.denoiser
+
+    @property
     def num_layers(self) -> int:
-        return len(self.unet) + sum(len(t) for t in self.text_encoders)
+        return len(self.denoiser) + sum(len(t) for t in self.text_encoders)
 
 
-def read_lora(path: Path, unet: torch.nn.Module, text_encoders: list[torch.nn.Module] | tuple = ()) -> LoraFile:
-    """Read a kohya-format LoRA (lorawb's or kohya's; SD1 or SDXL, either SDXL naming) onto these modules.
+def parse_layers(path: Path) -> tuple[dict[str, LoraWeights], dict[str, str]]:
+    """Every LoRA layer of a file by the file's own layer name, and its metadata.
 
-    Each layer is matched to a Linear/Conv2d of ``unet`` or of a text encoder by every name kohya
-    and lorawb have used for it (diffusers and LDM UNet paths; ``lora_te_``/``lora_te1_``/``lora_te2_``
-    with or without the ``text_model`` level). Raises ConfigError for files that are not kohya LoRAs.
+    Reads kohya's parts (``lora_down``/``lora_up``/``alpha``/``dora_scale``) and diffusers/peft's
+    (``lora_A``/``lora_B``; no alpha means alpha = rank, as diffusers loads them). Raises
+    ConfigError for a file that is not a LoRA of either kind (LoHa, LoKr, a full model...).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -199,47 +202,100 @@ def read_lora(path: Path, unet: torch.nn.Module, text_encoders: list[torch.nn.Mo
         metadata = read_metadata(path)
     except (OSError, SafetensorError) as exc:
         raise ConfigError(f"cannot read this LoRA file: {exc}", path=path) from exc
-    layers: dict[str, dict[str, torch.Tensor]] = {}
+    parts: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         layer, _, part = key.partition(".")
         if part not in LAYER_PARTS:
-            raise ConfigError(
-                f"not a kohya-format LoRA: key {key!r}",
-                path=path,
-                hint="LoRA (lora_down/lora_up/alpha, optionally dora_scale) files are supported; "
-                "LoHa/LoKr and diffusers-format (lora_A/lora_B) files are not",
-            )
-        layers.setdefault(layer, {})[part] = value
-    where: dict[str, tuple[int, str]] = {}  # kohya layer name -> (-1 for the UNet or encoder index, module name)
-    family_layout = UnetLayout(unet.config) if hasattr(unet, "config") else None
-    for name in _layer_modules(unet):
-        where[unet_key(name)] = (-1, name)
-        if family_layout is not None:
-            where.setdefault(unet_key(name, family_layout), (-1, name))
+            found = next(((key[: -len(sfx)], p) for sfx, p in PEFT_PARTS if key.endswith(sfx)), None)
+            if found is None:
+                raise ConfigError(
+                    f"not a LoRA file lorawb can read: key {key!r}",
+                    path=path,
+                    hint="LoRA files in kohya's naming (lora_down/lora_up/alpha, optionally dora_scale) and in "
+                    "diffusers/peft naming (lora_A/lora_B) are supported; LoHa/LoKr files are not",
+                )
+            layer, part = found
+        parts.setdefault(layer, {})[part] = value
+    layers: dict[str, LoraWeights] = {}
+    for layer, got in parts.items():
+        if "lora_down.weight" not in got or "lora_up.weight" not in got:
+            raise ConfigError(f"layer {layer} lacks its lora_down or lora_up weight", path=path)
+        down, up = got["lora_down.weight"].float(), got["lora_up.weight"].float()
+        alpha = float(got["alpha"]) if "alpha" in got else float(down.shape[0])
+        dora = got["dora_scale"].float() if "dora_scale" in got else None
+        layers[layer] = LoraWeights(down=down, up=up, alpha=alpha, dora_scale=dora)
+    return layers, metadata
+
+
+def text_encoder_names(
+    text_encoders: list[torch.nn.Module] | tuple,
+    peft: tuple[str, ...] = (),
+    prefixes: list[tuple[str, ...]] | None = None,
+) -> dict[str, tuple[int, str]]:
+    """Every name kohya, lorawb and diffusers have used for the CLIP text encoders' layers:
+    ``lora_te_``/``lora_te1_``/``lora_te2_`` (``prefixes``: per encoder, when the family's
+    numbering is not kohya's count rule), with or without the ``text_model`` level, and the
+    diffusers prefixes in ``peft`` (``text_encoder``, ``text_encoder_2``), one per encoder."""
+    where: dict[str, tuple[int, str]] = {}
     count = len(text_encoders)
     for i, te in enumerate(text_encoders):
-        prefixes = {TE_PREFIXES[count][i]} | ({"lora_te_"} if i == 0 else set())
-        for name in _layer_modules(te):
+        if prefixes is not None:
+            names = set(prefixes[i])
+        else:
+            names = {TE_PREFIXES.get(count, ("lora_te1_", "lora_te2_", "lora_te3_"))[i]} | (
+                {"lora_te_"} if i == 0 else set()
+            )
+        for name in layer_modules(te):
             bare = name.removeprefix("text_model.")
-            for prefix in prefixes:
+            for prefix in names:
                 where.setdefault(prefix + ("text_model." + bare).replace(".", "_"), (i, name))
                 where.setdefault(prefix + bare.replace(".", "_"), (i, name))
-    out = LoraFile(path, {}, [{} for _ in text_encoders], [], detect_unet_naming(layers), metadata)
-    for layer, parts in sorted(layers.items()):
-        if "lora_down.weight" not in parts or "lora_up.weight" not in parts:
-            raise ConfigError(f"layer {layer} lacks its lora_down or lora_up weight", path=path)
-        down, up = parts["lora_down.weight"].float(), parts["lora_up.weight"].float()
-        alpha = float(parts["alpha"]) if "alpha" in parts else float(down.shape[0])
-        dora = parts["dora_scale"].float() if "dora_scale" in parts else None
-        weights = LoraWeights(down=down, up=up, alpha=alpha, dora_scale=dora)
+            if i < len(peft):
+                where.setdefault(f"{peft[i]}.{name}", (i, name))
+                where.setdefault(f"{peft[i]}.text_model.{bare}", (i, name))
+    return where
+
+
+def match_layers(
+    path: Path,
+    layers: dict[str, LoraWeights],
+    metadata: dict[str, str],
+    where: dict[str, tuple[int, str]],
+    text_encoders: int,
+    naming: str | None,
+) -> LoraFile:
+    """The file's layers placed by ``where`` (file layer name -> (-1 for the denoiser or an encoder
+    index, module name)); layers it does not name are ``unmatched``."""
+    out = LoraFile(Path(path), {}, [{} for _ in range(text_encoders)], [], naming, metadata)
+    for layer, weights in sorted(layers.items()):
         found = where.get(layer)
         if found is None:
             out.unmatched.append(layer)
         elif found[0] < 0:
-            out.unet[found[1]] = weights
+            out.denoiser[found[1]] = weights
         else:
             out.text_encoders[found[0]][found[1]] = weights
     return out
+
+
+def read_lora(path: Path, unet: torch.nn.Module, text_encoders: list[torch.nn.Module] | tuple = ()) -> LoraFile:
+    """Read an SD1/SD2/SDXL LoRA (lorawb's, kohya's in either SDXL naming, or diffusers/peft's) onto
+    these modules.
+
+    Each layer is matched to a Linear/Conv2d of ``unet`` or of a text encoder by every name kohya,
+    lorawb and diffusers have used for it (diffusers and LDM UNet paths, ``unet.`` peft paths;
+    ``lora_te_``/``lora_te1_``/``lora_te2_`` with or without the ``text_model`` level).
+    """
+    layers, metadata = parse_layers(path)
+    where: dict[str, tuple[int, str]] = {}  # file layer name -> (-1 for the UNet or encoder index, module name)
+    layout = UnetLayout(unet.config) if hasattr(unet, "config") else None
+    for name in layer_modules(unet):
+        where[unet_key(name)] = (-1, name)
+        if layout is not None:
+            where.setdefault(unet_key(name, layout), (-1, name))
+        where.setdefault(f"unet.{name}", (-1, name))
+    where.update(text_encoder_names(text_encoders, ("text_encoder", "text_encoder_2")))
+    return match_layers(path, layers, metadata, where, len(text_encoders), detect_unet_naming(layers))
 
 
 def save_lora(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Path:
@@ -258,13 +314,9 @@ def read_metadata(path: Path) -> dict[str, str]:
         return dict(fh.metadata() or {})
 
 
-BASE_MODEL_VERSION = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}
-MODELSPEC_ARCH = {"sd1": "stable-diffusion-v1", "sd2": "stable-diffusion-v2-512", "sdxl": "stable-diffusion-xl-v1-base"}
-
-
 def training_metadata(
     *,
-    family: str,
+    family_metadata: dict[str, str],
     output_name: str,
     base_model: str,
     trigger: str,
@@ -297,6 +349,9 @@ def training_metadata(
 ) -> dict[str, Any]:
     """kohya-style ``ss_*`` metadata (the keys A1111/Forge/ComfyUI show), modelspec and lorawb keys.
 
+    ``family_metadata``: the family's own keys (``Family.lora_metadata``: ss_base_model_version,
+    modelspec.architecture, and what else its tools read).
+
     Values say what happened: ``epochs`` is the number of epochs the steps cover (kohya's
     ``ss_num_epochs``), ``mixed_precision`` the one used, ``network_module`` the network's kind.
     """
@@ -304,12 +359,11 @@ def training_metadata(
 
     import lorawb
 
-    v2 = family == "sd2"
     meta: dict[str, Any] = {
         "ss_output_name": output_name,
         "ss_sd_model_name": Path(base_model).name,
-        "ss_base_model_version": BASE_MODEL_VERSION.get(family, family),
-        "ss_v2": str(v2),
+        "ss_base_model_version": family_metadata["ss_base_model_version"],
+        "ss_v2": family_metadata.get("ss_v2", "False"),
         "ss_network_module": network_module,
         "ss_network_dim": str(rank),
         "ss_network_alpha": str(alpha),
@@ -342,13 +396,12 @@ def training_metadata(
         "lorawb_trigger": trigger,
         "lorawb_version": lorawb.__version__,
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": MODELSPEC_ARCH.get(family, family) + "/lora",
+        "modelspec.architecture": family_metadata["modelspec.architecture"],
         "modelspec.implementation": "diffusers",
         "modelspec.title": output_name,
         "modelspec.resolution": f"{resolution}x{resolution}",
         "modelspec.trigger_phrase": trigger,
         "modelspec.date": _dt.datetime.fromtimestamp(started_at).isoformat(timespec="seconds"),
     }
-    if v2:
-        meta["ss_v2"] = "True"
+    meta.update({k: v for k, v in family_metadata.items() if k not in meta})
     return meta

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from lorawb.errors import ConfigError
-from lorawb.train.config import FF_TARGETS, NetworkSection
+from lorawb.families import Family
+from lorawb.train.config import NetworkSection
 
 CONV_PARENTS = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
 # One peft rank/alpha pattern matching the conv layers of ResNet blocks and samplers.
@@ -37,11 +38,18 @@ class LoraSetup:
         return sum(p.numel() for p in self.unet_params + self.te_params)
 
 
-def unet_targets(unet: torch.nn.Module, cfg: NetworkSection) -> tuple[list[str], list[str]]:
-    """(linear/attention module names, conv module names) that get a LoRA."""
-    suffixes = list(cfg.target_modules) + (FF_TARGETS if cfg.ff else [])
+def denoiser_targets(denoiser: torch.nn.Module, family: Family, cfg: NetworkSection) -> tuple[list[str], list[str]]:
+    """(linear/attention module names, conv module names) of the denoiser that get a LoRA.
+
+    ``network.target_modules`` (empty: the family's default targets) name layers by the end of
+    their module path; ``network.ff`` adds the family's feed-forward layers, ``network.conv``
+    the ResNet/sampler convolutions of a UNet (LoCon).
+    """
+    suffixes = list(cfg.target_modules or family.default_targets) + (
+        list(family.feed_forward_targets) if cfg.ff else []
+    )
     linear: list[str] = []
-    for name, module in unet.named_modules():
+    for name, module in denoiser.named_modules():
         if not isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
             continue
         if any(name == s or name.endswith("." + s) for s in suffixes):
@@ -49,13 +57,14 @@ def unet_targets(unet: torch.nn.Module, cfg: NetworkSection) -> tuple[list[str],
     for s in cfg.target_modules:
         if not any(n == s or n.endswith("." + s) for n in linear):
             raise ConfigError(
-                f"network.target_modules: {s!r} matches no layer of this UNet",
-                hint="attention layers are named to_q, to_k, to_v, to_out.0; "
-                "feed-forward ff.net.0.proj, ff.net.2; also proj_in, proj_out",
+                f"network.target_modules: {s!r} matches no layer of this {family.label} model",
+                hint=f"{family.label}'s default targets are "
+                + ", ".join(family.default_targets)
+                + (("; feed-forward " + ", ".join(family.feed_forward_targets)) if family.feed_forward_targets else ""),
             )
     conv: list[str] = []
-    if cfg.conv:
-        for name, module in unet.named_modules():
+    if cfg.conv and family.has_conv:
+        for name, module in denoiser.named_modules():
             if type(module).__name__ in CONV_PARENTS:
                 for child, sub in module.named_modules():
                     if isinstance(sub, torch.nn.Conv2d) and child:
@@ -93,15 +102,24 @@ def add_lora(
     text_encoders: list[torch.nn.Module],
     cfg: NetworkSection,
     unused_te_layers: list[set[int]] | None = None,
+    family: Family | None = None,
+    trainable: tuple[bool, ...] | None = None,
+    targets: tuple[list[str], list[str]] | None = None,
 ) -> LoraSetup:
-    """Inject LoRA layers; only they require grad afterwards.
+    """Inject LoRA layers into the denoiser (``unet``) and, when the network trains them, the text
+    encoders the family lets a LoRA train (``trainable``, per encoder); only they require grad afterwards.
 
     ``unused_te_layers``: per text encoder, the layers whose output the model never uses (SDXL's
     first encoder conditions on its penultimate layer): a LoRA there would never train.
+    ``family``: whose default targets apply (lorawb.families; an SD1 UNet when None); ``targets``:
+    the (linear, conv) module names already chosen (``Model.lora_targets``), else found here.
     """
     from peft import LoraConfig, inject_adapter_in_model
 
-    linear, conv = unet_targets(unet, cfg)
+    from lorawb import families
+
+    family = family or families.get("sd1")
+    linear, conv = targets or denoiser_targets(unet, family, cfg)
     lora_kw: dict[str, Any] = {
         "r": cfg.rank,
         "lora_alpha": cfg.alpha,
@@ -120,6 +138,9 @@ def add_lora(
     setup.unet_params = [p for n, p in unet.named_parameters() if "lora_" in n]
     if cfg.train_text_encoder:
         for i, te in enumerate(text_encoders):
+            if trainable is not None and not trainable[i]:
+                setup.te_modules.append([])
+                continue
             skip = unused_te_layers[i] if unused_te_layers else set()
             names = text_encoder_targets(te, cfg.text_encoder_targets, skip)
             inject_adapter_in_model(LoraConfig(target_modules=names, **lora_kw), te)
@@ -189,25 +210,24 @@ class InitReport:
     ignored: list[str]
 
 
-def init_from_file(
-    unet: torch.nn.Module, text_encoders: list[torch.nn.Module], path: Any, cfg: NetworkSection
-) -> InitReport:
-    """Start the injected LoRA layers from an existing LoRA file (kohya's ``--network_weights``).
+def init_from_file(model: Any, path: Any, cfg: NetworkSection) -> InitReport:
+    """Start the injected LoRA layers of ``model`` (a lorawb.families Model) from an existing LoRA
+    file (kohya's ``--network_weights``).
 
-    The file may be lorawb's or kohya's, SD1 or SDXL, in either SDXL naming (lorawb.train.kohya.read_lora).
-    Each layer's effect is kept exactly: when the file's alpha differs from ``network.alpha`` the
-    up weight is rescaled. A rank that differs from the network's is an error naming both.
+    The file may be in any naming the family reads (``Model.read_lora``: lorawb's, kohya's, the
+    family's other trainers', diffusers/peft's). Each layer's effect is kept exactly: when the
+    file's alpha differs from ``network.alpha`` the up weight is rescaled. A rank that differs from
+    the network's is an error naming both.
     """
     from peft.tuners.lora import LoraLayer
 
-    from lorawb.train.kohya import read_lora
-
+    unet, text_encoders = model.denoiser, model.text_encoders
     trained_tes = text_encoders if cfg.train_text_encoder else []
-    lora_file = read_lora(path, unet, trained_tes)
+    lora_file = model.read_lora(path, trained_tes)
     ignored = list(lora_file.unmatched)
     missing: list[str] = []
     loaded = 0
-    modules = [(unet, lora_file.unet, "unet")]
+    modules = [(unet, lora_file.denoiser, "denoiser")]
     for i, (te, layers) in enumerate(zip(trained_tes, lora_file.text_encoders, strict=True)):
         modules.append((te, layers, f"text encoder {i + 1}"))
     with torch.no_grad():
@@ -253,6 +273,7 @@ def init_from_file(
         raise ConfigError(
             "network.init_from: no layer of the file matches this network",
             path=lora_file.path,
-            hint="is it a LoRA for another model family (SD1 vs SDXL)? check network.target_modules too",
+            hint=f"is it a LoRA for another model family (this is {model.spec.label})? "
+            "check network.target_modules too",
         )
     return InitReport(loaded=loaded, missing=missing, ignored=ignored)

@@ -72,39 +72,10 @@ def _folder_needs_pickle(path: Path) -> bool:
 
 
 def detect_family(path: Path, forced: str = "auto") -> str:
-    """sd1, sd2 or sdxl, from model_index.json / unet config, or a single file's keys."""
-    if forced != "auto":
-        return forced
-    if path.is_dir():
-        index = read_json(path / "model_index.json")
-        cls = str(index.get("_class_name", ""))
-        if "XL" in cls or (path / "text_encoder_2").is_dir():
-            return "sdxl"
-        unet_cfg = read_json(path / "unet" / "config.json")
-        if unet_cfg.get("addition_embed_type") == "text_time":
-            return "sdxl"
-        if unet_cfg.get("cross_attention_dim") == 1024:
-            return "sd2"
-        return "sd1"
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import safe_open
+    """The family's name (``model.family``) of a diffusers folder or single file (lorawb.families)."""
+    from lorawb.families import detect
 
-        with safe_open(str(path), framework="numpy") as fh:
-            keys = list(fh.keys())
-        if any(k.startswith(("lora_unet_", "lora_te")) for k in keys[:50]):
-            raise ModelError("this file is a LoRA, not a base model", path=path, hint="model.path must be a base model")
-        if any(k.startswith("conditioner.embedders.1") for k in keys):
-            return "sdxl"
-        if any(k.startswith("cond_stage_model.model.") for k in keys):
-            return "sd2"
-        if any(k.startswith(("cond_stage_model.transformer", "model.diffusion_model")) for k in keys):
-            return "sd1"
-        raise ModelError(
-            "cannot tell which model family this file is",
-            path=path,
-            hint="set model.family to sd1, sd2 or sdxl",
-        )
-    return "sd1"  # a pickle file we may not open before loading; from_single_file decides
+    return detect(path, forced).name
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -115,8 +86,6 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 # --- what a model is made for (no torch) -------------------------------------------------------------------
-
-FAMILY_RESOLUTION = {"sd1": 512, "sd2": 768, "sdxl": 1024}
 
 
 @dataclass(frozen=True)
@@ -135,32 +104,30 @@ def recommended_bucket_step(resolution: int, vae_scale: int = 8) -> int:
 
 
 def recommend(path: str | Path) -> Recommendation | None:
-    """The model's own recommendation: lorawb_model.json's ``recommended`` size, else the UNet's
-    sample_size x the VAE's scale factor, else its family's usual size; None when it cannot be read."""
+    """The model's own recommendation: lorawb_model.json's ``recommended`` size, else what its
+    family reads off its configs (an SD UNet's sample_size x the VAE's scale), else its family's
+    usual size; None when it cannot be read."""
+    from lorawb.families import detect
+
     path = Path(path).expanduser()
+    if not path.exists():
+        return None
+    try:
+        family = detect(path)
+    except (ModelError, OSError, ValueError):
+        return None
+    step_unit = family.latent_step(path)
     if path.is_dir():
-        vae = read_json(path / "vae" / "config.json")
-        scale = 2 ** (len(vae["block_out_channels"]) - 1) if vae.get("block_out_channels") else 8
         rec = read_json(path / "lorawb_model.json").get("recommended", {})
         if isinstance(rec.get("width"), int) and isinstance(rec.get("height"), int):
             res = int(math.sqrt(rec["width"] * rec["height"]))
-            return Recommendation(res, recommended_bucket_step(res, scale), "lorawb_model.json")
-        size = read_json(path / "unet" / "config.json").get("sample_size")
-        if isinstance(size, int) and size > 0:
-            res = size * scale
-            return Recommendation(
-                res, recommended_bucket_step(res, scale), f"unet sample_size {size} x VAE scale {scale}"
-            )
-        if not (path / "model_index.json").is_file():
-            return None
-    elif not path.is_file():
-        return None
-    try:
-        family = detect_family(path)
-    except (ModelError, OSError, ValueError):
-        return None
-    res = FAMILY_RESOLUTION.get(family, 512)
-    return Recommendation(res, recommended_bucket_step(res), f"the usual size of {family} models")
+            return Recommendation(res, recommended_bucket_step(res, step_unit), "lorawb_model.json")
+        native = family.native_size(path)
+        if native is not None:
+            res, source = native
+            return Recommendation(res, recommended_bucket_step(res, step_unit), source)
+    res = family.resolution
+    return Recommendation(res, recommended_bucket_step(res, step_unit), f"the usual size of {family.name} models")
 
 
 def resolution_warning(resolution: int, rec: Recommendation | None) -> str | None:

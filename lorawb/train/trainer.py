@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from lorawb.errors import LorawbError, RunError
+from lorawb.families import Model, Noised, TextCond, load_base_model
 from lorawb.train import data as D
 from lorawb.train import kohya, trackers
 from lorawb.train import speed as S
@@ -37,7 +38,6 @@ from lorawb.train.config import TrainConfig, load_run_config
 from lorawb.train.detached import StopFlag, hold_lock, job_log
 from lorawb.train.events import EventWriter
 from lorawb.train.lora import LoraSetup, add_lora, init_from_file, load_trainable_state, trainable_state
-from lorawb.train.models import BaseModel, load_base_model, sampling_scheduler
 from lorawb.train.runfolder import RunFolder
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -75,7 +75,7 @@ class Context:
     cfg: TrainConfig
     run: RunFolder
     acc: Any  # the Accelerator
-    model: BaseModel  # its unet and (when trained) text encoders are the prepared, possibly wrapped, modules
+    model: Model  # its denoiser and (when trained) text encoders are the prepared, possibly wrapped, modules
     dataset: D.DatasetInfo
     lora: LoraSetup
     batches: Batches
@@ -88,7 +88,7 @@ class Context:
     num_epochs: int  # epochs max_steps covers (kohya's ss_num_epochs)
     dtype: torch.dtype  # of the frozen base weights (the LoRA trains in fp32)
     mixed_precision: str  # as actually used: "no" where the device cannot do what was asked
-    trained: list[Any]  # the prepared modules that train: the UNet, then the text encoders if trained
+    trained: list[Any]  # the prepared modules that train: the denoiser, then the text encoders if trained
     progress: ProgressFn | None = None
     state: TrainState = field(default_factory=TrainState)
     checkpoints: list[Path] = field(default_factory=list)
@@ -103,8 +103,8 @@ class Context:
     _lora_layers: list[Any] | None = None
 
     @property
-    def unet(self) -> torch.nn.Module:
-        return self.acc.unwrap_model(self.model.unet)
+    def denoiser(self) -> torch.nn.Module:
+        return self.acc.unwrap_model(self.model.denoiser)
 
     @property
     def text_encoders(self) -> list[torch.nn.Module]:
@@ -116,11 +116,11 @@ class Context:
 
     @property
     def lora_layers(self) -> list[Any]:
-        """The UNet's LoRA layers (output preservation switches them off for the base prediction)."""
+        """The denoiser's LoRA layers (output preservation switches them off for the base prediction)."""
         from lorawb.train.lora import adapter_layers
 
         if self._lora_layers is None:
-            self._lora_layers = adapter_layers(self.unet)
+            self._lora_layers = adapter_layers(self.denoiser)
         return self._lora_layers
 
 
@@ -194,7 +194,7 @@ def build_context(
         mixed_precision,
         torch.get_num_threads(),
     )
-    model = load_base_model(cfg.model, acc.device, dtype)
+    model = load_base_model(cfg.model, acc.device, dtype, cfg)
     log.info("base model %s (%s, %s prediction)", model.source, model.family, model.prediction_type)
     dataset = load_data(cfg, log, events)
     warn_setup(cfg, model, dataset, log, events)
@@ -345,7 +345,7 @@ def finish(ctx: Context) -> str:
 
 def train_mode(ctx: Context, on: bool = True) -> None:
     """Switch dropout on or off in the trained networks (walking the module tree costs ms: not per step)."""
-    ctx.model.unet.train(on)
+    ctx.model.denoiser.train(on)
     for te in ctx.model.text_encoders:
         te.train(on and ctx.cfg.network.train_text_encoder)
 
@@ -386,68 +386,38 @@ def train_step(ctx: Context) -> torch.Tensor:
     return total / ga
 
 
-def diffusion_loss(ctx: Context, batch: Batch, timesteps: torch.Tensor | None = None) -> torch.Tensor:
-    """The denoising loss of one micro-batch (epsilon or v target, noise offset, min-SNR, per-image weights).
+def diffusion_loss(ctx: Context, batch: Batch, fractions: torch.Tensor | None = None) -> torch.Tensor:
+    """The training loss of one micro-batch: the family's noising, target and denoiser call
+    (lorawb.families), per-image MSE, the family's timestep weighting (min-SNR, flow weighting)
+    and the images' own weights. ``fractions``: fixed timesteps in [0, 1] (the validation loss).
 
     With output preservation on (``batch.preserve``) the loss also has the preservation term
     (``preserved_loss``), computed in the same forward pass.
     """
-    noisy, timesteps, target = noised(ctx, batch, timesteps)
+    noised = ctx.model.noised(batch.latents, batch.generator, ctx.cfg.train, fractions)
     if batch.preserve is not None:
-        return preserved_loss(ctx, batch, noisy, timesteps, target)
-    pred = unet_pred(ctx, noisy, timesteps, batch.text, batch.time_ids)
-    return denoising_loss(ctx, pred, target, timesteps, batch.weights)
+        return preserved_loss(ctx, batch, noised)
+    pred = ctx.model.predict(noised.noisy, noised.timesteps, batch.text, batch.time_ids)
+    return denoising_loss(ctx, pred, noised, batch.weights)
 
 
-def noised(
-    ctx: Context, batch: Batch, timesteps: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(noisy latents, timesteps, target): noise, offset and timesteps drawn from the batch's generator."""
-    cfg, model = ctx.cfg, ctx.model
-    sched = model.noise_scheduler
-    latents, g = batch.latents, batch.generator
-    b = latents.shape[0]
-    noise = torch.randn(latents.shape, generator=g, device=latents.device, dtype=latents.dtype)
-    if cfg.train.noise_offset:
-        offset = torch.randn((b, latents.shape[1], 1, 1), generator=g, device=latents.device, dtype=latents.dtype)
-        noise = noise + cfg.train.noise_offset * offset
-    if timesteps is None:
-        timesteps = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g, device=latents.device)
-    noisy = sched.add_noise(latents, noise, timesteps)
-    target = sched.get_velocity(latents, noise, timesteps) if model.prediction_type == "v_prediction" else noise
-    return noisy, timesteps, target
-
-
-def unet_pred(ctx: Context, noisy: torch.Tensor, timesteps: torch.Tensor, text: Any, time_ids: torch.Tensor) -> Any:
-    """The (prepared) UNet's prediction for these noisy latents and this conditioning."""
-    model, dtype = ctx.model, ctx.dtype
-    hidden = text.hidden.to(noisy.device, dtype)
-    added = model.added_cond(text.to(noisy.device, dtype), time_ids)
-    return model.unet(noisy.to(dtype), timesteps, hidden, added_cond_kwargs=added, return_dict=False)[0]
-
-
-def denoising_loss(
-    ctx: Context, pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor, weights: torch.Tensor | None
-) -> torch.Tensor:
-    """MSE per image, min-SNR weighted, times the image's weight (kohya: reg images prior_loss_weight), mean."""
-    cfg, model = ctx.cfg, ctx.model
-    loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-    if cfg.train.min_snr_gamma > 0:
-        from diffusers.training_utils import compute_snr
-
-        sched = model.noise_scheduler
-        snr = compute_snr(sched, timesteps)
-        weight = torch.clamp(snr, max=cfg.train.min_snr_gamma)
-        weight = weight / (snr + 1) if model.prediction_type == "v_prediction" else weight / snr
+def denoising_loss(ctx: Context, pred: torch.Tensor, noised: Noised, weights: torch.Tensor | None) -> torch.Tensor:
+    """MSE per image, weighted by timestep (the family's scheme) and by image (kohya: reg images
+    prior_loss_weight), mean."""
+    loss = per_image_mse(pred, noised.target)
+    weight = ctx.model.loss_weights(noised.timesteps, ctx.cfg.train)
+    if weight is not None:
         loss = loss * weight
     if weights is not None:
         loss = loss * weights
     return loss.mean()
 
 
-def preserved_loss(
-    ctx: Context, batch: Batch, noisy: torch.Tensor, timesteps: torch.Tensor, target: torch.Tensor
-) -> torch.Tensor:
+def per_image_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=tuple(range(1, pred.dim())))
+
+
+def preserved_loss(ctx: Context, batch: Batch, noised: Noised) -> torch.Tensor:
     """Output preservation (ai-toolkit's differential output preservation), batched.
 
     The base model's prediction on the class prompt (the trigger replaced by the class word) is
@@ -458,17 +428,17 @@ def preserved_loss(
     """
     assert batch.preserve is not None and batch.preserve_mask is not None
     from lorawb.train.lora import adapters_off
-    from lorawb.train.models import TextCond
 
+    model, noisy, timesteps = ctx.model, noised.noisy, noised.timesteps
     with torch.no_grad(), adapters_off(ctx.lora_layers):
-        prior = unet_pred(ctx, noisy, timesteps, batch.preserve, batch.time_ids)
+        prior = model.predict(noisy, timesteps, batch.preserve, batch.time_ids)
     both = TextCond.cat([batch.text.to(noisy.device), batch.preserve.to(noisy.device)])
-    pred = unet_pred(
-        ctx, torch.cat([noisy, noisy]), torch.cat([timesteps, timesteps]), both, batch.time_ids.repeat(2, 1)
+    pred = model.predict(
+        torch.cat([noisy, noisy]), torch.cat([timesteps, timesteps]), both, batch.time_ids.repeat(2, 1)
     )
     pred, pred_class = pred.chunk(2)
-    loss = denoising_loss(ctx, pred, target, timesteps, batch.weights)
-    pres = F.mse_loss(pred_class.float(), prior.float(), reduction="none").mean(dim=(1, 2, 3))
+    loss = denoising_loss(ctx, pred, noised, batch.weights)
+    pres = per_image_mse(pred_class, prior)
     return loss + ctx.cfg.train.preservation_weight * (pres * batch.preserve_mask).mean()
 
 
@@ -530,7 +500,7 @@ def load_data(cfg: TrainConfig, log: logging.Logger, events: Any = None) -> D.Da
     return dataset
 
 
-def warn_setup(cfg: TrainConfig, model: BaseModel, dataset: D.DatasetInfo, log: logging.Logger, events: Any) -> None:
+def warn_setup(cfg: TrainConfig, model: Model, dataset: D.DatasetInfo, log: logging.Logger, events: Any) -> None:
     """Warn (log and a ``warning`` event) of a resolution far from the model's, with the time a step
     is estimated to take, and of differently shaped images that all land in one bucket."""
     from lorawb.core.buckets import one_bucket_warning
@@ -554,33 +524,23 @@ def warn_setup(cfg: TrainConfig, model: BaseModel, dataset: D.DatasetInfo, log: 
             events.emit("warning", text=one, kind="buckets")
 
 
-def estimate_step_seconds(model: BaseModel, cfg: TrainConfig, native: int) -> tuple[float, float] | None:
+def estimate_step_seconds(model: Model, cfg: TrainConfig, native: int) -> tuple[float, float] | None:
     """(seconds per step at the model's own resolution, estimated at the configured one).
 
-    Measured: one UNet forward pass over a batch at ``native`` px (a step is about three: forward and
-    backward), scaled by the pixel ratio, a lower bound (attention grows faster). None if it cannot run.
+    Measured: one denoiser forward pass over a batch at ``native`` px (a step is about three: forward
+    and backward), scaled by the pixel ratio, a lower bound (attention grows faster). None if it cannot run.
     """
     try:
-        unet = model.unet
-        conf = unet.config
-        side = max(1, native // model.vae_scale)
         b = cfg.train.batch_size
-        p = next(unet.parameters())
-        x = torch.randn(b, conf.in_channels, side, side, device=p.device, dtype=p.dtype)
-        ctx_emb = torch.zeros(b, 77, conf.cross_attention_dim, device=p.device, dtype=p.dtype)
-        t = torch.full((b,), 500, device=p.device, dtype=torch.long)
-        kwargs: dict[str, Any] = {}
-        if conf.get("addition_embed_type") == "text_time":
-            n_time = 6 * conf.addition_time_embed_dim
-            kwargs["added_cond_kwargs"] = {
-                "text_embeds": torch.zeros(
-                    b, conf.projection_class_embeddings_input_dim - n_time, device=p.device, dtype=p.dtype
-                ),
-                "time_ids": torch.zeros(b, 6, device=p.device, dtype=p.dtype),
-            }
+        side = max(1, native // model.vae_scale)
+        p = next(model.denoiser.parameters())
+        latents = torch.randn(b, model.latent_channels, side, side, device=p.device, dtype=torch.float32)
         with torch.no_grad():
+            text = model.encode_text(model.tokenize([""] * b))
+            geometry = torch.tensor([(native, native, 0, 0, native, native)] * b, dtype=torch.float32)
+            noised = model.noised(latents, torch.Generator(device=p.device).manual_seed(0), cfg.train)
             t0 = time.perf_counter()
-            unet(x, t, ctx_emb, **kwargs)
+            model.predict(noised.noisy, noised.timesteps, text, geometry)
             forward = time.perf_counter() - t0
     except Exception:  # an estimate only: a model this cannot drive gets the warning without it
         return None
@@ -588,22 +548,30 @@ def estimate_step_seconds(model: BaseModel, cfg: TrainConfig, native: int) -> tu
     return step, step * (cfg.dataset.resolution / native) ** 2
 
 
-def setup_network(cfg: TrainConfig, model: BaseModel, log: logging.Logger, init_from: bool = True) -> LoraSetup:
+def setup_network(cfg: TrainConfig, model: Model, log: logging.Logger, init_from: bool = True) -> LoraSetup:
     """Inject the LoRA (seeded), start it from ``network.init_from`` if set, turn on gradient checkpointing."""
     torch.manual_seed(cfg.train.seed)  # LoRA initialisation
-    lora = add_lora(model.unet, model.text_encoders, cfg.network, model.unused_text_layers())
-    log.info("LoRA on %d UNet layers, %d trainable parameters", len(lora.unet_modules), lora.num_params)
+    lora = add_lora(
+        model.denoiser,
+        model.text_encoders,
+        cfg.network,
+        model.unused_text_layers(),
+        family=model.spec,
+        trainable=model.spec.trainable_text_encoders,
+        targets=model.lora_targets(cfg.network),
+    )
+    log.info("LoRA on %d denoiser layers, %d trainable parameters", len(lora.unet_modules), lora.num_params)
     if init_from and cfg.network.init_from:
-        report = init_from_file(model.unet, model.text_encoders, Path(cfg.network.init_from), cfg.network)
+        report = init_from_file(model, Path(cfg.network.init_from), cfg.network)
         log.info("started from %s: %d layers loaded", cfg.network.init_from, report.loaded)
         if report.missing:
             log.warning("%d layers of this network are not in that file (they start from zero)", len(report.missing))
         if report.ignored:
             log.warning("%d layers of that file are not in this network (left out)", len(report.ignored))
     if cfg.train.gradient_checkpointing:
-        model.unet.enable_gradient_checkpointing()
+        model.enable_gradient_checkpointing()
         if cfg.network.train_text_encoder:
-            for te in model.text_encoders:
+            for te in trained_text_encoders(model):
                 enable_checkpointing(te)
     return lora
 
@@ -618,13 +586,18 @@ def enable_checkpointing(text_encoder: Any) -> None:
         text_encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def prepare(acc: Any, model: BaseModel, cfg: TrainConfig, optimizer: Any) -> tuple[list[Any], Any]:
+def trained_text_encoders(model: Model) -> list[Any]:
+    """The text encoders a text-encoder LoRA trains (the family says which: Flux's CLIP, not its T5)."""
+    return [te for te, ok in zip(model.text_encoders, model.spec.trainable_text_encoders, strict=False) if ok]
+
+
+def prepare(acc: Any, model: Model, cfg: TrainConfig, optimizer: Any) -> tuple[list[Any], Any]:
     """Hand Accelerate every module that trains (so each one's gradients are all-reduced), and the optimizer."""
-    trained = [model.unet] + (list(model.text_encoders) if cfg.network.train_text_encoder else [])
-    *prepared, optimizer = acc.prepare(*trained, optimizer)
-    model.unet = prepared[0]
-    if cfg.network.train_text_encoder:
-        model.text_encoders = list(prepared[1:])
+    tes = trained_text_encoders(model) if cfg.network.train_text_encoder else []
+    *prepared, optimizer = acc.prepare(model.denoiser, *tes, optimizer)
+    model.denoiser = prepared[0]
+    wrapped = dict(zip(map(id, tes), prepared[1:], strict=True))
+    model.text_encoders = [wrapped.get(id(te), te) for te in model.text_encoders]
     return prepared, optimizer
 
 
@@ -673,13 +646,13 @@ def make_optimizer(cfg: TrainConfig, lora: LoraSetup, device: torch.device | Non
 
 
 def speed_levers(
-    cfg: TrainConfig, model: BaseModel, batches: Batches, device: torch.device, log: logging.Logger
+    cfg: TrainConfig, model: Model, batches: Batches, device: torch.device, log: logging.Logger
 ) -> S.Parking:
     """channels-last and torch.compile when asked for; the networks the caches make idle parked off the GPU."""
     if cfg.train.channels_last:
-        S.to_channels_last(model.unet)
+        S.to_channels_last(model.denoiser)
     if cfg.train.compile:
-        S.compile_unet(model.unet, device, log)
+        S.compile_unet(model.denoiser, device, log)
     parking = S.Parking(
         model,
         device,
@@ -758,11 +731,10 @@ def validation_loss(ctx: Context, timesteps: tuple[float, ...] = (0.1, 0.3, 0.5,
         ctx.val_cache = LatentCache(cache_root(ctx.run) / "latents", model, "center")
         ctx.val_cache.fill(items)
     cache = ctx.val_cache
-    T = model.noise_scheduler.config.num_train_timesteps
     losses = []
     for i, item in enumerate(items):
         mean, _ = cache.get(i, False)
-        latents = mean[None].to(ctx.batches.device) * model.latent_scaling
+        latents = model.scale_latents(mean[None].to(ctx.batches.device))
         caption = ctx.batches.caption_for(item.caption)
         text = model.encode_text(model.tokenize([caption]))
         top, left = center_crop(item)
@@ -771,8 +743,8 @@ def validation_loss(ctx: Context, timesteps: tuple[float, ...] = (0.1, 0.3, 0.5,
         )
         for t in timesteps:
             g = torch.Generator(device=latents.device).manual_seed(seed_for("val", cfg.train.seed, i, t))
-            ts = torch.tensor([int(t * T)], device=latents.device)
-            losses.append(diffusion_loss(ctx, Batch(latents, text, time_ids, g), timesteps=ts).item())
+            at = torch.tensor([t], dtype=torch.float64)
+            losses.append(diffusion_loss(ctx, Batch(latents, text, time_ids, g), fractions=at).item())
     train_mode(ctx)
     return float(sum(losses) / max(1, len(losses)))
 
@@ -782,10 +754,10 @@ def sample_prompts(cfg: TrainConfig) -> list[str]:
     return [p.replace("{trigger}", trigger) for p in cfg.sample.prompts]
 
 
-def guidance_scale(cfg: TrainConfig, model: BaseModel) -> float:
+def guidance_scale(cfg: TrainConfig, model: Model) -> float:
     if cfg.sample.cfg > 0:
         return cfg.sample.cfg
-    return float(model.recommended.get("cfg", 5.0 if model.family == "sdxl" else 7.0))
+    return model.default_cfg
 
 
 @needs_frozen_networks
@@ -805,10 +777,9 @@ def sample_images(ctx: Context, step: int) -> list[Path]:
     res = cfg.dataset.resolution
     width = cfg.sample.width or model.recommended.get("width") or res
     height = cfg.sample.height or model.recommended.get("height") or res
-    width, height = max(8, width // 8 * 8), max(8, height // 8 * 8)
-    pipe = model.pipeline(
-        sampling_scheduler(model, cfg.sample.scheduler), unet=ctx.unet, text_encoders=ctx.text_encoders
-    )
+    unit = model.size_step
+    width, height = max(unit, width // unit * unit), max(unit, height // unit * unit)
+    pipe = model.pipeline(model.sampler(cfg.sample.scheduler), denoiser=ctx.denoiser, text_encoders=ctx.text_encoders)
     pipe.set_progress_bar_config(disable=True)
     scale = guidance_scale(cfg, model)
     out: list[Path] = []
@@ -819,7 +790,8 @@ def sample_images(ctx: Context, step: int) -> list[Path]:
         for seed in cfg.sample.seeds:
             g = torch.Generator(device=ctx.acc.device).manual_seed(seed)
             with autocast:
-                image = pipe(
+                image = model.draw(
+                    pipe,
                     prompt=prompt,
                     negative_prompt=cfg.sample.negative or None,
                     num_inference_steps=cfg.sample.steps,
@@ -827,7 +799,7 @@ def sample_images(ctx: Context, step: int) -> list[Path]:
                     width=width,
                     height=height,
                     generator=g,
-                ).images[0]
+                )[0]
             rel = f"samples/{step:06d}-{n}.png"
             buf = io.BytesIO()
             image.save(buf, format="PNG")
@@ -860,13 +832,7 @@ def save_checkpoint(ctx: Context) -> Path | None:
     if fresh:
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[cfg.save.precision]
         te_layers = [kohya.extract_lora(te) for te in ctx.text_encoders] if cfg.network.train_text_encoder else None
-        tensors = kohya.kohya_state_dict(
-            kohya.extract_lora(ctx.unet),
-            te_layers,
-            te_count=len(model.text_encoders),
-            dtype=dtype,
-            layout=kohya.unet_layout(ctx.unet, model.family),
-        )
+        tensors = model.lora_tensors(kohya.extract_lora(ctx.denoiser), te_layers, dtype)
         kohya.save_lora(path, tensors, checkpoint_metadata(ctx))
         ctx.checkpoints.append(path)
         ctx.log.info("step %d: saved %s", st.step, path.name)
@@ -883,7 +849,7 @@ def weights_fingerprint(ctx: Context) -> str:
     import hashlib
 
     h = hashlib.sha1()
-    for name, tensor in sorted(trainable_state(ctx.unet, ctx.text_encoders).items()):
+    for name, tensor in sorted(trainable_state(ctx.denoiser, ctx.text_encoders).items()):
         h.update(name.encode())
         h.update(tensor.float().numpy().tobytes())
     return h.hexdigest()[:16]
@@ -911,17 +877,18 @@ def prune_checkpoints(ctx: Context) -> None:
             old.unlink()
 
 
-def network_module(net: Any) -> tuple[str, dict[str, Any]]:
+def network_module(net: Any, kohya_module: str = "networks.lora") -> tuple[str, dict[str, Any]]:
     """(ss_network_module, ss_network_args) as the trainer that makes such a network writes them.
 
-    Plain LoRA and LoCon (conv_dim) are kohya's own ``networks.lora``; DoRA exists only in LyCORIS
-    (``lycoris.kohya``, algo lora with ``dora_wd``).
+    Plain LoRA and LoCon (conv_dim) are kohya's own network for the family (``kohya_module``:
+    ``networks.lora``, ``networks.lora_flux``...); DoRA exists only in LyCORIS (``lycoris.kohya``,
+    algo lora with ``dora_wd``).
     """
     args: dict[str, Any] = {}
     if net.conv:
         args.update(conv_dim=str(net.conv_rank), conv_alpha=str(net.conv_alpha))
     if not net.dora:
-        return "networks.lora", args
+        return kohya_module, args
     args = {"algo": "lora", "dora_wd": "True", **args}
     if net.dropout:
         args["dropout"] = str(net.dropout)
@@ -931,9 +898,9 @@ def network_module(net: Any) -> tuple[str, dict[str, Any]]:
 def checkpoint_metadata(ctx: Context) -> dict[str, Any]:
     cfg, st = ctx.cfg, ctx.state
     net = cfg.network
-    module, args = network_module(net)
+    module, args = network_module(net, ctx.model.spec.kohya_network)
     meta = kohya.training_metadata(
-        family=ctx.model.family,
+        family_metadata=ctx.model.spec.lora_metadata(),
         output_name=cfg.save.name,
         base_model=str(ctx.model.source),
         trigger=cfg.dataset.trigger,
@@ -998,7 +965,7 @@ def save_resume(ctx: Context) -> None:
         "index": st.pos.index,
         "elapsed": st.elapsed,
         "started_at": st.started_at,
-        "lora": trainable_state(ctx.unet, ctx.text_encoders),
+        "lora": trainable_state(ctx.denoiser, ctx.text_encoders),
         "optimizer": ctx.optimizer.state_dict(),
         "lr_scheduler": ctx.lr_scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
@@ -1015,7 +982,7 @@ def resume_state(ctx: Context) -> None:
     from lorawb.train.runfolder import summarize
 
     last_step = summarize(ctx.run).step  # the furthest step logged, perhaps past the last save (a killed run)
-    ctx.state = load_resume(ctx.run, ctx.unet, ctx.text_encoders, ctx.optimizer, ctx.lr_scheduler, ctx.acc)
+    ctx.state = load_resume(ctx.run, ctx.denoiser, ctx.text_encoders, ctx.optimizer, ctx.lr_scheduler, ctx.acc)
     st = ctx.state
     ctx.checkpoints = [Path(p) for p in st.checkpoints if Path(p).exists()]
     ctx.batches.seek(st.pos)

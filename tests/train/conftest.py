@@ -109,4 +109,4 @@ def lora_weights(ctx) -> dict:
     """Every trainable LoRA weight of a Context, by name, copied."""
     from lorawb.train.lora import trainable_state
 
-    return trainable_state(ctx.unet, ctx.text_encoders)
+    return trainable_state(ctx.denoiser, ctx.text_encoders)

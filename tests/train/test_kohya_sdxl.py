@@ -13,10 +13,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lorawb import families
+from lorawb.families.ldm import UnetLayout
 from lorawb.train.config import NetworkSection
 from lorawb.train.kohya import convert_unet_naming, detect_unet_naming, unet_key
-from lorawb.train.ldm import UnetLayout
-from lorawb.train.lora import unet_targets
+from lorawb.train.lora import denoiser_targets
 
 SDXL_BASE_UNET = dict(  # stabilityai/stable-diffusion-xl-base-1.0 unet/config.json (the parts that shape it)
     sample_size=128,
@@ -105,7 +106,7 @@ def full_sdxl_unet():
 
 def lorawb_names(unet, net: NetworkSection) -> set[str]:
     """Every UNet layer name lorawb writes for this network (save_checkpoint's naming)."""
-    linear, conv = unet_targets(unet, net)
+    linear, conv = denoiser_targets(unet, families.get("sdxl"), net)
     layout = UnetLayout(unet.config)
     return {unet_key(name, layout) for name in linear + conv}
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from lorawb.errors import ModelError
+from lorawb.families import load_base_model
 from lorawb.toyworld.tiny import write_single_file
 from lorawb.train.config import ModelSection
 from lorawb.train.modelpath import detect_family
-from lorawb.train.models import load_base_model
 
 
 @pytest.fixture(scope="module")

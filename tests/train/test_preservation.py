@@ -50,19 +50,23 @@ def perturb(ctx, seed=3):
     """Give the LoRA non-zero up weights, so the LoRA-on and LoRA-off predictions differ."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in ctx.unet.named_parameters():
+        for name, p in ctx.denoiser.named_parameters():
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.05)
 
 
 def test_adapters_off_is_the_base_model_and_leaves_the_weights(tmp_path, tiny_sd1):
     from lorawb.train.lora import adapters_off
-    from lorawb.train.trainer import noised, unet_pred
 
     root = make_project(tmp_path / "p", tiny_sd1, n_images=2)
     with train_context(root, PRESERVE) as ctx:
+
+        def unet_pred(ctx, noisy, ts, text, time_ids):
+            return ctx.model.predict(noisy, ts, text, time_ids)
+
         batch = ctx.batches.next()
-        noisy, ts, _ = noised(ctx, batch)
+        noised = ctx.model.noised(batch.latents, batch.generator, ctx.cfg.train)
+        noisy, ts = noised.noisy, noised.timesteps
         with torch.no_grad():
             base = unet_pred(ctx, noisy, ts, batch.text, batch.time_ids)  # B = 0: the LoRA adds nothing yet
             perturb(ctx)
@@ -86,19 +90,21 @@ def test_one_extra_forward_gradients_only_through_the_lora(tmp_path, tiny_sd1):
     with train_context(root, PRESERVE) as ctx:
         perturb(ctx)
         calls: list[tuple[int, bool]] = []
-        hook = ctx.unet.register_forward_hook(lambda m, a, o: calls.append((a[0].shape[0], torch.is_grad_enabled())))
+        hook = ctx.denoiser.register_forward_hook(
+            lambda m, a, o: calls.append((a[0].shape[0], torch.is_grad_enabled()))
+        )
         batch = ctx.batches.next()
         assert batch.preserve is not None and batch.preserve_mask.tolist() == [1.0, 1.0]
-        frozen = {n: p.detach().clone() for n, p in ctx.unet.named_parameters() if "lora_" not in n}
+        frozen = {n: p.detach().clone() for n, p in ctx.denoiser.named_parameters() if "lora_" not in n}
         loss = diffusion_loss(ctx, batch)
         loss.backward()
         hook.remove()
         assert calls == [(2, False), (4, True)]  # the LoRA-off pass without grad, then one batched pass
-        ups = [p for n, p in ctx.unet.named_parameters() if "lora_B" in n]
+        ups = [p for n, p in ctx.denoiser.named_parameters() if "lora_B" in n]
         assert ups and all(p.grad is not None and p.grad.abs().sum() > 0 for p in ups)
-        grads = {n: p.grad for n, p in ctx.unet.named_parameters() if p.grad is not None}
+        grads = {n: p.grad for n, p in ctx.denoiser.named_parameters() if p.grad is not None}
         assert grads and all("lora_" in n for n in grads)  # the base weights get no gradient
-        assert all(torch.equal(p, frozen[n]) for n, p in ctx.unet.named_parameters() if "lora_" not in n)
+        assert all(torch.equal(p, frozen[n]) for n, p in ctx.denoiser.named_parameters() if "lora_" not in n)
 
         # The preservation term is really in the gradient: without it (weight ~0) the gradient differs.
         ctx.optimizer.zero_grad(set_to_none=True)

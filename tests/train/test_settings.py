@@ -101,6 +101,7 @@ def test_loss_settings_change_the_loss_as_defined(sd1_root):
     with train_context(sd1_root, ["train.max_steps=1"]) as ctx:
         batch = ctx.batches.next()
         t = torch.tensor([100] * batch.latents.shape[0])  # early: SNR above gamma
+        at = torch.full(t.shape, 0.1, dtype=torch.float64)  # the same timestep, as the fraction the loss takes
         sched = ctx.model.noise_scheduler
         snr = compute_snr(sched, t)
 
@@ -109,7 +110,7 @@ def test_loss_settings_change_the_loss_as_defined(sd1_root):
                 setattr(ctx.cfg.train, key, value)
             try:
                 with torch.no_grad():
-                    return float(diffusion_loss(ctx, fixed(batch), timesteps=t))
+                    return float(diffusion_loss(ctx, fixed(batch), fractions=at))
             finally:
                 ctx.cfg.train.noise_offset, ctx.cfg.train.min_snr_gamma = 0.0, 0.0
 
@@ -136,11 +137,11 @@ def test_network_dropout_is_random_in_training_only(sd1_root):
             for p in ctx.lora.unet_params:
                 p.normal_(0, 0.5)  # lora_up is zero at the start: make the LoRA path matter
             batch = ctx.batches.next()
-            t = torch.tensor([500] * batch.latents.shape[0])
+            t = torch.full((batch.latents.shape[0],), 0.5, dtype=torch.float64)  # timestep 500
             train_mode(ctx, True)
-            a, b = (float(diffusion_loss(ctx, fixed(batch), timesteps=t)) for _ in range(2))
+            a, b = (float(diffusion_loss(ctx, fixed(batch), fractions=t)) for _ in range(2))
             train_mode(ctx, False)
-            c, d = (float(diffusion_loss(ctx, fixed(batch), timesteps=t)) for _ in range(2))
+            c, d = (float(diffusion_loss(ctx, fixed(batch), fractions=t)) for _ in range(2))
         assert a != b and c == d
 
 

@@ -123,7 +123,7 @@ def test_channels_last_changes_the_layout_not_the_loss(sd1_root):
     def two(overrides):
         with train_context(sd1_root, ["train.max_steps=2", *overrides]) as ctx:
             losses = [float(train_step(ctx)) for _ in range(2)]
-            conv = next(m for m in ctx.unet.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+            conv = next(m for m in ctx.denoiser.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
             return losses, conv.weight.is_contiguous(memory_format=torch.channels_last)
 
     plain, plain_cl = two([])

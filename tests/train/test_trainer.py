@@ -123,11 +123,12 @@ def test_checkpoint_is_kohya_format_with_metadata(sd1_run):
 
 def _loaded_layers(pipe, te_count: int) -> dict[str, object]:
     """Kohya layer name -> LoRA weights of what diffusers actually loaded into the pipeline."""
-    from lorawb.train.kohya import extract_lora, te_key, unet_key, unet_layout
+    from lorawb.families.ldm import UnetLayout
+    from lorawb.train.kohya import extract_lora, te_key, unet_key
 
     out = {}
     adapter = next(iter(pipe.unet.peft_config))
-    layout = unet_layout(pipe.unet, "sdxl" if te_count == 2 else "sd1")  # kohya's SDXL names are LDM paths
+    layout = UnetLayout(pipe.unet.config) if te_count == 2 else None  # kohya's SDXL names are LDM paths
     out.update({unet_key(n, layout): w for n, w in extract_lora(pipe.unet, adapter).items()})
     tes = [pipe.text_encoder] + ([pipe.text_encoder_2] if te_count == 2 else [])
     for i, te in enumerate(tes):
