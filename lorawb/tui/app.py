@@ -47,6 +47,7 @@ TABS = (
     ("matrix", "Matrix", MatrixTab),
 )
 HERE = Path(__file__).parent
+HEADER_SIDES = 18  # the header's icon and clock space: its middle is the width less these
 
 
 class LorawbApp(App):
@@ -186,16 +187,36 @@ class LorawbApp(App):
         self.sub_title = self._counts_text(self.index.snapshot())
 
     def _counts_text(self, snap: IndexSnapshot) -> str:
-        """The one count: every image file (rejects left out), captioned ones, the inbox; unreadable ones named."""
+        """The one count: every image file (rejects left out), captioned ones, the inbox; unreadable ones named.
+
+        Fitted to the header: when it is too narrow the captioned count goes first, then the trigger, then
+        the unreadable image's name; the image and inbox counts always stay.
+        """
         c = snap.counts(DATASET)
         inbox = snap.counts(INBOX).images
         trigger = self.project.trigger or "(no trigger set)"
-        text = f"{trigger} · {plural(c.images, 'image')} · {c.captioned} captioned · inbox {inbox}"
+        unreadable = []
         if c.unreadable:
             first = c.unreadable[0][0].rsplit("/", 1)[-1]
             more = f" +{len(c.unreadable) - 1}" if len(c.unreadable) > 1 else ""
-            text += f" · {len(c.unreadable)} unreadable: {first}{more}"
+            unreadable = [f"{len(c.unreadable)} unreadable: {first}{more}", f"{len(c.unreadable)} unreadable"]
+        captioned = [f"{c.captioned} captioned"]
+        # The header's middle: the width less its icon and clock space, the project name and " — ".
+        room = self.size.width - HEADER_SIDES - len(self.title) - 3 if self.size.width else 10_000
+        for drop_captioned, drop_trigger, short_bad in ((0, 0, 0), (1, 0, 0), (1, 1, 0), (1, 1, 1)):
+            parts = [] if drop_trigger else [trigger]
+            parts.append(plural(c.images, "image"))
+            parts += [] if drop_captioned else captioned
+            parts.append(f"inbox {inbox}")
+            parts += unreadable[short_bad : short_bad + 1]
+            text = " · ".join(parts)
+            if len(text) <= room:
+                break
         return text
+
+    def on_resize(self) -> None:
+        if self.is_mounted:
+            self.show_counts()
 
     # --- the file watcher ---------------------------------------------------------
     def start_watching(self) -> None:

@@ -47,7 +47,7 @@ from lorawb.tui.widgets.history_modal import HistoryScreen
 from lorawb.tui.widgets.image_view import ImageView
 from lorawb.tui.widgets.tag_modal import TagScreen, report_applied
 from lorawb.tui.workbench import Workbench, workbench
-from lorawb.words import plural
+from lorawb.words import fit_name, plural
 
 VIEWS = {"edit": "captions-edit", "tags": "captions-tags", "comp": "captions-comp"}
 FILTER_HELP = "filter: has:TAG  -has:TAG  text:WORDS  in:FOLDER  (empty: no filter)"
@@ -703,7 +703,12 @@ class CaptionsTab(Vertical):
             state = Content.styled("no caption file yet", "$text-muted")
         else:
             state = Content.styled("saved", "$text-muted")
-        label.update(Content.assemble(state, Content(" · " + name)))  # the state first: a long name never hides it
+        # The state first, then the name fitted to what is left (its start and end kept): neither is ever lost.
+        room = label.size.width - len(state.plain) - 3 if label.size.width else len(name)
+        label.update(Content.assemble(state, Content(" · " + fit_name(name, max(8, room)))))
+
+    def on_resize(self) -> None:
+        self._file_label()
 
     def _status(self) -> None:
         """The one count: images listed (readable or not), captioned ones, the unreadable ones named."""

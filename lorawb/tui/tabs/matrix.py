@@ -96,20 +96,22 @@ def _mtime(path: Path) -> tuple[int, int] | None:
 
 
 class MatrixTab(Vertical):
+    # The footer shows what the tour uses (new, draw, zoom, rate, promote, pages, scores); the palette
+    # (ctrl+p) lists every key, each with its key.
     BINDINGS = [
-        Binding("m", "view('list')", "Matrices"),
+        Binding("m", "view('list')", "Matrices", show=False),
         Binding("o", "view('grid')", "Grid", show=False),
         Binding("t", "view('scores')", "Scores"),
         Binding("n", "new", "New"),
-        Binding("g", "generate", "Generate"),
-        Binding("s", "stop", "Stop"),
-        Binding("e", "export", "Export"),
-        Binding("enter", "zoom", "Zoom", show=False),
-        Binding("c", "axis('cols', 1)", "Cols"),
+        Binding("g", "generate", "Draw"),
+        Binding("s", "stop", "Stop", show=False),
+        Binding("e", "export", "Export", show=False),
+        Binding("enter", "zoom", "Zoom"),
+        Binding("c", "axis('cols', 1)", "Cols", show=False),
         Binding("C", "axis('cols', -1)", "Prev cols axis", show=False),
-        Binding("z", "axis('pages', 1)", "Pages"),
+        Binding("z", "axis('pages', 1)", "Pages", show=False),
         Binding("Z", "axis('pages', -1)", "Prev page axis", show=False),
-        Binding("right_square_bracket", "page(1)", "Next page", show=False),
+        Binding("right_square_bracket", "page(1)", "Page"),
         Binding("left_square_bracket", "page(-1)", "Prev page", show=False),
         Binding("y", "rate('good')", "Good"),
         Binding("x", "rate('bad')", "Bad"),
@@ -709,13 +711,33 @@ class MatrixTab(Vertical):
         )
 
     def _zoom_text(self, rep: Report, cid: str) -> Text:
+        """The cell's place and its scores first (above the fold at 80x24), then what made it."""
         cell = rep.plan.layout.cells[cid]
         p = cell.params
         t = Text()
+        where = rep.plan.layout.describe(rep.plan.layout.positions_of(cid)[0])
+        # Axis labels name themselves ("weight 1", "seed 0"); slot values are shown with their axis.
+        labels = [v if v.split(" ", 1)[0] == name else f"{name} {v}" for name, v in where.items()]
         t.append(f"cell {cid}\n", style="bold")
-        for name, value in rep.plan.layout.describe(rep.plan.layout.positions_of(cid)[0]).items():
-            t.append(f"{name}: ", style="dim")
-            t.append(f"{value}\n")
+        t.append(" · ".join(labels) + "\n")
+        s = rep.scores.get(cid)
+        if s:
+            t.append(f"scores ({rep.scorer}):\n", style="bold")
+            for key in ("identity", "prompt_following", "leak", "memorisation"):
+                if isinstance(s.get(key), (int, float)):
+                    t.append(f"  {key.replace('_', ' ')}: {s[key]:.3f}\n")
+            if s.get("nearest"):
+                t.append(
+                    f"  nearest training image: {s['nearest']}" + ("  ⚠ near copy" if s.get("flagged") else "") + "\n"
+                )
+            if isinstance(s.get("reading"), dict):
+                t.append("  reader sees: " + ", ".join(f"{k} {v}" for k, v in s["reading"].items()) + "\n")
+        elif rep.reason:
+            t.append(f"{rep.reason}\n", style="yellow")
+        if cid in rep.ratings.ratings:
+            t.append(f"rated {rep.ratings.ratings[cid]}\n")
+        if cid in rep.ratings.promoted:
+            t.append(f"promoted: {rep.ratings.promoted[cid]}\n", style="cyan")
         t.append("\nprompt: ", style="dim")
         t.append(p.prompt + "\n")
         if p.negative:
@@ -736,24 +758,6 @@ class MatrixTab(Vertical):
             )
         else:
             t.append("not drawn yet\n", style="yellow")
-        s = rep.scores.get(cid)
-        if s:
-            t.append(f"\nscores ({rep.scorer}):\n", style="bold")
-            for key in ("identity", "prompt_following", "leak", "memorisation"):
-                if isinstance(s.get(key), (int, float)):
-                    t.append(f"  {key.replace('_', ' ')}: {s[key]:.3f}\n")
-            if s.get("nearest"):
-                t.append(
-                    f"  nearest training image: {s['nearest']}" + ("  ⚠ near copy" if s.get("flagged") else "") + "\n"
-                )
-            if isinstance(s.get("reading"), dict):
-                t.append("  reader sees: " + ", ".join(f"{k} {v}" for k, v in s["reading"].items()) + "\n")
-        elif rep.reason:
-            t.append(f"\n{rep.reason}\n", style="yellow")
-        if cid in rep.ratings.ratings:
-            t.append(f"\nrated {rep.ratings.ratings[cid]}\n")
-        if cid in rep.ratings.promoted:
-            t.append(f"promoted: {rep.ratings.promoted[cid]}\n", style="cyan")
         return t
 
     def _zoom_done(self, cid: str, what: str | None) -> None:

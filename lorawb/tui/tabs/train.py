@@ -383,16 +383,17 @@ class TrainTab(Vertical):
         head = Text.assemble((v.run_id, "bold"), "  ", (v.display_state, STATE_STYLES.get(v.display_state, "dim")))
         if v.display_state == "dead":
             head.append("  (process gone)", style="red")
-        if v.display_state in ("dead", "stopped", "failed") and v.resumable_step is not None:
-            head.append(f"  resumable from step {v.resumable_step} (R)", style="yellow")
         self.query_one("#train-run", Static).update(head)
         bar = self.query_one("#train-progress", ProgressBar)
         bar.display = bool(v.max_steps)
         if v.max_steps:
             bar.update(total=v.max_steps, progress=v.step)
         steps = f"step {v.step}/{v.max_steps}" if v.max_steps else f"step {v.step}"
-        eta = f"  ETA {format_duration(v.eta)}" if v.eta is not None else ""
-        self.query_one("#train-eta", Static).update(Text(f"{steps}{eta}"))
+        eta = Text(steps + (f"  ETA {format_duration(v.eta)}" if v.eta is not None else ""))
+        if v.display_state in ("dead", "stopped", "failed") and v.resumable_step is not None:
+            # Beside the step, never after a long run id where the screen's edge would cut its number.
+            eta.append(f"  resumable from {v.resumable_step} (R)", style="yellow")
+        self.query_one("#train-eta", Static).update(eta)
 
     def _stats_text(self, v: MonitorView) -> Text:
         def f(x: float | None) -> str:

@@ -42,6 +42,7 @@ from textual_image.renderable import HalfcellImage, UnicodeImage
 from lorawb.core.thumbs import ThumbCache
 from lorawb.errors import LorawbError
 from lorawb.tui.workbench import workbench
+from lorawb.words import fit_name
 
 GRID_BOX = (96, 96)  # thumbnail size asked of the disk cache; cells are at most 32x32 pixels
 DENSITIES = ((8, 4), (12, 6), (16, 8), (24, 12), (32, 16))  # (image columns, image rows) per cell
@@ -153,6 +154,10 @@ class ImageGrid(ScrollView, can_focus=True):
         def __init__(self, batch: list[tuple[tuple, list[Strip]]]) -> None:
             super().__init__()
             self.batch = batch
+
+    def fit_label(self, label: str, width: int) -> str:
+        """A label in ``width`` characters: a file name keeps its end (what tells promoted cells apart)."""
+        return fit_name(label, width)
 
     def __init__(self, *, empty_text: str = "no images", id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -459,7 +464,7 @@ class ImageGrid(ScrollView, can_focus=True):
             else:
                 mark = STATE_MARKS.get(item.state, "·")
                 state_style = self.get_component_rich_style(f"image-grid--{item.state}", default=base)
-                text = item.label[: cw - 2].ljust(cw - 2)
+                text = self.fit_label(item.label, cw - 2).ljust(cw - 2)
                 if selected:
                     cur = self.get_component_rich_style("image-grid--cursor")
                     segments += [Segment(mark, cur + Style(color=state_style.color)), Segment(" " + text, cur)]
