@@ -675,7 +675,7 @@ class CaptionsTab(Vertical):
         if not candidates:
             editing = self.query_one(CaptionEditor).has_focus
             hint = (
-                "editing: keys type here · tab: complete · enter: save, next · esc: save, back to the list"
+                "editing: keys type here · tab: complete · enter: save, next · esc: done"
                 if editing
                 else "e or enter: edit (then keys type into the caption until esc)"
             )

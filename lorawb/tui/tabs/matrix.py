@@ -154,7 +154,7 @@ class MatrixTab(Vertical):
             with TabPane("Matrices", id="mv-list"):
                 yield DataTable(id="matrix-list", cursor_type="row", zebra_stripes=True)
                 yield Static(
-                    "enter: open · n: new matrix from the latest run · g: generate · lorawb matrix … does the same",
+                    "enter: open · n: new · g: draw · v: compare runs · `lorawb matrix` does the same",
                     id="matrix-list-help",
                     classes="muted",
                 )

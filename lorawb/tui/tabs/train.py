@@ -186,6 +186,10 @@ class TrainTab(Vertical):
         self.query_one("#train-progress", ProgressBar).display = False
         self.set_interval(POLL_INTERVAL, self._tick)
 
+    def on_resize(self) -> None:
+        # Side by side the compare table's B column falls off an 80-column screen: stack below 110.
+        self.query_one("#compare-body").set_class(self.size.width < 110, "-narrow")
+
     def focus_target(self) -> Widget | None:
         pane = self.query_one("#train-views", TabbedContent).active
         targets = {"tv-runs": "#train-runs", "tv-checkpoints": "#train-ckpts", "tv-log": "#train-log"}
