@@ -16,9 +16,9 @@ from lorawb.core.project import Project
 from lorawb.toyworld.sample import make_sample_project
 from lorawb.tui.app import LorawbApp
 from lorawb.tui.widgets.caption_modals import BulkScreen
-from lorawb.tui.widgets.tag_modal import TagScreen
 from lorawb.tui.workbench import Workbench
 from tests.tui.conftest import settle
+from tests.tui.test_tagger import preview_inbox_replace
 
 TUI = Path(__file__).resolve().parents[2] / "lorawb" / "tui"
 
@@ -34,15 +34,8 @@ def sample(tmp_path) -> Project:
 async def test_auto_tag_writes_reach_the_index_with_the_watcher_off(sample: Project):
     app = LorawbApp(sample)
     async with app.run_test(size=(100, 32)) as pilot:
-        await settle(pilot)
+        await preview_inbox_replace(pilot)
         assert app.watcher is None  # [ui] watch = "off": only the writer itself can tell the index
-        await pilot.press("i", "a")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, TagScreen)
-        screen.query_one("#tag-mode", Select).value = "replace"
-        await pilot.press("f5")
-        await settle(pilot)
         await pilot.press("ctrl+s")
         await settle(pilot)
         written = (sample.inbox_dir / "cand_03.txt").read_text()

@@ -14,6 +14,7 @@ from lorawb.tui.app import LorawbApp
 from lorawb.tui.tabs.triage import TriageTab
 from tests.matrix.conftest import write_matrix
 from tests.tui.conftest import build_project, settle
+from tests.tui.test_matrix_new_stop import copy
 
 OURS = ("Triage:", "Captions:", "Train:", "Matrix:", "Go to ", "Cycle image mode", "Next theme", "Rescan")
 
@@ -51,8 +52,7 @@ async def test_triage_calls_a_byte_identical_copy_an_exact_duplicate(tmp_path):
 
 
 async def test_the_matrices_list_names_the_run_oldest_first(tmp_path, trained_project):
-    root = tmp_path / "proj"
-    shutil.copytree(trained_project, root, symlinks=True)
+    root = copy(trained_project, tmp_path)
     newer, older = write_matrix(root, "a-newer"), write_matrix(root, "b-older")
     os.utime(older / "matrix.toml", (1_000_000, 1_000_000))
     os.utime(newer / "matrix.toml", (2_000_000, 2_000_000))
