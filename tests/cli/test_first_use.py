@@ -74,9 +74,3 @@ def test_the_doctor_says_when_a_low_res_image_is_the_models_own_size(sample_proj
     out = lorawb("doctor", str(sample_project))
     assert out.returncode == 1
     assert "cand_06.png (32x32: under 64 px, but the model's own size (32 px): as generated)" in out.stdout
-
-
-def test_the_tour_says_that_keeping_an_inbox_image_asks_for_its_folder():
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    tour = readme.split("## Five minutes with the sample project", 1)[1].split("\n## ", 1)[0]
-    assert "which dataset folder" in tour

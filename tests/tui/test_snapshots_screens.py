@@ -13,30 +13,17 @@ import json
 import math
 import os
 import shutil
-from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from lorawb.core.project import Project
 from lorawb.train import monitor
 from lorawb.train.events import EventWriter
 from lorawb.train.runfolder import RunFolder
 from lorawb.tui.app import LorawbApp
-from tests.tui.conftest import build_project, make_image, settle
+from tests.tui.conftest import T0, build_project, freeze, make_image, settle
 
 SIZE = (80, 24)
-T0 = 1_764_000_000.0  # every file time and event time in these projects
-
-
-def _freeze(root: Path) -> None:
-    """Every file and folder of the project at T0 (a linked model is left alone: it is the repository's)."""
-    for dirpath, dirnames, filenames in os.walk(root):  # os.walk never follows links into folders
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            if not p.is_symlink():
-                os.utime(p, (T0, T0))
-    os.utime(root, ns=(0, 0))
 
 
 def _run(project: Project, name: str, lr: str, stopped_at: int, images: int) -> RunFolder:
@@ -75,7 +62,7 @@ def toured(tmp_path) -> Project:
         make_image(project.inbox_dir / f"cand_{i:02d}.png", "bar", i, size=(48, 48))
     _run(project, "20261125-100000-zkx_mira", "5e-4", 150, 12)
     _run(project, "20261125-110000-zkx_mira", "5e-4", 100, 14)
-    _freeze(project.root)
+    freeze(project.root)
     return Project.load(project.root)
 
 
@@ -253,71 +240,23 @@ def test_train_new_run_form_80x24(snap_compare, toured):
 
 # --- Matrix -------------------------------------------------------------------------------------------
 
-SPEC = """
-[matrix]
-prompt = "{trigger}, {context}"
-controls = ["red hair, green outfit, beach"]
-steps = 20
-cfg = 1.5
 
-[axes]
-context = ["forest", "spaceship", "bar", "beach"]
-seed = [0, 1]
-
-[view]
-cols = ["seed"]
-"""
-
-
-@pytest.fixture
-def drawn(sample_project) -> Project:
-    """The sample project with a matrix of its base model, every cell 'drawn' and scored by the test."""
-    from lorawb.matrix.folder import MatrixFolder
-    from lorawb.matrix.plan import plan_matrix
-
-    model = sample_project / "models" / "toyworld-sd"
-    if model.is_symlink():  # the repository's model, linked: its path would be in every cell's id
-        target = model.resolve()
-        model.unlink()
-        shutil.copytree(target, model)
-    project = Project.load(sample_project)
-    folder = MatrixFolder(project.matrices_dir / "tour").create()
-    folder.spec.write_text(SPEC)
-    plan = plan_matrix(folder, project)
-    colours = [(40, 120, 50), (30, 30, 60), (120, 70, 30), (230, 210, 140)]
-    cells, scores = [], []
-    for n, cell in enumerate(plan.layout.cells.values()):
-        Image.new("RGB", (32, 32), colours[n % 4]).save(folder.cell_png(cell.id))
-        row = {"type": "cell", "id": cell.id, "params": cell.params.as_dict(), "seconds_per_image": 0.41}
-        cells.append({**row, "device": "cpu", "batch": [cell.id], "time": T0})
-        value = {"identity": 0.25 + 0.05 * (n % 5), "prompt_following": 0.75 + 0.05 * (n % 3)}
-        if cell.is_control:
-            value = {"leak": 0.0, "prompt_following": 0.8}
-        scores.append({"type": "score", "id": cell.id, "scorer": "toy-world reader", **value, "time": T0})
-    folder.cells_log.write_text("".join(json.dumps(r) + "\n" for r in cells))
-    folder.scores_log.write_text("".join(json.dumps(r) + "\n" for r in scores))
-    (folder.events).write_text(json.dumps({"type": "status", "state": "finished", "time": T0}) + "\n")
-    _freeze(project.root)
-    shutil.rmtree(project.root / ".lorawb", ignore_errors=True)
-    return Project.load(project.root)
-
-
-def test_matrix_grid_with_scores_80x24(snap_compare, drawn):
+def test_matrix_grid_with_scores_80x24(snap_compare, drawn_matrix):
     """Scores under each cell by whole words; the footer has the tour's keys."""
-    assert snap_compare(_app(drawn), terminal_size=SIZE, run_before=keys("4"))
+    assert snap_compare(_app(drawn_matrix), terminal_size=SIZE, run_before=keys("4"))
 
 
-def test_matrix_list_80x24(snap_compare, drawn):
-    assert snap_compare(_app(drawn), terminal_size=SIZE, run_before=keys("4", "m"))
+def test_matrix_list_80x24(snap_compare, drawn_matrix):
+    assert snap_compare(_app(drawn_matrix), terminal_size=SIZE, run_before=keys("4", "m"))
 
 
-def test_matrix_compare_80x24(snap_compare, drawn):
-    assert snap_compare(_app(drawn), terminal_size=SIZE, run_before=keys("4", "v"))
+def test_matrix_compare_80x24(snap_compare, drawn_matrix):
+    assert snap_compare(_app(drawn_matrix), terminal_size=SIZE, run_before=keys("4", "v"))
 
 
-def test_matrix_cell_zoom_80x24(snap_compare, drawn):
+def test_matrix_cell_zoom_80x24(snap_compare, drawn_matrix):
     """The place and the scores above the fold, each label said once."""
-    assert snap_compare(_app(drawn), terminal_size=SIZE, run_before=keys("4", "enter"))
+    assert snap_compare(_app(drawn_matrix), terminal_size=SIZE, run_before=keys("4", "enter"))
 
 
 def test_new_matrix_dialog_80x24(snap_compare, tmp_path, trained_project):
@@ -329,7 +268,7 @@ def test_new_matrix_dialog_80x24(snap_compare, tmp_path, trained_project):
     with (run / "events.jsonl").open("a") as fh:
         for t in (100.0, 101.0):
             fh.write(json.dumps({"type": "sample", "step": 2, "prompt": "x", "path": "s.png", "time": t}) + "\n")
-    _freeze(root)
+    freeze(root)
 
     async def run_before(pilot):
         await keys("4", "n")(pilot)
