@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from lorawb.errors import LorawbError
 from lorawb.matrix.folder import MatrixFolder, list_matrices
 from lorawb.matrix.report import Report
-from lorawb.matrix.scores import SummaryRow
 from lorawb.matrix.spec import MatrixSpec, load_spec
 
 if TYPE_CHECKING:
@@ -67,10 +66,12 @@ def partner(project: Project, folder: MatrixFolder) -> MatrixFolder | None:
 
 @dataclass(frozen=True)
 class SideRow:
+    """One checkpoint × weight: each matrix's summary row there (None where it has none)."""
+
     checkpoint: str
     weight: float
-    a: SummaryRow | None
-    b: SummaryRow | None
+    a: Any
+    b: Any
 
 
 @dataclass
