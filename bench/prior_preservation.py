@@ -28,6 +28,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def prepare_reg(project_dir: Path, count: int = 64) -> Path:
+    """reg/1_person/: ``count`` base-model images of the class over the contexts and styles."""
+    from lorawb.core.project import Project
+    from lorawb.matrix import reggen
+    from lorawb.toyworld.prior import CLASS_WORD
+
+    project = Project.load(project_dir)
+    plan = reggen.plan_reg(project, CLASS_WORD, count=count)
+    reggen.start_reg(project, plan, detach=False)
+    return Path(plan.out_dir)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=8, help="images per prompt")
@@ -56,6 +68,8 @@ def main() -> int:
         for spec in args.overrides:
             method, _, override = spec.partition(":")
             extra.setdefault(method, []).append(override)
+        if "reg" in methods:
+            prepare_reg(project_dir)
         base, results = prior.measure(project_dir, methods, seeds=tuple(range(args.seeds)), cfg=1.5, extra=extra)
         seconds = time.perf_counter() - t
         if args.json:

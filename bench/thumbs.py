@@ -8,7 +8,10 @@ Prints:
 - filter: apply_filter + sort over the N items (runs on the event loop in the app);
 - thumbnails: grid-size thumbnails made from the originals (ThumbCache.get), images/s, 1 and T threads;
 - paint: the Triage tab in a headless app (160x48): time from start until every visible grid cell has
-  its thumbnail, with the disk cache cold and warm, and after jumping to the last image (warm).
+  its thumbnail, with the disk cache cold and warm, and after jumping to the last image (warm);
+- keys: with thumbnails made slowly (150 ms each, one loader thread), the time from a key to the
+  cursor's move, against the time one screenful of thumbnails takes (what a key would cost if it
+  waited for them). tests/tui/test_triage_tab.py asserts that keys never wait; this measures it.
 """
 
 from __future__ import annotations
@@ -87,6 +90,49 @@ async def paint_time(project, jump_to_end: bool = False) -> tuple[float, float, 
     return listed, first, end
 
 
+async def key_latency(project, decode_s: float = 0.15) -> tuple[list[float], float]:
+    """(seconds from each key to the cursor's move, seconds one screenful of thumbnails takes) with slow decoding."""
+    from textual import events
+
+    from lorawb.core import thumbs as thumbs_mod
+    from lorawb.tui.app import LorawbApp
+    from lorawb.tui.widgets import image_grid
+    from lorawb.tui.widgets.image_grid import ImageGrid
+
+    real, workers = thumbs_mod.make_thumbnail_png, image_grid._worker_count
+
+    def slow(path, size):
+        time.sleep(decode_s)
+        return real(path, size)
+
+    thumbs_mod.make_thumbnail_png, image_grid._worker_count = slow, lambda: 1
+    shutil.rmtree(project.state_dir / "thumbs", ignore_errors=True)
+    try:
+        app = LorawbApp(project)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            grid = app.query_one(ImageGrid)
+            while not grid.items:
+                await asyncio.sleep(0.002)
+            cols = grid.columns
+            page = max(1, grid.scrollable_content_region.height // grid.cell_size[1]) * cols
+            n = len(grid.items)
+            plan = [("right", 1), ("down", 1 + cols), ("pagedown", min(n - 1, 1 + cols + page)), ("end", n - 1)]
+            plan += [("home", 0)]
+            latencies = []
+            for key, expected in plan:
+                t0 = time.perf_counter()
+                app.post_message(events.Key(key, None))
+                while grid.cursor != expected:
+                    await asyncio.sleep(0.001)
+                latencies.append(time.perf_counter() - t0)
+            for w in list(app.workers):
+                w.cancel()
+        return latencies, page * decode_s
+    finally:
+        thumbs_mod.make_thumbnail_png, image_grid._worker_count = real, workers
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000)
@@ -138,6 +184,12 @@ def main() -> None:
         listed, warm_paint, end_paint = asyncio.run(paint_time(project, jump_to_end=True))
         print(f"paint    listed -> first screen drawn, disk cache warm: {warm_paint * 1000:8.1f} ms")
         print(f"paint    jump to the last image (not yet in memory): {end_paint * 1000:8.1f} ms")
+        lat, screenful = asyncio.run(key_latency(project))
+        print(
+            f"keys     slow thumbnails (150 ms each): key -> cursor moved, max {max(lat) * 1000:.1f} ms, "
+            f"median {sorted(lat)[len(lat) // 2] * 1000:.1f} ms; a screenful of thumbnails {screenful:.2f} s "
+            f"(max key / screenful = {max(lat) / screenful:.3f})"
+        )
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -41,3 +41,11 @@ def test_scripts_lorawb_runs_the_venvs_lorawb():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("lorawb ")
+
+
+def test_the_tour_says_what_a_new_user_meets():
+    """Keeping an inbox image asks for its dataset folder; the tour's matrix is fitted to a minute, and
+    the tour says how to make the full one."""
+    tour = README.split("## Five minutes with the sample project", 1)[1].split("\n## ", 1)[0]
+    assert "which dataset folder" in tour
+    assert "target_minutes = 1" in tour and "--minutes 0" in tour

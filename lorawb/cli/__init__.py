@@ -128,6 +128,7 @@ def _print_notices() -> None:
 
 
 PROJECT_HELP = "project folder (default: the current folder or the nearest one above it with lorawb.toml)"
+RUN_HELP = "a run id, a unique prefix (or suffix) of one, its folder, or 'last'"
 
 
 def add_project_arg(p: argparse.ArgumentParser, *, positional: bool = True) -> None:

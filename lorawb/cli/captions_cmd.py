@@ -198,7 +198,8 @@ def _operation(project: Any, ns: argparse.Namespace) -> Any:
 
 
 def _edit(project: Any, ns: argparse.Namespace) -> int:
-    from lorawb.core import caption_history, caption_ops
+    from lorawb.core import caption_ops
+    from lorawb.core.caption_writes import CaptionWrites, keep_trigger_in_step
 
     op = _operation(project, ns)
     selection = caption_ops.parse_where(ns.where)
@@ -222,10 +223,10 @@ def _edit(project: Any, ns: argparse.Namespace) -> int:
             _print_diff(cs.diff())
             print(f"{cs.label}: {cs.counts(verb='would change')} ({cs.selection}); nothing written")
         return 0
-    result = caption_history.apply_changeset(project, cs) if len(cs) else None
+    result = CaptionWrites(project).apply(cs) if len(cs) else None
     written = result.written if result else []
     conflicts = result.conflicts if result else []
-    config_note = _update_project_trigger(project, ns, written)
+    config_note = keep_trigger_in_step(project, op, written)
     if ns.json:
         _print_json(
             {
@@ -261,32 +262,21 @@ def _edit(project: Any, ns: argparse.Namespace) -> int:
     return 1 if conflicts else 0
 
 
-def _update_project_trigger(project: Any, ns: argparse.Namespace, written: list[str]) -> str | None:
-    """`trigger NAME` on a project without one, or `rename-trigger` of the project's own: keep lorawb.toml in step."""
-    if ns.op == "trigger" and not project.trigger:
-        project.save_setting("project.trigger", ns.name.strip())
-        return f"trigger = {ns.name.strip()!r}"
-    if ns.op == "rename-trigger" and written and project.trigger.casefold() == ns.old.strip().casefold():
-        project.save_setting("project.trigger", ns.new.strip())
-        return f"trigger = {ns.new.strip()!r} (was {ns.old.strip()!r})"
-    return None
-
-
 # --- history --------------------------------------------------------------------
 
 
 def _undo(project: Any, ns: argparse.Namespace) -> int:
-    from lorawb.core import caption_history
+    from lorawb.core.caption_writes import CaptionWrites
 
     if ns.op_id is not None:
-        return _print_steps([caption_history.undo_op(project, ns.op_id)], ns, "undo")
-    return _print_steps(caption_history.undo(project, ns.n), ns, "undo")
+        return _print_steps([CaptionWrites(project).undo_op(ns.op_id)], ns, "undo")
+    return _print_steps(CaptionWrites(project).undo(ns.n), ns, "undo")
 
 
 def _redo(project: Any, ns: argparse.Namespace) -> int:
-    from lorawb.core import caption_history
+    from lorawb.core.caption_writes import CaptionWrites
 
-    return _print_steps(caption_history.redo(project, ns.n), ns, "redo")
+    return _print_steps(CaptionWrites(project).redo(ns.n), ns, "redo")
 
 
 def _print_steps(results: list[Any], ns: argparse.Namespace, verb: str) -> int:
@@ -339,7 +329,10 @@ def _history(project: Any, ns: argparse.Namespace) -> int:
         print("no caption operations yet")
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created))
-        undone = "  (undone: redo brings it back)" if e.state != "applied" else ""
+        undone = {
+            "undone": "  (undone: redo brings it back)",
+            "superseded": "  (undone, then replaced by a later edit)",
+        }.get(e.state, "")
         who = caption_history.describe_author(e.author).replace(" (before authors were recorded)", "")
         print(f"{e.id:>5}  {when}  {who:<13}  {plural(e.files, 'file'):>11}  {e.label}{undone}")
     return 0

@@ -1,4 +1,4 @@
-"""`lorawb matrix new|run|show|list|promote|rate|stop|export|score|regen`: thin wrappers over lorawb.matrix.
+"""`lorawb matrix new|run|show|list|compare|promote|rate|stop|export|score|regen`: thin wrappers over lorawb.matrix.
 
 SPEC is a matrix id, a unique prefix of one, its folder or matrix.toml, or 'last'. PROJECT
 comes first and may be left out (the current folder), as in every other command.
@@ -27,6 +27,7 @@ USAGE = {
     "promote": "[PROJECT] SPEC [CELL ...]",
     "rate": "[PROJECT] SPEC CELL ...",
     "regen": "[PROJECT] SPEC CELL",
+    "compare": "[PROJECT] SPEC [SPEC_B]",
 }
 
 
@@ -44,10 +45,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = words("new", "write a ready matrix spec for a run and print its path, size and estimated time")
     p.add_argument("--run", default="", help="the run to test (default: the latest run with checkpoints)")
     p.add_argument("--fill-gaps", action="store_true", help="only the context × style pairs the dataset lacks")
-    p.add_argument("--weights", default="0,0.5,0.75,1", help="LoRA weights (default 0,0.5,0.75,1)")
-    p.add_argument("--seeds", default="0,1", help="seeds: 0,1,2 or a range 0-3 (default 0,1)")
-    p.add_argument("--checkpoints", type=int, default=6, help="at most this many checkpoints, spread over the run")
+    p.add_argument("--weights", default=None, help="LoRA weights (default 0,0.5,0.75,1)")
+    p.add_argument("--seeds", default=None, help="seeds: 0,1,2 or a range 0-3 (default 0,1)")
+    p.add_argument(
+        "--checkpoints", type=int, default=None, help="at most this many checkpoints, spread over the run (default 6)"
+    )
     p.add_argument("--steps", default="", help="exact checkpoint steps instead, e.g. 50,200")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="fit the seeds, prompts, checkpoints and weights you did not give to about this many minutes of "
+        "drawing (default: [matrix] target_minutes; 0: the full matrix)",
+    )
     p.set_defaults(func=cmd_new)
 
     p = words("run", "draw the matrix's missing cells (foreground, or --detach); a rerun skips what exists")
@@ -64,7 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cells", action="store_true", help="also list every cell with its id and scores")
     p.set_defaults(func=cmd_show)
 
-    p = msub.add_parser("list", help="the project's matrices")
+    p = words("compare", "two runs' matrices side by side (B: the newest matrix with the same spec over another run)")
+    p.set_defaults(func=cmd_compare)
+
+    p = msub.add_parser("list", help="the project's matrices, oldest first, with the run each one tests")
     add_project_arg(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
@@ -162,28 +175,29 @@ def _folder(project: Any, ref: str) -> Any:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    from lorawb.matrix.cells import size_breakdown
     from lorawb.matrix.estimate import describe_estimate, measured_speed
-    from lorawb.matrix.new import NewMatrix, create_matrix, spec_path
+    from lorawb.matrix.new import DEFAULT_SEEDS, DEFAULT_WEIGHTS, MAX_CHECKPOINTS, NewMatrix, create_matrix, spec_path
     from lorawb.matrix.plan import plan_matrix
 
     project, w = _split(args, 1)
+    given = {"weights": args.weights, "seeds": args.seeds, "checkpoints": args.checkpoints}
     opts = NewMatrix(
         name=w[0],
         run=args.run,
         fill_gaps=args.fill_gaps,
-        weights=tuple(_numbers(args.weights, float)),
-        seeds=tuple(_numbers(args.seeds, int)),
-        checkpoints=args.checkpoints,
+        weights=tuple(_numbers(args.weights, float)) if args.weights is not None else DEFAULT_WEIGHTS,
+        seeds=tuple(_numbers(args.seeds, int)) if args.seeds is not None else DEFAULT_SEEDS,
+        checkpoints=args.checkpoints if args.checkpoints is not None else MAX_CHECKPOINTS,
         steps=tuple(_numbers(args.steps, int)),
+        minutes=args.minutes,
+        fixed=frozenset(k for k, v in given.items() if v is not None),
     )
     folder = create_matrix(project, opts)
     plan = plan_matrix(folder, project)
     print(spec_path(folder, project), flush=True)
-    n_pos, n_cells = len(plan.layout.positions), len(plan.layout.cells)
-    axes = " × ".join(f"{len(a)} {name}" for name, a in plan.layout.axes.items() if len(a) > 1)
-    print(
-        f"  {plural(n_cells, 'image')} ({plural(n_pos, 'grid cell')}: {axes}; weight 0 is drawn once for all checkpoints)"
-    )
+    n_cells = len(plan.layout.cells)
+    print(f"  {plural(n_cells, 'image')}: {size_breakdown(plan.layout, plan.spec.matrix.zip)}")
     print("  " + describe_estimate(n_cells, measured_speed(project, folder, plan.layout, plan.ctx.run)))
     for note in opts.notes:
         print(f"  note: {note}")
@@ -258,6 +272,7 @@ def _report_dict(report: Any) -> dict[str, Any]:
     return {
         "id": report.folder.id,
         "path": str(report.folder.path),
+        "run": report.plan.ctx.run.id if report.plan.ctx.run is not None else None,
         "state": report.status.display_state,
         "cells": report.total,
         "done": report.drawn,
@@ -347,14 +362,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"no matrices yet in {project.matrices_dir}; make one with `lorawb matrix new NAME`")
         return 0
     width = max(len(r["id"]) for r in rows)
-    print(f"{'MATRIX':<{width}}  {'STATE':<9} {'CELLS':>11}  RECOMMENDATION")
+    run_w = max([len("RUN")] + [len(r.get("run") or "-") for r in rows])
+    print(f"{'MATRIX':<{width}}  {'RUN':<{run_w}}  {'STATE':<9} {'CELLS':>11}  RECOMMENDATION")
     for r in rows:
+        run = r.get("run") or "-"
         if r["state"] == "invalid":
-            print(f"{r['id']:<{width}}  invalid    {'-':>11}  {r['error'].splitlines()[0]}")
+            print(f"{r['id']:<{width}}  {run:<{run_w}}  invalid    {'-':>11}  {r['error'].splitlines()[0]}")
             continue
-        print(
-            f"{r['id']:<{width}}  {r['state']:<9} {str(r['done']) + '/' + str(r['cells']):>11}  {r['recommendation']}"
-        )
+        cells = str(r["done"]) + "/" + str(r["cells"])
+        print(f"{r['id']:<{width}}  {run:<{run_w}}  {r['state']:<9} {cells:>11}  {r['recommendation']}")
     return 0
 
 
@@ -386,6 +402,26 @@ def cmd_promote(args: argparse.Namespace) -> int:
             f"  {plural(len(result.images), 'image')} in the inbox; triage them (Triage tab, i) or `lorawb captions undo` removes the captions"
         )
     return 0 if result.images or not result.skipped else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from lorawb.errors import LorawbError
+    from lorawb.matrix.compare import compare_matrices, format_side_by_side, partner
+    from lorawb.matrix.report import load_report
+
+    project, w = _split(args, 1)
+    if len(w) > 2:
+        raise LorawbError("too many arguments", hint=f"usage: lorawb matrix compare {USAGE['compare']}")
+    a = _folder(project, w[0])
+    b = _folder(project, w[1]) if len(w) > 1 else partner(project, a)
+    if b is None:
+        raise LorawbError(
+            f"no other matrix with the same spec as {a.id} over another run",
+            hint="make one with the same options for the other run: `lorawb matrix new NAME --run RUN`, "
+            "or name both: `lorawb matrix compare A B`",
+        )
+    print(format_side_by_side(compare_matrices(load_report(a, project), load_report(b, project))))
+    return 0
 
 
 def cmd_rate(args: argparse.Namespace) -> int:

@@ -31,7 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_init, normalize=_init_project)
 
-    p = sub.add_parser("doctor", help="print a health report of the dataset")
+    p = sub.add_parser(
+        "doctor",
+        help="print a health report of the dataset (exit status 1 when it finds problems)",
+        description="A health report of the dataset. Exit status: 0 no problems, 1 problems found "
+        "(the report lists them), 2 the project could not be read.",
+    )
     add_project_arg(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--all", action="store_true", help="list every file in each section (default: 10)")
@@ -44,6 +49,21 @@ def _init_project(args: argparse.Namespace) -> None:
     if not (args.project or args.project_opt):
         raise LorawbError("which folder? `lorawb init PROJECT` (or -p PROJECT)")
     args.project = project_dir(args.project_opt, args.project)
+    _offer_images(args)
+
+
+def _offer_images(args: argparse.Namespace) -> None:
+    """`lorawb init FOLDER` on a folder of images: at a terminal, offer the project beside it that uses them
+    (elsewhere init refuses, naming the command)."""
+    from lorawb.core.project import images_folder
+
+    found = images_folder(args.project) if not args.images else None
+    if found is None or not sys.stdin.isatty():
+        return
+    print(f"{found.folder} holds {plural(found.images, 'image')}.", file=sys.stderr)
+    answer = input(f"Make the project {found.project}/ beside it, with them as its dataset? [Y/n] ").strip().lower()
+    if answer in ("", "y", "yes"):
+        args.project, args.images = found.project, found.folder
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -124,19 +144,20 @@ def _shown(project, path: str) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from lorawb.core.doctor import diagnose, render_text
+    from lorawb.core.doctor import render_text
     from lorawb.core.project import Project
+    from lorawb.train_checks import doctor
 
     project = Project.load(args.project)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")  # file names in any script, on any terminal encoding
-    report = diagnose(project, progress=_progress_line() if sys.stderr.isatty() else None)
+    report = doctor(project, progress=_progress_line() if sys.stderr.isatty() else None)
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_text(report, limit=None if args.all else 10))
-    return 0
+    return 1 if report.problem_count else 0
 
 
 def _progress_line():

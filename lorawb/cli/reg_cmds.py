@@ -14,8 +14,9 @@ from lorawb.cli.queue_cmds import add_queue_option, report_queued
 
 
 def _project_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("project", nargs="?", default=None, help="project folder (default: the current one)")
-    p.add_argument("-p", "--project", dest="project_opt", default=None, help="project folder (same as PROJECT)")
+    from lorawb.cli import add_project_arg
+
+    add_project_arg(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

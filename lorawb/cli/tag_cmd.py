@@ -77,7 +77,8 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lorawb.core import caption_history, caption_ops
+    from lorawb.core import caption_ops
+    from lorawb.core.caption_writes import CaptionWrites
     from lorawb.core.project import Project
     from lorawb.tagger.plan import plan_tags, tagger_settings
 
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             _print_diff(plan.preview())
             print(f"{plan.summary()}; nothing written")
         return 0
-    result = caption_history.apply_changeset(project, cs) if len(cs) else None
+    result = CaptionWrites(project).apply(cs) if len(cs) else None
     written = result.written if result else []
     conflicts = result.conflicts if result else []
     if args.json:

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from lorawb.cli import add_project_arg, split_words
+from lorawb.cli import RUN_HELP, add_project_arg, split_words
 from lorawb.cli.queue_cmds import add_queue_option, report_queued
 
 
@@ -87,7 +87,7 @@ RUN_USAGE = "lorawb {} [PROJECT] RUN [options]"
 
 
 def _run_words(p: argparse.ArgumentParser) -> None:
-    p.add_argument("words", nargs="+", metavar="[PROJECT] RUN", help="run id, unique prefix, 'last', or path")
+    p.add_argument("words", nargs="+", metavar="[PROJECT] RUN", help=f"RUN: {RUN_HELP}")
     add_project_arg(p, positional=False)
     p.set_defaults(normalize=_split_run)
 

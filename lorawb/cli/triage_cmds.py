@@ -51,8 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=cmd_dedupe)
 
 
-def _rel(project, raw: str) -> str:
-    """An image argument: a path from here if it exists, else relative to the project, else to dataset/."""
+def _rel(project, raw: str, known: list[str]) -> str:
+    """An image argument: a path from here if it exists, else relative to the project, else to dataset/,
+    else a file name that names one image of the project (``known``: every image, relative to it)."""
+    from lorawb.errors import LorawbError
+
     p = Path(raw).expanduser()
     if p.exists() or p.is_absolute():
         p = p.resolve() if not p.is_symlink() else p.absolute()
@@ -60,9 +63,30 @@ def _rel(project, raw: str) -> str:
             return p.relative_to(project.root).as_posix()
         except ValueError:
             pass
-    if not (project.root / raw).exists() and (project.dataset_dir / raw).exists():
+    if (project.root / raw).exists():
+        return Path(raw).as_posix()
+    if (project.dataset_dir / raw).exists():
         return (project.dataset_dir / raw).relative_to(project.root).as_posix()
-    return Path(raw).as_posix()
+    name = Path(raw).as_posix()
+    if name in known:
+        return name  # listed but gone from disk: the decision says so
+    matches = [rel for rel in known if rel == name or rel.endswith("/" + name)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        shown = ", ".join(matches[:5]) + (" …" if len(matches) > 5 else "")
+        raise LorawbError(
+            f"{raw!r} names {plural(len(matches), 'image')}: {shown}", hint="give the path relative to the project"
+        )
+    raise LorawbError(
+        f"no image {raw!r} in this project",
+        path=project.root,
+        hint="give its path relative to the project, or a file name (`lorawb triage --list all` lists them)",
+    )
+
+
+def _exists(project, raw: str) -> bool:
+    return any(p.exists() for p in (Path(raw).expanduser(), project.root / raw, project.dataset_dir / raw))
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
@@ -79,8 +103,9 @@ def cmd_triage(args: argparse.Namespace) -> int:
         for action in tri.ACTIONS:
             targets = getattr(args, action)
             if targets:
+                known = [i.rel for i in store.items()] if not all(_exists(project, r) for r in targets) else []
                 for raw in targets:
-                    d = store.decide(action, _rel(project, raw), keep_folder=args.into)
+                    d = store.decide(action, _rel(project, raw, known), keep_folder=args.into)
                     arrow = f" -> {d.new_rel}" if d.moved else ""
                     print(f"{d.action}: {d.rel}{arrow}")
                 return 0

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from lorawb.cli import add_project_arg, is_project, split_words
+from lorawb.cli import RUN_HELP, add_project_arg, is_project, split_words
 from lorawb.train.monitor import MonitorView, RunMonitor, format_duration, format_size
 from lorawb.train.runfolder import RunFolder, find_run
 
@@ -24,9 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="follow a training run as plain text; exits when the run ends",
         usage="lorawb watch [PROJECT] [RUN] [options]",
     )
-    p.add_argument(
-        "words", nargs="*", metavar="[PROJECT] [RUN]", help="run id, unique prefix/suffix, folder, or 'last' (default)"
-    )
+    p.add_argument("words", nargs="*", metavar="[PROJECT] [RUN]", help=f"RUN: {RUN_HELP} (default 'last')")
     add_project_arg(p, positional=False)
     p.set_defaults(normalize=_split_watch)
     p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
@@ -38,10 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = sub.add_parser(
         "compare",
-        help="config differences and loss figures of two runs",
+        help="config and dataset differences and loss figures of two runs",
         usage="lorawb compare [PROJECT] A B [options]",
     )
-    c.add_argument("words", nargs="+", metavar="[PROJECT] A B", help="two runs (id, prefix, 'last', or folder)")
+    c.add_argument("words", nargs="+", metavar="[PROJECT] A B", help=f"two runs, each {RUN_HELP}")
     add_project_arg(c, positional=False)
     c.set_defaults(normalize=_split_compare)
     c.add_argument("--all", action="store_true", help="list every config key, not only the ones that differ")
@@ -222,7 +220,10 @@ def _print_rich(renderable) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    from lorawb.core.run_dataset import dataset_changes, describe
+    from lorawb.matrix.lorafile import run_dataset
     from lorawb.train.compare import MISSING, compare_runs, flatten, format_value, read_config
 
     a, b = resolve_run(args.run_a, args.project), resolve_run(args.run_b, args.project)
@@ -241,10 +242,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         for key, va, vb in cmp.diff:
             table.add_row(key, format_value(va), format_value(vb))
+    ds_a, ds_b = run_dataset(a), run_dataset(b)
+    changes = dataset_changes(ds_a, ds_b)
     if not cmp.diff and not args.all:
-        console.print("the two runs have the same config")
+        console.print("the two runs have the same config" + ("; their datasets differ:" if changes else " and dataset"))
     else:
         console.print(table)
+    data = Table(title="dataset" + (" differences" if changes else ""), show_lines=False)
+    data.add_column("")
+    data.add_column(a.id)
+    data.add_column(b.id)
+    data.add_row("dataset", Text(describe(ds_a)), Text(describe(ds_b)))
+    for row in changes:
+        data.add_row(Text(row.what.removeprefix("dataset: ")), Text(row.a), Text(row.b))
+    console.print(data)
     loss = Table(title="loss (smoothed)")
     loss.add_column("run")
     loss.add_column("state")

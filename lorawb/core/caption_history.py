@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS caption_ops (
     created REAL NOT NULL,
     label TEXT NOT NULL,
     files INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'applied',  -- 'applied' | 'undone' | 'pending' (being applied: not listed)
+    state TEXT NOT NULL DEFAULT 'applied',  -- 'applied' | 'undone' | 'superseded' (undone, then a new edit) | 'pending' (being applied: not listed)
     author TEXT,                 -- 'cli' | 'app:<id>' (one app window); NULL: recorded before authors were
     undone_by TEXT,              -- who undid it (redo is theirs to do)
     undone_at REAL
@@ -365,9 +365,11 @@ def _settle_apply(
             if not written:
                 conn.execute("DELETE FROM caption_ops WHERE id = ?", (op_id,))
             else:
-                # A new edit drops its author's redo steps (as editors do); others' stay theirs to redo.
+                # A new edit ends its author's redo steps (as editors do; others' stay theirs to redo). They
+                # stay in the history as undone changes that can no longer be redone ('superseded').
                 conn.execute(
-                    "DELETE FROM caption_ops WHERE state = 'undone' AND (undone_by = ? OR undone_by IS NULL)",
+                    "UPDATE caption_ops SET state = 'superseded' WHERE state = 'undone'"
+                    " AND (undone_by = ? OR undone_by IS NULL)",
                     (author,),
                 )
                 conn.execute("UPDATE caption_ops SET state = 'applied', files = ? WHERE id = ?", (len(written), op_id))
@@ -396,7 +398,8 @@ def _trim(conn: sqlite3.Connection, op_id: int) -> None:
 
 
 def history(project: Project, limit: int = 20) -> list[HistoryEntry]:
-    """Newest first: what can be undone ('applied') and redone ('undone'), each with its author."""
+    """Newest first: what can be undone ('applied'), redone ('undone'), and undone changes a later edit
+    replaced ('superseded': listed, no longer redone), each with its author."""
     journal.recover(project)
     conn = connect(project)
     try:

@@ -24,6 +24,16 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def low_res_note(short_side: int, min_resolution: int, resolution: int) -> str | None:
+    """Why an image with this short side is flagged low resolution (None: it is not). An image as big as
+    the training resolution, the size the base model draws (a promoted matrix cell), says so."""
+    if short_side >= min_resolution:
+        return None
+    if short_side >= resolution:
+        return f"under {min_resolution} px, but the model's own size ({resolution} px): as generated"
+    return f"under {min_resolution} px"
+
+
 class ProjectSection(Strict):
     name: str = ""
     trigger: str = ""
@@ -31,6 +41,9 @@ class ProjectSection(Strict):
     min_resolution: int = Field(256, ge=1, description="images below this on their short side are flagged")
     dataset_dir: str = "dataset"
     inbox_dir: str = "inbox"
+
+    def low_res(self, short_side: int) -> str | None:
+        return low_res_note(short_side, self.min_resolution, self.resolution)
 
     @field_validator("trigger")
     @classmethod

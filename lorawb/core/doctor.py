@@ -21,6 +21,7 @@ from typing import Any
 
 from lorawb.core.buckets import BucketSettings, bucket_label, one_bucket_warning
 from lorawb.core.captions import Caption, phrase_pattern, tag_key, tag_name, tags_of, trigger_index
+from lorawb.core.config import low_res_note
 from lorawb.core.dataset import ImageFacts, Progress, ScanResult, oversized_captions, quoted_name, scan_dataset
 from lorawb.core.layout import CAPTION_MAX_BYTES, LINK_NOT_FOLLOWED
 from lorawb.core.project import STATE_DIR, Project
@@ -38,6 +39,21 @@ class FolderStats:
     def steps(self) -> int:
         """Images seen per epoch from this folder (images x repeats), as kohya counts them."""
         return self.images * self.repeats
+
+
+@dataclass
+class TrainingFacts:
+    """The trainer's reading of lorawb.toml, as the doctor reports it.
+
+    Built by ``lorawb.train_checks.training_facts`` and handed to ``diagnose`` (core never imports
+    train): the settings a run would refuse, the trainer's buckets, its warnings, the reg folder.
+    """
+
+    errors: list[LorawbError] = field(default_factory=list)  # as `lorawb train` says them (file:line: key)
+    buckets: BucketSettings | None = None  # None: the project's resolution, default step (not read)
+    warnings: list[str] = field(default_factory=list)  # a resolution far from the model's
+    reg_path: str = "none"  # the reg folder a run started now would use
+    prior_loss_weight: float = 1.0
 
 
 @dataclass
@@ -155,17 +171,26 @@ class DoctorReport:
 # --- building the report ----------------------------------------------------------
 
 
-def diagnose(project: Project, scan: ScanResult | None = None, progress: Progress | None = None) -> DoctorReport:
+def diagnose(
+    project: Project,
+    scan: ScanResult | None = None,
+    progress: Progress | None = None,
+    training: TrainingFacts | None = None,
+) -> DoctorReport:
     """Scan (through the index, incrementally) and report on ``project``'s dataset.
 
-    ``scan``: report on this scan instead; ``progress(done, total)`` follows the scan.
+    ``scan``: report on this scan instead; ``progress(done, total)`` follows the scan; ``training``:
+    the trainer's reading of lorawb.toml (``lorawb.train_checks.doctor`` passes it; without it the
+    training settings are not checked and buckets use the project's resolution).
     """
     reg_scan: ScanResult | None = None
     if scan is None:
         scan, reg_scan = _scan(project, progress)
     cfg = project.config.project
-    training = _training(project)
-    buckets = _bucket_settings(project, training)
+    training = training or TrainingFacts()
+    buckets = training.buckets or BucketSettings(
+        cfg.resolution, problem="buckets not known: training settings not read"
+    )
     report = DoctorReport(
         project=project.name,
         dataset_dir=str(project.dataset_dir),
@@ -190,7 +215,7 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
     report.low_resolution = [(f.rel, f.width, f.height) for f in scan.images if f.short_side < cfg.min_resolution]
     report.duplicates = _duplicates(scan.images)
     report.buckets = _buckets(scan.images, buckets)
-    report.training_warnings = _training_warnings(training, scan.images, buckets)
+    report.training_warnings = _training_warnings(training.warnings, scan.images, buckets)
     report.notes = [
         (f.rel, p)
         for f in scan.images
@@ -200,7 +225,7 @@ def diagnose(project: Project, scan: ScanResult | None = None, progress: Progres
         and "byte-order mark" not in p
         and not (p.startswith("caption unreadable") and f.caption_size > CAPTION_MAX_BYTES)
     ]
-    report.reg = _reg(project, reg_scan)
+    report.reg = _reg(project, reg_scan, training)
     return report
 
 
@@ -228,26 +253,21 @@ def _scan(project: Project, progress: Progress | None) -> tuple[ScanResult, Scan
         index.close()
 
 
-def _reg(project: Project, scan: ScanResult | None) -> RegReport | None:
+def _reg(project: Project, scan: ScanResult | None, training: TrainingFacts) -> RegReport | None:
     """The reg images a run started now would use (``dataset.reg_path``, default the project's reg/)."""
     from pathlib import Path
 
     from lorawb.core.layout import folder_repeats
-    from lorawb.errors import ConfigError
-    from lorawb.train.config import resolve_config
 
-    try:
-        ds = resolve_config(project).dataset
-    except ConfigError:
+    if not training.reg_path or training.reg_path == "none":
         return None
-    if not ds.reg_path or ds.reg_path == "none":
-        return None
-    root = Path(ds.reg_path)
+    root = Path(training.reg_path)
+    weight = training.prior_loss_weight
     if not root.is_dir():
-        return RegReport(str(root), ds.prior_loss_weight, unreadable=[(str(root), "folder not found")])
+        return RegReport(str(root), weight, unreadable=[(str(root), "folder not found")])
     if scan is None or root.resolve() != project.reg_dir.resolve():
         scan = scan_dataset(root)
-    report = RegReport(_shown(project, root), ds.prior_loss_weight, unreadable=list(scan.unreadable))
+    report = RegReport(_shown(project, root), weight, unreadable=list(scan.unreadable))
     folders: dict[str, RegFolder] = {}
     for f in scan.images:
         top = f.folder.split("/")[0]
@@ -345,30 +365,9 @@ def _duplicates(images: list[ImageFacts]) -> list[list[str]]:
     return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
 
-def _training(project: Project) -> Any:
-    # The trainer's own reading of lorawb.toml (lorawb.train.config has no torch: the doctor stays fast).
-    from lorawb.train.config import project_training
-
-    return project_training(project)
-
-
-def _bucket_settings(project: Project, training: Any = None) -> BucketSettings:
-    from lorawb.train.config import bucket_settings
-
-    return bucket_settings(project, training)
-
-
-def _training_warnings(training: Any, images: list[ImageFacts], settings: BucketSettings) -> list[str]:
+def _training_warnings(warnings: list[str], images: list[ImageFacts], settings: BucketSettings) -> list[str]:
     """What would make a run slow or its buckets useless, as the trainer warns of it."""
-    from lorawb.train.modelpath import recommend, resolution_warning
-
-    out = []
-    if training.config.model.path:
-        warning = resolution_warning(
-            training.config.dataset.resolution, recommend(training.config.model.path, training.config.model.config)
-        )
-        if warning:
-            out.append(warning)
+    out = list(warnings)
     placed = [(f, settings.bucket(f.width, f.height)) for f in images] if settings.enabled else []
     one = one_bucket_warning([(f.width, f.height) for f, b in placed if b], [b for _, b in placed if b])
     if one:
@@ -464,8 +463,11 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
         ),
         ("captions starting with a byte-order mark", [q(r) for r in report.bom_captions]),
         (
-            f"below {report.min_resolution} px on the short side",
-            [f"{q(rel)} ({w}x{h})" for rel, w, h in report.low_resolution],
+            "low resolution (the short side)",
+            [
+                f"{q(rel)} ({w}x{h}: {low_res_note(min(w, h), report.min_resolution, report.resolution)})"
+                for rel, w, h in report.low_resolution
+            ],
         ),
         ("exact duplicates (same bytes)", [" = ".join(q(r) for r in g) for g in report.duplicates]),
         ("other notes", [f"{q(rel)}: {note}" for rel, note in report.notes]),

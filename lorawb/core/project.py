@@ -12,8 +12,9 @@ from tomlkit.toml_document import TOMLDocument
 
 from lorawb.core import tomlio
 from lorawb.core.config import EXAMPLE_GROUPS, ProjectConfig, default_toml
-from lorawb.core.layout import _REPEATS, folder_repeats
+from lorawb.core.layout import _REPEATS, folder_repeats, is_image
 from lorawb.errors import ConfigError, ProjectError
+from lorawb.words import plural
 
 CONFIG_NAME = "lorawb.toml"
 STATE_DIR = ".lorawb"
@@ -86,10 +87,11 @@ class Project:
         if root is None:
             if not start.exists():
                 raise ProjectError("no such folder", path=start, hint="create a project with `lorawb init PATH`")
+            found = images_folder(path or ".")
             raise ProjectError(
                 f"not a lorawb project (no {CONFIG_NAME} here or above)",
                 path=start,
-                hint=f"create one with `lorawb init {start}`",
+                hint=found.hint() if found else f"create one with `lorawb init {start}`",
             )
         cfg_path = root / CONFIG_NAME
         doc, text = tomlio.load_document(cfg_path)
@@ -121,6 +123,40 @@ def _find_root(start: Path) -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class ImagesFolder:
+    """A folder of images that is not a project, and the project beside it that would use them."""
+
+    folder: str  # as the user named it
+    images: int
+    project: str  # the suggested project folder: the kohya name without its repeats, beside it
+
+    def command(self) -> str:
+        return f"lorawb init {self.project} --images {self.folder}"
+
+    def hint(self) -> str:
+        return f"it holds {plural(self.images, 'image')}: `{self.command()}` makes a project beside it that uses them"
+
+
+def images_folder(path: str | Path) -> ImagesFolder | None:
+    """``path`` when it holds image files itself (a kohya ``10_name/`` folder, a folder of pictures)."""
+    folder = Path(path).expanduser()
+    try:
+        n = sum(1 for p in folder.iterdir() if is_image(p) and p.is_file())
+    except OSError:
+        return None
+    if n == 0:
+        return None
+    shown = str(path).rstrip("/") or "."
+    resolved = folder.resolve()
+    _, name = folder_repeats(resolved.name)
+    if name == resolved.name:
+        name += "-lora"
+    parent = Path(shown).parent
+    project = name if str(parent) in (".", "") else (parent / name).as_posix()
+    return ImagesFolder(shown, n, project)
+
+
 def init_project(
     path: str | Path,
     *,
@@ -142,6 +178,14 @@ def init_project(
             f"a project already exists here ({CONFIG_NAME}); nothing was changed",
             path=root,
             hint=f"open it with `lorawb {root}`, or choose another folder",
+        )
+    found = images_folder(path) if images is None else None
+    if found is not None:
+        raise ProjectError(
+            f"holds {plural(found.images, 'image')}: a project keeps its images in dataset/, so this would make an "
+            "empty project beside them; nothing was changed",
+            path=root,
+            hint=f"`{found.command()}` makes a project beside it that uses them",
         )
     if link and images is None:
         raise ProjectError("--link needs --images DIR (the folder to link as dataset/)")

@@ -111,6 +111,7 @@ class TriageItem:
     caption_text: str | None = None
     state: str = UNREVIEWED
     decided_at: float | None = None
+    content_hash: str = ""  # sha256 of the file's bytes (the index's): equal hashes are exact duplicates
 
     @property
     def name(self) -> str:
@@ -166,6 +167,7 @@ def item_of(f: ImageFacts, marks: dict[str, tuple[str, float | None]]) -> Triage
         caption_text=f.caption_text,
         state=state,
         decided_at=decided,
+        content_hash=f.content_hash,
     )
 
 

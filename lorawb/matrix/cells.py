@@ -23,6 +23,7 @@ from typing import Any
 
 from lorawb.core.captions import Caption, join_tags, tag_key
 from lorawb.matrix.spec import PROMPT_AXIS, RESERVED, MatrixSpec, fill
+from lorawb.words import plural
 
 NO_VALUE = -1  # a control prompt's index on the slot axes (it has no slots)
 
@@ -347,6 +348,59 @@ def enumerate_cells(spec: MatrixSpec, resolved: Resolved) -> Layout:
             cell = Cell(params(control, negative), control=i, plain_prompt=control)
             add({**combo, PROMPT_AXIS: i + 1}, cell)
     return layout
+
+
+def prompt_count(layout: Layout) -> int:
+    """How many trigger prompts the matrix draws (slot combinations; zip groups pair), controls not counted."""
+    return len(
+        {tuple(pos.index(s) for s in layout.slots) for pos in layout.positions if not layout.cells[pos.cell].is_control}
+    )
+
+
+AXIS_WORDS = {"checkpoint": "checkpoint", "weight": "weight", "seed": "seed", "cfg": "cfg value", "steps": "step count"}
+
+
+def size_breakdown(layout: Layout, zips: Sequence[Sequence[str]] = ()) -> str:
+    """How the image count comes about, in numbers that add up.
+
+    ``4 checkpoints × 4 weights × 2 seeds × (4 contexts × 4 styles + 1 control prompt) = 544 grid
+    positions, less 102 repeats (weight 0 is the base model: one image for all 4 checkpoints)``.
+    """
+    axes = layout.axes
+    outer = [n for n in axes if n not in layout.slots and n != PROMPT_AXIS and len(axes[n]) > 1]
+    factors = [plural(len(axes[n]), AXIS_WORDS.get(n, n)) for n in outer]
+    inner: list[str] = []
+    inner_n = 1
+    for group in _groups(list(layout.slots), [list(z) for z in zips]):
+        n = len(axes[group[0]])
+        if n > 1:
+            inner.append(
+                plural(n, AXIS_WORDS.get(group[0], group[0])) if len(group) == 1 else f"{n} {'/'.join(group)} pairs"
+            )
+        inner_n *= n
+    controls = len(axes[PROMPT_AXIS]) - 1 if PROMPT_AXIS in axes else 0
+    prompts = " × ".join(inner) or plural(inner_n, "prompt")
+    if controls:
+        prompts += f" + {plural(controls, 'control prompt')}"
+        if factors:
+            prompts = f"({prompts})"
+    positions = inner_n + controls
+    for n in outer:
+        positions *= len(axes[n])
+    if positions != len(layout.positions):  # a layout made some other way: say only what is sure
+        return f"{plural(len(layout.positions), 'grid position')}"
+    text = " × ".join([*factors, prompts]) + f" = {plural(positions, 'grid position')}"
+    repeats = positions - len(layout.cells)
+    if repeats:
+        ckpts = len(axes["checkpoint"]) if "checkpoint" in axes else 1
+        weight0 = "weight" in axes and any(float(w) == 0.0 for w in axes["weight"].values) and ckpts > 1
+        why = (
+            f"weight 0 is the base model: one image for {'both' if ckpts == 2 else f'all {ckpts}'} checkpoints"
+            if weight0
+            else "positions that show the same image"
+        )
+        text += f", less {plural(repeats, 'repeat')} ({why})"
+    return text
 
 
 # --- views ----------------------------------------------------------------------------------------

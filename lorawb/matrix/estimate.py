@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 class Speed:
     seconds_per_image: float  # at the matrix's own steps and size
     source: str  # where it was measured
+    caveat: str = ""  # why the matrix may differ from it
 
 
 def _cells_speed(folder: MatrixFolder) -> tuple[float, int, int] | None:
@@ -54,8 +55,11 @@ def _run_sample_speed(run: RunFolder) -> tuple[float, int, int] | None:
     return statistics.median(gaps), cfg.sample.steps, width * height
 
 
-def measured_speed(project: Project, folder: MatrixFolder, layout: Layout, run: RunFolder | None) -> Speed | None:
-    """Seconds per image for this matrix's cells, scaled from the nearest measurement."""
+def measured_speed(
+    project: Project, folder: MatrixFolder | None, layout: Layout, run: RunFolder | None
+) -> Speed | None:
+    """Seconds per image for this matrix's cells, scaled from the nearest measurement (``folder``: None
+    for a matrix not written yet)."""
     cells = list(layout.cells.values())
     if not cells:
         return None
@@ -66,11 +70,11 @@ def measured_speed(project: Project, folder: MatrixFolder, layout: Layout, run: 
         secs, s, px = found
         return secs * (steps / max(1, s)) * (pixels / max(1, px))
 
-    own = _cells_speed(folder)
+    own = _cells_speed(folder) if folder is not None else None
     if own is not None:
         return Speed(scaled(own), "this matrix's cells so far")
     for other in reversed(list_matrices(project.matrices_dir)):
-        if other.path == folder.path:
+        if folder is not None and other.path == folder.path:
             continue
         rows = read_rows(other.cells_log, "cell")
         if rows and next(iter(rows.values()))["params"].get("base") == p.base:
@@ -80,7 +84,7 @@ def measured_speed(project: Project, folder: MatrixFolder, layout: Layout, run: 
     if run is not None:
         found = _run_sample_speed(run)
         if found is not None:
-            return Speed(scaled(found), f"run {run.id}'s samples (one image per call; batches are faster)")
+            return Speed(scaled(found), f"run {run.id}'s samples", "one image per call; batches are faster")
     return None
 
 
@@ -100,7 +104,8 @@ def describe_estimate(pending: int, speed: Speed | None) -> str:
         return "time: not measured yet (no samples or cells to time; the matrix measures its speed as it goes)"
     return (
         f"estimated {format_duration(pending * speed.seconds_per_image)} for {plural(pending, 'image')} "
-        f"({speed.seconds_per_image:.2f} s each, measured on {speed.source})"
+        f"({speed.seconds_per_image:.2f} s each, measured on {speed.source}"
+        + (f": {speed.caveat})" if speed.caveat else ")")
     )
 
 

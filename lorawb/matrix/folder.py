@@ -89,13 +89,20 @@ def new_matrix_id(matrices_dir: Path, name: str) -> str:
 
 
 def list_matrices(matrices_dir: Path) -> list[MatrixFolder]:
+    """The project's matrices, oldest first: by when their matrix.toml was written (drawing cells, rating
+    or scoring them does not move a matrix in the list), then by id."""
     if not matrices_dir.is_dir():
         return []
-    return [
-        MatrixFolder(p)
-        for p in sorted(matrices_dir.iterdir(), key=lambda p: (p.stat().st_mtime, p.name))
-        if p.is_dir() and not p.name.startswith(".") and (p / "matrix.toml").exists()
-    ]
+    found = []
+    for p in matrices_dir.iterdir():
+        spec = p / "matrix.toml"
+        if p.name.startswith(".") or not p.is_dir():
+            continue
+        try:
+            found.append((spec.stat().st_mtime, p.name, p))
+        except OSError:
+            continue
+    return [MatrixFolder(p) for _, _, p in sorted(found)]
 
 
 def find_matrix(project: Project, ref: str) -> MatrixFolder:
@@ -184,11 +191,14 @@ class MatrixStatus:
     updated: float | None = None
     error: str | None = None
     hint: str | None = None
+    stopping: bool = False  # a stop was asked for (stop.request) and the process has not stopped yet
 
     @property
     def display_state(self) -> str:
         if self.state in ("running", "starting") and not self.alive:
             return "dead"
+        if self.state in ("running", "starting") and self.stopping:
+            return "stopping…"
         return self.state
 
     def apply(self, ev: dict[str, Any]) -> None:
@@ -221,6 +231,7 @@ def read_status(folder: MatrixFolder) -> MatrixStatus:
     for ev in EventTail(folder.events, max_bytes=1 << 62).poll():
         st.apply(ev)
     st.alive = folder.is_alive()
+    st.stopping = st.alive and folder.stop_requested()
     return st
 
 
@@ -260,6 +271,7 @@ class MatrixTail:
         if now - self._alive_at > 1.0:
             self._alive_at = now
             alive = self.folder.is_alive()
-            changed |= alive != self.status.alive
-            self.status.alive = alive
+            stopping = alive and self.folder.stop_requested()
+            changed |= alive != self.status.alive or stopping != self.status.stopping
+            self.status.alive, self.status.stopping = alive, stopping
         return changed

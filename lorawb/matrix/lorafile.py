@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lorawb import families
+from lorawb.core.run_dataset import MANIFEST, RunDataset, from_metadata, with_manifest
 from lorawb.errors import ModelError
 from lorawb.train.events import read_events
 from lorawb.train.modelpath import PICKLE_EXTS
@@ -141,3 +142,34 @@ def spread(checkpoints: list[RunCheckpoint], at_most: int) -> list[RunCheckpoint
         return checkpoints[-1:]
     picks = sorted({round(i * (n - 1) / (at_most - 1)) for i in range(at_most)})
     return [checkpoints[i] for i in picks]
+
+
+# --- the dataset a run trained on -------------------------------------------------------------------
+
+
+def run_dataset(run: RunFolder) -> RunDataset | None:
+    """What ``run`` trained on: its latest LoRA file's kohya metadata, and its dataset manifest when it
+    wrote one (lorawb.core.run_dataset); None when it has neither yet."""
+    import json
+
+    ds = None
+    files = [c.path for c in run_checkpoints(run)] + sorted(
+        run.path.glob("*.safetensors"), key=lambda p: p.stat().st_mtime
+    )
+    for path in reversed(files):
+        try:
+            meta = safetensors_header(path).get("__metadata__") or {}
+        except ModelError:
+            continue
+        ds = from_metadata(meta, source=path.name)
+        if ds is not None:
+            break
+    manifest = run.path / MANIFEST
+    if manifest.is_file():
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict):
+            ds = with_manifest(ds, data, source=MANIFEST)
+    return ds

@@ -6,11 +6,16 @@ styles (``[tags.groups]``, else the trigger prompts of its samples) × 2 seeds, 
 prompts without the trigger (the project's other sample prompts) to measure leakage. With
 ``fill_gaps`` the prompts are only the context × style pairs the dataset lacks (empty or
 thin in the composition table), zipped: the cells worth promoting into the dataset.
+
+``draft_new`` fits that matrix to about ``[matrix] target_minutes`` of drawing at the measured
+speed (lorawb.matrix.estimate): it trims, in this order, the seeds to one, contexts × styles to
+pairs, the checkpoints, the middle weights, then the prompts, and says what it left out. What the
+user gave explicitly (``NewMatrix.fixed``) is never trimmed; a target of 0 keeps the full matrix.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +24,16 @@ import tomlkit
 from lorawb.core.captions import Caption, tag_key
 from lorawb.core.fsutil import atomic_write_text
 from lorawb.errors import RunError
+from lorawb.matrix.cells import Layout, enumerate_cells, prompt_count
+from lorawb.matrix.estimate import Speed, format_duration, measured_speed
 from lorawb.matrix.folder import MatrixFolder, new_matrix_id
 from lorawb.matrix.lorafile import run_checkpoints, spread
-from lorawb.matrix.spec import parse_spec
+from lorawb.matrix.resolve import resolve
+from lorawb.matrix.settings import matrix_settings
+from lorawb.matrix.spec import MatrixSpec, parse_spec
 from lorawb.train.config import load_run_config
 from lorawb.train.runfolder import RunFolder, find_run, list_runs
+from lorawb.words import plural
 
 if TYPE_CHECKING:
     from lorawb.core.project import Project
@@ -46,6 +56,10 @@ class NewMatrix:
     checkpoints: int = MAX_CHECKPOINTS  # at most this many, spread over the run
     steps: tuple[int, ...] = ()  # explicit checkpoint steps (instead of spreading)
     notes: list[str] = field(default_factory=list)
+    minutes: float | None = None  # fit to about this many minutes (None: [matrix] target_minutes; 0: no fitting)
+    fixed: frozenset[str] = frozenset()  # what the user set ("weights", "seeds", "checkpoints"): never trimmed
+    paired: bool = False  # contexts and styles paired (zip) instead of multiplied
+    prompts: int = 0  # at most this many slot values / pairs (0: all)
 
 
 def pick_run(project: Project, ref: str = "") -> RunFolder:
@@ -81,8 +95,9 @@ def _gaps(project: Project, groups: dict[str, list[str]]) -> list[tuple[str, str
     return pair_gaps(load_captions(project), (a, groups[a]), (b, groups[b]))
 
 
-def build_spec(project: Project, opts: NewMatrix) -> tuple[str, RunFolder]:
-    """The matrix.toml text (commented) for ``opts``, and the run it tests."""
+def build_spec(project: Project, opts: NewMatrix) -> tuple[str, RunFolder, list[str]]:
+    """The matrix.toml text (commented) for ``opts``, the run it tests, and notes on what it chose."""
+    notes: list[str] = []
     run = pick_run(project, opts.run)
     ckpts = run_checkpoints(run)
     if not ckpts:
@@ -105,19 +120,22 @@ def build_spec(project: Project, opts: NewMatrix) -> tuple[str, RunFolder]:
     prompts = _sample_prompts(project, run)
     if all(g in groups for g in SLOT_GROUPS):
         slots = {g: groups[g] for g in SLOT_GROUPS}
+        if opts.paired and not opts.fill_gaps:
+            slots = _paired(slots)
+            zips = [list(SLOT_GROUPS)]
         if opts.fill_gaps:
             gaps = _gaps(project, groups)
             if gaps:
                 slots = {SLOT_GROUPS[0]: [a for a, _ in gaps], SLOT_GROUPS[1]: [b for _, b in gaps]}
                 zips = [list(SLOT_GROUPS)]
-                opts.notes.append(f"{len(gaps)} context × style pairs the dataset lacks (empty or thin)")
+                notes.append(f"{len(gaps)} context × style pairs the dataset lacks (empty or thin)")
             else:
-                opts.notes.append("the dataset has every context × style pair; testing them all")
+                notes.append("the dataset has every context × style pair; testing them all")
     elif groups:
         name = next(iter(groups))
         slots = {name: groups[name]}
         if opts.fill_gaps:
-            opts.notes.append("--fill-gaps needs context and style groups in [tags.groups]; testing every value")
+            notes.append("--fill-gaps needs context and style groups in [tags.groups]; testing every value")
     else:
         scenes = []
         for p in prompts:
@@ -129,11 +147,15 @@ def build_spec(project: Project, opts: NewMatrix) -> tuple[str, RunFolder]:
                     scenes.append(", ".join(rest))
         if scenes:
             slots = {"scene": scenes}
+    if opts.prompts > 0:
+        slots = (
+            {name: values[: opts.prompts] for name, values in slots.items()} if zips else _first(slots, opts.prompts)
+        )
     controls = [p for p in prompts if not _names_trigger(p, trigger)]
     if not controls and SLOT_GROUPS[0] in groups:
         controls = groups[SLOT_GROUPS[0]][:2]  # the scene alone, without the character
     if not controls:
-        opts.notes.append("no control prompts (sample prompts without the trigger): leak is not measured")
+        notes.append("no control prompts (sample prompts without the trigger): leak is not measured")
     template = (
         ", ".join(["{trigger}", *(f"{{{s}}}" for s in slots)]) if trigger else ", ".join(f"{{{s}}}" for s in slots)
     )
@@ -164,7 +186,26 @@ def build_spec(project: Project, opts: NewMatrix) -> tuple[str, RunFolder]:
     _put(view, "pages", ["checkpoint"], "one page per checkpoint; z changes it")
     doc.add(tomlkit.nl())
     doc.add("view", view)
-    return tomlkit.dumps(doc), run
+    return tomlkit.dumps(doc), run, notes
+
+
+def _paired(slots: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each value of the longer axis once, beside the other axis's values in turn (a zip, not a product)."""
+    n = max(len(v) for v in slots.values())
+    return {name: [values[i % len(values)] for i in range(n)] for name, values in slots.items()}
+
+
+def _first(slots: dict[str, list[str]], n: int) -> dict[str, list[str]]:
+    """At most ``n`` prompts from multiplied slot axes: the last axis shortened first."""
+    out = {k: list(v) for k, v in slots.items()}
+    for name in reversed(list(out)):
+        total = 1
+        for v in out.values():
+            total *= len(v)
+        while total > n and len(out[name]) > 1:
+            total = total // len(out[name]) * (len(out[name]) - 1)
+            out[name] = out[name][:-1]
+    return out
 
 
 def _put(table: Any, key: str, value: Any, comment: str | None) -> None:
@@ -174,15 +215,109 @@ def _put(table: Any, key: str, value: Any, comment: str | None) -> None:
     table.add(key, item)
 
 
+@dataclass
+class Draft:
+    """A new matrix before it is written: its spec, the run it tests, its cells and what drawing them takes."""
+
+    opts: NewMatrix
+    text: str
+    run: RunFolder
+    spec: MatrixSpec
+    layout: Layout
+    speed: Speed | None
+    notes: list[str]
+
+    @property
+    def images(self) -> int:
+        return len(self.layout.cells)
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.speed is None else self.images * self.speed.seconds_per_image
+
+
+def draft(project: Project, opts: NewMatrix, speed: Speed | None = None) -> Draft:
+    """The spec ``opts`` asks for, as it is (no fitting), enumerated; ``speed`` measured when not given."""
+    text, run, notes = build_spec(project, opts)
+    spec = parse_spec(text)
+    ctx = resolve(spec, project)
+    layout = enumerate_cells(spec, ctx.resolved)
+    if speed is None:
+        speed = measured_speed(project, None, layout, ctx.run)
+    return Draft(opts, text, run, spec, layout, speed, notes)
+
+
+def target_minutes(project: Project, opts: NewMatrix) -> float:
+    return matrix_settings(project).target_minutes if opts.minutes is None else max(0.0, opts.minutes)
+
+
+def draft_new(project: Project, opts: NewMatrix) -> Draft:
+    """The new matrix fitted to about ``target_minutes`` of drawing; its notes say what was left out."""
+    full = draft(project, opts)
+    minutes = target_minutes(project, opts)
+    if minutes <= 0 or full.seconds is None or full.seconds <= minutes * 60:
+        if minutes > 0 and full.speed is None:
+            full.notes.append(f"not fitted to {minutes:g} min: no measured speed yet (the run drew no samples)")
+        return full
+    d = full
+    while d.seconds is not None and d.seconds > minutes * 60:
+        smaller = _trim(d)
+        if smaller is None:
+            break
+        d = draft(project, smaller, full.speed)
+    d.notes.append(_fitted_note(full, d, minutes, opts.minutes is None))
+    return d
+
+
+def _trim(d: Draft) -> NewMatrix | None:
+    """The next smaller matrix: one seed, paired contexts × styles, fewer checkpoints, weights, prompts."""
+    o, axes = d.opts, d.layout.axes
+    n_ckpts = len(axes["checkpoint"]) if "checkpoint" in axes else 1
+    ckpts_free = "checkpoints" not in o.fixed and not o.steps
+    if "seeds" not in o.fixed and len(o.seeds) > 1:
+        return replace(o, seeds=o.seeds[:1], notes=[])
+    if not o.paired and not o.fill_gaps and all(len(axes.get(g, ())) > 1 for g in SLOT_GROUPS):
+        return replace(o, paired=True, notes=[])
+    if ckpts_free and n_ckpts > 2:
+        return replace(o, checkpoints=n_ckpts - 1, notes=[])
+    if "weights" not in o.fixed and len(o.weights) > 2:
+        return replace(o, weights=(o.weights[0], *o.weights[2:]), notes=[])
+    if ckpts_free and n_ckpts > 1:
+        return replace(o, checkpoints=n_ckpts - 1, notes=[])
+    prompts = prompt_count(d.layout)
+    if prompts > 1:
+        return replace(o, prompts=prompts - 1, notes=[])
+    return None
+
+
+def _fitted_note(full: Draft, d: Draft, minutes: float, from_settings: bool) -> str:
+    left: list[str] = []
+    for name, word in (("checkpoint", "checkpoint"), ("weight", "weight"), ("seed", "seed")):
+        a, b = full.layout.axes.get(name), d.layout.axes.get(name)
+        if a is not None and b is not None and len(b) < len(a):
+            left.append(f"{len(b)} of {plural(len(a), word)} ({', '.join(b.labels)})")
+    pa, pb = prompt_count(full.layout), prompt_count(d.layout)
+    if pb < pa:
+        how = " × ".join(d.layout.slots) + " paired" if d.opts.paired else "fewer values"
+        left.append(f"{pb} of {plural(pa, 'prompt')} ({how})")
+    where = "[matrix] target_minutes" if from_settings else "--minutes"
+    fits = "" if d.seconds is None or d.seconds <= minutes * 60 else "; the smallest is still over it"
+    return (
+        f"fitted to about {minutes:g} min ({where}){fits}: {'; '.join(left)}. "
+        f"The full matrix is {plural(full.images, 'image')}, estimated {format_duration(full.seconds or 0)}: "
+        "--minutes 0 (minutes 0 in the dialog) makes it"
+    )
+
+
 def create_matrix(project: Project, opts: NewMatrix) -> MatrixFolder:
-    """Write matrices/<id>/matrix.toml (validated first) and return the folder."""
-    text, run = build_spec(project, opts)
-    parse_spec(text)
+    """Write matrices/<id>/matrix.toml (fitted, validated) and return the folder; ``opts.notes`` say how."""
+    d = draft_new(project, opts)
+    opts.notes.extend(d.notes)
     project.matrices_dir.mkdir(parents=True, exist_ok=True)
-    name = opts.name or f"{run.id.split('-', 2)[-1]}-matrix"
+    name = opts.name or f"{d.run.id.split('-', 2)[-1]}-matrix"
     folder = MatrixFolder(project.matrices_dir / new_matrix_id(project.matrices_dir, name))
     folder.create()
-    atomic_write_text(folder.spec, text)
+    atomic_write_text(folder.spec, d.text)
     return folder
 
 

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lorawb.core import fsutil, journal, state
-from lorawb.core.caption_history import CLI, ApplyResult, apply_changeset
+from lorawb.core.caption_history import CLI, ApplyResult
 from lorawb.core.caption_ops import Change, ChangeSet, rel_to
+from lorawb.core.caption_writes import CaptionWrites
 from lorawb.core.confine import WriteScope
 from lorawb.core.fsutil import atomic_write_bytes
+from lorawb.core.index import ProjectIndex
 from lorawb.errors import LorawbError
 from lorawb.matrix.cells import Cell, Layout
 from lorawb.matrix.folder import MatrixFolder, Ratings
@@ -104,8 +106,11 @@ class PromoteResult:
     skipped: list[tuple[str, str]]
 
 
-def apply_promotion(project: Project, plan: Promotion, author: str = CLI) -> PromoteResult:
-    """Write the images (atomically, never over a file), then apply the captions' change set; journaled."""
+def apply_promotion(
+    project: Project, plan: Promotion, author: str = CLI, index: ProjectIndex | None = None
+) -> PromoteResult:
+    """Write the images (atomically, never over a file), then apply the captions' change set; journaled.
+    The project's index (``index``: the app's live one) learns both."""
     skipped = list(plan.skipped)
     changes = plan.changes.changes if plan.changes else []
     by_image = {c.image: c for c in changes}
@@ -133,7 +138,7 @@ def apply_promotion(project: Project, plan: Promotion, author: str = CLI) -> Pro
                 journal.record(conn, "promote", __name__, token, payload)
             written, gone = _write_images(project, payload, token)
             skipped += [(cid, "already in the inbox") for cid in gone]
-            result = _finish(project, payload, written, author)
+            result = _finish(project, payload, written, author, index)
             try:
                 with state.transaction(conn):
                     journal.finish(conn, token)
@@ -173,7 +178,9 @@ def _write_images(project: Project, payload: dict, token: str) -> tuple[dict[str
     return written, gone
 
 
-def _finish(project: Project, payload: dict, written: dict[str, str], author: str) -> ApplyResult | None:
+def _finish(
+    project: Project, payload: dict, written: dict[str, str], author: str, index: ProjectIndex | None = None
+) -> ApplyResult | None:
     """The captions of the images written (those not there yet) and the ratings' record of them."""
     root = project.root
     keep = []
@@ -184,7 +191,8 @@ def _finish(project: Project, payload: dict, written: dict[str, str], author: st
             keep.append(Change(image=dest, rel=rel_to(root, caption), path=caption, old=None, new=text))
     result = None
     if keep:
-        result = apply_changeset(project, ChangeSet(payload["label"], keep, len(keep), "inbox"), author)
+        cs = ChangeSet(payload["label"], keep, len(keep), "inbox")
+        result = CaptionWrites(project, index).apply(cs, author, also=[root / d for d in written.values()])
     folder = MatrixFolder(root / payload["matrix"])
     if written and folder.path.is_dir():
         ratings = Ratings.load(folder)
@@ -225,6 +233,11 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def promote(
-    project: Project, folder: MatrixFolder, cells: list[Cell], trigger: str, author: str = CLI
+    project: Project,
+    folder: MatrixFolder,
+    cells: list[Cell],
+    trigger: str,
+    author: str = CLI,
+    index: ProjectIndex | None = None,
 ) -> PromoteResult:
-    return apply_promotion(project, plan_promotion(project, folder, cells, trigger), author)
+    return apply_promotion(project, plan_promotion(project, folder, cells, trigger), author, index)

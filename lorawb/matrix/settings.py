@@ -5,6 +5,7 @@
     [matrix]
     embedder = "models/clip-vit-b32"   # a local transformers CLIP or DINOv2 folder for the scores
     memorisation_threshold = 0.95      # a cell this close to one training image is flagged
+    target_minutes = 10                # `matrix new` fits a new matrix to about this long (0: the full one)
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ class MatrixSettings(BaseModel):
         0.95, gt=0, le=1, description="flag a cell whose nearest training image is at least this similar"
     )
     max_cells: int = Field(2000, ge=1, description="refuse bigger matrices unless --yes")
+    target_minutes: float = Field(
+        10,
+        ge=0,
+        description="`matrix new` (and n in the Matrix tab) fits a new matrix's seeds, prompts, checkpoints and "
+        "weights to about this many minutes of drawing at the measured speed, saying what it left out; "
+        "0: the full matrix",
+    )
     max_sheet_pixels: int = Field(40_000_000, ge=10_000, description="contact sheets are downscaled below this")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the matrix draws")
     precision: Literal["auto", "fp16", "bf16", "fp32"] = Field("auto", description="GPU weights (CPU: fp32)")

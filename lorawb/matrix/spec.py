@@ -192,7 +192,10 @@ def check_spec(spec: MatrixSpec) -> None:
                 f"the prompt has no {{{name}}}",
                 hint=f"add {{{name}}} to matrix.prompt, or remove the axis",
             )
+    zipped_axes = {name for group in m.zip for name in group}
     for name, values in spec.axes.items():
+        if name in zipped_axes:
+            continue  # a zipped axis may repeat a value: its pairs must differ (below)
         seen: set[str] = set()
         for v in values:
             key = repr(float(v)) if name in ("weight", "cfg") else repr(v)
@@ -214,10 +217,18 @@ def check_spec(spec: MatrixSpec) -> None:
             if name in zipped:
                 raise spec.error("matrix.zip", f"{name!r} is in two zip groups")
             zipped.add(name)
-        lengths = {name: len(spec.axes[name]) for name in group}
+        lengths = {name: len(spec.axes[name]) for name in group if name in spec.axes}
         if len(set(lengths.values())) > 1:
             shown = ", ".join(f"{k} has {v}" for k, v in lengths.items())
             raise spec.error("matrix.zip", f"zipped axes need the same number of values ({shown})")
+        pairs = list(zip(*(spec.axes[name] for name in group), strict=False))
+        twice = next((p for i, p in enumerate(pairs) if p in pairs[:i]), None)
+        if twice is not None:
+            raise spec.error(
+                f"axes.{group[0]}",
+                f"the pair {' · '.join(map(str, twice))} appears twice in zip {group}",
+                hint="each pair of a zip group once",
+            )
     for i, control in enumerate(m.controls):
         if not control.strip():
             raise spec.error("matrix.controls", f"control prompt {i + 1} is empty")

@@ -1,7 +1,7 @@
 """Prior preservation measured on the toy world: does the LoRA stop bleeding into other prompts?
 
 Trains the sample project three ways — plain, with regularisation images (drawn by the base
-model itself, ``lorawb reg generate``), with output preservation — and lets the attribute
+model itself, ``lorawb reg generate``, before ``measure``), with output preservation — and lets the attribute
 reader count, for each LoRA: trigger prompts drawn as the character, unrelated prompts that
 keep their own hair and outfit. Each method's training speed (steps per second, from its
 run's step events) is set against the plain run's, measured in the same process.
@@ -37,21 +37,10 @@ def overrides_for(method: str) -> list[str]:
     if method == "plain":
         return [*base, "dataset.reg_path=none"]
     if method == "reg":
-        return base  # the project's reg/ (drawn by prepare_reg)
+        return base  # the project's reg/ (drawn first: bench/prior_preservation.py prepare_reg)
     if method == "output":
         return [*base, "dataset.reg_path=none", "train.preservation=output", f"train.preservation_class={CLASS_WORD}"]
     raise ValueError(method)
-
-
-def prepare_reg(project_dir: Path, count: int = 64) -> Path:
-    """reg/1_person/: ``count`` base-model images of the class over the contexts and styles."""
-    from lorawb.core.project import Project
-    from lorawb.matrix import reggen
-
-    project = Project.load(project_dir)
-    plan = reggen.plan_reg(project, CLASS_WORD, count=count)
-    reggen.start_reg(project, plan, detach=False)
-    return Path(plan.out_dir)
 
 
 def steps_per_second(lora: Path) -> float:
@@ -85,12 +74,14 @@ def measure(
     extra: dict[str, list[str]] | None = None,
 ) -> tuple[check.CheckResult, list[MethodResult]]:
     """(the base model's result, one result per method); ``loras``: methods already trained;
-    ``extra``: more ``--set`` overrides per method."""
+    ``extra``: more ``--set`` overrides per method. The "reg" method trains on the project's reg/,
+    drawn first by the caller (``lorawb reg generate --class person``: the matrix package draws them,
+    and toyworld sits below it)."""
     from lorawb.toyworld.toymodel import load_pipeline
 
     loras = dict(loras or {})
-    if "reg" in methods and "reg" not in loras:
-        prepare_reg(project_dir)
+    if "reg" in methods and "reg" not in loras and not (project_dir / "reg").is_dir():
+        raise ValueError(f"the reg method needs {project_dir / 'reg'}: draw the {CLASS_WORD} images first")
     for m in methods:
         if m not in loras:
             loras[m] = train(project_dir, m, extra=(extra or {}).get(m, ()))

@@ -123,6 +123,10 @@ def sample_toml(name: str = "sample_project") -> str:
     sheet["count"] = 2
     sheet["count"].comment("images per context x style: 32 candidates, a minute or two on a CPU")
     doc.add("generate", sheet)
+    matrix = tomlkit.table()
+    matrix["target_minutes"] = 1
+    matrix["target_minutes"].comment("the tour's matrix: about a minute on 2 CPU cores; 0 makes the full one")
+    doc.add("matrix", matrix)
     return _reorder(tomlkit.dumps(doc))
 
 
@@ -130,6 +134,7 @@ def _reorder(text: str) -> str:
     """Put the sections appended at the end ([dataset], [network]) after [model], where a reader looks."""
     doc = tomlkit.parse(text)
     order = ["project", "tags", "triage", "ui", "tagger", "model", "dataset", "network", "train", "sample", "save"]
+    order += ["matrix"]
     out = tomlkit.document()
     for key in order + [k for k in doc if k not in order]:
         if key in doc:

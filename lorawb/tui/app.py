@@ -1,5 +1,7 @@
 """The Textual app: composes the tabs and routes global bindings. Each tab owns its behaviour.
 
+Tabs use the app only through lorawb.tui.workbench.Workbench (the typed interface this class provides).
+
 The app also owns what the tabs share: the project's image index (lorawb.core.index) and
 the file watcher (lorawb.core.watch), started with the app and stopped on exit. Changes
 made by other programs reach the tabs as messages (lorawb.tui.messages).
@@ -23,6 +25,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from lorawb.core import caption_history, journal, state
+from lorawb.core.caption_writes import CaptionWrites
 from lorawb.core.index import DATASET, INBOX, IndexSnapshot, ProjectIndex, project_areas
 from lorawb.core.project import Project
 from lorawb.core.watch import ProjectWatcher, WatchBatch
@@ -35,6 +38,7 @@ from lorawb.tui.messages import (
     RunsChanged,
     StateReset,
 )
+from lorawb.tui.palette import command
 from lorawb.tui.tabs.captions import CaptionsTab
 from lorawb.tui.tabs.matrix import MatrixTab
 from lorawb.tui.tabs.train import TrainTab
@@ -51,6 +55,7 @@ TABS = (
     ("matrix", "Matrix", MatrixTab),
 )
 HERE = Path(__file__).parent
+HEADER_SIDES = 18  # the header's icon and clock space: its middle is the width less these
 
 
 class LorawbApp(App):
@@ -133,9 +138,24 @@ class LorawbApp(App):
         """The palette: Textual's own, tab switching, then every tab's ``commands()``."""
         yield from super().get_system_commands(screen)
         for key, label, _ in TABS:
-            yield SystemCommand(f"Go to {label}", f"Show the {label} tab", lambda k=key: self.action_show_tab(k))
-        yield SystemCommand("Cycle image mode", "Kitty / Sixel / half-blocks / unicode", self.action_cycle_image_mode)
-        yield SystemCommand("Rescan dataset", "Re-read the dataset folder", self.action_rescan)
+            yield command(
+                self,
+                f"Go to {label}",
+                f"Show the {label} tab",
+                lambda k=key: self.action_show_tab(k),
+                f"show_tab('{key}')",
+            )
+        yield command(
+            self,
+            "Cycle image mode",
+            "Kitty / Sixel / half-blocks / unicode",
+            self.action_cycle_image_mode,
+            "cycle_image_mode",
+        )
+        yield command(
+            self, "Next theme", "lorawb-dark, lorawb-light, lorawb-256, yours", self.action_cycle_theme, "cycle_theme"
+        )
+        yield command(self, "Rescan dataset", "Re-read the dataset folder", self.action_rescan, "rescan")
         for key, _, _ in TABS:
             tab = self.query_one(f"#{key}")
             if hasattr(tab, "commands"):
@@ -150,6 +170,13 @@ class LorawbApp(App):
         """A tab changed files (and told the index): other tabs re-read what they show."""
         self.dataset_version += 1
         self.show_counts()
+
+    def caption_writes(self) -> CaptionWrites:
+        """Caption writes of this window: applied with its author, told to the app's index at once."""
+        return CaptionWrites(self.project, self.index)
+
+    def show_tab(self, key: str) -> None:
+        self.action_show_tab(key)
 
     @work(thread=True, exclusive=True, group="count")
     def count_dataset(self, recover: bool = False) -> None:
@@ -179,16 +206,36 @@ class LorawbApp(App):
         self.sub_title = self._counts_text(self.index.snapshot())
 
     def _counts_text(self, snap: IndexSnapshot) -> str:
-        """The one count: every image file (rejects left out), captioned ones, the inbox; unreadable ones named."""
+        """The one count: every image file (rejects left out), captioned ones, the inbox; unreadable ones named.
+
+        Fitted to the header: when it is too narrow the captioned count goes first, then the trigger, then
+        the unreadable image's name; the image and inbox counts always stay.
+        """
         c = snap.counts(DATASET)
         inbox = snap.counts(INBOX).images
         trigger = self.project.trigger or "(no trigger set)"
-        text = f"{trigger} · {plural(c.images, 'image')} · {c.captioned} captioned · inbox {inbox}"
+        unreadable = []
         if c.unreadable:
             first = c.unreadable[0][0].rsplit("/", 1)[-1]
             more = f" +{len(c.unreadable) - 1}" if len(c.unreadable) > 1 else ""
-            text += f" · {len(c.unreadable)} unreadable: {first}{more}"
+            unreadable = [f"{len(c.unreadable)} unreadable: {first}{more}", f"{len(c.unreadable)} unreadable"]
+        captioned = [f"{c.captioned} captioned"]
+        # The header's middle: the width less its icon and clock space, the project name and " — ".
+        room = self.size.width - HEADER_SIDES - len(self.title) - 3 if self.size.width else 10_000
+        for drop_captioned, drop_trigger, short_bad in ((0, 0, 0), (1, 0, 0), (1, 1, 0), (1, 1, 1)):
+            parts = [] if drop_trigger else [trigger]
+            parts.append(plural(c.images, "image"))
+            parts += [] if drop_captioned else captioned
+            parts.append(f"inbox {inbox}")
+            parts += unreadable[short_bad : short_bad + 1]
+            text = " · ".join(parts)
+            if len(text) <= room:
+                break
         return text
+
+    def on_resize(self) -> None:
+        if self.is_mounted:
+            self.show_counts()
 
     # --- the file watcher ---------------------------------------------------------
     def start_watching(self) -> None:

@@ -134,3 +134,17 @@ def test_the_nearest_project_above_the_current_folder(proj, monkeypatch, capsys)
     assert main(["runs"]) == 0
     assert "no runs yet in" in capsys.readouterr().out
     assert main(["captions", "stats", "--json"]) == 0
+
+
+def test_every_command_words_the_project_and_the_run_alike():
+    """One wording for PROJECT (never an internal metavar such as PROJECT_OPT) and one for RUN."""
+    from lorawb.cli import PROJECT_HELP, RUN_HELP
+
+    for path, sub in _subcommands(build_parser()):
+        if path[0] in NO_PROJECT or path == ("init",):
+            continue
+        for action in sub._actions:
+            if "--project" in action.option_strings:
+                assert (action.metavar, action.help) == ("PROJECT", PROJECT_HELP), " ".join(path)
+            if action.metavar and "RUN" in str(action.metavar) or path[0] == "compare" and action.dest == "words":
+                assert RUN_HELP in action.help, " ".join(path)

@@ -116,7 +116,7 @@ def test_undo_deletes_a_caption_file_the_operation_created(project):
     assert not (project.root / img).exists()
 
 
-def test_several_steps_back_and_a_new_edit_drops_redo(project):
+def test_several_steps_back_and_a_new_edit_ends_redo_but_the_history_keeps_them(project):
     before = texts(project)
     for op in (co.AddTag("one"), co.AddTag("two"), co.RemoveTag("rain")):
         assert ch.apply_changeset(project, co.build_changeset(project, op)).written
@@ -125,7 +125,13 @@ def test_several_steps_back_and_a_new_edit_drops_redo(project):
     text = (project.dataset_dir / "10_zkx_mira/img_0001.txt").read_text()
     assert "one" in text and "two" not in text and "rain" in text
     ch.apply_changeset(project, co.build_changeset(project, co.AddTag("three")))
-    assert [h.label for h in ch.history(project)] == ["add 'three' at end", "add 'one' at end"]
+    hist = ch.history(project)
+    assert [(h.label, h.state) for h in hist] == [
+        ("add 'three' at end", "applied"),
+        ("remove 'rain'", "superseded"),
+        ("add 'two' at end", "superseded"),
+        ("add 'one' at end", "applied"),
+    ]
     assert ch.redo(project) == []
     assert len(ch.undo(project, 10)) == 2
     assert texts(project) == before

@@ -7,12 +7,13 @@ import json
 import pytest
 
 from lorawb.cli import main
-from lorawb.core.doctor import diagnose, render_text, split_tags, trigger_position
+from lorawb.core.doctor import render_text, split_tags, trigger_position
+from lorawb.train_checks import doctor
 from tests.core.problem_files import TRIGGER
 
 
 def test_report_on_problem_dataset(problem_project):
-    r = diagnose(problem_project)
+    r = doctor(problem_project)
     assert r.images == 15
     assert [(f.folder, f.repeats, f.images, f.steps) for f in r.folders] == [
         ("", 1, 2, 2),
@@ -58,7 +59,7 @@ def test_report_on_problem_dataset(problem_project):
 
 
 def test_clean_dataset_has_no_problems(small_project):
-    r = diagnose(small_project)
+    r = doctor(small_project)
     assert r.problem_count == 0
     assert (r.images, r.trigger_first, r.captions_counted) == (5, 5, 5)
     text = render_text(r)
@@ -68,7 +69,7 @@ def test_clean_dataset_has_no_problems(small_project):
 
 def test_min_resolution_comes_from_the_project(small_project):
     small_project.save_setting("project.min_resolution", 600)
-    r = diagnose(small_project)
+    r = doctor(small_project)
     # sizes are 512+64*i wide and 512 high: all have a short side of 512
     assert [rel for rel, _, _ in r.low_resolution] == [f"10_zkx_mira/img_{i}.png" for i in range(5)]
 
@@ -98,7 +99,7 @@ def test_split_tags():
 
 
 def test_doctor_cli_text(problem_project, capsys):
-    assert main(["doctor", str(problem_project.root)]) == 0
+    assert main(["doctor", str(problem_project.root)]) == 1
     out = capsys.readouterr().out
     assert out.startswith("lorawb doctor: proj\n")
     assert "unreadable images (8):" in out
@@ -113,16 +114,16 @@ def test_doctor_cli_limits_long_lists(small_project, capsys):
     d = small_project.dataset_dir / "10_zkx_mira"
     for i in range(12):
         (d / f"orphan_{i:02d}.txt").write_text("x", encoding="utf-8")
-    assert main(["doctor", str(small_project.root)]) == 0
+    assert main(["doctor", str(small_project.root)]) == 1  # orphan captions are problems
     out = capsys.readouterr().out
     assert "orphan_09.txt" in out and "orphan_10.txt" not in out
     assert "    ... and 2 more (--all or --json lists them)" in out
-    assert main(["doctor", str(small_project.root), "--all"]) == 0
+    assert main(["doctor", str(small_project.root), "--all"]) == 1
     assert "orphan_11.txt" in capsys.readouterr().out
 
 
 def test_doctor_cli_json(problem_project, capsys):
-    assert main(["doctor", str(problem_project.root), "--json"]) == 0
+    assert main(["doctor", str(problem_project.root), "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["images"] == 15
     assert data["problem_count"] == 18
@@ -146,10 +147,10 @@ def test_doctor_cli_json(problem_project, capsys):
 
 
 def test_doctor_cli_second_run_uses_the_index(problem_project, capsys):
-    assert main(["doctor", str(problem_project.root)]) == 0
+    assert main(["doctor", str(problem_project.root)]) == 1
     first = capsys.readouterr().out
     assert (problem_project.root / ".lorawb" / "state.sqlite").exists()
-    assert main(["doctor", str(problem_project.root)]) == 0
+    assert main(["doctor", str(problem_project.root)]) == 1
     assert capsys.readouterr().out == first
 
 
@@ -211,12 +212,12 @@ def test_doctor_reports_a_bad_training_key_as_the_cli_does(tmp_path, capsys):
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "four" in t)
     assert main(["train", str(project.root)]) == 2
     cli = capsys.readouterr().err.strip().removeprefix("lorawb: ")
-    assert main(["doctor", str(project.root)]) == 0
+    assert main(["doctor", str(project.root)]) == 1
     out = capsys.readouterr().out
     assert f"{project.config_path}:{line}: train.batch_size:" in out
     assert cli.splitlines()[0] in out  # the same words as `lorawb train`
     assert "1 problem found" in out
-    assert main(["doctor", str(project.root), "--json"]) == 0
+    assert main(["doctor", str(project.root), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["config_errors"][0].startswith(f"{project.config_path}:{line}: train.batch_size:")
 
@@ -238,7 +239,7 @@ def test_reg_folder_is_reported_with_class_tokens_and_balance(tmp_path):
     (reg / "1_woman" / "r0.txt").write_text("woman, blue dress")
     (reg / "loose").mkdir()
     Image.new("RGB", (64, 64), (1, 2, 3)).save(reg / "loose" / "x.png")  # no caption, no N_class: unusable
-    report = diagnose(Project.load(root))
+    report = doctor(Project.load(root))
     assert report.reg is not None and report.reg.path == "reg/"
     [f] = report.reg.folders
     assert (f.folder, f.repeats, f.images, f.class_tokens, f.captioned) == ("1_woman", 1, 3, "woman", 1)
@@ -256,4 +257,4 @@ def test_reg_folder_is_reported_with_class_tokens_and_balance(tmp_path):
     import shutil
 
     shutil.rmtree(reg)
-    assert diagnose(Project.load(root)).reg is None
+    assert doctor(Project.load(root)).reg is None

@@ -26,7 +26,7 @@ def test_new_writes_a_spec_and_says_its_size_and_time(lora_project, capsys):
     assert 'context = ["forest", "bar"]' in spec and 'style = ["watercolor", "flat"]' in spec
     assert 'controls = ["forest", "bar"]' in spec  # no sample prompts without the trigger: the scenes alone
     # (2 checkpoints x weight 1 + the base drawn once) x (4 prompts + 2 controls) x 3 seeds
-    assert lines[1].startswith("  54 images (")
+    assert lines[1].startswith("  54 images: ")
     assert "measured on matrix small" in lines[2]  # the speed of the matrix already drawn here
     code, out, _ = run(capsys, "matrix", "show", str(lora_project), "v1", "--json")
     data = json.loads(out)

@@ -102,8 +102,8 @@ def test_the_character_is_never_shown_in_pretraining():
 
 def test_doctor_reports_the_sample_project_healthy(sample_project):
     # resolution 32 with dataset.bucket_step 8: the doctor must use the trainer's bucket step
-    from lorawb.core.doctor import diagnose
+    from lorawb.train_checks import doctor
 
-    report = diagnose(Project.load(sample_project))
+    report = doctor(Project.load(sample_project))
     assert report.images == 32 and not report.low_resolution and not report.unreadable
     assert report.buckets == [("32x32 (1:1)", 32)]

@@ -8,10 +8,10 @@ import pytest
 
 from lorawb.cli import main
 from lorawb.core.buckets import one_bucket_warning
-from lorawb.core.doctor import diagnose
 from lorawb.core.project import Project
 from lorawb.train.events import read_events
 from lorawb.train.modelpath import Recommendation, recommend, recommended_bucket_step, resolution_warning
+from lorawb.train_checks import doctor
 from tests.train.conftest import make_project
 
 
@@ -66,14 +66,14 @@ def test_init_with_a_model_takes_its_resolution_and_bucket_step(tiny_sd1, tmp_pa
 def test_doctor_warns_of_a_far_resolution_and_of_one_bucket(tiny_sd1, tmp_path, capsys):
     root = make_project(tmp_path / "p", tiny_sd1, n_images=4)  # 32x32, 40x32, 32x48, 36x36
     project = Project.load(root)
-    assert diagnose(project).training_warnings == []
+    assert doctor(project).training_warnings == []
     project.save_setting("project.resolution", 512)
-    report = diagnose(Project.load(root))
+    report = doctor(Project.load(root))
     assert any("512 is 16x the model's 32" in w for w in report.training_warnings)
     project = Project.load(root)
     project.save_setting("project.resolution", 32)
     project.save_setting("dataset.bucket_step", 32)
-    assert main(["doctor", str(root)]) == 0
+    assert main(["doctor", str(root)]) == 1  # 32 px images are below min_resolution: problems
     assert "all 4 images land in one bucket, 32x32 (1:1)" in capsys.readouterr().out
 
 

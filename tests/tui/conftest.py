@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -68,3 +71,71 @@ async def settle(pilot, rounds: int = 5) -> None:
             if isinstance(r, WorkerFailed):
                 raise r
         await pilot.pause()
+
+
+T0 = 1_764_000_000.0  # every file and event time of the projects pictured in snapshots
+
+
+def freeze(root: Path) -> None:
+    """Every file and folder of the project at T0 (a linked model is left alone: it is the repository's)."""
+    for dirpath, dirnames, filenames in os.walk(root):  # os.walk never follows links into folders
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            if not p.is_symlink():
+                os.utime(p, (T0, T0))
+    os.utime(root, ns=(0, 0))
+
+
+MATRIX_SPEC = """
+[matrix]
+prompt = "{trigger}, {context}"
+controls = ["red hair, green outfit, beach"]
+steps = 20
+cfg = 1.5
+
+[axes]
+context = ["forest", "spaceship", "bar", "beach"]
+seed = [0, 1]
+
+[view]
+cols = ["seed"]
+"""
+
+
+@pytest.fixture
+def drawn_matrix(tmp_path) -> Project:
+    """The toy world's sample with a matrix of its base model, every cell 'drawn' and scored by the test.
+
+    (Here, not in the snapshot module: tests/toyworld/test_sample_tour_proof.py runs every test module
+    that names the sample in a toured checkout, and the pictures are not part of that check.)
+    """
+    from lorawb.matrix.folder import MatrixFolder
+    from lorawb.matrix.plan import plan_matrix
+    from lorawb.toyworld import check
+
+    root = check.copy_sample_project(tmp_path / "toy")
+    model = root / "models" / "toyworld-sd"
+    if model.is_symlink():  # the repository's model, linked: its path would be in every cell's id
+        target = model.resolve()
+        model.unlink()
+        shutil.copytree(target, model)
+    project = Project.load(root)
+    folder = MatrixFolder(project.matrices_dir / "tour").create()
+    folder.spec.write_text(MATRIX_SPEC)
+    plan = plan_matrix(folder, project)
+    colours = [(40, 120, 50), (30, 30, 60), (120, 70, 30), (230, 210, 140)]
+    cells, scores = [], []
+    for n, cell in enumerate(plan.layout.cells.values()):
+        Image.new("RGB", (32, 32), colours[n % 4]).save(folder.cell_png(cell.id))
+        row = {"type": "cell", "id": cell.id, "params": cell.params.as_dict(), "seconds_per_image": 0.41}
+        cells.append({**row, "device": "cpu", "batch": [cell.id], "time": T0})
+        value = {"identity": 0.25 + 0.05 * (n % 5), "prompt_following": 0.75 + 0.05 * (n % 3)}
+        if cell.is_control:
+            value = {"leak": 0.0, "prompt_following": 0.8}
+        scores.append({"type": "score", "id": cell.id, "scorer": "toy-world reader", **value, "time": T0})
+    folder.cells_log.write_text("".join(json.dumps(r) + "\n" for r in cells))
+    folder.scores_log.write_text("".join(json.dumps(r) + "\n" for r in scores))
+    (folder.events).write_text(json.dumps({"type": "status", "state": "finished", "time": T0}) + "\n")
+    freeze(project.root)
+    shutil.rmtree(project.root / ".lorawb", ignore_errors=True)
+    return Project.load(project.root)

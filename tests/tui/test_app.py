@@ -54,7 +54,11 @@ async def test_matrix_tab_lists_matrices_and_names_a_bad_spec(sample_like_projec
         table = app.query_one("#matrix-list", DataTable)
         assert table.row_count == 1
         row = table.get_row_at(0)
-        assert row[0] == "m1" and str(row[1]) == "invalid" and row[3] == "line 2: matrix.prompt: {context} has no axis"
+        assert (
+            str(row[0]) == "m1"
+            and str(row[2]) == "invalid"
+            and str(row[4]) == "line 2: matrix.prompt: {context} has no axis"
+        )
         assert "invalid matrix.toml" in str(app.query_one("#matrix-head").render())
 
 
@@ -62,7 +66,7 @@ async def test_command_palette_lists_tab_commands(sample_like_project):
     app = LorawbApp(sample_like_project)
     async with app.run_test(size=(80, 24)) as pilot:
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        assert "Go to Captions" in titles and "Cycle image mode" in titles
+        assert "Go to Captions (2)" in titles and "Cycle image mode (^g)" in titles
         await pilot.press("ctrl+p")
         await pilot.press(*"Go to Train")
         await pilot.press("enter")

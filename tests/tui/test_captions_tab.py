@@ -255,7 +255,7 @@ async def test_filter_query_and_palette(sample_like_project):
         await settle(pilot)
         assert listed(app) == 2  # a bad query is reported and changes nothing
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        assert "Captions: remove tag" in titles and "Captions: undo" in titles
+        assert "Captions: remove tag (b)" in titles and "Captions: undo (u)" in titles
         await pilot.press("ctrl+p", *"remove tag", "enter")
         await settle(pilot)
         assert isinstance(app.screen, BulkScreen)

@@ -21,19 +21,25 @@ def diff_text(screen: TagScreen) -> str:
     return str(screen.query_one("#tag-diff", Static).render())
 
 
+async def preview_inbox_replace(pilot) -> TagScreen:
+    """From Triage: the inbox, `a`, mode replace, F5: the dialog with its diff (nothing written yet)."""
+    await settle(pilot)
+    await pilot.press("i", "a")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, TagScreen)
+    screen.query_one("#tag-mode", Select).value = "replace"
+    await pilot.press("f5")
+    await settle(pilot)
+    return screen
+
+
 async def test_triage_tags_the_inbox_shows_the_diff_then_applies_and_undoes(sample: Project):
     inbox = sample.inbox_dir
     before = {p.name: p.read_bytes() for p in inbox.glob("*.txt")}
     app = LorawbApp(sample)
     async with app.run_test(size=(100, 32)) as pilot:
-        await settle(pilot)
-        await pilot.press("i", "a")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, TagScreen)
-        screen.query_one("#tag-mode", Select).value = "replace"
-        await pilot.press("f5")
-        await settle(pilot)
+        screen = await preview_inbox_replace(pilot)
         text = diff_text(screen)
         assert "+zkx_mira, red hair, forest, outlined, arms up" in text
         assert "+zkx_mira, green outfit, bar, flat, arms up" in text

@@ -296,16 +296,19 @@ async def test_no_image_is_opened_or_decoded_on_the_event_loop(tmp_path, decode_
 
 
 async def test_keys_are_handled_while_thumbnails_are_still_being_made(tmp_path, monkeypatch):
-    """Decoding is made slow (150 ms a thumbnail, one loader thread); each key must still be handled at once.
+    """Decoding is held back (one loader thread, blocked until the keys are done); every key is still handled.
 
-    Keys go straight into the app's queue (the Pilot's own waits would hide latency), and the
-    time until the cursor has moved is measured for each.
+    Keys go straight into the app's queue (the Pilot's own waits would hide a wait). A key that
+    waited for a thumbnail would never be handled while decoding is held; how long a key takes is
+    measured by bench/thumbs.py ("keys"), never asserted here.
     """
     project = build_project(tmp_path / "proj", n=40)
     real = thumbs_mod.make_thumbnail_png
 
+    held = threading.Event()
+
     def slow(path, size):
-        time.sleep(0.15)
+        held.wait(30)
         return real(path, size)
 
     monkeypatch.setattr(thumbs_mod, "make_thumbnail_png", slow)
@@ -324,23 +327,20 @@ async def test_keys_are_handled_while_thumbnails_are_still_being_made(tmp_path, 
             ("left", 1 + cols + page),
         ]
         plan += [("down", 1 + 2 * cols + page), ("home", 0), ("end", 39), ("up", 39 - cols)]
-        latencies = []
         for key, expected in plan:
             t0 = time.monotonic()
             app.post_message(events.Key(key, None))
             while grid.cursor != expected:
                 await asyncio.sleep(0.002)
-                assert time.monotonic() - t0 < 3, f"{key} not handled"
-            latencies.append(time.monotonic() - t0)
+                assert time.monotonic() - t0 < 30, f"{key} not handled"
         busy = not grid.painted.is_set()
         made_so_far = grid.stats["thumbs_made"]
+        held.set()
         await settle(pilot)
         assert app.current_image == f"{F}/img_{39 - cols:03d}.png"
         assert grid.painted.is_set()
-    # Every key was handled well within what decoding the newly shown cells would cost...
-    assert max(latencies) < 0.6, latencies  # decoding a screenful on the loop would take >= 0.9 s
-    # ...while the loader was still working through the thumbnails the keys scrolled past.
-    assert busy and made_so_far < 20
+    # Every key was handled while not one thumbnail could be made: none waited for decoding.
+    assert busy and made_so_far == 0
 
 
 async def test_palette_commands_and_unicode_grid_mode(sample_like_project):
@@ -349,10 +349,10 @@ async def test_palette_commands_and_unicode_grid_mode(sample_like_project):
         await settle(pilot)
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {
-            "Triage: reject",
-            "Triage: show flagged",
-            "Triage: sort by aspect",
-            "Triage: near-duplicate groups",
+            "Triage: reject (x)",
+            "Triage: show flagged (v)",
+            "Triage: sort by aspect (s)",
+            "Triage: near-duplicate groups (D)",
         } <= set(titles)
         await pilot.press("ctrl+p")
         await pilot.press(*"Triage: reject")

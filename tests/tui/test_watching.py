@@ -210,7 +210,7 @@ async def test_lorawb_toml_edits_runs_and_matrices_appear(sample_like_project):
         def cells_of(matrix_id: str) -> str | None:
             if matrix_id not in {str(k.value) for k in matrices.rows}:
                 return None
-            return str(matrices.get_row(matrix_id)[2])
+            return str(matrices.get_row(matrix_id)[3])  # matrix, run, state, cells
 
         await until(pilot, lambda: (cells_of("outside") or "").startswith("1/"), what="the new matrix listed")
         Image.new("RGB", (8, 8)).save(m / "cells" / "c1.png")

@@ -16,12 +16,11 @@ take theirs / compare dialog asks, and neither text is lost.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -29,23 +28,26 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import ContentSwitcher, DataTable, Static
 
-from lorawb.core import caption_history, caption_ops, layout
+from lorawb.core import caption_history, caption_ops
+from lorawb.core.caption_edit import Conflict, OpenCaption
 from lorawb.core.caption_ops import CaptionFile, Selection
 from lorawb.core.caption_stats import TagStats, tag_stats
-from lorawb.core.captions import Caption, leads_with_trigger
+from lorawb.core.caption_writes import CaptionWrites, keep_trigger_in_step
+from lorawb.core.captions import leads_with_trigger
 from lorawb.core.composition import Composition, PairTable, composition
-from lorawb.core.index import IndexSnapshot
+from lorawb.core.index import DATASET, IndexSnapshot
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 from lorawb.tui.messages import ConfigReloaded, DatasetChanged
+from lorawb.tui.palette import command
 from lorawb.tui.widgets.caption_editor import CaptionEditor
 from lorawb.tui.widgets.caption_list import CaptionList
-from lorawb.tui.widgets.caption_modals import OP_SPECS, BulkScreen, ConflictScreen, PromptScreen
+from lorawb.tui.widgets.caption_modals import OP_SPECS, BulkEdit, BulkScreen, ConflictScreen, PromptScreen
 from lorawb.tui.widgets.history_modal import HistoryScreen
 from lorawb.tui.widgets.image_view import ImageView
 from lorawb.tui.widgets.tag_modal import TagScreen, report_applied
-from lorawb.tui.window import window_author
-from lorawb.words import plural
+from lorawb.tui.workbench import Workbench, workbench
+from lorawb.words import fit_name, plural
 
 VIEWS = {"edit": "captions-edit", "tags": "captions-tags", "comp": "captions-comp"}
 FILTER_HELP = "filter: has:TAG  -has:TAG  text:WORDS  in:FOLDER  (empty: no filter)"
@@ -71,6 +73,7 @@ class Tables:
     comp: Composition | None
     problem: str | None = None
     unreadable: list[tuple[str, str]] | None = None  # (image, reason) among the listed images
+    list_is_dataset: bool = True  # the list shows dataset images (the composition is always the dataset's)
 
 
 class TagAction(Message):
@@ -132,11 +135,13 @@ class CaptionsTab(Vertical):
         self.marks: list[str] = []
         self.row_of: dict[str, int] = {}
         self.filter: Filter | None = None
+        self.dataset: list[CaptionFile] = []  # the dataset's captions: the composition's scope
+        self.vocabulary: list[str] = []  # every tag of the project's captions (dataset, inbox, reg)
+        self.list_is_dataset = True
         self.stats: TagStats | None = None
         self.comp: Composition | None = None
         self.pair_index = 0
-        self.current: str | None = None
-        self.base: CaptionFile | None = None  # the open caption as read from disk: the conflict reference
+        self.opened: OpenCaption | None = None  # the caption in the editor, as read: its rules are the core's
         self.conflicted = False
         self.unreadable: list[tuple[str, str]] = []
         self._conflict_open: str | None = None  # the caption whose conflict dialog is on screen
@@ -174,31 +179,70 @@ class CaptionsTab(Vertical):
         if self._stale:
             self.reload()
         else:
-            self._follow(getattr(self.app, "current_image", None))
+            self._follow(self.wb.current_image)
+
+    @property
+    def wb(self) -> Workbench:
+        return workbench(self)
+
+    def _trigger_changed(self) -> None:
+        """lorawb.toml's trigger was renamed here (the app's project holds it): every tab re-reads."""
+        self.wb.dataset_changed()
+        self._changed()
 
     def focus_target(self) -> CaptionList:
         return self.query_one(CaptionList)
 
     def commands(self) -> Iterable[SystemCommand]:
         """Command palette entries: every bulk operation (always through the preview), undo, the tables."""
+        c = self
         for key, spec in OP_SPECS.items():
-            yield SystemCommand(
-                f"Captions: {spec.title}", "preview, then apply to the captions listed", lambda k=key: self._palette(k)
+            yield command(
+                c,
+                f"Captions: {spec.title}",
+                "preview, then apply to the captions listed",
+                lambda k=key: self._palette(k),
+                "bulk",
             )
-        yield SystemCommand(
-            "Captions: auto-tag", "a local model proposes tags for the list; preview, then apply", self._palette_autotag
+        yield command(
+            c,
+            "Captions: auto-tag",
+            "a local model proposes tags for the list; preview, then apply",
+            self._palette_autotag,
+            "autotag",
         )
-        yield SystemCommand("Captions: undo", "undo the last caption edit or operation", self._palette_undo)
-        yield SystemCommand("Captions: redo", "redo the last undone caption operation", self._palette_redo)
-        yield SystemCommand(
-            "Captions: history", "every caption change, by whom; undo one made elsewhere", self._palette_history
+        yield command(c, "Captions: undo", "undo this window's last caption change", self._palette_undo, "undo")
+        yield command(c, "Captions: redo", "redo this window's last undone change", self._palette_redo, "redo")
+        yield command(
+            c,
+            "Captions: history",
+            "every caption change, by whom; undo one made elsewhere",
+            self._palette_history,
+            "history",
         )
-        yield SystemCommand("Captions: tag frequency", "the tags of the list, most frequent first", self._palette_tags)
-        yield SystemCommand("Captions: composition", "tag groups x groups, gaps highlighted", self._palette_comp)
+        yield command(
+            c,
+            "Captions: tag frequency",
+            "the tags of the list, most frequent first",
+            self._palette_tags,
+            "view('tags')",
+        )
+        yield command(
+            c,
+            "Captions: composition",
+            "the dataset's tag groups x groups, gaps highlighted",
+            self._palette_comp,
+            "view('comp')",
+        )
+        yield command(
+            c, "Captions: edit", "the caption of the selected image", lambda: self._palette_view("edit"), "view('edit')"
+        )
+        yield command(c, "Captions: filter", "has:TAG -has:TAG text:WORDS in:FOLDER", self._palette_filter, "filter")
+        yield command(c, "Captions: revert", "drop the unsaved edit", self.action_revert, "revert")
 
     def _show_me(self) -> None:
-        if getattr(self.app, "active_tab", "captions") != "captions":
-            self.app.action_show_tab("captions")  # type: ignore[attr-defined]
+        if self.wb.active_tab != "captions":
+            self.wb.show_tab("captions")
 
     def _palette(self, key: str) -> None:
         self._show_me()
@@ -225,12 +269,19 @@ class CaptionsTab(Vertical):
         self.action_view("tags")
 
     def _palette_comp(self) -> None:
+        self._palette_view("comp")
+
+    def _palette_view(self, name: str) -> None:
         self._show_me()
-        self.action_view("comp")
+        self.action_view(name)
+
+    def _palette_filter(self) -> None:
+        self._show_me()
+        self.action_filter()
 
     # --- loading --------------------------------------------------------------------------
     def _visible(self) -> bool:
-        return getattr(self.app, "active_tab", "captions") == "captions"
+        return self.wb.active_tab == "captions"
 
     def _changed(self) -> None:
         self._stale = True
@@ -244,32 +295,34 @@ class CaptionsTab(Vertical):
 
     def _snapshot(self) -> IndexSnapshot | None:
         """The app's index as it is now; None before its first scan (then the disk is read)."""
-        index = getattr(self.app, "index", None)
-        if index is None:
-            return None
-        snap = index.snapshot()
+        snap = self.wb.index.snapshot()
         return snap if snap.facts else None
 
     @work(thread=True, exclusive=True, group="captions-load")
     def reload(self) -> None:
         """The captions of the list (the Triage tab's, else the whole dataset), from the index; then the tables."""
         root = self.project.root
-        wanted = list(getattr(self.app, "image_list", ()) or ())
+        wanted = list(self.wb.image_list)
         try:
             snap = self._snapshot()
             if snap is not None:
                 loaded = caption_ops.captions_of(root, snap, wanted or None)
-            elif wanted:
-                loaded = caption_ops.read_captions(root, wanted)
+                dataset = caption_ops.captions_of(root, snap, None)
+                others = [caption_ops.caption_file_of(root, f) for f in snap.images(None) if f.area != DATASET]
             else:
-                loaded = caption_ops.load_captions(self.project)
+                dataset = caption_ops.load_captions(self.project)
+                loaded = caption_ops.read_captions(root, wanted) if wanted else dataset
+                others = [cf for cf in loaded if not cf.image.startswith(DATASET + "/")] if wanted else []
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
         files = {cf.image: cf for cf in loaded}
         order = [rel for rel in wanted if rel in files] if wanted else [cf.image for cf in loaded]
-        tables = self._compute(files, order, self.filter)
-        self.app.call_from_thread(self._loaded, files, order, tables)
+        in_dataset = {cf.image for cf in dataset}
+        list_is_dataset = all(rel in in_dataset for rel in order)
+        vocabulary = tag_stats(dataset + others, self.project.trigger).vocabulary()
+        tables = self._compute(files, order, self.filter, dataset, vocabulary, list_is_dataset)
+        self.app.call_from_thread(self._loaded, files, order, tables, dataset)
 
     def on_dataset_changed(self, msg: DatasetChanged) -> None:
         """Files changed on disk (the index already has it): follow a move of the open image, settle
@@ -287,40 +340,57 @@ class CaptionsTab(Vertical):
     def on_config_reloaded(self, msg: ConfigReloaded) -> None:
         self._changed()  # the trigger or the tag groups may have changed
 
-    def _compute(self, files: dict[str, CaptionFile], order: list[str], flt: Filter | None) -> Tables:
-        everything = [files[rel] for rel in order]
-        shown = everything
+    def _filtered(self, cfs: list[CaptionFile], flt: Filter | None) -> list[CaptionFile]:
+        """``cfs`` narrowed by the tab's filter (LorawbError for a filter that cannot be applied)."""
+        if flt is None:
+            return cfs
+        if flt.selection is not None:
+            cfs = flt.selection.select(self.project, cfs)
+        if flt.members is not None:
+            cfs = [cf for cf in cfs if cf.image in flt.members]
+        return cfs
+
+    def _compute(
+        self,
+        files: dict[str, CaptionFile],
+        order: list[str],
+        flt: Filter | None,
+        dataset: list[CaptionFile],
+        vocabulary: list[str],
+        list_is_dataset: bool,
+    ) -> Tables:
+        """The list as filtered and its tag table; the composition of the dataset (filtered alike),
+        whatever the list shows; completion from every caption of the project."""
+        shown = [files[rel] for rel in order]
         problem = None
-        if flt is not None:
-            try:
-                if flt.selection is not None:
-                    shown = flt.selection.select(self.project, shown)
-                if flt.members is not None:
-                    shown = [cf for cf in shown if cf.image in flt.members]
-            except LorawbError as exc:
-                problem = str(exc)
-        trigger = self.project.trigger
-        stats = tag_stats(shown, trigger)
-        vocabulary = tag_stats(everything, trigger).vocabulary() if shown is not everything else stats.vocabulary()
+        comp_files = dataset
+        try:
+            shown = self._filtered(shown, flt)
+            comp_files = self._filtered(dataset, flt)
+        except LorawbError as exc:
+            problem = str(exc)
+        stats = tag_stats(shown, self.project.trigger)
         comp = None
         if self.project.config.tags.groups:
             try:
-                comp = composition(shown, self.project.config.tags.groups)
+                comp = composition(comp_files, self.project.config.tags.groups)
             except LorawbError:
                 comp = None
         marks = [self._mark(cf) for cf in shown]
         unreadable = [(cf.image, cf.image_error) for cf in shown if cf.image_error is not None]
-        return Tables([cf.image for cf in shown], marks, stats, vocabulary, comp, problem, unreadable)
+        return Tables([cf.image for cf in shown], marks, stats, vocabulary, comp, problem, unreadable, list_is_dataset)
 
-    def _loaded(self, files: dict[str, CaptionFile], order: list[str], tables: Tables) -> None:
+    def _loaded(
+        self, files: dict[str, CaptionFile], order: list[str], tables: Tables, dataset: list[CaptionFile]
+    ) -> None:
         self._stale = False
-        self.files, self.order = files, order
+        self.files, self.order, self.dataset = files, order, dataset
         self._apply_tables(tables)
 
     @work(thread=True, exclusive=True, group="captions-load")
     def refilter(self) -> None:
         """The filter changed: recompute from the captions already read (no disk)."""
-        tables = self._compute(self.files, self.order, self.filter)
+        tables = self._compute(self.files, self.order, self.filter, self.dataset, self.vocabulary, self.list_is_dataset)
         self.app.call_from_thread(self._apply_tables, tables)
 
     def _apply_tables(self, tables: Tables) -> None:
@@ -332,11 +402,12 @@ class CaptionsTab(Vertical):
         self.stats = tables.stats
         self.comp = tables.comp
         self.unreadable = tables.unreadable or []
+        self.vocabulary, self.list_is_dataset = tables.vocabulary, tables.list_is_dataset
         self.query_one(CaptionEditor).set_vocabulary(tables.vocabulary)
         # Keep the open caption when it is still listed; else the app's selection; else its neighbour.
         wanted = self.current if self.current in tables.shown else None
         if wanted is None:
-            app_sel = getattr(self.app, "current_image", None)
+            app_sel = self.wb.current_image
             if app_sel in tables.shown and app_sel != self.current:
                 wanted = app_sel
             elif self.shown:
@@ -395,22 +466,24 @@ class CaptionsTab(Vertical):
         if comp is None:
             head.update(Text('No tag groups: add [tags.groups] to lorawb.toml, e.g. context = ["forest", "bar"].'))
             return
-        missing = " · ".join(f"{len(v)} name no {g}" for g, v in comp.missing.items())
+        scope = f"the dataset's {plural(comp.total, 'caption')}" + (
+            f" (filter: {self.filter.label})" if self.filter else ""
+        )
+        if not self.list_is_dataset:
+            scope += ", not the list's"
+        lacking = [f"{plural(len(v), 'caption')} name no {g}" for g, v in comp.missing.items() if v]
+        missing = " · ".join(lacking) or "all name a " + ", a ".join(comp.missing)
         if pair is None:
-            head.update(Content(f"{plural(comp.total, 'caption')} · {missing} (one group only: no pairs)"))
+            head.update(Content(f"{scope} · {missing} (one group only: no pairs)"))
             return
         variables = self.app.get_css_variables()
         empty_style = f"bold {variables.get('conflict', 'red')}"
         thin_style = variables.get("flagged", "yellow")
-        more = (
-            f" · p: next pair ({self.pair_index % len(comp.pairs) + 1}/{len(comp.pairs)})"
-            if len(comp.pairs) > 1
-            else ""
-        )
+        more = f" · p: pair {self.pair_index % len(comp.pairs) + 1}/{len(comp.pairs)}" if len(comp.pairs) > 1 else ""
         head.update(
-            Content(f"{pair.rows} × {pair.cols} · {missing} · thin below {pair.threshold}{more}").append(
-                Content.styled("   enter: filter", "$text-muted")
-            )
+            Content(
+                f"{pair.rows} × {pair.cols} · {scope} · {missing} · ? thin (under {pair.threshold}), ! none"
+            ).append(Content.styled(f"{more} · enter: filter", "$text-muted"))
         )
         table.add_column(Text(f"{pair.rows}\\{pair.cols}"), key="__row__")
         for c in pair.col_values:
@@ -507,8 +580,8 @@ class CaptionsTab(Vertical):
         if not self._open(rel):
             self._move_cursor(self.current)  # the edit could not be saved: stay on it
             return
-        if getattr(self.app, "current_image", None) != rel:
-            self.app.select_image(rel)  # type: ignore[attr-defined]
+        if self.wb.current_image != rel:
+            self.wb.select_image(rel)
 
     @on(CaptionList.Selected)
     def _row_selected(self) -> None:
@@ -528,13 +601,29 @@ class CaptionsTab(Vertical):
         if rel is not None and rel in self.row_of:
             self.query_one(CaptionList).move_to(self.row_of[rel])
 
-    def _body(self, cf: CaptionFile | None) -> str:
-        return (cf.text or "").strip() if cf else ""
+    @property
+    def current(self) -> str | None:
+        """The image whose caption is open (relative to the project)."""
+        return self.opened.image if self.opened else None
+
+    @property
+    def base(self) -> CaptionFile | None:
+        """The open caption as read from disk: the conflict reference."""
+        return self.opened.base if self.opened else None
 
     def _dirty(self) -> bool:
-        if self.current is None:
-            return False
-        return self.query_one(CaptionEditor).text.strip() != self._body(self.base)
+        return self.opened is not None and self.opened.dirty(self.query_one(CaptionEditor).text)
+
+    def _show_text(self, keep_cursor: bool = False) -> None:
+        """The open caption into the editor (the cursor at its end, or where it was)."""
+        editor = self.query_one(CaptionEditor)
+        row, col = editor.cursor_location
+        editor.load_text(self.opened.body if self.opened else "")
+        if keep_cursor:
+            row = min(row, editor.document.line_count - 1)
+            editor.move_cursor((row, min(col, len(editor.document.get_line(row)))))
+        else:
+            editor.move_cursor(editor.document.end)
 
     def _open(self, rel: str | None, *, force: bool = False) -> bool:
         """Show ``rel`` in the editor (saving the open caption first). False when that save hit a conflict."""
@@ -542,34 +631,25 @@ class CaptionsTab(Vertical):
             return True
         if rel != self.current and self._dirty() and not self._save():
             return False
-        editor = self.query_one(CaptionEditor)
-        self.current = rel
         self.conflicted = False
         if rel is None:
-            self.base = None
-            editor.load_text("")
+            self.opened = None
+            self._show_text()
             self.query_one(ImageView).show(None)
         else:
-            path = self.project.root / rel
             try:
-                self.base = caption_ops.read_caption(self.project.root, path)
+                self.opened = OpenCaption.open(self.project, rel)
             except LorawbError as exc:
                 self.notify(str(exc), severity="error")
-                self.base = None
-            editor.load_text(self._body(self.base))
-            editor.move_cursor(editor.document.end)
-            self.query_one(ImageView).show(path)
+                self.opened = OpenCaption(self.project, rel, None)
+            self._show_text()
+            self.query_one(ImageView).show(self.project.root / rel)
         self._file_label()
         return True
 
     @on(CaptionEditor.Changed)
     def _editor_changed(self) -> None:
         self._file_label()
-
-    @on(CaptionEditor.Leave)
-    def _editor_left(self) -> None:
-        if self._save():
-            self.query_one(CaptionList).focus()
 
     @on(CaptionEditor.Submitted)
     def _editor_submitted(self) -> None:
@@ -578,6 +658,14 @@ class CaptionsTab(Vertical):
         else:
             self.action_step(1)
 
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        if isinstance(event.widget, CaptionEditor):
+            self._show_candidates(event.widget.candidates, event.widget.candidate_index)
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        if isinstance(event.widget, CaptionEditor):
+            self._show_candidates([])
+
     @on(CaptionEditor.Candidates)
     def _candidates(self, event: CaptionEditor.Candidates) -> None:
         self._show_candidates(event.candidates, event.index)
@@ -585,7 +673,13 @@ class CaptionsTab(Vertical):
     def _show_candidates(self, candidates: list[str], index: int = 0) -> None:
         out = self.query_one("#captions-candidates", Static)
         if not candidates:
-            out.update(Content.styled("tab: complete · enter: save, next · esc: back to list", "$text-muted"))
+            editing = self.query_one(CaptionEditor).has_focus
+            hint = (
+                "editing: keys type here · tab: complete · enter: save, next · esc: done"
+                if editing
+                else "e or enter: edit (then keys type into the caption until esc)"
+            )
+            out.update(Content.styled(hint, "$text-muted"))
             return
         parts = [Content.styled("tab→ ", "$text-muted")]
         for i, c in enumerate(candidates):
@@ -609,7 +703,12 @@ class CaptionsTab(Vertical):
             state = Content.styled("no caption file yet", "$text-muted")
         else:
             state = Content.styled("saved", "$text-muted")
-        label.update(Content.assemble(state, Content(" · " + name)))  # the state first: a long name never hides it
+        # The state first, then the name fitted to what is left (its start and end kept): neither is ever lost.
+        room = label.size.width - len(state.plain) - 3 if label.size.width else len(name)
+        label.update(Content.assemble(state, Content(" · " + fit_name(name, max(8, room)))))
+
+    def on_resize(self) -> None:
+        self._file_label()
 
     def _status(self) -> None:
         """The one count: images listed (readable or not), captioned ones, the unreadable ones named."""
@@ -629,160 +728,107 @@ class CaptionsTab(Vertical):
             parts.append(f"{len(self.unreadable)} unreadable: {first}{more}")
         status.update(Content(" · ".join(parts)))
 
-    def _new_text(self) -> str:
-        """The editor's text with the whitespace the file had around its caption (a trailing newline)."""
-        edited = self.query_one(CaptionEditor).text.strip()
-        old = (self.base.text if self.base else None) or ""
-        cap = Caption.parse(old)
-        return (cap.lead + edited + cap.trail) if old.strip() else edited
-
     def _save(self) -> bool:
-        """Write the open caption if it changed. False (and the conflict dialog) when it changed on disk."""
-        if self.current is None or self.base is None or not self._dirty():
+        """Write the open caption if it changed (the core's rules). False, and the conflict dialog, when it
+        changed on disk since it was read."""
+        opened = self.opened
+        if opened is None:
             return True
-        rel, mine = self.current, self._new_text()
         try:
             # One small file, written here and now: the next read (moving back to it) must see it.
-            cs = caption_ops.edit_changeset(self.project, self.base, mine)
-            result = caption_history.apply_changeset(self.project, cs, window_author(self.app))
+            outcome = opened.save(self.query_one(CaptionEditor).text, self._writes(), self.wb.author)
         except LorawbError as exc:
             self.notify(str(exc), severity="error")
             return False
-        if result.conflicts:
+        if isinstance(outcome, Conflict):
             self.conflicted = True
             self._file_label()
-            theirs = self._read_now(rel)
-            if self._conflict_open == rel:
-                return False  # the watcher's dialog for this very change is on screen
-            self._conflict_open = rel
-            screen = ConflictScreen(
-                result.conflicts[0].rel, mine, theirs.text if theirs else None, result.conflicts[0].reason
-            )
-            self.app.push_screen(screen, lambda choice: self._resolve(rel, mine, choice))
+            if self._conflict_open != opened.image:  # else the watcher's dialog for this very change is up
+                self._ask(opened.image, outcome)
             return False
-        self._saved(rel)
+        if outcome.result is not None:
+            self._saved()
         return True
 
-    def _caption_rel(self, cf: CaptionFile | None, rel: str) -> str:
-        """The caption file of image ``rel``, relative to the project (what a conflict dialog names)."""
-        if cf is not None and cf.image == rel:
-            return caption_ops.rel_to(self.project.root, cf.file)
-        return caption_ops.rel_to(self.project.root, layout.caption_path_for(self.project.root / rel))
+    def _ask(self, rel: str, conflict: Conflict) -> None:
+        """The keep mine / take theirs / compare dialog for the open caption."""
+        self._conflict_open = rel
+        screen = ConflictScreen(conflict.caption, conflict.mine, conflict.theirs, conflict.reason)
+        self.app.push_screen(screen, lambda choice: self._resolve(rel, conflict.mine, choice))
 
-    def _read_now(self, rel: str) -> CaptionFile | None:
-        try:
-            return caption_ops.read_caption(self.project.root, self.project.root / rel)
-        except LorawbError as exc:
-            self.notify(str(exc), severity="error")
-            return None
-
-    def _saved(self, rel: str) -> None:
-        self._tell_index([rel] + ([self.base.file] if self.base is not None else []))
-        fresh = self._read_now(rel)
-        if fresh is not None:
+    def _saved(self) -> None:
+        """The open caption was written: its row, the other tabs."""
+        if self.opened is not None and self.opened.base is not None:
+            rel, fresh = self.opened.image, self.opened.base
             self.files[rel] = fresh
-            if rel == self.current:
-                self.base = fresh
             if rel in self.row_of:
                 self.query_one(CaptionList).set_mark(self.row_of[rel], self._mark(fresh))
         self.conflicted = False
         self._file_label()
         self._announce_write()
 
-    def _tell_index(self, rels: list[str]) -> None:
-        """Our own write: the shared index learns it now (the watcher then finds nothing new to report).
+    def _writes(self) -> CaptionWrites:
+        """Every caption write of this tab: through the core's one writer, which tells the app's index
+        (the watcher then finds nothing new to report); a failed index update is said, never silent."""
+        writes = self.wb.caption_writes()
+        writes.on_problem = self._index_problem
+        return writes
 
-        ``rels``: caption files (or images) written, relative to the project folder.
-        """
-        index = getattr(self.app, "index", None)
-        if index is None:
-            return
-        paths = [self.project.root / rel for rel in rels]
-        try:
-            index.update(paths)
-        except (LorawbError, OSError, sqlite3.Error) as exc:
-            message = f"index not updated (ctrl+r rescans): {exc}"
-            try:  # from a worker thread...
-                self.app.call_from_thread(self.notify, message, severity="warning", markup=False)
-            except RuntimeError:  # ...or from the app's own
-                self.notify(message, severity="warning", markup=False)
+    def _index_problem(self, message: str) -> None:
+        try:  # from a worker thread...
+            self.app.call_from_thread(self.notify, message, severity="warning", markup=False)
+        except RuntimeError:  # ...or from the app's own
+            self.notify(message, severity="warning", markup=False)
 
     def _follow_move(self, new_rel: str) -> None:
         """The open image was moved (into rejected/, another folder) by another program: follow it, edit kept."""
-        old = self.current
-        self.current = new_rel
-        if self.base is not None and old is not None:
-            moved = self._read_now(new_rel)
-            if moved is not None and moved.text == self.base.text:
-                self.base = moved  # the same caption under its new name: an unsaved edit stays unsaved
-            else:
-                self._changed_outside(new_rel)
+        if self.opened is not None and not self.opened.moved_to(new_rel):
+            self._changed_outside(new_rel)
         self.query_one(ImageView).show(self.project.root / new_rel)
         self._file_label()
 
     def _changed_outside(self, rel: str) -> None:
         """Another program changed (or deleted) the open caption: reload it, or ask when there is an unsaved edit."""
-        theirs = self._read_now(rel)
-        image_gone = not (self.project.root / rel).exists()
-        if self.base is not None and theirs is not None and theirs.text == self.base.text and not image_gone:
-            return  # touched, or rewritten with the same text
-        name = rel.rsplit("/", 1)[-1]
-        if not self._dirty():
-            if image_gone:
-                return  # the list re-read moves to its neighbour
-            self.base = theirs
-            editor = self.query_one(CaptionEditor)
-            editor.load_text(self._body(theirs))
-            editor.move_cursor(editor.document.end)
-            self._file_label()
-            self.notify(f"{name}: caption changed on disk, reloaded", timeout=4, markup=False)
+        if self.opened is None or self.opened.image != rel:
             return
-        if self._conflict_open == rel:
-            return  # the dialog on screen shows it; compare re-reads
-        self.conflicted = True
-        self._file_label()
-        mine = self._new_text()
-        gone = theirs is None or theirs.text is None
-        reason = "deleted on disk by another program" if gone else "changed on disk by another program"
-        self._conflict_open = rel
-        caption_rel = self._caption_rel(theirs if theirs is not None else self.base, rel)
-        screen = ConflictScreen(caption_rel, mine, None if gone else theirs.text, reason)  # type: ignore[union-attr]
-        self.app.push_screen(screen, lambda choice: self._resolve(rel, mine, choice))
+        outside = self.opened.changed_outside(self.query_one(CaptionEditor).text)
+        if outside.kind == "reloaded":
+            self._show_text()
+            self._file_label()
+            self.notify(f"{rel.rsplit('/', 1)[-1]}: caption changed on disk, reloaded", timeout=4, markup=False)
+        elif outside.conflict is not None and self._conflict_open != rel:  # else the dialog on screen shows it
+            self.conflicted = True
+            self._file_label()
+            self._ask(rel, outside.conflict)
 
     def _announce_write(self) -> None:
         """Tell the other tabs (dataset_version) without re-reading everything here for our own edit."""
-        self._own_version = getattr(self.app, "dataset_version", 0) + 1
-        if hasattr(self.app, "dataset_changed"):
-            self.app.dataset_changed()
+        self._own_version = self.wb.dataset_version + 1
+        self.wb.dataset_changed()
 
     def _resolve(self, rel: str, mine: str, choice: str | None) -> None:
         self._conflict_open = None
         if rel != self.current:
             return
         editor = self.query_one(CaptionEditor)
-        if choice == "theirs":
-            self.base = self._read_now(rel)
-            self.conflicted = False
-            editor.load_text(self._body(self.base))
-            self.notify(f"{rel}: took the version on disk")
-        elif choice == "mine":
-            fresh = self._read_now(rel)
-            if fresh is None:
-                return
-            self.base = fresh  # deliberately over what is on disk now; undo gives theirs back
-            cs = caption_ops.edit_changeset(self.project, fresh, mine)
-            result = caption_history.apply_changeset(self.project, cs, window_author(self.app))
-            if result.conflicts:  # changed yet again in between: ask again
-                self._conflict_open = rel
-                self.app.push_screen(
-                    ConflictScreen(
-                        result.conflicts[0].rel, mine, self._body(self._read_now(rel)), result.conflicts[0].reason
-                    ),
-                    lambda c: self._resolve(rel, mine, c),
-                )
-                return
-            self._saved(rel)
-            self.notify(f"{rel}: kept yours (u undoes it)")
+        opened = self.opened
+        assert opened is not None
+        try:
+            if choice == "theirs":
+                opened.take_theirs()
+                self.conflicted = False
+                self._show_text()
+                self.notify(f"{rel}: took the version on disk")
+            elif choice == "mine":
+                outcome = opened.keep_mine(mine, self._writes(), self.wb.author)  # over what is on disk now
+                if isinstance(outcome, Conflict):  # changed yet again in between: ask again
+                    self._ask(rel, outcome)
+                    return
+                self._saved()
+                self.notify(f"{rel}: kept yours (u undoes it)")
+        except LorawbError as exc:
+            self.notify(str(exc), severity="error")
+            return
         self._file_label()
         editor.focus()
 
@@ -811,8 +857,13 @@ class CaptionsTab(Vertical):
             self._open(self.current, force=True)
 
     def _revert_now(self) -> None:
-        self.base = self._read_now(self.current) if self.current else None
-        self.query_one(CaptionEditor).load_text(self._body(self.base))
+        if self.opened is not None:
+            try:
+                self.opened.take_theirs()  # the caption as it is on disk now
+            except LorawbError as exc:
+                self.notify(str(exc), severity="error")
+                return
+        self._show_text(keep_cursor=True)
         self._file_label()
         self.notify("reverted to the caption on disk", timeout=2)
 
@@ -854,18 +905,21 @@ class CaptionsTab(Vertical):
         scopes = [(label, list(self.shown)), ("this image", [self.current] if self.current else [])]
         self.app.push_screen(TagScreen(self.project, scopes), lambda r: report_applied(self, r))
 
-    def _bulk_chosen(self, cs: caption_ops.ChangeSet | None) -> None:
-        if cs is not None:
-            self._apply(cs)
+    def _bulk_chosen(self, chosen: BulkEdit | None) -> None:
+        if chosen is not None:
+            self._apply(chosen.changeset, chosen.operation)
 
     @work(thread=True, exclusive=True, group="captions-write")
-    def _apply(self, cs: caption_ops.ChangeSet) -> None:
+    def _apply(self, cs: caption_ops.ChangeSet, op: caption_ops.Operation | None = None) -> None:
         try:
-            result = caption_history.apply_changeset(self.project, cs, window_author(self.app))
+            result = self._writes().apply(cs, self.wb.author)
+            note = keep_trigger_in_step(self.project, op, result.written)  # as `lorawb captions rename-trigger`
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
-        self._tell_index([c.rel for c in cs.changes])
+        if note:
+            self.app.call_from_thread(self.notify, f"lorawb.toml: {note}", timeout=6, markup=False)
+            self.app.call_from_thread(self._trigger_changed)
         self.app.call_from_thread(self._after_write, [result], "changed", cs)
 
     def action_undo(self) -> None:
@@ -880,16 +934,15 @@ class CaptionsTab(Vertical):
     @work(thread=True, exclusive=True, group="captions-write")
     def _history(self, undo: bool) -> None:
         try:
-            me = window_author(self.app)
-            step = caption_history.undo if undo else caption_history.redo
-            results = step(self.project, author=me)
+            me = self.wb.author
+            writes = self._writes()
+            results = writes.undo(author=me) if undo else writes.redo(author=me)
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
         if not results:
             self.app.call_from_thread(self.notify, self._nothing_to(undo, me), timeout=4, markup=False)
             return
-        self._tell_index([w for r in results for w in r.written])
         self.app.call_from_thread(self._after_write, results, "restored" if undo else "rewrote")
 
     def _nothing_to(self, undo: bool, me: str) -> str:
@@ -910,7 +963,7 @@ class CaptionsTab(Vertical):
         """Every change set (by whom, when); one made elsewhere is undone from here, its diff shown first."""
         if not self._save():
             return
-        self.app.push_screen(HistoryScreen(self.project, window_author(self.app)), self._history_chosen)
+        self.app.push_screen(HistoryScreen(self.project, self.wb.author), self._history_chosen)
 
     def _history_chosen(self, op_id: int | None) -> None:
         if op_id is not None:
@@ -919,11 +972,10 @@ class CaptionsTab(Vertical):
     @work(thread=True, exclusive=True, group="captions-write")
     def _undo_op(self, op_id: int) -> None:
         try:
-            result = caption_history.undo_op(self.project, op_id, author=window_author(self.app))
+            result = self._writes().undo_op(op_id, author=self.wb.author)
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
-        self._tell_index(result.written)
         self.app.call_from_thread(self._after_write, [result], "restored")
 
     # --- leaving with an unsaved edit (the app asks: save / discard / cancel) ---------------------------
@@ -931,7 +983,7 @@ class CaptionsTab(Vertical):
         """The caption file name of the open caption when it has an unsaved edit; None when there is none."""
         if self.current is None or not self._dirty():
             return None
-        return self._caption_rel(self.base, self.current).rsplit("/", 1)[-1]
+        return self.opened.caption_rel.rsplit("/", 1)[-1] if self.opened else None
 
     def save_before_leaving(self) -> bool:
         """Save the open caption now. False when it changed on disk (the conflict dialog then asks)."""
@@ -955,7 +1007,4 @@ class CaptionsTab(Vertical):
                     severity="warning",
                     timeout=10,
                 )
-        if hasattr(self.app, "dataset_changed"):
-            self.app.dataset_changed()  # our own reload comes with it: the files changed under the list
-        else:
-            self.reload()
+        self.wb.dataset_changed()  # our own reload comes with it: the files changed under the list

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,11 @@ from lorawb.matrix.cells import Grid, View, move_axis
 from lorawb.matrix.folder import MatrixFolder, list_matrices
 from lorawb.matrix.report import Report, load_report
 from lorawb.tui.messages import MatricesChanged
+from lorawb.tui.palette import command
 from lorawb.tui.widgets.image_grid import DENSITIES, GridItem
 from lorawb.tui.widgets.matrix_grid import MatrixGrid, MatrixHeader
 from lorawb.tui.widgets.matrix_modals import CellZoomScreen, NewMatrixScreen
-from lorawb.tui.window import window_author
+from lorawb.tui.workbench import workbench
 from lorawb.words import plural
 
 POLL_INTERVAL = 0.5
@@ -48,6 +49,7 @@ STATE_STYLES = {
     "starting": "green",
     "finished": "cyan",
     "stopped": "yellow",
+    "stopping…": "bold yellow",
     "failed": "bold red",
     "dead": "red",
     "new": "dim",
@@ -62,6 +64,13 @@ class ListRow:
     done: int
     total: int | None
     note: str  # the recommendation, or what is wrong with the spec
+    run: str = ""  # the run whose checkpoints it tests
+
+
+def run_label(run_id: str) -> str:
+    """A run id short enough for the list, still telling two runs of one name apart: '035213-zkx_mira'."""
+    parts = run_id.split("-", 1)
+    return parts[1] if len(parts) == 2 and parts[0].isdigit() and len(parts[0]) == 8 else run_id
 
 
 def _stamp(folder: MatrixFolder) -> tuple:
@@ -74,6 +83,7 @@ def _stamp(folder: MatrixFolder) -> tuple:
         except OSError:
             parts.append(None)
     parts.append(folder.is_alive())
+    parts.append(folder.stop_requested())
     return tuple(parts)
 
 
@@ -86,20 +96,22 @@ def _mtime(path: Path) -> tuple[int, int] | None:
 
 
 class MatrixTab(Vertical):
+    # The footer shows what the tour uses (new, draw, zoom, rate, promote, pages, scores); the palette
+    # (ctrl+p) lists every key, each with its key.
     BINDINGS = [
-        Binding("m", "view('list')", "Matrices"),
+        Binding("m", "view('list')", "Matrices", show=False),
         Binding("o", "view('grid')", "Grid", show=False),
         Binding("t", "view('scores')", "Scores"),
         Binding("n", "new", "New"),
-        Binding("g", "generate", "Generate"),
-        Binding("s", "stop", "Stop"),
-        Binding("e", "export", "Export"),
-        Binding("enter", "zoom", "Zoom", show=False),
-        Binding("c", "axis('cols', 1)", "Cols"),
+        Binding("g", "generate", "Draw"),
+        Binding("s", "stop", "Stop", show=False),
+        Binding("e", "export", "Export", show=False),
+        Binding("enter", "zoom", "Zoom"),
+        Binding("c", "axis('cols', 1)", "Cols", show=False),
         Binding("C", "axis('cols', -1)", "Prev cols axis", show=False),
-        Binding("z", "axis('pages', 1)", "Pages"),
+        Binding("z", "axis('pages', 1)", "Pages", show=False),
         Binding("Z", "axis('pages', -1)", "Prev page axis", show=False),
-        Binding("right_square_bracket", "page(1)", "Next page", show=False),
+        Binding("right_square_bracket", "page(1)", "Page"),
         Binding("left_square_bracket", "page(-1)", "Prev page", show=False),
         Binding("y", "rate('good')", "Good"),
         Binding("x", "rate('bad')", "Bad"),
@@ -107,6 +119,7 @@ class MatrixTab(Vertical):
         Binding("p", "promote", "Promote"),
         Binding("P", "promote_good", "Promote good", show=False),
         Binding("r", "reload", "Reload", show=False),
+        Binding("v", "compare", "Compare runs", show=False),
     ]
 
     class Polled(Message):
@@ -141,7 +154,7 @@ class MatrixTab(Vertical):
             with TabPane("Matrices", id="mv-list"):
                 yield DataTable(id="matrix-list", cursor_type="row", zebra_stripes=True)
                 yield Static(
-                    "enter: open · n: new matrix from the latest run · g: generate · lorawb matrix … does the same",
+                    "enter: open · n: new · g: draw · v: compare runs · `lorawb matrix` does the same",
                     id="matrix-list-help",
                     classes="muted",
                 )
@@ -153,9 +166,13 @@ class MatrixTab(Vertical):
                 yield Static("", id="matrix-scorer")
                 yield DataTable(id="matrix-scores", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="matrix-rec")
+            with TabPane("Compare", id="mv-compare"):
+                yield Static("v: this matrix beside the same spec over another run", id="matrix-compare-head")
+                yield DataTable(id="matrix-compare", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="matrix-compare-rec")
 
     def on_mount(self) -> None:
-        self.query_one("#matrix-list", DataTable).add_columns("matrix", "state", "cells", "recommendation")
+        self.query_one("#matrix-list", DataTable).add_columns("matrix", "run", "state", "cells", "recommendation")
         self.query_one("#matrix-scores", DataTable).add_columns(
             "checkpoint", "weight", "cells", "identity", "prompt", "leak", "nearest", "copies"
         )
@@ -170,14 +187,62 @@ class MatrixTab(Vertical):
             return self.query_one(MatrixGrid)
         if pane == "mv-scores":
             return self.query_one("#matrix-scores")
+        if pane == "mv-compare":
+            return self.query_one("#matrix-compare")
         return self.query_one("#matrix-views", TabbedContent).query_one(Tabs)
 
     def commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Matrix: new matrix", "Checkpoints × weights × prompts × seeds of a run", self.action_new)
-        yield SystemCommand("Matrix: generate", "Draw the selected matrix's missing cells", self.action_generate)
-        yield SystemCommand("Matrix: stop", "Stop the selected matrix after its current batch", self.action_stop)
-        yield SystemCommand("Matrix: export contact sheet", "A labelled PNG of the page", self.action_export)
-        yield SystemCommand("Matrix: scores", "Checkpoint × weight table", lambda: self.action_view("scores"))
+        yield command(
+            self, "Matrix: new matrix", "Checkpoints × weights × prompts × seeds of a run", self.action_new, "new"
+        )
+        yield command(
+            self, "Matrix: generate", "Draw the selected matrix's missing cells", self.action_generate, "generate"
+        )
+        yield command(
+            self, "Matrix: stop", "Stop the selected matrix after its current batch", self.action_stop, "stop"
+        )
+        yield command(self, "Matrix: export contact sheet", "A labelled PNG of the page", self.action_export, "export")
+        yield command(
+            self, "Matrix: scores", "Checkpoint × weight table", lambda: self.action_view("scores"), "view('scores')"
+        )
+        yield command(
+            self, "Matrix: matrices", "Every matrix of the project", lambda: self.action_view("list"), "view('list')"
+        )
+        yield command(
+            self,
+            "Matrix: compare two runs",
+            "This matrix beside the same spec over another run, scores side by side",
+            self.action_compare,
+            "compare",
+        )
+        yield command(
+            self, "Matrix: rate good", "The cell under the cursor", lambda: self.action_rate("good"), "rate('good')"
+        )
+        yield command(
+            self, "Matrix: rate bad", "The cell under the cursor", lambda: self.action_rate("bad"), "rate('bad')"
+        )
+        yield command(
+            self, "Matrix: promote", "Copy the cell to inbox/ with its caption", self.action_promote, "promote"
+        )
+        yield command(
+            self, "Matrix: promote the good ones", "Every cell rated good", self.action_promote_good, "promote_good"
+        )
+        yield command(self, "Matrix: next page", "Turn the grid's page", lambda: self.action_page(1), "page(1)")
+        yield command(self, "Matrix: previous page", "Turn the grid's page", lambda: self.action_page(-1), "page(-1)")
+        yield command(
+            self,
+            "Matrix: next column axis",
+            "Put another axis across",
+            lambda: self.action_axis("cols", 1),
+            "axis('cols', 1)",
+        )
+        yield command(
+            self,
+            "Matrix: next page axis",
+            "Put another axis on the pages",
+            lambda: self.action_axis("pages", 1),
+            "axis('pages', 1)",
+        )
 
     # --- polling ----------------------------------------------------------------
     def _shown(self) -> bool:
@@ -259,7 +324,8 @@ class MatrixTab(Vertical):
             note = message if not line else f"line {line}: {message}"
             return None, ListRow(folder.id, "invalid", len(folder.done_ids()), None, note)
         rec = rep.summary().recommendation() if rep.scorer else rep.reason
-        return rep, ListRow(folder.id, rep.status.display_state, rep.drawn, rep.total, rec)
+        run = rep.plan.ctx.run.id if rep.plan.ctx.run is not None else ""
+        return rep, ListRow(folder.id, rep.status.display_state, rep.drawn, rep.total, rec, run)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state != WorkerState.ERROR or event.worker.group not in WORKER_GROUPS:
@@ -272,9 +338,9 @@ class MatrixTab(Vertical):
         self._polling = False
         if msg.error:
             self.notify(msg.error, severity="error", timeout=6)
-        self._show_list(msg.rows)
         if self.selected is None and msg.rows:
-            self.selected = msg.rows[-1].id
+            self.selected = msg.rows[-1].id  # the newest, before the list's cursor lands on its first row
+        self._show_list(msg.rows)
         if not self._opened:
             self._opened = True
             if msg.rows:
@@ -296,16 +362,16 @@ class MatrixTab(Vertical):
     # --- rendering ----------------------------------------------------------------
     def _show_list(self, rows: list[ListRow]) -> None:
         table = self.query_one("#matrix-list", DataTable)
-        if [(r.id, r.state, r.done, r.total, r.note) for r in rows] == [
-            (r.id, r.state, r.done, r.total, r.note) for r in self.rows
-        ] and table.row_count:
+        if rows == self.rows and table.row_count:
             return
         self.rows = rows
         cursor = table.cursor_row
         table.clear()
         for r in rows:
             cells = f"{r.done}/{r.total}" if r.total is not None else f"{r.done}/?"
-            table.add_row(r.id, Text(r.state, style=STATE_STYLES.get(r.state, "dim")), cells, r.note[:120], key=r.id)
+            run = Text(run_label(r.run), style="dim")
+            state = Text(r.state, style=STATE_STYLES.get(r.state, "dim"))
+            table.add_row(Text(r.id), run, state, cells, Text(r.note[:120]), key=r.id)
         if rows:
             index = next((i for i, r in enumerate(rows) if r.id == self.selected), min(cursor, len(rows) - 1))
             table.move_cursor(row=max(0, index))
@@ -520,6 +586,8 @@ class MatrixTab(Vertical):
 
     @on(DataTable.RowHighlighted, "#matrix-list")
     def _list_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row != event.data_table.cursor_row:
+            return  # queued behind a refill that moved the cursor on (to the selected matrix)
         key = event.row_key.value
         if key and key != self.selected:
             self.select(key)
@@ -554,6 +622,63 @@ class MatrixTab(Vertical):
     def action_reload(self) -> None:
         self.refresh_matrices()
 
+    # --- two runs' matrices side by side ------------------------------------------------
+    def action_compare(self) -> None:
+        """The selected matrix beside the newest other matrix with the same spec over another run."""
+        folder = self._folder()
+        if folder is not None:
+            self.action_view("compare")
+            self._compare_worker(folder)
+
+    @work(thread=True, exclusive=True, group="matrix-control", exit_on_error=False)
+    def _compare_worker(self, folder: MatrixFolder) -> None:
+        from lorawb.matrix.compare import compare_matrices, partner
+
+        other = partner(self.project, folder)
+        if other is None:
+            text = (
+                f"no other matrix with the same spec as {folder.id} over another run: n with the same options "
+                "and the other run makes one (or `lorawb matrix compare A B`)"
+            )
+            self.app.call_from_thread(self._show_compare, None, text)
+            return
+        try:
+            cmp = compare_matrices(load_report(folder, self.project), load_report(other, self.project))
+        except LorawbError as exc:
+            self.app.call_from_thread(self._show_compare, None, str(exc))
+            return
+        self.app.call_from_thread(self._show_compare, cmp, "")
+
+    def _show_compare(self, cmp: Any, problem: str) -> None:
+        head = self.query_one("#matrix-compare-head", Static)
+        table = self.query_one("#matrix-compare", DataTable)
+        table.clear(columns=True)
+        rec = self.query_one("#matrix-compare-rec", Static)
+        if cmp is None:
+            head.update(Text(problem, style="yellow"))
+            rec.update("")
+            return
+        t = Text.assemble(("A ", "dim"), (cmp.a.folder.id, "bold"), (f" run {cmp.run_a}", "dim"))
+        t.append("  vs  B ", style="dim")
+        t.append(cmp.b.folder.id, style="bold")
+        t.append(f" run {cmp.run_b}", style="dim")
+        if cmp.differences:
+            t.append("\nthe specs differ beside the run: " + "; ".join(cmp.differences), style="yellow")
+        head.update(t)
+        table.add_columns("checkpoint", "weight", "identity A", "B", "prompt A", "B", "leak A", "B")
+
+        def f(row: Any, metric: str) -> str:
+            v = getattr(row, metric) if row is not None else None
+            return "-" if v is None else f"{v:.2f}"
+
+        for r in cmp.rows:
+            table.add_row(
+                r.checkpoint,
+                f"{r.weight:g}",
+                *(f(side, m) for m in ("identity", "prompt_following", "leak") for side in (r.a, r.b)),
+            )
+        rec.update(Text(f"A: {cmp.a.summary().recommendation()}\nB: {cmp.b.summary().recommendation()}", style="cyan"))
+
     def _folder(self) -> MatrixFolder | None:
         if self.selected is None:
             self.notify("no matrix selected: n makes one", severity="warning")
@@ -586,13 +711,33 @@ class MatrixTab(Vertical):
         )
 
     def _zoom_text(self, rep: Report, cid: str) -> Text:
+        """The cell's place and its scores first (above the fold at 80x24), then what made it."""
         cell = rep.plan.layout.cells[cid]
         p = cell.params
         t = Text()
+        where = rep.plan.layout.describe(rep.plan.layout.positions_of(cid)[0])
+        # Axis labels name themselves ("weight 1", "seed 0"); slot values are shown with their axis.
+        labels = [v if v.split(" ", 1)[0] == name else f"{name} {v}" for name, v in where.items()]
         t.append(f"cell {cid}\n", style="bold")
-        for name, value in rep.plan.layout.describe(rep.plan.layout.positions_of(cid)[0]).items():
-            t.append(f"{name}: ", style="dim")
-            t.append(f"{value}\n")
+        t.append(" · ".join(labels) + "\n")
+        s = rep.scores.get(cid)
+        if s:
+            t.append(f"scores ({rep.scorer}):\n", style="bold")
+            for key in ("identity", "prompt_following", "leak", "memorisation"):
+                if isinstance(s.get(key), (int, float)):
+                    t.append(f"  {key.replace('_', ' ')}: {s[key]:.3f}\n")
+            if s.get("nearest"):
+                t.append(
+                    f"  nearest training image: {s['nearest']}" + ("  ⚠ near copy" if s.get("flagged") else "") + "\n"
+                )
+            if isinstance(s.get("reading"), dict):
+                t.append("  reader sees: " + ", ".join(f"{k} {v}" for k, v in s["reading"].items()) + "\n")
+        elif rep.reason:
+            t.append(f"{rep.reason}\n", style="yellow")
+        if cid in rep.ratings.ratings:
+            t.append(f"rated {rep.ratings.ratings[cid]}\n")
+        if cid in rep.ratings.promoted:
+            t.append(f"promoted: {rep.ratings.promoted[cid]}\n", style="cyan")
         t.append("\nprompt: ", style="dim")
         t.append(p.prompt + "\n")
         if p.negative:
@@ -613,24 +758,6 @@ class MatrixTab(Vertical):
             )
         else:
             t.append("not drawn yet\n", style="yellow")
-        s = rep.scores.get(cid)
-        if s:
-            t.append(f"\nscores ({rep.scorer}):\n", style="bold")
-            for key in ("identity", "prompt_following", "leak", "memorisation"):
-                if isinstance(s.get(key), (int, float)):
-                    t.append(f"  {key.replace('_', ' ')}: {s[key]:.3f}\n")
-            if s.get("nearest"):
-                t.append(
-                    f"  nearest training image: {s['nearest']}" + ("  ⚠ near copy" if s.get("flagged") else "") + "\n"
-                )
-            if isinstance(s.get("reading"), dict):
-                t.append("  reader sees: " + ", ".join(f"{k} {v}" for k, v in s["reading"].items()) + "\n")
-        elif rep.reason:
-            t.append(f"\n{rep.reason}\n", style="yellow")
-        if cid in rep.ratings.ratings:
-            t.append(f"\nrated {rep.ratings.ratings[cid]}\n")
-        if cid in rep.ratings.promoted:
-            t.append(f"promoted: {rep.ratings.promoted[cid]}\n", style="cyan")
         return t
 
     def _zoom_done(self, cid: str, what: str | None) -> None:
@@ -685,7 +812,8 @@ class MatrixTab(Vertical):
             return
         cells = [rep.plan.layout.cells[c] for c in ids if c in rep.plan.layout.cells]
         try:
-            result = promote(self.project, rep.folder, cells, rep.plan.ctx.resolved.trigger, window_author(self.app))
+            wb = workbench(self)
+            result = promote(self.project, rep.folder, cells, rep.plan.ctx.resolved.trigger, wb.author, wb.index)
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
@@ -698,9 +826,7 @@ class MatrixTab(Vertical):
         self.app.call_from_thread(self.refresh_matrices)
 
     def _dataset_changed(self) -> None:
-        changed = getattr(self.app, "dataset_changed", None)
-        if changed is not None:
-            changed()
+        workbench(self).dataset_changed()
 
     def action_new(self) -> None:
         from lorawb.matrix.lorafile import run_checkpoints
@@ -710,7 +836,7 @@ class MatrixTab(Vertical):
         if not runs:
             self.notify("no run with checkpoints yet: train one in tab 3 first", severity="warning", timeout=6)
             return
-        self.app.push_screen(NewMatrixScreen(runs), self._create)
+        self.app.push_screen(NewMatrixScreen(runs, project=self.project), self._create)
 
     def _create(self, opts: Any) -> None:
         if opts is not None:
@@ -787,8 +913,14 @@ class MatrixTab(Vertical):
 
     def action_stop(self) -> None:
         folder = self._folder()
-        if folder is not None:
-            self._stop_worker(folder)
+        if folder is None:
+            return
+        rep = self.report
+        if rep is not None and rep.folder.id == folder.id and rep.status.display_state in ("running", "starting"):
+            rep.status.stopping = True  # shown at once; the next poll reads it back from the stop request
+            self._show_head()
+            self._show_list([replace(r, state=rep.status.display_state) if r.id == folder.id else r for r in self.rows])
+        self._stop_worker(folder)
 
     @work(thread=True, group="matrix-control", exit_on_error=False)
     def _stop_worker(self, folder: MatrixFolder) -> None:

@@ -32,7 +32,9 @@ from textual.widgets import ContentSwitcher, DataTable, ProgressBar, RichLog, St
 from textual.worker import Worker, WorkerState
 
 from lorawb.core.project import Project
+from lorawb.core.run_dataset import Change, dataset_changes
 from lorawb.errors import LorawbError
+from lorawb.matrix.lorafile import run_dataset
 from lorawb.train.compare import Comparison, compare_runs, format_value
 from lorawb.train.monitor import (
     DEFAULT_SMOOTHING,
@@ -46,6 +48,7 @@ from lorawb.train.monitor import (
 )
 from lorawb.train.runfolder import RunFolder
 from lorawb.tui.messages import RunsChanged
+from lorawb.tui.palette import command
 from lorawb.tui.widgets.train_charts import Line, SeriesChart
 from lorawb.tui.widgets.train_form import RunForm
 from lorawb.tui.widgets.train_queue import QueueView
@@ -71,6 +74,18 @@ def short_id(run_id: str) -> str:
     return run_id[-16:]
 
 
+def distinct_labels(a: str, b: str) -> tuple[str, str]:
+    """Short names that tell two runs apart: their names; when those agree, their start times with the
+    name; else the whole ids (never 'A zkx_mira / B zkx_mira')."""
+    sa, sb = short_id(a), short_id(b)
+    if sa != sb:
+        return sa, sb
+    pa, pb = a.split("-", 2), b.split("-", 2)
+    if len(pa) == 3 and len(pb) == 3 and pa[1] != pb[1]:
+        return f"{pa[1][:2]}:{pa[1][2:4]}:{pa[1][4:]} {sa}", f"{pb[1][:2]}:{pb[1][2:4]}:{pb[1][4:]} {sb}"
+    return a, b
+
+
 class TrainTab(Vertical):
     BINDINGS = [
         Binding("r", "view('runs')", "Runs"),
@@ -80,10 +95,10 @@ class TrainTab(Vertical):
         Binding("l", "view('log')", "Log"),
         Binding("v", "view('compare')", "Compare"),
         Binding("n", "view('new')", "New run"),
-        Binding("q", "view('queue')", "Queue"),
-        Binding("s", "view('sweeps')", "Sweeps"),
         Binding("x", "stop", "Stop"),
         Binding("R", "resume", "Resume"),
+        Binding("q", "view('queue')", "Queue"),  # after Stop: at 80 columns the footer keeps Stop
+        Binding("s", "view('sweeps')", "Sweeps"),
         Binding("b", "mark_compare", "Compare with", show=False),
         Binding("plus,equals_sign", "smoothing(1)", "Smooth+", show=False),
         Binding("minus", "smoothing(-1)", "Smooth-", show=False),
@@ -105,10 +120,11 @@ class TrainTab(Vertical):
             gpu: list[GpuInfo] | None,
             error: str | None,
             more: bool,
+            dataset: list[Change] | None = None,
         ) -> None:
             super().__init__()
             self.rows, self.view, self.comparison, self.gpu = rows, view, comparison, gpu
-            self.error, self.more = error, more
+            self.error, self.more, self.dataset = error, more, dataset
 
     def __init__(self, project: Project, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -178,6 +194,10 @@ class TrainTab(Vertical):
         self.query_one("#train-progress", ProgressBar).display = False
         self.set_interval(POLL_INTERVAL, self._tick)
 
+    def on_resize(self) -> None:
+        # Side by side the compare table's B column falls off an 80-column screen: stack below 110.
+        self.query_one("#compare-body").set_class(self.size.width < 110, "-narrow")
+
     def focus_target(self) -> Widget | None:
         pane = self.query_one("#train-views", TabbedContent).active
         targets = {
@@ -197,16 +217,45 @@ class TrainTab(Vertical):
         return self.query_one("#train-views", TabbedContent).query_one(Tabs)
 
     def commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Train: new run", "Open the run form", lambda: self.action_view("new"))
-        yield SystemCommand("Train: stop the selected run", "It saves a checkpoint and its state", self._stop_now)
-        yield SystemCommand("Train: resume the selected run", "Continue a stopped run", self.action_resume)
-        yield SystemCommand("Train: compare runs", "Config diff and loss overlay", lambda: self.action_view("compare"))
-        yield SystemCommand("Train: run log", "The selected run's train.log", lambda: self.action_view("log"))
-        yield SystemCommand(
-            "Train: job queue", "This machine's queue: reorder, pause, cancel", lambda: self.action_view("queue")
+        yield command(self, "Train: new run", "Open the run form", lambda: self.action_view("new"), "view('new')")
+        yield command(
+            self, "Train: stop the selected run", "It saves a checkpoint and its state", self._stop_now, key="x x"
         )
-        yield SystemCommand(
-            "Train: sweeps", "One-change sweeps ranked, best setting and checkpoint", lambda: self.action_view("sweeps")
+        yield command(self, "Train: resume the selected run", "Continue a stopped run", self.action_resume, "resume")
+        yield command(
+            self,
+            "Train: compare runs",
+            "Config diff and loss overlay",
+            lambda: self.action_view("compare"),
+            "view('compare')",
+        )
+        yield command(
+            self, "Train: run log", "The selected run's train.log", lambda: self.action_view("log"), "view('log')"
+        )
+        yield command(self, "Train: runs", "Every run of the project", lambda: self.action_view("runs"), "view('runs')")
+        yield command(
+            self, "Train: monitor", "Loss, learning rate, speed", lambda: self.action_view("monitor"), "view('monitor')"
+        )
+        yield command(
+            self,
+            "Train: samples",
+            "The samples of each sample step",
+            lambda: self.action_view("samples"),
+            "view('samples')",
+        )
+        yield command(
+            self,
+            "Train: job queue",
+            "This machine's queue: reorder, pause, cancel",
+            lambda: self.action_view("queue"),
+            "view('queue')",
+        )
+        yield command(
+            self,
+            "Train: sweeps",
+            "One-change sweeps ranked, best setting and checkpoint",
+            lambda: self.action_view("sweeps"),
+            "view('sweeps')",
         )
 
     # --- polling ----------------------------------------------------------------
@@ -256,7 +305,7 @@ class TrainTab(Vertical):
     @work(thread=True, group="train-poll", exit_on_error=False)
     def _poll(self, selected: str | None, smoothing: float, pair: tuple[str, str] | None, want_gpu: bool) -> None:
         rows: list[RunRow] = []
-        view = comparison = None
+        view = comparison = dataset = None
         gpu = self.gpu
         error = None
         try:
@@ -276,11 +325,12 @@ class TrainTab(Vertical):
                 if ma is not None and mb is not None:
                     mb.catch_up(budget_s=0.25)
                     comparison = compare_runs(ma, mb, points=CHART_POINTS)
+                    dataset = dataset_changes(run_dataset(ma.run), run_dataset(mb.run))
             if want_gpu:
                 gpu = gpu_stats()
         except (OSError, LorawbError) as exc:
             error = str(exc)
-        self.post_message(self.Polled(rows, view, comparison, gpu, error, self.board.pending))
+        self.post_message(self.Polled(rows, view, comparison, gpu, error, self.board.pending, dataset))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A bug in a worker must not freeze the monitor: say so, and let the next tick poll again."""
@@ -307,7 +357,7 @@ class TrainTab(Vertical):
         if msg.view is not None and msg.view.run_id == self.selected:
             self._show_view(msg.view)
         if msg.comparison is not None:
-            self._show_comparison(msg.comparison)
+            self._show_comparison(msg.comparison, msg.dataset or [])
         if msg.more or self._poll_again:
             self.request_poll()
 
@@ -370,16 +420,17 @@ class TrainTab(Vertical):
         head = Text.assemble((v.run_id, "bold"), "  ", (v.display_state, STATE_STYLES.get(v.display_state, "dim")))
         if v.display_state == "dead":
             head.append("  (process gone)", style="red")
-        if v.display_state in ("dead", "stopped", "failed") and v.resumable_step is not None:
-            head.append(f"  resumable from step {v.resumable_step} (R)", style="yellow")
         self.query_one("#train-run", Static).update(head)
         bar = self.query_one("#train-progress", ProgressBar)
         bar.display = bool(v.max_steps)
         if v.max_steps:
             bar.update(total=v.max_steps, progress=v.step)
         steps = f"step {v.step}/{v.max_steps}" if v.max_steps else f"step {v.step}"
-        eta = f"  ETA {format_duration(v.eta)}" if v.eta is not None else ""
-        self.query_one("#train-eta", Static).update(Text(f"{steps}{eta}"))
+        eta = Text(steps + (f"  ETA {format_duration(v.eta)}" if v.eta is not None else ""))
+        if v.display_state in ("dead", "stopped", "failed") and v.resumable_step is not None:
+            # Beside the step, never after a long run id where the screen's edge would cut its number.
+            eta.append(f"  resumable from {v.resumable_step} (R)", style="yellow")
+        self.query_one("#train-eta", Static).update(eta)
 
     def _stats_text(self, v: MonitorView) -> Text:
         def f(x: float | None) -> str:
@@ -459,7 +510,7 @@ class TrainTab(Vertical):
             log.write(Text(line))
         self.log_lines = (self.log_lines + list(lines))[-2000:]
 
-    def _show_comparison(self, c: Comparison) -> None:
+    def _show_comparison(self, c: Comparison, dataset: list[Change]) -> None:
         self.comparison = c
         head = Text.assemble(
             ("A ", "dim"), (c.a, "bold"), ("  vs  B ", "dim"), (c.b, "bold"), ("   (b in Runs picks B)", "dim")
@@ -480,15 +531,15 @@ class TrainTab(Vertical):
         table = self.query_one("#compare-diff", DataTable)
         table.clear()
         for key, a, b in c.diff:
-            table.add_row(key, format_value(a), format_value(b), key=key)
+            table.add_row(Text(key), Text(format_value(a)), Text(format_value(b)), key=key)
+        for row in dataset:
+            table.add_row(Text(row.what, style="bold"), Text(row.a), Text(row.b), key=row.what)
         if not c.diff:
-            table.add_row("(same config)", "", "")
+            table.add_row(Text("(same config)" if dataset else "(same config and dataset)"), "", "")
         ca, cb = c.curves
+        name_a, name_b = distinct_labels(ca.run_id, cb.run_id)
         self.query_one("#chart-compare", SeriesChart).set_lines(
-            [
-                Line(f"A {short_id(ca.run_id)}", *ca.smooth, "loss"),
-                Line(f"B {short_id(cb.run_id)}", *cb.smooth, "val-loss"),
-            ]
+            [Line(f"A {name_a}", *ca.smooth, "loss"), Line(f"B {name_b}", *cb.smooth, "val-loss")]
         )
 
     # --- actions ----------------------------------------------------------------

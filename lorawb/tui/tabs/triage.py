@@ -43,9 +43,11 @@ from lorawb.errors import LorawbError
 from lorawb.generate.presort import SCORE_SORTS, GeneratedFiles, sort_by_score
 from lorawb.train.config import bucket_settings
 from lorawb.tui.messages import ConfigReloaded, DatasetChanged
+from lorawb.tui.palette import command
 from lorawb.tui.widgets.image_grid import GridItem, ImageGrid
 from lorawb.tui.widgets.image_view import ImageView
 from lorawb.tui.widgets.tag_modal import TagScreen, report_applied
+from lorawb.tui.workbench import Workbench, workbench
 from lorawb.words import plural, size_text
 
 SMALL_DELTA = 64  # changes patched into the list on the event loop (more go to the loader thread)
@@ -114,6 +116,10 @@ class TriageTab(Vertical):
         Binding("escape", "reset", "Reset", show=False),
     ]
 
+    @property
+    def wb(self) -> Workbench:
+        return workbench(self)
+
     def __init__(self, project: Project, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.project = project
@@ -154,8 +160,8 @@ class TriageTab(Vertical):
         return self.grid
 
     def on_mount(self) -> None:
-        self.triage = tri.Triage(self.project, index=getattr(self.app, "index", None))
-        self._seen_version = self.app.dataset_version  # type: ignore[attr-defined]
+        self.triage = tri.Triage(self.project, index=self.wb.index)
+        self._seen_version = self.wb.dataset_version
         self.watch(self.app, "dataset_version", self._dataset_version_changed, init=False)
         self.watch(self.app, "current_image", self._current_image_changed, init=False)
         # Before the app's first scan of the folders: the last listing from the DB, for the first paint.
@@ -164,7 +170,7 @@ class TriageTab(Vertical):
 
     def _focus_if_active(self) -> None:
         # At start-up the grid takes the keys (not the tab bar), so arrows and decisions work at once.
-        if getattr(self.app, "active_tab", None) == "triage" and not isinstance(self.app.focused, Input):
+        if self.wb.active_tab == "triage" and not isinstance(self.app.focused, Input):
             self.grid.focus()
 
     def on_unmount(self) -> None:
@@ -216,9 +222,9 @@ class TriageTab(Vertical):
 
     def on_config_reloaded(self, msg: ConfigReloaded) -> None:
         self.buckets = None  # resolution / bucket step may have changed
-        if self.triage.index is not getattr(self.app, "index", self.triage.index):
+        if self.triage.index is not self.wb.index:
             self.triage.close()
-            self.triage = tri.Triage(self.project, index=self.app.index)  # type: ignore[attr-defined]
+            self.triage = tri.Triage(self.project, index=self.wb.index)
         self.refilter()
 
     def _loaded(self, items: list[tri.TriageItem], final: bool = True) -> None:
@@ -239,8 +245,8 @@ class TriageTab(Vertical):
             self.load()
 
     def _changed_files(self) -> None:
-        self._skip_version = self.app.dataset_version + 1  # type: ignore[attr-defined]
-        self.app.dataset_changed()  # type: ignore[attr-defined]
+        self._skip_version = self.wb.dataset_version + 1
+        self.wb.dataset_changed()
 
     # --- the list ---------------------------------------------------------
     def refilter(self, cursor_key: str | None = None, cursor_index: int | None = None) -> None:
@@ -270,7 +276,7 @@ class TriageTab(Vertical):
             if by_score:
                 self.shown = sort_by_score(self.shown, self.generated.scores(), self.sort, self.reverse)
         grid.set_items([self._grid_item(i) for i in self.shown], cursor_key=cursor_key, cursor_index=cursor_index)
-        self.app.image_list = tuple(i.rel for i in self.shown)  # type: ignore[attr-defined]
+        self.wb.image_list = tuple(i.rel for i in self.shown)
         self.update_status()
 
     def _grid_item(self, item: tri.TriageItem) -> GridItem:
@@ -298,8 +304,8 @@ class TriageTab(Vertical):
             preview.show(None)
             self.query_one("#triage-facts", Static).update("")
             return
-        if self.app.current_image != item.rel:  # type: ignore[attr-defined]
-            self.app.select_image(item.rel)  # type: ignore[attr-defined]
+        if self.wb.current_image != item.rel:
+            self.wb.select_image(item.rel)
         preview.show(self.project.root / item.rel)
         self.update_facts(item)
 
@@ -324,8 +330,9 @@ class TriageTab(Vertical):
             t.append("\n" + self._bucket_text(item))
             if item.area in (tri.DATASET, REG):
                 t.append(f" · ×{repeats_for(item.folder)}")
-            if item.short_side < self.project.config.project.min_resolution:
-                t.append(" · low-res", style="yellow")
+            low = self.project.config.project.low_res(item.short_side)
+            if low:
+                t.append(f" · low-res: {low}", style="yellow")
         t.append("\n")
         word = STATE_WORDS[item.state]
         t.append(word, style=f"bold {self._state_colour(item.state)}")
@@ -363,7 +370,13 @@ class TriageTab(Vertical):
             return "duplicates: not checked"
         for n, g in enumerate(self.groups, 1):
             if rel in g:
-                return f"{plural(len(g) - 1, 'near-duplicate')}, group {n}"
+                hashes = {i.rel: i.content_hash for i in self.all_items if i.rel in g}
+                mine = hashes.get(rel)
+                exact = sum(1 for m in g if m != rel and mine and hashes.get(m) == mine)
+                near = len(g) - 1 - exact
+                parts = [plural(exact, "exact duplicate") + " (same bytes)"] if exact else []
+                parts += [plural(near, "near-duplicate")] if near else []
+                return f"{', '.join(parts)}, group {n}"
         return "no near-duplicates"
 
     def update_status(self) -> None:
@@ -498,7 +511,7 @@ class TriageTab(Vertical):
         current = grid.current.key if grid.current else None
         self.shown = shown
         grid.set_items(cells, cursor_key=current, cursor_index=grid.cursor)
-        self.app.image_list = tuple(i.rel for i in shown)  # type: ignore[attr-defined]
+        self.wb.image_list = tuple(i.rel for i in shown)
         self.update_status()
 
     def _failed(self, exc: LorawbError) -> None:
@@ -725,39 +738,83 @@ class TriageTab(Vertical):
 
     # --- command palette --------------------------------------------------
     def commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Triage: auto-tag the images shown", "A local model proposes tags (a)", self.action_autotag)
-        yield SystemCommand("Triage: auto-tag the inbox", "Preview, then apply", lambda: self.action_autotag(2))
-        yield SystemCommand("Triage: keep", "Keep the selected image (y)", lambda: self._run("decide('keep')"))
-        yield SystemCommand(
-            "Triage: reject", "Move it to rejected/ with its caption (x)", lambda: self._run("decide('reject')")
+        c = self
+        yield command(
+            c, "Triage: auto-tag the images shown", "A local model proposes tags", self.action_autotag, "autotag"
         )
-        yield SystemCommand("Triage: flag", "Mark for a second look (f)", lambda: self._run("decide('flag')"))
-        yield SystemCommand("Triage: clear / unreject", "Back to unreviewed (u)", lambda: self._run("decide('clear')"))
-        yield SystemCommand("Triage: undo last decision", "backspace", self.action_undo)
+        yield command(c, "Triage: auto-tag the inbox", "Preview, then apply", lambda: self.action_autotag(2), "autotag")
+        yield command(
+            c, "Triage: keep", "Keep the selected image", lambda: self._run("decide('keep')"), "decide('keep')"
+        )
+        yield command(
+            c,
+            "Triage: reject",
+            "Move it to rejected/ with its caption",
+            lambda: self._run("decide('reject')"),
+            "decide('reject')",
+        )
+        yield command(
+            c, "Triage: flag", "Mark for a second look", lambda: self._run("decide('flag')"), "decide('flag')"
+        )
+        yield command(
+            c, "Triage: clear / unreject", "Back to unreviewed", lambda: self._run("decide('clear')"), "decide('clear')"
+        )
+        yield command(c, "Triage: undo last decision", "Take the last keep/reject/flag back", self.action_undo, "undo")
         for state in STATE_CYCLE:
             word = "all" if state is None else STATE_WORDS[state]
-            yield SystemCommand(
-                f"Triage: show {word}", "Filter by decision (v cycles)", lambda s=state: self._set_filter(state=s)
+            yield command(
+                c,
+                f"Triage: show {word}",
+                "Filter by decision",
+                lambda s=state: self._set_filter(state=s),
+                "cycle_state",
             )
-        yield SystemCommand(
-            "Triage: missing caption", "Toggle the filter (c)", lambda: self.action_toggle("missing_caption")
+        yield command(
+            c,
+            "Triage: missing caption",
+            "Toggle the filter",
+            lambda: self.action_toggle("missing_caption"),
+            "toggle('missing_caption')",
         )
-        yield SystemCommand("Triage: low resolution", "Toggle the filter (r)", lambda: self.action_toggle("low_res"))
-        yield SystemCommand(
-            "Triage: near-duplicates filter", "Toggle the filter (d)", lambda: self.action_toggle("duplicates")
+        yield command(
+            c, "Triage: low resolution", "Toggle the filter", lambda: self.action_toggle("low_res"), "toggle('low_res')"
         )
-        yield SystemCommand("Triage: has tag…", "Filter by caption tag (t)", lambda: self.action_ask_tag("has_tag"))
-        yield SystemCommand("Triage: lacks tag…", "Filter by missing tag (T)", lambda: self.action_ask_tag("lacks_tag"))
-        yield SystemCommand("Triage: folder…", "Filter by subfolder (/)", self.action_ask_folder)
-        yield SystemCommand(
-            "Triage: inbox / dataset", "Switch between dataset, inbox and reg (i)", self.action_toggle_inbox
+        yield command(
+            c,
+            "Triage: near-duplicates filter",
+            "Toggle the filter",
+            lambda: self.action_toggle("duplicates"),
+            "toggle('duplicates')",
         )
-        yield SystemCommand("Triage: near-duplicate groups", "Walk groups, keep one (D)", self.action_dupes)
+        yield command(
+            c, "Triage: has tag…", "Filter by caption tag", lambda: self.action_ask_tag("has_tag"), "ask_tag('has_tag')"
+        )
+        yield command(
+            c,
+            "Triage: lacks tag…",
+            "Filter by missing tag",
+            lambda: self.action_ask_tag("lacks_tag"),
+            "ask_tag('lacks_tag')",
+        )
+        yield command(c, "Triage: folder…", "Filter by subfolder", self.action_ask_folder, "ask_folder")
+        yield command(
+            c,
+            "Triage: inbox / dataset",
+            "Switch between dataset, inbox and reg",
+            self.action_toggle_inbox,
+            "toggle_inbox",
+        )
+        yield command(c, "Triage: near-duplicate groups", "Walk groups, keep one", self.action_dupes, "dupes")
         for key in tri.SORTS:
-            yield SystemCommand(f"Triage: sort by {key}", "s cycles, S reverses", lambda k=key: self._sort_by(k))
-        yield SystemCommand("Triage: reset filters", "escape", self.action_reset)
-        yield SystemCommand(
-            "Triage: generate candidates", "Draw the character sheet into the inbox (G)", self.action_generate
+            yield command(c, f"Triage: sort by {key}", "S reverses", lambda k=key: self._sort_by(k), "cycle_sort")
+        yield command(c, "Triage: reset filters", "Back to every image", self.action_reset, "reset")
+        yield command(c, "Triage: zoom", "The image large", lambda: self._run("zoom"), "zoom")
+        yield command(
+            c,
+            "Triage: generate candidates",
+            "Draw the character sheet into the inbox",
+            self.action_generate,
+            "generate",
         )
 
     def _run(self, action: str) -> None:

@@ -1,10 +1,16 @@
-"""CaptionEditor: a text area for one caption, completing tags from the dataset's own vocabulary.
+"""CaptionEditor: a text area for one caption, completing tags from the project's own vocabulary.
 
 The tag being typed (from the last comma to the cursor) is completed from the
 vocabulary, most frequent first: the best match shows as ghost text (→, tab or
 enter takes it), ctrl+n cycles through the other candidates, which the editor
 reports in a ``Candidates`` message for the tab to show. A caption is one line:
-enter with nothing to complete posts ``Submitted`` instead of a newline.
+enter with nothing to complete posts ``Submitted`` instead of a newline; tab with
+nothing to complete does nothing (it never leaves the editor or saves a half word).
+
+While it has focus the editor is *editing*, and says so in its border: every key types or
+edits (the tab's and the app's single-letter keys and digits too); esc leaves it.
+``home``/``end`` go to the start/end of the caption's line (not of the wrapped row on
+screen), ``ctrl+home``/``ctrl+end`` to the start/end of the whole caption.
 """
 
 from __future__ import annotations
@@ -24,7 +30,15 @@ class CaptionEditor(TextArea):
     BINDINGS = [
         Binding("tab", "accept_completion", "Complete", show=True),
         Binding("ctrl+n", "next_candidate", "Next match", show=False),
+        Binding("home,ctrl+a", "caption_home", "Line start", show=False),
+        Binding("end,ctrl+e", "caption_end", "Line end", show=False),
+        Binding("shift+home", "caption_home(True)", "Select to line start", show=False),
+        Binding("shift+end", "caption_end(True)", "Select to line end", show=False),
+        Binding("ctrl+home", "caption_first", "Caption start", show=False),
+        Binding("ctrl+end", "caption_last", "Caption end", show=False),
     ]
+    EDITING = "editing · esc: done"
+    IDLE = "e: edit"
 
     @dataclass
     class Candidates(Message):
@@ -33,9 +47,6 @@ class CaptionEditor(TextArea):
         editor: CaptionEditor
         candidates: list[str]
         index: int
-
-    class Leave(Message):
-        """Tab with nothing to complete: the tab decides where focus goes (it stays in the tab)."""
 
     class Submitted(Message):
         """Enter with nothing to complete: a caption is one line, so enter means done (save, next)."""
@@ -46,6 +57,29 @@ class CaptionEditor(TextArea):
         self.candidates: list[str] = []
         self.candidate_index = 0
         self._partial = ""
+        self.border_title = self.IDLE
+
+    def on_focus(self) -> None:
+        self.border_title = self.EDITING
+        self.add_class("-editing")
+
+    def on_blur(self) -> None:
+        self.border_title = self.IDLE
+        self.remove_class("-editing")
+
+    # --- moving by the caption's own lines, not the wrapped rows on screen -------------
+    def action_caption_home(self, select: bool = False) -> None:
+        self.move_cursor((self.cursor_location[0], 0), select=select)
+
+    def action_caption_end(self, select: bool = False) -> None:
+        row = self.cursor_location[0]
+        self.move_cursor((row, len(self.document.get_line(row))), select=select)
+
+    def action_caption_first(self) -> None:
+        self.move_cursor((0, 0))
+
+    def action_caption_last(self) -> None:
+        self.move_cursor(self.document.end)
 
     def set_vocabulary(self, vocabulary: list[str]) -> None:
         self.vocabulary = vocabulary
@@ -116,8 +150,7 @@ class CaptionEditor(TextArea):
     def action_accept_completion(self) -> None:
         found = self._partial_tag()
         if not self.candidates or found is None:
-            self.post_message(self.Leave())
-            return
+            return  # nothing to complete: tab does nothing (never leaves, never saves a half-typed word)
         partial, start = found
         choice = self.candidates[self.candidate_index]
         row, col = self.cursor_location

@@ -17,6 +17,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from lorawb.words import fit_name
+
 
 class CaptionList(ScrollView, can_focus=True):
     DEFAULT_CSS = """
@@ -137,5 +139,6 @@ class CaptionList(ScrollView, can_focus=True):
             style = base + self.get_component_rich_style("caption-list--cursor")
         mark = self.marks[index] if index < len(self.marks) else " "
         mark_style = style + self.get_component_rich_style("caption-list--mark", partial=True)
-        segments = [Segment(mark, mark_style), Segment(" " + self.names[index], style)]
+        name = fit_name(self.names[index], max(4, width - 3))  # its start and end kept: long names stay apart
+        segments = [Segment(mark, mark_style), Segment(" " + name, style)]
         return Strip(segments).adjust_cell_length(width, style)

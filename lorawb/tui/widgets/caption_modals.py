@@ -22,6 +22,7 @@ from textual.widgets import Button, Input, Select, Static
 from lorawb.core import caption_ops as co
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
+from lorawb.tui.workbench import workbench
 from lorawb.words import plural
 
 PREVIEW_FILES = 200  # diff shown for this many files; the count is always the full one
@@ -96,7 +97,15 @@ def diff_content(diff: str) -> Content:
     return Content.assemble(*parts)
 
 
-class BulkScreen(ModalScreen["co.ChangeSet | None"]):
+@dataclass(frozen=True)
+class BulkEdit:
+    """What the bulk dialog hands back: the previewed change set and the operation that made it."""
+
+    changeset: co.ChangeSet
+    operation: co.Operation | None
+
+
+class BulkScreen(ModalScreen["BulkEdit | None"]):
     """Choose an operation, preview every file it changes, then apply (or not)."""
 
     BINDINGS = [
@@ -123,6 +132,7 @@ class BulkScreen(ModalScreen["co.ChangeSet | None"]):
         self.initial = (op if op in OP_SPECS else "add", a, b)
         self.run_preview = run_preview
         self.changeset: co.ChangeSet | None = None
+        self.operation: co.Operation | None = None
         self._previewed: tuple[str, str, str, str] | None = None
 
     def compose(self) -> ComposeResult:
@@ -223,19 +233,20 @@ class BulkScreen(ModalScreen["co.ChangeSet | None"]):
             # Read now, not from the tab's cache: the preview shows what is on disk at this moment;
             # the index says which images beside them are unreadable (named in the summary).
             files = co.read_captions(self.project.root, self.images)
-            index = getattr(self.app, "index", None)
-            if index is not None:
-                co.with_image_errors(files, index.snapshot())
+            co.with_image_errors(files, workbench(self).index.snapshot())
             cs = co.build_changeset(self.project, op, files=files)
             cs.selection = self.scope_label
             diff = cs.diff(limit=PREVIEW_FILES)
         except LorawbError as exc:
             self.app.call_from_thread(self._summary, str(exc), True)
             return
-        self.app.call_from_thread(self._show_preview, cs, diff, values)
+        self.app.call_from_thread(self._show_preview, cs, diff, values, op)
 
-    def _show_preview(self, cs: co.ChangeSet, diff: str, values: tuple[str, str, str, str]) -> None:
+    def _show_preview(
+        self, cs: co.ChangeSet, diff: str, values: tuple[str, str, str, str], op: co.Operation | None = None
+    ) -> None:
         self.changeset = cs
+        self.operation = op
         self._previewed = values
         more = f" (diff of the first {PREVIEW_FILES} shown)" if len(cs) > PREVIEW_FILES else ""
         lossy = f"; {len(cs.lossy)} cannot keep their 8-bit encoding: written as UTF-8" if cs.lossy else ""
@@ -250,7 +261,7 @@ class BulkScreen(ModalScreen["co.ChangeSet | None"]):
         if self.changeset is None or not len(self.changeset) or self._previewed != self._values():
             self._summary("preview first (enter), then apply", error=self.changeset is None)
             return
-        self.dismiss(self.changeset)
+        self.dismiss(BulkEdit(self.changeset, self.operation))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

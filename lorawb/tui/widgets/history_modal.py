@@ -64,6 +64,8 @@ class HistoryScreen(ModalScreen[int | None]):
         for e in self.entries:
             who = ch.describe_author(e.author, self.me).replace("unknown (before authors were recorded)", "unknown")
             label = e.label if e.state == "applied" else f"{e.label} (undone)"
+            if e.state == "superseded":
+                label += ", replaced by a later edit"
             table.add_row(str(e.id), when(e.created), Text(who), str(e.files), Text(label), key=str(e.id))
         self._list_mode()
         table.focus()
@@ -100,8 +102,10 @@ class HistoryScreen(ModalScreen[int | None]):
         self.query_one("#history-diff-scroll").display = True
         if entry.state == "applied":
             hint = "u: undo this change (files changed since are left as they are) · esc: back to the list"
+        elif entry.state == "superseded":
+            hint = "undone, then replaced by a later edit (it can no longer be redone) · esc: back to the list"
         else:
-            hint = "already undone · esc: back to the list"
+            hint = "already undone (U redoes it) · esc: back to the list"
         self.query_one("#history-hint", Static).update(Content.styled(hint, "$text-muted"))
         self.query_one("#history-diff-scroll").focus()
 

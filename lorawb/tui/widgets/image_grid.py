@@ -41,6 +41,8 @@ from textual_image.renderable import HalfcellImage, UnicodeImage
 
 from lorawb.core.thumbs import ThumbCache
 from lorawb.errors import LorawbError
+from lorawb.tui.workbench import workbench
+from lorawb.words import fit_name
 
 GRID_BOX = (96, 96)  # thumbnail size asked of the disk cache; cells are at most 32x32 pixels
 DENSITIES = ((8, 4), (12, 6), (16, 8), (24, 12), (32, 16))  # (image columns, image rows) per cell
@@ -152,6 +154,10 @@ class ImageGrid(ScrollView, can_focus=True):
         def __init__(self, batch: list[tuple[tuple, list[Strip]]]) -> None:
             super().__init__()
             self.batch = batch
+
+    def fit_label(self, label: str, width: int) -> str:
+        """A label in ``width`` characters: a file name keeps its end (what tells promoted cells apart)."""
+        return fit_name(label, width)
 
     def __init__(self, *, empty_text: str = "no images", id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -308,7 +314,7 @@ class ImageGrid(ScrollView, can_focus=True):
 
     # --- thumbnails -------------------------------------------------------
     def _mode(self) -> str:
-        return "unicode" if getattr(self.app, "image_mode", "auto") == "unicode" else "halfcell"
+        return "unicode" if workbench(self).image_mode == "unicode" else "halfcell"
 
     def _key(self, item: GridItem) -> tuple:
         return (item.key, item.stamp, *self.cell_image, self._mode(), self._background())
@@ -377,7 +383,7 @@ class ImageGrid(ScrollView, can_focus=True):
     ) -> None:
         worker = get_current_worker()
         if self._thumbs is None:
-            self._thumbs = ThumbCache(self.app.project.state_dir)  # type: ignore[attr-defined]
+            self._thumbs = ThumbCache(workbench(self).project.state_dir)
         thumbs = self._thumbs
         err_style = Style(color="red")
 
@@ -458,7 +464,7 @@ class ImageGrid(ScrollView, can_focus=True):
             else:
                 mark = STATE_MARKS.get(item.state, "·")
                 state_style = self.get_component_rich_style(f"image-grid--{item.state}", default=base)
-                text = item.label[: cw - 2].ljust(cw - 2)
+                text = self.fit_label(item.label, cw - 2).ljust(cw - 2)
                 if selected:
                     cur = self.get_component_rich_style("image-grid--cursor")
                     segments += [Segment(mark, cur + Style(color=state_style.color)), Segment(" " + text, cur)]

@@ -23,6 +23,7 @@ from textual_image.widget import Image as AutoImage
 
 from lorawb.core.thumbs import ThumbCache
 from lorawb.errors import LorawbError
+from lorawb.tui.workbench import workbench
 
 RENDERERS = {
     "auto": AutoImage,
@@ -66,7 +67,7 @@ class ImageView(Container):
             self._render_image(self._pil)
 
     def _thumbs(self) -> ThumbCache:
-        return ThumbCache(self.app.project.state_dir)  # type: ignore[attr-defined]
+        return ThumbCache(workbench(self).project.state_dir)
 
     def show(self, path: Path | None) -> None:
         """Display ``path`` (None clears). Cheap: decoding happens in a worker thread; the image already
@@ -118,7 +119,7 @@ class ImageView(Container):
 
     def _render_image(self, pil: PILImage.Image) -> None:
         self._pil = pil
-        mode = getattr(self.app, "image_mode", "auto")
+        mode = workbench(self).image_mode
         existing = self.query(".image")
         if existing and self._mode == mode:
             existing.first().image = pil  # type: ignore[attr-defined]

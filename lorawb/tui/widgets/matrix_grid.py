@@ -19,6 +19,7 @@ from textual.strip import Strip
 from textual.widgets import Static
 
 from lorawb.tui.widgets.image_grid import DENSITIES, ImageGrid
+from lorawb.words import fit_words
 
 MIN_GUTTER, MAX_GUTTER = 8, 24
 
@@ -60,6 +61,10 @@ class MatrixGrid(ImageGrid, inherit_bindings=False):
     @property
     def columns(self) -> int:
         return max(1, self.fixed_columns)
+
+    def fit_label(self, label: str, width: int) -> str:
+        """Scores under a cell, by whole words (``id.67 pf.80``): never a number cut in half."""
+        return fit_words(label, width)
 
     def set_layout(self, columns: int, row_labels: list[list[str]], gutter: int) -> None:
         self.fixed_columns = columns

@@ -27,7 +27,7 @@ from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 from lorawb.tagger.plan import TagPlan, plan_tags, tagger_settings
 from lorawb.tui.widgets.caption_modals import PREVIEW_FILES, diff_content
-from lorawb.tui.window import window_author
+from lorawb.tui.workbench import workbench
 from lorawb.words import plural
 
 HELP = "F5 (or enter in a field): run the model · ctrl+s: apply · esc: cancel · tab: next field"
@@ -249,7 +249,8 @@ class TagScreen(ModalScreen["caption_history.ApplyResult | None"]):
     @work(thread=True, exclusive=True, group="tag-apply")
     def _apply(self, plan: TagPlan) -> None:
         try:
-            result = caption_history.apply_changeset(self.project, plan.changeset, window_author(self.app))
+            wb = workbench(self)
+            result = wb.caption_writes().apply(plan.changeset, wb.author)  # the app's index learns it at once
         except LorawbError as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
@@ -286,5 +287,4 @@ def report_applied(widget: Widget, result: caption_history.ApplyResult | None) -
             severity="warning",
             timeout=10,
         )
-    if hasattr(widget.app, "dataset_changed"):
-        widget.app.dataset_changed()
+    workbench(widget).dataset_changed()

@@ -76,9 +76,15 @@ class SeriesChart(PlotextPlot):
             # Steps are whole numbers; plotext's own ticks would say 38.2.
             xt = _ticks(min(xs), max(xs), 5, whole=True)
             plt.xticks(xt, [str(int(x)) for x in xt])
-            yt = _ticks(min(ys), max(ys), 5)
+            # As many y labels as the height holds (a row apart): more would overlap, and which one
+            # plotext then shows is left to chance.
+            rows = self.size.height - 4 if self.size.height else 10
+            yt = _ticks(min(ys), max(ys), max(2, min(5, rows // 2 + 1)))
             plt.yticks(yt, [self.y_format.format(y) for y in yt])
         self.refresh()
+
+    def on_resize(self) -> None:
+        self._plot_lines()
 
 
 def _ticks(lo: float, hi: float, n: int, whole: bool = False) -> list[float]:

@@ -64,11 +64,13 @@ class RunForm(VerticalScroll):
             yield Select([], id="form-source", allow_blank=True, prompt="lorawb.toml", compact=True)
             yield Label("name", classes="form-label")
             yield Input(placeholder="optional run name", id="form-name", compact=True)
+        with Horizontal(id="form-preset-row"):
+            yield Label("memory preset", classes="form-label")
             yield Select(
                 [(p.name, i) for i, p in enumerate(F.PRESETS)],
                 id="form-preset",
                 allow_blank=True,
-                prompt="preset",
+                prompt="none · a preset writes its memory settings into the TOML",
                 compact=True,
                 tooltip="\n".join(f"{p.name}: {p.help}" for p in F.PRESETS),
             )
