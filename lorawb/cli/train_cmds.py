@@ -239,6 +239,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 "resumable_from": s.resumable_step if s.resumable else None,
                 "error": s.error,
                 "path": str(s.path),
+                "malformed_lines": list(s.problems),
             }
         )
     if args.json:
@@ -257,6 +258,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         )
         if r["state"] == "failed" and r["error"]:
             print(f"{'':<{width}}  error: {r['error']}")
+        if r["malformed_lines"]:
+            print(f"{'':<{width}}  events.jsonl: malformed lines skipped: " + "; ".join(r["malformed_lines"]))
         if r["resumable_from"] is not None:
             print(f"{'':<{width}}  resumable from step {r['resumable_from']}: `lorawb resume {r['id']}`")
     return 0

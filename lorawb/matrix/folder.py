@@ -30,7 +30,7 @@ from lorawb.core.confine import name_in
 from lorawb.core.fsutil import atomic_write_text
 from lorawb.errors import LorawbError, RunError
 from lorawb.train.detached import JobFolder
-from lorawb.train.events import EventTail
+from lorawb.train.events import EventTail, event_problem
 from lorawb.words import plural
 
 if TYPE_CHECKING:
@@ -225,7 +225,7 @@ class MatrixStatus:
 
 def read_status(folder: MatrixFolder) -> MatrixStatus:
     st = MatrixStatus()
-    for ev in EventTail(folder.events, max_bytes=1 << 62).poll():
+    for ev in EventTail(folder.events, max_bytes=1 << 62, check=event_problem).poll():
         st.apply(ev)
     st.alive = folder.is_alive()
     return st
@@ -236,7 +236,7 @@ class MatrixTail:
 
     def __init__(self, folder: MatrixFolder) -> None:
         self.folder = folder
-        self.events = EventTail(folder.events)
+        self.events = EventTail(folder.events, check=event_problem)
         self.cells_tail = EventTail(folder.cells_log)
         self.scores_tail = EventTail(folder.scores_log)
         self.status = MatrixStatus()
