@@ -15,8 +15,6 @@ as few LoRAs as it can; rank 0 owns the status and scores what is left at the en
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import logging
 import os
 import time
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lorawb.core.fsutil import atomic_write_bytes
+from lorawb.core.pngtext import png_bytes, png_record
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 from lorawb.matrix.cells import Cell, Params
@@ -41,46 +40,10 @@ ProgressFn = Callable[[dict[str, Any]], None]
 # --- PNG text -------------------------------------------------------------------------------------
 
 
-def infotext(p: Params) -> str:
-    """The ``parameters`` text A1111/Forge and most image viewers read (``<lora:name:w>`` in the prompt)."""
-    prompt = p.prompt
-    if p.lora is not None:
-        prompt += f" <lora:{Path(p.lora.path).stem}:{p.weight:g}>"
-    lines = [prompt]
-    if p.negative:
-        lines.append(f"Negative prompt: {p.negative}")
-    lines.append(
-        f"Steps: {p.steps}, Sampler: {p.sampler.upper()}, CFG scale: {p.cfg:g}, Seed: {p.seed}, "
-        f"Size: {p.width}x{p.height}, Model: {Path(p.base).name}"
-    )
-    return "\n".join(lines)
-
-
-def png_bytes(image: Any, record: dict[str, Any]) -> bytes:
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    info.add_text("parameters", infotext(Params.from_dict(record["params"])))
-    info.add_text("lorawb", json.dumps(record, ensure_ascii=False, separators=(",", ":")))
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
-
-
 def record_from_png(path: Path) -> dict[str, Any] | None:
-    """The cell record a PNG carries (None when it carries none)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            text = im.text.get("lorawb") if hasattr(im, "text") else None  # type: ignore[attr-defined]
-    except (OSError, ValueError):
-        return None
-    try:
-        rec = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return rec if isinstance(rec, dict) and rec.get("id") == path.stem else None
+    """The cell record a PNG carries (None when it carries none); lorawb.core.pngtext writes it."""
+    rec = png_record(path)
+    return rec if rec is not None and rec.get("id") == path.stem else None
 
 
 def repair_rows(folder: MatrixFolder) -> int:
