@@ -232,7 +232,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 "step": s.step,
                 "max_steps": s.max_steps,
                 "loss": s.loss,
-                "loss_ema": s.loss_ema,
+                "loss_ema": s.loss_smooth,
                 "it_s": s.it_s,
                 "elapsed": round(s.elapsed, 1),
                 "checkpoints": len(s.checkpoints),

@@ -240,10 +240,6 @@ class RunMonitor:
     def loss_smooth(self) -> Series:
         return self.fold.loss_smooth
 
-    @property
-    def state(self) -> str:
-        return self.fold.state
-
     def poll(self, *, check_alive: bool = True) -> int:
         """Ingest what was appended since the last poll; returns the number of new events.
 
@@ -342,21 +338,14 @@ class RunMonitor:
             return MonitorView(
                 run_id=self.run.id,
                 path=self.run.path,
-                resumable_step=f.resumable_step,
-                state=f.state,
+                **f.figures(),
                 display_state=self.display_state,
                 alive=self.alive,
                 error=f.error_text,
-                step=f.step,
                 max_steps=total,
-                epoch=f.epoch,
                 elapsed=self._elapsed(),
                 eta=runstate.eta(total, f.step, f.it_s, f.state, self.alive),
-                loss=f.loss.last,
-                loss_smooth=f.loss_smooth.last,
                 val_loss=f.val_loss.last,
-                lr=f.lr.last,
-                it_s=f.it_s,
                 mem_gb=f.mem_gb,
                 gpu_util=f.gpu_util,
                 smoothing=f.smoothing,

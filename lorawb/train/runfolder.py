@@ -74,7 +74,7 @@ class RunSummary:
     max_steps: int | None = None
     epoch: int = 0
     loss: float | None = None
-    loss_ema: float | None = None  # the monitor's smoothed loss at its default strength
+    loss_smooth: float | None = None  # the monitor's smoothed loss at its default strength
     lr: float | None = None
     it_s: float | None = None
     started: float | None = None
@@ -116,21 +116,14 @@ def summarize(run: RunFolder) -> RunSummary:
     return RunSummary(
         id=run.id,
         path=run.path,
-        state=fold.state,
         alive=alive,
-        step=fold.step,
+        **fold.figures(),
         max_steps=fold.max_steps or runstate.config_max_steps(run.config),
-        epoch=fold.epoch,
-        loss=fold.loss.last,
-        loss_ema=fold.loss_smooth.last,
-        lr=fold.lr.last,
-        it_s=fold.it_s,
         started=fold.started,
         updated=fold.updated,
         paused=fold.paused,
         error=fold.error,
         hint=fold.hint,
-        resumable_step=fold.resumable_step,
         checkpoints=fold.checkpoint_events(),
         samples=fold.sample_images(),
         problems=runstate.read_problems(tail, runstate.has_ended(fold.state, alive)),

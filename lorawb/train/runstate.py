@@ -311,6 +311,19 @@ class RunState:
             return f"{self.error}\n  hint: {self.hint}"
         return self.error or None
 
+    def figures(self) -> dict[str, Any]:
+        """What every view of the run shows alike (the run list, ``lorawb runs``, the monitor)."""
+        return {
+            "state": self.state,
+            "step": self.step,
+            "epoch": self.epoch,
+            "loss": self.loss.last,
+            "loss_smooth": self.loss_smooth.last,
+            "lr": self.lr.last,
+            "it_s": self.it_s,
+            "resumable_step": self.resumable_step,
+        }
+
     def checkpoint_events(self) -> list[dict[str, Any]]:
         """Each checkpoint's (last) event, in the order they were saved."""
         return list(self.checkpoints.values())

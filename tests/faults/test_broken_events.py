@@ -143,7 +143,7 @@ def test_runs_watch_and_the_train_tab_fold_the_same_events_the_same_way(tmp_path
         v.loss,
         v.it_s,
     )
-    assert s.loss_ema == pytest.approx(v.loss_smooth) and s.elapsed == pytest.approx(v.elapsed)
+    assert s.loss_smooth == pytest.approx(v.loss_smooth) and s.elapsed == pytest.approx(v.elapsed)
     assert (s.resumable_step, len(s.checkpoints)) == (v.resumable_step, len(v.checkpoints)) == (2, 1)
     assert (s.state, s.step, s.max_steps, s.elapsed) == ("failed", 3, 12, pytest.approx(8.0))
     assert s.error == "out of memory" and v.error == "out of memory\n  hint: lower train.batch_size"
