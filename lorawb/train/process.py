@@ -142,6 +142,9 @@ def check_resumable(run: RunFolder) -> None:
             hint="resume state is saved with every checkpoint (save.every_n_steps), at a stop and at the end; "
             "start a new run instead",
         )
+    states = [e.get("state") for e in read_events(run.events) if e.get("type") == "status"]
+    if states and states[-1] == "finished":
+        raise RunError("this run has already finished", path=run.path, hint="start a new run to train further")
     with open(resume, "rb") as fh:
         if fh.read(len(TORCH_ZIP)) != TORCH_ZIP:  # what torch.save writes; a plain pickle can run code
             raise RunError(
@@ -149,9 +152,6 @@ def check_resumable(run: RunFolder) -> None:
                 path=resume,
                 hint="start a new run (its checkpoints are still there: network.init_from can start from one)",
             )
-    states = [e.get("state") for e in read_events(run.events) if e.get("type") == "status"]
-    if states and states[-1] == "finished":
-        raise RunError("this run has already finished", path=run.path, hint="start a new run to train further")
     check_model_path(load_run_config(run.config).model)
 
 
