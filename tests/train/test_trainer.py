@@ -428,7 +428,7 @@ def test_epochs_decide_length_and_checkpoints(tmp_path, tiny_sd1):
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["zkx_mira-000006.safetensors"]  # keep_last=1
 
 
-def test_samples_carry_their_parameters_and_each_sample_step_has_a_contact_sheet(sd1_run):
+def test_samples_carry_their_parameters_and_each_sample_step_has_a_contact_sheet(sd1_run, capsys):
     """Samples carry what matrix cells carry (A1111 `parameters` and the JSON record, one writer),
     naming the checkpoint saved at their step; each sample step has a labelled sheet."""
     from PIL import Image
@@ -473,3 +473,7 @@ def test_samples_carry_their_parameters_and_each_sample_step_has_a_contact_sheet
     m = RunMonitor(run)
     m.catch_up()
     assert [s.sheet for s in m.snapshot().samples] == [run.path / s["path"] for s in sheets]
+    from lorawb.cli import main
+
+    assert main(["watch", str(run.path), "--once"]) == 0
+    assert "samples/000004-sheet.png" in capsys.readouterr().out.replace("\n", "")
