@@ -18,7 +18,8 @@ Four contenders, each in a fresh process, interleaved round by round (A B C D A 
     python bench/train_speed.py --device cuda --family sdxl --full-size --diffusers-script ~/src/diffusers
     python bench/train_speed.py --family flux --diffusers-script ~/src/diffusers   # the flow transformers
 
-The flow-matching transformer families (``--family flux``, ``chroma``) race other contenders:
+The flow-matching transformer families (``--family flux``, ``chroma``, ``flux2_klein``, ``zimage``) race
+other contenders:
 
 - ``diffusers`` / ``diffusers-cached``: the UNMODIFIED DreamBooth LoRA script of the family
   (``examples/dreambooth/train_dreambooth_lora_flux.py``), with per-image captions from an
@@ -28,7 +29,9 @@ The flow-matching transformer families (``--family flux``, ``chroma``) race othe
 - ``bare``: the transformer alone, LoRA injected with peft on the same layers, on one fixed batch of
   latents and text embeddings: forward, MSE, backward, AdamW step. Nothing a trainer does can be
   faster; lorawb with its caches is compared with it ("vs bare").
-Chroma has no diffusers example script: its rows compare lorawb with the bare step only.
+Chroma has no diffusers example script: its rows compare lorawb with the bare step only. Klein's and
+Z-Image's scripts (``train_dreambooth_lora_flux2_klein.py``, ``train_dreambooth_lora_z_image.py``)
+always precompute every caption's embedding: their lorawb "no caches" run keeps the text cache on.
 
 --full-size builds a randomly initialised model with the real SD1.5 or SDXL architecture (UNet,
 VAE, CLIP text encoders; nothing is downloaded), so GPU figures are those of the real networks.
@@ -94,8 +97,10 @@ SCRIPT_FOR = {
     "sd1": "train_text_to_image_lora.py",
     "sdxl": "train_text_to_image_lora_sdxl.py",
     "flux": "train_dreambooth_lora_flux.py",
+    "flux2_klein": "train_dreambooth_lora_flux2_klein.py",
+    "zimage": "train_dreambooth_lora_z_image.py",
 }
-FLOW = ("flux", "chroma")  # the flow-matching transformer families this bench races
+FLOW = ("flux", "chroma", "flux2_klein", "zimage")  # the flow-matching transformer families this bench races
 SCRIPT_DIRS = ("text_to_image", "dreambooth")
 # The layers diffusers' Flux DreamBooth script puts a LoRA on (its default --lora_layers).
 FLUX_SCRIPT_TARGETS = [
@@ -112,6 +117,20 @@ FLUX_SCRIPT_TARGETS = [
     "ff_context.net.0.proj",
     "ff_context.net.2",
 ]
+# The layers the Klein and Z-Image DreamBooth scripts put a LoRA on (their default --lora_layers, in the
+# module names lorawb's target_modules match: the same layers): Klein's image-stream attention and its
+# single blocks' fused projection and output; Z-Image's attention in every block, refiners included.
+SCRIPT_TARGETS = {
+    "flux": FLUX_SCRIPT_TARGETS,
+    "flux2_klein": ["attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.to_qkv_mlp_proj", "attn.to_out"],
+    "zimage": ["attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0"],
+}
+# Families whose script always precomputes each caption's embedding (DreamBooth scripts with per-image
+# captions): their uncached run is lorawb's with the text cache on and the latent cache off.
+SCRIPT_CACHES_TEXT = ("flux2_klein", "zimage")
+# The static shift each script's timesteps carry (its scheduler's, applied when use_dynamic_shifting is
+# off): none for Flux and Klein (dynamic), Z-Image's 3.
+SCRIPT_SHIFT = {"zimage": 3.0}
 T5_TOKENS = 128  # the T5 sequence length every flow contender uses (the script's --max_sequence_length)
 
 # --- the models -----------------------------------------------------------------------------------
@@ -400,10 +419,14 @@ def flow_script_args(args: argparse.Namespace, model: Path, data: Path, out: Pat
         f"--mixed_precision={args.mixed_precision}",
         "--dataloader_num_workers=0",
         "--report_to=tensorboard",
-        "--guidance_scale=1.0",
         f"--max_sequence_length={T5_TOKENS}",
         "--weighting_scheme=none",
     ]
+    if args.family == "flux":
+        a.append("--guidance_scale=1.0")
+    if args.family == "flux2_klein":
+        # The pipeline's Qwen3 layers; the script's default [10, 20, 30] is Flux.2 dev's (diffusers #13445)
+        a += ["--text_encoder_out_layers", "9", "18", "27"]
     if args.gradient_checkpointing:
         a.append("--gradient_checkpointing")
     return a
@@ -412,9 +435,15 @@ def flow_script_args(args: argparse.Namespace, model: Path, data: Path, out: Pat
 def flow_lorawb_settings(args: argparse.Namespace) -> list[str]:
     """lorawb's settings for the same work as the script: its LoRA layers, uniform timesteps, no shift."""
     section = args.family
-    out = [f"{section}.weighting_scheme='none'", f"{section}.shift=1.0", f"{section}.t5_max_length={T5_TOKENS}"]
+    length = "max_sequence_length" if args.family in SCRIPT_CACHES_TEXT else "t5_max_length"
+    shift = SCRIPT_SHIFT.get(args.family, 1.0)
+    out = [f"{section}.weighting_scheme='none'", f"{section}.shift={shift}", f"{section}.{length}={T5_TOKENS}"]
+    if args.family in SCRIPT_TARGETS:
+        out.append(f"network.target_modules={json.dumps(SCRIPT_TARGETS[args.family])}")
     if args.family == "flux":
-        out += [f"network.target_modules={json.dumps(FLUX_SCRIPT_TARGETS)}", "flux.guidance=1.0"]
+        out.append("flux.guidance=1.0")
+    if args.family == "zimage":
+        out.append("zimage.train_refiners=true")
     return out
 
 
@@ -508,7 +537,7 @@ def lorawb_run(args: argparse.Namespace, project_root: Path, cached: bool) -> di
         f"network.rank={args.rank}",
         f"network.alpha={args.rank}",
         f"dataset.cache_latents={'true' if cached else 'false'}",
-        f"dataset.cache_text={'true' if cached else 'false'}",
+        f"dataset.cache_text={'true' if cached or args.family in SCRIPT_CACHES_TEXT else 'false'}",
         "dataset.buckets=false",
         "sample.prompts=[]",
         "save.every_n_steps=0",
@@ -765,6 +794,8 @@ def main() -> int:
     label = "vs bare" if flow else "vs re-impl"
     if flow:
         print("lorawb uncached is compared with the script uncached; lorawb cached with the script's --cache_latents")
+        if args.family in SCRIPT_CACHES_TEXT:
+            print("the script precomputes every caption's embedding: lorawb's uncached run keeps its text cache too")
     print(f"{'':34} {'steps/s':>8} {'CPU s/st':>8} {mem:>8} {'wall s':>7} {'vs script':>9} {label:>10}")
     for kind in which:
         if kind not in best:

@@ -69,6 +69,13 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory) -> Path:
+    from lorawb.toyworld.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sdxl", family="sdxl", seed=0)
+
+
+@pytest.fixture(scope="session")
 def tiny_flux(tmp_path_factory) -> Path:
     """A tiny Flux.1-dev (guidance-distilled) diffusers folder, built from configs."""
     from lorawb.toyworld.tiny_transformers import build_tiny_transformer
@@ -81,6 +88,21 @@ def tiny_chroma(tmp_path_factory) -> Path:
     from lorawb.toyworld.tiny_transformers import build_tiny_transformer
 
     return build_tiny_transformer(tmp_path_factory.mktemp("models") / "tiny-chroma", "chroma")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux2_klein(tmp_path_factory) -> Path:
+    """A tiny Flux.2 Klein base (not distilled) diffusers folder, built from configs."""
+    from lorawb.toyworld.tiny_transformers import build_tiny_transformer
+
+    return build_tiny_transformer(tmp_path_factory.mktemp("models") / "tiny-klein", "flux2_klein")
+
+
+@pytest.fixture(scope="session")
+def tiny_zimage(tmp_path_factory) -> Path:
+    from lorawb.toyworld.tiny_transformers import build_tiny_transformer
+
+    return build_tiny_transformer(tmp_path_factory.mktemp("models") / "tiny-zimage", "zimage")
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +121,20 @@ def trained_project(tmp_path_factory, tiny_model) -> Path:
     run = create_run(project, cfg, "mx")
     launch(run, detach=False)
     return root
+
+
+def wait_for(what, timeout: float = 120.0, every: float = 0.02):
+    """Poll ``what`` until it returns something true (returned); fail after ``timeout`` seconds.
+
+    For conditions another process makes true (a detached worker's checkpoint, a queue runner's end).
+    """
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {getattr(what, '__name__', what)}")
 
 
 def watcher_threads() -> list[threading.Thread]:

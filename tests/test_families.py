@@ -10,7 +10,7 @@ from pathlib import Path
 from lorawb import families
 
 PKG = Path(__file__).resolve().parents[1] / "lorawb"
-GUARDED = ["train/trainer.py", "train/batches.py", "train/caches.py", "matrix", "tui"]
+GUARDED = ["train/trainer.py", "train/batches.py", "train/caches.py", "matrix", "generate", "tui"]
 
 
 def family_mentions(path: Path) -> list[str]:
@@ -50,6 +50,7 @@ def test_the_guard_can_fail(tmp_path, monkeypatch):
     for name in ("trainer.py", "batches.py", "caches.py"):
         (tmp_path / "lorawb" / "train" / name).write_text("x = 1\n")
     (tmp_path / "lorawb" / "tui").mkdir()
+    (tmp_path / "lorawb" / "generate").mkdir()
     monkeypatch.setattr(sys.modules[__name__], "PKG", tmp_path / "lorawb")
     assert sorted(offenders(tmp_path / "lorawb")) == [
         "lorawb/matrix/oops.py:1 names 'sdxl'",

@@ -32,12 +32,17 @@ def offenders(folder: str, banned: tuple[str, ...]) -> list[str]:
 
 
 def test_core_train_matrix_do_not_import_ui():
-    for folder in ("core", "train", "matrix", "toyworld", "tagger"):
+    for folder in ("core", "train", "matrix", "toyworld", "tagger", "queue", "sweep", "generate"):
         assert offenders(folder, UI) == []
 
 
 def test_core_does_not_import_torch():
     assert offenders("core", HEAVY) == []
+
+
+def test_the_queue_does_not_import_torch():
+    # The runner and `lorawb queue` start in a blink; the workers they start import torch.
+    assert offenders("queue", HEAVY) == []
 
 
 def test_checker_catches_a_bad_import(tmp_path, monkeypatch):

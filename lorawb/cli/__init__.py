@@ -33,6 +33,9 @@ COMMAND_MODULES = [
     "lorawb.cli.watch_cmd",
     "lorawb.cli.matrix_cmds",
     "lorawb.cli.reg_cmds",
+    "lorawb.cli.generate_cmd",
+    "lorawb.cli.queue_cmds",
+    "lorawb.cli.sweep_cmds",
     "lorawb.cli.toyworld_cmds",
 ]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lorawb.cli import add_project_arg
+from lorawb.cli.queue_cmds import add_queue_option, report_queued
 from lorawb.words import plural
 
 USAGE = {
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--num-processes", type=int, default=1, help="spread the cells over N processes (GPUs) via Accelerate"
     )
     p.add_argument("--yes", action="store_true", help="draw it even when it is bigger than [matrix] max_cells")
+    add_queue_option(p)
     p.set_defaults(func=cmd_run)
 
     p = words("show", "cells done, the score table per checkpoint × weight, the recommendation")
@@ -78,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--clear", dest="rating", action="store_const", const="clear")
     p.set_defaults(func=cmd_rate)
 
-    p = words("stop", "ask a running matrix to stop after its current batch")
+    p = words("stop", "ask a running matrix to stop after its current batch (a queued one: not started again)")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait until it has stopped")
     p.set_defaults(func=cmd_stop)
 
@@ -205,6 +207,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         flush=True,
     )
     if pending == 0:
+        return 0
+    if args.queue:
+        from lorawb.queue import enqueue
+
+        title = f"matrix {folder.id} ({plural(pending, 'image')})"
+        report_queued(enqueue(project, "matrix", title, folder=folder.path, gpus=args.num_processes))
         return 0
     if args.detach:
         start_matrix(folder, detach=True, num_processes=args.num_processes)
@@ -395,9 +403,14 @@ def cmd_rate(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     from lorawb.matrix.process import stop_matrix
+    from lorawb.queue import stop_folder
 
     project, w = _split(args, 1)
     folder = _folder(project, w[0])
+    queued = stop_folder(folder.path)
+    if queued is not None:
+        print(f"{folder.id}: {queued}")
+        return 0
     if stop_matrix(folder, wait=args.wait):
         print(f"{folder.id} stopped; `lorawb matrix run {folder.id}` draws the rest")
     else:

@@ -22,6 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="the base model (diffusers folder or .safetensors); resolution and bucket step follow its recommendation",
     )
+    p.add_argument(
+        "--model-config",
+        metavar="DIR",
+        default="",
+        help="for a single-file transformer (Flux, Klein, Z-Image ...): a diffusers folder of the same model "
+        "whose text encoders, VAE and tokenizers to use",
+    )
     p.set_defaults(func=cmd_init, normalize=_init_project)
 
     p = sub.add_parser("doctor", help="print a health report of the dataset")
@@ -45,17 +52,18 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     rec = None
     if args.model:
-        from lorawb.train.modelpath import recommend
+        from lorawb.train.modelpath import check_single_file_parts, recommend
 
-        rec = recommend(args.model)
+        rec = recommend(args.model, args.model_config)
         if rec is None:
             from lorawb.errors import ModelError
 
             raise ModelError("not a base model (no model_index.json, not a .safetensors file)", path=args.model)
+        check_single_file_parts(args.model, args.model_config)
     project = init_project(args.project, trigger=args.trigger, images=args.images, link=args.link)
     print(f"created {project.root}")
     if rec is not None:
-        set_model(project, args.model, rec)
+        set_model(project, args.model, rec, args.model_config)
         print(f"  model {args.model}: resolution {rec.resolution}, bucket step {rec.bucket_step} ({rec.source})")
     if args.images:
         index = ProjectIndex(project)  # the first scan fills the index the app and the doctor read
@@ -86,19 +94,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def set_model(project, model: str, rec) -> None:
-    """Point lorawb.toml at ``model`` with the resolution and bucket step it recommends (comments say so)."""
-    from pathlib import Path
-
+def set_model(project, model: str, rec, config: str = "") -> None:
+    """Point lorawb.toml at ``model`` (and a single file's ``config`` folder) with the resolution and
+    bucket step it recommends (comments say so)."""
     import tomlkit
 
-    path = Path(model).expanduser().resolve()
-    try:
-        shown = str(path.relative_to(project.root))
-    except ValueError:
-        shown = str(path)
     why = f"the model's recommendation ({rec.source})"
-    project.save_setting("model.path", shown)
+    project.save_setting("model.path", _shown(project, model))
+    if config:
+        project.save_setting("model.config", _shown(project, config))
     project.save_setting("project.resolution", tomlkit.item(rec.resolution).comment(why))
     if rec.resolution < 2 * project.config.project.min_resolution:
         project.save_setting(
@@ -106,6 +110,17 @@ def set_model(project, model: str, rec) -> None:
             tomlkit.item(max(1, rec.resolution // 2)).comment("half the model's resolution"),
         )
     project.save_setting("dataset.bucket_step", tomlkit.item(rec.bucket_step).comment(why))
+
+
+def _shown(project, path: str) -> str:
+    """``path`` as lorawb.toml writes it: relative to the project when inside it, else absolute."""
+    from pathlib import Path
+
+    full = Path(path).expanduser().resolve()
+    try:
+        return str(full.relative_to(project.root))
+    except ValueError:
+        return str(full)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Any
 
+from lorawb.cli.queue_cmds import add_queue_option, report_queued
+
 
 def _project_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("project", nargs="?", default=None, help="project folder (default: the current one)")
@@ -31,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     p.add_argument("--seed", type=int, default=0, help="image i is drawn at seed SEED+i")
     p.add_argument("--wait", action="store_true", help="draw here with a progress line instead of detached")
+    add_queue_option(p)
     p.set_defaults(func=cmd_generate)
     p = rsub.add_parser("status", help="how far the reg generation is", usage="lorawb reg status [PROJECT]")
     _project_args(p)
@@ -65,11 +68,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"  {len(plan.prompts)} prompt(s), e.g. '{plan.prompt(0)}'", flush=True)
     if missing == 0:
         return 0
+    if args.queue:
+        from lorawb.queue import queue_reg
+
+        report_queued(queue_reg(project, plan))
+        return 0
     if not args.wait:
         start_reg(project, plan, detach=True)
         print("  drawing in the background; `lorawb reg status` follows it, `lorawb reg stop` stops it")
         return 0
-    line = _Progress()
+    line = Progress()
     state = start_reg(project, plan, detach=False, progress=line.update)
     line.done()
     print(f"reg generation {state}; the trainer uses {project.reg_dir}/ (dataset.reg_path)")
@@ -99,7 +107,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Progress:
+class Progress:
+    """One progress line for a job drawn here (rewritten in place at a terminal, every 5 s in a log)."""
+
     def __init__(self) -> None:
         self.tty = sys.stdout.isatty()
         self.last = 0.0

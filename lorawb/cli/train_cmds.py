@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from lorawb.cli import add_project_arg, split_words
+from lorawb.cli.queue_cmds import add_queue_option, report_queued
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override one setting, e.g. --set train.max_steps=500 (repeatable)",
     )
     p.add_argument("--detach", action="store_true", help="train in a separate process that survives the terminal")
+    add_queue_option(p)
     p.add_argument("--allow-pickle", action="store_true", help="allow a .ckpt/.pt/.bin base model (can run code)")
     p.add_argument("--name", default="", help="a word for the run id (default: the output name)")
     p.set_defaults(func=cmd_train)
@@ -61,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="change one memory setting first, e.g. --set model.quantize=nf4 (recorded in the run's events)",
     )
+    add_queue_option(p)
     p.set_defaults(func=cmd_resume)
 
     from lorawb.toyworld.tiny import FAMILIES
@@ -103,9 +106,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = resolve_config(project, args.config, overrides)
     from lorawb.train.modelpath import recommend, resolution_warning
 
-    warning = resolution_warning(config.dataset.resolution, recommend(config.model.path))
+    warning = resolution_warning(config.dataset.resolution, recommend(config.model.path, config.model.config))
     if warning:
         print(f"lorawb: warning: {warning}", file=sys.stderr)
+    if args.queue:
+        from lorawb.queue import queue_train
+
+        report_queued(queue_train(project, config, args.name))
+        return 0
     run = create_run(project, config, args.name)
     if args.detach:
         launch(run, detach=True)
@@ -148,6 +156,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
             else ""
         )
         print(f"resuming from step {s.resumable_step} (the last saved state){redo}", file=sys.stderr)
+    if args.queue:
+        from lorawb.core.project import Project
+        from lorawb.queue import enqueue
+        from lorawb.train.config import load_run_config
+
+        cfg = load_run_config(run.config)
+        project = Project.load(args.project)
+        report_queued(enqueue(project, "train", f"resume {run.id}", folder=run.path, gpus=cfg.train.num_processes))
+        return 0
     if args.detach:
         resume_run(run, detach=True)
         print(run.id, flush=True)
@@ -278,10 +295,19 @@ def _find_run(ref: str, project_dir: str) -> Any:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    from lorawb.queue import stop_folder
     from lorawb.train.process import stop_run
 
     run = _find_run(args.run, args.project)
-    stopped = stop_run(run, wait=args.wait)
+    queued = stop_folder(run.path)  # a queue job (here or on Slurm): the queue must not start it again
+    if queued is None:
+        stopped = stop_run(run, wait=args.wait)
+    else:
+        print(f"{run.id}: {queued}")
+        deadline = time.time() + args.wait
+        while run.is_alive() and time.time() < deadline:
+            time.sleep(0.2)
+        stopped = not run.is_alive()
     if stopped:
         print(f"{run.id} stopped; continue with `lorawb resume {run.id}`")
     else:

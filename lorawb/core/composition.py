@@ -44,6 +44,11 @@ class PairTable:
     def thin(self) -> list[tuple[str, str]]:
         return [cell for cell, n in self.counts.items() if 0 < n < self.threshold]
 
+    @property
+    def gaps(self) -> list[tuple[str, str]]:
+        """The empty and thin cells, in table order: what to draw more of."""
+        return [cell for cell, n in self.counts.items() if n < self.threshold]
+
 
 @dataclass
 class Composition:
@@ -117,3 +122,11 @@ def composition(files: list[CaptionFile], groups: dict[str, list[str]], by: list
         threshold = max(2, math.ceil(both / cells / 2))
         comp.pairs.append(PairTable(a, b, list(chosen[a]), list(chosen[b]), counts, members, threshold))
     return comp
+
+
+def pair_gaps(
+    files: list[CaptionFile], rows: tuple[str, list[str]], cols: tuple[str, list[str]]
+) -> list[tuple[str, str]]:
+    """The (row value, column value) pairs the captions lack, empty or thin: what to draw more of
+    (``lorawb matrix new --fill-gaps``, ``lorawb generate --lora``)."""
+    return composition(files, dict([rows, cols])).pairs[0].gaps

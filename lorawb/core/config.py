@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from lorawb.core.charsheet import GenerateSection
 from lorawb.families import settings_sections
 
 # The model families' own sections ([flux] ...: guidance, timestep shift, which blocks to train).
@@ -98,6 +99,7 @@ class _ProjectConfig(Strict):
     triage: TriageSection = Field(default_factory=TriageSection)
     ui: UISection = Field(default_factory=UISection)
     tagger: TaggerSection = Field(default_factory=TaggerSection)
+    generate: GenerateSection = Field(default_factory=GenerateSection)  # the character sheet (lorawb generate)
     # Training defaults, validated by lorawb.train.config.
     model: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)
@@ -106,6 +108,7 @@ class _ProjectConfig(Strict):
     sample: dict[str, Any] = Field(default_factory=dict)
     save: dict[str, Any] = Field(default_factory=dict)
     matrix: dict[str, Any] = Field(default_factory=dict)
+    queue: dict[str, Any] = Field(default_factory=dict)  # validated by lorawb.queue.settings
 
     def training_defaults(self) -> dict[str, Any]:
         return {name: dict(getattr(self, name)) for name in TRAINING_SECTIONS}

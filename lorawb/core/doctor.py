@@ -364,7 +364,9 @@ def _training_warnings(training: Any, images: list[ImageFacts], settings: Bucket
 
     out = []
     if training.config.model.path:
-        warning = resolution_warning(training.config.dataset.resolution, recommend(training.config.model.path))
+        warning = resolution_warning(
+            training.config.dataset.resolution, recommend(training.config.model.path, training.config.model.config)
+        )
         if warning:
             out.append(warning)
     placed = [(f, settings.bucket(f.width, f.height)) for f in images] if settings.enabled else []

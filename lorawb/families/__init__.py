@@ -12,24 +12,39 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorawb.errors import ModelError
-from lorawb.families.base import Family, Model, Noised, TextCond
+from lorawb.families.base import Family, Helper, Model, Noised, TextCond, helper_missing
 from lorawb.families.chroma import ChromaFamily
 from lorawb.families.flux import FluxFamily
+from lorawb.families.flux2_klein import KleinFamily
 from lorawb.families.sd import SD2Family, SDFamily
 from lorawb.families.sdxl import SDXLFamily
+from lorawb.families.zimage import ZImageFamily
 
 if TYPE_CHECKING:
     from lorawb.train.config import ModelSection, TrainConfig
 
-# Detection order: a ComfyUI Flux file also has model.diffusion_model.* keys, so Flux and Chroma
+# Detection order: a ComfyUI Flux file also has model.diffusion_model.* keys, so the transformers
 # come before SD1; SDXL's UNet config would pass SD1's check, so it comes first of the UNets.
-REGISTRY: dict[str, Family] = {f.name: f for f in (ChromaFamily(), FluxFamily(), SDXLFamily(), SD2Family(), SDFamily())}
+REGISTRY: dict[str, Family] = {
+    f.name: f
+    for f in (
+        KleinFamily(),
+        ZImageFamily(),
+        ChromaFamily(),
+        FluxFamily(),
+        SDXLFamily(),
+        SD2Family(),
+        SDFamily(),
+    )
+}
 
 __all__ = [
     "Family",
     "Model",
     "Noised",
     "TextCond",
+    "Helper",
+    "helper_missing",
     "REGISTRY",
     "get",
     "names",
@@ -93,12 +108,18 @@ def detect(path: Path, forced: str = "auto") -> Family:
 
 
 def load_base_model(
-    model: ModelSection, device: Any, dtype: Any = None, cfg: TrainConfig | None = None, place: bool = True
+    model: ModelSection,
+    device: Any,
+    dtype: Any = None,
+    cfg: TrainConfig | None = None,
+    place: bool = True,
+    settings: dict[str, Any] | None = None,
 ) -> Model:
     """The base model ``model.path`` names, loaded by its family in ``dtype`` on ``device``.
 
     ``cfg``: the whole training config, for the family's own section (``[flux]`` ...) and its
-    checks of the other settings; without it (the matrix, reg images) the family's defaults.
+    checks of the other settings; without it (the matrix, reg images) ``settings``, the family
+    section a run was trained with (as ``family_settings`` gives it), else the family's defaults.
     A big model (``model.quantize``, ``train.offload_blocks``) is loaded on the CPU, quantised
     there and then placed (lorawb.train.bigmodel); ``place=False`` leaves its denoiser on the CPU
     for the trainer, which places it once the caches are filled.
@@ -110,7 +131,10 @@ def load_base_model(
 
     path = check_model_path(model)
     family = detect(path, model.family)
-    settings = family.section(cfg) if cfg is not None else (family.settings() if family.settings else None)
+    if cfg is not None:
+        settings = family.section(cfg)
+    elif family.settings is not None:
+        settings = family.settings.model_validate(settings or {})
     if cfg is not None:
         family.check_config(cfg)
     offload = cfg.train.offload_blocks if cfg is not None else 0
@@ -124,6 +148,17 @@ def load_base_model(
         if place:
             bigmodel.place(loaded)
     return loaded
+
+
+def family_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """The model family's own section of a config as plain data ({} when the family has none or
+    cannot be told): what a matrix cell records so that its base draws as the run was trained."""
+    from lorawb.train.config import family_of
+
+    family = family_of(cfg)
+    if family is None or family.settings is None:
+        return {}
+    return family.section(cfg).model_dump(mode="json")
 
 
 def lora_family(keys: list[str], metadata: dict[str, str]) -> str | None:

@@ -73,6 +73,7 @@ class Family:
     feed_forward_targets: ClassVar[tuple[str, ...]] = ()  # added by network.ff
     has_conv: ClassVar[bool] = False  # the denoiser has convolutions a LoCon can adapt (network.conv)
     trainable_text_encoders: ClassVar[tuple[bool, ...]] = ()  # per text encoder: can a LoRA train it
+    helpers: ClassVar[tuple[str, ...]] = ()  # variation helpers of `lorawb generate`: ip-adapter, controlnet, edit
     default_cfg: ClassVar[float] = 7.0  # guidance scale when neither the model nor the user says
     base_model_version: ClassVar[str] = ""  # kohya's ss_base_model_version
     modelspec_architecture: ClassVar[str] = ""  # modelspec.architecture (without "/lora")
@@ -103,6 +104,11 @@ class Family:
     def detect_lora_keys(self, keys: list[str]) -> bool:
         """Do these LoRA tensor names say the file is for this family (when its metadata does not)?"""
         return False
+
+    def single_file_parts(self) -> tuple[str, ...]:
+        """The subfolders a single file of this family takes from ``model.config``'s diffusers folder
+        (the text encoders, VAE ... a transformer-only file lacks); none: the file is a whole model."""
+        return ()
 
     def latent_step(self, path: Path) -> int:
         """Image sides must be multiples of this (the VAE's scale, times the denoiser's patch size)."""
@@ -203,6 +209,15 @@ def vae_scale_of(path: Path) -> int | None:
     vae = read_json(Path(path) / "vae" / "config.json") if Path(path).is_dir() else {}
     blocks = vae.get("block_out_channels")
     return 2 ** (len(blocks) - 1) if isinstance(blocks, list) and blocks else None
+
+
+def described_by(model: ModelSection) -> Path | None:
+    """The diffusers folder whose configs describe the model ``model`` names: ``model.path`` when it
+    is a folder, else a single file's ``model.config`` (None when neither is set)."""
+    path = Path(model.path).expanduser() if model.path else None
+    if path is not None and path.is_file() and model.config:
+        return Path(model.config).expanduser()
+    return path
 
 
 def missing_error(family: Family, path: Path, missing: list[str], hint: str) -> ModelError:
@@ -336,6 +351,12 @@ class Model:
         dist = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
         return dist.mean, dist.std
 
+    @property
+    def samples_posterior(self) -> bool:
+        """Does training draw each step's latents from the VAE's posterior (else it takes its mean, the
+        mode, as the family's own pipeline and training script encode)?"""
+        return True
+
     def scale_latents(self, sample: torch.Tensor) -> torch.Tensor:
         """A posterior sample as the denoiser sees latents (the VAE's shift and scale)."""
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0
@@ -434,3 +455,55 @@ class Model:
     def load_lora(self, pipe: Any, path: Path, adapter_name: str) -> None:
         """Load a LoRA file into ``pipe`` as a named adapter (diffusers' loader, where it reads the file)."""
         pipe.load_lora_weights(str(path), adapter_name=adapter_name)
+
+    # --- variation helpers (`lorawb generate`): optional, a family without one says so ------------------
+    # ``Family.helpers`` lists the ones a family has; each takes the pipeline and returns the one
+    # that draws with the helper (built from the same loaded components, so LoRAs still apply).
+    def helper_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        """``pipe`` drawing with ``helper`` (its model files loaded from the user's folders)."""
+        if helper.kind not in self.spec.helpers:
+            raise helper_missing(self.spec, helper.kind)
+        build = {
+            "ip-adapter": self.ip_adapter_pipeline,
+            "controlnet": self.controlnet_pipeline,
+            "edit": self.edit_pipeline,
+        }[helper.kind]
+        return build(pipe, helper)
+
+    def ip_adapter_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        """IP-Adapter: a reference image, through its image encoder, steers the look."""
+        raise helper_missing(self.spec, "ip-adapter")
+
+    def controlnet_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        """ControlNet: a condition image (lorawb's pose skeletons) steers the composition."""
+        raise helper_missing(self.spec, "controlnet")
+
+    def edit_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        """Reference editing: the model redraws a reference image as the prompt says."""
+        raise helper_missing(self.spec, "edit")
+
+    def helper_inputs(self, pipe: Any, helper: Helper, image: Any, width: int, height: int) -> dict[str, Any]:
+        """The pipeline arguments that give the helper its image (a PIL image, for every prompt of a
+        call drawing ``width`` × ``height``)."""
+        raise helper_missing(self.spec, helper.kind)
+
+
+@dataclass(frozen=True)
+class Helper:
+    """A variation helper as a generate job uses it: its kind, model files and strength."""
+
+    kind: str  # "ip-adapter", "controlnet" or "edit"
+    path: str = ""  # the IP-Adapter file or the ControlNet folder ("" for edit: the base model edits)
+    encoder: str = ""  # the IP-Adapter's CLIP image encoder folder
+    scale: float = 1.0
+
+
+HELPER_NAMES = {"ip-adapter": "IP-Adapter", "controlnet": "ControlNet", "edit": "reference editing"}
+
+
+def helper_missing(family: Family, kind: str) -> ModelError:
+    have = ", ".join(family.helpers) or "none"
+    return ModelError(
+        f"{HELPER_NAMES.get(kind, kind)} is not available for {family.label} in lorawb (it has: {have})",
+        hint="draw without it (--with none), or use a base model whose family has it",
+    )

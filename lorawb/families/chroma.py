@@ -56,6 +56,7 @@ class ChromaFamily(FluxFamily):
     lora_architectures = ("chroma",)
     transformer_class = "ChromaTransformer2DModel"
     pipeline_class = "ChromaPipeline"
+    helpers = ()  # diffusers 0.42 has no Chroma ControlNet, IP-Adapter or editing pipeline
     presets = tuple(
         Preset(
             f"Chroma {gb} GB",

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lorawb.errors import ConfigError
-from lorawb.families.base import Family, Model, Noised
+from lorawb.families.base import Family, Model, Noised, described_by, vae_scale_of
 
 if TYPE_CHECKING:
     import torch
@@ -59,8 +60,20 @@ class FlowFamily(Family):
     kind = "flow"
     samplers: tuple[str, ...] = FLOW_SAMPLERS
 
+    def latent_step(self, path: Path) -> int:
+        return (vae_scale_of(path) or 8) * 2  # whole 2x2 patches of latents (every flow transformer here)
+
     def check_config(self, cfg: TrainConfig) -> None:
         super().check_config(cfg)
+        step = cfg.dataset.bucket_step
+        folder = described_by(cfg.model)
+        unit = self.latent_step(folder) if folder else 16
+        if step % unit:
+            raise ConfigError(
+                f"dataset.bucket_step: {self.label} needs image sides in multiples of {unit} px "
+                f"(whole 2x2 patches of latents); {step} is not",
+                hint=f"set dataset.bucket_step = {max(unit, step // unit * unit)}",
+            )
         if cfg.sample.scheduler not in self.samplers:
             raise ConfigError(
                 f"sample.scheduler: {cfg.sample.scheduler!r} is not a sampler for {self.label}",

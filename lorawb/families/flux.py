@@ -23,6 +23,7 @@ nothing here is model code. What this module knows:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from lorawb.errors import ConfigError, ModelError
-from lorawb.families.base import CACHED_1024, ActivationModel, Preset, TextCond
+from lorawb.families.base import CACHED_1024, ActivationModel, Helper, Preset, TextCond
 from lorawb.families.flow import FlowFamily, FlowModel, FlowSettings
 
 if TYPE_CHECKING:
@@ -257,6 +258,7 @@ class FluxFamily(FlowFamily):
     kohya_network = "networks.lora_flux"
     transformer_class = "FluxTransformer2DModel"
     pipeline_class = "FluxPipeline"
+    helpers = ("ip-adapter", "controlnet", "edit")  # XLabs IP-Adapter, FluxControlNet, Kontext
     # Per block, per element of (batch x image+text tokens x width), bf16: checkpointed, a block keeps
     # its input; recomputed, one block holds its attention projections, MLP and the LoRAs' inputs.
     # Estimates until bench/gpu_session.sh measures them on a GPU (flash/memory-efficient attention).
@@ -321,11 +323,6 @@ class FluxFamily(FlowFamily):
         bfl = "double_blocks.0.img_attn.norm.key_norm.scale" in bare and "img_in.weight" in bare
         return bfl or ("x_embedder.weight" in bare and "single_transformer_blocks.0.proj_mlp.weight" in bare)
 
-    def latent_step(self, path: Path) -> int:
-        from lorawb.families.base import vae_scale_of
-
-        return (vae_scale_of(path) or 8) * 2  # whole 2x2 patches of latents
-
     def check_config(self, cfg: TrainConfig) -> None:
         super().check_config(cfg)
         if cfg.network.dora:
@@ -333,14 +330,6 @@ class FluxFamily(FlowFamily):
                 f"network.dora: lorawb writes {self.label} LoRAs with fused q/k/v, which DoRA's magnitudes "
                 "do not survive in every loader",
                 hint="set network.dora = false",
-            )
-        step = cfg.dataset.bucket_step
-        unit = self.latent_step(Path(cfg.model.path)) if cfg.model.path else 16
-        if step % unit:
-            raise ConfigError(
-                f"dataset.bucket_step: {self.label} needs image sides in multiples of {unit} px "
-                f"(whole 2x2 patches of latents); {step} is not",
-                hint=f"set dataset.bucket_step = {max(unit, step // unit * unit)}",
             )
 
     def load(self, cfg: ModelSection, path: Path, device: torch.device, dtype: torch.dtype, settings: Any) -> FluxModel:
@@ -379,7 +368,7 @@ class FluxFamily(FlowFamily):
             shapes = {k: torch.empty(fh.get_slice(k).get_shape(), device="meta") for k in fh.keys()}  # noqa: SIM118
         state = strip_prefix(shapes)
         known = read_json(folder / "transformer" / "config.json")
-        if "img_in.weight" not in state:
+        if not self.original_layout(state):
             return None  # diffusers' names: the folder's config says the shapes
         config = {k: v for k, v in self.config_from_state(state, known).items() if not k.startswith("_")}
         return getattr(diffusers, self.transformer_class).from_config(config)
@@ -414,6 +403,17 @@ class FluxFamily(FlowFamily):
             "axes_dims_rope": list(rope),
         }
 
+    def original_layout(self, state: dict[str, Any]) -> bool:
+        """Is a single file's transformer in the model's original layout (BFL's), not diffusers'?"""
+        return "img_in.weight" in state
+
+    def from_original(self, state: dict[str, Any], parameters: list[str]) -> dict[str, Any]:
+        """A single file's original-layout weights in diffusers' names, for a model with these parameters."""
+        return from_bfl(state, parameters)
+
+    def single_file_parts(self) -> tuple[str, ...]:
+        return (*(sub for sub, _, _ in self.components()), "scheduler")
+
     # What the family's components are, folder by folder: (subfolder, loader class, module).
     def components(self) -> list[tuple[str, str, str]]:
         return [
@@ -439,7 +439,7 @@ def load_parts(family: FluxFamily, cfg: ModelSection, path: Path) -> dict[str, A
 
     kw: dict[str, Any] = {"local_files_only": True}
     folder = path if path.is_dir() else (Path(cfg.config).expanduser() if cfg.config else None)
-    needed = [sub for sub, _, _ in family.components()] + ["scheduler"]
+    needed = list(family.single_file_parts())
     if folder is None or not folder.is_dir():
         raise ModelError(
             f"a single-file {family.label} checkpoint holds the transformer only",
@@ -502,7 +502,7 @@ def load_single_transformer(family: FluxFamily, cls: Any, path: Path, folder: Pa
     from lorawb.train.modelpath import read_json
 
     state = load_single_file_state(path)
-    bfl = "img_in.weight" in state
+    bfl = family.original_layout(state)
     known = read_json(folder / "transformer" / "config.json")
     config = family.config_from_state(state, known) if bfl else dict(known)
     if not config:
@@ -514,7 +514,7 @@ def load_single_transformer(family: FluxFamily, cls: Any, path: Path, folder: Pa
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     with torch.device("meta"):
         model = cls.from_config(config)
-    weights = from_bfl(state, list(model.state_dict())) if bfl else state
+    weights = family.from_original(state, list(model.state_dict())) if bfl else state
     expected = set(model.state_dict())
     if set(weights) != expected:
         missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
@@ -620,6 +620,14 @@ class FluxModel(FlowModel):
         return self.pack(latents)[0]
 
     # --- LoRA ---------------------------------------------------------------------------------------------------
+    def bfl_place(self, name: str) -> tuple[str, int, int] | None:
+        """A diffusers module's place in the original layout the LoRA file names (bfl_module)."""
+        return bfl_module(name)
+
+    def bfl_layer(self, key: str) -> str | None:
+        """The original-layout module a LoRA file's layer name means (bfl_key)."""
+        return bfl_key(key)
+
     def lora_targets(self, net: NetworkSection) -> tuple[list[str], list[str]]:
         linear, conv = super().lora_targets(net)
         blocks = getattr(self.settings, "train_blocks", "all")
@@ -635,7 +643,7 @@ class FluxModel(FlowModel):
     ) -> dict[str, torch.Tensor]:
         from lorawb.train.kohya import UNET_PREFIX, flat_tensors, te_key
 
-        fused = fuse_layers(denoiser, self.bare_denoiser)
+        fused = fuse_layers(denoiser, self.bare_denoiser, self.bfl_place)
         named = {UNET_PREFIX + bfl.replace(".", "_"): w for bfl, w in fused.items()}
         for i, layers in enumerate(text_encoders or []):
             named.update({te_key(name, i, len(self.text_encoders)): w for name, w in layers.items()})
@@ -645,7 +653,7 @@ class FluxModel(FlowModel):
         from lorawb.train.kohya import LoraFile, parse_layers, text_encoder_names
 
         layers, metadata = parse_layers(path)
-        denoiser, naming, used = split_layers(layers, self.bare_denoiser)
+        denoiser, naming, used = split_layers(layers, self.bare_denoiser, self.bfl_place, self.bfl_layer)
         clip = list(text_encoders[:1])  # CLIP-L: kohya writes lora_te1_ (the first of two encoders)
         where = text_encoder_names(clip, ("text_encoder",), prefixes=[("lora_te1_", "lora_te_")])
         out = LoraFile(Path(path), denoiser, [{} for _ in clip], [], naming, metadata)
@@ -684,6 +692,52 @@ class FluxModel(FlowModel):
         kw.setdefault("max_sequence_length", self.t5_length)
         return list(pipe(**kw).images)
 
+    # --- variation helpers: XLabs-style IP-Adapter, FluxControlNet, Kontext reference editing ----------------
+    def ip_adapter_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        from lorawb.families.sd import load_image_encoder
+
+        load_image_encoder(pipe, Path(helper.encoder), self.vae.device, self.dtype)
+        adapter = Path(helper.path)
+        try:
+            pipe.load_ip_adapter(
+                str(adapter.parent),
+                weight_name=adapter.name,
+                image_encoder_pretrained_model_name_or_path=None,  # loaded above, from the user's folder
+                local_files_only=True,
+            )
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelError(
+                f"cannot load this IP-Adapter: {exc}",
+                path=adapter,
+                hint="a Flux IP-Adapter .safetensors (XLabs' double_blocks.* / ip_adapter_proj_model.* keys)",
+            ) from exc
+        pipe.set_ip_adapter_scale(helper.scale)
+        return pipe
+
+    def controlnet_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        from diffusers import FluxControlNetModel, FluxControlNetPipeline
+
+        from lorawb.families.sd import load_helper_model
+
+        net = load_helper_model(FluxControlNetModel, Path(helper.path), "ControlNet", self.vae.device, self.dtype)
+        return FluxControlNetPipeline(**pipe.components, controlnet=net)
+
+    def edit_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        from diffusers import FluxKontextPipeline
+
+        return FluxKontextPipeline(**pipe.components)
+
+    def helper_inputs(self, pipe: Any, helper: Helper, image: Any, width: int, height: int) -> dict[str, Any]:
+        if helper.kind == "controlnet":
+            return {"control_image": image, "controlnet_conditioning_scale": float(helper.scale)}
+        if helper.kind == "ip-adapter":
+            return {"ip_adapter_image": image}
+        if helper.kind == "edit":
+            # The reference and the result at the size asked for (Kontext would otherwise pick one of its
+            # preferred sizes for the reference, and scale the result to a megapixel).
+            return {"image": image.resize((width, height)), "_auto_resize": False, "max_area": width * height}
+        return super().helper_inputs(pipe, helper, image, width, height)
+
 
 FluxFamily.model_class = FluxModel
 
@@ -691,8 +745,9 @@ FluxFamily.model_class = FluxModel
 # --- LoRA layers: fused <-> split ------------------------------------------------------------------------------------
 
 
-def bfl_groups(denoiser: Any) -> dict[str, list[tuple[int, str]]]:
-    """BFL module -> its parts on this transformer, (index, diffusers module), in order."""
+def bfl_groups(denoiser: Any, place: Callable[[str], Any] = bfl_module) -> dict[str, list[tuple[int, str]]]:
+    """BFL module -> its parts on this transformer, (index, diffusers module), in order (``place``: the
+    family's map of diffusers modules into its original layout)."""
     import torch
 
     groups: dict[str, list[tuple[int, str]]] = {}
@@ -700,13 +755,15 @@ def bfl_groups(denoiser: Any) -> dict[str, list[tuple[int, str]]]:
         if not isinstance(module, torch.nn.Linear) or ".lora_" in name:
             continue
         name = name.removesuffix(".base_layer")
-        place = bfl_module(name)
-        if place is not None:
-            groups.setdefault(place[0], []).append((place[1], name))
+        where = place(name)
+        if where is not None:
+            groups.setdefault(where[0], []).append((where[1], name))
     return {k: sorted(set(v)) for k, v in groups.items()}
 
 
-def fuse_layers(layers: dict[str, LoraWeights], denoiser: Any) -> dict[str, LoraWeights]:
+def fuse_layers(
+    layers: dict[str, LoraWeights], denoiser: Any, place: Callable[[str], Any] = bfl_module
+) -> dict[str, LoraWeights]:
     """Split LoRA layers (diffusers module names) as BFL modules: q/k/v (and linear1's MLP) fused into
     one LoRA exactly — downs stacked, ups block-diagonal, alpha n·α, so alpha/rank stays α/r; a part
     without a LoRA is a zero block. ``norm_out.linear``'s up rows swap halves."""
@@ -718,17 +775,17 @@ def fuse_layers(layers: dict[str, LoraWeights], denoiser: Any) -> dict[str, Lora
     sizes: dict[str, int] = {}
     out: dict[str, LoraWeights] = {}
     for name, w in layers.items():
-        place = bfl_module(name)
-        if place is None:
+        where = place(name)
+        if where is None:
             raise ConfigError(f"no BFL name for the LoRA layer {name!r}")
-        bfl, index, n = place
+        bfl, index, n = where
         if n == 1:
             up = swap_halves(w.up) if name in SWAPPED else w.up
             out[bfl] = LoraWeights(down=w.down, up=up, alpha=w.alpha, dora_scale=w.dora_scale)
             continue
         groups.setdefault(bfl, {})[index] = w
         sizes[bfl] = n
-    parts_of = bfl_groups(denoiser)
+    parts_of = bfl_groups(denoiser, place)
     for bfl, members in groups.items():
         first = next(iter(members.values()))
         rank, alpha = first.down.shape[0], first.alpha
@@ -748,11 +805,18 @@ def fuse_layers(layers: dict[str, LoraWeights], denoiser: Any) -> dict[str, Lora
     return out
 
 
-def split_layers(layers: dict[str, LoraWeights], denoiser: Any) -> tuple[dict[str, LoraWeights], str | None, set[str]]:
+def split_layers(
+    layers: dict[str, LoraWeights],
+    denoiser: Any,
+    place: Callable[[str], Any] = bfl_module,
+    layer_of: Callable[[str], str | None] | None = None,
+) -> tuple[dict[str, LoraWeights], str | None, set[str]]:
     """A LoRA file's layers (any naming users bring) as LoRAs on this transformer's diffusers modules.
 
     Fused BFL layers are split exactly: a block-diagonal one (lorawb's, kohya's split_qkv) into its
     rank-r parts, a dense one (trained fused) as the same down with each part's rows of up.
+    ``place`` and ``layer_of`` (default: Flux.1's BFL layout) say where the family's diffusers
+    modules sit in its original layout and which original module a file's layer name means.
     Returns (diffusers module -> weights, the file's naming: "bfl", "diffusers" or None, the
     file's layer names used).
     """
@@ -760,7 +824,7 @@ def split_layers(layers: dict[str, LoraWeights], denoiser: Any) -> tuple[dict[st
 
     from lorawb.train.kohya import LoraWeights
 
-    groups = bfl_groups(denoiser)
+    groups = bfl_groups(denoiser, place)
     flat: dict[str, str] = {}  # the 1:1 spellings of diffusers modules -> the module
     for members in groups.values():
         for _, name in members:
@@ -775,7 +839,7 @@ def split_layers(layers: dict[str, LoraWeights], denoiser: Any) -> tuple[dict[st
             used.add(key)
             naming = naming or "diffusers"
             continue
-        bfl = bfl_key(key)
+        bfl = (layer_of or bfl_key)(key)
         members = groups.get(bfl, []) if bfl else []
         if not members:
             continue

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorawb.errors import ModelError
-from lorawb.families.base import ActivationModel, Family, TextCond
+from lorawb.families.base import ActivationModel, Family, Helper, TextCond
 from lorawb.families.ddpm import DDPMModel, ddpm_scheduler
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ class SDFamily(Family):
     lora_architectures = ("stable-diffusion-v1",)
     lora_group = "sd"
     pipeline_class = "StableDiffusionPipeline"
+    controlnet_pipeline_class = "StableDiffusionControlNetPipeline"
+    helpers = ("ip-adapter", "controlnet")
     # UNet blocks are coarse (down blocks, mid, up blocks) and widen with depth: per block, per element
     # of (latent pixels x the first block's channels). Estimates until bench/gpu_session.sh measures them.
     activation = ActivationModel(kept=10.0, live=100.0, full=100.0)
@@ -179,6 +181,85 @@ class SDModel(DDPMModel):
             feature_extractor=None,
             requires_safety_checker=False,
         )
+
+    # --- variation helpers (diffusers' IP-Adapter loader and ControlNet pipelines) --------------------
+    def ip_adapter_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        from diffusers.utils import logging as dlogging
+
+        load_image_encoder(pipe, Path(helper.encoder), self.vae.device, self.dtype)
+        adapter = Path(helper.path)
+        verbosity = dlogging.get_verbosity()
+        dlogging.set_verbosity_error()  # its "low_cpu_mem_usage" notes are noise in a job log
+        try:
+            pipe.load_ip_adapter(
+                str(adapter.parent),
+                subfolder="",
+                weight_name=adapter.name,
+                image_encoder_folder=None,  # loaded above, from the folder the user named
+                local_files_only=True,
+            )
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelError(
+                f"cannot load this IP-Adapter: {exc}",
+                path=adapter,
+                hint=f"an IP-Adapter .safetensors for {self.spec.label} (image_proj.* and ip_adapter.* keys)",
+            ) from exc
+        finally:
+            dlogging.set_verbosity(verbosity)
+        pipe.set_ip_adapter_scale(helper.scale)
+        return pipe
+
+    def controlnet_pipeline(self, pipe: Any, helper: Helper) -> Any:
+        import diffusers
+        from diffusers import ControlNetModel
+
+        controlnet = load_helper_model(ControlNetModel, Path(helper.path), "ControlNet", self.vae.device, self.dtype)
+        cls = getattr(diffusers, self.spec.controlnet_pipeline_class)  # type: ignore[attr-defined]
+        parts = {k: v for k, v in pipe.components.items() if k != "safety_checker"}
+        if "safety_checker" in pipe.components:
+            parts.update(safety_checker=None, requires_safety_checker=False)
+        return cls(**parts, controlnet=controlnet)
+
+    def helper_inputs(self, pipe: Any, helper: Helper, image: Any, width: int, height: int) -> dict[str, Any]:
+        if helper.kind == "controlnet":
+            return {"image": image, "controlnet_conditioning_scale": float(helper.scale)}
+        if helper.kind == "ip-adapter":
+            return {"ip_adapter_image": image}
+        return super().helper_inputs(pipe, helper, image, width, height)
+
+
+def load_image_encoder(pipe: Any, folder: Path, device: Any, dtype: Any) -> None:
+    """A CLIP image encoder folder (transformers' layout, safetensors) into ``pipe`` with its image processor."""
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    if not (folder / "config.json").is_file():
+        raise ModelError(
+            "no CLIP image encoder here (config.json + model.safetensors)",
+            path=folder,
+            hint="set [generate] image_encoder to the IP-Adapter's image_encoder folder",
+        )
+    try:
+        encoder = CLIPVisionModelWithProjection.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the image encoder: {exc}", path=folder) from exc
+    size = int(encoder.config.image_size)
+    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    pipe.register_modules(image_encoder=encoder.to(device, dtype).eval(), feature_extractor=processor)
+
+
+def load_helper_model(cls: Any, folder: Path, what: str, device: Any, dtype: Any) -> Any:
+    """A helper model (a ControlNet) from a local diffusers folder, safetensors only."""
+    if not (folder / "config.json").is_file():
+        raise ModelError(
+            f"not a {what} folder (no config.json)",
+            path=folder,
+            hint=f"a diffusers {what} folder: config.json + diffusion_pytorch_model.safetensors",
+        )
+    try:
+        model = cls.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(f"cannot load this {what}: {exc}", path=folder) from exc
+    return model.to(device, dtype).eval().requires_grad_(False)
 
 
 SDFamily.model_class = SDModel

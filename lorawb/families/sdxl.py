@@ -33,6 +33,7 @@ class SDXLFamily(SDFamily):
     lora_architectures = ("stable-diffusion-xl",)
     lora_group = "sdxl"
     pipeline_class = "StableDiffusionXLPipeline"
+    controlnet_pipeline_class = "StableDiffusionXLControlNetPipeline"
     # SDXL LoRA training on a card of a given size: what kohya's users do to fit (caches, checkpointing,
     # an 8-bit optimizer), as lorawb settings. bench/gpu_session.sh measures their peak memory.
     presets = (

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from lorawb.core.confine import name_in
 from lorawb.core.fsutil import atomic_write_text
+from lorawb.core.refs import pick
 from lorawb.errors import LorawbError, RunError
 from lorawb.train.detached import JobFolder
 from lorawb.train.events import EventTail, event_problem
-from lorawb.words import plural
 
 if TYPE_CHECKING:
     from lorawb.core.project import Project
@@ -106,22 +106,15 @@ def find_matrix(project: Project, ref: str) -> MatrixFolder:
             return MatrixFolder(cand.parent.resolve())
         if (cand / "matrix.toml").is_file():
             return MatrixFolder(cand.resolve())
-    found = list_matrices(project.matrices_dir)
-    if ref in ("last", "latest") and found:
-        return found[-1]
-    exact = [m for m in found if m.id == ref]
-    if exact:
-        return exact[0]
-    matches = [m for m in found if m.id.startswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise RunError(
-            f"no matrix {ref!r}",
-            path=project.matrices_dir,
-            hint="`lorawb matrix list` lists them; `lorawb matrix new` makes one",
-        )
-    raise RunError(f"{ref!r} matches {plural(len(matches), 'matrix', 'matrices')}: " + ", ".join(m.id for m in matches))
+    return pick(
+        list_matrices(project.matrices_dir),
+        ref,
+        lambda m: m.id,
+        what=("matrix", "matrices"),
+        where=project.matrices_dir,
+        hint="`lorawb matrix list` lists them; `lorawb matrix new` makes one",
+        error=RunError,
+    )
 
 
 # --- ratings and promotions -----------------------------------------------------------------------

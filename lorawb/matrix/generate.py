@@ -17,6 +17,10 @@ device. LoRA files are loaded by the model's family (``Model.load_lora``: diffus
 scale; for a batch the scaled deltas are merged into the base weights (copied back exactly
 afterwards), so drawing with a LoRA costs no more than without; weight 0 is the base model
 exactly. At most ``max_loaded`` LoRAs stay loaded; the least recently used one is deleted first.
+
+A variation helper (``use_helper``: an IP-Adapter, a ControlNet, reference editing; what the
+model's family offers) turns the pipeline into the family's pipeline for it, built from the same
+loaded components; each request then brings the helper's image (``helper_input``).
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from typing import Any
 
 import torch
 
+from lorawb.core.dataset import load_image
 from lorawb.errors import ModelError
-from lorawb.families import Model, load_base_model
+from lorawb.families import Helper, Model, load_base_model
 from lorawb.matrix.requests import ImageRequest, plan_batches
 from lorawb.train.config import ModelSection
 
@@ -80,11 +85,26 @@ class Generator:
         self.merge = True  # merge LoRA deltas into the weights per batch (False: peft's unmerged layers)
         self._originals: list[tuple[Any, torch.Tensor]] = []  # (LoRA layer, its base weight as loaded)
         self._merged: tuple[tuple[str, float], ...] | None = None
+        self.helper: Helper | None = None
+
+    def use_helper(self, helper: Helper) -> None:
+        """Draw with a variation helper from now on (the family's pipeline for it, same components)."""
+        self.pipe = self.model.helper_pipeline(self.pipe, helper)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.helper = helper
 
     @classmethod
     def load(
-        cls, model: ModelSection, device: str = "auto", precision: str = "auto", threads: int = 0, max_loaded: int = 2
+        cls,
+        model: ModelSection,
+        device: str = "auto",
+        precision: str = "auto",
+        threads: int = 0,
+        max_loaded: int = 2,
+        settings: dict[str, Any] | None = None,
     ) -> Generator:
+        """The base model once (``settings``: its family's section as a run trained it, e.g. the T5
+        length, so a matrix draws the run's model as it was trained; None: the family's defaults)."""
         from lorawb.train.trainer import quiet_libraries
 
         quiet_libraries()
@@ -93,7 +113,7 @@ class Generator:
             torch.set_num_threads(threads)
         dev = pick_device(device)
         dtype = pick_dtype(dev, precision)
-        return cls(load_base_model(model, dev, dtype), dev, dtype, max_loaded)
+        return cls(load_base_model(model, dev, dtype, settings=settings), dev, dtype, max_loaded)
 
     # --- adapters -------------------------------------------------------------------------------
     def _adapter(self, path: str) -> str:
@@ -198,7 +218,13 @@ class Generator:
             return []
         first = requests[0]
         if any(r.setting() != first.setting() for r in requests):
-            raise ValueError("a batch must share LoRAs, sampler, steps, size and guidance")
+            raise ValueError("a batch must share LoRAs, sampler, steps, size, guidance and helper")
+        extra: dict[str, Any] = {}
+        if first.helper:
+            if self.helper is None or self.helper.kind != first.helper:
+                raise ValueError(f"these requests need the {first.helper} helper; use_helper() loads it")
+            image = load_image(first.helper_input).convert("RGB")  # the one safe image reader
+            extra = self.model.helper_inputs(self.pipe, self.helper, image, first.width, first.height)
         self.use_loras(first.active_loras)
         self.pipe.scheduler = self._scheduler(first.sampler)
         latents = torch.cat([self.noise(r) for r in requests]).to(self.device, self.dtype)
@@ -216,4 +242,5 @@ class Generator:
                 height=first.height,
                 latents=latents,
                 generator=generators,
+                **extra,
             )

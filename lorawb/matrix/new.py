@@ -75,12 +75,10 @@ def _names_trigger(prompt: str, trigger: str) -> bool:
 
 def _gaps(project: Project, groups: dict[str, list[str]]) -> list[tuple[str, str]]:
     from lorawb.core.caption_ops import load_captions
-    from lorawb.core.composition import composition
+    from lorawb.core.composition import pair_gaps
 
     a, b = SLOT_GROUPS
-    comp = composition(load_captions(project), {a: groups[a], b: groups[b]})
-    table = comp.pairs[0]
-    return [cell for cell, n in table.counts.items() if n < table.threshold]
+    return pair_gaps(load_captions(project), (a, groups[a]), (b, groups[b]))
 
 
 def build_spec(project: Project, opts: NewMatrix) -> tuple[str, RunFolder]:

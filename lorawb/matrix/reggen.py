@@ -3,8 +3,9 @@
 kohya's regularisation images are the base model's pictures of the class alone ("woman"),
 so training on them beside the character keeps the class as the base model draws it. This
 draws them with the matrix generator (one model load, batches, each image's noise from its
-own seed), in a detached job with progress, into ``reg/1_<class>/`` with a caption per image
-(the prompt it was drawn from), which is what the trainer reads (``dataset.reg_path``).
+own seed), in a detached image job with progress (lorawb.matrix.imagejob, shared with
+`lorawb generate`), into ``reg/1_<class>/`` with a caption per image (the prompt it was drawn
+from), which is what the trainer reads (``dataset.reg_path``).
 
 The prompts vary over the project's ``[tags.groups]`` contexts and styles (``woman, forest,
 watercolor``) unless a prompts file is given (one per line, ``{class}`` replaced). The job
@@ -17,41 +18,41 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lorawb import families
 from lorawb.core.confine import name_problem
 from lorawb.core.fsutil import atomic_write_bytes, atomic_write_text, read_text
 from lorawb.core.project import STATE_DIR, Project
-from lorawb.errors import ConfigError, LorawbError, RunError
-from lorawb.train import detached
-from lorawb.train.events import EventWriter, read_events
+from lorawb.errors import ConfigError
+from lorawb.matrix import imagejob
+from lorawb.matrix.imagejob import ImageJob, JobStatus, ProgressFn
 
-WORKER_MODULE = "lorawb.matrix.reg_worker"
-ProgressFn = Callable[[dict[str, Any]], None]
+if TYPE_CHECKING:
+    import logging
+
+    from lorawb.matrix.generate import Generator
+    from lorawb.matrix.requests import ImageRequest
+    from lorawb.train.events import EventWriter
+
+KIND = "reg-generate"
 BATCH = 8
 
 
-class RegJob(detached.JobFolder):
+class RegJob(ImageJob):
     """The project's one regularisation-image job (``.lorawb/reg-generate/``)."""
 
     worker_name = "reg image generator"
     job_name = "reg generation"
-
-    plan_file = property(lambda self: self.path / "plan.json")
-    log = property(lambda self: self.path / "job.log")
+    stop_command = "lorawb reg stop"
 
     @classmethod
-    def of(cls, project: Project) -> RegJob:
-        return cls(project.root / STATE_DIR / "reg-generate")
-
-    def busy_hint(self) -> str:
-        return "wait for it to finish, or `lorawb reg stop` it first"
+    def of(cls, project: Project, kind: str = KIND) -> RegJob:
+        return cls(project.root / STATE_DIR / kind)
 
 
 @dataclass
@@ -66,10 +67,11 @@ class RegPlan:
     width: int
     height: int
     steps: int = 20
-    cfg: float = 0.0  # 0: the model's recommended guidance
+    cfg: float = 0.0  # guidance (plan_reg fills the model's recommendation)
     seed: int = 0
     negative: str = ""
     created: float = field(default_factory=time.time)
+    settings: dict[str, Any] = field(default_factory=dict)  # the model family's section of the config
 
     def name(self, i: int) -> str:
         return f"reg_{i:05d}.png"
@@ -80,6 +82,46 @@ class RegPlan:
     def missing(self) -> list[int]:
         out = Path(self.out_dir)
         return [i for i in range(self.count) if not (out / self.name(i)).exists()]
+
+    # --- drawing (lorawb.matrix.imagejob.Drawing) -----------------------------------------------
+    @property
+    def total(self) -> int:
+        return self.count
+
+    batch = BATCH
+
+    def generator(self, log: logging.Logger) -> Generator:
+        from lorawb.matrix.generate import Generator
+        from lorawb.train.config import ModelSection
+
+        gen = Generator.load(ModelSection(**self.model), settings=self.settings)
+        log.info("drawing reg images of %r at %dx%d, guidance %g", self.class_word, self.width, self.height, self.cfg)
+        Path(self.out_dir).mkdir(parents=True, exist_ok=True)
+        return gen
+
+    def request(self, i: int) -> ImageRequest:
+        from lorawb.matrix.requests import ImageRequest
+
+        return ImageRequest(
+            prompt=self.prompt(i),
+            seed=self.seed + i,
+            negative=self.negative,
+            width=self.width,
+            height=self.height,
+            steps=self.steps,
+            cfg=self.cfg,
+        )
+
+    def save(self, i: int, image: Any, batch: Sequence[int], index: int, gen: Generator) -> str:
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        path = Path(self.out_dir) / self.name(i)
+        atomic_write_text(path.with_suffix(".txt"), self.prompt(i) + "\n")  # the caption first: never uncaptioned
+        atomic_write_bytes(path, buf.getvalue())
+        return path.name
+
+    def finish(self, events: EventWriter, log: logging.Logger) -> None:
+        return None
 
 
 def class_folder(class_word: str, repeats: int = 1) -> str:
@@ -132,7 +174,9 @@ def plan_reg(
     seed: int = 0,
 ) -> RegPlan:
     """The plan for ``count`` reg images of ``class_word`` with the project's base model."""
+    from lorawb.matrix.resolve import model_defaults
     from lorawb.train.config import resolve_config
+    from lorawb.train.modelpath import check_model_path, detect_family
 
     if count < 1:
         raise ConfigError("--count must be at least 1")
@@ -147,57 +191,50 @@ def plan_reg(
         )
     prompts = prompts_from_file(Path(prompts_file), cls) if prompts_file else varied_prompts(project, cls)
     res = cfg.dataset.resolution
+    base = check_model_path(cfg.model)
+    guidance = model_defaults(base, detect_family(base, cfg.model.family), res, cfg=cfg.sample.cfg).cfg
     return RegPlan(
         class_word=cls,
         count=count,
         prompts=prompts,
         out_dir=str((project.reg_dir / folder).resolve()),
         model=cfg.model.model_dump(mode="json"),
+        settings=families.family_settings(cfg),
         width=res,
         height=res,
         steps=steps,
-        cfg=cfg.sample.cfg,
+        cfg=guidance,
         seed=seed,
         negative=cfg.sample.negative,
     )
 
 
 def save_plan(job: RegJob, plan: RegPlan) -> None:
-    job.create()
-    atomic_write_text(job.plan_file, json.dumps(asdict(plan), indent=1) + "\n")
+    """The plan a worker started later (the queue's) will draw."""
+    imagejob.save_plan(job, __name__, asdict(plan))
 
 
-def load_plan(job: RegJob) -> RegPlan:
-    if not job.plan_file.is_file():
-        raise RunError("no reg generation here", path=job.path, hint="start one with `lorawb reg generate --class ...`")
-    return RegPlan(**json.loads(job.plan_file.read_text(encoding="utf-8")))
+def load_plan(job: ImageJob) -> RegPlan:
+    data = imagejob.read_plan(job, "reg generation", "start one with `lorawb reg generate --class ...`")
+    return RegPlan(**data)
 
 
 def start_reg(
     project: Project, plan: RegPlan, *, detach: bool = True, progress: ProgressFn | None = None
 ) -> str | None:
     """Draw the plan's missing images: detached (returns None at once) or here (returns the final state)."""
-    job = RegJob.of(project)
-    if job.is_alive():
-        raise RunError("reg images are already being generated", path=job.path, hint=job.busy_hint())
-    save_plan(job, plan)
-    if detach:
-        detached.spawn(job, WORKER_MODULE, [])
-        return None
-    return run_reg(job, progress=progress)
+    return imagejob.start(
+        RegJob.of(project), __name__, asdict(plan), detach=detach, progress=progress, what="reg images"
+    )
 
 
 def stop_reg(project: Project, wait: float = 0.0) -> bool:
-    return detached.wait_stopped(RegJob.of(project), wait)
+    return imagejob.stop(RegJob.of(project), wait)
 
 
 @dataclass
-class RegStatus:
-    state: str  # none, starting, running, finished, stopped, failed, dead
-    done: int
-    total: int
+class RegStatus(JobStatus):
     out_dir: str = ""
-    error: str = ""
 
 
 def reg_status(project: Project) -> RegStatus:
@@ -206,98 +243,5 @@ def reg_status(project: Project) -> RegStatus:
     if not job.plan_file.is_file():
         return RegStatus("none", 0, 0)
     plan = load_plan(job)
-    done = plan.count - len(plan.missing())
-    events = read_events(job.events) if job.events.is_file() else []
-    statuses = [e for e in events if e.get("type") == "status"]
-    state = statuses[-1]["state"] if statuses else "starting"
-    error = statuses[-1].get("error") or "" if statuses else ""
-    if state in ("starting", "running") and not job.is_alive():
-        state = "dead"
-    return RegStatus(state, done, plan.count, plan.out_dir, error)
-
-
-# --- the worker -----------------------------------------------------------------------------------
-
-
-def run_reg(job: RegJob, *, lock_fd: int | None = None, progress: ProgressFn | None = None) -> str:
-    """Lock → plan → load the model once → batches of missing images (PNG + caption) → status."""
-    lock = detached.hold_lock(job, lock_fd) if not detached.lock_is_held_for_us() else _null()
-    with lock, EventWriter(job.events) as events, detached.job_log(job, "reg") as log, detached.StopFlag(job) as stop:
-        try:
-            return _run(job, events, log, stop, progress)
-        except BaseException as exc:
-            message = exc.message if isinstance(exc, LorawbError) else f"{type(exc).__name__}: {exc}"
-            log.exception("reg generation failed: %s", message)
-            events.status("failed", error=message, hint=getattr(exc, "hint", "") or "see job.log")
-            raise
-
-
-def _run(job: RegJob, events: Any, log: Any, stop: detached.StopFlag, progress: ProgressFn | None) -> str:
-    from lorawb.matrix.generate import Generator, ImageRequest
-    from lorawb.train.config import ModelSection
-
-    plan = load_plan(job)
-    todo = plan.missing()
-    total = plan.count
-    done = total - len(todo)
-    events.status("running", done=done, total=total)
-    if not todo:
-        events.status("finished", done=done, total=total)
-        return "finished"
-    gen = Generator.load(ModelSection(**plan.model))
-    cfg = plan.cfg or gen.model.default_cfg
-    log.info(
-        "drawing %d reg images of %r at %dx%d, guidance %g", len(todo), plan.class_word, plan.width, plan.height, cfg
-    )
-    out = Path(plan.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    for start in range(0, len(todo), BATCH):
-        if stop.requested():
-            events.status("stopped", done=done, total=total)
-            log.info("stopped at %d/%d", done, total)
-            return "stopped"
-        idx = todo[start : start + BATCH]
-        requests = [
-            ImageRequest(
-                prompt=plan.prompt(i),
-                seed=plan.seed + i,
-                negative=plan.negative,
-                width=plan.width,
-                height=plan.height,
-                steps=plan.steps,
-                cfg=cfg,
-            )
-            for i in idx
-        ]
-        for i, image in zip(idx, gen.run_batch(requests), strict=True):
-            buf = io.BytesIO()
-            image.save(buf, format="PNG")
-            path = out / plan.name(i)
-            atomic_write_text(path.with_suffix(".txt"), plan.prompt(i) + "\n")  # the caption first: never uncaptioned
-            atomic_write_bytes(path, buf.getvalue())
-            done += 1
-            ev = events.emit("image", done=done, total=total, path=path.name, prompt=plan.prompt(i))
-            if progress:
-                progress({**ev, "elapsed": time.time() - t0})
-    events.status("finished", done=done, total=total)
-    log.info("finished: %d reg images in %s", done, out)
-    return "finished"
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def worker_main(job_dir: str, lock_fd: int | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded
-    try:
-        run_reg(RegJob(Path(job_dir).resolve()), lock_fd=lock_fd)
-    except LorawbError as exc:
-        print(f"lorawb: {exc}", flush=True)
-        return 2
-    return 0
+    s = imagejob.status(job, plan.count - len(plan.missing()), plan.count)
+    return RegStatus(s.state, s.done, s.total, s.error, s.hint, out_dir=plan.out_dir)

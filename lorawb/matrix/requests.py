@@ -23,14 +23,26 @@ class ImageRequest:
     cfg: float = 7.0
     sampler: str = "ddim"
     loras: tuple[tuple[str, float], ...] = ()  # (LoRA file, weight); weight 0 means "not applied"
+    helper: str = ""  # the generator's variation helper draws it ("ip-adapter", "controlnet", "edit")
+    helper_input: str = ""  # that helper's image: a reference, or a pose skeleton
 
     @property
     def active_loras(self) -> tuple[tuple[str, float], ...]:
         return tuple((p, float(w)) for p, w in self.loras if float(w) != 0.0)
 
     def setting(self) -> tuple[Any, ...]:
-        """What a batch must share: everything but prompt, negative prompt and seed."""
-        return (self.active_loras, self.sampler, self.steps, self.width, self.height, float(self.cfg))
+        """What a batch must share: everything but prompt, negative prompt and seed (a helper's image
+        too: the pipelines give one reference or pose to every prompt of a call)."""
+        return (
+            self.active_loras,
+            self.sampler,
+            self.steps,
+            self.width,
+            self.height,
+            float(self.cfg),
+            self.helper,
+            self.helper_input,
+        )
 
 
 def plan_batches(requests: Sequence[ImageRequest], size: int = 8) -> list[list[ImageRequest]]:

@@ -8,7 +8,7 @@ do. Errors name the spec key and line. No torch here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,7 @@ from lorawb.errors import ConfigError, LorawbError
 from lorawb.matrix.cells import LoraRef, Resolved
 from lorawb.matrix.lorafile import RunCheckpoint, check_family, read_lora, run_checkpoints
 from lorawb.matrix.spec import MatrixSpec
-from lorawb.train.config import ModelSection, load_run_config, resolve_config
+from lorawb.train.config import ModelSection, TrainConfig, load_run_config, resolve_config
 from lorawb.train.modelpath import check_model_path, detect_family, read_json
 from lorawb.train.runfolder import RunFolder, find_run
 
@@ -35,6 +35,7 @@ class Context:
     run: RunFolder | None
     recommended: dict
     toyworld: bool  # the base model is a toy-world model: its reader can score the cells
+    settings: dict = field(default_factory=dict)  # the family's section of the run's (or project's) config
 
 
 def rel_to_project(project: Project, path: Path) -> str:
@@ -55,14 +56,14 @@ def spec_run(spec: MatrixSpec, project: Project) -> RunFolder | None:
         raise spec.error("matrix.run", exc.message, hint=exc.hint) from exc
 
 
-def model_section(spec: MatrixSpec, project: Project, run: RunFolder | None) -> ModelSection:
-    if run is not None and run.config.is_file():
-        model = load_run_config(run.config).model
-    else:
-        model = resolve_config(project).model
+def training_config(spec: MatrixSpec, project: Project, run: RunFolder | None) -> TrainConfig:
+    """The config whose base model the matrix draws: the run's frozen one, else the project's;
+    ``matrix.base_model`` replaces its model."""
+    cfg = load_run_config(run.config) if run is not None and run.config.is_file() else resolve_config(project)
     if spec.matrix.base_model:
-        model = model.model_copy(update={"path": str(project.resolve(spec.matrix.base_model)), "family": "auto"})
-    return model
+        model = cfg.model.model_copy(update={"path": str(project.resolve(spec.matrix.base_model)), "family": "auto"})
+        cfg = cfg.model_copy(update={"model": model})
+    return cfg
 
 
 def resolve_checkpoints(spec: MatrixSpec, project: Project, run: RunFolder | None, family: str) -> list[LoraRef | None]:
@@ -124,31 +125,59 @@ def _find_file(value: str, project: Project, spec: MatrixSpec, run: RunFolder | 
 def resolve(spec: MatrixSpec, project: Project) -> Context:
     """The spec resolved in ``project`` (ConfigError/ModelError name what is wrong)."""
     run = spec_run(spec, project)
-    model = model_section(spec, project, run)
+    trained = training_config(spec, project, run)
+    model = trained.model
     try:
         base = check_model_path(model)
         family = detect_family(base, model.family)
     except LorawbError as exc:
         key = "matrix.base_model" if spec.matrix.base_model else ("matrix.run" if run else "matrix")
         raise ConfigError(f"{key}: {exc.message}", path=spec.path, line=spec.line_of(key), hint=exc.hint) from exc
-    info = read_json(base / "lorawb_model.json") if base.is_dir() else {}
-    rec = dict(info.get("recommended", {}))
     m = spec.matrix
     resolution = project.config.project.resolution
     if run is not None and run.config.is_file():
         resolution = load_run_config(run.config).dataset.resolution or resolution
-    trigger = m.trigger or project.trigger
+    d = model_defaults(base, family, resolution, width=m.width, height=m.height, steps=m.steps, cfg=m.cfg)
     resolved = Resolved(
         base=rel_to_project(project, base),
-        trigger=trigger,
-        width=_size(m.width or rec.get("width") or resolution),
-        height=_size(m.height or rec.get("height") or resolution),
-        steps=int(m.steps or rec.get("steps") or 20),
-        cfg=float(m.cfg or rec.get("cfg") or families.get(family).default_cfg),
+        trigger=m.trigger or project.trigger,
+        width=d.width,
+        height=d.height,
+        steps=d.steps,
+        cfg=d.cfg,
         sampler=m.sampler,
         checkpoints=tuple(resolve_checkpoints(spec, project, run, family)),
     )
-    return Context(resolved, model, family, run, rec, bool(info.get("toyworld")))
+    return Context(resolved, model, family, run, d.recommended, d.toyworld, families.family_settings(trained))
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """How a base model draws when the user does not say: size, steps, guidance, and what it is."""
+
+    width: int
+    height: int
+    steps: int
+    cfg: float
+    recommended: dict
+    toyworld: bool  # a toy-world model: its reader can score what it draws
+
+
+def model_defaults(
+    base: Path, family: str, resolution: int, *, width: int = 0, height: int = 0, steps: int = 0, cfg: float = 0.0
+) -> ModelDefaults:
+    """Each setting as given, else the model's recommendation (its lorawb_model.json), else the project's
+    resolution, 20 steps and the family's guidance."""
+    info = read_json(base / "lorawb_model.json") if base.is_dir() else {}
+    rec = dict(info.get("recommended", {}))
+    return ModelDefaults(
+        width=_size(width or rec.get("width") or resolution),
+        height=_size(height or rec.get("height") or resolution),
+        steps=int(steps or rec.get("steps") or 20),
+        cfg=float(cfg or rec.get("cfg") or families.get(family).default_cfg),
+        recommended=rec,
+        toyworld=bool(info.get("toyworld")),
+    )
 
 
 def _size(px: int | float) -> int:

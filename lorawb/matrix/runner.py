@@ -19,31 +19,21 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from lorawb.core.fsutil import atomic_write_bytes
-from lorawb.core.pngtext import png_bytes, png_record
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 from lorawb.matrix.cells import Cell, Params
 from lorawb.matrix.folder import MatrixFolder, read_rows
 from lorawb.matrix.generate import Generator, plan_batches
 from lorawb.matrix.plan import Plan, plan_matrix, request_for
+from lorawb.matrix.pngtext import png_bytes, record_from_png
 from lorawb.matrix.scores import Scorer, make_scorer
 from lorawb.train import detached
 from lorawb.train.events import EventWriter
 
 ProgressFn = Callable[[dict[str, Any]], None]
-
-
-# --- PNG text -------------------------------------------------------------------------------------
-
-
-def record_from_png(path: Path) -> dict[str, Any] | None:
-    """The cell record a PNG carries (None when it carries none); lorawb.core.pngtext writes it."""
-    rec = png_record(path)
-    return rec if rec is not None and rec.get("id") == path.stem else None
 
 
 def repair_rows(folder: MatrixFolder) -> int:
@@ -122,7 +112,7 @@ def _run(
     device = s.device
     if state is not None and state.device.type == "cuda":
         device = str(state.device)  # each process on its own GPU (cuda:<local rank>)
-    gen = Generator.load(plan.ctx.model, device, s.precision, max_loaded=s.max_loaded)
+    gen = Generator.load(plan.ctx.model, device, s.precision, max_loaded=s.max_loaded, settings=plan.ctx.settings)
     log.info("device %s, %s, %d CPU threads", gen.device, gen.dtype, _threads())
     scorer = make_scorer(plan.project, plan.ctx, s)
     scores = EventWriter(folder.scores_log)
@@ -203,6 +193,7 @@ def cell_record(
         "control": cell.control,
         "plain_prompt": cell.plain_prompt,
         "model": plan.ctx.model.model_dump(mode="json"),
+        "family_settings": plan.ctx.settings,
         "batch": batch,
         "batch_index": index,
         "seconds_per_image": round(per_image, 4),
@@ -305,7 +296,10 @@ def regenerate(folder: MatrixFolder, cell_id: str, alone: bool = False, gen: Gen
 
         model = ModelSection.model_validate(rec["model"])
         gen = Generator.load(
-            model, device=rec.get("device", "auto").split(":")[0], threads=int(rec.get("threads", 0) or 0)
+            model,
+            device=rec.get("device", "auto").split(":")[0],
+            threads=int(rec.get("threads", 0) or 0),
+            settings=rec.get("family_settings"),
         )
     images = gen.run_batch(requests)
     return images[ids.index(cell_id)]

@@ -165,9 +165,14 @@ class EmbedderScorer:
 Scorer = NoScorer | ToyScorer | EmbedderScorer
 
 
-def make_scorer(project: Project, ctx: Context, settings: MatrixSettings) -> Scorer:
-    """The embedder when one is set (and ``scorer`` allows), else the toy reader for toy models, else none."""
-    dataset = dataset_images(project)
+def make_scorer(
+    project: Project, ctx: Context, settings: MatrixSettings, dataset: Sequence[Path] | None = None
+) -> Scorer:
+    """The embedder when one is set (and ``scorer`` allows), else the toy reader for toy models, else none.
+
+    ``dataset``: the images identity is measured against (default: the project's dataset).
+    """
+    dataset = list(dataset) if dataset is not None else dataset_images(project)
     want = settings.scorer
     if want == "none":
         return NoScorer('scoring is off ([matrix] scorer = "none")')

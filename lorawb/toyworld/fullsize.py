@@ -99,7 +99,33 @@ CHROMA_TRANSFORMER: dict[str, Any] = dict(
     approximator_hidden_dim=5120,
     approximator_layers=5,
 )
-FAMILIES = ("sd1", "sdxl", "flux", "chroma")
+# FLUX.2-klein-4B's transformer (ai-toolkit's Klein4BParams, ComfyUI's detect_unet_config) and its
+# Qwen3-4B text encoder (Qwen/Qwen3-4B config.json); the Flux.2 VAE is AutoencoderKLFlux2's defaults.
+KLEIN_4B_TRANSFORMER: dict[str, Any] = dict(
+    in_channels=128,
+    num_layers=5,
+    num_single_layers=20,
+    attention_head_dim=128,
+    num_attention_heads=24,
+    joint_attention_dim=7680,
+    axes_dims_rope=(32, 32, 32, 32),
+    guidance_embeds=False,
+)
+QWEN3_4B: dict[str, Any] = dict(
+    vocab_size=151936,
+    hidden_size=2560,
+    intermediate_size=9728,
+    num_hidden_layers=36,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    max_position_embeddings=40960,
+    rope_theta=1000000.0,
+    tie_word_embeddings=True,
+)
+# Z-Image (Turbo and Base share it): diffusers' ZImageTransformer2DModel defaults are its config.
+ZIMAGE_TRANSFORMER: dict[str, Any] = dict(axes_lens=[1536, 512, 512])
+FAMILIES = ("sd1", "sdxl", "flux", "chroma", "flux2_klein", "zimage")
 
 
 def components(family: str, vocab: int = 49408) -> dict[str, tuple[str, str, Any]]:
@@ -137,6 +163,19 @@ def components(family: str, vocab: int = 49408) -> dict[str, tuple[str, str, Any
             "transformer": ("diffusers", "ChromaTransformer2DModel", CHROMA_TRANSFORMER),
             "vae": vae,
             "text_encoder": t5,
+        }
+    qwen3 = ("transformers", "Qwen3Model", QWEN3_4B)
+    if family == "flux2_klein":
+        return {
+            "transformer": ("diffusers", "Flux2Transformer2DModel", KLEIN_4B_TRANSFORMER),
+            "vae": ("diffusers", "AutoencoderKLFlux2", {}),
+            "text_encoder": qwen3,
+        }
+    if family == "zimage":
+        return {
+            "transformer": ("diffusers", "ZImageTransformer2DModel", ZIMAGE_TRANSFORMER),
+            "vae": vae,
+            "text_encoder": qwen3,
         }
     raise ValueError(f"no full-size architecture for {family!r} here: one of {', '.join(FAMILIES)}")
 
@@ -182,6 +221,8 @@ def build_random(dest: str | Path, family: str, *, seed: int = 0, dtype: Any = N
 def _transformers_config(cls_name: str, config: dict[str, Any]) -> Any:
     import transformers
 
+    if cls_name.startswith("Qwen3"):
+        return transformers.Qwen3Config(**config)
     cls = transformers.T5Config if cls_name.startswith("T5") else transformers.CLIPTextConfig
     return cls(**config)
 

@@ -111,6 +111,18 @@ def sample_toml(name: str = "sample_project") -> str:
     sample["cfg"] = 1.5
     sample["cfg"].comment("a tiny model wants a low guidance scale")
     doc["save"]["every_n_steps"] = 50
+    sheet = tomlkit.table()
+    sheet.add(tomlkit.comment("The character sheet: `lorawb generate` (G in Triage) draws the character over the"))
+    sheet.add(
+        tomlkit.comment("contexts and styles of [tags.groups] into inbox/, to keep or reject before a LoRA exists.")
+    )
+    sheet["description"] = CHARACTER_PROMPT
+    sheet["description"].comment("stands for the character in the prompts until a LoRA exists")
+    sheet["poses"] = []
+    sheet["poses"].comment("no pose axis here ([tags.groups] pose would multiply the grid by 3)")
+    sheet["count"] = 2
+    sheet["count"].comment("images per context x style: 32 candidates, a minute or two on a CPU")
+    doc.add("generate", sheet)
     return _reorder(tomlkit.dumps(doc))
 
 

@@ -172,11 +172,12 @@ class Batches:
         g = torch.Generator(device=device).manual_seed(part["seed"])
         if "mean" in part:
             mean, std = part["mean"].to(device, non_blocking=True), part["std"].to(device, non_blocking=True)
-            latents = mean + std * torch.randn(mean.shape, generator=g, device=device, dtype=mean.dtype)
         else:
             with torch.no_grad():
                 mean, std = model.encode_posterior(part["pixels"].to(device, non_blocking=True))
-                latents = mean + std * torch.randn(mean.shape, generator=g, device=device, dtype=mean.dtype)
+        latents = mean
+        if model.samples_posterior:
+            latents = mean + std * torch.randn(mean.shape, generator=g, device=device, dtype=mean.dtype)
         latents = model.scale_latents(latents)
         text = self.encode(part["captions"])
         weights = part["weights"]

@@ -459,6 +459,26 @@ def headline(advice: Advice) -> str:
     return f"needs {size(p.peak)}, over {advice.budget_gb:g} GB{tail}: lower dataset.resolution"
 
 
+def card_gb() -> float | None:
+    """The memory of this machine's first GPU in GB, or None without one."""
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(0).total_memory / GB
+
+
+def one_line(cfg: TrainConfig, budget_gb: float | None = None) -> str:
+    """The plan in one line for the Train form: the peak, and what makes it fit the card (``budget_gb``,
+    else this machine's GPU, else 24 GB), saying where the activation figure is an estimate."""
+    budget = budget_gb or card_gb() or 24.0
+    try:
+        advice = advise(cfg, budget)
+    except (ConfigError, ModelError) as exc:
+        return f"memory plan: {exc.message}"
+    p = advice.plan
+    source = "activations estimated" if p.activation_source == "estimate" else f"activations {p.activation_source}"
+    return f"memory plan ({p.label}, {p.peak_phase} peak, {source}): {headline(advice)}"
+
+
 def as_dict(advice: Advice) -> dict[str, Any]:
     """The advice as plain data (``lorawb plan --json``): bytes throughout."""
     p = advice.plan

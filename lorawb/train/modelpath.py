@@ -123,6 +123,29 @@ def detect_family(path: Path, forced: str = "auto") -> str:
     return detect(path, forced).name
 
 
+def check_single_file_parts(path: str | Path, config: str | Path = "") -> None:
+    """A ModelError naming every part a single-file model lacks: the subfolders its family takes from
+    ``model.config``'s diffusers folder (a transformer-only file's text encoders, VAE ...) that are not
+    there. Nothing for folders and whole single files."""
+    from lorawb.families import detect
+
+    path = Path(path).expanduser()
+    if path.is_dir() or not path.exists():
+        return
+    family = detect(path)
+    parts = family.single_file_parts()
+    folder = Path(config).expanduser() if config else None
+    missing = [p for p in parts if folder is None or not (folder / p).is_dir()]
+    if not missing:
+        return
+    where = "this file holds the transformer only" if folder is None else f"{folder} lacks them"
+    raise ModelError(
+        f"a single-file {family.label} model needs " + ", ".join(f"{p}/" for p in missing) + f" ({where})",
+        path=path,
+        hint="name a diffusers folder of the same model that has them: --model-config DIR (model.config)",
+    )
+
+
 def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -148,10 +171,11 @@ def recommended_bucket_step(resolution: int, vae_scale: int = 8) -> int:
     return max(vae_scale, step // vae_scale * vae_scale)
 
 
-def recommend(path: str | Path) -> Recommendation | None:
+def recommend(path: str | Path, config: str | Path = "") -> Recommendation | None:
     """The model's own recommendation: lorawb_model.json's ``recommended`` size, else what its
     family reads off its configs (an SD UNet's sample_size x the VAE's scale), else its family's
-    usual size; None when it cannot be read."""
+    usual size; None when it cannot be read. ``config``: a single file's ``model.config`` folder,
+    read for what the file cannot say."""
     from lorawb.families import detect
 
     path = Path(path).expanduser()
@@ -161,13 +185,14 @@ def recommend(path: str | Path) -> Recommendation | None:
         family = detect(path)
     except (ModelError, OSError, ValueError):
         return None
-    step_unit = family.latent_step(path)
-    if path.is_dir():
-        rec = read_json(path / "lorawb_model.json").get("recommended", {})
+    folder = path if path.is_dir() or not config else Path(config).expanduser()
+    step_unit = family.latent_step(folder)
+    if folder.is_dir():
+        rec = read_json(folder / "lorawb_model.json").get("recommended", {})
         if isinstance(rec.get("width"), int) and isinstance(rec.get("height"), int):
             res = int(math.sqrt(rec["width"] * rec["height"]))
             return Recommendation(res, recommended_bucket_step(res, step_unit), "lorawb_model.json")
-        native = family.native_size(path)
+        native = family.native_size(folder)
         if native is not None:
             res, source = native
             return Recommendation(res, recommended_bucket_step(res, step_unit), source)

@@ -554,7 +554,7 @@ def warn_setup(cfg: TrainConfig, model: Model, dataset: D.DatasetInfo, log: logg
     from lorawb.core.buckets import one_bucket_warning
     from lorawb.train.modelpath import recommend, resolution_warning
 
-    rec = recommend(cfg.model.path)
+    rec = recommend(cfg.model.path, cfg.model.config)
     text = resolution_warning(cfg.dataset.resolution, rec)
     if text and rec is not None:
         estimate = estimate_step_seconds(model, cfg, rec.resolution)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import tomlkit
 from textual.theme import Theme
 
 from lorawb.core.fsutil import read_text
+from lorawb.core.userdirs import config_home
 
 # Colours with a meaning, used in the .tcss files as $kept, $loss...; a theme may override them.
 MEANING_DEFAULTS = {
@@ -36,8 +36,7 @@ def theme_dirs(project_root: Path | None = None) -> list[Path]:
     so an editable install and a plain ``pip install`` both find them.
     """
     dirs = [Path(__file__).parent / "bundled_themes"]
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
-    dirs.append(config_home / "lorawb" / "themes")
+    dirs.append(config_home() / "themes")
     if project_root is not None:
         dirs.append(project_root / ".lorawb" / "themes")
     return dirs

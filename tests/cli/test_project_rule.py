@@ -15,7 +15,7 @@ from lorawb.core.project import init_project
 from lorawb.errors import LorawbError
 
 # Commands that work on no project (a model or image files).
-NO_PROJECT = {"make-tiny-model", "toyworld"}
+NO_PROJECT = {"make-tiny-model", "toyworld", "queue"}  # the queue is the machine's, shared by its projects
 
 
 @pytest.fixture

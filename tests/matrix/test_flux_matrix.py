@@ -46,6 +46,7 @@ def test_a_flux_matrix_and_reg_images(tmp_path, tiny_flux):
     assert run_matrix(MatrixFolder(folder)) == "finished"
     rows = list(read_rows(folder / "cells.jsonl", "cell").values())
     assert len(rows) == 6  # 2 checkpoints x weight 1 x 2 guidance values, + weight 0 (the base) at each guidance
+    assert all(r["family_settings"]["t5_max_length"] == 16 for r in rows)  # drawn as the run was trained
 
     def image(weight: float, cfg: float, step: int | None = None) -> Image.Image:
         def fits(p: dict) -> bool:
@@ -64,6 +65,7 @@ def test_a_flux_matrix_and_reg_images(tmp_path, tiny_flux):
     assert differ(image(weight=0.0, cfg=1.0), image(weight=0.0, cfg=3.5))  # guidance is a real axis
 
     plan = reggen.plan_reg(project, "woman", count=2, steps=2)
+    assert plan.settings["t5_max_length"] == 16
     assert reggen.start_reg(project, plan, detach=False) == "finished"
     drawn = sorted(p.name for p in (project.reg_dir / "1_woman").glob("*.png"))
     assert drawn == ["reg_00000.png", "reg_00001.png"]

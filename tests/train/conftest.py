@@ -22,13 +22,6 @@ def tiny_sd1(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd1", family="sd1", seed=0)
 
 
-@pytest.fixture(scope="session")
-def tiny_sdxl(tmp_path_factory) -> Path:
-    from lorawb.toyworld.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sdxl", family="sdxl", seed=0)
-
-
 def write_images(folder: Path, n: int, trigger: str = "zkx_mira", start: int = 0) -> list[Path]:
     """Small procedural images (a figure on a coloured ground) with trigger-first tag captions."""
     from PIL import Image, ImageDraw

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from lorawb.train.config import resolve_config
 from lorawb.train.events import read_events
 from lorawb.train.process import create_run, launch, resume_run, start_run
 from lorawb.train.runfolder import summarize
+from tests.conftest import wait_for
 from tests.train.conftest import lora_weights, make_project, train_context
 
 pytestmark = pytest.mark.slow
@@ -83,16 +83,6 @@ def straight_and_resumed(project, cfg, *, stop_at: int):
 
 
 # --- kill -9 ---------------------------------------------------------------------------------------
-
-
-def wait_for(what, timeout: float = 120.0, every: float = 0.02):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = what()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_sd1, capsys):

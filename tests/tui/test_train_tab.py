@@ -669,3 +669,36 @@ async def test_choosing_a_model_in_the_form_takes_its_resolution_and_bucket_step
         assert app.query_one("#f-dataset-resolution", Input).value == "64"
         assert "bucket_step = 16" in form.toml_text
         assert any("model's recommendation (lorawb_model.json)" in str(n.message) for n in app._notifications)
+
+
+async def test_the_form_shows_the_memory_plan_as_settings_change(tmp_path, tiny_flux):
+    """The plan of the form's settings (the peak and what makes it fit the card) follows the form:
+    a preset's card becomes the budget, an invalid setting puts it on hold."""
+    from textual.widgets import Select
+
+    from tests.train.conftest import make_project
+
+    root = make_project(tmp_path / "p", tiny_flux, n_images=2)
+    from lorawb.core.project import Project
+
+    app = LorawbApp(Project.load(root))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3", "n")
+        await settle(pilot)
+        plan = app.query_one("#form-plan", Static)
+
+        async def shown(needle: str) -> str:
+            for _ in range(100):
+                await pilot.pause(0.1)
+                await app.workers.wait_for_complete()
+                if needle in str(plan.render()):
+                    break
+            return str(plan.render())
+
+        assert "memory plan (Flux.1" in await shown("fits")
+        assert "activations estimated" in str(plan.render()) and "fits 24 GB" in str(plan.render())
+        preset = app.query_one("#form-preset", Select)
+        preset.value = [p.name for p in F.PRESETS].index("Flux 16 GB")  # an NF4 base: the plan follows it
+        assert "fits 16 GB" in await shown("16 GB")
+        app.query_one("#f-train-batch_size", Input).value = "0"
+        assert "fix the settings first" in await shown("fix the settings")

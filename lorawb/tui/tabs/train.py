@@ -12,7 +12,7 @@ flood of events never queues work: the monitors just read more on the next poll
 (toolong's backpressure). No worker outlives its poll.
 
 Views (sub-tabs, so the tab fits 80x24): Runs, Monitor, Samples, Checkpoints, Log,
-Compare, New run.
+Compare, New run, Queue (the machine's job queue), Sweeps (one-change sweeps, ranked).
 """
 
 from __future__ import annotations
@@ -48,15 +48,17 @@ from lorawb.train.runfolder import RunFolder
 from lorawb.tui.messages import RunsChanged
 from lorawb.tui.widgets.train_charts import Line, SeriesChart
 from lorawb.tui.widgets.train_form import RunForm
+from lorawb.tui.widgets.train_queue import QueueView
 from lorawb.tui.widgets.train_runs import STATE_STYLES, RunTable
 from lorawb.tui.widgets.train_samples import SampleStrip
+from lorawb.tui.widgets.train_sweeps import SweepView
 from lorawb.words import plural
 
 POLL_INTERVAL = 0.5  # seconds between polls while the tab is shown
 GPU_EVERY = 2.0  # seconds between NVML queries
 CHART_POINTS = 400  # points per series handed to a chart (plotext draws ~2 per column)
 SMOOTHING_STEPS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
-WORKER_GROUPS = ("train-poll", "train-control")
+WORKER_GROUPS = ("train-poll", "train-control", "train-queue", "train-queue-act", "train-sweeps")
 
 
 def short_id(run_id: str) -> str:
@@ -78,6 +80,8 @@ class TrainTab(Vertical):
         Binding("l", "view('log')", "Log"),
         Binding("v", "view('compare')", "Compare"),
         Binding("n", "view('new')", "New run"),
+        Binding("q", "view('queue')", "Queue"),
+        Binding("s", "view('sweeps')", "Sweeps"),
         Binding("x", "stop", "Stop"),
         Binding("R", "resume", "Resume"),
         Binding("b", "mark_compare", "Compare with", show=False),
@@ -157,6 +161,10 @@ class TrainTab(Vertical):
                     yield SeriesChart("smoothed loss", empty="no steps yet", id="chart-compare")
             with TabPane("New run", id="tv-new"):
                 yield RunForm(self.project, id="train-form")
+            with TabPane("Queue", id="tv-queue"):
+                yield QueueView(id="train-queue")
+            with TabPane("Sweeps", id="tv-sweeps"):
+                yield SweepView(self.project, id="train-sweeps")
 
     def _runs_help(self) -> str:
         return (
@@ -172,7 +180,13 @@ class TrainTab(Vertical):
 
     def focus_target(self) -> Widget | None:
         pane = self.query_one("#train-views", TabbedContent).active
-        targets = {"tv-runs": "#train-runs", "tv-checkpoints": "#train-ckpts", "tv-log": "#train-log"}
+        targets = {
+            "tv-runs": "#train-runs",
+            "tv-checkpoints": "#train-ckpts",
+            "tv-log": "#train-log",
+            "tv-queue": "#queue-table",
+            "tv-sweeps": "#sweep-rank",
+        }
         if pane in targets:
             return self.query_one(targets[pane])
         if pane == "tv-compare":
@@ -188,6 +202,12 @@ class TrainTab(Vertical):
         yield SystemCommand("Train: resume the selected run", "Continue a stopped run", self.action_resume)
         yield SystemCommand("Train: compare runs", "Config diff and loss overlay", lambda: self.action_view("compare"))
         yield SystemCommand("Train: run log", "The selected run's train.log", lambda: self.action_view("log"))
+        yield SystemCommand(
+            "Train: job queue", "This machine's queue: reorder, pause, cancel", lambda: self.action_view("queue")
+        )
+        yield SystemCommand(
+            "Train: sweeps", "One-change sweeps ranked, best setting and checkpoint", lambda: self.action_view("sweeps")
+        )
 
     # --- polling ----------------------------------------------------------------
     def _shown(self) -> bool:
@@ -220,9 +240,14 @@ class TrainTab(Vertical):
         if self._polling:
             self._poll_again = True
             return
+        view = self._active_view()
+        if view == "queue":
+            self.query_one(QueueView).request()
+        elif view == "sweeps":
+            self.query_one(SweepView).request()
         self._polling = True
         self._poll_again = False
-        pair = self._compare_pair() if self._active_view() == "compare" else None
+        pair = self._compare_pair() if view == "compare" else None
         want_gpu = time.monotonic() - self._gpu_at >= GPU_EVERY
         if want_gpu:
             self._gpu_at = time.monotonic()
@@ -545,10 +570,12 @@ class TrainTab(Vertical):
 
     @work(thread=True, group="train-control", exit_on_error=False)
     def _stop_worker(self, run: RunFolder) -> None:
+        from lorawb.queue import stop_folder
         from lorawb.train.process import stop_run
 
         try:
-            stop_run(run)
+            if stop_folder(run.path) is None:  # a queue job is stopped through the queue (on Slurm: scancel)
+                stop_run(run)
         except LorawbError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return

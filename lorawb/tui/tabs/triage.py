@@ -6,6 +6,10 @@ with ``call_from_thread``; the event loop only filters lists and draws. After a
 decision the cursor moves on at once (the grid shows the new state right away)
 and the list is corrected when the worker reports what happened on disk.
 
+``G`` draws candidates from the character sheet into the inbox (a detached `lorawb generate` job;
+the watcher shows them as they come), ``s`` also sorts them by their pre-sort scores (identity,
+prompt following), and the facts show a candidate's provenance (lorawb.generate).
+
 The list is a view of the app's image index: the app refreshes it (at start, ctrl+r)
 and the file watcher keeps it up to date, so a change made by another program
 (``DatasetChanged``) re-reads the index, not the disk, keeping the selection where
@@ -36,6 +40,7 @@ from lorawb.core.index import REG, IndexDelta
 from lorawb.core.layout import repeats_for
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
+from lorawb.generate.presort import SCORE_SORTS, GeneratedFiles, sort_by_score
 from lorawb.train.config import bucket_settings
 from lorawb.tui.messages import ConfigReloaded, DatasetChanged
 from lorawb.tui.widgets.image_grid import GridItem, ImageGrid
@@ -102,6 +107,8 @@ class TriageTab(Vertical):
         Binding("T", "ask_tag('lacks_tag')", "Lacks tag", show=False),
         Binding("slash", "ask_folder", "Folder", show=False),
         Binding("s", "cycle_sort", "Sort", show=False),
+        # priority: before the grid's vim-style G (end still jumps); off the footer, which 80 columns fill
+        Binding("G", "generate", "Generate", show=False, priority=True),
         Binding("S", "reverse_sort", "Reverse", show=False),
         Binding("z,enter", "zoom", "Zoom", show=False),
         Binding("escape", "reset", "Reset", show=False),
@@ -128,6 +135,7 @@ class TriageTab(Vertical):
         self._root = str(project.root)
         self._key_before_dupes: str | None = None
         self._loaded_once = False
+        self.generated = GeneratedFiles(project)  # candidates' records and pre-sort scores
 
     # --- layout -----------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -250,14 +258,17 @@ class TriageTab(Vertical):
                 self.shown = []
         else:
             dup_rels = self.dedupe.dup_rels if self.dedupe else set()
+            by_score = self.sort in SCORE_SORTS
             self.shown = tri.apply_filter(
                 self.all_items,
                 self.flt,
                 min_resolution=self.project.config.project.min_resolution,
                 dup_rels=dup_rels,
-                sort=self.sort,
-                reverse=self.reverse,
+                sort="name" if by_score else self.sort,
+                reverse=self.reverse and not by_score,
             )
+            if by_score:
+                self.shown = sort_by_score(self.shown, self.generated.scores(), self.sort, self.reverse)
         grid.set_items([self._grid_item(i) for i in self.shown], cursor_key=cursor_key, cursor_index=cursor_index)
         self.app.image_list = tuple(i.rel for i in self.shown)  # type: ignore[attr-defined]
         self.update_status()
@@ -326,6 +337,9 @@ class TriageTab(Vertical):
             t.append(item.caption_text.strip(), style="italic")
         else:
             t.append("(no caption)", style="dim")
+        provenance = self.generated.describe(item.rel)
+        if provenance:
+            t.append("\n" + provenance, style="dim")
         self.query_one("#triage-facts", Static).update(t)
 
     def _bucket_text(self, item: tri.TriageItem) -> str:
@@ -577,7 +591,10 @@ class TriageTab(Vertical):
         )
 
     def action_cycle_sort(self) -> None:
-        self.sort = tri.SORTS[(tri.SORTS.index(self.sort) + 1) % len(tri.SORTS)]
+        sorts = (*tri.SORTS, *SCORE_SORTS)
+        self.sort = sorts[(sorts.index(self.sort) + 1) % len(sorts)]
+        if self.sort in SCORE_SORTS:
+            self.notify(self.generated.sort_note(self.sort), timeout=4, markup=False)
         self.refilter()
 
     def action_reverse_sort(self) -> None:
@@ -611,6 +628,43 @@ class TriageTab(Vertical):
         if self.groups:
             self.group_index = (self.group_index + step) % len(self.groups)
         self.refilter(cursor_index=0)
+
+    # --- generate: candidates from the character sheet ---------------------------------------
+    def action_generate(self) -> None:
+        """Draw the sheet's missing candidates into the inbox in a detached job (or say how far it is)."""
+        self._generate_worker()
+
+    @work(thread=True, exclusive=True, group="triage-generate", exit_on_error=False)
+    def _generate_worker(self) -> None:
+        from lorawb.generate.job import GenerateJob, generate_status, plan_generate, start_generate
+
+        try:
+            if GenerateJob.of(self.project).is_alive():
+                s = generate_status(self.project)
+                text = f"generating: {s.done}/{s.total} candidates; `lorawb generate --stop` stops it"
+                self.app.call_from_thread(self.notify, text, timeout=5, markup=False)
+                return
+            project = Project.load(self.project.root)  # the sheet as it is on disk now
+            plan = plan_generate(project)
+            missing = len(plan.missing())
+            if not missing:
+                text = f"all {plural(plan.total, 'candidate')} of the sheet are drawn ([generate] count, or G after changing it)"
+                self.app.call_from_thread(self.notify, text, timeout=5, markup=False)
+                return
+            start_generate(project, plan, detach=True)
+        except LorawbError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=8, markup=False)
+            return
+        text = (
+            f"drawing {plural(missing, 'candidate')} into the inbox in a separate process "
+            "(G shows progress; s sorts them by score when done)"
+        )
+        self.app.call_from_thread(self._generating, text)
+
+    def _generating(self, text: str) -> None:
+        self.notify(text, timeout=6, markup=False)
+        if self.flt.area != tri.INBOX:
+            self._set_filter(area=tri.INBOX, folder=None)
 
     # --- near-duplicates --------------------------------------------------
     def _start_dedupe(self) -> None:
@@ -702,6 +756,9 @@ class TriageTab(Vertical):
         for key in tri.SORTS:
             yield SystemCommand(f"Triage: sort by {key}", "s cycles, S reverses", lambda k=key: self._sort_by(k))
         yield SystemCommand("Triage: reset filters", "escape", self.action_reset)
+        yield SystemCommand(
+            "Triage: generate candidates", "Draw the character sheet into the inbox (G)", self.action_generate
+        )
 
     def _run(self, action: str) -> None:
         self.app.call_later(self.run_action, action)

@@ -4,11 +4,15 @@ Prefilled from the newest run (or any earlier run, or lorawb.toml: the "from" se
 "preset" selector writes a set of memory settings (e.g. "SDXL 12 GB") into the TOML.
 Each field says when it differs from that source, and the form warns when more than one
 setting changed. Problems show in the form as the values are typed: the field (or the
-TOML line) and what is expected. ctrl+s (or the button) launches a detached run.
+TOML line) and what is expected. Under them, the memory plan of the settings (lorawb.train.memplan:
+the predicted peak GPU memory and what makes it fit the card) follows every change, computed in
+a worker. ctrl+s (or the button) launches a detached run.
 The logic lives in lorawb.train.form; this widget only shows it.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -52,6 +56,7 @@ class RunForm(VerticalScroll):
         self.error: ConfigError | None = None
         self._starting = False
         self._model_path: str | None = None  # the TOML's model.path, to notice a new model
+        self._plan_timer: Any = None  # the pending memory plan (typing restarts it)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="form-top"):
@@ -68,6 +73,7 @@ class RunForm(VerticalScroll):
                 tooltip="\n".join(f"{p.name}: {p.help}" for p in F.PRESETS),
             )
         yield Static("", id="form-status")
+        yield Static("", id="form-plan")
         with Grid(id="form-fields"):
             for f in F.FIELDS:
                 with Horizontal(classes="form-field"):
@@ -259,6 +265,34 @@ class RunForm(VerticalScroll):
         for f in F.FIELDS:
             self.query_one(_field_id_selector(f.key), Input).set_class(f.key == bad, "-invalid")
         self._show_status()
+        self._plan_later()
+
+    # --- the memory plan ---------------------------------------------------------------
+    def _plan_later(self) -> None:
+        """Plan the settings once typing pauses (a plan builds the model on the meta device: ~0.1-1 s)."""
+        if self._plan_timer is not None:
+            self._plan_timer.stop()
+        if self.error is not None:
+            self.query_one("#form-plan", Static).update(Text("memory plan: fix the settings first"))
+            return
+        self._plan_timer = self.set_timer(0.4, self._plan_now)
+
+    def _plan_now(self) -> None:
+        self._plan_timer = None
+        try:
+            config = F.validate(self.toml_text, self.project)
+        except ConfigError:
+            return
+        preset = self.query_one("#form-preset", Select).value
+        budget = F.PRESETS[preset].gpu_gb if isinstance(preset, int) and 0 <= preset < len(F.PRESETS) else None
+        self._plan(config, budget or None)
+
+    @work(thread=True, group="form-plan", exclusive=True, exit_on_error=False)
+    def _plan(self, config, budget: float | None) -> None:
+        from lorawb.train import memplan
+
+        line = memplan.one_line(config, budget)
+        self.app.call_from_thread(self.query_one("#form-plan", Static).update, Text(line))
 
     def _show_error(self, exc: ConfigError) -> None:
         self.error = exc
@@ -327,6 +361,10 @@ class RunForm(VerticalScroll):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # Anything but a LorawbError is a bug: report it and let the person try again.
+        if event.worker.group == "form-plan" and event.state == WorkerState.ERROR:
+            event.stop()  # the plan is a courtesy: say why it is missing, never stop the form
+            self.query_one("#form-plan", Static).update(Text(f"memory plan: {event.worker.error}"))
+            return
         if event.worker.group == "train-start" and event.state == WorkerState.ERROR:
             event.stop()
             self._start_failed(event.worker.error)
