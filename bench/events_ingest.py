@@ -73,7 +73,7 @@ def cold_ingest(root: Path, n: int) -> None:
     print(f"chart snapshot (4 series -> 400 points each): {(time.perf_counter() - t) * 1e3:.2f} ms")
     t = time.perf_counter()
     m.set_smoothing(0.95)
-    print(f"change EMA strength (recompute {len(m.loss):,} points): {(time.perf_counter() - t) * 1e3:.1f} ms")
+    print(f"change EMA strength (recompute {len(m.fold.loss):,} points): {(time.perf_counter() - t) * 1e3:.1f} ms")
 
 
 def follow_live(root: Path, seconds: float, rate: float, interval: float) -> None:

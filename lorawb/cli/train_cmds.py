@@ -249,13 +249,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 "step": s.step,
                 "max_steps": s.max_steps,
                 "loss": s.loss,
-                "loss_ema": s.loss_ema,
+                "loss_ema": s.loss_smooth,
                 "it_s": s.it_s,
                 "elapsed": round(s.elapsed, 1),
                 "checkpoints": len(s.checkpoints),
                 "resumable_from": s.resumable_step if s.resumable else None,
                 "error": s.error,
                 "path": str(s.path),
+                "malformed_lines": list(s.problems),
             }
         )
     if args.json:
@@ -274,6 +275,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         )
         if r["state"] == "failed" and r["error"]:
             print(f"{'':<{width}}  error: {r['error']}")
+        if r["malformed_lines"]:
+            print(f"{'':<{width}}  events.jsonl: malformed lines skipped: " + "; ".join(r["malformed_lines"]))
         if r["resumable_from"] is not None:
             print(f"{'':<{width}}  resumable from step {r['resumable_from']}: `lorawb resume {r['id']}`")
     return 0

@@ -114,6 +114,8 @@ def _watch_lines(monitor: RunMonitor, interval: float) -> int:
                 seen_samples.add(s.step)
                 for im in s.images:
                     print(f"sample  step {s.step}  {_show(im.path)}  {im.prompt}", flush=True)
+                if s.sheet is not None:
+                    print(f"sheet  step {s.step}  {_show(s.sheet)}", flush=True)
         for c in view.checkpoints:
             if c.path not in seen_ckpt:
                 seen_ckpt.add(c.path)
@@ -144,12 +146,22 @@ def _step_line(v: MonitorView) -> str:
 
 
 def _end_line(v: MonitorView) -> str:
-    text = f"run {v.run_id} {v.display_state} at step {v.step} after {format_duration(v.elapsed)}"
+    if v.state == "unknown":
+        text = f"run {v.run_id} is not running: no training process, and no state in its events.jsonl (see train.log)"
+    else:
+        text = f"run {v.run_id} {v.display_state} at step {v.step} after {format_duration(v.elapsed)}"
     if v.display_state == "dead":
         text += " (its process is gone without recording an end: see train.log)"
     if v.error:
         text += f"\n{v.error}"
+    if v.problems:
+        text += "\n" + _problems_line(v)
     return text
+
+
+def _problems_line(v: MonitorView) -> str:
+    """The malformed lines of events.jsonl that were skipped, named."""
+    return "events.jsonl: malformed lines skipped: " + "; ".join(v.problems)
 
 
 def _show(path: Path) -> str:
@@ -201,12 +213,16 @@ def render(v: MonitorView):
         parts.append(Text(f"latest samples (step {last.step}):", style="bold"))
         for im in last.images:
             parts.append(Text(f"  {_show(im.path)}  {im.prompt}"))
+        if last.sheet is not None:
+            parts.append(Text(f"  sheet: {_show(last.sheet)}"))
     if v.checkpoints:
         c = v.checkpoints[-1]
         parts.append(Text(f"checkpoints ({len(v.checkpoints)}), latest:", style="bold"))
         parts.append(Text(f"  {_show(c.path)}  {format_size(c.size)}  step {c.step}"))
     if v.error:
         parts.append(Text(v.error, style="red"))
+    if v.problems:
+        parts.append(Text(_problems_line(v), style="yellow"))
     return Group(*parts)
 
 

@@ -280,6 +280,30 @@ def remove_leftovers(folders: Iterable[Path | str], tag: str) -> int:
     return removed
 
 
+def remove_temp_files(folders: Iterable[Path | str]) -> list[str]:
+    """Remove every temp file a killed atomic write left in these folders, whoever wrote it: lorawb's
+    (``.lwb-<tag>-<n>.tmp``/``.old``) and older versions' (``.<name>.<random>.tmp``). Only for
+    folders no other process writes in at the same time (a run folder under its run lock).
+    Returns the names removed."""
+    removed = []
+    for d in dict.fromkeys(os.fspath(f) for f in folders):
+        try:
+            names = [
+                n for n in os.listdir(d) if n.startswith(TEMP_PREFIX) or (n.startswith(".") and n.endswith(".tmp"))
+            ]
+        except OSError:
+            continue
+        for n in names:
+            path = os.path.join(d, n)
+            try:
+                if os.path.isfile(path) and not os.path.islink(path):
+                    os.unlink(path)
+                    removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

@@ -8,6 +8,8 @@ file, the line and the dotted key, and say what is expected.
 from __future__ import annotations
 
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,7 @@ _KIND_WORDS: dict[str, str] = {
     "int_type": "must be a whole number",
     "int_parsing": "must be a whole number",
     "int_from_float": "must be a whole number",
+    "int_parsing_size": "must be a whole number of a usable size (this one is far too large)",
     "float_type": "must be a number",
     "float_parsing": "must be a number",
     "finite_number": "must be a finite number (not inf or nan)",
@@ -158,16 +161,17 @@ def validate(model: type[BaseModel], data: Any, *, path: Path | None, text: str 
     except ValidationError as exc:
         errors = exc.errors()
         first = errors[0]
-        dotted = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
+        dotted = _dotted(model, first["loc"])
         if prefix:
             dotted = f"{prefix}.{dotted}" if dotted else prefix
         line = find_key_line(text, dotted) if text else None
         value = first.get("input")
         detail = _describe_error(first)
         shown = "" if first.get("type") in ("missing", "extra_forbidden") else f" (got {value!r})"
-        others = [".".join(str(p) for p in e["loc"] if not isinstance(p, int)) for e in errors[1:]]
+        others = [_dotted(model, e["loc"]) for e in errors[1:]]
         if prefix:
             others = [f"{prefix}.{o}" if o else prefix for o in others]
+        others = [o for o in dict.fromkeys(others) if o != dotted]  # a union's other branches: the same key
         more = ""
         if others:
             shown_others = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
@@ -178,6 +182,46 @@ def validate(model: type[BaseModel], data: Any, *, path: Path | None, text: str 
             if fields:
                 hint = "known keys here: " + ", ".join(sorted(fields))
         raise ConfigError(f"{dotted}: {detail}{shown}{more}", path=path, line=line, hint=hint) from exc
+
+
+def _dotted(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """The dotted key of an error's location: list indices and the branch names pydantic adds
+    for a union (``flux.shift.float`` -> ``flux.shift``) are not part of it; table keys are."""
+    parts: list[str] = []
+    cur: Any = model
+    skip_branch = False
+    for part in loc:
+        cur = _unwrap(cur)
+        if skip_branch:  # the union branch pydantic tried: not a key
+            skip_branch, cur = False, None
+            continue
+        if isinstance(part, int):
+            continue
+        parts.append(str(part))
+        fields = getattr(cur, "model_fields", None)
+        if fields is not None:
+            field = fields.get(part)
+            cur = field.annotation if field is not None else None
+        elif typing.get_origin(cur) is dict:
+            cur = typing.get_args(cur)[1] if typing.get_args(cur) else None
+        else:
+            cur = None
+        cur = _unwrap(cur)
+        skip_branch = _is_union(cur)
+    return ".".join(parts)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` -> X; a list's item type for the index that follows."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) is list and typing.get_args(annotation):
+        return _unwrap(typing.get_args(annotation)[0])
+    return annotation
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
 def _fields_at(model: type[BaseModel], loc: list[Any]) -> list[str]:

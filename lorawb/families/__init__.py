@@ -178,8 +178,8 @@ def lora_family(keys: list[str], metadata: dict[str, str]) -> str | None:
 
 
 def safetensors_keys(path: Path) -> list[str]:
-    """The tensor names of a .safetensors file, from its header (nothing loaded)."""
-    from safetensors import safe_open
+    """The tensor names of a .safetensors file, sorted, from its header (nothing loaded; a pickle
+    named .safetensors is a ModelError naming the file)."""
+    from lorawb.train.modelpath import safetensors_header
 
-    with safe_open(str(path), framework="numpy") as fh:
-        return list(fh.keys())
+    return sorted(k for k in safetensors_header(path) if k != "__metadata__")

@@ -30,16 +30,16 @@ FLOW_SAMPLERS = ("euler", "ddim")  # the flow Euler step; DDIM's deterministic u
 class FlowSettings(BaseModel):
     """Timestep sampling and loss weighting of a flow-matching family (its section of lorawb.toml)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # as train.config's
 
     weighting_scheme: Literal["none", "logit_normal", "mode", "sigma_sqrt", "cosmap"] = Field(
         "logit_normal",
         description="how timesteps are drawn (none: uniform, logit_normal, mode) or the loss weighted "
         "(sigma_sqrt, cosmap), as diffusers' training utilities name them",
     )
-    logit_mean: float = Field(0.0, description="mean of the logit-normal timestep density")
-    logit_std: float = Field(1.0, gt=0, description="standard deviation of the logit-normal timestep density")
-    mode_scale: float = Field(1.29, description="scale of the 'mode' timestep density")
+    logit_mean: float = Field(0.0, ge=-10, le=10, description="mean of the logit-normal timestep density")
+    logit_std: float = Field(1.0, gt=0, le=10, description="standard deviation of the logit-normal timestep density")
+    mode_scale: float = Field(1.29, ge=0, le=10, description="scale of the 'mode' timestep density")
     shift: float | Literal["auto"] = Field(
         "auto",
         description="timestep shift: auto = by the image's size, as the pipeline samples (kohya's flux_shift); "

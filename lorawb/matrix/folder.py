@@ -31,7 +31,7 @@ from lorawb.core.fsutil import atomic_write_text
 from lorawb.core.refs import pick
 from lorawb.errors import LorawbError, RunError
 from lorawb.train.detached import JobFolder
-from lorawb.train.events import EventTail
+from lorawb.train.events import EventTail, event_problem
 
 if TYPE_CHECKING:
     from lorawb.core.project import Project
@@ -228,7 +228,7 @@ class MatrixStatus:
 
 def read_status(folder: MatrixFolder) -> MatrixStatus:
     st = MatrixStatus()
-    for ev in EventTail(folder.events, max_bytes=1 << 62).poll():
+    for ev in EventTail(folder.events, max_bytes=1 << 62, check=event_problem).poll():
         st.apply(ev)
     st.alive = folder.is_alive()
     st.stopping = st.alive and folder.stop_requested()
@@ -240,7 +240,7 @@ class MatrixTail:
 
     def __init__(self, folder: MatrixFolder) -> None:
         self.folder = folder
-        self.events = EventTail(folder.events)
+        self.events = EventTail(folder.events, check=event_problem)
         self.cells_tail = EventTail(folder.cells_log)
         self.scores_tail = EventTail(folder.scores_log)
         self.status = MatrixStatus()

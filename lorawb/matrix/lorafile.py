@@ -11,18 +11,15 @@ instead of half-way through a matrix. No torch here: safetensors' header is JSON
 
 from __future__ import annotations
 
-import json
 import re
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lorawb import families
 from lorawb.core.run_dataset import MANIFEST, RunDataset, from_metadata, with_manifest
 from lorawb.errors import ModelError
 from lorawb.train.events import read_events
-from lorawb.train.modelpath import PICKLE_EXTS
+from lorawb.train.modelpath import PICKLE_EXTS, safetensors_header
 from lorawb.train.runfolder import RunFolder
 
 STEP_RE = re.compile(r"-(\d{4,})\.safetensors$")
@@ -48,21 +45,6 @@ class LoraInfo:
     @property
     def trigger(self) -> str:
         return self.metadata.get("lorawb_trigger") or self.metadata.get("modelspec.trigger_phrase", "")
-
-
-def safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a .safetensors file (tensor names, shapes, ``__metadata__``)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                raise ValueError("file is too short")
-            (n,) = struct.unpack("<Q", head)
-            if n > 100 << 20:
-                raise ValueError("header too large")
-            return json.loads(fh.read(n))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"not a readable .safetensors file ({exc})", path=path) from exc
 
 
 def read_lora(path: Path | str, allow_pickle: bool = False) -> LoraInfo:

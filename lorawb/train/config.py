@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
@@ -23,6 +23,7 @@ from lorawb import families
 from lorawb.core import tomlio
 from lorawb.core.buckets import BucketSettings
 from lorawb.core.config import FAMILY_SECTIONS
+from lorawb.core.confine import name_problem
 from lorawb.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
@@ -33,9 +34,18 @@ SECTIONS = (*BASE_SECTIONS, *FAMILY_SECTIONS)
 
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
+# Upper bounds no real run comes near, so a slip (10**12, 1e22) is an error naming the key, not a run
+# that allocates forever or never ends.
+MAX_STEPS = 10_000_000
+MAX_EPOCHS = 100_000
+MAX_LR = 1.0
+MAX_ALPHA = 65_536.0
+Seed = Annotated[int, Field(ge=0, lt=2**63)]  # what torch's generators take (the matrix's seeds too)
+
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No inf or nan anywhere a number goes: TOML reads `inf`/`nan` as floats, and no setting means them.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelSection(_Section):
@@ -74,7 +84,9 @@ class DatasetSection(_Section):
     flip: bool = Field(False, description="random horizontal flip (off: characters are often asymmetric)")
     add_trigger: bool = Field(False, description="prepend the trigger to captions that lack it")
     shuffle_tags: bool = Field(False, description="shuffle the tags after the kept ones each time")
-    keep_tokens: int = Field(1, ge=0, description="leading tags never shuffled or dropped (the trigger is always kept)")
+    keep_tokens: int = Field(
+        1, ge=0, le=1000, description="leading tags never shuffled or dropped (the trigger is always kept)"
+    )
     caption_dropout: float = Field(0.0, ge=0, le=1, description="chance of training an image with an empty caption")
     tag_dropout: float = Field(0.0, ge=0, le=1, description="chance of dropping each non-kept tag")
     validation_split: float = Field(0.0, ge=0, lt=1, description="share of images held out for validation loss")
@@ -86,12 +98,14 @@ class DatasetSection(_Section):
         description="regularisation images, kohya's N_class folders (default: the project's reg/ when it "
         "exists; 'none': off)",
     )
-    prior_loss_weight: float = Field(1.0, ge=0, description="loss weight of the reg images (kohya's prior_loss_weight)")
+    prior_loss_weight: float = Field(
+        1.0, ge=0, le=1000, description="loss weight of the reg images (kohya's prior_loss_weight)"
+    )
 
 
 class NetworkSection(_Section):
     rank: int = Field(16, ge=1, le=1024, description="LoRA rank (network dim)")
-    alpha: float = Field(16.0, gt=0, description="LoRA alpha; the update is scaled by alpha/rank")
+    alpha: float = Field(16.0, gt=0, le=MAX_ALPHA, description="LoRA alpha; the update is scaled by alpha/rank")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA path")
     dora: bool = Field(False, description="DoRA (weight-decomposed LoRA)")
     target_modules: list[str] = Field(
@@ -101,12 +115,12 @@ class NetworkSection(_Section):
     ff: bool = Field(False, description="also adapt the denoiser's feed-forward layers")
     conv: bool = Field(False, description="also adapt the UNet ResNet/sampler convolutions (LoCon)")
     conv_rank: int = Field(8, ge=1, le=1024, description="rank of the conv LoRAs")
-    conv_alpha: float = Field(8.0, gt=0, description="alpha of the conv LoRAs")
+    conv_alpha: float = Field(8.0, gt=0, le=MAX_ALPHA, description="alpha of the conv LoRAs")
     train_text_encoder: bool = Field(False, description="also train LoRAs on the text encoder(s)")
     text_encoder_targets: list[str] = Field(
         default_factory=lambda: list(TE_TARGETS), description="text-encoder layers that get a LoRA (also fc1, fc2)"
     )
-    text_encoder_lr: float = Field(0.0, ge=0, description="text-encoder learning rate (0: the UNet's)")
+    text_encoder_lr: float = Field(0.0, ge=0, le=MAX_LR, description="text-encoder learning rate (0: the UNet's)")
     init_from: str = Field(
         "",
         description="start from this LoRA file instead of zero (lorawb's or kohya's .safetensors, "
@@ -115,31 +129,38 @@ class NetworkSection(_Section):
 
 
 class TrainSection(_Section):
-    max_steps: int = Field(1000, ge=0, description="optimizer steps to train (0: use epochs)")
-    epochs: int = Field(0, ge=0, description="epochs to train when max_steps is 0")
-    batch_size: int = Field(1, ge=1, description="images per micro-batch (same bucket)")
-    grad_accum: int = Field(1, ge=1, description="gradient accumulation: micro-batches per optimizer step")
-    learning_rate: float = Field(1e-4, gt=0, description="UNet LoRA learning rate")
+    max_steps: int = Field(1000, ge=0, le=MAX_STEPS, description="optimizer steps to train (0: use epochs)")
+    epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="epochs to train when max_steps is 0")
+    batch_size: int = Field(1, ge=1, le=4096, description="images per micro-batch (same bucket)")
+    grad_accum: int = Field(1, ge=1, le=4096, description="gradient accumulation: micro-batches per optimizer step")
+    learning_rate: float = Field(1e-4, gt=0, le=MAX_LR, description="UNet LoRA learning rate")
     lr_scheduler: Literal["constant", "cosine", "linear"] = Field("constant", description="learning-rate schedule")
-    warmup_steps: int = Field(0, ge=0, description="steps of linear lr warm-up")
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS, description="steps of linear lr warm-up")
     optimizer: Literal["adamw", "adamw8bit", "adamw_fused"] = Field(
         "adamw", description="adamw is fused on CUDA; adamw8bit needs bitsandbytes"
     )
-    weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
-    max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping (0: off)")
+    weight_decay: float = Field(1e-2, ge=0, le=10, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, le=1e6, description="gradient clipping (0: off)")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
         "no", description="bf16 autocast (GPU or CPU) or fp16 (GPU only; CPU falls back to fp32)"
     )
     gradient_checkpointing: bool = Field(False, description="less memory, about 20-30% slower")
-    noise_offset: float = Field(0.0, ge=0, description="offset noise (0.05-0.1 helps very dark/bright images)")
-    min_snr_gamma: float = Field(0.0, ge=0, description="min-SNR loss weighting (0: off; 5 is usual)")
-    seed: int = Field(42, description="seeds LoRA init, data order, noise: same seed, same run")
-    threads: int = Field(0, ge=0, description="CPU threads (0: $LORAWB_THREADS, else torch's default)")
-    num_processes: int = Field(1, ge=1, description="processes (GPUs) for data-parallel training via Accelerate")
+    noise_offset: float = Field(0.0, ge=0, le=1, description="offset noise (0.05-0.1 helps very dark/bright images)")
+    min_snr_gamma: float = Field(0.0, ge=0, le=1000, description="min-SNR loss weighting (0: off; 5 is usual)")
+    seed: int = Field(42, ge=0, lt=2**63, description="seeds LoRA init, data order, noise: same seed, same run")
+    threads: int = Field(0, ge=0, le=4096, description="CPU threads (0: $LORAWB_THREADS, else torch's default)")
+    num_processes: int = Field(
+        1, ge=1, le=4096, description="processes (GPUs) for data-parallel training via Accelerate"
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: the GPU when there is one")
-    val_every_n_steps: int = Field(0, ge=0, description="validation loss every N steps (needs validation images)")
+    val_every_n_steps: int = Field(
+        0, ge=0, le=MAX_STEPS, description="validation loss every N steps (needs validation images)"
+    )
     log_every_n_steps: int = Field(
-        0, ge=0, description="a step event (mean loss since the last) every N steps; 0: 1 on CPU, 10 on a GPU"
+        0,
+        ge=0,
+        le=MAX_STEPS,
+        description="a step event (mean loss since the last) every N steps; 0: 1 on CPU, 10 on a GPU",
     )
     compile: bool = Field(False, description="torch.compile the UNet (falls back to eager where it cannot)")
     channels_last: bool = Field(False, description="the UNet's convolutions in channels-last memory layout")
@@ -149,6 +170,7 @@ class TrainSection(_Section):
     offload_blocks: int = Field(
         0,
         ge=0,
+        le=10_000,
         description="keep the frozen weights of the denoiser's first N blocks in CPU memory, copied in block by "
         "block (for models larger than the card; slower; needs gradient_checkpointing)",
     )
@@ -160,7 +182,7 @@ class TrainSection(_Section):
     preservation_class: str = Field(
         "", description="the class word that replaces the trigger in the preservation prompt (e.g. woman)"
     )
-    preservation_weight: float = Field(1.0, gt=0, description="weight of the output-preservation loss")
+    preservation_weight: float = Field(1.0, gt=0, le=1000, description="weight of the output-preservation loss")
     log_with: list[Literal["tensorboard", "wandb"]] = Field(
         default_factory=list,
         description="also log to TensorBoard (runs/<id>/tensorboard) and/or wandb; needs lorawb[tensorboard] / [wandb]",
@@ -168,24 +190,40 @@ class TrainSection(_Section):
 
 
 class SampleSection(_Section):
-    every_n_steps: int = Field(0, ge=0, description="sample every N steps (0: off)")
+    every_n_steps: int = Field(0, ge=0, le=MAX_STEPS, description="sample every N steps (0: off)")
     at_start: bool = Field(False, description="also sample before the first step")
-    prompts: list[str] = Field(default_factory=list, description="{trigger} is replaced by the trigger")
+    prompts: list[str] = Field(
+        default_factory=list, max_length=1000, description="{trigger} is replaced by the trigger"
+    )
     negative: str = Field("", description="negative prompt for samples")
-    seeds: list[int] = Field(default_factory=lambda: [0], description="every prompt is drawn with each seed")
+    seeds: list[Seed] = Field(
+        default_factory=lambda: [0], max_length=1000, description="every prompt is drawn with each seed"
+    )
     steps: int = Field(20, ge=1, le=200, description="sampling steps")
-    cfg: float = Field(0.0, ge=0, description="guidance scale (0: the model's recommendation, else 7)")
-    width: int = Field(0, ge=0, description="0: the dataset resolution")
-    height: int = Field(0, ge=0, description="0: the dataset resolution")
+    cfg: float = Field(0.0, ge=0, le=100, description="guidance scale (0: the model's recommendation, else 7)")
+    width: int = Field(0, ge=0, le=8192, description="0: the dataset resolution")
+    height: int = Field(0, ge=0, le=8192, description="0: the dataset resolution")
     scheduler: Literal["ddim", "euler", "dpm"] = Field("ddim", description="sampler for the samples")
 
 
 class SaveSection(_Section):
-    every_n_steps: int = Field(0, ge=0, description="checkpoint every N steps (0: off); the last step always saves")
-    every_n_epochs: int = Field(0, ge=0, description="checkpoint every N epochs (0: off)")
+    every_n_steps: int = Field(
+        0, ge=0, le=MAX_STEPS, description="checkpoint every N steps (0: off); the last step always saves"
+    )
+    every_n_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="checkpoint every N epochs (0: off)")
     name: str = Field("", description="file name stem (default: the trigger or the project name)")
-    keep_last: int = Field(0, ge=0, description="keep only the newest N checkpoints (0: all)")
+    keep_last: int = Field(0, ge=0, le=MAX_STEPS, description="keep only the newest N checkpoints (0: all)")
     precision: Literal["fp16", "bf16", "fp32"] = Field("fp16", description="dtype of the saved LoRA weights")
+
+    @field_validator("name")
+    @classmethod
+    def _stays_a_name(cls, v: str) -> str:
+        """The checkpoints are ``checkpoints/<name>-<step>.safetensors``: the name must stay one file
+        name there (``../../x`` or ``/abs`` would write outside the run folder)."""
+        why = name_problem(v) if v else None
+        if why is not None:
+            raise ValueError(f"{why}; it names the run's checkpoint files (checkpoints/<name>-<step>.safetensors)")
+        return v
 
 
 class _TrainConfig(_Section):

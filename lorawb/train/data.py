@@ -26,10 +26,9 @@ from lorawb.core import layout
 from lorawb.core.buckets import Bucket, BucketSettings, make_buckets
 from lorawb.core.captions import tag_key, tags_of
 from lorawb.core.dataset import load_image as decode_image
-from lorawb.core.dataset import walk_order
-from lorawb.core.fsutil import read_text
+from lorawb.core.dataset import refuse_oversized_captions, walk_order
 from lorawb.core.index import scan_folder
-from lorawb.errors import ConfigError, LorawbError
+from lorawb.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -84,17 +83,6 @@ def scan_images(root: Path) -> Iterator[tuple[Path, str, int]]:
         rel = img.parent.relative_to(root).as_posix() if img.parent != root else ""
         top = rel.split("/")[0] if rel else ""
         yield img, top, layout.repeats_for(rel)
-
-
-def read_caption(image: Path) -> str:
-    cap = layout.caption_path_for(image)
-    if not cap.exists():
-        return ""
-    try:
-        text = read_text(cap).text
-    except LorawbError:
-        return ""
-    return one_line(text)
 
 
 def one_line(text: str) -> str:
@@ -219,9 +207,11 @@ def _scan(root: Path) -> tuple[list[Item], list[tuple[Path, str]]]:
 
     The trainer therefore refuses exactly what the doctor and Triage call unreadable, with the
     same reason, and never opens a file the safe reader would not (a PostScript file named .png
-    never reaches Ghostscript).
+    never reaches Ghostscript). Captions are read up to ``layout.CAPTION_MAX_BYTES``; a larger one
+    stops the run with the file named (CaptionError) rather than train that image uncaptioned.
     """
     scan = scan_folder(root)
+    refuse_oversized_captions(scan)
     items: list[Item] = []
     skipped = [(root / rel, reason) for rel, reason in scan.unreadable]
     for f in scan.images:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,8 @@ def check_model_path(cfg: ModelSection) -> Path:
                 path=path,
                 hint="convert it to safetensors, or pass --allow-pickle (model.allow_pickle = true) if you trust it",
             )
+        for weights in sorted(path.glob("*/*.safetensors")):  # each component's weights (unet/, vae/...)
+            safetensors_header(weights, "model.path")
         return path
     ext = path.suffix.lower()
     if ext in PICKLE_EXTS and not cfg.allow_pickle:
@@ -60,7 +64,48 @@ def check_model_path(cfg: ModelSection) -> Path:
         raise ModelError(
             f"unknown model file type {ext!r}", path=path, hint="use a .safetensors file or a diffusers folder"
         )
+    if ext == ".safetensors":
+        safetensors_header(path, "model.path")
     return path
+
+
+PICKLE_PROTOCOLS = tuple(bytes([0x80, n]) for n in range(2, 6))  # how a pickle (protocol 2-5) starts
+TORCH_ZIP = b"PK\x03\x04"  # torch.save's format: a zip that holds a pickle
+MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
+
+
+def safetensors_header(path: Path, key: str = "") -> dict[str, Any]:
+    """The JSON header of a .safetensors file (tensor names, shapes, ``__metadata__``), read without
+    loading anything (no torch). A file that is not one (a pickle checkpoint renamed .safetensors,
+    a truncated download) is a ModelError naming the file (and ``key``, the setting that named it);
+    nothing in it is run."""
+    where = f"{key}: " if key else ""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            size = os.fstat(fh.fileno()).st_size
+            if head.startswith(TORCH_ZIP) or head[:2] in PICKLE_PROTOCOLS:
+                raise ModelError(
+                    f"{where}this is a pickle (a PyTorch checkpoint named .safetensors), which can run code when "
+                    "loaded: not opened",
+                    path=path,
+                    hint="use the real .safetensors file, or convert the checkpoint to safetensors where you trust it",
+                )
+            if len(head) < 8:
+                raise ValueError("the file is too short")
+            (n,) = struct.unpack("<Q", head)
+            if n > min(MAX_HEADER, size - 8):
+                raise ValueError("its header length does not fit the file")
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ModelError(
+            f"{where}not a readable .safetensors file ({exc})",
+            path=path,
+            hint="is it complete? download or copy it again",
+        ) from exc
+    if not isinstance(header, dict):
+        raise ModelError(f"{where}not a readable .safetensors file (its header is not a table)", path=path)
+    return header
 
 
 def _folder_needs_pickle(path: Path) -> bool:

@@ -3,10 +3,12 @@
 A :class:`RunMonitor` ingests one run folder incrementally: ``events.jsonl`` through
 :class:`~lorawb.train.events.EventTail` (only the bytes appended since the last poll, at
 most ``max_bytes`` per poll, a half-written last line left for later) and ``train.log``
-through :class:`LogTail` (the same, keeping only the last lines). It keeps what a monitor
-shows: the loss (raw and an exponential moving average whose strength can change at any
-time), validation loss, learning rate, speed, GPU memory, progress and ETA, sample images
-grouped by step and checkpoints with their size and time.
+through :class:`LogTail` (the same, keeping only the last lines). The events are folded by
+lorawb.train.runstate's :class:`RunState`, the one fold ``lorawb runs`` uses too (so the list,
+``lorawb watch`` and the Train tab never disagree); this adds what a monitor shows on top: the
+loss chart (raw and smoothed, at a strength that can change at any time), progress and ETA,
+sample images grouped by step with their contact sheet, checkpoints with their size and time,
+and the malformed lines of events.jsonl it skipped, named.
 
 Threading: a follower thread calls :meth:`RunMonitor.poll`; a UI renders from
 :meth:`RunMonitor.snapshot`, an immutable :class:`MonitorView` whose series are already
@@ -22,96 +24,18 @@ from __future__ import annotations
 import math
 import threading
 import time
-from array import array
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from lorawb.train import runstate
 from lorawb.train.detached import pid_alive
-from lorawb.train.events import EventTail
+from lorawb.train.events import EventTail, event_problem
 from lorawb.train.runfolder import RunFolder, list_runs
+from lorawb.train.runstate import DEFAULT_SMOOTHING, FINAL_STATES, RunState, SampleImage, Series
 
-FINAL_STATES = ("finished", "stopped", "failed")
 ALIVE_CHECK_EVERY = 2.0  # seconds between run.lock probes of one run
-DEFAULT_SMOOTHING = 0.9
-
-
-# --------------------------------------------------------------------------- series
-class Series:
-    """(x, y) points in compact arrays: 100,000 steps cost 1.6 MB, not a list of dicts."""
-
-    __slots__ = ("xs", "ys")
-
-    def __init__(self) -> None:
-        self.xs = array("d")
-        self.ys = array("d")
-
-    def __len__(self) -> int:
-        return len(self.xs)
-
-    def append(self, x: float, y: float) -> None:
-        self.xs.append(x)
-        self.ys.append(y)
-
-    @property
-    def last(self) -> float | None:
-        return self.ys[-1] if self.ys else None
-
-    @property
-    def last_x(self) -> float | None:
-        return self.xs[-1] if self.xs else None
-
-    def rewind(self, x: float) -> int:
-        """Drop the points at ``x`` and after (a resumed run logs those steps again)."""
-        n = len(self.xs)
-        while n and self.xs[n - 1] >= x:
-            n -= 1
-        dropped = len(self.xs) - n
-        if dropped:
-            del self.xs[n:]
-            del self.ys[n:]
-        return dropped
-
-    def downsample(self, points: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """At most ``points`` points: means over equal runs of consecutive points.
-
-        The x of a bucket is its last x, so the newest point is always drawn where it is.
-        """
-        n = len(self.xs)
-        if n <= points or points < 2:
-            return tuple(self.xs), tuple(self.ys)
-        k = math.ceil(n / points)
-        xs = np.array(self.xs, dtype=np.float64)  # a copy: a numpy view would pin the array's buffer
-        ys = np.array(self.ys, dtype=np.float64)
-        m = (n // k) * k
-        bx = xs[k - 1 : m : k]
-        by = ys[:m].reshape(-1, k).mean(axis=1)
-        if m < n:
-            bx = np.append(bx, xs[-1])
-            by = np.append(by, ys[m:].mean())
-        return tuple(bx.tolist()), tuple(by.tolist())
-
-
-class Ema:
-    """Debiased exponential moving average (TensorBoard's smoothing): the first points aren't pulled to 0."""
-
-    __slots__ = ("weight", "_acc", "_n")
-
-    def __init__(self, weight: float) -> None:
-        self.weight = weight
-        self._acc = 0.0
-        self._n = 0
-
-    def __call__(self, y: float) -> float:
-        w = self.weight
-        self._acc = self._acc * w + (1.0 - w) * y
-        self._n += 1
-        debias = 1.0 - w**self._n if w > 0 else 1.0
-        # w**n underflows to 0 after a few thousand points: debias -> 1, as it should.
-        return self._acc / debias if debias > 0 else y
 
 
 # --------------------------------------------------------------------------- log tail
@@ -176,22 +100,10 @@ class LogTail:
 
 # --------------------------------------------------------------------------- views
 @dataclass(frozen=True)
-class SampleImage:
-    step: int
-    index: int
-    prompt: str
-    path: Path
-    seed: int | None = None
-
-    @property
-    def exists(self) -> bool:
-        return self.path.is_file()
-
-
-@dataclass(frozen=True)
 class SampleStep:
     step: int
     images: tuple[SampleImage, ...]
+    sheet: Path | None = None  # the step's contact sheet (samples/<step>-sheet.png), when written
 
 
 @dataclass(frozen=True)
@@ -251,6 +163,7 @@ class MonitorView:
     log_total: int = 0  # lines the log tail has read so far (``log`` holds the last of them)
     skipped: tuple[tuple[str, str], ...] = ()  # (image, reason): dataset images the run could not use
     resumable_step: int | None = None  # the last checkpoint saved with its resume state
+    problems: tuple[str, ...] = ()  # malformed lines of events.jsonl, skipped (named)
 
     @property
     def progress(self) -> float | None:
@@ -264,7 +177,7 @@ class MonitorView:
 
     @property
     def ended(self) -> bool:
-        return self.display_state in (*FINAL_STATES, "dead")
+        return runstate.has_ended(self.state, self.alive)
 
 
 @dataclass(frozen=True)
@@ -287,7 +200,8 @@ class RunRow:
 
 # --------------------------------------------------------------------------- monitor
 class RunMonitor:
-    """The incremental, thread-safe model of one run folder (see the module docstring)."""
+    """The incremental, thread-safe model of one run folder (see the module docstring): the run's
+    events folded by lorawb.train.runstate's RunState (the one fold ``lorawb runs`` uses too)."""
 
     def __init__(
         self,
@@ -299,49 +213,32 @@ class RunMonitor:
     ) -> None:
         self.run = run if isinstance(run, RunFolder) else RunFolder(Path(run))
         self.lock = threading.RLock()
-        self.smoothing = _clamp_smoothing(smoothing)
-        self._tail = EventTail(self.run.events, max_bytes=max_bytes)
+        self.fold = RunState(self.run.path, smoothing)
+        self._tail = EventTail(self.run.events, max_bytes=max_bytes, check=event_problem)
         self._restarts = 0
         self.log = LogTail(self.run.log, keep=log_lines)
         self.alive = False
         self._alive_checked = 0.0
         self._config_max_steps: int | None | bool = False  # False: not read yet
-        self._reset()
-
-    def _reset(self) -> None:
-        self.state = "unknown"
-        self.error: str | None = None
-        self.step = 0
-        self.epoch = 0
-        self.max_steps: int | None = None
-        self.started: float | None = None
-        self.updated: float | None = None
-        self._paused = 0.0  # seconds between a stop and its resume: not training time
-        self._stopped_at: float | None = None
-        self.it_s: float | None = None
-        self.mem_gb: float | None = None
-        self.gpu_util: float | None = None
-        self.events = 0
-        self.loss = Series()
-        self.loss_smooth = Series()
-        self.val_loss = Series()
-        self.lr = Series()
-        self._ema = Ema(self.smoothing)
-        self._speed_window: deque[tuple[float, int]] = deque(maxlen=32)
-        self._samples: dict[int, list[SampleImage]] = {}
-        self._checkpoints: dict[Path, CheckpointInfo] = {}
-        self.skipped: list[tuple[str, str]] = []
-        self.resumable_step: int | None = None
+        self._sizes: dict[Path, tuple[int | None, float | None]] = {}  # checkpoint -> (size, mtime) when first seen
 
     # --- ingest ---------------------------------------------------------
     @property
     def pending(self) -> bool:
-        """More bytes are waiting than the last poll read (backpressure kept them for later)."""
-        return self._tail.size > self._tail.offset
+        """Complete lines are waiting that the last poll left for later (backpressure)."""
+        return self._tail.more
 
     @property
     def bad_lines(self) -> int:
         return self._tail.bad_lines
+
+    @property
+    def smoothing(self) -> float:
+        return self.fold.smoothing
+
+    @property
+    def loss_smooth(self) -> Series:
+        return self.fold.loss_smooth
 
     def poll(self, *, check_alive: bool = True) -> int:
         """Ingest what was appended since the last poll; returns the number of new events.
@@ -354,10 +251,9 @@ class RunMonitor:
         with self.lock:
             if restarted:
                 self._restarts = self._tail.restarts
-                self._reset()
+                self.fold.reset()
             for ev in events:
-                self._apply(ev)
-            self.events += len(events)
+                self.fold.apply(ev)
             now = time.monotonic()
             if check_alive and (events or now - self._alive_checked >= ALIVE_CHECK_EVERY or not self._alive_checked):
                 self._alive_checked = now
@@ -368,219 +264,109 @@ class RunMonitor:
         if self.run.is_alive():
             return True
         # Between launch and the trainer taking run.lock, the pid file is the only sign of life.
-        if self.state in ("unknown", "starting"):
+        if self.fold.state in ("unknown", "starting"):
             pid = self.run.pid()
             if pid is not None:
                 return pid_alive(pid)
         return False
 
-    def _apply(self, ev: dict[str, Any]) -> None:
-        kind = ev.get("type")
-        when = ev.get("time")
-        if isinstance(when, (int, float)):
-            if self.started is None:
-                self.started = float(when)
-            if self._stopped_at is not None:  # the first event of a resumed run
-                self._paused += max(0.0, float(when) - self._stopped_at)
-                self._stopped_at = None
-            self.updated = float(when)
-            if kind == "status" and ev.get("state") in ("stopped", "failed"):
-                self._stopped_at = float(when)
-        if isinstance(ev.get("max_steps"), int) and ev["max_steps"] > 0:
-            self.max_steps = ev["max_steps"]
-        if kind == "step":
-            self._apply_step(ev)
-        elif kind == "val":
-            step, v = _int(ev.get("step"), self.step), _num(ev.get("val_loss", ev.get("loss")))
-            if v is not None:
-                self.val_loss.rewind(step)
-                self.val_loss.append(step, v)
-        elif kind == "sample":
-            step = _int(ev.get("step"), self.step)
-            images = self._samples.setdefault(step, [])
-            index = _int(ev.get("index"), len(images))
-            seed = ev.get("seed") if isinstance(ev.get("seed"), int) else None
-            images.append(SampleImage(step, index, str(ev.get("prompt", "")), self._resolve(ev.get("path")), seed))
-        elif kind == "checkpoint":
-            path = self._resolve(ev.get("path"))
-            try:
-                st = path.stat()
-                size, mtime = st.st_size, st.st_mtime
-            except OSError:
-                size, mtime = None, None
-            t = float(when) if isinstance(when, (int, float)) else mtime
-            self._checkpoints[path] = CheckpointInfo(_int(ev.get("step"), self.step), path, size, t)
-            if ev.get("resumable"):
-                self.resumable_step = _int(ev.get("step"), self.step)
-        elif kind == "status":
-            self.state = str(ev.get("state", self.state))
-            err = ev.get("error")
-            hint = ev.get("hint")
-            self.error = f"{err}\n  hint: {hint}" if err and hint else (str(err) if err else None)
-            if isinstance(ev.get("step"), int):
-                self.step = ev["step"]
-        elif kind == "skipped":
-            images = ev.get("images")
-            if isinstance(images, list):
-                self.skipped = [
-                    (str(im.get("path", "?")), str(im.get("reason", "?"))) for im in images if isinstance(im, dict)
-                ]
-        elif kind == "gpu":
-            self.mem_gb = _num(ev.get("mem_gb"), self.mem_gb)
-            self.gpu_util = _num(ev.get("util"), self.gpu_util)
-
-    def _apply_step(self, ev: dict[str, Any]) -> None:
-        step = _int(ev.get("step"), self.step + 1)
-        if self.loss.last_x is not None and step <= self.loss.last_x:
-            self._rewind(step)
-        self.step = step
-        self.epoch = _int(ev.get("epoch"), self.epoch)
-        loss = _num(ev.get("loss"))
-        if loss is not None and math.isfinite(loss):
-            self.loss.append(step, loss)
-            self.loss_smooth.append(step, self._ema(loss))
-        lr = _num(ev.get("lr"))
-        if lr is not None:
-            self.lr.append(step, lr)
-        val = _num(ev.get("val_loss"))
-        if val is not None:
-            self.val_loss.append(step, val)
-        self.mem_gb = _num(ev.get("mem_gb"), self.mem_gb)
-        when = ev.get("time")
-        if isinstance(when, (int, float)):
-            self._speed_window.append((float(when), step))
-        it_s = _num(ev.get("it_s"))
-        self.it_s = it_s if it_s and it_s > 0 else self._derived_speed()
-        if self.state in ("unknown", "starting"):
-            self.state = "running"
-
-    def _rewind(self, step: int) -> None:
-        self.loss.rewind(step)
-        self.lr.rewind(step)
-        self.val_loss.rewind(step)
-        self._speed_window.clear()
-        self._recompute_smooth()
-
-    def _derived_speed(self) -> float | None:
-        if len(self._speed_window) < 2:
-            return self.it_s
-        (t0, s0), (t1, s1) = self._speed_window[0], self._speed_window[-1]
-        return (s1 - s0) / (t1 - t0) if t1 > t0 and s1 > s0 else self.it_s
-
-    def _recompute_smooth(self) -> None:
-        self._ema = Ema(self.smoothing)
-        smooth = Series()
-        smooth.xs = array("d", self.loss.xs)
-        smooth.ys = array("d", map(self._ema, self.loss.ys))
-        self.loss_smooth = smooth
-
-    def _resolve(self, rel: Any) -> Path:
-        p = Path(str(rel or ""))
-        return p if p.is_absolute() else self.run.path / p
-
     # --- settings -------------------------------------------------------
     def set_smoothing(self, weight: float) -> None:
         """Change the EMA strength (0 = raw .. 0.999); recomputes the smoothed curve."""
-        weight = _clamp_smoothing(weight)
         with self.lock:
-            if weight != self.smoothing:
-                self.smoothing = weight
-                self._recompute_smooth()
+            self.fold.set_smoothing(weight)
 
     # --- derived --------------------------------------------------------
     def _total_steps(self) -> int | None:
-        if self.max_steps:
-            return self.max_steps
+        if self.fold.max_steps:
+            return self.fold.max_steps
         if self._config_max_steps is False:
-            self._config_max_steps = _config_max_steps(self.run.config)
+            self._config_max_steps = runstate.config_max_steps(self.run.config)
         return self._config_max_steps or None
 
     @property
     def display_state(self) -> str:
-        if self.state in ("running", "starting") and not self.alive:
-            return "dead"
-        if self.state == "unknown" and self.alive:
-            return "starting"
-        return self.state
+        return runstate.display_state(self.fold.state, self.alive)
 
     @property
     def ended(self) -> bool:
-        return self.display_state in (*FINAL_STATES, "dead")
+        return runstate.has_ended(self.fold.state, self.alive)
 
     def _elapsed(self) -> float:
-        if self.started is None:
-            return 0.0
-        end = time.time() if self.alive and self.state not in FINAL_STATES else (self.updated or self.started)
-        return max(0.0, end - self.started - self._paused)
+        f = self.fold
+        return runstate.elapsed(f.started, f.updated, f.paused, self.alive and f.state not in FINAL_STATES)
 
-    def _eta(self, total: int | None) -> float | None:
-        if not total or not self.it_s or not self.alive or self.state in FINAL_STATES:
-            return None
-        return max(0, total - self.step) / self.it_s
+    def _checkpoint(self, path: Path, ev: dict[str, Any]) -> CheckpointInfo:
+        if path not in self._sizes:
+            try:
+                st = path.stat()
+                self._sizes[path] = (st.st_size, st.st_mtime)
+            except OSError:
+                self._sizes[path] = (None, None)
+        size, mtime = self._sizes[path]
+        when = ev.get("time")
+        t = float(when) if isinstance(when, (int, float)) else mtime
+        return CheckpointInfo(ev.get("step") if isinstance(ev.get("step"), int) else 0, path, size, t)
 
     def row(self) -> RunRow:
         with self.lock:
-            total = self._total_steps()
+            f, total = self.fold, self._total_steps()
             return RunRow(
                 run_id=self.run.id,
-                state=self.state,
+                state=f.state,
                 display_state=self.display_state,
                 alive=self.alive,
-                step=self.step,
+                step=f.step,
                 max_steps=total,
-                loss=self.loss.last,
-                loss_smooth=self.loss_smooth.last,
-                it_s=self.it_s,
+                loss=f.loss.last,
+                loss_smooth=f.loss_smooth.last,
+                it_s=f.it_s,
                 elapsed=self._elapsed(),
-                eta=self._eta(total),
-                started=self.started,
+                eta=runstate.eta(total, f.step, f.it_s, f.state, self.alive),
+                started=f.started,
             )
 
     def snapshot(self, points: int = 400, log_lines: int = 200, recent: int = 8) -> MonitorView:
         """An immutable view; series downsampled to at most ``points`` points each."""
         with self.lock:
-            total = self._total_steps()
+            f, total = self.fold, self._total_steps()
             samples = tuple(
-                SampleStep(step, tuple(sorted(imgs, key=lambda im: im.index)))
-                for step, imgs in sorted(self._samples.items())
+                SampleStep(step, tuple(sorted(imgs, key=lambda im: im.index)), f.sheets.get(step))
+                for step, imgs in sorted(f.samples.items())
             )
             log = tuple(self.log.lines)[-log_lines:] if log_lines else ()
             return MonitorView(
                 run_id=self.run.id,
                 path=self.run.path,
-                resumable_step=self.resumable_step,
-                state=self.state,
+                **f.figures(),
                 display_state=self.display_state,
                 alive=self.alive,
-                error=self.error,
-                step=self.step,
+                error=f.error_text,
                 max_steps=total,
-                epoch=self.epoch,
                 elapsed=self._elapsed(),
-                eta=self._eta(total),
-                loss=self.loss.last,
-                loss_smooth=self.loss_smooth.last,
-                val_loss=self.val_loss.last,
-                lr=self.lr.last,
-                it_s=self.it_s,
-                mem_gb=self.mem_gb,
-                gpu_util=self.gpu_util,
-                smoothing=self.smoothing,
-                events=self.events,
+                eta=runstate.eta(total, f.step, f.it_s, f.state, self.alive),
+                val_loss=f.val_loss.last,
+                mem_gb=f.mem_gb,
+                gpu_util=f.gpu_util,
+                smoothing=f.smoothing,
+                events=f.events,
                 bad_lines=self.bad_lines,
-                loss_xy=self.loss.downsample(points),
-                smooth_xy=self.loss_smooth.downsample(points),
-                val_xy=self.val_loss.downsample(points),
-                lr_xy=self.lr.downsample(points),
+                loss_xy=f.loss.downsample(points),
+                smooth_xy=f.loss_smooth.downsample(points),
+                val_xy=f.val_loss.downsample(points),
+                lr_xy=f.lr.downsample(points),
                 samples=samples,
-                checkpoints=tuple(sorted(self._checkpoints.values(), key=lambda c: (c.step, c.name))),
+                checkpoints=tuple(
+                    sorted((self._checkpoint(p, ev) for p, ev in f.checkpoints.items()), key=lambda c: (c.step, c.name))
+                ),
                 log=log,
                 log_total=self.log.total,
-                skipped=tuple(self.skipped),
+                skipped=tuple(f.skipped),
+                problems=runstate.read_problems(self._tail, self.ended),
                 recent=tuple(
                     (int(x), y, sm)
                     for x, y, sm in zip(
-                        self.loss.xs[-recent:], self.loss.ys[-recent:], self.loss_smooth.ys[-recent:], strict=True
+                        f.loss.xs[-recent:], f.loss.ys[-recent:], f.loss_smooth.ys[-recent:], strict=True
                     )
                 )
                 if recent
@@ -698,31 +484,3 @@ def format_size(n: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GB"  # pragma: no cover
-
-
-def _clamp_smoothing(w: float) -> float:
-    return round(min(0.999, max(0.0, float(w))), 3)
-
-
-def _num(v: Any, default: float | None = None) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return default
-    return float(v)
-
-
-def _int(v: Any, default: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return default
-    return int(v)
-
-
-def _config_max_steps(path: Path) -> int | None:
-    """train.max_steps from a run's frozen config.toml, read without the engine's schema."""
-    try:
-        from lorawb.core.tomlio import load_document, to_plain
-
-        doc, _ = load_document(path)
-        value = to_plain(doc).get("train", {}).get("max_steps")
-    except Exception:  # a missing or broken config only costs the progress bar its total
-        return None
-    return value if isinstance(value, int) and value > 0 else None

@@ -14,12 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lorawb.core.confine import name_in
 from lorawb.core.fsutil import atomic_write_text
 from lorawb.errors import ConfigError, RunError
 from lorawb.train import detached
 from lorawb.train.config import TrainConfig, load_run_config
 from lorawb.train.events import read_events
-from lorawb.train.modelpath import check_model_path
+from lorawb.train.modelpath import TORCH_ZIP, check_model_path, safetensors_header
 from lorawb.train.runfolder import RunFolder, new_run_id
 from lorawb.train.trackers import check_available
 
@@ -31,11 +32,15 @@ WORKER_MODULE = "lorawb.train.worker"
 
 
 def create_run(project: Project, config: TrainConfig, name: str = "") -> RunFolder:
-    """A new runs/<id>/ with the frozen config.toml (after checking the files it names and the trackers)."""
+    """A new runs/<id>/ with the frozen config.toml (after checking the files it names and the trackers).
+
+    ``name`` (``--name``) is a word for the run id: one plain name, never a path (``../x`` is refused)."""
+    runs_dir = project.runs_dir
+    if name:
+        name_in(runs_dir, name, "--name")
     check_model_path(config.model)
     check_init_from(config)
     check_available(config.train.log_with)
-    runs_dir = project.runs_dir
     runs_dir.mkdir(parents=True, exist_ok=True)
     run = RunFolder(runs_dir / new_run_id(runs_dir, name or config.save.name)).create()
     atomic_write_text(run.config, config.to_toml())
@@ -129,7 +134,8 @@ def check_resumable(run: RunFolder) -> None:
     """Raise RunError unless ``run`` can be resumed (not running, has resume state, not finished, model there)."""
     if run.is_alive():
         raise RunError("this run is still running", path=run.path, hint=f"`lorawb stop {run.id}` first")
-    if not (run.state / "resume.pt").is_file():
+    resume = run.state / "resume.pt"
+    if not resume.is_file():
         raise RunError(
             "this run has no resume state to continue from",
             path=run.path,
@@ -139,17 +145,35 @@ def check_resumable(run: RunFolder) -> None:
     states = [e.get("state") for e in read_events(run.events) if e.get("type") == "status"]
     if states and states[-1] == "finished":
         raise RunError("this run has already finished", path=run.path, hint="start a new run to train further")
+    with open(resume, "rb") as fh:
+        if fh.read(len(TORCH_ZIP)) != TORCH_ZIP:  # what torch.save writes; a plain pickle can run code
+            raise RunError(
+                "not a resume state lorawb wrote (a pickle, or damaged): not opened, since a pickle can run code",
+                path=resume,
+                hint="start a new run (its checkpoints are still there: network.init_from can start from one)",
+            )
     check_model_path(load_run_config(run.config).model)
 
 
 def check_init_from(config: TrainConfig) -> None:
+    """``network.init_from``, when set, is a .safetensors file whose header reads (a pickle is refused)."""
     path = config.network.init_from
-    if path and not Path(path).is_file():
+    if not path:
+        return
+    if not Path(path).is_file():
         raise ConfigError(
             "network.init_from: LoRA file not found",
             path=Path(path),
             hint="point it at a .safetensors LoRA (lorawb's or kohya's), or set it to ''",
         )
+    if Path(path).suffix.lower() != ".safetensors":
+        raise ConfigError(
+            f"network.init_from: not a .safetensors LoRA ({Path(path).suffix or 'no extension'}); pickle files "
+            "(.pt, .ckpt, .bin) can run code when loaded",
+            path=Path(path),
+            hint="convert it to .safetensors",
+        )
+    safetensors_header(Path(path), "network.init_from")
 
 
 def stop_run(run: RunFolder, wait: float = 0.0) -> bool:

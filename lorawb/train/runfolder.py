@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from lorawb.errors import RunError
+from lorawb.train import runstate
 from lorawb.train.detached import JobFolder
-from lorawb.train.events import EventTail
+from lorawb.train.events import EventTail, event_problem
+from lorawb.train.runstate import FINAL_STATES, RunState, SampleImage
 from lorawb.words import plural
 
 
@@ -62,7 +64,7 @@ class RunFolder(JobFolder):
 
 @dataclass
 class RunSummary:
-    """What a run list shows: folded from events.jsonl."""
+    """What a run list shows: the run's events folded by lorawb.train.runstate (the one fold)."""
 
     id: str
     path: Path
@@ -72,29 +74,27 @@ class RunSummary:
     max_steps: int | None = None
     epoch: int = 0
     loss: float | None = None
-    loss_ema: float | None = None
+    loss_smooth: float | None = None  # the monitor's smoothed loss at its default strength
     lr: float | None = None
     it_s: float | None = None
     started: float | None = None
     updated: float | None = None
     paused: float = 0.0  # seconds between a stop and its resume
-    stopped_at: float | None = None
     error: str | None = None
+    hint: str | None = None
     resumable_step: int | None = None  # the step of the last checkpoint saved with its resume state
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)
-    samples: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)  # each checkpoint's event, as saved
+    samples: list[SampleImage] = field(default_factory=list)
+    problems: tuple[str, ...] = ()  # malformed lines of events.jsonl, skipped (named)
 
     @property
     def elapsed(self) -> float:
-        if self.started is None or self.updated is None:
-            return 0.0
-        return max(0.0, self.updated - self.started - self.paused)
+        running = self.alive and self.state not in FINAL_STATES
+        return runstate.elapsed(self.started, self.updated, self.paused, running)
 
     @property
     def eta(self) -> float | None:
-        if not self.max_steps or not self.it_s or self.state != "running":
-            return None
-        return max(0, self.max_steps - self.step) / self.it_s
+        return runstate.eta(self.max_steps, self.step, self.it_s, self.state, self.alive)
 
     @property
     def resumable(self) -> bool:
@@ -103,55 +103,31 @@ class RunSummary:
 
     @property
     def display_state(self) -> str:
-        """A run that says 'running' but whose process is gone has died."""
-        if self.state in ("running", "starting") and not self.alive:
-            return "dead"
-        return self.state
-
-    def apply(self, ev: dict[str, Any], ema: float = 0.9) -> None:
-        t = ev.get("type")
-        when = ev.get("time")
-        if isinstance(when, (int, float)):
-            if self.started is None:
-                self.started = when
-            if self.stopped_at is not None:  # the first event of a resumed run
-                self.paused += max(0.0, when - self.stopped_at)
-                self.stopped_at = None
-            self.updated = when
-            if t == "status" and ev.get("state") in ("stopped", "failed"):
-                self.stopped_at = when
-        if t == "step":
-            self.step = int(ev.get("step", self.step))
-            self.epoch = int(ev.get("epoch", self.epoch))
-            loss = ev.get("loss")
-            if isinstance(loss, (int, float)):
-                self.loss = float(loss)
-                self.loss_ema = self.loss if self.loss_ema is None else ema * self.loss_ema + (1 - ema) * self.loss
-            self.lr = ev.get("lr", self.lr)
-            self.it_s = ev.get("it_s", self.it_s)
-            if "max_steps" in ev:
-                self.max_steps = ev["max_steps"]
-            if self.state in ("unknown", "starting"):
-                self.state = "running"
-        elif t == "status":
-            self.state = str(ev.get("state", self.state))
-            self.error = ev.get("error")
-            if "max_steps" in ev:
-                self.max_steps = ev["max_steps"]
-        elif t == "checkpoint":
-            self.checkpoints.append(ev)
-            if ev.get("resumable") and isinstance(ev.get("step"), int):
-                self.resumable_step = ev["step"]
-        elif t == "sample":
-            self.samples.append(ev)
+        return runstate.display_state(self.state, self.alive)
 
 
 def summarize(run: RunFolder) -> RunSummary:
-    s = RunSummary(id=run.id, path=run.path)
-    for ev in EventTail(run.events, max_bytes=1 << 62).poll():
-        s.apply(ev)
-    s.alive = run.is_alive()
-    return s
+    """The run's events.jsonl, folded (malformed lines skipped and named), and whether it lives."""
+    fold = RunState(run.path)
+    tail = EventTail(run.events, max_bytes=1 << 62, check=event_problem)
+    for ev in tail.poll():
+        fold.apply(ev)
+    alive = run.is_alive()
+    return RunSummary(
+        id=run.id,
+        path=run.path,
+        alive=alive,
+        **fold.figures(),
+        max_steps=fold.max_steps or runstate.config_max_steps(run.config),
+        started=fold.started,
+        updated=fold.updated,
+        paused=fold.paused,
+        error=fold.error,
+        hint=fold.hint,
+        checkpoints=fold.checkpoint_events(),
+        samples=fold.sample_images(),
+        problems=runstate.read_problems(tail, runstate.has_ended(fold.state, alive)),
+    )
 
 
 def list_runs(runs_dir: Path) -> list[RunFolder]:

@@ -141,6 +141,8 @@ def train(
     lock = contextlib.nullcontext() if held else run_lock(run, lock_fd)
     writer = EventWriter(run.events) if rank == 0 else NullEvents()
     with lock, writer as events, run_log(run, rank) as log, StopFlag(run) as stop:
+        if rank == 0:
+            sweep_killed_saves(run, log)
         try:
             return _train(run, cfg, resume, events, log, stop, progress)
         except BaseException as exc:
@@ -153,6 +155,18 @@ def train(
             if failure is not exc:
                 raise failure from exc
             raise
+
+
+def sweep_killed_saves(run: RunFolder, log: logging.Logger) -> None:
+    """Remove the temp files of saves a kill interrupted (a checkpoint, the resume state, a sample):
+    at every start and resume, under the run lock, so no save of this run is under way."""
+    from lorawb.core.fsutil import remove_temp_files
+
+    removed = remove_temp_files([run.path, run.checkpoints, run.state, run.samples])
+    if removed:
+        names = ", ".join(os.path.relpath(p, run.path) for p in removed[:3])
+        more = f" and {len(removed) - 3} more" if len(removed) > 3 else ""
+        log.info("removed %d temp file(s) of interrupted saves: %s%s", len(removed), names, more)
 
 
 def _train(
@@ -282,12 +296,13 @@ def _loop(ctx: Context) -> str:
         record_step(ctx, t0)
         if every(ctx.cfg.train.val_every_n_steps, st.step) and ctx.dataset.val_items:
             record_validation(ctx)
-        if every(ctx.cfg.sample.every_n_steps, st.step) and ctx.cfg.sample.prompts:
-            sample_images(ctx, st.step)
         now_epochs = completed_epochs(st.pos, ctx.batches.stream.batches_per_epoch)
         epoch_save = now_epochs > done_epochs and every(ctx.cfg.save.every_n_epochs, now_epochs)
         done_epochs = now_epochs
-        if every(ctx.cfg.save.every_n_steps, st.step) or epoch_save:
+        saves = every(ctx.cfg.save.every_n_steps, st.step) or epoch_save
+        if every(ctx.cfg.sample.every_n_steps, st.step) and ctx.cfg.sample.prompts:
+            sample_images(ctx, st.step, saved=saves)
+        if saves:
             st.elapsed += time.time() - t_start
             t_start = time.time()
             save_checkpoint(ctx)
@@ -368,7 +383,7 @@ def stop_here(ctx: Context) -> str:
 def finish(ctx: Context) -> str:
     st, cfg = ctx.state, ctx.cfg
     if cfg.sample.prompts and not every(cfg.sample.every_n_steps, st.step):
-        sample_images(ctx, st.step)
+        sample_images(ctx, st.step, saved=True)
     save_checkpoint(ctx)
     trackers.finish_trackers(ctx.trackers)
     ctx.events.status("finished", step=st.step, max_steps=ctx.max_steps)
@@ -798,13 +813,15 @@ def guidance_scale(cfg: TrainConfig, model: Model) -> float:
 
 @needs_frozen_networks
 @torch.no_grad()
-def sample_images(ctx: Context, step: int) -> list[Path]:
-    """Draw every sample prompt at every seed; save PNGs to samples/ and announce them."""
-    import io
-
+def sample_images(ctx: Context, step: int, saved: bool = False) -> list[Path]:
+    """Draw every sample prompt at every seed; save PNGs (carrying their parameters, as matrix cells
+    do) and the step's contact sheet to samples/, and announce them. ``saved``: this step saves a
+    checkpoint (the samples name it: it holds the LoRA they were drawn with)."""
     import numpy as np
 
     from lorawb.core.fsutil import atomic_write_bytes
+    from lorawb.core.pngtext import png_bytes
+    from lorawb.train.samples import sample_record, write_sample_sheet
 
     if not ctx.acc.is_main_process:
         return []
@@ -818,7 +835,9 @@ def sample_images(ctx: Context, step: int) -> list[Path]:
     pipe = model.pipeline(model.sampler(cfg.sample.scheduler), denoiser=ctx.denoiser, text_encoders=ctx.text_encoders)
     pipe.set_progress_bar_config(disable=True)
     scale = guidance_scale(cfg, model)
+    checkpoint = checkpoint_path(ctx, step) if saved else None
     out: list[Path] = []
+    records: list[dict[str, Any]] = []
     images: dict[str, Any] = {}
     n = 0
     autocast = torch.autocast(ctx.acc.device.type, dtype=ctx.dtype, enabled=ctx.dtype != torch.float32)
@@ -837,17 +856,40 @@ def sample_images(ctx: Context, step: int) -> list[Path]:
                     generator=g,
                 )[0]
             rel = f"samples/{step:06d}-{n}.png"
-            buf = io.BytesIO()
-            image.save(buf, format="PNG")
-            atomic_write_bytes(ctx.run.path / rel, buf.getvalue())
+            record = sample_record(
+                run_id=ctx.run.id,
+                step=step,
+                index=n,
+                checkpoint=checkpoint,
+                base=str(model.source),
+                prompt=prompt,
+                negative=cfg.sample.negative,
+                seed=seed,
+                cfg=scale,
+                steps=cfg.sample.steps,
+                sampler=cfg.sample.scheduler,
+                width=width,
+                height=height,
+                family=model.family,
+            )
+            atomic_write_bytes(ctx.run.path / rel, png_bytes(image, record))
             ctx.events.sample(step=step, prompt=prompt, path=rel, seed=seed, index=n, cfg=scale)
             out.append(ctx.run.path / rel)
+            records.append(record)
             images[f"samples/{n}"] = np.asarray(image.convert("RGB"))
             n += 1
+    if out:
+        sheet = write_sample_sheet(ctx.run.path, ctx.run.id, step, records, out, str(model.source))
+        ctx.events.emit("sheet", step=step, path=sheet.relative_to(ctx.run.path).as_posix())
     trackers.log_images(ctx.trackers, images, step)
     ctx.log.info("step %d: %d samples", step, n)
     train_mode(ctx)
     return out
+
+
+def checkpoint_path(ctx: Context, step: int) -> Path:
+    """checkpoints/<save.name>-<step>.safetensors: where the checkpoint of ``step`` is saved."""
+    return ctx.run.checkpoints / f"{ctx.cfg.save.name}-{step:06d}.safetensors"
 
 
 def save_checkpoint(ctx: Context) -> Path | None:
@@ -862,8 +904,8 @@ def save_checkpoint(ctx: Context) -> Path | None:
     if not ctx.acc.is_main_process:
         return None
     cfg, model = ctx.cfg, ctx.model
-    name = f"{cfg.save.name}-{st.step:06d}.safetensors"
-    path = ctx.run.checkpoints / name
+    path = checkpoint_path(ctx, st.step)
+    name = path.name
     fresh = not path.exists() or path not in ctx.checkpoints
     if fresh:
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[cfg.save.precision]
@@ -1032,6 +1074,8 @@ def load_resume(
 ) -> TrainState:
     from safetensors.torch import load_file
 
+    from lorawb.train.modelpath import safetensors_header
+
     state_dir = run.state
     if not (state_dir / "resume.pt").is_file():
         raise RunError(
@@ -1039,9 +1083,12 @@ def load_resume(
             path=state_dir,
             hint="start a new run; resume state is saved with every checkpoint, at every stop and at the end",
         )
-    payload = torch.load(state_dir / "resume.pt", map_location="cpu", weights_only=True)
+    payload = read_resume_payload(state_dir / "resume.pt")
     # Runs from before lorawb 0.2 kept the weights in a file of their own.
-    weights = payload.get("lora") or load_file(str(state_dir / "lora.safetensors"))
+    weights = payload.get("lora")
+    if not weights:
+        safetensors_header(state_dir / "lora.safetensors")  # a pickle there is refused, not loaded
+        weights = load_file(str(state_dir / "lora.safetensors"))
     load_trainable_state(unet, text_encoders, weights)
     optimizer.load_state_dict(payload["optimizer"])
     lr_scheduler.load_state_dict(payload["lr_scheduler"])
@@ -1057,6 +1104,31 @@ def load_resume(
         started_at=float(payload.get("started_at", time.time())),
         checkpoints=list(payload.get("checkpoints", [])),
     )
+
+
+RESUME_KEYS = ("step", "epoch", "index", "optimizer", "lr_scheduler", "torch_rng")
+
+
+def read_resume_payload(path: Path) -> dict[str, Any]:
+    """state/resume.pt as ``save_resume`` wrote it, read with torch's weights-only unpickler (no code
+    runs); anything else (a pickle with code in it, a torn or foreign file) is a RunError naming it."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many kinds (UnpicklingError, RuntimeError, EOFError...)
+        raise RunError(
+            f"cannot read the resume state ({type(exc).__name__}): it is not one lorawb wrote, or it is damaged; "
+            "nothing in it was run",
+            path=path,
+            hint="start a new run (its checkpoints are still there: network.init_from can start from one)",
+        ) from exc
+    missing = [k for k in RESUME_KEYS if not isinstance(payload, dict) or k not in payload]
+    if missing:
+        raise RunError(
+            f"not a resume state lorawb wrote (no {', '.join(missing)})",
+            path=path,
+            hint="start a new run (its checkpoints are still there: network.init_from can start from one)",
+        )
+    return payload
 
 
 # --- process plumbing: lock, log, stop flag, failure messages -------------------------------------

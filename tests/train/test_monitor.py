@@ -11,8 +11,9 @@ import pytest
 
 from lorawb.train import monitor as mon
 from lorawb.train.events import EventWriter
-from lorawb.train.monitor import Ema, LogTail, RunBoard, RunMonitor, Series, format_duration, format_size
+from lorawb.train.monitor import LogTail, RunBoard, RunMonitor, format_duration, format_size
 from lorawb.train.runfolder import RunFolder
+from lorawb.train.runstate import Ema, Series
 
 
 def make_run(tmp_path, name="20261125-100000-a", max_steps=None) -> RunFolder:

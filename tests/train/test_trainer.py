@@ -14,7 +14,7 @@ import pytest
 
 from lorawb.core.project import Project
 from lorawb.errors import ModelError, RunError
-from lorawb.train.config import resolve_config
+from lorawb.train.config import load_run_config, resolve_config
 from lorawb.train.events import read_events
 from lorawb.train.process import create_run, launch, resume_run, start_run, stop_run
 from lorawb.train.runfolder import summarize
@@ -426,3 +426,54 @@ def test_epochs_decide_length_and_checkpoints(tmp_path, tiny_sd1):
     assert [e["epoch"] for e in steps] == [1, 1, 1, 2, 2, 2]
     assert [(c["step"], c["epoch"]) for c in of_type(run, "checkpoint")] == [(3, 1), (6, 2)]
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["zkx_mira-000006.safetensors"]  # keep_last=1
+
+
+def test_samples_carry_their_parameters_and_each_sample_step_has_a_contact_sheet(sd1_run, capsys):
+    """Samples carry what matrix cells carry (A1111 `parameters` and the JSON record, one writer),
+    naming the checkpoint saved at their step; each sample step has a labelled sheet."""
+    from PIL import Image
+
+    from lorawb.core.pngtext import png_record
+    from lorawb.train.monitor import RunMonitor
+
+    run, _ = sd1_run
+    cfg = load_run_config(run.config)
+    sample = of_type(run, "sample")[1]  # step 2, "zkx_mira, beach"
+    with Image.open(run.path / sample["path"]) as im:
+        text = dict(im.text)
+    record = png_record(run.path / sample["path"])
+    p = record["params"]
+    assert (record["run"], record["step"], record["checkpoint"]) == (
+        run.id,
+        2,
+        "checkpoints/zkx_mira-000002.safetensors",
+    )
+    assert (run.path / record["checkpoint"]).is_file()  # the LoRA the sample was drawn with
+    assert (p["prompt"], p["seed"], p["steps"], p["sampler"], p["width"], p["height"]) == (
+        "zkx_mira, beach",
+        0,
+        2,
+        "ddim",
+        32,
+        32,
+    )
+    assert p["cfg"] == sample["cfg"] and p["base"] == cfg.model.path and p["negative"] == cfg.sample.negative
+    assert text["parameters"].splitlines() == [
+        "zkx_mira, beach <lora:zkx_mira-000002:1>",
+        f"Steps: 2, Sampler: DDIM, CFG scale: {sample['cfg']:g}, Seed: 0, Size: 32x32, Model: "
+        + Path(cfg.model.path).name,
+    ]
+    sheets = of_type(run, "sheet")
+    assert [(s["step"], s["path"]) for s in sheets] == [
+        (2, "samples/000002-sheet.png"),
+        (4, "samples/000004-sheet.png"),
+    ]
+    with Image.open(run.path / sheets[0]["path"]) as im:
+        assert im.width > 128 and im.height > 2 * 128  # two prompts (rows) of 32 px samples, enlarged
+    m = RunMonitor(run)
+    m.catch_up()
+    assert [s.sheet for s in m.snapshot().samples] == [run.path / s["path"] for s in sheets]
+    from lorawb.cli import main
+
+    assert main(["watch", str(run.path), "--once"]) == 0
+    assert "samples/000004-sheet.png" in capsys.readouterr().out.replace("\n", "")
