@@ -146,7 +146,7 @@ def _shown(project, path: str) -> str:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from lorawb.core.doctor import render_text
     from lorawb.core.project import Project
-    from lorawb.train_checks import doctor
+    from lorawb.train.doctor import doctor
 
     project = Project.load(args.project)
     if hasattr(sys.stdout, "reconfigure"):

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from lorawb.cli import split_words
+from lorawb.cli import add_project_arg, split_words
 from lorawb.words import plural
 
 USAGE = {
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         usage=f"{USAGE['new']}\n       {USAGE['report']}\n       {USAGE['list']}",
     )
     p.add_argument("words", nargs="+", metavar="[report|list] [PROJECT] NAME")
-    p.add_argument("-p", "--project", dest="project_opt", metavar="PROJECT", default=None, help="project folder")
+    add_project_arg(p, positional=False)
     p.add_argument(
         "--vary",
         action="append",

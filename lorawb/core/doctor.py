@@ -45,7 +45,7 @@ class FolderStats:
 class TrainingFacts:
     """The trainer's reading of lorawb.toml, as the doctor reports it.
 
-    Built by ``lorawb.train_checks.training_facts`` and handed to ``diagnose`` (core never imports
+    Built by ``lorawb.train.doctor.training_facts`` and handed to ``diagnose`` (core never imports
     train): the settings a run would refuse, the trainer's buckets, its warnings, the reg folder.
     """
 
@@ -180,7 +180,7 @@ def diagnose(
     """Scan (through the index, incrementally) and report on ``project``'s dataset.
 
     ``scan``: report on this scan instead; ``progress(done, total)`` follows the scan; ``training``:
-    the trainer's reading of lorawb.toml (``lorawb.train_checks.doctor`` passes it; without it the
+    the trainer's reading of lorawb.toml (``lorawb.train.doctor.doctor`` passes it; without it the
     training settings are not checked and buckets use the project's resolution).
     """
     reg_scan: ScanResult | None = None

@@ -22,7 +22,7 @@ from lorawb.words import plural
 #   {"version": 1,
 #    "images": [{"path": "10_zkx_mira/a.png",      # relative to the dataset folder, posix
 #                "sha256": "<hex of the image's bytes>",
-#                "caption_sha256": "<hex of the caption file's bytes>" | null,
+#                "caption_sha256": "<hex of the caption's text, UTF-8>" | null,
 #                "repeats": 10}, ...]}
 MANIFEST = "dataset.json"
 
@@ -86,6 +86,20 @@ def from_metadata(meta: dict[str, str], source: str = "") -> RunDataset | None:
                 for tag, n in per_folder.items():
                     tags[str(tag)] = tags.get(str(tag), 0) + int(n)
     return RunDataset(folders, tags, None, source)
+
+
+def manifest(images: list[tuple[str, str, str | None, int]]) -> dict[str, Any]:
+    """The manifest of (path relative to the dataset folder, image sha256, caption text or None, repeats)."""
+    rows = [
+        {
+            "path": path,
+            "sha256": digest,
+            "caption_sha256": None if caption is None else hashlib.sha256(caption.encode("utf-8")).hexdigest(),
+            "repeats": repeats,
+        }
+        for path, digest, caption, repeats in sorted(images)
+    ]
+    return {"version": 1, "images": rows}
 
 
 def with_manifest(ds: RunDataset | None, manifest: dict[str, Any], source: str = "") -> RunDataset:

@@ -170,17 +170,9 @@ class Runner:
         )
 
     def _spawn(self, job: Job, kind: Kind, folder: detached.JobFolder, args: list[str], lanes: list[str]) -> None:
-        # The worker sees only its lanes; the launcher copies this process's environment.
-        old = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if not is_cpu(lanes):
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(lanes)
-        try:
-            detached.spawn(folder, kind.worker, args[1:], max(1, job.gpus))
-        finally:
-            if old is None:
-                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-            else:
-                os.environ["CUDA_VISIBLE_DEVICES"] = old
+        # The worker sees only its lanes.
+        env = {} if is_cpu(lanes) else {"CUDA_VISIBLE_DEVICES": ",".join(lanes)}
+        detached.spawn(folder, kind.worker, args[1:], max(1, job.gpus), env=env)
 
     def _submit(self, q: Queue, job: Job, kind: Kind, folder: Path) -> None:
         from lorawb.core.project import Project

@@ -48,6 +48,8 @@ class Item:
     height: int
     bucket: Bucket = (0, 0)
     is_reg: bool = False  # a regularisation image (kohya's reg folders): prior_loss_weight, never the trigger
+    content_hash: str = ""  # sha256 of the image's bytes (the index's), for the run's dataset manifest
+    caption_text: str | None = None  # the caption file's text as read (None: no caption file)
 
 
 @dataclass
@@ -220,7 +222,18 @@ def _scan(root: Path) -> tuple[list[Item], list[tuple[Path, str]]]:
             continue
         top = f.folder.split("/")[0]
         caption = one_line(f.caption_text) if f.caption_text is not None else ""
-        items.append(Item(root / f.rel, top, caption, f.repeats, f.width, f.height))
+        items.append(
+            Item(
+                root / f.rel,
+                top,
+                caption,
+                f.repeats,
+                f.width,
+                f.height,
+                content_hash=f.content_hash or "",
+                caption_text=f.caption_text,
+            )
+        )
     skipped.sort(key=lambda s: walk_order(s[0].relative_to(root).as_posix()))
     return items, skipped
 

@@ -134,6 +134,10 @@ def take_lock(job: JobFolder) -> Any:
             f"another {job.worker_name} is already running this {job.job_name}", path=job.path, hint=job.busy_hint()
         ) from exc
     os.set_inheritable(fh.fileno(), True)
+    # A request left by an earlier process is stale; one made from now on (even before the worker
+    # holds the lock) is for this start, so the worker must not clear it.
+    with contextlib.suppress(FileNotFoundError):
+        job.stop_file.unlink()
     # Record that the job is starting, so monitors show it before the worker has imported torch.
     with contextlib.suppress(OSError), EventWriter(job.events) as ev:
         ev.status("starting")
@@ -172,8 +176,16 @@ def worker_env(num_processes: int = 1) -> dict[str, str]:
     return env
 
 
-def spawn(job: JobFolder, module: str, args: Sequence[str], num_processes: int = 1, out: str = "worker.out") -> None:
-    """Start ``python -m MODULE JOB_DIR ARGS --lock-fd N`` in a new session, locked, output to ``out``."""
+def spawn(
+    job: JobFolder,
+    module: str,
+    args: Sequence[str],
+    num_processes: int = 1,
+    out: str = "worker.out",
+    env: dict[str, str] | None = None,
+) -> None:
+    """Start ``python -m MODULE JOB_DIR ARGS --lock-fd N`` in a new session, locked, output to ``out``
+    (``env``: variables set for the worker on top of its usual environment, e.g. its GPUs)."""
     lock = take_lock(job)
     try:
         cmd = worker_command(module, [str(job.path), *args, "--lock-fd", str(lock.fileno())], num_processes)
@@ -185,7 +197,7 @@ def spawn(job: JobFolder, module: str, args: Sequence[str], num_processes: int =
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 pass_fds=(lock.fileno(),),
-                env=worker_env(num_processes),
+                env={**worker_env(num_processes), **(env or {})},
                 cwd=job.path,
             )
     except OSError as exc:
@@ -225,8 +237,9 @@ def hold_lock(job: JobFolder, lock_fd: int | None = None) -> Iterator[None]:
         ) from exc
     try:
         job.pid_file.write_text(f"{os.getpid()}\n")
-        with contextlib.suppress(FileNotFoundError):
-            job.stop_file.unlink()  # a stale request from an earlier process
+        if lock_fd is None:  # started by hand, not by a launcher (which cleared stale requests itself)
+            with contextlib.suppress(FileNotFoundError):
+                job.stop_file.unlink()  # a stale request from an earlier process
         yield
     finally:
         with contextlib.suppress(OSError):

@@ -26,7 +26,6 @@ from lorawb.train import runstate
 from lorawb.train.detached import JobFolder
 from lorawb.train.events import EventTail, event_problem
 from lorawb.train.runstate import FINAL_STATES, RunState, SampleImage
-from lorawb.words import plural
 
 
 def new_run_id(runs_dir: Path, name: str = "") -> str:
@@ -141,15 +140,15 @@ def find_run(runs_dir: Path, ref: str) -> RunFolder:
     p = Path(ref)
     if (p / "events.jsonl").exists() or (p / "config.toml").exists():
         return RunFolder(p.resolve())
-    runs = list_runs(runs_dir)
-    if ref in ("last", "latest") and runs:
-        return runs[-1]
-    exact = [r for r in runs if r.id == ref]
-    if exact:
-        return exact[0]
-    matches = [r for r in runs if r.id.startswith(ref) or r.id.endswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise RunError(f"no run {ref!r}", path=runs_dir, hint="`lorawb runs` lists them")
-    raise RunError(f"{ref!r} matches {plural(len(matches), 'run')}: " + ", ".join(r.id for r in matches), path=runs_dir)
+    from lorawb.core.refs import pick
+
+    return pick(
+        list_runs(runs_dir),
+        ref,
+        lambda r: r.id,
+        what=("run", "runs"),
+        where=runs_dir,
+        hint="`lorawb runs` lists them",
+        error=RunError,
+        suffix=True,
+    )

@@ -243,6 +243,8 @@ def build_context(
     model = load_base_model(cfg.model, acc.device, dtype, cfg, place=False)  # a big model's denoiser: after the caches
     log.info("base model %s (%s, %s prediction)", model.source, model.family, model.prediction_type)
     dataset = load_data(cfg, log, events)
+    if acc.is_main_process:
+        record_dataset(run, cfg, dataset, keep=resume)
     warn_setup(cfg, model, dataset, log, events)
     lora = setup_network(cfg, model, log, init_from=not resume)
     batches = Batches(cfg, model, dataset, run, log, acc.num_processes, acc.process_index)
@@ -546,6 +548,31 @@ def load_data(cfg: TrainConfig, log: logging.Logger, events: Any = None) -> D.Da
         D.describe_buckets(dataset.items),
     )
     return dataset
+
+
+def record_dataset(run: RunFolder, cfg: TrainConfig, dataset: D.DatasetInfo, keep: bool = False) -> None:
+    """runs/<id>/dataset.json: every training image with the hash of its bytes and its caption and its
+    repeats (lorawb.core.run_dataset), so `lorawb compare` names the files added, removed or
+    re-captioned between two runs. Written when the run starts; a resumed run keeps the one it began with."""
+    import json
+
+    from lorawb.core.fsutil import atomic_write_text
+    from lorawb.core.run_dataset import MANIFEST, manifest
+
+    path = run.path / MANIFEST
+    if keep and path.is_file():
+        return
+    root = Path(cfg.dataset.path)
+    rows = []
+    for it in dataset.items + dataset.val_items:
+        if it.is_reg or not it.content_hash:
+            continue
+        try:
+            rel = it.path.relative_to(root).as_posix()
+        except ValueError:
+            rel = it.path.as_posix()
+        rows.append((rel, it.content_hash, it.caption_text, it.repeats))
+    atomic_write_text(path, json.dumps(manifest(rows), indent=1) + "\n")
 
 
 def warn_setup(cfg: TrainConfig, model: Model, dataset: D.DatasetInfo, log: logging.Logger, events: Any) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from lorawb.cli import main
 from lorawb.core.doctor import render_text, split_tags, trigger_position
-from lorawb.train_checks import doctor
+from lorawb.train.doctor import doctor
 from tests.core.problem_files import TRIGGER
 
 

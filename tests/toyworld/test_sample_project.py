@@ -102,7 +102,7 @@ def test_the_character_is_never_shown_in_pretraining():
 
 def test_doctor_reports_the_sample_project_healthy(sample_project):
     # resolution 32 with dataset.bucket_step 8: the doctor must use the trainer's bucket step
-    from lorawb.train_checks import doctor
+    from lorawb.train.doctor import doctor
 
     report = doctor(Project.load(sample_project))
     assert report.images == 32 and not report.low_resolution and not report.unreadable

@@ -111,3 +111,34 @@ def test_prior_method_and_settings_older_runs_lack(tmp_path):
     assert [r.key for r in cmp.diff] == ["train.preservation", "train.preservation_class"]
     assert cmp.regularisation == ("none", "output preservation 'woman' (weight 1)")
     assert prior_method({"dataset": {"reg_path": "/p/reg", "prior_loss_weight": 0.5}}) == "reg images reg/ (weight 0.5)"
+
+
+@pytest.mark.slow
+def test_a_run_records_its_dataset_and_compare_names_the_files_that_changed(tmp_path, tiny_sd1, capsys):
+    """Every run writes runs/<id>/dataset.json (image and caption hashes, repeats): two runs of the same
+    config then say which files were added and re-captioned, and a fingerprint of each set."""
+    import json
+
+    from lorawb.cli import main
+    from lorawb.core.project import Project
+    from lorawb.train.config import resolve_config
+    from lorawb.train.process import start_run
+    from tests.train.conftest import make_project, write_images
+
+    root = make_project(tmp_path / "p", tiny_sd1, n_images=3)
+    one = start_run(
+        Project.load(root), resolve_config(Project.load(root), overrides=["train.max_steps=1"]), detach=False
+    )
+    rows = json.loads((one.path / "dataset.json").read_text())["images"]
+    assert [r["path"] for r in rows] == ["2_zkx_mira/img_000.png", "2_zkx_mira/img_001.png", "2_zkx_mira/img_002.png"]
+    assert all(len(r["sha256"]) == 64 and r["caption_sha256"] and r["repeats"] == 2 for r in rows)
+    write_images(root / "dataset" / "2_zkx_mira", 1, start=3)
+    (root / "dataset" / "2_zkx_mira" / "img_001.txt").write_text("zkx_mira, blue outfit, forest", encoding="utf-8")
+    two = start_run(
+        Project.load(root), resolve_config(Project.load(root), overrides=["train.max_steps=1"]), detach=False
+    )
+    capsys.readouterr()
+    assert main(["compare", one.id, two.id, "-p", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "files added" in out and "img_003.png" in out
+    assert "files changed" in out and "img_001.png" in out and "fingerprint" in out

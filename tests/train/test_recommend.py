@@ -9,9 +9,9 @@ import pytest
 from lorawb.cli import main
 from lorawb.core.buckets import one_bucket_warning
 from lorawb.core.project import Project
+from lorawb.train.doctor import doctor
 from lorawb.train.events import read_events
 from lorawb.train.modelpath import Recommendation, recommend, recommended_bucket_step, resolution_warning
-from lorawb.train_checks import doctor
 from tests.train.conftest import make_project
 
 

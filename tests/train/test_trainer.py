@@ -477,3 +477,19 @@ def test_samples_carry_their_parameters_and_each_sample_step_has_a_contact_sheet
 
     assert main(["watch", str(run.path), "--once"]) == 0
     assert "samples/000004-sheet.png" in capsys.readouterr().out.replace("\n", "")
+
+
+def test_a_stop_asked_right_after_a_detached_start_is_kept(tmp_path, tiny_sd1):
+    """`lorawb stop` between the launch and the worker taking its lock (the queue and the app do this)
+    stops the run: the launcher clears stale requests, the worker no longer deletes a fresh one."""
+    from lorawb.train.process import stop_run
+
+    root = make_project(tmp_path / "p", tiny_sd1, n_images=2)
+    project = Project.load(root)
+    run = start_run(project, resolve_config(project, overrides=["train.max_steps=500"]), detach=True)
+    stop_run(run)  # the worker is still importing torch
+    deadline = time.time() + 120
+    while run.is_alive() and time.time() < deadline:
+        time.sleep(0.1)
+    s = summarize(run)
+    assert s.state == "stopped" and s.step < 500, (s.state, s.step)

@@ -4,8 +4,6 @@ core never imports train (tests/test_layering.py), so the core's ``diagnose`` re
 and receives the trainer's view as a ``TrainingFacts``: the settings a run would refuse
 (file:line: key, as `lorawb train` says them), the trainer's buckets, a resolution far from the
 model's, the reg folder a run would use. ``doctor`` is the whole report, what `lorawb doctor` prints.
-(This module belongs with the trainer, as ``lorawb/train/doctor.py``; it sits here while train/ is
-reorganised into model-family modules.)
 """
 
 from __future__ import annotations
