@@ -551,7 +551,7 @@ def test_init_on_a_flux_folder_recommends_1024_px(tiny_flux, tmp_path, capsys):
 
 
 def test_the_doctor_reads_a_flux_project(tiny_flux, tmp_path):
-    from lorawb.core.doctor import diagnose
+    from lorawb.train.doctor import doctor as diagnose  # the whole report, with the trainer's checks
 
     root = project(tmp_path, tiny_flux, n=2)
     report = diagnose(Project.load(root))
