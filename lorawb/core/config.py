@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from lorawb.core.characters import CharactersSection
 from lorawb.core.charsheet import GenerateSection
 from lorawb.families import settings_sections
 
@@ -113,6 +114,7 @@ class _ProjectConfig(Strict):
     ui: UISection = Field(default_factory=UISection)
     tagger: TaggerSection = Field(default_factory=TaggerSection)
     generate: GenerateSection = Field(default_factory=GenerateSection)  # the character sheet (lorawb generate)
+    characters: CharactersSection = Field(default_factory=CharactersSection)  # several characters (core.characters)
     # Training defaults, validated by lorawb.train.config.
     model: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)
