@@ -179,7 +179,11 @@ class DoctorReport:
         d["buckets"] = [{"bucket": label, "images": n} for label, n in self.buckets]
         d["top_tags"] = [{"tag": tag, "count": n} for tag, n in self.top_tags]
         d["notes"] = [{"path": rel, "note": note} for rel, note in self.notes]
-        d["caption_checks"] = [{"path": rel, "note": note} for rel, note in self.caption_checks]
+        if self.characters:
+            d["caption_checks"] = [{"path": rel, "note": note} for rel, note in self.caption_checks]
+        else:  # a one-character project: the JSON shape it always had
+            for key in ("characters", "cells_total", "character_warnings", "caption_checks", "no_character"):
+                del d[key]
         d["steps_per_epoch"] = self.steps_per_epoch
         d["problem_count"] = self.problem_count
         if self.reg is not None:
