@@ -72,7 +72,7 @@ def build(root: Path) -> Project:
     project = init_project(root, trigger="")
     write_folders(project.dataset_dir)
     text = (root / "lorawb.toml").read_text(encoding="utf-8")
-    text = text.replace("resolution = 512", "resolution = 32").replace("min_resolution = 256", "min_resolution = 8")
+    text = text.replace("min_resolution = 256", "min_resolution = 8")
     text = text.replace(
         "[tags.groups]\n", '[tags.groups]\ncontext = ["forest", "bar", "beach"]\nstyle = ["watercolor", "photo"]\n'
     )

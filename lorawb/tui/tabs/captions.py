@@ -461,7 +461,7 @@ class CaptionsTab(Vertical):
             f" · {n_missing} {'lacks' if n_missing == 1 else 'lack'} the trigger" if st.trigger else " · no trigger set"
         )
         if st.groups:
-            missing = f" · {n_missing} {'does' if n_missing == 1 else 'do'} not lead with its triggers"
+            missing = f" · {n_missing} not led by {'its' if n_missing == 1 else 'their'} triggers"
         head.update(
             Content(
                 f"{plural(len(st.tags), 'tag')} in {plural(st.captioned, 'caption')} of {plural(st.total, 'image')}{missing}"
@@ -740,7 +740,10 @@ class CaptionsTab(Vertical):
             parts.append(f"{self.stats.captioned} captioned")
         if self.filter:
             parts.append(f"filter: {self.filter.label} (esc clears)")
-        if self.stats and self.stats.trigger:
+        if self.stats and self.stats.groups:  # several characters: each caption leads with its own triggers
+            n_missing = len(self.stats.missing_trigger)
+            parts.append(f"{n_missing} not led by {'its' if n_missing == 1 else 'their'} triggers")
+        elif self.stats and self.stats.trigger:
             n_missing = len(self.stats.missing_trigger)
             parts.append(f"{n_missing} {'lacks' if n_missing == 1 else 'lack'} {self.stats.trigger}")
         if self.unreadable:

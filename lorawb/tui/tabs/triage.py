@@ -35,7 +35,7 @@ from textual.worker import get_current_worker
 
 from lorawb.core import triage as tri
 from lorawb.core.buckets import BucketSettings, bucket_label
-from lorawb.core.cast import JOINT, filter_words
+from lorawb.core.cast import JOINT, filter_words, held
 from lorawb.core.characters import characters_of
 from lorawb.core.dedupe import DedupeResult, find_duplicates
 from lorawb.core.index import REG, IndexDelta
@@ -344,6 +344,11 @@ class TriageTab(Vertical):
             t.append(time.strftime(" %Y-%m-%d %H:%M", time.localtime(item.decided_at)))
         t.append(" · " + self._dup_text(item.rel))
         t.append("\n")
+        chars = characters_of(self.project.config)
+        if len(chars) > 1:  # several characters: whom the image holds (its folders, its caption's triggers)
+            names = held(item.rel, item.folder, item.caption_text, chars).names
+            t.append(("holds " + " + ".join(names)) if names else "holds no character", style="bold")
+            t.append(" · ")
         if item.caption_text and item.caption_text.strip():
             t.append(item.caption_text.strip(), style="italic")
         else:
