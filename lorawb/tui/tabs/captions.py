@@ -51,7 +51,8 @@ from lorawb.tui.workbench import Workbench, workbench
 from lorawb.words import fit_name, plural
 
 VIEWS = {"edit": "captions-edit", "tags": "captions-tags", "comp": "captions-comp"}
-FILTER_HELP = "filter: has:TAG  -has:TAG  text:WORDS  in:FOLDER  char:NAME  joint  (empty: no filter)"
+FILTER_HELP = "filter: has:TAG  -has:TAG  text:WORDS  in:FOLDER  (empty: no filter)"
+FILTER_HELP_CHARACTERS = "filter: has:TAG  -has:TAG  text:WORDS  in:FOLDER  char:NAME  joint  (empty: no filter)"
 
 
 @dataclass
@@ -574,7 +575,12 @@ class CaptionsTab(Vertical):
 
     def action_filter(self) -> None:
         current = self.filter.label if self.filter and self.filter.selection is not None else ""
-        self.app.push_screen(PromptScreen(FILTER_HELP, current, "has:forest -has:watercolor"), self._filter_entered)
+        self.app.push_screen(
+            PromptScreen(
+                FILTER_HELP_CHARACTERS if len(self.chars) > 1 else FILTER_HELP, current, "has:forest -has:watercolor"
+            ),
+            self._filter_entered,
+        )
 
     def _filter_entered(self, query: str | None) -> None:
         if query is None:
