@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from lorawb.core.captions import tag_key, tags_of
 from lorawb.core.characters import Character, characters_in, group_label, named_in, pairs_of
@@ -63,8 +64,16 @@ class Held:
 
 
 def held(image: str, folder: str, text: str | None, chars: Sequence[Character]) -> Held:
-    tags = tuple(tags_of(text or ""))
-    return Held(image, folder, tags, tuple(characters_in(folder, tags, chars)), tuple(named_in(tags, chars)))
+    """Whom image ``image`` (in ``folder``, captioned ``text``) holds."""
+    tags, names, named = _who(folder, text or "", tuple(chars))
+    return Held(image, folder, tags, names, named)
+
+
+@lru_cache(maxsize=1 << 16)
+def _who(folder: str, text: str, chars: tuple[Character, ...]) -> tuple[tuple[str, ...], ...]:
+    # Cached: the header, Triage's filter and the Captions tables ask again for the same 10,000 captions.
+    tags = tuple(tags_of(text))
+    return tags, tuple(characters_in(folder, tags, chars)), tuple(named_in(tags, chars))
 
 
 def folder_of(image: str) -> str:
@@ -140,12 +149,18 @@ class Cast:
 
     @classmethod
     def of(
-        cls, items: Iterable[Held], chars: Sequence[Character], groups: dict[str, list[str]] | None = None
+        cls,
+        items: Iterable[Held],
+        chars: Sequence[Character],
+        groups: dict[str, list[str]] | None = None,
+        *,
+        checks: bool = True,
     ) -> Cast | None:
-        """The cast over ``items`` (``held`` made each), or None for a project of fewer than two characters."""
+        """The cast over ``items`` (``held`` made each), or None for a project of fewer than two characters.
+        ``checks``: also the doctor's warnings and caption findings (the header and Triage need only counts)."""
         if len(chars) < 2:
             return None
-        return build(list(items), list(chars), dict(groups or {}))
+        return build(list(items), list(chars), dict(groups or {}), checks=checks)
 
     def row(self, label: str) -> Row | None:
         return next((r for r in self.rows if r.label == label), None)
@@ -170,7 +185,7 @@ def _names(tags: Iterable[str]) -> set[str]:
     return {tag_key(t) for t in tags}
 
 
-def build(items: list[Held], chars: list[Character], groups: dict[str, list[str]]) -> Cast:
+def build(items: list[Held], chars: list[Character], groups: dict[str, list[str]], *, checks: bool = True) -> Cast:
     rows = [Row(c.name, (c.name,)) for c in chars] + [
         Row(group_label((a.name, b.name)), (a.name, b.name)) for a, b in pairs_of(chars)
     ]
@@ -196,8 +211,9 @@ def build(items: list[Held], chars: list[Character], groups: dict[str, list[str]
                 r.values.setdefault(g, Counter()).update(vs)
             if cell_pair:
                 r.cells.update((a, b) for a in named[cell_pair[0]] for b in named[cell_pair[1]])
-    cast.warnings = thin_warnings(cast)
-    cast.findings = caption_findings(items, chars)
+    if checks:
+        cast.warnings = thin_warnings(cast)
+        cast.findings = caption_findings(items, chars)
     return cast
 
 

@@ -349,7 +349,7 @@ def cast_of(items: Iterable[TriageItem], chars: Sequence[Character], area: str =
     if len(chars) < 2:
         return None
     held = (cast.held(i.rel, i.folder, i.caption_text, chars) for i in items if i.area == area and i.state != REJECT)
-    return cast.Cast.of(held, chars)
+    return cast.Cast.of(held, chars, checks=False)
 
 
 # --------------------------------------------------------------------------- the store

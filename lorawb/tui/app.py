@@ -226,7 +226,7 @@ class LorawbApp(App):
         chars = characters_of(self.project.config)
         if len(chars) > 1:  # several characters: each one's images (alone) and each pair's (together)
             held = (held_of(f.key, f.folder, f.caption_text, chars) for f in snap.images(DATASET))
-            cast = Cast.of(held, chars)
+            cast = Cast.of(held, chars, checks=False)
             trigger = cast.summary() if cast else trigger
         unreadable = []
         if c.unreadable:

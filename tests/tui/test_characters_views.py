@@ -113,3 +113,33 @@ def test_captions_composition_characters_80x24(snap_compare, two):
 
 def test_captions_tags_per_character_80x24(snap_compare, two):
     assert snap_compare(LorawbApp(two, images="halfcell"), terminal_size=SIZE, run_before=keys("2", "t"))
+
+
+async def test_bulk_edits_per_character_and_a_trigger_rename_in_the_app(two):
+    app = LorawbApp(two, images="halfcell")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        tab = app.query_one(CaptionsTab)
+        await pilot.press("slash", *"char:tom", "enter")  # the bulk edit acts on tom's images only
+        await settle(pilot)
+        tab.action_bulk("add", a="smile")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        text = {p.name: p.read_text(encoding="utf-8") for p in two.dataset_dir.rglob("*.txt")}
+        assert [n for n, t in sorted(text.items()) if "smile" in t] == [
+            "j00.txt", "j01.txt", "j02.txt", "t00.txt", "t01.txt", "t02.txt", "t03.txt", "x00.txt",
+        ]  # fmt: skip
+        await pilot.press("escape")
+        await settle(pilot)
+        tab.action_bulk("rename-trigger", a="qvr_tom", b="vxq_tom", run_preview=True)
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        toml = (two.root / "lorawb.toml").read_text(encoding="utf-8")
+        assert 'trigger = "vxq_tom"' in toml and '"10_qvr_tom"' in toml
+        assert "mira 10 · tom 4 · mira+tom 4" in app.sub_title  # tom keeps his images through his folders
