@@ -357,7 +357,17 @@ def _stats(project: Any, ns: argparse.Namespace) -> int:
         )
         return 0
     print(f"{plural(st.total, 'image')}, {st.captioned} captioned, {plural(len(st.tags), 'distinct tag')}")
-    if st.trigger:
+    if st.groups:
+        n_missing = len(st.missing_trigger)
+        print(
+            f"each image's own triggers lead {plural(st.with_trigger, 'caption')} (in lorawb.toml's order); "
+            f"{n_missing} " + ("does not" if n_missing == 1 else "do not")
+        )
+        for img in st.missing_trigger[:10]:
+            print(f"  not led by its triggers: {img}")
+        if len(st.missing_trigger) > 10:
+            print(f"  ... and {len(st.missing_trigger) - 10} more (fix: lorawb captions triggers)")
+    elif st.trigger:
         n_missing = len(st.missing_trigger)
         print(
             f"trigger {st.trigger!r} leads {plural(st.with_trigger, 'caption')}; {n_missing} "
@@ -366,8 +376,7 @@ def _stats(project: Any, ns: argparse.Namespace) -> int:
         for img in st.missing_trigger[:10]:
             print(f"  missing trigger: {img}")
         if len(st.missing_trigger) > 10:
-            fix = "triggers" if st.groups else f"trigger {st.trigger}"
-            print(f"  ... and {len(st.missing_trigger) - 10} more (fix: lorawb captions {fix})")
+            print(f"  ... and {len(st.missing_trigger) - 10} more (fix: lorawb captions trigger {st.trigger})")
     else:
         print("no trigger set in lorawb.toml ([project] trigger)")
     if st.uncaptioned:
