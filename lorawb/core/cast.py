@@ -224,7 +224,8 @@ def thin_warnings(cast: Cast) -> list[str]:
         what = f"the pair {r.label}" if r.pair else r.label
         alone = "together" if r.pair else "alone"
         if r.count < floor:
-            out.append(f"{what}: {r.count} images {alone}, under {floor}: thin (draw or promote more)")
+            n = f"{r.count} images" if r.count else "no images"
+            out.append(f"{what}: {n} {alone}, under {floor}: thin (draw or promote more)")
         for g, values in cast.groups.items():
             seen = [v for v in values if r.values.get(g, Counter())[v]]
             if r.count >= 2 and len(seen) == 1 and len(values) > 1:

@@ -358,7 +358,13 @@ def _cast(report: DoctorReport, images: list[ImageFacts], chars: list[Character]
     if cast is None:
         return
     report.characters = [
-        CastRow(r.label, r.count, {g: dict(c) for g, c in r.values.items()}, len(r.cells)) for r in cast.rows
+        CastRow(
+            r.label,
+            r.count,
+            {g: {v: r.values.get(g, {}).get(v, 0) for v in vs} for g, vs in groups.items()},
+            len(r.cells),
+        )
+        for r in cast.rows
     ]
     report.cells_total = cast.cells_total
     report.character_warnings = cast.warnings
@@ -553,10 +559,10 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
 def _render_cast(add: Callable[[str], None], names: Callable[[list[str]], None], report: DoctorReport) -> None:
     """Per character (alone) and per pair (together): images, values per tag group, cells; then the warnings."""
     cells = f", context x style cells of {report.cells_total}" if report.cells_total else ""
-    add(f"characters (images alone; pairs: images together{cells}):")
+    add(f"characters (images alone; pairs: images together; the values of each tag group they have{cells}):")
     width = max(len(r.label) for r in report.characters)
     for r in report.characters:
-        groups = "  ".join(f"{g} {sum(1 for n in v.values() if n)}" for g, v in r.values.items())
+        groups = "  ".join(f"{g} {sum(1 for n in v.values() if n)}/{len(v)}" for g, v in r.values.items())
         covered = f"  cells {r.cells}/{report.cells_total}" if report.cells_total else ""
         add(f"    {r.label:<{width}}  {r.images:>6} images  {groups}{covered}".rstrip())
     if report.character_warnings:

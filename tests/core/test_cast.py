@@ -35,7 +35,7 @@ def test_counts_per_character_and_pair_with_their_cells(two):
     r = diagnose(two)
     rows = {c.label: (c.images, c.values.get("context", {}), c.cells) for c in r.characters}
     assert rows["mira"][0] == 10 and rows["tom"][0] == 4 and rows["mira+tom"][0] == 4  # 3 by folder, 1 by caption
-    assert rows["tom"][1] == {"forest": 4}
+    assert rows["tom"][1] == {"forest": 4, "bar": 0, "beach": 0}
     assert (rows["mira"][2], rows["tom"][2], rows["mira+tom"][2], r.cells_total) == (6, 2, 4, 6)
     assert r.no_character == ["other/o00.png"]
     assert r.trigger == ""  # several characters: no one project trigger is counted
@@ -58,7 +58,7 @@ def test_doctor_warns_of_thin_characters_and_pairs_and_of_wrong_captions(two):
     # Each is a problem: 3 warnings, 3 captions, 1 image of no character.
     assert r.problem_count == 3 + 3 + 1
     text = render_text(r)
-    assert "    mira+tom       4 images  context 3  style 2  cells 4/6" in text
+    assert "    mira+tom       4 images  context 3/3  style 2/2  cells 4/6" in text
     assert "10_zkx_mira/m09.png: carries tom's red cap" in text
     assert "trigger: not set" not in text
 
