@@ -594,7 +594,7 @@ class SetTrigger(Operation):
 
     def transform(self, tags: list[str]) -> list[str]:
         i = trigger_position(tags, self.name)
-        if len(self.chars) > 1:
+        if len(self.chars) > 1 and tag_key(self.name) in {c.key for c in self.chars}:
             return lead_triggers(tags if i is not None else [self.name, *tags], list(self.chars))
         if i == 0:
             return tags

@@ -81,12 +81,13 @@ class CaptionWrites:
 
 
 def keep_trigger_in_step(project: Project, op: Operation | None, written: list[str]) -> str | None:
-    """lorawb.toml's trigger after ``op`` wrote ``written``: set by `trigger NAME` on a project without one,
-    renamed with the project's own trigger (the one tag identity: ``Zkx_Mira`` renames ``zkx mira``).
+    """lorawb.toml's trigger after ``op`` wrote ``written``: set by `trigger NAME` on a project without one
+    (not with several characters: each has its own), renamed with the project's own trigger (the one tag
+    identity: ``Zkx_Mira`` renames ``zkx mira``) or with a ``[characters.<name>]`` trigger.
 
     Returns what changed in lorawb.toml (``trigger = 'new' (was 'old')``), or None.
     """
-    if isinstance(op, SetTrigger) and not project.trigger:
+    if isinstance(op, SetTrigger) and not project.trigger and len(project.config.characters.members) < 2:
         project.save_setting("project.trigger", op.name.strip())
         return f"trigger = {op.name.strip()!r}"
     if not isinstance(op, RenameTrigger) or not written:

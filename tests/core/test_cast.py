@@ -211,6 +211,7 @@ def test_bulk_edits_act_per_character_and_keep_both_triggers_first(tmp_path):
     assert _text(p, "5_zkx_mira+qvr_tom/j00.txt") == "zkx_mira, qvr_tom, photo, bar, smile"
     _apply(p, co.make_operation("trigger", "zkx_mira", chars=chars), where="in:10_qvr_tom")
     assert _text(p, "10_qvr_tom/t00.txt") == "zkx_mira, qvr_tom, smile, forest, watercolor"  # the stable order
+    assert Project.load(p.root).trigger == ""  # several characters: [project] trigger is not set by `trigger`
 
 
 def test_rename_trigger_keeps_the_character_table_and_its_folders(tmp_path, capsys):
