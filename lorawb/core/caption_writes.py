@@ -103,8 +103,8 @@ def keep_trigger_in_step(project: Project, op: Operation | None, written: list[s
 
 def _rename_character(project: Project, op: RenameTrigger) -> list[str]:
     """``[characters.<name>] trigger`` follows a rename of that character's trigger. Its kohya folders named by
-    the old trigger (``10_zkx_mira``, ``5_zkx_mira+qvr_tom``) still hold it: they are listed in its ``folders``
-    (no image is moved), unless the table already lists folders."""
+    the old trigger (``10_zkx_mira``, ``5_zkx_mira+qvr_tom``) still hold it: they are added to its ``folders``
+    (no image is moved)."""
     from lorawb.core.characters import folder_concepts
     from lorawb.core.layout import walk_images
 
@@ -113,18 +113,17 @@ def _rename_character(project: Project, op: RenameTrigger) -> list[str]:
     if name is None:
         return []
     notes = [f"characters.{name}.trigger = {op.new.strip()!r} (was {section[name].trigger!r})"]
-    if not section[name].folders:
-        dataset = project.dataset_dir
-        named = sorted(
-            {
-                part
-                for image in walk_images(dataset)
-                for part in image.relative_to(dataset).parts[:-1]
-                if tag_key(op.old) in {tag_key(c) for c in folder_concepts(part)}
-            }
-        )
-        if named:
-            project.save_setting(f"characters.{name}.folders", named)
-            notes.append(f"characters.{name}.folders = {named!r}")
+    dataset = project.dataset_dir
+    named = {
+        part
+        for image in walk_images(dataset)
+        for part in image.relative_to(dataset).parts[:-1]
+        if tag_key(op.old) in {tag_key(c) for c in folder_concepts(part)}
+    }
+    listed = list(section[name].folders)
+    added = sorted(named - set(listed))
+    if added:
+        project.save_setting(f"characters.{name}.folders", listed + added)
+        notes.append(f"characters.{name}.folders = {listed + added!r}")
     project.save_setting(f"characters.{name}.trigger", op.new.strip())
     return notes
