@@ -241,3 +241,16 @@ def test_captions_cli_stats_and_composition_per_character(two, capsys):
     out = capsys.readouterr().out
     assert "  tom: 2 — forest x watercolor, forest x photo" in out
     assert "character \\ context" in out
+
+
+def test_sentences_name_characters_and_three_in_one_image_count_for_each_pair():
+    from lorawb.core.cast import Cast, held
+    from lorawb.core.characters import Character
+
+    chars = [Character("mira", "zkx_mira"), Character("tom", "qvr_tom"), Character("ann", "pqz_ann")]
+    prose = held("a.png", "misc", "zkx mira stands beside qvr tom in a forest", chars)
+    assert prose.names == ("mira", "tom") and prose.joint
+    three = held("b.png", "5_zkx_mira+qvr_tom", "zkx_mira, qvr_tom, pqz_ann, bar", chars)
+    cast = Cast.of([prose, three, held("c.png", "10_pqz_ann", "pqz_ann, bar", chars)], chars, checks=False)
+    assert cast.summary() == "mira 0 · tom 0 · ann 1 · mira+tom 2 · mira+ann 1 · tom+ann 1"
+    assert cast.joint == 2 and cast.warnings == [] and cast.findings == []
