@@ -25,6 +25,7 @@ OPS = (
     "regex",
     "trigger",
     "rename-trigger",
+    "triggers",
     "dedupe",
     "sort",
     "strip",
@@ -45,7 +46,8 @@ operations:
   move TAG [--to front|back]               move a tag (front: right after the trigger)
   regex PATTERN REPLACEMENT                Python regex over each caption (\\1 for groups)
   trigger NAME                             put the trigger first in every caption
-  rename-trigger OLD NEW                   rename the trigger everywhere (whole words)
+  rename-trigger OLD NEW                   rename the trigger everywhere (whole words); lorawb.toml follows
+  triggers                                 several characters: lead each caption with its image's triggers
   dedupe | sort | strip                    drop repeated tags | sort (trigger first) | drop empty tags
   utf8                                     store as UTF-8 without BOM (edits otherwise keep each file's encoding)
   undo [N] [--id ID] | redo [N] | history  step back / forward through applied operations (anyone's;
@@ -55,6 +57,7 @@ operations:
 
 filters (--where, repeatable, AND'ed):
   has:TAG  -has:TAG  text:WORDS  -text:WORDS  in:FOLDER  file:PATH   e.g. --where 'has:forest -has:"pixel art"'
+  char:NAME  char:A+B  joint  char:none  (several characters: images holding NAME, both, two or more, none)
 
 --dry-run prints the diff of every file that would change and writes nothing.
 """
@@ -112,6 +115,7 @@ def _inner_parser() -> argparse.ArgumentParser:
     rt = op("rename-trigger", "rename the trigger everywhere")
     rt.add_argument("old")
     rt.add_argument("new")
+    op("triggers", "several characters: lead each caption with the triggers of the characters its image holds")
     op("dedupe", "drop repeated tags")
     op("sort", "sort tags (the trigger stays first)")
     op("strip", "drop empty tags")
@@ -172,37 +176,23 @@ def run(args: argparse.Namespace) -> int:
 
 def _operation(project: Any, ns: argparse.Namespace) -> Any:
     from lorawb.core import caption_ops as co
+    from lorawb.core.characters import characters_of
 
-    trigger = project.trigger
-    if ns.op == "add":
-        return co.AddTag(ns.tag, at=ns.at, trigger=trigger)
-    if ns.op == "remove":
-        return co.RemoveTag(ns.tag)
-    if ns.op == "replace":
-        return co.ReplaceTag(ns.old, ns.new)
-    if ns.op == "move":
-        return co.MoveTag(ns.tag, to=ns.to, trigger=trigger)
-    if ns.op == "regex":
-        return co.RegexReplace(ns.pattern, ns.replacement)
-    if ns.op == "trigger":
-        return co.SetTrigger(ns.name)
-    if ns.op == "rename-trigger":
-        return co.RenameTrigger(ns.old, ns.new)
-    if ns.op == "dedupe":
-        return co.Dedupe()
-    if ns.op == "sort":
-        return co.SortTags(trigger=trigger)
-    if ns.op == "utf8":
-        return co.ToUtf8()
-    return co.StripEmpty()
+    a = {"add": "tag", "remove": "tag", "move": "tag", "replace": "old", "regex": "pattern", "trigger": "name"}
+    b = {"replace": "new", "regex": "replacement", "rename-trigger": "new"}
+    first = getattr(ns, "old" if ns.op == "rename-trigger" else a.get(ns.op, ""), "") or ""
+    second = getattr(ns, b.get(ns.op, ""), "") or ""
+    position = getattr(ns, "at", None) or getattr(ns, "to", None) or ""
+    return co.make_operation(ns.op, first, second, position, project.trigger, characters_of(project.config))
 
 
 def _edit(project: Any, ns: argparse.Namespace) -> int:
     from lorawb.core import caption_ops
     from lorawb.core.caption_writes import CaptionWrites, keep_trigger_in_step
+    from lorawb.core.characters import characters_of
 
     op = _operation(project, ns)
-    selection = caption_ops.parse_where(ns.where)
+    selection = caption_ops.parse_where(ns.where, characters_of(project.config))
     cs = caption_ops.build_changeset(project, op, selection)
     if ns.dry_run:
         if ns.json:
@@ -344,9 +334,11 @@ def _history(project: Any, ns: argparse.Namespace) -> int:
 def _stats(project: Any, ns: argparse.Namespace) -> int:
     from lorawb.core import caption_ops
     from lorawb.core.caption_stats import tag_stats
+    from lorawb.core.characters import characters_of
 
-    files = caption_ops.load_captions(project, caption_ops.parse_where(ns.where))
-    st = tag_stats(files, project.trigger)
+    chars = characters_of(project.config)
+    files = caption_ops.load_captions(project, caption_ops.parse_where(ns.where, chars))
+    st = tag_stats(files, project.trigger, chars)
     if ns.json:
         _print_json(
             {
@@ -356,12 +348,26 @@ def _stats(project: Any, ns: argparse.Namespace) -> int:
                 "lead_with_trigger": st.with_trigger,
                 "missing_trigger": st.missing_trigger,
                 "uncaptioned": st.uncaptioned,
-                "tags": [t.__dict__ for t in st.tags],
+                "tags": [
+                    {k: v for k, v in t.__dict__.items() if k != "by_group"}
+                    | ({"by_character": dict(zip(st.groups, t.by_group, strict=True))} if st.groups else {})
+                    for t in st.tags
+                ],
             }
         )
         return 0
     print(f"{plural(st.total, 'image')}, {st.captioned} captioned, {plural(len(st.tags), 'distinct tag')}")
-    if st.trigger:
+    if st.groups:
+        n_missing = len(st.missing_trigger)
+        print(
+            f"each image's own triggers lead {plural(st.with_trigger, 'caption')} (in lorawb.toml's order); "
+            f"{n_missing} " + ("does not" if n_missing == 1 else "do not")
+        )
+        for img in st.missing_trigger[:10]:
+            print(f"  not led by its triggers: {img}")
+        if len(st.missing_trigger) > 10:
+            print(f"  ... and {len(st.missing_trigger) - 10} more (fix: lorawb captions triggers)")
+    elif st.trigger:
         n_missing = len(st.missing_trigger)
         print(
             f"trigger {st.trigger!r} leads {plural(st.with_trigger, 'caption')}; {n_missing} "
@@ -378,11 +384,14 @@ def _stats(project: Any, ns: argparse.Namespace) -> int:
     shown = st.tags if ns.top <= 0 else st.tags[: ns.top]
     print()
     trig = "w/trigger" if st.trigger else ""
-    print(f"{'count':>6} {'%':>5} {trig:>9}  tag")
+    widths = [max(5, len(g)) for g in st.groups]  # several characters: a column each, and each pair
+    per = "".join(f" {g:>{w}}" for g, w in zip(st.groups, widths, strict=True))
+    print(f"{'count':>6} {'%':>5} {trig:>9}{per}  tag")
     for t in shown:
         pct = 100.0 * t.count / max(1, st.total)
         co = f"{t.with_trigger:>9}" if st.trigger else " " * 9
-        print(f"{t.count:>6} {pct:>5.1f} {co}  {t.name}")
+        per = "".join(f" {n:>{w}}" for n, w in zip(t.by_group, widths, strict=True))
+        print(f"{t.count:>6} {pct:>5.1f} {co}{per}  {t.name}")
     if len(shown) < len(st.tags):
         print(f"... {len(st.tags) - len(shown)} more (--top 0 shows all)")
     return 0
@@ -390,11 +399,13 @@ def _stats(project: Any, ns: argparse.Namespace) -> int:
 
 def _composition(project: Any, ns: argparse.Namespace) -> int:
     from lorawb.core import caption_ops
+    from lorawb.core.characters import characters_of
     from lorawb.core.composition import composition
 
     by = [g.strip() for g in ns.by.split(",") if g.strip()] if ns.by else None
-    files = caption_ops.load_captions(project, caption_ops.parse_where(ns.where))
-    comp = composition(files, project.config.tags.groups, by)
+    chars = characters_of(project.config)
+    files = caption_ops.load_captions(project, caption_ops.parse_where(ns.where, chars))
+    comp = composition(files, project.config.tags.groups, by, chars)
     if ns.json:
         _print_json(
             {
@@ -414,6 +425,7 @@ def _composition(project: Any, ns: argparse.Namespace) -> int:
                     for t in comp.pairs
                 ],
             }
+            | ({"cells": {k: [list(c) for c in v] for k, v in comp.cells.items()}} if comp.cells else {})
         )
         return 0
     print(plural(comp.total, "image"))
@@ -437,6 +449,12 @@ def _composition(project: Any, ns: argparse.Namespace) -> int:
         gaps = [f"{a} x {b} (empty)" for a, b in t.empty]
         gaps += [f"{a} x {b} (thin: {t.counts[(a, b)]})" for a, b in t.thin]
         print(f"gaps ({t.rows} x {t.cols}, thin below {t.threshold}): " + ("; ".join(gaps) if gaps else "none"))
+    if comp.cells and comp.cell_groups:
+        a, b = comp.cell_groups
+        print()
+        print(f"{a} x {b} cells each character (alone) and pair (together) has, of {comp.cells_total()}:")
+        for label, cells in comp.cells.items():
+            print(f"  {label}: {len(cells)}" + (" — " + ", ".join(f"{x} x {y}" for x, y in cells) if cells else ""))
     return 0
 
 

@@ -100,7 +100,11 @@ def cmd_init(args: argparse.Namespace) -> int:
         found = survey_dataset(project.dataset_dir)
         for folder, n in sorted(found.repeats.items()):
             print(f"  {folder}/: {plural(n, 'repeat')}")
-        if found.trigger and not args.trigger and project.trigger == found.trigger:
+        if len(found.characters) > 1:
+            print(f"  {len(found.characters)} characters, one per kohya folder (lorawb.toml's [characters.<name>]):")
+            for cname, (trigger, folder) in found.characters.items():
+                print(f"    {cname}: trigger {trigger!r}, {folder}/")
+        elif found.trigger and not args.trigger and project.trigger == found.trigger:
             print(f"  trigger {found.trigger!r}, from {found.trigger_from} (--trigger NAME to choose another)")
         if found.top_tags:
             print(

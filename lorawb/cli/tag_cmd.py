@@ -32,6 +32,8 @@ The trigger ([project] trigger) leads every caption written.
 
 images: the dataset (rejected/ left out), or --inbox, narrowed by --where filters:
   has:TAG  -has:TAG  text:WORDS  in:FOLDER  file:PATH   e.g. --where in:inbox --where -has:forest
+  char:NAME  joint   (several characters: each image leaves out the invariant tags of those it holds,
+                      and leads with their triggers)
 
 --dry-run prints the diff with each tag's confidence and writes nothing; results are cached
 in .lorawb/, so a second run (another threshold, another mode) does not run the model again.
@@ -100,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
         prompt=args.prompt,
         max_new_tokens=args.max_new_tokens,
     )
-    selection = caption_ops.parse_where(args.where)
+    from lorawb.core.characters import characters_of
+
+    selection = caption_ops.parse_where(args.where, characters_of(project.config))
     if args.inbox:
         selection = caption_ops.Selection(
             folders=(caption_ops.rel_to(project.root, project.inbox_dir),), terms=selection.terms

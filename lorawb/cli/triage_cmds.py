@@ -26,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--has-tag", metavar="TAG", help="only captions with this tag")
     p.add_argument("--lacks-tag", metavar="TAG", help="only captions without this tag")
     p.add_argument("--folder", metavar="SUBFOLDER", help="only this dataset subfolder (and below)")
+    p.add_argument(
+        "--character",
+        metavar="NAME",
+        help="only images holding this character ([characters.NAME]), a pair (mira+tom), joint or none",
+    )
+    p.add_argument("--joint", action="store_true", help="only images holding two characters or more")
     p.add_argument("--sort", choices=["name", "time", "size", "aspect"], default="name")
     p.add_argument("--reverse", action="store_true")
     p.add_argument("--json", action="store_true", help="JSON objects with the facts of each image")
@@ -91,6 +97,7 @@ def _exists(project, raw: str) -> bool:
 
 def cmd_triage(args: argparse.Namespace) -> int:
     from lorawb.core import triage as tri
+    from lorawb.core.characters import characters_of
     from lorawb.core.project import Project
 
     project = Project.load(args.project)
@@ -109,7 +116,9 @@ def cmd_triage(args: argparse.Namespace) -> int:
                     arrow = f" -> {d.new_rel}" if d.moved else ""
                     print(f"{d.action}: {d.rel}{arrow}")
                 return 0
+        chars = characters_of(project.config)
         flt = tri.Filter(
+            character=tri.character_filter("joint" if args.joint else args.character, chars),
             area=tri.INBOX if args.inbox else tri.DATASET,
             state=tri.parse_state(args.list),
             missing_caption=args.missing_caption,
@@ -130,9 +139,12 @@ def cmd_triage(args: argparse.Namespace) -> int:
     min_res = project.config.project.min_resolution
     if args.list is None and not args.json and not _any_filter(args):
         print(tri.count(items, area=flt.area, min_resolution=min_res).line())
+        cast = tri.cast_of(items, chars, area=flt.area)
+        if cast is not None:
+            print(f"characters: {cast.summary()} (alone; pairs together) · {cast.joint} joint")
         return 0
     shown = tri.apply_filter(
-        items, flt, min_resolution=min_res, dup_rels=dup_rels, sort=args.sort, reverse=args.reverse
+        items, flt, min_resolution=min_res, dup_rels=dup_rels, sort=args.sort, reverse=args.reverse, chars=chars
     )
     if args.json:
         json.dump([_item_json(i) for i in shown], sys.stdout, indent=1)
@@ -144,7 +156,18 @@ def cmd_triage(args: argparse.Namespace) -> int:
 
 
 def _any_filter(args: argparse.Namespace) -> bool:
-    return any((args.missing_caption, args.low_res, args.dups, args.has_tag, args.lacks_tag, args.folder))
+    return any(
+        (
+            args.missing_caption,
+            args.low_res,
+            args.dups,
+            args.has_tag,
+            args.lacks_tag,
+            args.folder,
+            args.character,
+            args.joint,
+        )
+    )
 
 
 def _item_json(i) -> dict:

@@ -15,12 +15,12 @@ import difflib
 import os
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from lorawb.core import layout
+from lorawb.core import cast, layout
 from lorawb.core.captions import (
     Caption,
     normalize,
@@ -30,6 +30,7 @@ from lorawb.core.captions import (
     tags_of,
     trigger_position,
 )
+from lorawb.core.characters import Character, lead_triggers
 from lorawb.core.dataset import ImageFacts
 from lorawb.core.fsutil import can_encode, read_text
 from lorawb.core.index import DATASET, IndexSnapshot, ProjectIndex
@@ -240,20 +241,32 @@ def resolve_image(project: Project, f: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class Term:
-    kind: str  # "has", "text"
-    value: str  # tag key for "has"; phrase for "text"
+    kind: str  # "has", "text", "char"
+    value: str  # tag key for "has"; phrase for "text"; a character, a pair, joint or none for "char"
     negate: bool = False
+    chars: tuple[Character, ...] = ()  # "char": the project's characters (lorawb.core.cast says who an image holds)
 
     def matches(self, cf: CaptionFile) -> bool:
-        hit = self.value in cf.keys if self.kind == "has" else bool(phrase_pattern(self.value).search(cf.text or ""))
+        if self.kind == "char":
+            hit = cast.matches(cast.held(cf.image, cast.folder_of(cf.image), cf.text, self.chars), self.value)
+        elif self.kind == "has":
+            hit = self.value in cf.keys
+        else:
+            hit = bool(phrase_pattern(self.value).search(cf.text or ""))
         return hit != self.negate
 
 
-WHERE_HELP = "filters: has:TAG  -has:TAG  text:WORDS  -text:WORDS  in:FOLDER  file:PATH (quote tags with spaces)"
+WHERE_HELP = (
+    "filters: has:TAG  -has:TAG  text:WORDS  -text:WORDS  in:FOLDER  file:PATH  char:NAME  joint "
+    "(quote tags with spaces)"
+)
 
 
-def parse_where(query: str | Iterable[str] | None) -> Selection:
-    """``has:forest -has:"pixel art" in:10_zkx_mira`` -> a Selection (terms are AND'ed; in:/file: OR'ed)."""
+def parse_where(query: str | Iterable[str] | None, chars: Sequence[Character] = ()) -> Selection:
+    """``has:forest -has:"pixel art" in:10_zkx_mira`` -> a Selection (terms are AND'ed; in:/file: OR'ed).
+
+    With several characters (``chars``): ``char:mira`` (images holding mira), ``char:mira+tom`` (both),
+    ``joint`` (two or more), ``char:none``; ``-`` negates them as it does tags."""
     if query is None:
         return Selection()
     parts: list[str] = []
@@ -267,6 +280,8 @@ def parse_where(query: str | Iterable[str] | None) -> Selection:
     files: list[str] = []
     for part in parts:
         negate = part.startswith("-")
+        if part.lstrip("-").lower() == cast.JOINT:
+            part = ("-" if negate else "") + "char:" + cast.JOINT
         kind, sep, value = part.lstrip("-").partition(":")
         value = normalize(value)
         if not sep or not value:
@@ -275,6 +290,11 @@ def parse_where(query: str | Iterable[str] | None) -> Selection:
             terms.append(Term("has", tag_key(value), negate))
         elif kind == "text":
             terms.append(Term("text", value, negate))
+        elif kind in ("char", "character"):
+            try:
+                terms.append(Term("char", cast.check_filter_word(value, chars), negate, tuple(chars)))
+            except ValueError as exc:
+                raise CaptionError(f"bad filter {part!r}: {exc}", hint=WHERE_HELP) from None
         elif kind == "in" and not negate:
             folders.append(value)
         elif kind == "file" and not negate:
@@ -317,7 +337,10 @@ class Selection:
 
     def describe(self) -> str:
         bits = [f"in:{f}" for f in self.folders]
-        bits += [("-" if t.negate else "") + f"{t.kind}:{t.value}" for t in self.terms]
+        bits += [
+            ("-" if t.negate else "") + (t.value if t.value == cast.JOINT else f"{t.kind}:{t.value}")
+            for t in self.terms
+        ]
         if self.files is not None:
             bits.append(plural(len(self.files), "file"))
         return " ".join(bits) or "all captions"
@@ -400,12 +423,13 @@ class AddTag(Operation):
     tag: str
     at: str = "end"  # "start" | "end" | "after-trigger"
     trigger: str = ""
+    also: tuple[str, ...] = ()  # several characters: every trigger, which lead together
 
     def __post_init__(self) -> None:
         self.tag = _need_nonempty(self.tag)
         if self.at not in ("start", "end", "after-trigger"):
             raise CaptionError(f"bad position {self.at!r}: use start, end or after-trigger")
-        if self.at == "after-trigger":
+        if self.at == "after-trigger" and not self.also:
             _need_trigger(self.trigger)
         self.key = tag_key(self.tag)
         self.label = f"add {self.tag!r} at {self.at}"
@@ -419,7 +443,7 @@ class AddTag(Operation):
         if self.at == "start":
             return [self.tag, *tags]
         if self.at == "after-trigger":
-            pos = 1 if trigger_position(tags, self.trigger) == 0 else 0
+            pos = _lead_len(tags, self.trigger, self.also)
             return [*tags[:pos], self.tag, *tags[pos:]]
         # at the end, before any trailing empty tags (``a, b,`` stays tidy)
         end = len(tags)
@@ -480,6 +504,7 @@ class MoveTag(Operation):
     tag: str
     to: str = "front"  # "front" (after the trigger, which stays first) | "back"
     trigger: str = ""
+    also: tuple[str, ...] = ()  # several characters: every trigger, which lead together
 
     def __post_init__(self) -> None:
         self.tag = _need_nonempty(self.tag)
@@ -499,12 +524,27 @@ class MoveTag(Operation):
         rest = [t for t, k in zip(tags, keys, strict=True) if k != self.key]
         if self.to == "back":
             return rest + moved
-        lead = 1 if self.trigger and self.key != tag_key(self.trigger) and _leads(rest, self.trigger) else 0
+        if self.also:
+            lead = 0 if self.key in {tag_key(t) for t in self.also} else _lead_len(rest, self.trigger, self.also)
+        else:
+            lead = 1 if self.trigger and self.key != tag_key(self.trigger) and _leads(rest, self.trigger) else 0
         return rest[:lead] + moved + rest[lead:]
 
 
 def _leads(tags: list[str], trigger: str) -> bool:
     return trigger_position(tags, trigger) == 0
+
+
+def _lead_len(tags: list[str], trigger: str, also: tuple[str, ...] = ()) -> int:
+    """How many tags lead the caption as triggers: the trigger (1 or 0), or with several characters
+    (``also``: every trigger) the run of triggers at its start."""
+    if not also:
+        return 1 if trigger and _leads(tags, trigger) else 0
+    keys = {tag_key(t) for t in (trigger, *also) if t}
+    n = 0
+    while n < len(tags) and tag_key(tags[n]) in keys:
+        n += 1
+    return n
 
 
 @dataclass
@@ -540,9 +580,13 @@ class RegexReplace(Operation):
 
 @dataclass
 class SetTrigger(Operation):
-    """The trigger first in every caption: inserted where missing, moved to the front where elsewhere."""
+    """The trigger first in every caption: inserted where missing, moved to the front where elsewhere.
+
+    With several characters (``chars``) the triggers a caption holds lead it together, in the project's
+    order (a joint caption: ``zkx_mira, qvr_tom, ...``), whichever of them this one is."""
 
     name: str
+    chars: tuple[Character, ...] = ()
 
     def __post_init__(self) -> None:
         self.name = _need_nonempty(self.name, "trigger")
@@ -550,11 +594,40 @@ class SetTrigger(Operation):
 
     def transform(self, tags: list[str]) -> list[str]:
         i = trigger_position(tags, self.name)
+        if len(self.chars) > 1 and tag_key(self.name) in {c.key for c in self.chars}:
+            return lead_triggers(tags if i is not None else [self.name, *tags], list(self.chars))
         if i == 0:
             return tags
         if i is None:
             return [self.name, *tags]
         return [tags[i], *tags[:i], *tags[i + 1 :]]
+
+
+@dataclass
+class LeadTriggers(Operation):
+    """Several characters: every caption leads with the triggers of the characters its image holds (its
+    folders, the triggers it names: lorawb.core.cast), in the project's order; a missing one is added."""
+
+    chars: tuple[Character, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.chars) < 2:
+            raise CaptionError(
+                "one character: `lorawb captions trigger NAME` puts its trigger first",
+                hint="several characters are [characters.<name>] tables in lorawb.toml",
+            )
+        self.label = "lead with each image's triggers"
+        self._want: list[str] = []
+
+    def rewrite_caption(self, cf: CaptionFile) -> str:
+        h = cast.held(cf.image, cast.folder_of(cf.image), cf.text, self.chars)
+        self._want = [c.trigger for c in self.chars if c.name in h.names]
+        return self.rewrite(cf.text or "") if self._want else (cf.text or "")
+
+    def transform(self, tags: list[str]) -> list[str]:
+        keys = {tag_key(t) for t in tags}
+        missing = [t for t in self._want if tag_key(t) not in keys]
+        return lead_triggers([*missing, *[t for t in tags if t or not missing]], list(self.chars))
 
 
 @dataclass
@@ -605,6 +678,7 @@ class SortTags(Operation):
     """Alphabetical by tag name; the trigger stays first; empty tags dropped."""
 
     trigger: str = ""
+    also: tuple[str, ...] = ()  # several characters: every trigger, which lead together
 
     def __post_init__(self) -> None:
         self.label = "sort"
@@ -613,9 +687,8 @@ class SortTags(Operation):
         tags = [t for t in tags if t]
         if not tags:
             return tags
-        head: list[str] = []
-        if self.trigger and _leads(tags, self.trigger):
-            head, tags = tags[:1], tags[1:]
+        n = _lead_len(tags, self.trigger, self.also)
+        head, tags = tags[:n], tags[n:]
         return head + sorted(tags, key=lambda t: (tag_key(t), t))
 
 
@@ -655,6 +728,40 @@ class SetText(Operation):
 
     def rewrite(self, text: str) -> str:
         return self.new_text
+
+
+def make_operation(
+    key: str, a: str = "", b: str = "", position: str = "", trigger: str = "", chars: Sequence[Character] = ()
+) -> Operation:
+    """The operation a bulk edit names (the CLI's OP, the app's form): ``trigger`` is [project] trigger; with
+    several characters (``chars``) every trigger leads together, in the project's order."""
+    also = tuple(c.trigger for c in chars) if len(chars) > 1 else ()
+    many = tuple(chars) if len(chars) > 1 else ()
+    if key == "add":
+        return AddTag(a, at=position or "end", trigger=trigger, also=also)
+    if key == "remove":
+        return RemoveTag(a)
+    if key == "replace":
+        return ReplaceTag(a, b)
+    if key == "move":
+        return MoveTag(a, to=position or "front", trigger=trigger, also=also)
+    if key == "regex":
+        return RegexReplace(a, b)
+    if key == "trigger":
+        return SetTrigger(a, chars=many)
+    if key == "triggers":
+        return LeadTriggers(tuple(chars))
+    if key == "rename-trigger":
+        return RenameTrigger(a, b)
+    if key == "dedupe":
+        return Dedupe()
+    if key == "sort":
+        return SortTags(trigger=trigger, also=also)
+    if key == "utf8":
+        return ToUtf8()
+    if key == "strip":
+        return StripEmpty()
+    raise CaptionError(f"unknown operation {key!r}")
 
 
 # ---------------------------------------------------------------------------

@@ -81,16 +81,49 @@ class CaptionWrites:
 
 
 def keep_trigger_in_step(project: Project, op: Operation | None, written: list[str]) -> str | None:
-    """lorawb.toml's trigger after ``op`` wrote ``written``: set by `trigger NAME` on a project without one,
-    renamed with the project's own trigger (the one tag identity: ``Zkx_Mira`` renames ``zkx mira``).
+    """lorawb.toml's trigger after ``op`` wrote ``written``: set by `trigger NAME` on a project without one
+    (not with several characters: each has its own), renamed with the project's own trigger (the one tag
+    identity: ``Zkx_Mira`` renames ``zkx mira``) or with a ``[characters.<name>]`` trigger.
 
     Returns what changed in lorawb.toml (``trigger = 'new' (was 'old')``), or None.
     """
-    if isinstance(op, SetTrigger) and not project.trigger:
+    if isinstance(op, SetTrigger) and not project.trigger and len(project.config.characters.members) < 2:
         project.save_setting("project.trigger", op.name.strip())
         return f"trigger = {op.name.strip()!r}"
-    if isinstance(op, RenameTrigger) and written and project.trigger and tag_key(project.trigger) == tag_key(op.old):
+    if not isinstance(op, RenameTrigger) or not written:
+        return None
+    notes: list[str] = []
+    if project.trigger and tag_key(project.trigger) == tag_key(op.old):
         old = project.trigger
         project.save_setting("project.trigger", op.new.strip())
-        return f"trigger = {op.new.strip()!r} (was {old!r})"
-    return None
+        notes.append(f"trigger = {op.new.strip()!r} (was {old!r})")
+    notes += _rename_character(project, op)
+    return "; ".join(notes) or None
+
+
+def _rename_character(project: Project, op: RenameTrigger) -> list[str]:
+    """``[characters.<name>] trigger`` follows a rename of that character's trigger. Its kohya folders named by
+    the old trigger (``10_zkx_mira``, ``5_zkx_mira+qvr_tom``) still hold it: they are added to its ``folders``
+    (no image is moved)."""
+    from lorawb.core.characters import folder_concepts
+    from lorawb.core.layout import walk_images
+
+    section = project.config.characters.members
+    name = next((n for n, sheet in section.items() if tag_key(sheet.trigger) == tag_key(op.old)), None)
+    if name is None:
+        return []
+    notes = [f"characters.{name}.trigger = {op.new.strip()!r} (was {section[name].trigger!r})"]
+    dataset = project.dataset_dir
+    named = {
+        part
+        for image in walk_images(dataset)
+        for part in image.relative_to(dataset).parts[:-1]
+        if tag_key(op.old) in {tag_key(c) for c in folder_concepts(part)}
+    }
+    listed = list(section[name].folders)
+    added = sorted(named - set(listed))
+    if added:
+        project.save_setting(f"characters.{name}.folders", listed + added)
+        notes.append(f"characters.{name}.folders = {listed + added!r}")
+    project.save_setting(f"characters.{name}.trigger", op.new.strip())
+    return notes

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lorawb.core.captions import tag_key
+from lorawb.core.captions import phrase_pattern, tag_key
 from lorawb.core.charsheet import CharacterSheet
 from lorawb.core.layout import folder_repeats
 
@@ -158,9 +158,12 @@ def folder_concepts(folder_name: str) -> list[str]:
 
 
 def named_in(tags: Iterable[str], chars: Sequence[Character]) -> list[str]:
-    """The names of the characters whose trigger is among ``tags``, in the project's order."""
+    """The names of the characters whose trigger is among ``tags`` (or in a sentence of four words or more,
+    as whole words: prose captions name characters too), in the project's order."""
+    tags = list(tags)
     keys = {tag_key(t) for t in tags}
-    return [c.name for c in chars if c.key in keys]
+    sentences = [t for t in tags if len(t.split()) >= 4]
+    return [c.name for c in chars if c.key in keys or any(phrase_pattern(c.trigger).search(s) for s in sentences)]
 
 
 def characters_in(rel_folder: str, tags: Iterable[str], chars: Sequence[Character]) -> list[str]:

@@ -18,12 +18,17 @@ captions are counted too.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
 from lorawb.core.caption_ops import CaptionFile
 from lorawb.core.captions import phrase_pattern, tag_key
+from lorawb.core.cast import folder_of, held
+from lorawb.core.characters import Character, group_label, pairs_of
 from lorawb.errors import CaptionError
+
+CHARACTER = "character"  # the characters' group in a several-character project
 
 
 @dataclass
@@ -58,6 +63,17 @@ class Composition:
     value_members: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     missing: dict[str, list[str]] = field(default_factory=dict)  # group -> images naming none of its values
     pairs: list[PairTable] = field(default_factory=list)
+    # Several characters: the context x style cells (the first two tag groups) each character and pair has.
+    cell_groups: tuple[str, str] | None = None
+    cells: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def cells_total(self) -> int:
+        if self.cell_groups is None:
+            return 0
+        a, b = self.cell_groups
+        return len(self.groups_all[a]) * len(self.groups_all[b])
+
+    groups_all: dict[str, list[str]] = field(default_factory=dict)  # every group, chosen or not
 
 
 class _Matcher:
@@ -92,8 +108,37 @@ def pick_groups(all_groups: dict[str, list[str]], by: list[str] | None) -> dict[
     return {g: all_groups[g] for g in by}
 
 
-def composition(files: list[CaptionFile], groups: dict[str, list[str]], by: list[str] | None = None) -> Composition:
-    """Counts per group value, per pair of groups (all pairs, or the pair named by ``by``), and the gaps."""
+def character_group(groups: dict[str, list[str]]) -> str:
+    """The name of the characters' group beside [tags.groups] (``character``, unless a tag group has it)."""
+    return next(n for n in (CHARACTER, "characters", "cast") if n not in groups)
+
+
+def composition(
+    files: list[CaptionFile],
+    groups: dict[str, list[str]],
+    by: list[str] | None = None,
+    chars: Sequence[Character] = (),
+) -> Composition:
+    """Counts per group value, per pair of groups (all pairs, or the pair named by ``by``), and the gaps.
+
+    With several characters (``chars``), a first group ``character`` holds each character (its images
+    alone) and each pair (its images together), so ``character x context`` shows which contexts each
+    character and each pair has, with its thin and empty cells (lorawb.core.cast counts alike).
+    """
+    held_by: dict[str, set[int]] = {}
+    if len(chars) > 1 and groups:
+        name = character_group(groups)
+        labels = [c.name for c in chars] + [group_label((a.name, b.name)) for a, b in pairs_of(chars)]
+        held_by = {label: set() for label in labels}
+        for i, cf in enumerate(files):
+            h = held(cf.image, folder_of(cf.image), cf.text, chars)
+            for label in (
+                [h.label]
+                if len(h.names) == 1
+                else [group_label((a, b)) for j, a in enumerate(h.names) for b in h.names[j + 1 :]]
+            ):
+                held_by[label].add(i)
+        groups = {name: labels, **groups}
     chosen = pick_groups(groups, by)
     comp = Composition(groups=chosen, total=len(files))
     hits: dict[str, dict[str, set[int]]] = {}
@@ -101,8 +146,11 @@ def composition(files: list[CaptionFile], groups: dict[str, list[str]], by: list
         hits[g] = {}
         named: set[int] = set()
         for v in values:
-            m = _Matcher(v)
-            idx = {i for i, cf in enumerate(files) if m(cf)}
+            if held_by and g == next(iter(groups)):
+                idx = held_by[v]
+            else:
+                m = _Matcher(v)
+                idx = {i for i, cf in enumerate(files) if m(cf)}
             hits[g][v] = idx
             named |= idx
         comp.value_counts[g] = {v: len(hits[g][v]) for v in values}
@@ -121,6 +169,16 @@ def composition(files: list[CaptionFile], groups: dict[str, list[str]], by: list
         # Thin: fewer than half an even share of the images that name both groups (and at least 2).
         threshold = max(2, math.ceil(both / cells / 2))
         comp.pairs.append(PairTable(a, b, list(chosen[a]), list(chosen[b]), counts, members, threshold))
+    tag_groups = [g for g in groups if not (held_by and g == next(iter(groups)))]
+    if held_by and len(tag_groups) >= 2:
+        a, b = tag_groups[:2]
+        comp.groups_all = dict(groups)
+        comp.cell_groups = (a, b)
+        named = {g: {v: {i for i, cf in enumerate(files) if _Matcher(v)(cf)} for v in groups[g]} for g in (a, b)}
+        comp.cells = {
+            label: [(va, vb) for va in groups[a] for vb in groups[b] if named[a][va] & named[b][vb] & idx]
+            for label, idx in held_by.items()
+        }
     return comp
 
 

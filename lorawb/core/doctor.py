@@ -21,6 +21,8 @@ from typing import Any
 
 from lorawb.core.buckets import BucketSettings, bucket_label, one_bucket_warning
 from lorawb.core.captions import Caption, phrase_pattern, tag_key, tag_name, tags_of, trigger_index
+from lorawb.core.cast import THIN_CHARACTER, THIN_PAIR, Cast, held
+from lorawb.core.characters import Character, characters_of
 from lorawb.core.config import low_res_note
 from lorawb.core.dataset import ImageFacts, Progress, ScanResult, oversized_captions, quoted_name, scan_dataset
 from lorawb.core.layout import CAPTION_MAX_BYTES, LINK_NOT_FOLLOWED
@@ -86,6 +88,16 @@ class RegReport:
 
 
 @dataclass
+class CastRow:
+    """A character alone or a pair together, as the doctor reports it."""
+
+    label: str
+    images: int
+    values: dict[str, dict[str, int]]  # tag group -> value -> images naming it
+    cells: int  # context x style cells with at least one image
+
+
+@dataclass
 class DoctorReport:
     project: str
     dataset_dir: str
@@ -118,6 +130,12 @@ class DoctorReport:
     config_errors: list[str] = field(default_factory=list)  # lorawb.toml's training settings: file:line: key: what
     training_warnings: list[str] = field(default_factory=list)  # resolution far from the model's, one bucket
     reg: RegReport | None = None  # the regularisation images, when the run would use some
+    # Several characters ([characters.<name>] tables; lorawb.core.cast): empty in a one-character project.
+    characters: list[CastRow] = field(default_factory=list)
+    cells_total: int = 0  # context x style cells (the first two tag groups), 0 without two groups
+    character_warnings: list[str] = field(default_factory=list)  # thin characters and pairs
+    caption_checks: list[tuple[str, str]] = field(default_factory=list)  # (rel, note): triggers and invariants
+    no_character: list[str] = field(default_factory=list)  # images no folder or trigger gives a character
 
     @property
     def steps_per_epoch(self) -> int:
@@ -137,6 +155,9 @@ class DoctorReport:
             + len(self.low_resolution)
             + sum(len(g) - 1 for g in self.duplicates)
             + len(self.config_errors)
+            + len(self.character_warnings)
+            + len(self.caption_checks)
+            + len(self.no_character)
         )
         if self.trigger:
             n += len(self.without_trigger) + len(self.trigger_not_first)
@@ -158,6 +179,11 @@ class DoctorReport:
         d["buckets"] = [{"bucket": label, "images": n} for label, n in self.buckets]
         d["top_tags"] = [{"tag": tag, "count": n} for tag, n in self.top_tags]
         d["notes"] = [{"path": rel, "note": note} for rel, note in self.notes]
+        if self.characters:
+            d["caption_checks"] = [{"path": rel, "note": note} for rel, note in self.caption_checks]
+        else:  # a one-character project: the JSON shape it always had
+            for key in ("characters", "cells_total", "character_warnings", "caption_checks", "no_character"):
+                del d[key]
         d["steps_per_epoch"] = self.steps_per_epoch
         d["problem_count"] = self.problem_count
         if self.reg is not None:
@@ -211,7 +237,11 @@ def diagnose(
     )
     report.config_errors = [_error_line(e) for e in training.errors]
     report.folders = _folders(scan.images)
-    _captions(report, scan.images, project.trigger)
+    chars = characters_of(project.config)
+    if len(chars) > 1:
+        report.trigger = ""  # each character's trigger: the cast's checks
+    _captions(report, scan.images, report.trigger, [c.trigger for c in chars])
+    _cast(report, scan.images, chars, project.config.tags.groups)
     report.low_resolution = [(f.rel, f.width, f.height) for f in scan.images if f.short_side < cfg.min_resolution]
     report.duplicates = _duplicates(scan.images)
     report.buckets = _buckets(scan.images, buckets)
@@ -322,7 +352,27 @@ def trigger_position(text: str, trigger: str) -> str:
     return "absent"
 
 
-def _captions(report: DoctorReport, images: list[ImageFacts], trigger: str) -> None:
+def _cast(report: DoctorReport, images: list[ImageFacts], chars: list[Character], groups: dict) -> None:
+    """Counts per character and pair, thin ones, the captions' triggers and invariant tags (lorawb.core.cast)."""
+    cast = Cast.of((held(f.rel, f.folder, f.caption_text, chars) for f in images), chars, groups)
+    if cast is None:
+        return
+    report.characters = [
+        CastRow(
+            r.label,
+            r.count,
+            {g: {v: r.values.get(g, {}).get(v, 0) for v in vs} for g, vs in groups.items()},
+            len(r.cells),
+        )
+        for r in cast.rows
+    ]
+    report.cells_total = cast.cells_total
+    report.character_warnings = cast.warnings
+    report.caption_checks = [(f.image, f.note) for f in cast.findings]
+    report.no_character = list(cast.none)
+
+
+def _captions(report: DoctorReport, images: list[ImageFacts], trigger: str, triggers: list[str] = ()) -> None:
     tags: Counter[str] = Counter()
     spellings: dict[str, Counter[str]] = defaultdict(Counter)
     for f in images:
@@ -350,8 +400,8 @@ def _captions(report: DoctorReport, images: list[ImageFacts], trigger: str) -> N
         else:
             report.without_trigger.append(f.rel)
     report.trigger_anywhere = report.trigger_first + len(report.trigger_not_first)
-    if trigger:
-        tags.pop(tag_key(trigger), None)  # the trigger would top every table; coverage says it already
+    for t in {trigger, *triggers} - {""}:
+        tags.pop(tag_key(t), None)  # a trigger would top every table; coverage says it already
     report.tags_distinct = len(tags)
     report.tags_total = sum(tags.values())
     named = [(spellings[k].most_common(1)[0][0], n) for k, n in tags.items()]
@@ -441,6 +491,8 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
         if report.without_trigger:
             add(f"  captions without the trigger ({len(report.without_trigger)}):")
             names([q(r) for r in report.without_trigger])
+    elif report.characters:
+        _render_cast(add, names, report)
     else:
         add("trigger: not set (set project.trigger in lorawb.toml)")
 
@@ -502,6 +554,26 @@ def render_text(report: DoctorReport, *, limit: int | None = 10) -> str:
     n = report.problem_count
     add("no problems found" if n == 0 else f"{plural(n, 'problem')} found")
     return "\n".join(out) + "\n"
+
+
+def _render_cast(add: Callable[[str], None], names: Callable[[list[str]], None], report: DoctorReport) -> None:
+    """Per character (alone) and per pair (together): images, values per tag group, cells; then the warnings."""
+    cells = f", context x style cells of {report.cells_total}" if report.cells_total else ""
+    add(f"characters (images alone; pairs: images together; the values of each tag group they have{cells}):")
+    width = max(len(r.label) for r in report.characters)
+    for r in report.characters:
+        groups = "  ".join(f"{g} {sum(1 for n in v.values() if n)}/{len(v)}" for g, v in r.values.items())
+        covered = f"  cells {r.cells}/{report.cells_total}" if report.cells_total else ""
+        add(f"    {r.label:<{width}}  {r.images:>6} images  {groups}{covered}".rstrip())
+    if report.character_warnings:
+        add(f"  thin (a character under {THIN_CHARACTER} images, a pair under {THIN_PAIR}, or all in one value):")
+        names(report.character_warnings)
+    if report.no_character:
+        add(f"  images no folder or trigger gives a character ({len(report.no_character)}):")
+        names([quoted_name(r) for r in report.no_character])
+    if report.caption_checks:
+        add(f"  captions: triggers and invariant tags ({len(report.caption_checks)}):")
+        names([f"{quoted_name(rel)}: {note}" for rel, note in report.caption_checks])
 
 
 def _render_reg(

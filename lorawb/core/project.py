@@ -227,6 +227,8 @@ def init_project(
             groups=found.groups_toml(),
             prompts=found.prompts_toml(),
         )
+        text += found.characters_toml()
+        tomlio.validate(ProjectConfig, tomlio.tomlkit.parse(text).unwrap(), path=root / CONFIG_NAME, text=text)
     for sub in ("dataset", "inbox", "runs", "matrices"):
         (root / sub).mkdir(exist_ok=True)
     tomlio.atomic_write_text(root / CONFIG_NAME, text)
@@ -242,6 +244,23 @@ class DatasetSurvey:
     repeats: dict[str, int] = field(default_factory=dict)  # kohya folder -> repeats
     top_tags: list[tuple[str, int]] = field(default_factory=list)  # (tag, captions having it), trigger left out
     captions: int = 0
+    characters: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (trigger, its kohya folder)
+
+    def characters_toml(self) -> str:
+        """``[characters.<name>]`` tables, one per kohya folder of its own (several folders: several characters)."""
+        if len(self.characters) < 2:
+            return ""
+        out = [
+            "",
+            "# Several characters, one per kohya folder: each one's trigger leads its captions; joint folders",
+            "# (5_a+b) hold images where two appear. invariant: what the trigger carries (auto-tag leaves it out).",
+            "[characters]",
+            'balance = "equal"',
+        ]
+        for name, (trigger, folder) in self.characters.items():
+            out += ["", f"[characters.{name}]", f"trigger = {_toml_list([trigger])[1:-1]}"]
+            out += ["invariant = []", f"folders = {_toml_list([folder])}"]
+        return "\n".join(out) + "\n"
 
     def groups_toml(self) -> str:
         """[tags.groups] body: the frequent tags as a commented start (a group is a choice of meaning)."""
@@ -256,7 +275,12 @@ class DatasetSurvey:
         )
 
     def prompts_toml(self) -> str:
-        """Sample prompts: the trigger alone, then with each of the dataset's three most frequent tags."""
+        """Sample prompts: the trigger alone, then with each of the dataset's three most frequent tags (several
+        characters: each trigger alone, then with the most frequent tag)."""
+        if len(self.characters) > 1:
+            triggers = [t for t, _ in self.characters.values()]
+            top = [f"{t}, {self.top_tags[0][0]}" for t in triggers] if self.top_tags else []
+            return _toml_list([*triggers, *top])
         return _toml_list(["{trigger}", *(f"{{trigger}}, {t}" for t, _ in self.top_tags[:3])])
 
 
@@ -295,7 +319,10 @@ def survey_dataset(dataset: Path) -> DatasetSurvey:
             spelled.setdefault(tag_key(t), t)
     kohya = {f: folder_repeats(f) for f in per_folder if _REPEATS.match(f)}
     out.repeats = {f: n for f, (n, _) in kohya.items()}
-    if kohya:
+    out.characters = _characters(kohya, spelled, firsts, per_folder)
+    if len(out.characters) > 1:
+        pass  # several characters: each has its trigger; [project] trigger stays unset
+    elif kohya:
         folder = max(kohya, key=lambda f: (per_folder[f], f))
         name = kohya[folder][1].strip()
         key = tag_key(name)
@@ -307,9 +334,51 @@ def survey_dataset(dataset: Path) -> DatasetSurvey:
         key, n = firsts.most_common(1)[0]
         if n * 2 > out.captions and "," not in spelled[key]:
             out.trigger, out.trigger_from = spelled[key], f"the first tag of {n} of {out.captions} captions"
-    trig = tag_key(out.trigger) if out.trigger else None
-    out.top_tags = [(spelled[k], n) for k, n in counts.most_common() if k != trig][:20]
+    triggers = {tag_key(t) for t in [out.trigger, *(t for t, _ in out.characters.values())] if t}
+    out.top_tags = [(spelled[k], n) for k, n in counts.most_common() if k not in triggers][:20]
     return out
+
+
+def _characters(
+    kohya: dict[str, tuple[int, str]], spelled: dict[str, str], firsts: dict[str, int], images: dict[str, int]
+) -> dict[str, tuple[str, str]]:
+    """One character per kohya folder naming one concept (``10_zkx_mira``), joint folders (``5_a+b``) left out;
+    named by the concept's last word (``mira``) unless two share it. Fewer than two: none.
+
+    In the order a joint folder names them (``5_zkx_mira+qvr_tom``: mira, then tom), else most images first."""
+    import re
+
+    from lorawb.core.captions import tag_key
+    from lorawb.core.characters import JOINER
+
+    joint_order: list[str] = []
+    for folder in sorted(kohya):
+        if JOINER in kohya[folder][1]:
+            joint_order += [tag_key(c) for c in kohya[folder][1].split(JOINER) if tag_key(c) not in joint_order]
+
+    def rank(folder: str) -> tuple[int, int, str]:
+        key = tag_key(kohya[folder][1])
+        at = joint_order.index(key) if key in joint_order else len(joint_order)
+        return at, -images.get(folder, 0), folder
+
+    solo: dict[str, str] = {}  # trigger -> folder (the first of several naming it)
+    for folder in sorted(kohya, key=rank):
+        concept = kohya[folder][1].strip()
+        if not concept or JOINER in concept or "," in concept:
+            continue
+        key = tag_key(concept)
+        trigger = spelled.get(key, concept) if firsts.get(key) else concept
+        if all(tag_key(t) != key for t in solo):
+            solo[trigger] = folder
+    if len(solo) < 2:
+        return {}
+
+    def slug(text: str) -> str:
+        return re.sub(r"[^a-z0-9_-]+", "_", text.lower()).strip("_") or "character"
+
+    short = {t: slug(re.split(r"[\s_]+", t.strip())[-1]) for t in solo}
+    names = {t: short[t] if list(short.values()).count(short[t]) == 1 else slug(t) for t in solo}
+    return {names[t]: (t, f) for t, f in solo.items()}
 
 
 def _toml_list(items: list[str]) -> str:

@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
-from lorawb.core import fsutil, journal, layout, ownwrites, state
+from lorawb.core import cast, fsutil, journal, layout, ownwrites, state
 from lorawb.core.captions import tag_key, tags_of
+from lorawb.core.characters import Character, characters_of
 from lorawb.core.confine import WriteScope
 from lorawb.core.dataset import ImageFacts
 from lorawb.core.index import DATASET, INBOX, IndexDelta, IndexSnapshot, ProjectIndex
@@ -195,6 +196,7 @@ class Filter:
     has_tag: str | None = None
     lacks_tag: str | None = None
     folder: str | None = None  # subfolder (and everything below it)
+    character: str | None = None  # a character's name, a pair (mira+tom), "joint" or "none" (lorawb.core.cast)
 
     def describe(self) -> str:
         parts = [self.area]
@@ -213,10 +215,17 @@ class Filter:
             parts.append(f"-{self.lacks_tag}")
         if self.folder is not None:
             parts.append(f"in {self.folder or '.'}/")
+        if self.character:
+            parts.append(self.character if self.character == cast.JOINT else f"character:{self.character}")
         return " · ".join(parts)
 
     def matches(
-        self, item: TriageItem, *, min_resolution: int = 0, dup_rels: frozenset[str] | set[str] = frozenset()
+        self,
+        item: TriageItem,
+        *,
+        min_resolution: int = 0,
+        dup_rels: frozenset[str] | set[str] = frozenset(),
+        chars: Sequence[Character] = (),
     ) -> bool:
         if item.area != self.area:
             return False
@@ -241,7 +250,20 @@ class Filter:
             f = self.folder.strip("/")
             if f and not (item.folder == f or item.folder.startswith(f + "/")):
                 return False
-        return True
+        return not self.character or cast.matches(
+            cast.held(item.rel, item.folder, item.caption_text, chars), self.character
+        )
+
+
+def character_filter(word: str | None, chars: Sequence[Character]) -> str | None:
+    """A character filter as typed (``Mira``, ``mira + tom``, ``joint``) in its one spelling; TriageError
+    naming the accepted words for anything else; None or empty clears it."""
+    if not word or not word.strip():
+        return None
+    try:
+        return cast.check_filter_word(word, chars)
+    except ValueError as exc:
+        raise TriageError(str(exc), hint="characters are the [characters.<name>] tables of lorawb.toml") from None
 
 
 def parse_state(name: str | None) -> str | None:
@@ -277,9 +299,12 @@ def apply_filter(
     dup_rels: frozenset[str] | set[str] = frozenset(),
     sort: str = "name",
     reverse: bool = False,
+    chars: Sequence[Character] = (),
 ) -> list[TriageItem]:
     return sort_items(
-        (i for i in items if flt.matches(i, min_resolution=min_resolution, dup_rels=dup_rels)), sort, reverse
+        (i for i in items if flt.matches(i, min_resolution=min_resolution, dup_rels=dup_rels, chars=chars)),
+        sort,
+        reverse,
     )
 
 
@@ -317,6 +342,14 @@ def count(items: Iterable[TriageItem], area: str = DATASET, min_resolution: int 
         elif i.short_side < min_resolution:
             c["low_res"] += 1
     return Counts(**c)
+
+
+def cast_of(items: Iterable[TriageItem], chars: Sequence[Character], area: str = DATASET) -> cast.Cast | None:
+    """Counts per character and pair over the area's images that are not rejected (None: one character)."""
+    if len(chars) < 2:
+        return None
+    held = (cast.held(i.rel, i.folder, i.caption_text, chars) for i in items if i.area == area and i.state != REJECT)
+    return cast.Cast.of(held, chars, checks=False)
 
 
 # --------------------------------------------------------------------------- the store
@@ -871,4 +904,5 @@ def list_items(
         dup_rels=frozenset(dup_rels),
         sort=sort,
         reverse=reverse,
+        chars=characters_of(project.config),
     )

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from lorawb.core.caption_ops import CaptionFile, Operation
 from lorawb.core.captions import Caption, join_tags, tag_key, trigger_position
+from lorawb.core.cast import folder_of, held
+from lorawb.core.characters import Character, lead_triggers
 from lorawb.core.config import TAG_MODES
 from lorawb.errors import CaptionError
 from lorawb.tagger.labels import match_key
@@ -34,6 +36,7 @@ class AutoTag(Operation):
     keep: tuple[str, ...] = ()
     model: str = "model"
     label: str = field(default="auto-tag")
+    chars: tuple[Character, ...] = ()  # several characters: each image's own triggers lead, in the project's order
 
     def __post_init__(self) -> None:
         if self.mode not in TAG_MODES:
@@ -47,7 +50,19 @@ class AutoTag(Operation):
         if proposal is None or not proposal.tags:
             return old  # not tagged (skipped, cancelled) or nothing passed the thresholds
         new_tags = [s.tag for s in proposal.tags]
-        return merge_caption(old, new_tags, mode=self.mode, trigger=self.trigger, keep_keys=self.keep_keys)
+        if len(self.chars) < 2:
+            return merge_caption(old, new_tags, mode=self.mode, trigger=self.trigger, keep_keys=self.keep_keys)
+        h = held(cf.image, folder_of(cf.image), old, self.chars)
+        triggers = [c.trigger for c in self.chars if c.name in h.names]
+        first = triggers[0] if triggers else ""
+        keep = self.keep_keys | {match_key(t) for t in triggers}  # replace mode keeps every trigger it holds
+        new = merge_caption(old, new_tags, mode=self.mode, trigger=first, keep_keys=keep)
+        if new == old:
+            return old
+        cap = Caption.parse(new)
+        have = {tag_key(t) for t in cap.tags}
+        tags = lead_triggers([*(t for t in triggers if tag_key(t) not in have), *cap.tags], list(self.chars))
+        return new if tuple(tags) == cap.tags else cap.with_tags(tags).text()
 
 
 def merge_caption(old: str, new_tags: list[str], *, mode: str, trigger: str, keep_keys: frozenset[str]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from lorawb.core import caption_ops
 from lorawb.core.caption_ops import ChangeSet
 from lorawb.core.captions import Caption
+from lorawb.core.characters import Character, characters_of
 from lorawb.core.config import TaggerSection
 from lorawb.core.project import Project
 from lorawb.core.tomlio import validate
@@ -152,14 +153,47 @@ def plan_tags(
         if cache is not None:
             cache.close()
     rules = Rules.from_settings(settings, project.trigger, use_invariant=use_invariant)
-    proposals = {rel: select_tags(labels, rules) for rel, labels in run.predictions.items()}
-    op = AutoTag(proposals, settings.mode, project.trigger, tuple(settings.keep), model=_short(backend.name))
+    chars = tuple(characters_of(project.config))
+    if len(chars) > 1:  # each image leaves out the invariant features of the characters it holds
+        proposals = _per_character(project, run.predictions, rules, chars, use_invariant)
+    else:
+        proposals = {rel: select_tags(labels, rules) for rel, labels in run.predictions.items()}
+    op = AutoTag(
+        proposals,
+        settings.mode,
+        project.trigger,
+        tuple(settings.keep),
+        model=_short(backend.name),
+        chars=chars if len(chars) > 1 else (),
+    )
     tagged = [rel for rel in images if rel in proposals]
     # Read now, after the model ran: the change set's conflict check compares against this moment.
     files = caption_ops.read_captions(project.root, tagged)
     cs = caption_ops.build_changeset(project, op, files=files)
     cs.selection = plural(len(images), "image")
     return TagPlan(cs, proposals, run, settings, backend.name, backend.confidence, len(images))
+
+
+def _per_character(
+    project: Project, predictions: dict, rules: Rules, chars: tuple[Character, ...], use_invariant: bool
+) -> dict[str, Proposal]:
+    """Several characters: an image's tags without the invariant features of the characters it holds (its
+    folders, the triggers its caption names), and without any character's trigger (the merge puts those)."""
+    from dataclasses import replace
+
+    from lorawb.core.cast import folder_of, held
+    from lorawb.tagger.labels import match_key
+
+    texts = {cf.image: cf.text for cf in caption_ops.read_captions(project.root, list(predictions))}
+    triggers = frozenset(match_key(c.trigger) for c in chars)
+    out: dict[str, Proposal] = {}
+    for rel, labels in predictions.items():
+        names = held(rel, folder_of(rel), texts.get(rel), chars).names
+        own = {match_key(t) for c in chars if c.name in names for t in c.invariant} if use_invariant else set()
+        out[rel] = select_tags(
+            labels, replace(rules, invariant=rules.invariant | own, exclude=rules.exclude | triggers)
+        )
+    return out
 
 
 def _short(name: str) -> str:

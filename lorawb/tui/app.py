@@ -26,6 +26,9 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from lorawb.core import caption_history, journal, state
 from lorawb.core.caption_writes import CaptionWrites
+from lorawb.core.cast import Cast
+from lorawb.core.cast import held as held_of
+from lorawb.core.characters import characters_of
 from lorawb.core.index import DATASET, INBOX, IndexSnapshot, ProjectIndex, project_areas
 from lorawb.core.project import Project
 from lorawb.core.watch import ProjectWatcher, WatchBatch
@@ -128,7 +131,7 @@ class LorawbApp(App):
             self.notify(f"unknown theme {self._wanted_theme!r}; using {self.theme}", severity="warning")
         self.image_mode = self._wanted_images if self._wanted_images in IMAGE_MODES else "auto"
         self.title = self.project.name
-        self.sub_title = f"trigger {self.project.trigger or '(none set)'}"
+        self.sub_title = self._first_words()
         self.query_one("#watch-status", Static).display = False
         state.add_reset_listener(self._state_reset)
         self.count_dataset(recover=True)
@@ -201,6 +204,12 @@ class LorawbApp(App):
             return
         self.call_from_thread(self._rescanned, snap)
 
+    def _first_words(self) -> str:
+        chars = characters_of(self.project.config)
+        if len(chars) > 1:
+            return "characters " + ", ".join(c.name for c in chars)
+        return f"trigger {self.project.trigger or '(none set)'}"
+
     def show_counts(self) -> None:
         """Header counts from the index as it is now (no disk access)."""
         self.sub_title = self._counts_text(self.index.snapshot())
@@ -214,6 +223,11 @@ class LorawbApp(App):
         c = snap.counts(DATASET)
         inbox = snap.counts(INBOX).images
         trigger = self.project.trigger or "(no trigger set)"
+        chars = characters_of(self.project.config)
+        if len(chars) > 1:  # several characters: each one's images (alone) and each pair's (together)
+            held = (held_of(f.key, f.folder, f.caption_text, chars) for f in snap.images(DATASET))
+            cast = Cast.of(held, chars, checks=False)
+            trigger = cast.summary() if cast else trigger
         unreadable = []
         if c.unreadable:
             first = c.unreadable[0][0].rsplit("/", 1)[-1]

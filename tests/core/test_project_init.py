@@ -192,3 +192,31 @@ def test_init_without_images_leaves_commented_examples(tmp_path):
     assert project.config.tags.groups == {} and "# context = [" in text
     assert project.config.sample["prompts"] == ["{trigger}"]
     assert "spaceship" not in text
+
+
+def test_init_from_several_kohya_folders_proposes_one_character_per_folder(tmp_path, capsys):
+    from lorawb.core.characters import characters_of
+    from tests.core.two_characters import write_folders
+
+    write_folders(tmp_path / "imgs")
+    assert main(["init", str(tmp_path / "proj"), "--images", str(tmp_path / "imgs")]) == 0
+    out = capsys.readouterr().out
+    assert "2 characters, one per kohya folder" in out and "    mira: trigger 'zkx_mira', 10_zkx_mira/" in out
+    p = Project.load(tmp_path / "proj")
+    # In the order the joint folder 5_zkx_mira+qvr_tom names them; joint folders are no character.
+    assert [(c.name, c.trigger, c.folders) for c in characters_of(p.config)] == [
+        ("mira", "zkx_mira", ("10_zkx_mira",)),
+        ("tom", "qvr_tom", ("10_qvr_tom",)),
+    ]
+    assert p.trigger == ""
+    assert p.config.sample["prompts"][:2] == ["zkx_mira", "qvr_tom"]
+
+
+def test_init_from_one_kohya_folder_stays_a_one_character_project(tmp_path):
+    from tests.core.two_characters import MIRA, write_images
+
+    write_images(tmp_path / "imgs" / "10_zkx_mira", MIRA, "m")
+    assert main(["init", str(tmp_path / "proj"), "--images", str(tmp_path / "imgs")]) == 0
+    p = Project.load(tmp_path / "proj")
+    assert p.trigger == "zkx_mira" and p.config.characters.members == {}
+    assert "[characters" not in (tmp_path / "proj" / "lorawb.toml").read_text(encoding="utf-8")

@@ -31,9 +31,10 @@ from textual.widgets import ContentSwitcher, DataTable, Static
 from lorawb.core import caption_history, caption_ops
 from lorawb.core.caption_edit import Conflict, OpenCaption
 from lorawb.core.caption_ops import CaptionFile, Selection
-from lorawb.core.caption_stats import TagStats, tag_stats
+from lorawb.core.caption_stats import TagStats, leads_with_triggers, tag_stats
 from lorawb.core.caption_writes import CaptionWrites, keep_trigger_in_step
 from lorawb.core.captions import leads_with_trigger
+from lorawb.core.characters import Character, characters_of
 from lorawb.core.composition import Composition, PairTable, composition
 from lorawb.core.index import DATASET, IndexSnapshot
 from lorawb.core.project import Project
@@ -51,6 +52,7 @@ from lorawb.words import fit_name, plural
 
 VIEWS = {"edit": "captions-edit", "tags": "captions-tags", "comp": "captions-comp"}
 FILTER_HELP = "filter: has:TAG  -has:TAG  text:WORDS  in:FOLDER  (empty: no filter)"
+FILTER_HELP_CHARACTERS = "filter: has:TAG  -has:TAG  text:WORDS  in:FOLDER  char:NAME  joint  (empty: no filter)"
 
 
 @dataclass
@@ -184,6 +186,11 @@ class CaptionsTab(Vertical):
     @property
     def wb(self) -> Workbench:
         return workbench(self)
+
+    @property
+    def chars(self) -> list[Character]:
+        """The project's characters (several: the tables and the filter count per character and pair)."""
+        return characters_of(self.project.config)
 
     def _trigger_changed(self) -> None:
         """lorawb.toml's trigger was renamed here (the app's project holds it): every tab re-reads."""
@@ -320,7 +327,7 @@ class CaptionsTab(Vertical):
         order = [rel for rel in wanted if rel in files] if wanted else [cf.image for cf in loaded]
         in_dataset = {cf.image for cf in dataset}
         list_is_dataset = all(rel in in_dataset for rel in order)
-        vocabulary = tag_stats(dataset + others, self.project.trigger).vocabulary()
+        vocabulary = tag_stats(dataset + others, self.project.trigger, self.chars).vocabulary()
         tables = self._compute(files, order, self.filter, dataset, vocabulary, list_is_dataset)
         self.app.call_from_thread(self._loaded, files, order, tables, dataset)
 
@@ -369,11 +376,11 @@ class CaptionsTab(Vertical):
             comp_files = self._filtered(dataset, flt)
         except LorawbError as exc:
             problem = str(exc)
-        stats = tag_stats(shown, self.project.trigger)
+        stats = tag_stats(shown, self.project.trigger, self.chars)
         comp = None
         if self.project.config.tags.groups:
             try:
-                comp = composition(comp_files, self.project.config.tags.groups)
+                comp = composition(comp_files, self.project.config.tags.groups, chars=self.chars)
             except LorawbError:
                 comp = None
         marks = [self._mark(cf) for cf in shown]
@@ -425,6 +432,8 @@ class CaptionsTab(Vertical):
     def _mark(self, cf: CaptionFile | None) -> str:
         if cf is None or not (cf.text or "").strip():
             return "∅"
+        if len(self.chars) > 1:
+            return " " if leads_with_triggers(cf, self.chars) else "!"
         if self.project.trigger and not leads_with_trigger(cf.caption, self.project.trigger):
             return "!"
         return " "
@@ -441,12 +450,19 @@ class CaptionsTab(Vertical):
         if st is None:
             head.update("")
             return
+        columns = ("count", "w/trig", *st.groups, "tag")  # several characters: a column each, and each pair
+        if tuple(str(c.label) for c in table.columns.values()) != columns:
+            table.clear(columns=True)
+            table.add_columns(*columns)
         for t in st.tags:
-            table.add_row(str(t.count), str(t.with_trigger) if st.trigger else "-", Text(t.name), key=t.key)
+            per = [str(n) for n in t.by_group]
+            table.add_row(str(t.count), str(t.with_trigger) if st.trigger else "-", *per, Text(t.name), key=t.key)
         n_missing = len(st.missing_trigger)
         missing = (
             f" · {n_missing} {'lacks' if n_missing == 1 else 'lack'} the trigger" if st.trigger else " · no trigger set"
         )
+        if st.groups:
+            missing = f" · {n_missing} not led by {'its' if n_missing == 1 else 'their'} triggers"
         head.update(
             Content(
                 f"{plural(len(st.tags), 'tag')} in {plural(st.captioned, 'caption')} of {plural(st.total, 'image')}{missing}"
@@ -489,20 +505,26 @@ class CaptionsTab(Vertical):
         for c in pair.col_values:
             table.add_column(Text(c), key=c)
         table.add_column("all", key="__all__")
+        # Several characters: which context x style cells each character (alone) and pair (together) has.
+        cells = comp.cells if pair.rows == next(iter(comp.groups), None) and comp.cells else {}
+        if cells:
+            table.add_column(f"cells/{comp.cells_total()}", key="__cells__")
         for r in pair.row_values:
-            cells: list[Text] = [Text(r, style="bold")]
+            row: list[Text] = [Text(r, style="bold")]
             for c in pair.col_values:
                 n = pair.counts[(r, c)]
                 if n == 0:
-                    cells.append(Text("0 !", style=empty_style))
+                    row.append(Text("0 !", style=empty_style))
                 elif n < pair.threshold:
-                    cells.append(Text(f"{n} ?", style=thin_style))
+                    row.append(Text(f"{n} ?", style=thin_style))
                 else:
-                    cells.append(Text(str(n)))
-            cells.append(Text(str(comp.value_counts[pair.rows][r])))
-            table.add_row(*cells, key=r)
+                    row.append(Text(str(n)))
+            row.append(Text(str(comp.value_counts[pair.rows][r])))
+            if cells:
+                row.append(Text(str(len(cells.get(r, [])))))
+            table.add_row(*row, key=r)
         totals = [Text("all", style="bold")] + [Text(str(comp.value_counts[pair.cols][c])) for c in pair.col_values]
-        table.add_row(*totals, Text(str(comp.total)), key="__all__")
+        table.add_row(*totals, Text(str(comp.total)), *([Text("")] if cells else []), key="__all__")
 
     @on(CompTable.NextPair)
     def _next_pair(self) -> None:
@@ -516,7 +538,7 @@ class CaptionsTab(Vertical):
             return
         row = str(event.cell_key.row_key.value)
         col = str(event.cell_key.column_key.value)
-        row_all, col_all = row == "__all__", col in ("__row__", "__all__")
+        row_all, col_all = row == "__all__", col in ("__row__", "__all__", "__cells__")
         if row_all and col_all:
             self._set_filter(None)
             return
@@ -534,7 +556,7 @@ class CaptionsTab(Vertical):
         key = str(event.row_key.value)
         name = next((t.name for t in st.tags if t.key == key), key) if st else key
         quoted = '"' + name.replace('"', "") + '"'
-        self._set_filter(Filter(f"has:{name}", selection=caption_ops.parse_where(f"has:{quoted}")))
+        self._set_filter(Filter(f"has:{name}", selection=caption_ops.parse_where(f"has:{quoted}", self.chars)))
 
     @on(TagAction)
     def _tag_action(self, event: TagAction) -> None:
@@ -553,7 +575,12 @@ class CaptionsTab(Vertical):
 
     def action_filter(self) -> None:
         current = self.filter.label if self.filter and self.filter.selection is not None else ""
-        self.app.push_screen(PromptScreen(FILTER_HELP, current, "has:forest -has:watercolor"), self._filter_entered)
+        self.app.push_screen(
+            PromptScreen(
+                FILTER_HELP_CHARACTERS if len(self.chars) > 1 else FILTER_HELP, current, "has:forest -has:watercolor"
+            ),
+            self._filter_entered,
+        )
 
     def _filter_entered(self, query: str | None) -> None:
         if query is None:
@@ -562,7 +589,7 @@ class CaptionsTab(Vertical):
             self._set_filter(None)
             return
         try:
-            selection = caption_ops.parse_where(query)
+            selection = caption_ops.parse_where(query, self.chars)
         except LorawbError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -719,7 +746,10 @@ class CaptionsTab(Vertical):
             parts.append(f"{self.stats.captioned} captioned")
         if self.filter:
             parts.append(f"filter: {self.filter.label} (esc clears)")
-        if self.stats and self.stats.trigger:
+        if self.stats and self.stats.groups:  # several characters: each caption leads with its own triggers
+            n_missing = len(self.stats.missing_trigger)
+            parts.append(f"{n_missing} not led by {'its' if n_missing == 1 else 'their'} triggers")
+        elif self.stats and self.stats.trigger:
             n_missing = len(self.stats.missing_trigger)
             parts.append(f"{n_missing} {'lacks' if n_missing == 1 else 'lack'} {self.stats.trigger}")
         if self.unreadable:

@@ -35,6 +35,8 @@ from textual.worker import get_current_worker
 
 from lorawb.core import triage as tri
 from lorawb.core.buckets import BucketSettings, bucket_label
+from lorawb.core.cast import JOINT, filter_words, held
+from lorawb.core.characters import characters_of
 from lorawb.core.dedupe import DedupeResult, find_duplicates
 from lorawb.core.index import REG, IndexDelta
 from lorawb.core.layout import repeats_for
@@ -108,6 +110,7 @@ class TriageTab(Vertical):
         Binding("t", "ask_tag('has_tag')", "Has tag", show=False),
         Binding("T", "ask_tag('lacks_tag')", "Lacks tag", show=False),
         Binding("slash", "ask_folder", "Folder", show=False),
+        Binding("C", "ask_character", "Character", show=False),
         Binding("s", "cycle_sort", "Sort", show=False),
         # priority: before the grid's vim-style G (end still jumps); off the footer, which 80 columns fill
         Binding("G", "generate", "Generate", show=False, priority=True),
@@ -272,6 +275,7 @@ class TriageTab(Vertical):
                 dup_rels=dup_rels,
                 sort="name" if by_score else self.sort,
                 reverse=self.reverse and not by_score,
+                chars=characters_of(self.project.config),
             )
             if by_score:
                 self.shown = sort_by_score(self.shown, self.generated.scores(), self.sort, self.reverse)
@@ -340,6 +344,11 @@ class TriageTab(Vertical):
             t.append(time.strftime(" %Y-%m-%d %H:%M", time.localtime(item.decided_at)))
         t.append(" · " + self._dup_text(item.rel))
         t.append("\n")
+        chars = characters_of(self.project.config)
+        if len(chars) > 1:  # several characters: whom the image holds (its folders, its caption's triggers)
+            names = held(item.rel, item.folder, item.caption_text, chars).names
+            t.append(("holds " + " + ".join(names)) if names else "holds no character", style="bold")
+            t.append(" · ")
         if item.caption_text and item.caption_text.strip():
             t.append(item.caption_text.strip(), style="italic")
         else:
@@ -603,6 +612,26 @@ class TriageTab(Vertical):
             lambda f: None if f is None else self._set_filter(folder=f.strip("/") or None),
         )
 
+    def action_ask_character(self) -> None:
+        """Only the images holding a character, a pair, or two characters or more (``joint``)."""
+        chars = characters_of(self.project.config)
+        if len(chars) < 2:
+            self.notify("one character: add [characters.<name>] tables to lorawb.toml for a character filter")
+            return
+        words = filter_words(chars)
+        self.app.push_screen(
+            Ask("Only images holding:", self.flt.character or "", words, hint=", ".join(words) + " · empty clears"),
+            self._character_entered,
+        )
+
+    def _character_entered(self, word: str | None) -> None:
+        if word is None:
+            return
+        try:
+            self._set_filter(character=tri.character_filter(word, characters_of(self.project.config)))
+        except LorawbError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+
     def action_cycle_sort(self) -> None:
         sorts = (*tri.SORTS, *SCORE_SORTS)
         self.sort = sorts[(sorts.index(self.sort) + 1) % len(sorts)]
@@ -797,6 +826,23 @@ class TriageTab(Vertical):
             "ask_tag('lacks_tag')",
         )
         yield command(c, "Triage: folder…", "Filter by subfolder", self.action_ask_folder, "ask_folder")
+        chars = characters_of(self.project.config)
+        if len(chars) > 1:
+            yield command(
+                c,
+                "Triage: character…",
+                "Filter by character, pair or joint",
+                self.action_ask_character,
+                "ask_character",
+            )
+            for word in filter_words(chars):
+                yield command(
+                    c,
+                    f"Triage: {word} images" if word in (JOINT, "none") else f"Triage: character {word}",
+                    "Images holding two characters or more" if word == JOINT else "Filter by character",
+                    lambda w=word: self._set_filter(character=w),
+                    "ask_character",
+                )
         yield command(
             c,
             "Triage: inbox / dataset",

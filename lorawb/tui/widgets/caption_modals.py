@@ -8,6 +8,7 @@ do with a caption that another program changed while it was being edited.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Select, Static
 
 from lorawb.core import caption_ops as co
+from lorawb.core.characters import Character, characters_of
 from lorawb.core.project import Project
 from lorawb.errors import LorawbError
 from lorawb.tui.workbench import workbench
@@ -47,6 +49,7 @@ OP_SPECS = {
         OpSpec("regex", "regex replace", "pattern (Python re)", "replacement (\\1 for groups)"),
         OpSpec("trigger", "set trigger (first in every caption)", "trigger"),
         OpSpec("rename-trigger", "rename trigger", "old trigger", "new trigger"),
+        OpSpec("triggers", "lead with each image's triggers (several characters)"),
         OpSpec("dedupe", "dedupe tags"),
         OpSpec("sort", "sort tags (trigger first)"),
         OpSpec("strip", "strip empty tags"),
@@ -55,29 +58,11 @@ OP_SPECS = {
 }
 
 
-def make_operation(key: str, a: str, b: str, position: str, trigger: str) -> co.Operation:
+def make_operation(
+    key: str, a: str, b: str, position: str, trigger: str, chars: Sequence[Character] = ()
+) -> co.Operation:
     """The core operation for a form's values (raises CaptionError with a message for the user)."""
-    if key == "add":
-        return co.AddTag(a, at=position or "end", trigger=trigger)
-    if key == "remove":
-        return co.RemoveTag(a)
-    if key == "replace":
-        return co.ReplaceTag(a, b)
-    if key == "move":
-        return co.MoveTag(a, to=position or "front", trigger=trigger)
-    if key == "regex":
-        return co.RegexReplace(a, b)
-    if key == "trigger":
-        return co.SetTrigger(a)
-    if key == "rename-trigger":
-        return co.RenameTrigger(a, b)
-    if key == "dedupe":
-        return co.Dedupe()
-    if key == "sort":
-        return co.SortTags(trigger=trigger)
-    if key == "utf8":
-        return co.ToUtf8()
-    return co.StripEmpty()
+    return co.make_operation(key, a, b, position, trigger, chars)
 
 
 def diff_content(diff: str) -> Content:
@@ -220,7 +205,7 @@ class BulkScreen(ModalScreen["BulkEdit | None"]):
     def action_preview(self) -> None:
         values = self._values()
         try:
-            op = make_operation(*values, trigger=self.project.trigger)
+            op = make_operation(*values, trigger=self.project.trigger, chars=characters_of(self.project.config))
         except LorawbError as exc:
             self._summary(str(exc), error=True)
             return
