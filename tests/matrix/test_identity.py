@@ -1,0 +1,201 @@
+"""Identity against its ceiling, faces with tiny ONNX models, subject crop, PRES, diversity and spreads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lorawb.matrix import identity as ident
+from lorawb.matrix.cells import Cell, LoraRef, Params
+from lorawb.matrix.identity import NO_FACE, IdentityJudge, identity_by_region, leave_one_out
+from lorawb.matrix.scores import EmbedderScorer, ToyScorer, diversity, encode_vec
+from lorawb.matrix.settings import MatrixSettings
+from tests.matrix.onnx_faces import build_face_models
+
+BG = (90, 120, 90)
+
+
+def cell(prompt: str, lora: bool = True, control: int | None = None, seed: int = 0) -> Cell:
+    params = Params(
+        "m",
+        LoraRef("l.safetensors", "step 1") if lora else None,
+        1.0 if lora else 0.0,
+        prompt,
+        "",
+        seed,
+        1.5,
+        2,
+        "ddim",
+        64,
+        64,
+    )
+    return Cell(params, control=control, plain_prompt=prompt.removeprefix("zkx, "))
+
+
+def face_image(faces: list[tuple[int, int, tuple[int, int, int]]], bg=BG) -> Image.Image:
+    """A 64×64 image with red 16×16 "faces" at grid cells (col, row) of 16 px, in the given colours."""
+    im = Image.new("RGB", (64, 64), bg)
+    for col, row, colour in faces:
+        im.paste(Image.new("RGB", (16, 16), colour), (col * 16, row * 16))
+    return im
+
+
+@pytest.fixture(scope="module")
+def face_dir(tmp_path_factory) -> Path:
+    return build_face_models(tmp_path_factory.mktemp("faces") / "buffalo_tiny")
+
+
+def test_leave_one_out_of_identical_images_is_one_and_of_distinct_ones_less():
+    same = np.tile(np.array([[0.6, 0.8]], np.float32), (4, 1))
+    assert leave_one_out(same, range(4), k=2) == pytest.approx({0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0})
+    spread = np.array([[1, 0], [0, 1], [0.6, 0.8], [0.8, 0.6]], np.float32)
+    per = leave_one_out(spread, range(4), k=1)
+    assert per[0] == pytest.approx(0.8) and all(v < 1.0 for v in per.values())
+    # several rows per image (faces): an image is never compared with its own rows
+    assert leave_one_out(np.array([[1, 0], [1, 0], [0, 1]], np.float32), [0, 0, 1], k=1) == {0: 0.0, 1: 0.0}
+    assert ident.of_ceiling(0.71, 0.77) == "identity 0.71 · dataset 0.77 (92%)"
+
+
+def test_the_toy_readers_ceiling_is_one_for_a_dataset_of_one_drawing(tmp_path):
+    from lorawb.toyworld import sample, world
+
+    spec = sample.dataset_specs()[0]
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"same_{i}.png"
+        world.write_image(p, spec, "x", 32)
+        paths.append(p)
+    assert ToyScorer(paths).ceiling == pytest.approx(1.0)
+    varied = []
+    for i, s in enumerate(
+        sample.dataset_specs()[:8] + [world.with_(spec, hair="red"), world.with_(spec, outfit="green")]
+    ):
+        p = tmp_path / f"v_{i}.png"
+        world.write_image(p, s, "x", 32)
+        varied.append(p)
+    c = ToyScorer(varied).ceiling
+    assert c is not None and 0.5 < c < 1.0
+
+
+def test_the_embedder_ceiling_is_measured_once_and_cached(tmp_path, monkeypatch):
+    from lorawb.matrix.embedder import load_embedder
+    from tests.matrix.test_scores import build_dinov2
+
+    emb = load_embedder(build_dinov2(tmp_path / "dinov2"))
+    paths = []
+    for i in range(3):
+        p = tmp_path / "dataset" / f"{i}.png"
+        p.parent.mkdir(exist_ok=True)
+        face_image([(1, 1, (250, 20, 20))]).save(p)
+        paths.append(p)
+    judge = IdentityJudge(emb, top_k=2)
+    judge.load_dataset(paths, tmp_path, tmp_path / "cache" / "embeddings")
+    first = judge.ceiling(tmp_path / "cache")
+    assert first.value == pytest.approx(1.0, abs=1e-4) and first.images == 3 and first.k == 2
+    monkeypatch.setattr(ident, "leave_one_out", lambda *a, **k: pytest.fail("measured again"))
+    assert judge.ceiling(tmp_path / "cache").value == first.value
+    # the subject crop looks at the centre only: another cache key, and a background change outside it is not seen
+    crop = IdentityJudge(emb, crop="subject", top_k=2)
+    crop.load_dataset(paths, tmp_path, tmp_path / "cache" / "embeddings")
+    assert crop.cropped(Image.new("RGB", (100, 100))).size == (60, 95)
+    moved = face_image([(1, 1, (250, 20, 20))])
+    moved.paste(Image.new("RGB", (8, 64), (255, 255, 0)), (0, 0))  # the left edge, outside the subject region
+    assert crop.match(emb.images([crop.cropped(moved)])[0])[0] == pytest.approx(1.0, abs=1e-4)
+    assert judge.match(emb.images([moved])[0])[0] < 0.9999
+
+
+def test_faces_detect_crop_embed_and_match_with_tiny_onnx_models(face_dir, tmp_path):
+    from lorawb.matrix.faces import FaceModel
+
+    model = FaceModel(face_dir)
+    assert model.det_size == (64, 64) and model.has_points and model.rec_size == 112
+    two = face_image([(1, 2, (250, 20, 20)), (2, 0, (250, 20, 120))])
+    found = model.detect(two)
+    assert sorted(f.box for f in found) == [(16.0, 32.0, 32.0, 48.0), (32.0, 0.0, 48.0, 16.0)]
+    assert model.detect(face_image([])) == []
+    # the dataset: one character, a red face, in various places (and one image without a face)
+    paths = []
+    for i, (col, row) in enumerate([(1, 1), (2, 1), (1, 2), (2, 2)]):
+        p = tmp_path / "dataset" / f"{i}.png"
+        p.parent.mkdir(exist_ok=True)
+        face_image([(col, row, (250, 20, 20))]).save(p)
+        paths.append(p)
+    face_image([]).save(tmp_path / "dataset" / "noface.png")
+    paths.append(tmp_path / "dataset" / "noface.png")
+    judge = IdentityJudge(faces=model, top_k=2)
+    judge.load_dataset(paths, tmp_path, tmp_path / "cache")
+    assert judge.by_faces and judge.dataset_images_with_rows == 4 and judge.owners == [0, 1, 2, 3]
+    assert judge.ceiling(tmp_path).value == pytest.approx(1.0, abs=1e-5)
+    # per region: left half holds the character's face, right half another face; "no face found" is its own outcome
+    left, right, top = identity_by_region(judge, two, ["left", "right", (0, 0, 16, 16)])
+    assert left.outcome == "ok" and left.identity == pytest.approx(1.0, abs=1e-5) and left.faces == 1
+    assert right.outcome == "ok" and right.identity < left.identity - 0.01
+    assert top.outcome == NO_FACE and top.identity is None
+    per_face = judge.faces_of(two)
+    assert len(per_face) == 2 and max(f.identity for f in per_face) == pytest.approx(1.0, abs=1e-5)
+    # cached: a second judge reads the dataset's faces without detecting again
+    again = IdentityJudge(faces=model, top_k=2)
+    calls = []
+    real = model.detect
+    model.detect = lambda im: calls.append(1) or real(im)  # type: ignore[method-assign]
+    again.load_dataset(paths, tmp_path, tmp_path / "cache")
+    assert calls == [] and np.allclose(again.vectors, judge.vectors)
+
+
+def test_a_face_scorer_scores_faces_and_says_when_it_found_none(face_dir, tmp_path):
+    from lorawb.matrix.faces import FaceModel
+    from lorawb.matrix.scores import summarize  # noqa: F401  (the summary counts no-face cells; see below)
+
+    p = tmp_path / "dataset" / "a.png"
+    p.parent.mkdir()
+    face_image([(1, 1, (250, 20, 20))]).save(p)
+    q = tmp_path / "dataset" / "b.png"
+    face_image([(2, 1, (250, 20, 20))]).save(q)
+    scorer = EmbedderScorer(
+        None, [p, q], tmp_path, tmp_path / "cache" / "emb", MatrixSettings(top_k=1), faces=FaceModel(face_dir)
+    )
+    assert scorer.measures == ("identity", "memorisation", "prior") and scorer.name.startswith("faces (buffalo_tiny")
+    rows = scorer.score(
+        [cell("zkx, forest"), cell("zkx, bar", seed=1), cell("red outfit, beach", control=0)],
+        [face_image([(1, 2, (250, 20, 20))]), face_image([]), face_image([(3, 3, (250, 20, 120))])],
+        lambda _id: None,
+    )
+    assert rows[0]["identity"] == pytest.approx(1.0, abs=1e-5) and rows[0]["faces"][0]["box"] == [16, 32, 32, 48]
+    assert rows[0]["ceiling"] == pytest.approx(1.0, abs=1e-5)
+    assert rows[1]["face"] == NO_FACE and "identity" not in rows[1]
+    assert "identity" not in rows[2] and rows[2]["prior"] < 1.0  # a control prompt: PRES, not identity
+
+
+def test_pres_and_diversity_on_images_whose_answer_is_known(tmp_path):
+    from lorawb.toyworld import sample, world
+
+    paths = []
+    for i, s in enumerate(sample.dataset_specs()[::5]):
+        p = tmp_path / f"d{i}.png"
+        world.write_image(p, s, "x", 32)
+        paths.append(p)
+    scorer = ToyScorer(paths)
+    mira = world.render(world.Spec(**sample.CHARACTER, context="beach"), 32)
+    other = world.render(world.Spec(hair="red", outfit="green", context="beach"), 32)
+    ctl_lora, ctl_base = (
+        cell("red hair, green outfit, beach", control=0),
+        cell("red hair, green outfit, beach", False, 0),
+    )
+    rows = scorer.score([ctl_base, ctl_lora], [other, mira], {ctl_base.id: other}.get)
+    assert rows[1]["prior"] == pytest.approx(1.0) and rows[0]["prior"] < 0.5  # the LoRA pulled the class prompt to her
+    assert "identity" not in rows[1]
+    # diversity: the same image for every seed is 0; different images are not
+    cells = [cell("zkx, forest", seed=s) for s in range(3)]
+    same = {c.id: {"scorer": "s", "vec": encode_vec(np.array([0.6, 0.8]))} for c in cells}
+    assert diversity(cells, same, "s") == pytest.approx(0.0, abs=1e-3)
+    vecs = [np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.array([1.0, 0.0])]
+    varied = {c.id: {"scorer": "s", "vec": encode_vec(v)} for c, v in zip(cells, vecs, strict=True)}
+    assert diversity(cells, varied, "s") == pytest.approx(2 / 3, abs=1e-3)
+    reads = {
+        c.id: {"scorer": "r", "reading": {"hair": h, "pose": "standing"}} for c, h in zip(cells, "aab", strict=True)
+    }
+    assert diversity(cells, reads, "r") == pytest.approx((0 + 0.5 + 0.5) / 3)
+    assert diversity(cells[:1], varied, "s") is None  # one seed: nothing to measure
