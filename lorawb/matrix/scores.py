@@ -370,10 +370,7 @@ class Summary:
         for metric, rho in self.calibration.items():
             if metric in self.measures and abs(rho) < WEAK_CORRELATION:
                 name = metric.replace("_", " ")
-                out.append(
-                    f"{name} follows the truth only weakly with this embedder "
-                    f"(rank correlation {rho:.2f} on the toy world): read it as a hint"
-                )
+                out.append(f"{name} follows the truth weakly (ρ {rho:.2f} on the toy world): a hint only")
         return out
 
     def ranked(self) -> list[SummaryRow]:
@@ -405,6 +402,33 @@ class Summary:
             return None
         margin, spread = best.net - second.net, max(spreads)
         return (margin, spread) if margin <= spread else None
+
+    def tie_text(self) -> str:
+        """ "step 100 at weight 1 is within the spread …" when the runner-up is; else empty."""
+        tie, second = self.within_spread(), self.runner_up()
+        if tie is None or second is None:
+            return ""
+        return (
+            f"{second.checkpoint} at weight {second.weight:g} is within the spread "
+            f"(margin {tie[0]:.3f} ≤ {tie[1]:.3f}): this matrix does not tell them apart"
+        )
+
+    def headline(self, tie: bool = True) -> str:
+        """The recommendation in one short line (the matrix list and the tab's header)."""
+        from lorawb.matrix.identity import of_ceiling
+
+        if not self.measures:
+            return self.reason or NO_EMBEDDER
+        best = self.best()
+        if best is None:
+            return self.recommendation()
+        text = f"{best.checkpoint} at weight {best.weight:g}: {of_ceiling(best.identity, self.ceiling)}"
+        if best.leak is not None:
+            text += f", leak {best.leak:.2f}"
+        second = self.runner_up()
+        if tie and self.within_spread() is not None and second is not None:
+            text += f" · {second.checkpoint} w{second.weight:g} within the spread"
+        return text
 
     def recommendation(self) -> str:
         from lorawb.matrix.identity import of_ceiling
@@ -446,13 +470,9 @@ class Summary:
             + f" (measured by the {self.scorer}){flag}"
         )
         text += "; " + spread_text(best)
-        tie = self.within_spread()
         second = self.runner_up()
-        if tie is not None and second is not None:
-            text += (
-                f"; {second.checkpoint} at weight {second.weight:g} is within the spread "
-                f"(margin {tie[0]:.3f} ≤ {tie[1]:.3f}): this matrix does not tell them apart"
-            )
+        if self.tie_text():
+            text += "; " + self.tie_text()
         elif second is not None and best.spread is None and second.spread is None:
             text += "; one seed and one prompt: no spread to tell the candidates apart by"
         return text
@@ -636,6 +656,34 @@ def by_axis_value(
         ValueRow(ax.labels[i], len(v["n"]), _mean(v["identity"]), _mean(v["prompt_following"]))
         for i, v in sorted(vals.items())
     ]
+
+
+LABELS = {
+    "identity": "identity",
+    "memorisation": "nearest",
+    "prior": "PRES",
+    "leak": "leak",
+    "diversity": "DIV",
+    "prompt_following": "prompt",
+}
+
+
+def scores_header(summary: Summary) -> str:
+    """What measured each score, the dataset's ceiling, and what is not measured (the tab's scores view)."""
+    by: dict[str, list[str]] = {}
+    for m, label in LABELS.items():
+        if m in summary.measures:
+            by.setdefault(summary.source(m), []).append(label)
+    parts = [f"{', '.join(labels)} by the {src}" for src, labels in by.items()]
+    text = "; ".join(parts)
+    if summary.ceiling is not None:
+        text += f" · dataset ceiling {summary.ceiling:.2f} (each training image against the rest)"
+    elif "identity" in summary.measures:
+        text += " · dataset ceiling not measured"
+    missing = [label for m, label in LABELS.items() if m not in summary.measures and m != "memorisation"]
+    if missing:
+        text += f" · not measured: {', '.join(missing)}"
+    return text
 
 
 def format_table(summary: Summary) -> str:

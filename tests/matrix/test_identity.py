@@ -199,3 +199,76 @@ def test_pres_and_diversity_on_images_whose_answer_is_known(tmp_path):
     }
     assert diversity(cells, reads, "r") == pytest.approx((0 + 0.5 + 0.5) / 3)
     assert diversity(cells[:1], varied, "s") is None  # one seed: nothing to measure
+
+
+def _row(name: str, identity: float, leak: float, seed_sd: float | None, prompt_sd: float | None = None):
+    from lorawb.matrix.scores import SummaryRow
+
+    r = SummaryRow(name, 1.0, identity=identity, leak=leak, seed_sd=seed_sd, prompt_sd=prompt_sd, seeds=2, prompts=4)
+    r.net = identity - leak
+    return r
+
+
+def test_the_recommendation_refuses_to_separate_candidates_within_the_spread():
+    from lorawb.matrix.scores import Summary, SummaryRow, format_table
+
+    base = SummaryRow("base", 0.0, identity=0.4, prior=0.3, diversity=0.5)
+    close = Summary(
+        "CLIP (x)", ("identity", "leak"), [base, _row("step 100", 0.70, 0.1, 0.03), _row("step 200", 0.72, 0.1, 0.04)]
+    )
+    close.ceiling = 0.8
+    rec = close.recommendation()
+    assert rec.startswith("step 200 at weight 1: identity 0.72 · dataset 0.80 (90%), leak 0.10")
+    assert (
+        "step 100 at weight 1 is within the spread (margin 0.020 ≤ 0.040): this matrix does not tell them apart" in rec
+    )
+    assert close.within_spread() == pytest.approx((0.02, 0.04))
+    # the prompt-to-prompt spread counts too
+    by_prompt = Summary("r", ("identity",), [_row("a", 0.80, 0, 0.01, 0.15), _row("b", 0.70, 0, 0.01, 0.02)])
+    assert by_prompt.within_spread() is not None
+    apart = Summary(
+        "CLIP (x)", ("identity", "leak"), [base, _row("step 100", 0.50, 0.1, 0.03), _row("step 200", 0.72, 0.1, 0.04)]
+    )
+    assert apart.within_spread() is None and "within the spread" not in apart.recommendation()
+    single = Summary("r", ("identity",), [_row("a", 0.8, 0, None), _row("b", 0.7, 0, None)])
+    assert "one seed and one prompt: no spread" in single.recommendation()
+    table = format_table(close)
+    assert table.splitlines()[0] == "dataset ceiling (each training image against the rest, CLIP (x)): 0.80"
+    assert "PRES" in table.splitlines()[1] and "±seed" in table.splitlines()[1]
+
+
+def test_summaries_measure_spreads_pres_and_collapse_from_cell_scores(lora_project):
+    """The drawn test matrix (checkpoints 1, 2 × weights 0, 1 × 2 contexts × 2 seeds + a control), given scores."""
+    from lorawb.matrix.folder import MatrixFolder
+    from lorawb.matrix.plan import plan_matrix
+    from lorawb.matrix.scores import summarize
+
+    plan = plan_matrix(MatrixFolder(lora_project / "matrices" / "small"))
+    scores = {}
+    for c in plan.layout.cells.values():
+        p = c.params
+        row = {"scorer": "s", "ceiling": 0.9}
+        step2 = p.lora is not None and "2" in (p.lora.label or "")
+        # step 2 draws one image whatever the seed; base and step 1 vary with it
+        row["vec"] = encode_vec(
+            np.array([1.0, 0.0]) if step2 else np.array([np.cos(p.seed * 1.5), np.sin(p.seed * 1.5)])
+        )
+        if c.is_control:
+            row["prior"] = 0.2 if p.lora is None else 0.6
+        else:
+            row["identity"] = (
+                (0.3 if p.lora is None else 0.8) + (0.05 if p.seed else -0.05) + (0.1 if "forest" in p.prompt else 0.0)
+            )
+        scores[c.id] = row
+    s = summarize(plan.layout, scores, set(scores), "s", ("identity", "prior"), collapse_ratio=0.5)
+    rows = {(r.checkpoint, r.weight): r for r in s.rows}
+    base, one, two = rows[("base", 0.0)], rows[("step 1", 1.0)], rows[("step 2", 1.0)]
+    assert s.ceiling == 0.9 and "diversity" in s.measures
+    assert base.prior == pytest.approx(0.2) and two.prior == pytest.approx(0.6)
+    assert two.seeds == 2 and two.seed_sd == pytest.approx(
+        np.std([0.8, 0.9], ddof=1)
+    )  # seeds 0 and 1, forest +0.1 in both
+    assert two.prompts == 2 and two.prompt_sd == pytest.approx(np.std([0.8, 0.9], ddof=1))
+    assert base.diversity == pytest.approx(1 - np.cos(1.5), abs=1e-3) and two.diversity == pytest.approx(0.0, abs=1e-3)
+    assert two.collapsed and not one.collapsed
+    assert "within the spread" in s.recommendation()  # step 1 and step 2 score the same
