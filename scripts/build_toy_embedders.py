@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Train the tiny toy-world CLIP and DINOv2 embedders the score calibration uses (fixed seed, CPU).
 
     OMP_NUM_THREADS=1 python scripts/build_toy_embedders.py            # -> sample_project/models/toy-{clip,dinov2}

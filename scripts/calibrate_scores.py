@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """How far the matrix scores follow the truth: the toy embedders against the toy reader on the sample's matrix.
 
 Trains the sample project's LoRA (its own settings, 200 steps), draws a matrix over it
