@@ -260,9 +260,21 @@ def make_scorer(
     want = settings.scorer
     if want == "none":
         return NoScorer('scoring is off ([matrix] scorer = "none")')
-    if (settings.embedder or settings.face_embedder) and want in ("auto", "embedder"):
-        from lorawb.errors import ConfigError
+    from lorawb.errors import ConfigError
 
+    if settings.crop == "face" and not settings.face_embedder:
+        raise ConfigError(
+            '[matrix] crop = "face" needs a face detector',
+            path=project.config_path,
+            hint='set [matrix] face_embedder to an InsightFace-format folder, or crop = "subject"',
+        )
+    if settings.crop != "none" and not settings.embedder:
+        raise ConfigError(
+            f'[matrix] crop = "{settings.crop}" crops for an image embedder, and none is set',
+            path=project.config_path,
+            hint='set [matrix] embedder, or crop = "none" (faces are cropped by the detector already)',
+        )
+    if (settings.embedder or settings.face_embedder) and want in ("auto", "embedder"):
         embedder = faces = None
         if settings.embedder:
             from lorawb.matrix.embedder import load_embedder
@@ -272,18 +284,6 @@ def make_scorer(
             from lorawb.matrix.faces import FaceModel
 
             faces = FaceModel(project.resolve(settings.face_embedder))
-        if settings.crop == "face" and faces is None:
-            raise ConfigError(
-                '[matrix] crop = "face" needs a face detector',
-                path=project.config_path,
-                hint='set [matrix] face_embedder to an InsightFace-format folder, or crop = "subject"',
-            )
-        if settings.crop != "none" and embedder is None:
-            raise ConfigError(
-                f'[matrix] crop = "{settings.crop}" crops for an image embedder, and none is set',
-                path=project.config_path,
-                hint='set [matrix] embedder, or crop = "none" (faces are cropped by the detector already)',
-            )
         return EmbedderScorer(
             embedder, dataset, project.root, project.state_dir / "matrix" / "embeddings", settings, faces=faces
         )

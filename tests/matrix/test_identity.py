@@ -272,3 +272,29 @@ def test_summaries_measure_spreads_pres_and_collapse_from_cell_scores(lora_proje
     assert base.diversity == pytest.approx(1 - np.cos(1.5), abs=1e-3) and two.diversity == pytest.approx(0.0, abs=1e-3)
     assert two.collapsed and not one.collapsed
     assert "within the spread" in s.recommendation()  # step 1 and step 2 score the same
+
+
+def test_make_scorer_reads_face_embedder_and_crop_from_the_settings(face_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from lorawb.errors import ConfigError
+    from lorawb.matrix.scores import make_scorer
+
+    (tmp_path / "dataset").mkdir()
+    face_image([(1, 1, (250, 20, 20))]).save(tmp_path / "dataset" / "a.png")
+    face_image([(2, 2, (250, 20, 20))]).save(tmp_path / "dataset" / "b.png")
+    project = SimpleNamespace(
+        root=tmp_path,
+        dataset_dir=tmp_path / "dataset",
+        state_dir=tmp_path / ".lorawb",
+        config_path=tmp_path / "lorawb.toml",
+        resolve=lambda p: tmp_path / p,
+    )
+    ctx = SimpleNamespace(toyworld=False)
+    scorer = make_scorer(project, ctx, MatrixSettings(face_embedder=str(face_dir)))  # type: ignore[arg-type]
+    assert scorer.name.startswith("faces (buffalo_tiny") and scorer.ceiling == pytest.approx(1.0, abs=1e-5)
+    assert (tmp_path / ".lorawb" / "matrix" / "ceiling").is_dir()
+    with pytest.raises(ConfigError, match='crop = "face" needs a face detector'):
+        make_scorer(project, ctx, MatrixSettings(crop="face"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="crops for an image embedder"):
+        make_scorer(project, ctx, MatrixSettings(face_embedder=str(face_dir), crop="subject"))  # type: ignore[arg-type]
