@@ -680,6 +680,9 @@ def scores_header(summary: Summary) -> str:
         text += f" · dataset ceiling {summary.ceiling:.2f} (each training image against the rest)"
     elif "identity" in summary.measures:
         text += " · dataset ceiling not measured"
+    no_face = sum(r.no_face for r in summary.rows)
+    if no_face:
+        text += f" · no face found in {plural(no_face, 'cell')} (identity not measured there)"
     missing = [label for m, label in LABELS.items() if m not in summary.measures and m != "memorisation"]
     if missing:
         text += f" · not measured: {', '.join(missing)}"

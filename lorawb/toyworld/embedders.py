@@ -170,7 +170,7 @@ def train(kind: str, dest: Path, *, steps: int = 600, n: int = 2048, batch: int 
     return info
 
 
-def build_embedders(root: Path, steps: int = 600, log: Any = print) -> dict[str, dict]:
+def build_embedders(root: Path, steps: int = 1500, log: Any = print) -> dict[str, dict]:
     """Both embedders under ``root``: ``toy-clip`` and ``toy-dinov2``."""
     import torch
 
