@@ -411,7 +411,7 @@ class MatrixTab(Vertical):
         if rep.status.error:
             t.append(f"\n{rep.status.error}", style="bold red")
         elif rep.scorer:
-            t.append("\n" + rep.summary().headline(), style="cyan")
+            t.append("\n" + rep.summary().headline(tie=False), style="cyan")
         else:
             t.append("\n" + rep.reason, style="yellow")
         head.update(t)
@@ -587,7 +587,7 @@ class MatrixTab(Vertical):
         collapsed = [f"{r.checkpoint} w{r.weight:g}" for r in s.rows if r.collapsed]
         if collapsed:
             base = s.base
-            ref = f" ({base.diversity:.2f})" if base is not None and base.diversity is not None else ""
+            ref = f" {base.diversity:.2f}" if base is not None and base.diversity is not None else ""
             rec.append(f"\n⚠ collapsed: {', '.join(collapsed)} (DIV far below the base model's{ref})", style="yellow")
         if best is not None:
             from lorawb.matrix.scores import by_axis_value
