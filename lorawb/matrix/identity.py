@@ -32,6 +32,9 @@ from lorawb.core.fsutil import atomic_write_bytes
 if TYPE_CHECKING:
     from PIL import Image
 
+    from lorawb.core.project import Project
+    from lorawb.matrix.settings import MatrixSettings
+
     from lorawb.matrix.embedder import Embedder
     from lorawb.matrix.faces import Face, FaceModel
 
@@ -302,6 +305,36 @@ class IdentityJudge:
             ident, near, _ = self.match(v)
             out.append(RegionIdentity(f.box, ident, near, "ok", 1))
         return out
+
+
+def judge_for(
+    project: Project, dataset: Sequence[Path] | None = None, settings: MatrixSettings | None = None
+) -> tuple[IdentityJudge | None, str]:
+    """The project's identity judge (``[matrix]`` embedder, face_embedder, crop, top_k) with ``dataset``
+    loaded (default: the project's dataset; pass one character's images for per-character scores).
+
+    Returns (judge, "") or (None, why nothing can measure identity on real images).
+    """
+    from lorawb.matrix.scores import NO_EMBEDDER, dataset_images
+    from lorawb.matrix.settings import matrix_settings
+
+    settings = settings or matrix_settings(project)
+    if not (settings.embedder or settings.face_embedder):
+        return None, NO_EMBEDDER
+    embedder = faces = None
+    if settings.embedder:
+        from lorawb.matrix.embedder import load_embedder
+
+        embedder = load_embedder(project.resolve(settings.embedder), settings.device)
+    if settings.face_embedder:
+        from lorawb.matrix.faces import FaceModel
+
+        faces = FaceModel(project.resolve(settings.face_embedder))
+    crop = settings.crop if (settings.crop != "face" or faces is not None) else "none"
+    judge = IdentityJudge(embedder, faces, crop if embedder is not None else "none", settings.top_k)
+    paths = list(dataset) if dataset is not None else dataset_images(project)
+    judge.load_dataset(paths, project.root, project.state_dir / "matrix" / "embeddings")
+    return judge, ""
 
 
 def identity_by_region(judge: IdentityJudge, image: Image.Image, regions: Sequence[Region]) -> list[RegionIdentity]:

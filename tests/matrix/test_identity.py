@@ -298,3 +298,30 @@ def test_make_scorer_reads_face_embedder_and_crop_from_the_settings(face_dir, tm
         make_scorer(project, ctx, MatrixSettings(crop="face"))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="crops for an image embedder"):
         make_scorer(project, ctx, MatrixSettings(face_embedder=str(face_dir), crop="subject"))  # type: ignore[arg-type]
+
+
+def test_judge_for_a_project_scores_regions_against_one_characters_images(face_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from lorawb.matrix.identity import judge_for
+
+    (tmp_path / "dataset").mkdir()
+    mira, tom = tmp_path / "dataset" / "mira.png", tmp_path / "dataset" / "tom.png"
+    face_image([(1, 1, (250, 20, 20))]).save(mira)
+    face_image([(1, 1, (250, 20, 120))]).save(tom)
+    project = SimpleNamespace(
+        root=tmp_path,
+        dataset_dir=tmp_path / "dataset",
+        state_dir=tmp_path / ".lorawb",
+        config_path=tmp_path / "lorawb.toml",
+        resolve=lambda p: tmp_path / p,
+    )
+    assert judge_for(project, settings=MatrixSettings())[0] is None  # type: ignore[arg-type]
+    settings = MatrixSettings(face_embedder=str(face_dir), top_k=1)
+    judge_mira, why = judge_for(project, [mira], settings)  # type: ignore[arg-type]
+    judge_tom, _ = judge_for(project, [tom], settings)  # type: ignore[arg-type]
+    assert why == "" and judge_mira is not None and judge_tom is not None
+    pair = face_image([(0, 1, (250, 20, 20)), (3, 1, (250, 20, 120))])  # mira left, tom right
+    left_m, right_m = judge_mira.by_region(pair, ["left", "right"])
+    left_t, right_t = judge_tom.by_region(pair, ["left", "right"])
+    assert left_m.identity > right_m.identity and right_t.identity > left_t.identity
