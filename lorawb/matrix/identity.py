@@ -33,10 +33,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from lorawb.core.project import Project
-    from lorawb.matrix.settings import MatrixSettings
-
     from lorawb.matrix.embedder import Embedder
     from lorawb.matrix.faces import Face, FaceModel
+    from lorawb.matrix.settings import MatrixSettings
 
 Crop = Literal["none", "subject", "face"]
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
