@@ -24,7 +24,7 @@ CALIBRATED = ("identity", "leak", "prompt_following", "prior")
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
     """Spearman's rank correlation (ties averaged); None with fewer than three pairs or a constant side."""
-    if len(a) != len(b) or len(a) < 3:
+    if len(a) != len(b) or len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
         return None
     from scipy.stats import spearmanr
 
