@@ -111,6 +111,9 @@ def format_side_by_side(c: MatrixComparison) -> str:
         f"A {c.a.folder.id} (run {c.run_a})  vs  B {c.b.folder.id} (run {c.run_b})",
         f"scores measured by A: {c.a.scorer or c.a.reason}; B: {c.b.scorer or c.b.reason}",
     ]
+    ca, cb = c.a.summary().ceiling, c.b.summary().ceiling
+    if ca is not None or cb is not None:
+        lines.append(f"dataset ceiling (each training image against the rest): A {_f(ca)} / B {_f(cb)}")
     if c.differences:
         lines.append("the specs differ beside the run: " + "; ".join(c.differences))
     lines.append("")

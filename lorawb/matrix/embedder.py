@@ -75,6 +75,8 @@ class Embedder:
         """Changes when the folder's config or weights change (the dataset cache is per key)."""
         h = hashlib.sha1(str(self.path.resolve()).encode())
         for f in sorted(self.path.glob("*.json")) + sorted(self.path.glob("*.safetensors")):
+            if f.name.startswith("lorawb_"):  # lorawb's notes about the model (calibration), not the model
+                continue
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
         return h.hexdigest()[:16]

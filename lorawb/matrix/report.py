@@ -28,8 +28,10 @@ def expected_scorer(plan: Plan) -> tuple[str | None, str]:
     s = plan.settings
     if s.scorer == "none":
         return None, 'scoring is off ([matrix] scorer = "none")'
-    if s.embedder and s.scorer in ("auto", "embedder"):
-        return f"embedder {Path(s.embedder).name}", ""
+    if (s.embedder or s.face_embedder) and s.scorer in ("auto", "embedder"):
+        names = [f"embedder {Path(s.embedder).name}"] if s.embedder else []
+        names += [f"faces {Path(s.face_embedder).name}"] if s.face_embedder else []
+        return " + ".join(names), ""
     if s.scorer != "embedder" and plan.ctx.toyworld:
         return "toy-world reader", ""
     if s.scorer == "toyworld":
@@ -66,7 +68,24 @@ class Report:
         return len(self.done & set(self.plan.layout.cells))
 
     def summary(self) -> Summary:
-        return summarize(self.plan.layout, self.scores, self.done, self.scorer or "none", self.measures, self.reason)
+        from lorawb.matrix.calibration import read_calibration
+
+        out = summarize(
+            self.plan.layout,
+            self.scores,
+            self.done,
+            self.scorer or "none",
+            self.measures,
+            self.reason,
+            collapse_ratio=self.plan.settings.collapse_ratio,
+        )
+        st = self.plan.settings
+        if st.embedder and self.scorer:
+            cal = read_calibration(self.plan.project.resolve(st.embedder))
+            if st.face_embedder or st.crop != "none":  # calibrated on whole images: identity is measured otherwise
+                cal = {m: r for m, r in cal.items() if m not in ("identity", "prior")}
+            out.calibration = cal
+        return out
 
     def view(self) -> View:
         v = self.plan.spec.view

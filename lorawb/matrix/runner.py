@@ -253,7 +253,9 @@ def score_missing(plan: Plan, rescore: bool = False, scorer: Scorer | None = Non
         and (
             rescore
             or have.get(c.id, {}).get("scorer") != scorer.name
-            or (c.is_control and not c.params.is_base and "leak" not in have.get(c.id, {}))
+            or (
+                "leak" in scorer.measures and c.is_control and not c.params.is_base and "leak" not in have.get(c.id, {})
+            )
         )
     ]
     todo.sort(key=lambda c: not c.params.is_base)

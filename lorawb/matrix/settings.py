@@ -4,6 +4,8 @@
 
     [matrix]
     embedder = "models/clip-vit-b32"   # a local transformers CLIP or DINOv2 folder for the scores
+    face_embedder = "models/buffalo_l" # optional: faces (SCRFD + ArcFace .onnx) measure identity
+    crop = "subject"                   # identity on the central subject region (or "face", or "none")
     memorisation_threshold = 0.95      # a cell this close to one training image is flagged
     target_minutes = 10                # `matrix new` fits a new matrix to about this long (0: the full one)
 """
@@ -27,6 +29,23 @@ class MatrixSettings(BaseModel):
         "",
         description="a local transformers CLIP (CLIPModel, CLIPVisionModelWithProjection) or DINOv2 (Dinov2Model) "
         "folder that embeds images for the scores; nothing is downloaded",
+    )
+    face_embedder: str = Field(
+        "",
+        description="a local InsightFace-format folder (an SCRFD detector det_*.onnx and an ArcFace recognition "
+        ".onnx, run with onnxruntime): identity becomes the similarity of the detected faces to the dataset's faces",
+    )
+    crop: Literal["none", "subject", "face"] = Field(
+        "none",
+        description="what a whole-image embedder looks at for identity: the whole image, the central subject "
+        "region, or the detected face's box (needs face_embedder)",
+    )
+    collapse_ratio: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="diversity: a checkpoint × weight whose seeds differ less than this share of the base "
+        "model's diversity is flagged as collapsed",
     )
     scorer: Literal["auto", "embedder", "toyworld", "none"] = Field(
         "auto", description="auto: the embedder when set, else the toy-world reader for toy-world models"

@@ -47,6 +47,8 @@ class Candidate:
     net: float | None  # identity − leak, the measure the matrix recommends by
     spread: float | None  # seed-to-seed standard deviation of net (None with one seed)
     by_seed: dict[str, list[float]] = field(default_factory=dict)  # metric -> one mean per seed
+    prompt_spread: float | None = None  # prompt-to-prompt standard deviation of identity (None with one prompt)
+    ceiling: float | None = None  # the dataset's own leave-one-out identity (same measure and k)
 
     @property
     def copies(self) -> bool:
@@ -126,10 +128,17 @@ class SweepReport:
         if spread is None:
             return text + f"\nmargin {margin:.3f}; one seed only, so no seed-to-seed spread to weigh it against"
         if margin > spread:
-            return (
-                text + f"\nthe margin {margin:.3f} is larger than the seed-to-seed spread ({spread:.3f}): "
+            text += (
+                f"\nthe margin {margin:.3f} is larger than the seed-to-seed spread ({spread:.3f}): "
                 f"{best.label} is better on this matrix"
             )
+            prompts = [c.prompt_spread for c in (best, rival) if c.prompt_spread is not None]
+            if prompts and margin <= max(prompts):
+                text += (
+                    f", but within the prompt-to-prompt spread ({max(prompts):.3f}): "
+                    "on some prompts the other may do better"
+                )
+            return text
         return (
             text + f"\nthe margin {margin:.3f} is within the seed-to-seed spread ({spread:.3f}): this matrix does "
             "not tell the two apart (more seeds, or a bigger change, would)"
@@ -171,7 +180,9 @@ class SweepReport:
 
 
 def _scores(c: Candidate) -> str:
-    parts = [f"identity {c.identity:.2f}" if c.identity is not None else "identity -"]
+    from lorawb.matrix.identity import of_ceiling
+
+    parts = [of_ceiling(c.identity, c.ceiling)]
     if c.leak is not None:
         parts.append(f"leak {c.leak:.2f}")
     parts.append(f"net {c.net:.3f}" + (f" ± {c.spread:.3f}" if c.spread is not None else ""))
@@ -251,6 +262,8 @@ def rank_matrix(report: Report, label: str, run: str) -> list[Candidate]:
                 net=net,
                 spread=statistics.stdev(nets) if len(nets) > 1 else None,
                 by_seed={**by_seed, "net": nets},
+                prompt_spread=row.prompt_sd,
+                ceiling=summary.ceiling,
             )
         )
     return out
@@ -308,9 +321,17 @@ def format_report(r: SweepReport, top: int = 10) -> str:
     if not r.candidates:
         lines.append(r.reason)
         return "\n".join(lines)
-    lines.append(f"ranked by identity − leak (scores measured by the {r.scorer}; ± is the seed-to-seed spread):")
     lines.append(
-        f"{'#':>3}  {'setting':<28} {'checkpoint':<11} {'weight':>6} {'identity':>8} {'leak':>6} {'prompt':>6} {'net':>7} {'±':>6}"
+        f"ranked by identity − leak (scores measured by the {r.scorer}; ± is the seed-to-seed spread of the net, "
+        "±prompt the prompt-to-prompt spread of identity):"
+    )
+    ceilings = {c.ceiling for c in r.candidates if c.ceiling is not None}
+    if ceilings:
+        lines.append(
+            "dataset ceiling (each training image against the rest): " + ", ".join(f"{x:.2f}" for x in sorted(ceilings))
+        )
+    lines.append(
+        f"{'#':>3}  {'setting':<28} {'checkpoint':<11} {'weight':>6} {'identity':>8} {'leak':>6} {'prompt':>6} {'net':>7} {'±':>6} {'±prompt':>7}"
     )
 
     def f(x: float | None, w: int = 6, p: int = 2) -> str:
@@ -320,7 +341,7 @@ def format_report(r: SweepReport, top: int = 10) -> str:
         mark = " ⚠copies" if c.copies else ""
         lines.append(
             f"{i:>3}  {c.label[:28]:<28} {c.checkpoint[:11]:<11} {c.weight:>6g} {f(c.identity, 8)} {f(c.leak)} "
-            f"{f(c.prompt_following)} {f(c.net, 7, 3)} {f(c.spread, 6, 3)}{mark}"
+            f"{f(c.prompt_following)} {f(c.net, 7, 3)} {f(c.spread, 6, 3)} {f(c.prompt_spread, 7, 3)}{mark}"
         )
     if len(r.candidates) > top:
         lines.append(f"  … {len(r.candidates) - top} more (--top N)")

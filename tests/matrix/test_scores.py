@@ -191,6 +191,7 @@ def test_a_matrix_is_scored_by_the_embedder_named_in_lorawb_toml(embedders, lora
         "memorisation",
         "leak",
         "prompt_following",
+        "prior",
     }
     rows = {(r.checkpoint, r.weight): r for r in report.summary().rows}
     assert rows[("base", 0.0)].identity is not None and rows[("base", 0.0)].leak is None

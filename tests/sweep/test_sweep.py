@@ -202,3 +202,12 @@ async def test_the_sweeps_view_shows_the_ranking_the_verdict_and_a_chart(finishe
         assert chart.title.startswith("identity − leak by checkpoint step at weight 1")
         await pilot.press("i")
         assert chart.title.startswith("identity by checkpoint step")
+
+
+def test_the_verdict_says_when_the_margin_is_within_the_prompt_to_prompt_spread():
+    a, b = candidate("a", 0.60, 0.02), candidate("b", 0.45, 0.03)
+    a.prompt_spread, b.prompt_spread, a.ceiling = 0.20, 0.05, 0.8
+    text = report_of(a, b).verdict()
+    assert "larger than the seed-to-seed spread (0.030)" in text
+    assert "but within the prompt-to-prompt spread (0.200)" in text
+    assert "identity 0.60 · dataset 0.80 (75%)" in text

@@ -174,7 +174,18 @@ class MatrixTab(Vertical):
     def on_mount(self) -> None:
         self.query_one("#matrix-list", DataTable).add_columns("matrix", "run", "state", "cells", "recommendation")
         self.query_one("#matrix-scores", DataTable).add_columns(
-            "checkpoint", "weight", "cells", "identity", "prompt", "leak", "nearest", "copies"
+            "checkpoint",
+            "w",
+            "identity",
+            "%ceil",
+            "±seed/pr",
+            "leak",
+            "PRES",
+            "DIV",
+            "prompt",
+            "cells",
+            "nearest",
+            "copies",
         )
         self.set_interval(POLL_INTERVAL, self.request_poll)
         self.request_poll()
@@ -323,7 +334,7 @@ class MatrixTab(Vertical):
             message = getattr(exc, "message", None) or str(exc)
             note = message if not line else f"line {line}: {message}"
             return None, ListRow(folder.id, "invalid", len(folder.done_ids()), None, note)
-        rec = rep.summary().recommendation() if rep.scorer else rep.reason
+        rec = rep.summary().headline() if rep.scorer else rep.reason
         run = rep.plan.ctx.run.id if rep.plan.ctx.run is not None else ""
         return rep, ListRow(folder.id, rep.status.display_state, rep.drawn, rep.total, rec, run)
 
@@ -400,7 +411,7 @@ class MatrixTab(Vertical):
         if rep.status.error:
             t.append(f"\n{rep.status.error}", style="bold red")
         elif rep.scorer:
-            t.append("\n" + rep.summary().recommendation(), style="cyan")
+            t.append("\n" + rep.summary().headline(tie=False), style="cyan")
         else:
             t.append("\n" + rep.reason, style="yellow")
         head.update(t)
@@ -528,36 +539,56 @@ class MatrixTab(Vertical):
         out.update(t)
 
     def _show_scores(self) -> None:
+        from lorawb.matrix.scores import scores_header
+
         rep = self.report
         if rep is None:
             return
         s = rep.summary()
-        self.query_one("#matrix-scorer", Static).update(
-            f"scores measured by the {rep.scorer} (identity and prompt on trigger prompts, leak on control prompts)"
-            if rep.scorer
-            else rep.reason
-        )
+        self.query_one("#matrix-scorer", Static).update(scores_header(s) if rep.scorer else rep.reason)
         table = self.query_one("#matrix-scores", DataTable)
         table.clear()
 
-        def f(x: float | None) -> str:
-            return "-" if x is None else f"{x:.2f}"
+        def f(x: float | None, short: bool = False) -> str:
+            if x is None:
+                return "-"
+            return f"{x:.2f}".replace("0.", ".", 1) if short else f"{x:.2f}"
 
         best = s.best()
         for r in s.rows:
             mark = "★ " if best is r else ""
             copies = str(r.flagged) if r.memorisation is not None else "-"
+            share = f"{100 * r.identity / s.ceiling:.0f}%" if r.identity is not None and s.ceiling else "-"
+            spread = f"{f(r.seed_sd, True)}/{f(r.prompt_sd, True)}" if r.identity is not None else "-"
+            div = f(r.diversity) + (" ⚠" if r.collapsed else "")
             table.add_row(
                 mark + r.checkpoint,
                 f"{r.weight:g}",
-                f"{r.done}/{r.cells}",
                 f(r.identity),
-                f(r.prompt_following),
+                share,
+                spread,
                 f(r.leak),
+                f(r.prior),
+                div,
+                f(r.prompt_following),
+                f"{r.done}/{r.cells}",
                 f(r.memorisation),
                 copies,
             )
-        rec = Text("recommendation: " + s.recommendation())
+        rec = Text("recommendation: " + (s.headline(tie=False) if best is not None else s.recommendation()))
+        if best is not None:
+            from lorawb.matrix.scores import spread_text
+
+            rec.append("\n" + spread_text(best), style="dim")
+            if s.tie_text():
+                rec.append("; " + s.tie_text(), style="yellow")
+        for caveat in s.caveats():
+            rec.append("\n⚠ " + caveat, style="yellow")
+        collapsed = [f"{r.checkpoint} w{r.weight:g}" for r in s.rows if r.collapsed]
+        if collapsed:
+            base = s.base
+            ref = f" {base.diversity:.2f}" if base is not None and base.diversity is not None else ""
+            rec.append(f"\n⚠ collapsed: {', '.join(collapsed)} (DIV far below the base model's{ref})", style="yellow")
         if best is not None:
             from lorawb.matrix.scores import by_axis_value
 
@@ -723,9 +754,18 @@ class MatrixTab(Vertical):
         s = rep.scores.get(cid)
         if s:
             t.append(f"scores ({rep.scorer}):\n", style="bold")
-            for key in ("identity", "prompt_following", "leak", "memorisation"):
+            for key in ("identity", "prompt_following", "leak", "prior", "memorisation"):
                 if isinstance(s.get(key), (int, float)):
-                    t.append(f"  {key.replace('_', ' ')}: {s[key]:.3f}\n")
+                    name = "PRES (similarity to the dataset)" if key == "prior" else key.replace("_", " ")
+                    extra = ""
+                    if key in ("identity", "prior") and isinstance(s.get("ceiling"), (int, float)) and s["ceiling"] > 0:
+                        extra = f" · dataset {s['ceiling']:.3f} ({100 * s[key] / s['ceiling']:.0f}%)"
+                    t.append(f"  {name}: {s[key]:.3f}{extra}\n")
+            if s.get("face"):
+                t.append(f"  identity: {s['face']} (not a low score: nothing to measure)\n", style="yellow")
+            for i, face in enumerate(s.get("faces") or []):
+                if len(s["faces"]) > 1 and isinstance(face.get("identity"), (int, float)):
+                    t.append(f"  face {i + 1} at {face.get('box')}: identity {face['identity']:.3f}\n")
             if s.get("nearest"):
                 t.append(
                     f"  nearest training image: {s['nearest']}" + ("  ⚠ near copy" if s.get("flagged") else "") + "\n"
