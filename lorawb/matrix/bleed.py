@@ -117,7 +117,7 @@ def toy_joint(image: Any, placed: Sequence[Look]) -> dict[str, Any]:
         "bleed": _max([c["bleed"] for c in chars.values()]),
         "two_figures": 1.0 if figs.two_figures else 0.0,
         "characters": chars,
-        "reading": {"left": rl, "right": rr},
+        "readings": {"left": rl, "right": rr},
     }
 
 
@@ -201,6 +201,71 @@ def embedder_joint(
     }
 
 
+# --- the matrix's hook (lorawb.matrix.scores calls these for cells with a character axis) ---------
+
+
+def character_images(root: Path, images: Sequence[Path], chars: Sequence[Character]) -> dict[str, list[int]]:
+    """Per character, the indices of ``images`` (under ``root``) that hold it alone (its folder or the
+    triggers its caption names; lorawb.core.characters)."""
+    from lorawb.core.captions import tags_of
+    from lorawb.core.characters import characters_in
+
+    out: dict[str, list[int]] = {c.name: [] for c in chars}
+    for i, p in enumerate(images):
+        rel = p.parent.relative_to(root).as_posix() if p.is_relative_to(root) else ""
+        cap = p.with_suffix(".txt")
+        try:
+            tags = tags_of(cap.read_text(encoding="utf-8", errors="replace")) if cap.is_file() else []
+        except OSError:
+            tags = []
+        held = characters_in(rel, tags, chars)
+        if len(held) == 1:
+            out[held[0]].append(i)
+    return out
+
+
+class CharacterScores:
+    """The project's characters as the cell scorers see them (only built with two or more)."""
+
+    def __init__(self, chars: Sequence[Character], root: Path, images: Sequence[Path]) -> None:
+        self.chars = list(chars)
+        self.own = character_images(root, images, chars)
+        self.images = list(images)
+        self._looks: dict[str, Look] | None = None
+
+    @property
+    def looks(self) -> dict[str, Look]:
+        if self._looks is None:
+            self._looks = {c.name: look_of(c, [self.images[i] for i in self.own[c.name]]) for c in self.chars}
+        return self._looks
+
+    def toy(self, names: Sequence[str], prompt: str, image: Any) -> dict[str, Any]:
+        """The toy reader's per-character scores of a cell prompting ``names`` (one, or a pair)."""
+        looks = self.looks
+        if len(names) == 1:
+            own = looks[names[0]]
+            return toy_alone(image, own, [v for k, v in looks.items() if k != names[0]])
+        order = toy_placement(prompt, [looks[n].trigger for n in names])
+        return toy_joint(image, [looks[names[i]] for i in order])
+
+    def embedder(
+        self, names: Sequence[str], prompt: str, image: Any, vec: np.ndarray, embed: Any, dataset: np.ndarray, k: int
+    ) -> dict[str, Any]:
+        """Per-character identity with an embedder: one character against its own images; a pair per
+        half where the prompt places it. Bleed and two figures are not measured (``unmeasured``)."""
+        refs = {n: dataset[self.own[n]] for n in names if n in self.own}
+        if len(names) == 1:
+            ref = refs.get(names[0])
+            ident = float(np.sort(ref @ vec)[-min(k, len(ref)) :].mean()) if ref is not None and len(ref) else None
+            return {
+                "identity": ident,
+                "characters": {names[0]: {"identity": ident, "at": "alone"}},
+                "unmeasured": UNMEASURED["bleed"],
+            }
+        triggers = [dict((c.name, c.trigger) for c in self.chars)[n] for n in names]
+        return embedder_joint(image, prompt, names, triggers, embed, refs, k)
+
+
 def format_characters(row: Mapping[str, Any]) -> str:
     """One line of a cell's per-character scores: ``mira 1.00 (left) · tom 0.67 (right) · bleed 0 · two figures``."""
     parts = []
@@ -217,3 +282,74 @@ def format_characters(row: Mapping[str, Any]) -> str:
     if row.get("unmeasured"):
         parts.append(f"not measured: {row['unmeasured']}")
     return " · ".join(parts)
+
+
+@dataclass
+class CharacterRow:
+    """Mean per-character scores of the cells of one LoRA setting and one character axis value."""
+
+    loras: str  # the checkpoint or loras label, "base" for no LoRA
+    character: str  # the character axis value: "mira", "mira+tom"
+    cells: int
+    identity: float | None
+    bleed: float | None
+    two_figures: float | None
+
+
+def by_character(layout: Any, scores: Mapping[str, Mapping[str, Any]], scorer: str) -> list[CharacterRow]:
+    """Per LoRA setting (checkpoint × weight, or loras value) and character value: mean identity,
+    bleed and two-figure share over the scored cells (None where nothing measured it)."""
+    if "character" not in layout.axes:
+        return []
+    ch = layout.axes["character"]
+    groups: dict[tuple[str, str], dict[str, list[float]]] = {}
+    seen: dict[tuple[str, str], set[str]] = {}
+    for pos in layout.positions:
+        cell = layout.cells[pos.cell]
+        if cell.is_control:
+            continue
+        if cell.params.is_base:
+            setting = "base"
+        elif cell.params.stack and "loras" in layout.axes:
+            setting = layout.axes["loras"].labels[pos.index("loras")]
+        else:
+            setting = layout.axes["checkpoint"].labels[pos.index("checkpoint")]
+            if len(layout.axes["weight"]) > 1:
+                setting += f" @{float(cell.params.weight):g}"
+        key = (setting, ch.labels[pos.index("character")])
+        ids = seen.setdefault(key, set())
+        vals = groups.setdefault(key, {"identity": [], "bleed": [], "two_figures": []})
+        if pos.cell in ids:
+            continue
+        ids.add(pos.cell)
+        s = scores.get(pos.cell)
+        if not s or s.get("scorer") != scorer:
+            continue
+        for m in vals:
+            if isinstance(s.get(m), (int, float)):
+                vals[m].append(float(s[m]))
+
+    def mean(xs: list[float]) -> float | None:
+        return float(sum(xs) / len(xs)) if xs else None
+
+    return [
+        CharacterRow(k[0], k[1], len(seen[k]), mean(v["identity"]), mean(v["bleed"]), mean(v["two_figures"]))
+        for k, v in groups.items()
+    ]
+
+
+def format_by_character(rows: Sequence[CharacterRow]) -> str:
+    """The per-character table as plain text (``lorawb matrix show``, the Matrix tab's scores)."""
+    if not rows:
+        return ""
+
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
+    width = max(12, *(len(r.loras) for r in rows))
+    lines = [f"{'loras':<{width}} {'character':<12} {'cells':>5} {'identity':>8} {'bleed':>6} {'two figs':>8}"]
+    for r in rows:
+        lines.append(
+            f"{r.loras:<{width}} {r.character:<12} {r.cells:>5} {f(r.identity):>8} {f(r.bleed):>6} {f(r.two_figures):>8}"
+        )
+    return "\n".join(lines)

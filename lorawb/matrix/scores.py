@@ -75,10 +75,11 @@ class ToyScorer:
     name = "toy-world reader"
     measures = ("identity", "prompt_following", "leak")
 
-    def __init__(self, dataset: Sequence[Path], share: float = 0.75) -> None:
+    def __init__(self, dataset: Sequence[Path], share: float = 0.75, characters: Any = None) -> None:
         from lorawb.toyworld import reader
 
         self.reader = reader
+        self.characters = characters  # lorawb.matrix.bleed.CharacterScores, with several characters
         readings = [reader.read(p).as_dict() for p in dataset]
         self.character: dict[str, str] = {}
         for attr in reader.READ:
@@ -95,10 +96,13 @@ class ToyScorer:
 
         out = []
         for cell, image in zip(cells, images, strict=True):
-            reading = self.reader.read(image).as_dict()
-            row: dict[str, Any] = {"reading": reading}
+            joint = len(cell.characters) > 1
+            reading = self.reader.read(self.reader.halves(image)[0] if joint else image).as_dict()
+            row: dict[str, Any] = {} if joint else {"reading": reading}
             if not cell.is_control and self.character:
                 row["identity"] = sum(reading[k] == v for k, v in self.character.items()) / len(self.character)
+            if cell.characters and self.characters is not None:
+                row.update(self.characters.toy(cell.characters, cell.params.prompt, image))
             want = world.parse_prompt(cell.plain_prompt)
             row["prompt_following"] = sum(reading[k] == v for k, v in want.items()) / len(want) if want else None
             if cell.is_control and not cell.params.is_base:
@@ -113,9 +117,18 @@ class ToyScorer:
 class EmbedderScorer:
     """Cosine similarities of embeddings from a local CLIP / DINOv2 folder."""
 
-    def __init__(self, embedder: Any, dataset: Sequence[Path], root: Path, cache_dir: Path, settings: MatrixSettings):
+    def __init__(
+        self,
+        embedder: Any,
+        dataset: Sequence[Path],
+        root: Path,
+        cache_dir: Path,
+        settings: MatrixSettings,
+        characters: Any = None,
+    ):
         from lorawb.matrix.embedder import dataset_embeddings
 
+        self.characters = characters  # lorawb.matrix.bleed.CharacterScores, with several characters
         self.embedder = embedder
         self.name = embedder.name
         self.measures = ("identity", "memorisation", "leak") + (("prompt_following",) if embedder.has_text else ())
@@ -135,7 +148,7 @@ class EmbedderScorer:
     def score(self, cells: Sequence[Cell], images: Sequence[Any], base: BaseLookup) -> list[dict[str, Any]]:
         vecs = self.embedder.images(list(images))
         out = []
-        for cell, e in zip(cells, vecs, strict=True):
+        for cell, e, image in zip(cells, vecs, images, strict=True):
             if cell.params.is_base:
                 self._base[cell.id] = e
             row: dict[str, Any] = {}
@@ -150,6 +163,12 @@ class EmbedderScorer:
                 row["flagged"] = bool(sims[best] >= self.threshold)
             if self.embedder.has_text and cell.plain_prompt:
                 row["prompt_following"] = float(e @ self._text_vec(cell.plain_prompt))
+            if cell.characters and self.characters is not None and len(self.dataset):
+                row.update(
+                    self.characters.embedder(
+                        cell.characters, cell.params.prompt, image, e, self.embedder.images, self.dataset, self.top_k
+                    )
+                )
             if cell.is_control and not cell.params.is_base:
                 ref = self._base.get(cell.base_id)
                 if ref is None:
@@ -173,6 +192,13 @@ def make_scorer(
     ``dataset``: the images identity is measured against (default: the project's dataset).
     """
     dataset = list(dataset) if dataset is not None else dataset_images(project)
+    chars = None
+    from lorawb.core.characters import characters_of
+
+    if len(characters_of(project.config)) > 1:
+        from lorawb.matrix.bleed import CharacterScores
+
+        chars = CharacterScores(characters_of(project.config), project.dataset_dir, dataset)
     want = settings.scorer
     if want == "none":
         return NoScorer('scoring is off ([matrix] scorer = "none")')
@@ -180,11 +206,13 @@ def make_scorer(
         from lorawb.matrix.embedder import load_embedder
 
         embedder = load_embedder(project.resolve(settings.embedder), settings.device)
-        return EmbedderScorer(embedder, dataset, project.root, project.state_dir / "matrix" / "embeddings", settings)
+        return EmbedderScorer(
+            embedder, dataset, project.root, project.state_dir / "matrix" / "embeddings", settings, chars
+        )
     if want == "embedder":
         return NoScorer(NO_EMBEDDER)
     if ctx.toyworld:
-        return ToyScorer(dataset)
+        return ToyScorer(dataset, characters=chars)
     if want == "toyworld":
         return NoScorer("the toy-world reader only reads toy-world models' images; this base model is not one")
     return NoScorer(NO_EMBEDDER)
@@ -275,6 +303,8 @@ def summarize(
         cell = layout.cells[pos.cell]
         weight = float(wt.values[pos.index("weight")])
         label = "base" if cell.params.is_base else ck.labels[pos.index("checkpoint")]
+        if cell.params.stack and "loras" in layout.axes:
+            label = layout.axes["loras"].labels[pos.index("loras")]
         key = (label, 0.0 if cell.params.is_base else weight)
         if key not in groups:
             groups[key] = {"cells": set()}
