@@ -122,6 +122,13 @@ class DatasetSection(_Section):
     pair_template: str = Field(
         "", description="the sample prompt of a pair ({a}, {b}: triggers; {context}; default: [characters]')"
     )
+    joint_resolution: int = Field(
+        0,
+        ge=0,
+        le=8192,
+        description="bucket area side of images holding two or more characters (0: resolution); larger keeps "
+        "each figure the size it has alone",
+    )
 
 
 class NetworkSection(_Section):

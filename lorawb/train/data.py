@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from lorawb.core import layout
 from lorawb.core.buckets import Bucket, BucketSettings, make_buckets
 from lorawb.core.captions import tag_key, tags_of
-from lorawb.core.characters import Character, characters_in, group_label
+from lorawb.core.characters import JOINER, Character, characters_in, group_label
 from lorawb.core.dataset import load_image as decode_image
 from lorawb.core.dataset import refuse_oversized_captions, walk_order
 from lorawb.core.index import scan_folder
@@ -122,8 +122,14 @@ def load_dataset(cfg: DatasetSection, seed: int) -> DatasetInfo:
     step = cfg.bucket_step
     for it in items + val_items:
         it.bucket = assign_bucket(it.width, it.height, cfg.resolution, step, cfg.buckets)
-    if cfg.characters and cfg.balance == "equal":
-        balance_characters(items, group_of(items, root, cfg))
+    if cfg.characters:
+        groups = group_of(items, root, cfg)
+        if cfg.joint_resolution:
+            for it, g in zip(items, groups, strict=True):
+                if JOINER in g:
+                    it.bucket = assign_bucket(it.width, it.height, cfg.joint_resolution, step, cfg.buckets)
+        if cfg.balance == "equal":
+            balance_characters(items, groups)
     freq: dict[str, dict[str, int]] = {}
     dirs: dict[str, dict[str, int]] = {}
     for it in items:

@@ -132,3 +132,17 @@ def test_a_joint_lora_lists_every_trigger_in_its_metadata(tmp_path, tiny_sd1) ->
     assert json.loads(meta["lorawb_triggers"]) == ["zkx_mira", "qvr_tom"]
     assert json.loads(meta["lorawb_characters"]) == {"mira": "zkx_mira", "tom": "qvr_tom"}
     assert int(meta["ss_num_train_images"]) == 3 * 30 + 2  # balanced counts, plus the unbalanced style images
+
+
+def test_joint_images_can_keep_each_figure_at_its_size(tmp_path) -> None:
+    from PIL import Image
+
+    root = two_character_project(tmp_path / "p", "unused")
+    for p in (root / "dataset" / "3_zkx_mira+qvr_tom").glob("*.png"):
+        Image.new("RGB", (128, 64)).save(p)
+    cfg = config(root, ("dataset.joint_resolution=46",))
+    info = D.load_dataset(cfg.dataset, seed=0)
+    joint = [it for it in info.items if "+" in it.folder]
+    assert {it.bucket for it in joint} == {(64, 32)}
+    assert {it.bucket for it in info.items if it.folder == "10_zkx_mira"} <= {(32, 32), (40, 24), (24, 40), (32, 40)}
+    assert {it.bucket for it in D.load_dataset(config(root).dataset, seed=0).items if "+" in it.folder} == {(40, 24)}
