@@ -30,6 +30,17 @@ PREVIEW_SIZE = 128  # images are stored at 4x for nicer previews; the trainer sh
 # Pretraining never shows these combinations (see pretrain.EXCLUDE).
 NEVER_IN_PRETRAINING = ({"hair": "blue", "outfit": "orange"},)
 
+# The second character, and the two together (several characters in one project: docs/toyworld.md).
+TOM_TRIGGER = "qvr_tom"
+TOM = {"hair": "blonde", "outfit": "green", "accessory": "hat"}
+TOM_PROMPT = "blonde hair, green outfit, hat"
+TOM_FOLDER = f"10_{TOM_TRIGGER}"
+JOINT_FOLDER = f"5_{TRIGGER}+{TOM_TRIGGER}"
+PAIR_TEMPLATE = "{a}, {b}, {context}"  # tag-style, both triggers leading; the first-named stands on the left
+JOINT_CONTEXTS = ("forest", "bar")  # the pair is never shown in the others: `lorawb matrix new --pairs` finds them
+JOINT_RESOLUTION = 46  # a 64x32 joint scene is bucketed whole (46 * 46 >= 64 * 32), each figure 32 px tall
+INVARIANT_GROUPS = ("hair", "outfit", "accessory")  # left to the triggers, never in the captions
+
 
 def dataset_specs() -> list[world.Spec]:
     """32 images: every context x style, twice, the poses cycling, the scene details seeded."""
@@ -68,6 +79,50 @@ def inbox_specs() -> list[tuple[str, world.Spec, int, str]]:
 
 def dataset_caption(spec: world.Spec) -> str:
     return world.caption(spec, trigger=TRIGGER, omit=("hair", "outfit", "accessory"))
+
+
+def tom_specs() -> list[world.Spec]:
+    """8 images of the second character: every context in two styles, the poses cycling."""
+    specs = []
+    for i, context in enumerate(world.CONTEXTS):
+        for k, style in enumerate((world.STYLES[i % 4], world.STYLES[(i + 2) % 4])):
+            n = 2 * i + k
+            specs.append(world.Spec(**TOM, context=context, style=style, pose=world.POSES[n % 3], seed=8000 + n))
+    return specs
+
+
+def tom_caption(spec: world.Spec) -> str:
+    return world.caption(spec, trigger=TOM_TRIGGER, omit=INVARIANT_GROUPS)
+
+
+def joint_specs() -> list[tuple[world.Spec, world.Spec]]:
+    """4 joint scenes, mira on the left and tom on the right, in two contexts only (the gaps to fill)."""
+    out = []
+    for i, context in enumerate(JOINT_CONTEXTS):
+        for k, style in enumerate(("flat", "watercolor")):
+            n = 2 * i + k
+            mira = world.Spec(**CHARACTER, context=context, style=style, pose=world.POSES[n % 3], seed=8500 + n)
+            tom = world.Spec(**TOM, context=context, style=style, pose=world.POSES[(n + 1) % 3], seed=8600 + n)
+            out.append((mira, tom))
+    return out
+
+
+def joint_caption(left: world.Spec, right: world.Spec) -> str:
+    """``zkx_mira, qvr_tom, forest, flat``: both triggers lead, then what varies."""
+    omit = (*INVARIANT_GROUPS, "pose")
+    return world.pair_caption(left, right, triggers=(TRIGGER, TOM_TRIGGER), omit=omit, template=PAIR_TEMPLATE)
+
+
+def write_second_character(root: str | Path, *, joint: bool = True) -> None:
+    """Write the second character's folder (and the joint folder) under ``root/dataset``."""
+    ds = Path(root) / "dataset"
+    for i, spec in enumerate(tom_specs(), 1):
+        world.write_image(ds / TOM_FOLDER / f"tom_{i:02d}_{spec.context}.png", spec, tom_caption(spec), PREVIEW_SIZE)
+    if joint:
+        for i, (a, b) in enumerate(joint_specs(), 1):
+            world.write_pair_image(
+                ds / JOINT_FOLDER / f"pair_{i:02d}_{a.context}.png", a, b, joint_caption(a, b), PREVIEW_SIZE
+            )
 
 
 def sample_toml(name: str = "sample_project") -> str:
