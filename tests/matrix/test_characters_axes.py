@@ -162,3 +162,33 @@ def test_cell_records_name_every_lora_and_weight_and_regenerate_exactly(joint_dr
     )
     with Image.open(folder.cell_png(other["id"])) as im:
         assert not np.array_equal(np.asarray(im.convert("RGB"), dtype=np.int16), stored)
+
+
+def test_matrix_new_pairs_writes_the_joint_matrix_over_the_contexts_a_pair_lacks(tmp_path, trained_project) -> None:
+    from lorawb.core.project import Project
+    from lorawb.matrix.cells import enumerate_cells
+    from lorawb.matrix.new import NewMatrix, build_spec
+    from lorawb.matrix.resolve import resolve
+    from lorawb.matrix.spec import parse_spec
+    from tests.train.conftest import write_images
+
+    root = tmp_path / "proj"
+    shutil.copytree(trained_project, root, symlinks=True)
+    with open(root / "lorawb.toml", "a", encoding="utf-8") as fh:
+        fh.write(CHARS + '\n[tags.groups]\ncontext = ["forest", "spaceship", "bar", "beach"]\n')
+    # two joint images in the forest (write_images cycles the contexts: 0 and 4 are forest)
+    joint = root / "dataset" / "3_zkx_mira+qvr_tom"
+    write_images(joint, 1, trigger="zkx_mira, qvr_tom", start=0)
+    write_images(joint, 1, trigger="zkx_mira, qvr_tom", start=4)
+    project = Project.load(root)
+    text, _run, notes = build_spec(project, NewMatrix(pairs=True, minutes=0))
+    spec = parse_spec(text)
+    assert spec.axes["character"] == ["mira+tom"]
+    assert spec.axes["context"] == ["spaceship", "bar", "beach"]
+    assert any("mira+tom lacks spaceship, bar, beach" in n for n in notes)
+    cells = enumerate_cells(spec, resolve(spec, project).resolved).cells.values()
+    assert {c.params.prompt for c in cells if not c.is_control} >= {
+        "zkx_mira on the left and qvr_tom on the right, bar"
+    }
+    with pytest.raises(Exception, match="two or more characters"):
+        build_spec(Project.load(trained_project), NewMatrix(pairs=True))
