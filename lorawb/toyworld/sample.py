@@ -125,8 +125,9 @@ def write_second_character(root: str | Path, *, joint: bool = True) -> None:
             )
 
 
-def sample_toml(name: str = "sample_project") -> str:
-    """lorawb.toml for the sample: the default template with the toy model's settings filled in."""
+def sample_toml(name: str = "sample_project", two_characters: bool = False) -> str:
+    """lorawb.toml for the sample: the default template with the toy model's settings filled in
+    (``two_characters``: with ``[characters]`` for mira and tom, trained jointly)."""
     doc = tomlkit.parse(default_toml(name, TRIGGER, groups="", prompts="[]"))
     proj = doc["project"]
     proj["resolution"] = 32
@@ -182,7 +183,39 @@ def sample_toml(name: str = "sample_project") -> str:
     matrix["target_minutes"] = 1
     matrix["target_minutes"].comment("the tour's matrix: about a minute on 2 CPU cores; 0 makes the full one")
     doc.add("matrix", matrix)
+    if two_characters:
+        _add_characters(doc)
     return _reorder(tomlkit.dumps(doc))
+
+
+def _add_characters(doc: tomlkit.TOMLDocument) -> None:
+    """mira and tom in one project, trained jointly (docs/toyworld.md)."""
+    dataset = doc["dataset"]
+    dataset["joint_resolution"] = JOINT_RESOLUTION
+    dataset["joint_resolution"].comment("a 64x32 joint scene is bucketed whole: each figure stays 32 px tall")
+    train = doc["train"]
+    train["max_steps"] = 400
+    train["max_steps"].comment("two characters and the pair share the steps")
+    doc["sample"]["prompts"] = ["{trigger}, forest", "{trigger}, bar", "red hair, green outfit, beach"]
+    doc["sample"]["prompts"].comment("each {trigger} prompt is drawn for mira, for tom and for the pair")
+    chars = tomlkit.table(is_super_table=False)
+    chars.add(
+        tomlkit.comment("Several characters in one project: one LoRA learns both (docs/matrix.md, docs/toyworld.md).")
+    )
+    chars["balance"] = "equal"
+    chars["balance"].comment("mira, tom and the pair get the same images per epoch")
+    chars["pair_template"] = PAIR_TEMPLATE
+    chars["pair_template"].comment("as the joint captions read: the first-named stands on the left")
+    for cname, trigger, look, folder in (
+        ("mira", TRIGGER, CHARACTER_PROMPT, FOLDER),
+        ("tom", TOM_TRIGGER, TOM_PROMPT, TOM_FOLDER),
+    ):
+        t = tomlkit.table()
+        t["trigger"] = trigger
+        t["invariant"] = look.split(", ")
+        t["folders"] = [folder]
+        chars.add(cname, t)
+    doc.add("characters", chars)
 
 
 def _reorder(text: str) -> str:
@@ -205,10 +238,14 @@ def committed_model_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "sample_project" / MODEL_DIR
 
 
-def make_sample_project(root: str | Path, *, write_toml: bool = False, name: str = "") -> Path:
+def make_sample_project(
+    root: str | Path, *, write_toml: bool = False, name: str = "", two_characters: bool = False
+) -> Path:
     """Write the sample dataset and inbox under ``root`` (and lorawb.toml when asked or missing).
 
-    ``name`` is the project name in lorawb.toml (default: the folder's name).
+    ``name`` is the project name in lorawb.toml (default: the folder's name). ``two_characters``
+    adds the second character's folder, the joint folder and ``[characters]`` (the committed
+    sample_project/ has one character).
     """
     root = Path(root)
     folder = root / "dataset" / FOLDER
@@ -216,9 +253,11 @@ def make_sample_project(root: str | Path, *, write_toml: bool = False, name: str
         world.write_image(folder / f"mira_{i:02d}_{spec.context}.png", spec, dataset_caption(spec), PREVIEW_SIZE)
     for stem, spec, size, _why in inbox_specs():
         world.write_image(root / "inbox" / f"{stem}.png", spec, dataset_caption(spec), size)
+    if two_characters:
+        write_second_character(root)
     cfg = root / "lorawb.toml"
     if write_toml or not cfg.exists():
-        atomic_write_text(cfg, sample_toml(name or root.name or "sample_project"))
+        atomic_write_text(cfg, sample_toml(name or root.name or "sample_project", two_characters))
     return root
 
 

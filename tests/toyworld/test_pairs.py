@@ -55,3 +55,32 @@ def test_joint_captions_name_both_triggers() -> None:
     assert plain.startswith(
         "blue hair, orange outfit, scarf on the left and blonde hair, green outfit, hat on the right"
     )
+
+
+def test_the_two_character_sample_trains_both_and_the_pair_balanced(tmp_path) -> None:
+    from lorawb.core.characters import characters_of
+    from lorawb.core.project import Project
+    from lorawb.toyworld import sample
+    from lorawb.train import data as D
+    from lorawb.train.config import resolve_config
+
+    root = sample.make_sample_project(tmp_path / "two", write_toml=True, two_characters=True)
+    project = Project.load(root)
+    assert [(c.name, c.trigger) for c in characters_of(project.config)] == [("mira", "zkx_mira"), ("tom", "qvr_tom")]
+    # tom's images read as tom, the joint scenes as mira on the left and tom on the right
+    for p in (root / "dataset" / sample.TOM_FOLDER).glob("*.png"):
+        r = reader.read(p)
+        assert (r.hair, r.outfit, r.accessory) == ("blonde", "green", "hat")
+        assert p.with_suffix(".txt").read_text().startswith("qvr_tom, ")
+    for p in (root / "dataset" / sample.JOINT_FOLDER).glob("*.png"):
+        f = reader.read_figures(p)
+        assert f.two_figures and (f.left.hair, f.right.hair) == ("blue", "blonde")
+        assert p.with_suffix(".txt").read_text().startswith("zkx_mira, qvr_tom, ")
+    cfg = resolve_config(project)
+    info = D.load_dataset(cfg.dataset, seed=0)
+    groups = D.group_of(info.items, root / "dataset", cfg.dataset)
+    assert D.group_counts(info.items, groups) == {"mira": 320, "tom": 320, "mira+tom": 320}
+    assert {it.bucket for it, g in zip(info.items, groups, strict=True) if g == "mira+tom"} == {(64, 32)}
+    # the committed sample stays one character
+    one = sample.make_sample_project(tmp_path / "one", write_toml=True)
+    assert len(characters_of(Project.load(one).config)) == 1 and not (one / "dataset" / sample.TOM_FOLDER).exists()
