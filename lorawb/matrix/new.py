@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import tomlkit
 
 from lorawb.core.captions import Caption, tag_key
+from lorawb.core.characters import characters_of, group_label, pairs_of
 from lorawb.core.fsutil import atomic_write_text
 from lorawb.errors import RunError
 from lorawb.matrix.cells import Layout, enumerate_cells, prompt_count
@@ -102,7 +103,7 @@ THIN_PAIR = 2  # a pair with fewer joint images than this in a context lacks it
 def pair_context_counts(project: Project, contexts: list[str]) -> dict[str, dict[str, int]]:
     """Per pair of characters (``mira+tom``), its joint images in each context (by caption tags)."""
     from lorawb.core.caption_ops import load_captions
-    from lorawb.core.characters import characters_in, characters_of, group_label, pairs_of
+    from lorawb.core.characters import characters_in
 
     chars = characters_of(project.config)
     out = {group_label([a.name, b.name]): dict.fromkeys(contexts, 0) for a, b in pairs_of(chars)}
@@ -122,8 +123,6 @@ def pair_context_counts(project: Project, contexts: list[str]) -> dict[str, dict
 
 def _pair_axes(project: Project, groups: dict[str, list[str]], notes: list[str]) -> tuple[list[str], list[str]]:
     """(character axis values: the pairs, contexts any pair lacks) for ``--pairs``."""
-    from lorawb.core.characters import characters_of
-
     if len(characters_of(project.config)) < 2:
         raise RunError(
             "--pairs needs two or more characters",
@@ -170,7 +169,10 @@ def build_spec(project: Project, opts: NewMatrix) -> tuple[str, RunFolder, list[
     slots: dict[str, list[str]] = {}
     zips: list[list[str]] = []
     prompts = _sample_prompts(project, run)
-    pair_values: list[str] = []
+    chars = characters_of(project.config)
+    pair_values: list[str] = []  # the character axis
+    if len(chars) > 1 and not opts.pairs:  # several characters: each alone and each pair, same prompts
+        pair_values = [c.name for c in chars] + [group_label([a.name, b.name]) for a, b in pairs_of(chars)]
     if opts.pairs:
         pair_values, lacking = _pair_axes(project, groups, notes)
         slots = {SLOT_GROUPS[0]: lacking}
@@ -240,7 +242,7 @@ def build_spec(project: Project, opts: NewMatrix) -> tuple[str, RunFolder, list[
     _put(axes, "checkpoint", steps, 'steps of the run\'s checkpoints, "last", or .safetensors paths')
     _put(axes, "weight", [float(w) for w in opts.weights], "LoRA strength; 0 is the base model")
     if pair_values:
-        _put(axes, "character", pair_values, "each pair with the pair template; add a name for one alone")
+        _put(axes, "character", pair_values, "a character alone, or a pair (a+b) with the pair template")
     for name, values in slots.items():
         _put(axes, name, values, None)
     _put(axes, "seed", [int(s) for s in opts.seeds], None)

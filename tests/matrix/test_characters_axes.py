@@ -190,5 +190,8 @@ def test_matrix_new_pairs_writes_the_joint_matrix_over_the_contexts_a_pair_lacks
     assert {c.params.prompt for c in cells if not c.is_control} >= {
         "zkx_mira on the left and qvr_tom on the right, bar"
     }
+    # without --pairs: every prompt for each character alone and for the pair
+    every = parse_spec(build_spec(project, NewMatrix(minutes=0))[0])
+    assert every.axes["character"] == ["mira", "tom", "mira+tom"]
     with pytest.raises(Exception, match="two or more characters"):
         build_spec(Project.load(trained_project), NewMatrix(pairs=True))
