@@ -195,3 +195,27 @@ def test_matrix_new_pairs_writes_the_joint_matrix_over_the_contexts_a_pair_lacks
     assert every.axes["character"] == ["mira", "tom", "mira+tom"]
     with pytest.raises(Exception, match="two or more characters"):
         build_spec(Project.load(trained_project), NewMatrix(pairs=True))
+
+
+def test_scores_per_character_are_summed_up_per_set_of_loras_and_character() -> None:
+    from lorawb.matrix.bleed import by_character, format_by_character, format_characters
+
+    lay = enumerate_cells(parse_spec(SPEC), resolved())
+    scores = {}
+    for cid, c in lay.cells.items():
+        if c.is_control:
+            continue
+        joint = len(c.params.stack) == 1
+        if len(c.characters) == 1:
+            scores[cid] = {"scorer": "r", "identity": 1.0 if joint else 0.5, "bleed": 0.0 if joint else 1.0}
+        else:
+            scores[cid] = {"scorer": "r", "identity": 1.0, "bleed": 0.0, "two_figures": 1.0 if joint else 0.0}
+    rows = {(r.loras, r.character): r for r in by_character(lay, scores, "r")}
+    assert rows[("joint", "mira")].identity == 1.0 and rows[("mira + tom", "mira")].bleed == 1.0
+    assert rows[("mira + tom", "mira+tom")].two_figures == 0.0 and rows[("joint", "mira+tom")].cells == 2
+    text = format_by_character(list(rows.values()))
+    assert "mira + tom" in text and "two figs" in text
+    line = format_characters(
+        {"characters": {"mira": {"identity": 1.0, "at": "left"}}, "bleed": 1.0, "two_figures": 0.0}
+    )
+    assert line == "mira 1.00 (left) · bleed 1 · one figure"
