@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from lorawb.core.characters import Character
@@ -78,3 +79,51 @@ def test_embedder_halves_score_each_character_against_its_own_images() -> None:
     assert row["characters"]["mira"] == {"identity": 0.0, "at": "right"}
     row = bleed.embedder_joint(img, "zkx_mira, qvr_tom", ["mira", "tom"], ["zkx_mira", "qvr_tom"], embed, refs, 3)
     assert "characters" not in row and "left and right" in row["unmeasured"]
+
+
+def test_the_embedder_scores_each_half_against_its_characters_own_images(tmp_path) -> None:
+    from lorawb.matrix.bleed import CharacterScores
+    from lorawb.matrix.cells import Cell, Params
+    from lorawb.matrix.embedder import load_embedder
+    from lorawb.matrix.scores import EmbedderScorer
+    from lorawb.matrix.settings import MatrixSettings
+    from tests.matrix.test_scores import build_dinov2, picture
+
+    red = picture((200, 30, 30)).resize((32, 32))
+    blue = picture((30, 30, 200), (0, 0, 0)).resize((32, 32))
+    root = tmp_path / "dataset"
+    images = []
+    for folder, im in (("10_zkx_mira", red), ("10_qvr_tom", blue)):
+        p = root / folder / "a.png"
+        p.parent.mkdir(parents=True)
+        im.save(p)
+        images.append(p)
+    chars = [MIRA, TOM]
+    scorer = EmbedderScorer(
+        load_embedder(build_dinov2(tmp_path / "dino")),
+        images,
+        tmp_path,
+        tmp_path / "cache",
+        MatrixSettings(top_k=1),
+        CharacterScores(chars, root, images),
+    )
+
+    def pair(prompt: str) -> Cell:
+        params = Params("m", None, 0.0, prompt, "", 0, 1.5, 2, "ddim", 64, 32)
+        return Cell(params, characters=("mira", "tom"), triggers=("zkx_mira", "qvr_tom"))
+
+    def joint(left: Image.Image, right: Image.Image) -> Image.Image:
+        im = Image.new("RGB", (64, 32))
+        im.paste(left, (0, 0))
+        im.paste(right, (32, 0))
+        return im
+
+    placed = pair("zkx_mira on the left and qvr_tom on the right, bar")
+    right, swapped = scorer.score([placed, placed], [joint(red, blue), joint(blue, red)], lambda _id: None)
+    assert right["characters"]["mira"]["at"] == "left"
+    assert right["characters"]["mira"]["identity"] == pytest.approx(1.0, abs=1e-4)
+    assert right["characters"]["tom"]["identity"] == pytest.approx(1.0, abs=1e-4)
+    assert swapped["characters"]["mira"]["identity"] < 0.9999
+    assert "bleed" in right["unmeasured"] and "bleed" not in right
+    unplaced = scorer.score([pair("zkx_mira, qvr_tom, bar")], [joint(red, blue)], lambda _id: None)[0]
+    assert "characters" not in unplaced and "left and right" in unplaced["unmeasured"]
