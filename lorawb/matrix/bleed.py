@@ -347,7 +347,7 @@ def format_by_character(rows: Sequence[CharacterRow]) -> str:
         return "-" if x is None else f"{x:.2f}"
 
     width = max(12, *(len(r.loras) for r in rows))
-    lines = [f"{'loras':<{width}} {'character':<12} {'cells':>5} {'identity':>8} {'bleed':>6} {'two figs':>8}"]
+    lines = [f"{'LoRA':<{width}} {'character':<12} {'cells':>5} {'identity':>8} {'bleed':>6} {'two figs':>8}"]
     for r in rows:
         lines.append(
             f"{r.loras:<{width}} {r.character:<12} {r.cells:>5} {f(r.identity):>8} {f(r.bleed):>6} {f(r.two_figures):>8}"
