@@ -16,6 +16,7 @@ distinct figures, and bleed (the other character's hair, outfit or accessory on 
 
     python bench/multichar_toy.py                 # 4 seeds, 200 steps per character
     python bench/multichar_toy.py --seeds 8 --keep /tmp/mc
+    python bench/multichar_toy.py --joint 16      # 16 joint scenes in every context instead of the sample's 4
 
 Set OMP_NUM_THREADS / LORAWB_THREADS to the cores you want used.
 """
@@ -62,6 +63,19 @@ seed = {seeds}
 """
 
 
+def more_joint_scenes(root: Path, n: int) -> None:
+    """Replace the sample's 4 joint scenes with ``n`` over every context and style (mira left, tom right)."""
+    from lorawb.toyworld import sample, world
+
+    folder = root / "dataset" / sample.JOINT_FOLDER
+    shutil.rmtree(folder, ignore_errors=True)
+    for i in range(n):
+        context, style = world.CONTEXTS[i % 4], world.STYLES[(i // 4) % 4]
+        mira = world.Spec(**sample.CHARACTER, context=context, style=style, pose=world.POSES[i % 3], seed=9500 + i)
+        tom = world.Spec(**sample.TOM, context=context, style=style, pose=world.POSES[(i + 1) % 3], seed=9700 + i)
+        world.write_pair_image(folder / f"pair_{i:02d}.png", mira, tom, sample.joint_caption(mira, tom), 128)
+
+
 def project(work: Path, name: str) -> Path:
     """A copy of the sample project holding only the folders ``name`` trains on."""
     from lorawb.toyworld import check, sample
@@ -103,6 +117,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=200, help="training steps per character (joint: twice)")
     ap.add_argument("--cfg", type=float, default=1.5)
     ap.add_argument("--keep", default="", help="work in this folder (kept) instead of a temporary one")
+    ap.add_argument("--joint", type=int, default=0, help="joint scenes in every context (0: the sample's 4)")
     args = ap.parse_args()
 
     import torch
@@ -118,6 +133,8 @@ def main() -> int:
         work = Path(args.keep or tmp)
         roots = {n: project(work, n) for n in ("mira", "tom", "joint")}
         joint = roots["joint"]
+        if args.joint:
+            more_joint_scenes(joint, args.joint)
         loras, seconds = {}, {}
         for name, steps in (("mira", args.steps), ("tom", args.steps), ("joint", 2 * args.steps)):
             extra = ["dataset.joint_resolution=46"] if name == "joint" else []

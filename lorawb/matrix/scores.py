@@ -304,7 +304,8 @@ def summarize(
         weight = float(wt.values[pos.index("weight")])
         label = "base" if cell.params.is_base else ck.labels[pos.index("checkpoint")]
         if cell.params.stack and "loras" in layout.axes:
-            label = layout.axes["loras"].labels[pos.index("loras")]
+            label = layout.axes["loras"].labels[pos.index("loras")]  # weights other than 1 are in the label
+            weight = 1.0
         key = (label, 0.0 if cell.params.is_base else weight)
         if key not in groups:
             groups[key] = {"cells": set()}
@@ -342,6 +343,15 @@ class ValueRow:
     prompt_following: float | None
 
 
+def _setting(layout: Layout, pos: Any, cell: Cell) -> tuple[str, float]:
+    """A cell's checkpoint × weight as the summary rows name it (a loras axis value: its label, weight 1)."""
+    if cell.params.stack and "loras" in layout.axes:
+        return layout.axes["loras"].labels[pos.index("loras")], 1.0
+    return layout.axes["checkpoint"].labels[pos.index("checkpoint")], float(
+        layout.axes["weight"].values[pos.index("weight")]
+    )
+
+
 def by_axis_value(
     layout: Layout, scores: dict[str, dict[str, Any]], scorer: str, axis: str, row: SummaryRow | None = None
 ) -> list[ValueRow]:
@@ -350,7 +360,6 @@ def by_axis_value(
     from lorawb.matrix.cells import NO_VALUE
 
     ax = layout.axes[axis]
-    ck, wt = layout.axes["checkpoint"], layout.axes["weight"]
     vals: dict[int, dict[str, list[float]]] = {}
     for pos in layout.positions:
         cell = layout.cells[pos.cell]
@@ -361,11 +370,7 @@ def by_axis_value(
             if cell.params.is_base:
                 continue
         elif row.is_base != cell.params.is_base or (
-            not row.is_base
-            and (
-                ck.labels[pos.index("checkpoint")] != row.checkpoint
-                or float(wt.values[pos.index("weight")]) != row.weight
-            )
+            not row.is_base and _setting(layout, pos, cell) != (row.checkpoint, row.weight)
         ):
             continue
         s = scores.get(pos.cell)

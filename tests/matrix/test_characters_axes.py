@@ -219,3 +219,14 @@ def test_scores_per_character_are_summed_up_per_set_of_loras_and_character() -> 
         {"characters": {"mira": {"identity": 1.0, "at": "left"}}, "bleed": 1.0, "two_figures": 0.0}
     )
     assert line == "mira 1.00 (left) · bleed 1 · one figure"
+
+
+def test_the_summary_names_a_set_of_loras_by_its_label() -> None:
+    from lorawb.matrix.scores import by_axis_value, summarize
+
+    lay = enumerate_cells(parse_spec(SPEC), resolved())
+    scores = {cid: {"scorer": "r", "identity": 1.0} for cid, c in lay.cells.items() if not c.is_control}
+    summary = summarize(lay, scores, set(lay.cells), "r", ("identity",))
+    assert [(r.checkpoint, r.weight) for r in summary.rows] == [("mira + tom", 1.0), ("joint", 1.0)]
+    rows = by_axis_value(lay, scores, "r", "context", summary.rows[1])
+    assert [(r.value, r.cells) for r in rows] == [("forest", 3), ("bar", 3)]
