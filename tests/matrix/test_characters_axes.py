@@ -230,3 +230,16 @@ def test_the_summary_names_a_set_of_loras_by_its_label() -> None:
     assert [(r.checkpoint, r.weight) for r in summary.rows] == [("mira + tom", 1.0), ("joint", 1.0)]
     rows = by_axis_value(lay, scores, "r", "context", summary.rows[1])
     assert [(r.value, r.cells) for r in rows] == [("forest", 3), ("bar", 3)]
+
+
+def test_promoting_a_joint_cell_writes_both_triggers_in_its_caption(joint_drawn) -> None:
+    from lorawb.core.project import Project
+    from lorawb.matrix.plan import plan_matrix
+    from lorawb.matrix.promote import promote
+
+    folder, _ = joint_drawn
+    project = Project.load(folder.path)
+    pair = next(c for c in plan_matrix(folder, project).cells if c.characters == ("mira", "tom"))
+    promote(project, folder, [pair], project.trigger)
+    caption = project.inbox_dir / f"{folder.id}-{pair.id}.txt"
+    assert caption.read_text(encoding="utf-8").strip() == "zkx_mira, qvr_tom, forest"
