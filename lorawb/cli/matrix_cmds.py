@@ -269,6 +269,7 @@ class _Progress:
 
 
 def _report_dict(report: Any) -> dict[str, Any]:
+    from lorawb.matrix.bleed import by_character
     from lorawb.matrix.scores import by_axis_value
 
     s = report.summary()
@@ -291,6 +292,7 @@ def _report_dict(report: Any) -> dict[str, Any]:
             for axis in report.plan.layout.slots
             if best is not None and len(report.plan.layout.axes[axis]) > 1
         },
+        "per_character": [vars(r) for r in by_character(report.plan.layout, report.scores, report.scorer or "")],
         "ratings": report.ratings.ratings,
         "promoted": report.ratings.promoted,
     }
@@ -327,9 +329,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if report.scorer:
         print(f"scores measured by the {report.scorer}:")
     print(format_table(report.summary()))
-    from lorawb.matrix.bleed import by_character, format_by_character
+    from lorawb.matrix.bleed import CharacterRow, format_by_character
 
-    per_character = format_by_character(by_character(report.plan.layout, report.scores, report.scorer or ""))
+    per_character = format_by_character([CharacterRow(**r) for r in data["per_character"]])
     if per_character:
         print()
         print("per character (identity where each stands; bleed: another character's look on it):")
