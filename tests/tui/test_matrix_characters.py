@@ -36,12 +36,9 @@ async def test_the_scores_show_each_character_and_pair_per_set_of_loras(tmp_path
         await settle(pilot)
         rec = str(app.query_one("#matrix-rec", Static).render())
         assert "per character" in rec
-        rows = [
-            ln.split()
-            for ln in rec.splitlines()[
-                rec.splitlines().index(next(ln for ln in rec.splitlines() if ln.startswith("LoRA"))) + 1 :
-            ]
-        ]
+        lines = rec.splitlines()
+        head = next(i for i, ln in enumerate(lines) if ln.startswith("LoRA"))
+        rows = [ln.split() for ln in lines[head + 1 :]]
         assert [(r[-5], r[-4]) for r in rows] == [("mira", "1"), ("mira+tom", "1")] * 2
         assert rows[0][:3] == ["zkx_mira-000001", "+", "zkx_mira-000002@0.5"] and rows[2][0] == "zkx_mira-000002"
         assert all(r[-3:] == ["-", "-", "-"] for r in rows)  # no scorer here: nothing made up
