@@ -24,6 +24,11 @@ def main() -> int:
     ap.add_argument("--toml", action="store_true", help="rewrite lorawb.toml from the template")
     ap.add_argument("--reset", action="store_true", help="remove what the tour changed, then regenerate")
     ap.add_argument("--all", action="store_true", help="with --reset: remove runs/ and matrices/ too")
+    ap.add_argument(
+        "--two-characters",
+        action="store_true",
+        help="add the second character qvr_tom, joint images and [characters] (write it to another folder)",
+    )
     args = ap.parse_args()
     root = Path(args.root)
     if args.reset:
@@ -33,7 +38,7 @@ def main() -> int:
         if kept:
             print(f"kept {', '.join(n + '/' for n in kept)} (--all removes them)")
     else:
-        make_sample_project(root, write_toml=args.toml)
+        make_sample_project(root, write_toml=args.toml, two_characters=args.two_characters)
     print(f"wrote {root}")
     if not (root / MODEL_DIR / "model_index.json").is_file():
         print(f"{root / MODEL_DIR} is missing: `git checkout -- {root / MODEL_DIR}` restores it", file=sys.stderr)

@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = words("new", "write a ready matrix spec for a run and print its path, size and estimated time")
     p.add_argument("--run", default="", help="the run to test (default: the latest run with checkpoints)")
     p.add_argument("--fill-gaps", action="store_true", help="only the context × style pairs the dataset lacks")
+    p.add_argument(
+        "--pairs", action="store_true", help="the joint matrix: each pair of characters over the contexts it lacks"
+    )
     p.add_argument("--weights", default=None, help="LoRA weights (default 0,0.5,0.75,1)")
     p.add_argument("--seeds", default=None, help="seeds: 0,1,2 or a range 0-3 (default 0,1)")
     p.add_argument(
@@ -186,6 +189,7 @@ def cmd_new(args: argparse.Namespace) -> int:
         name=w[0],
         run=args.run,
         fill_gaps=args.fill_gaps,
+        pairs=args.pairs,
         weights=tuple(_numbers(args.weights, float)) if args.weights is not None else DEFAULT_WEIGHTS,
         seeds=tuple(_numbers(args.seeds, int)) if args.seeds is not None else DEFAULT_SEEDS,
         checkpoints=args.checkpoints if args.checkpoints is not None else MAX_CHECKPOINTS,
@@ -265,6 +269,7 @@ class _Progress:
 
 
 def _report_dict(report: Any) -> dict[str, Any]:
+    from lorawb.matrix.bleed import by_character
     from lorawb.matrix.scores import by_axis_value
 
     s = report.summary()
@@ -287,6 +292,7 @@ def _report_dict(report: Any) -> dict[str, Any]:
             for axis in report.plan.layout.slots
             if best is not None and len(report.plan.layout.axes[axis]) > 1
         },
+        "per_character": [vars(r) for r in by_character(report.plan.layout, report.scores, report.scorer or "")],
         "ratings": report.ratings.ratings,
         "promoted": report.ratings.promoted,
     }
@@ -323,6 +329,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     if report.scorer:
         print(f"scores measured by the {report.scorer}:")
     print(format_table(report.summary()))
+    from lorawb.matrix.bleed import CharacterRow, format_by_character
+
+    per_character = format_by_character([CharacterRow(**r) for r in data["per_character"]])
+    if per_character:
+        print()
+        print("per character (identity where each stands; bleed: another character's look on it):")
+        print(per_character)
     print()
     print("recommendation: " + data["recommendation"])
     for name, rows in data["by_value"].items():

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lorawb.core.captions import Caption, join_tags, tag_key
+from lorawb.core.characters import DEFAULT_PAIR_TEMPLATE
 from lorawb.matrix.spec import PROMPT_AXIS, RESERVED, MatrixSpec, fill
 from lorawb.words import plural
 
@@ -52,9 +53,13 @@ class Params:
     sampler: str
     width: int
     height: int
+    stack: tuple[tuple[LoraRef, float], ...] = ()  # LoRAs applied together (the loras axis), with weights
 
     def key(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if self.stack:  # only then: the ids of cells without a stack stay what they were
+            extra["loras"] = [[ref.path, float(w)] for ref, w in self.stack]
+        return extra | {
             "base": self.base,
             "lora": self.lora.path if self.lora else None,
             "weight": float(self.weight),
@@ -75,24 +80,35 @@ class Params:
 
     @property
     def is_base(self) -> bool:
-        return self.lora is None
+        return self.lora is None and not self.stack
 
     def base_twin(self) -> Params:
         """The same image without the LoRA (weight 0)."""
-        return replace(self, lora=None, weight=0.0)
+        return replace(self, lora=None, weight=0.0, stack=())
+
+    def all_loras(self) -> list[tuple[LoraRef, float]]:
+        """Every LoRA the image is drawn with, and its weight."""
+        return ([(self.lora, float(self.weight))] if self.lora is not None else []) + list(self.stack)
 
     def as_dict(self) -> dict[str, Any]:
         d = self.key()
         d["lora"] = (
             None if self.lora is None else {"path": self.lora.path, "label": self.lora.label, "step": self.lora.step}
         )
+        if self.stack:
+            d["loras"] = [{"path": r.path, "label": r.label, "step": r.step, "weight": float(w)} for r, w in self.stack]
         return d
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Params:
         lora = d.get("lora")
         ref = None if not lora else LoraRef(str(lora["path"]), str(lora.get("label", "")), lora.get("step"))
+        stack = tuple(
+            (LoraRef(str(e["path"]), str(e.get("label", "")), e.get("step")), float(e["weight"]))
+            for e in d.get("loras") or ()
+        )
         return Params(
+            stack=stack,
             base=str(d["base"]),
             lora=ref,
             weight=float(d["weight"]),
@@ -113,6 +129,8 @@ class Cell:
     slots: tuple[tuple[str, str], ...] = ()  # slot axis -> value (empty for control prompts)
     control: int | None = None  # index of the control prompt, or None for the template
     plain_prompt: str = ""  # the prompt without the trigger (what "prompt following" compares with)
+    characters: tuple[str, ...] = ()  # the characters it prompts (the character axis): one, or a pair
+    triggers: tuple[str, ...] = ()  # their triggers, in the same order
 
     @property
     def id(self) -> str:
@@ -128,8 +146,9 @@ class Cell:
         return self.control is not None
 
     def caption(self, trigger: str) -> str:
-        """The caption a promoted copy gets: the trigger first, then the slot values (deduplicated)."""
-        tags: list[str] = [trigger] if trigger else []
+        """The caption a promoted copy gets: the trigger first (a pair's: both triggers, in the
+        characters' order), then the slot values (deduplicated)."""
+        tags: list[str] = list(self.triggers) if self.triggers else [trigger] if trigger else []
         for _axis, value in self.slots:
             for tag in Caption.parse(value).tags:
                 if tag_key(tag) not in {tag_key(t) for t in tags}:
@@ -149,6 +168,10 @@ class Resolved:
     cfg: float
     sampler: str
     checkpoints: tuple[LoraRef | None, ...]  # one per checkpoint value (None: no LoRA at all)
+    characters: tuple[tuple[str, str], ...] = ()  # the project's characters: (name, trigger)
+    pair_template: str = ""
+    pair_width: int = 0  # 0: width
+    stacks: tuple[tuple[tuple[LoraRef, float], ...], ...] = ()  # one per loras value
 
 
 @dataclass
@@ -223,11 +246,19 @@ def axis_labels(name: str, values: Sequence[Any], loras: Sequence[LoraRef | None
         return [f"cfg {_num(v)}" for v in values], [_num(v) for v in values]
     if name == "steps":
         return [f"{v} steps" for v in values], [str(v) for v in values]
+    if name == "loras":
+        full = [stack_label(v) for v in values]
+        return full, full
     if name == PROMPT_AXIS:
         full = [""] + [f"control {i}: {v}" for i, v in enumerate(values[1:], 1)]
         short = [""] + [f"ctl {i}" for i in range(1, len(values))]
         return full, short
     return [str(v) for v in values], [str(v) for v in values]
+
+
+def stack_label(stack: Sequence[tuple[LoraRef, float]]) -> str:
+    """``mira + tom`` (weights other than 1 shown: ``mira@0.8``)."""
+    return " + ".join(r.label + ("" if float(w) == 1.0 else f"@{_num(w)}") for r, w in stack) or "base"
 
 
 # --- enumeration ----------------------------------------------------------------------------------
@@ -237,6 +268,8 @@ def effective_axes(spec: MatrixSpec, resolved: Resolved) -> dict[str, list[Any]]
     """The spec's axes plus the implied ones: one checkpoint (``last``) with a run, weight 1 or 0, seed 0."""
     axes: dict[str, list[Any]] = {}
     has_lora = any(r is not None for r in resolved.checkpoints)
+    if "loras" in spec.axes:
+        axes["loras"] = list(resolved.stacks)
     axes["checkpoint"] = list(spec.axes.get("checkpoint", ["last"] if has_lora else ["base"]))
     axes["weight"] = [float(w) for w in spec.axes.get("weight", [1.0 if has_lora else 0.0])]
     for name, values in spec.axes.items():
@@ -272,12 +305,27 @@ def _combos(groups: list[list[str]], axes: dict[str, list[Any]]) -> Iterable[dic
         yield combo
 
 
-def plain_prompt(prompt: str, trigger: str) -> str:
-    """The prompt without its trigger tag (what the picture should show besides the character)."""
-    if not trigger:
+def plain_prompt(prompt: str, trigger: str | Sequence[str]) -> str:
+    """The prompt without its trigger tag(s) (what the picture should show besides the characters)."""
+    triggers = [trigger] if isinstance(trigger, str) else list(trigger)
+    keys = {tag_key(t) for t in triggers if t}
+    if not keys:
         return prompt
-    tags = [t for t in Caption.parse(prompt).tags if tag_key(t) != tag_key(trigger)]
+    tags = [t for t in Caption.parse(prompt).tags if tag_key(t) not in keys]
     return join_tags(tags)
+
+
+def pair_prompt(template: str, triggers: Sequence[str], context: str) -> str:
+    """A pair's prompt: the pair template with ``{a}``, ``{b}`` the triggers and ``{context}``."""
+    text = template.replace("{a}", triggers[0]).replace("{b}", triggers[1]).replace("{context}", context)
+    return ", ".join(t.strip() for t in text.split(",") if t.strip())
+
+
+def character_value(value: str, resolved: Resolved) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A character axis value (``mira``, ``mira+tom``) as (names, triggers)."""
+    known = dict(resolved.characters)
+    names = tuple(n.strip() for n in str(value).split("+") if n.strip())
+    return names, tuple(known.get(n, n) for n in names)
 
 
 def enumerate_cells(spec: MatrixSpec, resolved: Resolved) -> Layout:
@@ -308,6 +356,11 @@ def enumerate_cells(spec: MatrixSpec, resolved: Resolved) -> Layout:
         weight = float(axes["weight"][combo["weight"]])
         if lora is None or weight == 0.0:
             lora, weight = None, 0.0
+        stack = tuple((r, w) for r, w in resolved.stacks[combo["loras"]] if w != 0.0) if "loras" in axes else ()
+        names, triggers = (
+            character_value(axes["character"][combo["character"]], resolved) if "character" in axes else ((), ())
+        )
+        width = resolved.pair_width or resolved.width if len(names) > 1 else resolved.width
 
         def params(
             prompt: str,
@@ -315,6 +368,8 @@ def enumerate_cells(spec: MatrixSpec, resolved: Resolved) -> Layout:
             combo: dict[str, int] = combo,
             lora: LoraRef | None = lora,
             weight: float = weight,
+            stack: tuple[tuple[LoraRef, float], ...] = stack,
+            width: int = width,
         ) -> Params:
             return Params(
                 base=resolved.base,
@@ -326,18 +381,27 @@ def enumerate_cells(spec: MatrixSpec, resolved: Resolved) -> Layout:
                 cfg=float(axes["cfg"][combo["cfg"]]) if "cfg" in axes else resolved.cfg,
                 steps=int(axes["steps"][combo["steps"]]) if "steps" in axes else resolved.steps,
                 sampler=str(axes["sampler"][combo["sampler"]]) if "sampler" in axes else resolved.sampler,
-                width=resolved.width,
+                width=width,
                 height=resolved.height,
+                stack=stack,
             )
 
         for slot_combo in _combos(inner, axes):
             values = {n: str(axes[n][i]) for n, i in slot_combo.items()}
-            values["trigger"] = resolved.trigger
-            prompt = fill(m.prompt, values)
+            values["trigger"] = triggers[0] if len(triggers) == 1 else resolved.trigger
+            if len(triggers) > 1:
+                context = pair_prompt("{context}", triggers, fill(m.prompt, {**values, "trigger": ""}))
+                prompt = pair_prompt(resolved.pair_template or DEFAULT_PAIR_TEMPLATE, triggers, context)
+                plain = context  # what the scene should show besides the two characters
+            else:
+                prompt = fill(m.prompt, values)
+                plain = plain_prompt(prompt, triggers or resolved.trigger)
             cell = Cell(
                 params(prompt, fill(m.negative, values)),
                 slots=tuple((n, values[n]) for n in slots),
-                plain_prompt=plain_prompt(prompt, resolved.trigger),
+                plain_prompt=plain,
+                characters=names,
+                triggers=triggers,
             )
             coords = {**combo, **slot_combo}
             if PROMPT_AXIS in axes:
@@ -345,7 +409,7 @@ def enumerate_cells(spec: MatrixSpec, resolved: Resolved) -> Layout:
             add(coords, cell)
         for i, control in enumerate(m.controls):
             negative = fill(m.negative, {"trigger": resolved.trigger})
-            cell = Cell(params(control, negative), control=i, plain_prompt=control)
+            cell = Cell(params(control, negative, width=resolved.width), control=i, plain_prompt=control)
             add({**combo, PROMPT_AXIS: i + 1}, cell)
     return layout
 

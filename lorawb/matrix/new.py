@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import tomlkit
 
 from lorawb.core.captions import Caption, tag_key
+from lorawb.core.characters import characters_of, group_label, pairs_of
 from lorawb.core.fsutil import atomic_write_text
 from lorawb.errors import RunError
 from lorawb.matrix.cells import Layout, enumerate_cells, prompt_count
@@ -60,6 +61,7 @@ class NewMatrix:
     fixed: frozenset[str] = frozenset()  # what the user set ("weights", "seeds", "checkpoints"): never trimmed
     paired: bool = False  # contexts and styles paired (zip) instead of multiplied
     prompts: int = 0  # at most this many slot values / pairs (0: all)
+    pairs: bool = False  # the joint matrix: each pair of characters over the contexts the pair lacks
 
 
 def pick_run(project: Project, ref: str = "") -> RunFolder:
@@ -95,6 +97,55 @@ def _gaps(project: Project, groups: dict[str, list[str]]) -> list[tuple[str, str
     return pair_gaps(load_captions(project), (a, groups[a]), (b, groups[b]))
 
 
+THIN_PAIR = 2  # a pair with fewer joint images than this in a context lacks it
+
+
+def pair_context_counts(project: Project, contexts: list[str]) -> dict[str, dict[str, int]]:
+    """Per pair of characters (``mira+tom``), its joint images in each context (by caption tags)."""
+    from lorawb.core.caption_ops import load_captions
+    from lorawb.core.characters import characters_in
+
+    chars = characters_of(project.config)
+    out = {group_label([a.name, b.name]): dict.fromkeys(contexts, 0) for a, b in pairs_of(chars)}
+    keys = {tag_key(c): c for c in contexts}
+    dataset = project.dataset_dir.relative_to(project.root).as_posix()
+    for f in load_captions(project):
+        rel = Path(f.image).parent.as_posix()
+        rel = rel[len(dataset) + 1 :] if rel.startswith(dataset + "/") else ""
+        tags = Caption.parse(f.text or "").tags
+        label = group_label(characters_in(rel, tags, chars))
+        if label in out:
+            for t in tags:
+                if tag_key(t) in keys:
+                    out[label][keys[tag_key(t)]] += 1
+    return out
+
+
+def _pair_axes(project: Project, groups: dict[str, list[str]], notes: list[str]) -> tuple[list[str], list[str]]:
+    """(character axis values: the pairs, contexts any pair lacks) for ``--pairs``."""
+    if len(characters_of(project.config)) < 2:
+        raise RunError(
+            "--pairs needs two or more characters",
+            path=project.config_path,
+            hint="add [characters.<name>] tables with their triggers to lorawb.toml",
+        )
+    contexts = groups.get(SLOT_GROUPS[0]) or []
+    if not contexts:
+        raise RunError(
+            "--pairs needs the contexts ([tags.groups] context = [...]) to find the ones a pair lacks",
+            path=project.config_path,
+        )
+    counts = pair_context_counts(project, contexts)
+    lacking = [c for c in contexts if any(n[c] < THIN_PAIR for n in counts.values())]
+    for pair, n in counts.items():
+        gaps = [c for c in contexts if n[c] < THIN_PAIR]
+        notes.append(f"{pair} lacks {', '.join(gaps)}" if gaps else f"{pair} has every context")
+    if not lacking:
+        notes.append("every pair has every context; testing them all")
+        lacking = list(contexts)
+    return list(counts), lacking
+
+
 def build_spec(project: Project, opts: NewMatrix) -> tuple[str, RunFolder, list[str]]:
     """The matrix.toml text (commented) for ``opts``, the run it tests, and notes on what it chose."""
     notes: list[str] = []
@@ -118,7 +169,14 @@ def build_spec(project: Project, opts: NewMatrix) -> tuple[str, RunFolder, list[
     slots: dict[str, list[str]] = {}
     zips: list[list[str]] = []
     prompts = _sample_prompts(project, run)
-    if all(g in groups for g in SLOT_GROUPS):
+    chars = characters_of(project.config)
+    pair_values: list[str] = []  # the character axis
+    if len(chars) > 1 and not opts.pairs:  # several characters: each alone and each pair, same prompts
+        pair_values = [c.name for c in chars] + [group_label([a.name, b.name]) for a, b in pairs_of(chars)]
+    if opts.pairs:
+        pair_values, lacking = _pair_axes(project, groups, notes)
+        slots = {SLOT_GROUPS[0]: lacking}
+    elif all(g in groups for g in SLOT_GROUPS):
         slots = {g: groups[g] for g in SLOT_GROUPS}
         if opts.paired and not opts.fill_gaps:
             slots = _paired(slots)
@@ -157,7 +215,9 @@ def build_spec(project: Project, opts: NewMatrix) -> tuple[str, RunFolder, list[
     if not controls:
         notes.append("no control prompts (sample prompts without the trigger): leak is not measured")
     template = (
-        ", ".join(["{trigger}", *(f"{{{s}}}" for s in slots)]) if trigger else ", ".join(f"{{{s}}}" for s in slots)
+        ", ".join(["{trigger}", *(f"{{{s}}}" for s in slots)])
+        if trigger or pair_values
+        else ", ".join(f"{{{s}}}" for s in slots)
     )
     doc = tomlkit.document()
     doc.add(tomlkit.comment("lorawb prompt matrix: checkpoints × LoRA weights × prompts × seeds."))
@@ -172,10 +232,17 @@ def build_spec(project: Project, opts: NewMatrix) -> tuple[str, RunFolder, list[
     _put(m, "controls", controls, "prompts without the trigger: leak into them is measured")
     if zips:
         _put(m, "zip", zips, "these axes pair their values (the gaps) instead of multiplying")
+    if pair_values:
+        _put(m, "pair_template", project.config.characters.pair_template, "a pair's prompt ({context}: the rest)")
+        width = _toy_pair_width(cfg)
+        if width:
+            _put(m, "pair_width", width, "the toy world draws a pair side by side, twice as wide")
     doc.add("matrix", m)
     axes = tomlkit.table()
     _put(axes, "checkpoint", steps, 'steps of the run\'s checkpoints, "last", or .safetensors paths')
     _put(axes, "weight", [float(w) for w in opts.weights], "LoRA strength; 0 is the base model")
+    if pair_values:
+        _put(axes, "character", pair_values, "a character alone, or a pair (a+b) with the pair template")
     for name, values in slots.items():
         _put(axes, name, values, None)
     _put(axes, "seed", [int(s) for s in opts.seeds], None)
@@ -187,6 +254,18 @@ def build_spec(project: Project, opts: NewMatrix) -> tuple[str, RunFolder, list[
     doc.add(tomlkit.nl())
     doc.add("view", view)
     return tomlkit.dumps(doc), run, notes
+
+
+def _toy_pair_width(cfg: Any) -> int:
+    """Twice the toy world's width when the run's base model is a toy-world model, else 0 (the width)."""
+    from lorawb.train.modelpath import read_json
+
+    if cfg is None or not cfg.model.path:
+        return 0
+    info = read_json(Path(cfg.model.path) / "lorawb_model.json") if Path(cfg.model.path).is_dir() else {}
+    if not info.get("toyworld"):
+        return 0
+    return 2 * int(info.get("recommended", {}).get("width") or 32)
 
 
 def _paired(slots: dict[str, list[str]]) -> dict[str, list[str]]:

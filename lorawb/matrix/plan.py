@@ -48,7 +48,7 @@ def plan_matrix(folder: MatrixFolder, project: Project | None = None) -> Plan:
 
 
 def request_for(project: Project, p: Params) -> ImageRequest:
-    loras = ((str(project.resolve(p.lora.path)), p.weight),) if p.lora is not None else ()
+    loras = tuple((str(project.resolve(ref.path)), float(w)) for ref, w in p.all_loras())
     return ImageRequest(
         prompt=p.prompt,
         seed=p.seed,

@@ -105,7 +105,49 @@ def resolve_checkpoints(spec: MatrixSpec, project: Project, run: RunFolder | Non
     return out
 
 
-def _find_file(value: str, project: Project, spec: MatrixSpec, run: RunFolder | None) -> Path:
+def resolve_stacks(spec: MatrixSpec, project: Project, family: str) -> list[tuple[tuple[LoraRef, float], ...]]:
+    """The loras axis: each value's files (found as checkpoint files are) with their weights."""
+    from lorawb.matrix.spec import lora_entry
+
+    out = []
+    for group in spec.axes.get("loras", []):
+        stack = []
+        for entry in group:
+            value, weight = lora_entry(entry)
+            path = _find_file(value, project, spec, None, key="axes.loras")
+            try:
+                info = read_lora(path)
+                check_family(info, family)
+            except LorawbError as exc:
+                raise spec.error("axes.loras", f"{value}: {exc.message}", hint=exc.hint) from exc
+            stack.append((LoraRef(rel_to_project(project, path), Path(value).stem, info.step), weight))
+        out.append(tuple(stack))
+    return out
+
+
+def resolve_characters(spec: MatrixSpec, project: Project) -> tuple[tuple[str, str], ...]:
+    """The project's characters (name, trigger); each character axis value must name them."""
+    from lorawb.core.characters import characters_of
+
+    chars = tuple((c.name, c.trigger) for c in characters_of(project.config))
+    known = dict(chars)
+    for value in spec.axes.get("character", []):
+        names = [n.strip() for n in str(value).split("+")]
+        for n in names:
+            if n not in known:
+                raise spec.error(
+                    "axes.character",
+                    f"{n!r} is not a character of this project",
+                    hint="characters: " + (", ".join(known) or "none ([characters.<name>] in lorawb.toml)"),
+                )
+        if len(names) > 2 or len(set(names)) != len(names):
+            raise spec.error("axes.character", f"{value!r}: a value is one character or a pair (a+b)")
+    return chars
+
+
+def _find_file(
+    value: str, project: Project, spec: MatrixSpec, run: RunFolder | None, key: str = "axes.checkpoint"
+) -> Path:
     raw = Path(value).expanduser()
     candidates = [raw] if raw.is_absolute() else [project.root / raw]
     if spec.path is not None and not raw.is_absolute():
@@ -116,7 +158,7 @@ def _find_file(value: str, project: Project, spec: MatrixSpec, run: RunFolder | 
         if c.is_file():
             return c
     raise spec.error(
-        "axes.checkpoint",
+        key,
         f"no LoRA file {value!r}",
         hint='a path relative to the project (or to matrix.toml), a step of matrix.run, or "last"',
     )
@@ -147,6 +189,10 @@ def resolve(spec: MatrixSpec, project: Project) -> Context:
         cfg=d.cfg,
         sampler=m.sampler,
         checkpoints=tuple(resolve_checkpoints(spec, project, run, family)),
+        characters=resolve_characters(spec, project),
+        pair_template=m.pair_template or project.config.characters.pair_template,
+        pair_width=_size(m.pair_width) if m.pair_width else 0,
+        stacks=tuple(resolve_stacks(spec, project, family)),
     )
     return Context(resolved, model, family, run, d.recommended, d.toyworld, families.family_settings(trained))
 

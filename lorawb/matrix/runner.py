@@ -192,6 +192,7 @@ def cell_record(
         "slots": dict(cell.slots),
         "control": cell.control,
         "plain_prompt": cell.plain_prompt,
+        **({"characters": list(cell.characters), "triggers": list(cell.triggers)} if cell.characters else {}),
         "model": plan.ctx.model.model_dump(mode="json"),
         "family_settings": plan.ctx.settings,
         "batch": batch,

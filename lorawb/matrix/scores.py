@@ -77,10 +77,11 @@ class ToyScorer:
     name = "toy-world reader"
     measures = ("identity", "prompt_following", "leak", "prior", "diversity")
 
-    def __init__(self, dataset: Sequence[Path], share: float = 0.75) -> None:
+    def __init__(self, dataset: Sequence[Path], share: float = 0.75, characters: Any = None) -> None:
         from lorawb.toyworld import reader
 
         self.reader = reader
+        self.characters = characters  # lorawb.matrix.bleed.CharacterScores, with several characters
         readings = [reader.read(p).as_dict() for p in dataset]
         self.character = self.agreed(readings, share)
         self.share = share
@@ -120,12 +121,15 @@ class ToyScorer:
 
         out = []
         for cell, image in zip(cells, images, strict=True):
-            reading = self.reader.read(image).as_dict()
-            row: dict[str, Any] = {"reading": reading}
+            joint = len(cell.characters) > 1
+            reading = self.reader.read(self.reader.halves(image)[0] if joint else image).as_dict()
+            row: dict[str, Any] = {} if joint else {"reading": reading}
             if self.character:
                 row["prior" if cell.is_control else "identity"] = self._share(reading)
                 if self.ceiling is not None:
                     row["ceiling"] = self.ceiling
+            if cell.characters and self.characters is not None:
+                row.update(self.characters.toy(cell.characters, cell.params.prompt, image))
             want = world.parse_prompt(cell.plain_prompt)
             row["prompt_following"] = sum(reading[k] == v for k, v in want.items()) / len(want) if want else None
             if cell.is_control and not cell.params.is_base:
@@ -162,9 +166,11 @@ class EmbedderScorer:
         cache_dir: Path,
         settings: MatrixSettings,
         faces: Any = None,
+        characters: Any = None,
     ):
         from lorawb.matrix.identity import IdentityJudge
 
+        self.characters = characters  # lorawb.matrix.bleed.CharacterScores, with several characters
         self.embedder = embedder
         self.judge = IdentityJudge(embedder, faces, settings.crop, settings.top_k)
         self.judge.load_dataset(dataset, root, cache_dir)
@@ -231,6 +237,21 @@ class EmbedderScorer:
                     row["ceiling"] = self.ceiling
             if e is not None and self.embedder.has_text and cell.plain_prompt:
                 row["prompt_following"] = float(e @ self._text_vec(cell.plain_prompt))
+            if cell.characters and self.characters is not None:
+                if e is not None and len(self.dataset) and not self.judge.by_faces and self.judge.crop == "none":
+                    row.update(
+                        self.characters.embedder(
+                            cell.characters,
+                            cell.params.prompt,
+                            image,
+                            e,
+                            self.embedder.images,
+                            self.dataset,
+                            self.top_k,
+                        )
+                    )
+                else:
+                    row["unmeasured"] = "per-character scores with faces or a crop"
             if e is not None and cell.is_control and not cell.params.is_base:
                 ref = self._base.get(cell.base_id)
                 if ref is None:
@@ -257,6 +278,13 @@ def make_scorer(
     ``dataset``: the images identity is measured against (default: the project's dataset).
     """
     dataset = list(dataset) if dataset is not None else dataset_images(project)
+    chars = None
+    from lorawb.core.characters import characters_of
+
+    if len(characters_of(project.config)) > 1:
+        from lorawb.matrix.bleed import CharacterScores
+
+        chars = CharacterScores(characters_of(project.config), project.dataset_dir, dataset)
     want = settings.scorer
     if want == "none":
         return NoScorer('scoring is off ([matrix] scorer = "none")')
@@ -285,12 +313,18 @@ def make_scorer(
 
             faces = FaceModel(project.resolve(settings.face_embedder))
         return EmbedderScorer(
-            embedder, dataset, project.root, project.state_dir / "matrix" / "embeddings", settings, faces=faces
+            embedder,
+            dataset,
+            project.root,
+            project.state_dir / "matrix" / "embeddings",
+            settings,
+            faces=faces,
+            characters=chars,
         )
     if want == "embedder":
         return NoScorer(NO_EMBEDDER)
     if ctx.toyworld:
-        return ToyScorer(dataset)
+        return ToyScorer(dataset, characters=chars)
     if want == "toyworld":
         return NoScorer("the toy-world reader only reads toy-world models' images; this base model is not one")
     return NoScorer(NO_EMBEDDER)
@@ -548,6 +582,9 @@ def summarize(
         cell = layout.cells[pos.cell]
         weight = float(wt.values[pos.index("weight")])
         label = "base" if cell.params.is_base else ck.labels[pos.index("checkpoint")]
+        if cell.params.stack and "loras" in layout.axes:
+            label = layout.axes["loras"].labels[pos.index("loras")]  # weights other than 1 are in the label
+            weight = 1.0
         key = (label, 0.0 if cell.params.is_base else weight)
         if key not in groups:
             groups[key] = {"cells": set(), "seed": {}}
@@ -619,6 +656,15 @@ class ValueRow:
     prompt_following: float | None
 
 
+def _setting(layout: Layout, pos: Any, cell: Cell) -> tuple[str, float]:
+    """A cell's checkpoint × weight as the summary rows name it (a loras axis value: its label, weight 1)."""
+    if cell.params.stack and "loras" in layout.axes:
+        return layout.axes["loras"].labels[pos.index("loras")], 1.0
+    return layout.axes["checkpoint"].labels[pos.index("checkpoint")], float(
+        layout.axes["weight"].values[pos.index("weight")]
+    )
+
+
 def by_axis_value(
     layout: Layout, scores: dict[str, dict[str, Any]], scorer: str, axis: str, row: SummaryRow | None = None
 ) -> list[ValueRow]:
@@ -627,7 +673,6 @@ def by_axis_value(
     from lorawb.matrix.cells import NO_VALUE
 
     ax = layout.axes[axis]
-    ck, wt = layout.axes["checkpoint"], layout.axes["weight"]
     vals: dict[int, dict[str, list[float]]] = {}
     for pos in layout.positions:
         cell = layout.cells[pos.cell]
@@ -638,11 +683,7 @@ def by_axis_value(
             if cell.params.is_base:
                 continue
         elif row.is_base != cell.params.is_base or (
-            not row.is_base
-            and (
-                ck.labels[pos.index("checkpoint")] != row.checkpoint
-                or float(wt.values[pos.index("weight")]) != row.weight
-            )
+            not row.is_base and _setting(layout, pos, cell) != (row.checkpoint, row.weight)
         ):
             continue
         s = scores.get(pos.cell)

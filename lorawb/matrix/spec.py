@@ -22,8 +22,20 @@
     cols = ["weight"]
     pages = ["checkpoint"]
 
-Reserved axes: ``checkpoint``, ``weight``, ``seed``, ``cfg``, ``steps``, ``sampler``; every
-other axis is a slot of the prompt (``{context}``), and every slot needs an axis. This
+Reserved axes: ``checkpoint``, ``weight``, ``seed``, ``cfg``, ``steps``, ``sampler``,
+``character`` and ``loras``; every other axis is a slot of the prompt (``{context}``), and every
+slot needs an axis.
+
+Several characters (lorawb.toml's ``[characters.<name>]``)::
+
+    pair_template = "{a} on the left and {b} on the right, {context}"   # in [matrix]; default: lorawb.toml's
+    pair_width = 64                      # a pair's image width (0: the width)
+
+    [axes]
+    character = ["mira", "tom", "mira+tom"]   # each alone ({trigger} is theirs), and a pair (the pair template,
+                                              # {context} the prompt without its trigger)
+    loras = [["runs/a/mira.safetensors", "runs/b/tom.safetensors"],   # applied together, weight 1
+             ["runs/c/joint.safetensors@0.8"]]                          # FILE@WEIGHT This
 module only parses and checks the file; lorawb.matrix.cells enumerates what it asks for.
 """
 
@@ -40,7 +52,7 @@ from lorawb.errors import ConfigError
 from lorawb.train.config import SampleSection
 
 SAMPLERS: tuple[str, ...] = get_args(SampleSection.model_fields["scheduler"].annotation)
-RESERVED = ("checkpoint", "weight", "seed", "cfg", "steps", "sampler")
+RESERVED = ("checkpoint", "weight", "seed", "cfg", "steps", "sampler", "character", "loras")
 PROMPT_AXIS = "prompt"  # the template vs. each control prompt; exists when there are control prompts
 SLOT_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SPEC_NAME = "matrix.toml"
@@ -76,6 +88,10 @@ class MatrixSection(_Strict):
         default_factory=list, description="prompts without the trigger: the LoRA's leak is measured on them"
     )
     zip: list[list[str]] = Field(default_factory=list, description="groups of axes that pair values (same length)")
+    pair_template: str = Field(
+        "", description="the prompt of a pair on the character axis ({a}, {b}, {context}; default: lorawb.toml's)"
+    )
+    pair_width: int = Field(0, ge=0, le=8192, description="a pair's image width (0: the width)")
 
 
 class AxesSection(BaseModel):
@@ -90,6 +106,8 @@ class AxesSection(BaseModel):
     cfg: Annotated[list[Cfg], Field(min_length=1)] | None = None
     steps: Annotated[list[Annotated[int, Field(ge=1, le=1000)]], Field(min_length=1)] | None = None
     sampler: Annotated[list[Literal["ddim", "euler", "dpm"]], Field(min_length=1)] | None = None
+    character: Annotated[list[SlotValue], Field(min_length=1)] | None = None
+    loras: Annotated[list[Annotated[list[SlotValue], Field(min_length=1)]], Field(min_length=1)] | None = None
 
 
 class ViewSection(_Strict):
@@ -145,6 +163,20 @@ def prompt_slots(text: str) -> list[str]:
 def fill(template: str, values: dict[str, str]) -> str:
     """Replace ``{name}`` placeholders (other braces are left as written)."""
     return SLOT_RE.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def lora_entry(text: str) -> tuple[str, float]:
+    """``runs/x/a.safetensors@0.8`` -> (file, weight); no ``@``: weight 1."""
+    path, sep, weight = text.rpartition("@")
+    if not sep:
+        return text.strip(), 1.0
+    try:
+        w = float(weight)
+    except ValueError:
+        raise ValueError(f"{weight!r} after @ is not a weight") from None
+    if not -MAX_WEIGHT <= w <= MAX_WEIGHT:
+        raise ValueError(f"weight {w:g} is outside -{MAX_WEIGHT:g}..{MAX_WEIGHT:g}")
+    return path.strip(), w
 
 
 def parse_spec(text: str, path: Path | None = None) -> MatrixSpec:
@@ -249,6 +281,24 @@ def check_spec(spec: MatrixSpec) -> None:
             if name in placed:
                 raise spec.error(f"view.{part}", f"{name!r} is placed twice in [view]")
             placed.add(name)
+    if m.pair_template and ("{a}" not in m.pair_template or "{b}" not in m.pair_template):
+        raise spec.error("matrix.pair_template", "the pair template needs both {a} and {b} (the two triggers)")
+    if "loras" in spec.axes:
+        for other in ("checkpoint", "weight"):
+            if other in spec.axes:
+                raise spec.error(
+                    f"axes.{other}",
+                    f"a matrix with a loras axis has no {other} axis: each loras value names its files and weights",
+                    hint='write FILE@WEIGHT in the loras values, e.g. ["a.safetensors@0.8", "b.safetensors"]',
+                )
+        if m.run:
+            raise spec.error("matrix.run", "a loras axis names its LoRA files itself; leave matrix.run empty")
+        for i, group in enumerate(spec.axes["loras"]):
+            for entry in group:
+                try:
+                    lora_entry(entry)
+                except ValueError as exc:
+                    raise spec.error("axes.loras", f"value {i + 1}: {exc}", hint="FILE or FILE@WEIGHT") from exc
     if "weight" in spec.axes and "checkpoint" not in spec.axes and not m.run:
         raise spec.error(
             "axes.weight",

@@ -245,6 +245,72 @@ def read(image: Image.Image | np.ndarray | str | Path) -> Reading:
     )
 
 
+# --- two figures side by side (world.render_pair) ------------------------------------------------
+
+# The face (cheeks and forehead, below the fringe) of a figure: skin where a figure stands.
+FACE: list[Box] = [(8, 9, 14, 18), (11, 13, 13, 15), (11, 13, 17, 19)]
+
+
+def halves(image: Image.Image | np.ndarray | str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The left and right 32x32 halves of a joint scene (any size, shrunk to 64x32 first)."""
+    if isinstance(image, (str, Path)):
+        with Image.open(image) as im:
+            image = im.convert("RGB")
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+    img = image.convert("RGB")
+    w, h = 2 * world.SIZE, world.SIZE
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.BOX)
+    a = np.asarray(img, dtype=np.float32)
+    return a[:, : world.SIZE], a[:, world.SIZE :]
+
+
+# the eyes and the face around them, the hair and the torso: where a figure differs from its scene
+FIGURE: list[Box] = [*FACE, (9, 11, 13, 15), (9, 11, 17, 19), *REGIONS["hair"], *REGIONS["outfit"]]
+
+
+@functools.lru_cache(maxsize=1)
+def _figure_centroids() -> tuple[np.ndarray, np.ndarray]:
+    """(features, 1 where a figure stands) of the calibration images, with and without their figure."""
+    feats, labels = [], []
+    for s in _calibration_specs()[::2]:
+        for figure in (True, False):
+            a = np.asarray(world.render(s, figure=figure), dtype=np.float32)
+            feats.append(_means(a, FIGURE))
+            labels.append(1.0 if figure else 0.0)
+    return np.stack(feats), np.array(labels)
+
+
+def figure_present(a: np.ndarray) -> bool:
+    """Does a figure stand where the reader looks (not just the scene, nor a figure squeezed in
+    between two places)? The nearest of the calibration images, drawn with and without their figure,
+    by the colours of the face, eyes, hair and torso."""
+    feats, labels = _figure_centroids()
+    d = ((feats - _means(a, FIGURE)) ** 2).sum(axis=1)
+    return bool(labels[int(np.argmin(d))] > 0.5)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What the reader sees in a joint scene: each figure, and whether a figure stands in each place."""
+
+    left: Reading
+    right: Reading
+    left_present: bool
+    right_present: bool
+
+    @property
+    def two_figures(self) -> bool:
+        return self.left_present and self.right_present
+
+
+def read_figures(image: Image.Image | np.ndarray | str | Path) -> Figures:
+    """Read the two figures of a joint scene (``world.render_pair``), left and right."""
+    left, right = halves(image)
+    return Figures(read(left), read(right), figure_present(left), figure_present(right))
+
+
 @dataclass(frozen=True)
 class Score:
     """How a set of images matches a prompt: per attribute the share read as asked, and all at once."""

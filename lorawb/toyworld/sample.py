@@ -30,6 +30,17 @@ PREVIEW_SIZE = 128  # images are stored at 4x for nicer previews; the trainer sh
 # Pretraining never shows these combinations (see pretrain.EXCLUDE).
 NEVER_IN_PRETRAINING = ({"hair": "blue", "outfit": "orange"},)
 
+# The second character, and the two together (several characters in one project: docs/toyworld.md).
+TOM_TRIGGER = "qvr_tom"
+TOM = {"hair": "blonde", "outfit": "green", "accessory": "hat"}
+TOM_PROMPT = "blonde hair, green outfit, hat"
+TOM_FOLDER = f"10_{TOM_TRIGGER}"
+JOINT_FOLDER = f"5_{TRIGGER}+{TOM_TRIGGER}"
+PAIR_TEMPLATE = "{a}, {b}, {context}"  # tag-style, both triggers leading; the first-named stands on the left
+JOINT_CONTEXTS = ("forest", "bar")  # the pair is never shown in the others: `lorawb matrix new --pairs` finds them
+JOINT_RESOLUTION = 46  # a 64x32 joint scene is bucketed whole (46 * 46 >= 64 * 32), each figure 32 px tall
+INVARIANT_GROUPS = ("hair", "outfit", "accessory")  # left to the triggers, never in the captions
+
 
 def dataset_specs() -> list[world.Spec]:
     """32 images: every context x style, twice, the poses cycling, the scene details seeded."""
@@ -70,8 +81,53 @@ def dataset_caption(spec: world.Spec) -> str:
     return world.caption(spec, trigger=TRIGGER, omit=("hair", "outfit", "accessory"))
 
 
-def sample_toml(name: str = "sample_project") -> str:
-    """lorawb.toml for the sample: the default template with the toy model's settings filled in."""
+def tom_specs() -> list[world.Spec]:
+    """8 images of the second character: every context in two styles, the poses cycling."""
+    specs = []
+    for i, context in enumerate(world.CONTEXTS):
+        for k, style in enumerate((world.STYLES[i % 4], world.STYLES[(i + 2) % 4])):
+            n = 2 * i + k
+            specs.append(world.Spec(**TOM, context=context, style=style, pose=world.POSES[n % 3], seed=8000 + n))
+    return specs
+
+
+def tom_caption(spec: world.Spec) -> str:
+    return world.caption(spec, trigger=TOM_TRIGGER, omit=INVARIANT_GROUPS)
+
+
+def joint_specs() -> list[tuple[world.Spec, world.Spec]]:
+    """4 joint scenes, mira on the left and tom on the right, in two contexts only (the gaps to fill)."""
+    out = []
+    for i, context in enumerate(JOINT_CONTEXTS):
+        for k, style in enumerate(("flat", "watercolor")):
+            n = 2 * i + k
+            mira = world.Spec(**CHARACTER, context=context, style=style, pose=world.POSES[n % 3], seed=8500 + n)
+            tom = world.Spec(**TOM, context=context, style=style, pose=world.POSES[(n + 1) % 3], seed=8600 + n)
+            out.append((mira, tom))
+    return out
+
+
+def joint_caption(left: world.Spec, right: world.Spec) -> str:
+    """``zkx_mira, qvr_tom, forest, flat``: both triggers lead, then what varies."""
+    omit = (*INVARIANT_GROUPS, "pose")
+    return world.pair_caption(left, right, triggers=(TRIGGER, TOM_TRIGGER), omit=omit, template=PAIR_TEMPLATE)
+
+
+def write_second_character(root: str | Path, *, joint: bool = True) -> None:
+    """Write the second character's folder (and the joint folder) under ``root/dataset``."""
+    ds = Path(root) / "dataset"
+    for i, spec in enumerate(tom_specs(), 1):
+        world.write_image(ds / TOM_FOLDER / f"tom_{i:02d}_{spec.context}.png", spec, tom_caption(spec), PREVIEW_SIZE)
+    if joint:
+        for i, (a, b) in enumerate(joint_specs(), 1):
+            world.write_pair_image(
+                ds / JOINT_FOLDER / f"pair_{i:02d}_{a.context}.png", a, b, joint_caption(a, b), PREVIEW_SIZE
+            )
+
+
+def sample_toml(name: str = "sample_project", two_characters: bool = False) -> str:
+    """lorawb.toml for the sample: the default template with the toy model's settings filled in
+    (``two_characters``: with ``[characters]`` for mira and tom, trained jointly)."""
     doc = tomlkit.parse(default_toml(name, TRIGGER, groups="", prompts="[]"))
     proj = doc["project"]
     proj["resolution"] = 32
@@ -127,7 +183,39 @@ def sample_toml(name: str = "sample_project") -> str:
     matrix["target_minutes"] = 1
     matrix["target_minutes"].comment("the tour's matrix: about a minute on 2 CPU cores; 0 makes the full one")
     doc.add("matrix", matrix)
+    if two_characters:
+        _add_characters(doc)
     return _reorder(tomlkit.dumps(doc))
+
+
+def _add_characters(doc: tomlkit.TOMLDocument) -> None:
+    """mira and tom in one project, trained jointly (docs/toyworld.md)."""
+    dataset = doc["dataset"]
+    dataset["joint_resolution"] = JOINT_RESOLUTION
+    dataset["joint_resolution"].comment("a 64x32 joint scene is bucketed whole: each figure stays 32 px tall")
+    train = doc["train"]
+    train["max_steps"] = 400
+    train["max_steps"].comment("two characters and the pair share the steps")
+    doc["sample"]["prompts"] = ["{trigger}, forest", "{trigger}, bar", "red hair, green outfit, beach"]
+    doc["sample"]["prompts"].comment("each {trigger} prompt is drawn for mira, for tom and for the pair")
+    chars = tomlkit.table(is_super_table=False)
+    chars.add(
+        tomlkit.comment("Several characters in one project: one LoRA learns both (docs/matrix.md, docs/toyworld.md).")
+    )
+    chars["balance"] = "equal"
+    chars["balance"].comment("mira, tom and the pair get the same images per epoch")
+    chars["pair_template"] = PAIR_TEMPLATE
+    chars["pair_template"].comment("as the joint captions read: the first-named stands on the left")
+    for cname, trigger, look, folder in (
+        ("mira", TRIGGER, CHARACTER_PROMPT, FOLDER),
+        ("tom", TOM_TRIGGER, TOM_PROMPT, TOM_FOLDER),
+    ):
+        t = tomlkit.table()
+        t["trigger"] = trigger
+        t["invariant"] = look.split(", ")
+        t["folders"] = [folder]
+        chars.add(cname, t)
+    doc.add("characters", chars)
 
 
 def _reorder(text: str) -> str:
@@ -150,10 +238,14 @@ def committed_model_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "sample_project" / MODEL_DIR
 
 
-def make_sample_project(root: str | Path, *, write_toml: bool = False, name: str = "") -> Path:
+def make_sample_project(
+    root: str | Path, *, write_toml: bool = False, name: str = "", two_characters: bool = False
+) -> Path:
     """Write the sample dataset and inbox under ``root`` (and lorawb.toml when asked or missing).
 
-    ``name`` is the project name in lorawb.toml (default: the folder's name).
+    ``name`` is the project name in lorawb.toml (default: the folder's name). ``two_characters``
+    adds the second character's folder, the joint folder and ``[characters]`` (the committed
+    sample_project/ has one character).
     """
     root = Path(root)
     folder = root / "dataset" / FOLDER
@@ -161,9 +253,11 @@ def make_sample_project(root: str | Path, *, write_toml: bool = False, name: str
         world.write_image(folder / f"mira_{i:02d}_{spec.context}.png", spec, dataset_caption(spec), PREVIEW_SIZE)
     for stem, spec, size, _why in inbox_specs():
         world.write_image(root / "inbox" / f"{stem}.png", spec, dataset_caption(spec), size)
+    if two_characters:
+        write_second_character(root)
     cfg = root / "lorawb.toml"
     if write_toml or not cfg.exists():
-        atomic_write_text(cfg, sample_toml(name or root.name or "sample_project"))
+        atomic_write_text(cfg, sample_toml(name or root.name or "sample_project", two_characters))
     return root
 
 

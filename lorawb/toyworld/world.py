@@ -366,15 +366,17 @@ def _watercolor(img: Image.Image, rng: random.Random) -> Image.Image:
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
 
 
-def render(spec: Spec, size: int = SIZE) -> Image.Image:
-    """Draw ``spec`` as an RGB image of ``size`` x ``size`` (32, or 128 for previews)."""
+def render(spec: Spec, size: int = SIZE, *, figure: bool = True) -> Image.Image:
+    """Draw ``spec`` as an RGB image of ``size`` x ``size`` (32, or 128 for previews); ``figure=False``
+    draws the scene alone (the reader calibrates "no figure here" on it)."""
     if size % SIZE:
         raise ValueError(f"size must be a multiple of {SIZE}")
     rng = random.Random(spec.seed)
     big = SIZE * SCALE
     c = _Canvas(big, outlined=spec.style == "outlined")
     _scene(c, spec.context, rng)
-    _figure(c, spec)
+    if figure:
+        _figure(c, spec)
     img = c.img
     if spec.style == "watercolor":
         img = _watercolor(img, rng)
@@ -430,6 +432,70 @@ def write_kohya_folder(
     for i, spec in enumerate(random_specs(n, seed, **fixed)):
         write_image(folder / f"img_{i:03d}.png", spec, caption(spec, trigger=trigger, omit=omit), size)
     return folder
+
+
+# --- two figures side by side -----------------------------------------------------------------
+#
+# A joint scene is 64x32: two figures, one context (and style) behind both. Each half is drawn as
+# ``render`` draws one figure, so ``reader.read_figures`` reads each figure with the one-figure
+# reader; the two figures' attributes are independent. The left figure's context and style are
+# the scene's.
+
+PAIR_TEMPLATE = "{a} on the left and {b} on the right, {context}"  # core.characters' default
+
+
+def scene_pair(left: Spec, right: Spec) -> tuple[Spec, Spec]:
+    """The two figures of a joint scene, the right one moved into the left one's context and style."""
+    return left, replace(right, context=left.context, style=left.style)
+
+
+def render_pair(left: Spec, right: Spec, size: int = SIZE) -> Image.Image:
+    """Two figures side by side in one context: a (2 * size) x size RGB image."""
+    left, right = scene_pair(left, right)
+    img = Image.new("RGB", (2 * size, size))
+    img.paste(render(left, size), (0, 0))
+    img.paste(render(right, size), (size, 0))
+    return img
+
+
+def figure_text(spec: Spec, trigger: str = "", omit: Iterable[str] = ()) -> str:
+    """One figure of a joint caption: its trigger, or its own tags (hair, outfit, accessory, pose) not omitted."""
+    omit = set(omit) | {"context", "style"}
+    parts = [trigger] if trigger else []
+    body = caption(spec, omit=omit)
+    if body:
+        parts.append(body)
+    return ", ".join(parts)
+
+
+def pair_caption(
+    left: Spec,
+    right: Spec,
+    *,
+    triggers: tuple[str, str] = ("", ""),
+    omit: Iterable[str] = (),
+    template: str = PAIR_TEMPLATE,
+) -> str:
+    """The caption of a joint scene: ``template`` with ``{a}`` the left figure, ``{b}`` the right one
+    (a trigger, and its tags not omitted) and ``{context}`` the scene's context and style.
+
+    ``template="{a}, {b}, {context}"`` with triggers gives tag-style ``zkx_mira, qvr_tom, forest, flat``
+    (the first-named figure stands on the left).
+    """
+    left, right = scene_pair(left, right)
+    omit = set(omit)
+    scene = [getattr(left, g) for g in ("context", "style") if g not in omit]
+    text = template.replace("{a}", figure_text(left, triggers[0], omit))
+    text = text.replace("{b}", figure_text(right, triggers[1], omit))
+    text = text.replace("{context}", ", ".join(scene))
+    return ", ".join(t.strip() for t in text.split(",") if t.strip())
+
+
+def write_pair_image(path: Path, left: Spec, right: Spec, text: str, size: int = SIZE) -> None:
+    """Write a joint scene ``path`` (.png, 2 * size wide) and its caption, atomically."""
+    path = Path(path)
+    atomic_write_bytes(path, png_bytes(render_pair(left, right, size)))
+    atomic_write_text(path.with_suffix(".txt"), text + "\n")
 
 
 def iter_pairs(specs: Iterable[Spec], rng: random.Random, **caption_kw: object) -> Iterator[tuple[np.ndarray, str]]:

@@ -99,6 +99,7 @@ class Batches:
             tag_dropout=ds.tag_dropout if rng else 0.0,
             caption_dropout=ds.caption_dropout if rng else 0.0,
             add_trigger=ds.add_trigger and not is_reg,  # a reg image shows the class, not the character
+            triggers=[c.trigger for c in ds.characters],
         )
 
     def class_caption(self, caption: str) -> str:

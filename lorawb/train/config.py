@@ -74,6 +74,14 @@ class ModelSection(_Section):
         return v
 
 
+class CharacterEntry(_Section):
+    """One character of a joint run (filled from lorawb.toml's ``[characters.<name>]``)."""
+
+    name: str = Field(description="the character's name in lorawb.toml")
+    trigger: str = Field(description="its trigger")
+    folders: list[str] = Field(default_factory=list, description="its kohya folders under dataset/")
+
+
 class DatasetSection(_Section):
     path: str = Field("", description="dataset folder (default: the project's dataset/)")
     trigger: str = Field("", description="trigger phrase (default: the project's)")
@@ -100,6 +108,26 @@ class DatasetSection(_Section):
     )
     prior_loss_weight: float = Field(
         1.0, ge=0, le=1000, description="loss weight of the reg images (kohya's prior_loss_weight)"
+    )
+    characters: list[CharacterEntry] = Field(
+        default_factory=list,
+        description="the characters a joint LoRA learns (default: lorawb.toml's [characters.<name>] tables); "
+        "their triggers lead every caption, and sampling balances them",
+    )
+    balance: Literal["equal", "by_images"] = Field(
+        "equal",
+        description="with several characters: equal gives each character and each pair the same images per epoch "
+        "(folder repeats weigh images within one); by_images keeps the folders' repeats",
+    )
+    pair_template: str = Field(
+        "", description="the sample prompt of a pair ({a}, {b}: triggers; {context}; default: [characters]')"
+    )
+    joint_resolution: int = Field(
+        0,
+        ge=0,
+        le=8192,
+        description="bucket area side of images holding two or more characters (0: resolution); larger keeps "
+        "each figure the size it has alone",
     )
 
 
@@ -518,6 +546,16 @@ def fill_project_defaults(cfg: TrainConfig, project: Project, base: Path | None 
             cfg.network.target_modules = list(family.default_targets)
     if not cfg.dataset.trigger:
         cfg.dataset.trigger = project.trigger
+    section = project.config.characters
+    if not cfg.dataset.characters and len(section.members) > 1:
+        cfg.dataset.characters = [
+            CharacterEntry(name=name, trigger=sheet.trigger, folders=list(sheet.folders))
+            for name, sheet in section.members.items()
+        ]
+        if "balance" not in cfg.dataset.model_fields_set:
+            cfg.dataset.balance = section.balance
+    if cfg.dataset.characters and not cfg.dataset.pair_template:
+        cfg.dataset.pair_template = section.pair_template
     if not cfg.dataset.resolution:
         cfg.dataset.resolution = project.config.project.resolution
     if not cfg.save.name:

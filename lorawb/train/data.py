@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from lorawb.core import layout
 from lorawb.core.buckets import Bucket, BucketSettings, make_buckets
 from lorawb.core.captions import tag_key, tags_of
+from lorawb.core.characters import JOINER, Character, characters_in, group_label
 from lorawb.core.dataset import load_image as decode_image
 from lorawb.core.dataset import refuse_oversized_captions, walk_order
 from lorawb.core.index import scan_folder
@@ -121,6 +122,14 @@ def load_dataset(cfg: DatasetSection, seed: int) -> DatasetInfo:
     step = cfg.bucket_step
     for it in items + val_items:
         it.bucket = assign_bucket(it.width, it.height, cfg.resolution, step, cfg.buckets)
+    if cfg.characters:
+        groups = group_of(items, root, cfg)
+        if cfg.joint_resolution:
+            for it, g in zip(items, groups, strict=True):
+                if JOINER in g:
+                    it.bucket = assign_bucket(it.width, it.height, cfg.joint_resolution, step, cfg.buckets)
+        if cfg.balance == "equal":
+            balance_characters(items, groups)
     freq: dict[str, dict[str, int]] = {}
     dirs: dict[str, dict[str, int]] = {}
     for it in items:
@@ -134,6 +143,60 @@ def load_dataset(cfg: DatasetSection, seed: int) -> DatasetInfo:
     if cfg.reg_path and cfg.reg_path != NO_REG:
         load_reg(info, cfg)
     return info
+
+
+# --- several characters ---------------------------------------------------------------------------
+
+
+def run_characters(cfg: DatasetSection) -> list[Character]:
+    """The run's characters as lorawb.core.characters sees them."""
+    return [Character(c.name, c.trigger, (), tuple(c.folders)) for c in cfg.characters]
+
+
+def group_of(items: list[Item], root: Path, cfg: DatasetSection) -> list[str]:
+    """Each item's character group: ``mira``, ``mira+tom`` (a pair), or ``none``."""
+    chars = run_characters(cfg)
+    out = []
+    for it in items:
+        rel = it.path.parent.relative_to(root).as_posix() if it.path.parent != root else ""
+        out.append(group_label(characters_in(rel, split_tags(it.caption), chars)))
+    return out
+
+
+def balance_characters(items: list[Item], groups: list[str]) -> dict[str, int]:
+    """``balance = "equal"``: every character group (each character alone, each pair) gets as many
+    images per epoch as the largest one; returns the count per group.
+
+    Within a group an image's share follows its folder's repeats (kohya repeats set by hand still
+    weigh it against the group's other images); the shares are rounded by largest remainder so a
+    group's count is exactly the target, and no image drops below its own repeats. Images of no
+    character (``none``) keep their repeats.
+    """
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        if g != "none":
+            members.setdefault(g, []).append(i)
+    if not members:
+        return {}
+    totals = {g: sum(items[i].repeats for i in idx) for g, idx in members.items()}
+    target = max(totals.values())
+    for g, idx in members.items():
+        exact = [target * items[i].repeats / totals[g] for i in idx]
+        counts = [math.floor(x) for x in exact]
+        order = sorted(range(len(idx)), key=lambda k: (-(exact[k] - counts[k]), k))
+        for k in order[: target - sum(counts)]:
+            counts[k] += 1
+        for i, n in zip(idx, counts, strict=True):
+            items[i].repeats = n
+    return dict.fromkeys(members, target)
+
+
+def group_counts(items: list[Item], groups: list[str]) -> dict[str, int]:
+    """Images per epoch of each character group (repeats counted)."""
+    out: dict[str, int] = {}
+    for it, g in zip(items, groups, strict=True):
+        out[g] = out.get(g, 0) + it.repeats
+    return out
 
 
 # --- regularisation images ------------------------------------------------------------------------
@@ -267,6 +330,7 @@ def transform_caption(
     tag_dropout: float = 0.0,
     caption_dropout: float = 0.0,
     add_trigger: bool = False,
+    triggers: list[str] | tuple[str, ...] = (),
 ) -> str:
     """The caption an image is trained with this time.
 
@@ -274,10 +338,18 @@ def transform_caption(
     tags stay in place; the others may be dropped (``tag_dropout``) and
     shuffled. With probability ``caption_dropout`` the caption is empty
     (unconditional training, which keeps classifier-free guidance working).
+    ``triggers`` (a joint run's characters, in order): every one the caption
+    holds leads it, in that order, and is never shuffled or dropped.
     """
     if caption_dropout and rng.random() < caption_dropout:
         return ""
     tags = split_tags(caption)
+    if triggers:
+        order = {tag_key(t): i for i, t in enumerate(triggers)}
+        held = sorted((t for t in tags if tag_key(t) in order), key=lambda t: order[tag_key(t)])
+        if held:
+            tags = held + [t for t in tags if tag_key(t) not in order]
+            return _keep_then_vary(tags, max(keep_tokens, len(held)), rng, shuffle, tag_dropout)
     leads = False
     if trigger:
         # The one tag identity: ``zkx mira`` or ``Zkx_Mira`` in a caption is the trigger ``zkx_mira``.
@@ -292,6 +364,10 @@ def transform_caption(
     n_keep = keep_tokens
     if leads:
         n_keep = max(n_keep, 1)
+    return _keep_then_vary(tags, n_keep, rng, shuffle, tag_dropout)
+
+
+def _keep_then_vary(tags: list[str], n_keep: int, rng: random.Random, shuffle: bool, tag_dropout: float) -> str:
     kept, rest = tags[:n_keep], tags[n_keep:]
     if tag_dropout:
         rest = [t for t in rest if rng.random() >= tag_dropout]

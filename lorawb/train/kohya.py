@@ -346,6 +346,7 @@ def training_metadata(
     extra_network_args: dict[str, Any] | None = None,
     network_dropout: float = 0.0,
     prediction_type: str = "epsilon",
+    characters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """kohya-style ``ss_*`` metadata (the keys A1111/Forge/ComfyUI show), modelspec and lorawb keys.
 
@@ -354,6 +355,8 @@ def training_metadata(
 
     Values say what happened: ``epochs`` is the number of epochs the steps cover (kohya's
     ``ss_num_epochs``), ``mixed_precision`` the one used, ``network_module`` the network's kind.
+    ``characters`` (name -> trigger) of a joint LoRA: every trigger is listed (``ss_trigger``, the
+    training comment, modelspec's trigger phrase, ``lorawb_triggers``, ``lorawb_characters``).
     """
     import datetime as _dt
 
@@ -403,5 +406,14 @@ def training_metadata(
         "modelspec.trigger_phrase": trigger,
         "modelspec.date": _dt.datetime.fromtimestamp(started_at).isoformat(timespec="seconds"),
     }
+    if characters:
+        listed = ", ".join(characters.values())
+        meta["ss_trigger"] = listed
+        meta["ss_training_comment"] = f"triggers: {listed}"
+        meta["modelspec.trigger_phrase"] = listed
+        meta["lorawb_triggers"] = list(characters.values())
+        meta["lorawb_characters"] = dict(characters)
+        if not trigger:
+            meta["lorawb_trigger"] = next(iter(characters.values()))
     meta.update({k: v for k, v in family_metadata.items() if k not in meta})
     return meta

@@ -828,8 +828,26 @@ def validation_loss(ctx: Context, timesteps: tuple[float, ...] = (0.1, 0.3, 0.5,
 
 
 def sample_prompts(cfg: TrainConfig) -> list[str]:
-    trigger = cfg.dataset.trigger
-    return [p.replace("{trigger}", trigger) for p in cfg.sample.prompts]
+    """The sample prompts, ``{trigger}`` filled; a joint run draws a ``{trigger}`` prompt once per
+    character and once per pair (the pair template, ``{context}`` the prompt's other words)."""
+    from lorawb.core.characters import pairs_of
+    from lorawb.train.data import run_characters
+
+    ds = cfg.dataset
+    if not ds.characters:
+        return [p.replace("{trigger}", ds.trigger) for p in cfg.sample.prompts]
+    chars = run_characters(ds)
+    out: list[str] = []
+    for p in cfg.sample.prompts:
+        if "{trigger}" not in p:
+            out.append(p)
+            continue
+        out += [p.replace("{trigger}", c.trigger) for c in chars]
+        context = ", ".join(t.strip() for t in p.replace("{trigger}", "").split(",") if t.strip())
+        for a, b in pairs_of(chars):
+            pair = ds.pair_template.replace("{a}", a.trigger).replace("{b}", b.trigger).replace("{context}", context)
+            out.append(", ".join(t.strip() for t in pair.split(",") if t.strip()))
+    return list(dict.fromkeys(out))
 
 
 def guidance_scale(cfg: TrainConfig, model: Model) -> float:
@@ -1035,6 +1053,7 @@ def checkpoint_metadata(ctx: Context) -> dict[str, Any]:
         extra_network_args=args,
         network_dropout=net.dropout,
         prediction_type=ctx.model.prediction_type,
+        characters={c.name: c.trigger for c in cfg.dataset.characters} or None,
     )
     if net.init_from:
         meta["lorawb_init_from"] = Path(net.init_from).name

@@ -600,6 +600,12 @@ class MatrixTab(Vertical):
                 if parts:
                     rec.append(f"\nidentity by {axis} at {best.checkpoint} weight {best.weight:g}: ", style="dim")
                     rec.append(" · ".join(parts))
+        from lorawb.matrix.bleed import by_character, format_by_character
+
+        per_character = format_by_character(by_character(rep.plan.layout, rep.scores, rep.scorer or ""))
+        if per_character:
+            rec.append("\nper character (bleed: another character's look on it):\n", style="dim")
+            rec.append(per_character)
         self.query_one("#matrix-rec", Static).update(rec)
 
     # --- events from the widgets ----------------------------------------------------
@@ -772,6 +778,10 @@ class MatrixTab(Vertical):
                 )
             if isinstance(s.get("reading"), dict):
                 t.append("  reader sees: " + ", ".join(f"{k} {v}" for k, v in s["reading"].items()) + "\n")
+            if s.get("characters") or s.get("unmeasured"):
+                from lorawb.matrix.bleed import format_characters
+
+                t.append("  characters: " + format_characters(s) + "\n")
         elif rep.reason:
             t.append(f"{rep.reason}\n", style="yellow")
         if cid in rep.ratings.ratings:
@@ -783,7 +793,11 @@ class MatrixTab(Vertical):
         if p.negative:
             t.append("negative: ", style="dim")
             t.append(p.negative + "\n")
-        lora = f"{p.lora.label} ({p.lora.path}) at {p.weight:g}" if p.lora else "none (the base model)"
+        lora = (
+            " + ".join(f"{r.label} ({r.path}) at {w:g}" for r, w in p.all_loras())
+            if not p.is_base
+            else "none (the base model)"
+        )
         t.append("LoRA: ", style="dim")
         t.append(lora + "\n")
         t.append("seed ", style="dim")
