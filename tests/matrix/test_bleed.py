@@ -105,7 +105,7 @@ def test_the_embedder_scores_each_half_against_its_characters_own_images(tmp_pat
         tmp_path,
         tmp_path / "cache",
         MatrixSettings(top_k=1),
-        CharacterScores(chars, root, images),
+        characters=CharacterScores(chars, root, images),
     )
 
     def pair(prompt: str) -> Cell:

@@ -277,6 +277,7 @@ def test_summaries_measure_spreads_pres_and_collapse_from_cell_scores(lora_proje
 def test_make_scorer_reads_face_embedder_and_crop_from_the_settings(face_dir, tmp_path):
     from types import SimpleNamespace
 
+    from lorawb.core.config import ProjectConfig
     from lorawb.errors import ConfigError
     from lorawb.matrix.scores import make_scorer
 
@@ -288,6 +289,7 @@ def test_make_scorer_reads_face_embedder_and_crop_from_the_settings(face_dir, tm
         dataset_dir=tmp_path / "dataset",
         state_dir=tmp_path / ".lorawb",
         config_path=tmp_path / "lorawb.toml",
+        config=ProjectConfig(),
         resolve=lambda p: tmp_path / p,
     )
     ctx = SimpleNamespace(toyworld=False)
