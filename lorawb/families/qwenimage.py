@@ -40,7 +40,7 @@ from lorawb.families.flow import FlowFamily, FlowModel, FlowSettings
 if TYPE_CHECKING:
     import torch
 
-    from lorawb.train.config import ModelSection, TrainConfig
+    from lorawb.train.config import ModelSection, NetworkSection, TrainConfig
     from lorawb.train.kohya import LoraFile, LoraWeights
 
 
@@ -174,7 +174,9 @@ class QwenImageFamily(FlowFamily):
     def load(self, cfg: ModelSection, path: Path, device: torch.device, dtype: torch.dtype, settings: Any) -> Any:
         from lorawb.families.flux import FluxFamily
 
-        return FluxFamily.load(self, cfg, path, device, dtype, settings)  # type: ignore[arg-type]
+        model = FluxFamily.load(self, cfg, path, device, dtype, settings)  # type: ignore[arg-type]
+        rebuild_rope(model.bare_denoiser)
+        return model
 
     def meta_denoiser_from_file(self, path: Path, folder: Path) -> Any:
         from lorawb.families.flux import FluxFamily
@@ -238,6 +240,20 @@ def vae_scale_of_qwen(path: Path) -> int:
     vae = read_json(Path(path) / "vae" / "config.json") if Path(path).is_dir() else {}
     down = vae.get("temperal_downsample")
     return 2 ** len(down) if isinstance(down, list) and down else 8
+
+
+def rebuild_rope(transformer: Any) -> None:
+    """The rotary tables of a transformer built on the meta device (a single file): QwenEmbedRope keeps them as
+    plain tensors, which loading weights does not fill; built again on the CPU as the model's __init__ builds them."""
+    import torch
+
+    rope = transformer.pos_embed
+    if not getattr(rope, "pos_freqs", torch.zeros(0)).is_meta:
+        return
+    with torch.device("cpu"):
+        transformer.pos_embed = type(rope)(
+            theta=10000, axes_dim=list(transformer.config.axes_dims_rope), scale_rope=True
+        )
 
 
 def prompt_template() -> tuple[str, int]:
@@ -366,6 +382,14 @@ class QwenImageModel(FlowModel):
         return self.pack(super().initial_noise(seed, width, height))
 
     # --- LoRA --------------------------------------------------------------------------------------------------------
+    def lora_targets(self, net: NetworkSection) -> tuple[list[str], list[str]]:
+        """The default targets less the last block's text-only layers: the transformer returns the image tokens
+        only, so the last block's text queries, text output and text MLP never reach the prediction."""
+        linear, conv = super().lora_targets(net)
+        last = f"transformer_blocks.{len(self.bare_denoiser.transformer_blocks) - 1}."
+        dead = tuple(last + m for m in ("attn.add_q_proj", "attn.to_add_out", "txt_mlp.", "txt_mod."))
+        return [n for n in linear if not n.startswith(dead)], conv
+
     def lora_tensors(
         self,
         denoiser: dict[str, LoraWeights],

@@ -41,7 +41,7 @@ from lorawb.families.flow import FlowFamily, FlowModel, FlowSettings
 if TYPE_CHECKING:
     import torch
 
-    from lorawb.train.config import ModelSection, TrainConfig
+    from lorawb.train.config import ModelSection, NetworkSection, TrainConfig
     from lorawb.train.kohya import LoraFile, LoraWeights
 
 
@@ -328,6 +328,14 @@ class SD3Model(FlowModel):
         )[0]
 
     # --- LoRA --------------------------------------------------------------------------------------------------------
+    def lora_targets(self, net: NetworkSection) -> tuple[list[str], list[str]]:
+        """The default targets less the text queries of the blocks that are pre-only for the text (the last): the
+        text tokens they would update are dropped, so those queries never reach the prediction."""
+        linear, conv = super().lora_targets(net)
+        blocks = self.bare_denoiser.transformer_blocks
+        dead = {f"transformer_blocks.{i}.attn.add_q_proj" for i, b in enumerate(blocks) if b.context_pre_only}
+        return [n for n in linear if n not in dead], conv
+
     def lora_tensors(
         self,
         denoiser: dict[str, LoraWeights],
@@ -360,6 +368,8 @@ class SD3Model(FlowModel):
         denoiser, naming, used = split_layers(renamed, self.bare_denoiser, sai_module, sai_layer)
         if naming == "bfl":  # SAI's names: a pre-only block's context modulation has its halves swapped too
             naming = "sai"
+            # a part of a fused q/k/v with no effect (lorawb leaves the pre-only block's text queries out)
+            denoiser = {n: w for n, w in denoiser.items() if bool(w.up.any())}
             for i, block in enumerate(self.bare_denoiser.transformer_blocks):
                 name = f"transformer_blocks.{i}.norm1_context.linear"
                 if getattr(block, "context_pre_only", False) and name in denoiser:

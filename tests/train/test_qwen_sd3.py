@@ -130,8 +130,10 @@ def test_a_single_file_in_the_downloaded_layout_loads_as_the_folder(family, mode
     for prefix in ("", "model.diffusion_model."):
         path = single_file(folder, family, tmp_path / f"{family}{prefix[:5]}.safetensors", prefix)
         assert families.detect(path).name == family
-        got = families.load_base_model(ModelSection(path=str(path), config=str(folder)), CPU).denoiser.state_dict()
+        loaded = families.load_base_model(ModelSection(path=str(path), config=str(folder)), CPU)
+        got = loaded.denoiser.state_dict()
         assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), prefix
+        assert not [n for n, t in vars(loaded.denoiser.pos_embed).items() if torch.is_tensor(t) and t.is_meta]
     with pytest.raises(ModelError) as err:  # the file alone: the error names what to point at
         families.load_base_model(ModelSection(path=str(path)), CPU)
     assert "model.config" in err.value.hint and "text_encoder" in err.value.hint and "vae" in err.value.hint
@@ -247,15 +249,13 @@ def test_every_lora_weight_changes_after_one_step(family, model_of, tmp_path):
     assert not unchanged, unchanged[:5]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_loss_is_finite_and_falls_on_a_fixed_batch(family, model_of, tmp_path):
+def fixed_batch_losses(root: Path, overrides: list[str], steps: int = 40) -> list[float]:
     from lorawb.train.trainer import diffusion_loss
 
-    root = project(tmp_path, model_of(family), n=2)
-    with train_context(root, [*FAST, "train.learning_rate=2e-2", "train.batch_size=1"]) as ctx:
+    with train_context(root, [*FAST, "train.batch_size=1", *overrides]) as ctx:
         batch = ctx.batches.next()
         losses = []
-        for _ in range(40):
+        for _ in range(steps):
             batch.generator.manual_seed(0)  # the same noise and timesteps every time
             loss = diffusion_loss(ctx, batch)
             ctx.acc.backward(loss)
@@ -263,7 +263,23 @@ def test_loss_is_finite_and_falls_on_a_fixed_batch(family, model_of, tmp_path):
             ctx.optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
     assert all(math.isfinite(x) for x in losses)
-    assert losses[-1] < 0.7 * losses[0], (losses[0], losses[-1])
+    return losses
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_loss_is_finite_and_falls_on_a_fixed_batch(family, model_of, tmp_path):
+    root = project(tmp_path, model_of(family), n=2)
+    if family == "qwenimage":
+        losses = fixed_batch_losses(root, ["train.learning_rate=2e-2"])
+        assert losses[-1] < 0.7 * losses[0], [round(x, 3) for x in losses[::4]]
+        return
+    # The tiny SD3's 32-wide blocks feed an output layer of 64 values per patch: LoRAs on the blocks alone
+    # reach part of the target (the loss falls, then levels), with the output layers adapted too it fits.
+    losses = fixed_batch_losses(root, ["train.learning_rate=2e-2"])
+    assert losses[-1] < 0.9 * losses[0], [round(x, 3) for x in losses[::4]]
+    targets = "network.target_modules=['attn.to_q', 'ff.net.2', 'proj_out', 'norm_out.linear']"
+    losses = fixed_batch_losses(root, ["train.learning_rate=5e-2", targets])
+    assert losses[-1] < 0.7 * losses[0], [round(x, 3) for x in losses[::4]]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -323,11 +339,14 @@ def test_the_default_targets_are_the_blocks_attention_and_feed_forward(tiny_qwen
 
     net = NetworkSection(rank=2, alpha=2)
     qwen, _ = load(tiny_qwenimage).lora_targets(net)
-    assert len(qwen) == 2 * 12 and not any("_mod" in n for n in qwen)  # musubi-tuner's: no modulations
+    # musubi-tuner's (no modulations), less the last block's text-only layers, which never reach the output
+    assert len(qwen) == 12 + 8 and not any("_mod" in n for n in qwen)
+    assert "transformer_blocks.1.attn.add_k_proj" in qwen and "transformer_blocks.1.txt_mlp.net.2" not in qwen
     sd3, _ = load(tiny_sd3).lora_targets(net)
     # block 0: both attentions (8), MMDiT-X's second (4), both feed-forwards (4); block 1 is pre-only for the
-    # text: no to_add_out, no ff_context
-    assert len(sd3) == 16 + 9 and "transformer_blocks.0.attn2.to_q" in sd3
+    # text: no to_add_out, no ff_context, and its text queries never reach the output
+    assert len(sd3) == 16 + 8 and "transformer_blocks.0.attn2.to_q" in sd3
+    assert "transformer_blocks.1.attn.add_k_proj" in sd3 and "transformer_blocks.1.attn.add_q_proj" not in sd3
     assert not any("norm" in n for n in sd3)
 
 
@@ -395,8 +414,12 @@ def sai_lora(layers: dict, model) -> dict[str, torch.Tensor]:
             _, name, w = parts[0]
             up = swap_halves(w.up) if name == f"transformer_blocks.{last}.norm1_context.linear" else w.up
             kohya_parts(out, key, w.down, up, w.alpha)
-        else:
-            down, up = fused_dense([w for _, _, w in parts])
+        else:  # the whole fused layer: a part lorawb does not train is a zero block
+            have = {index: w for index, _, w in parts}
+            first = parts[0][2]
+            rows = first.up.shape[0]
+            zero = kohya.LoraWeights(torch.zeros_like(first.down), torch.zeros(rows, first.down.shape[0]), first.alpha)
+            down, up = fused_dense([have.get(i, zero) for i in range(3)])
             kohya_parts(out, key, down, up, float(down.shape[0]))  # alpha = rank: scale 1, as folded
     return out
 
@@ -470,7 +493,7 @@ def with_lora_on(folder: Path, targets: list[str]) -> families.Model:
     return model
 
 
-@pytest.mark.parametrize("family,naming", [("qwenimage", "musubi"), ("sd3", "sd-scripts")])
+@pytest.mark.parametrize("family,naming", [("qwenimage", "musubi"), ("sd3", "onetrainer")])
 def test_init_from_another_naming_starts_where_the_file_ended(family, naming, model_of, tmp_path):
     model = with_lora(model_of(family))
     files = other_namings(family, model, tmp_path)
@@ -524,7 +547,7 @@ def test_full_size_qwenimage_names_are_comfyuis_and_diffusers_loads_every_key(tm
         transformer = QwenImageTransformer2DModel()  # diffusers' defaults are Qwen-Image's: 60 blocks, 3072 wide
     comfy = {"diffusion_model." + k[: -len(".weight")] for k in transformer.state_dict() if k.endswith(".weight")}
     model, linear, layers = full_size_targets(transformer, "qwenimage")
-    assert len(linear) == 60 * 12
+    assert len(linear) == 59 * 12 + 8  # the last block's text-only layers never reach the output
     tensors = model.lora_tensors(layers, None, torch.float16)
     names = {k.rsplit(".lora_", 1)[0] for k in tensors}
     assert names <= comfy and len(names) == len(linear)
@@ -545,8 +568,9 @@ def test_full_size_sd3_names_are_comfyuis_and_diffusers_loads_every_key(tmp_path
         transformer = SD3Transformer2DModel(**SD35_MEDIUM_TRANSFORMER)
     sai = {k.rsplit(".", 1)[0] for k in sd3_to_sai(transformer.state_dict())}  # SAI's modules, as ComfyUI has them
     model, linear, layers = full_size_targets(transformer, "sd3")
-    # 23 full blocks, MMDiT-X's second attention in 13; the last block is pre-only for the text (no to_add_out, ff_context)
-    assert len(linear) == 23 * 12 + 13 * 4 + 9
+    # 23 full blocks, MMDiT-X's second attention in 13; the last is pre-only for the text (no to_add_out, ff_context;
+    # its text queries are left out)
+    assert len(linear) == 23 * 12 + 13 * 4 + 8
     tensors = model.lora_tensors(layers, None, torch.float16)
     names = {k.rsplit(".lora_", 1)[0].removeprefix("transformer.") for k in tensors}
     assert names == set(linear) and {sai_module(n)[0] for n in names} <= sai
