@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from lorawb.errors import ConfigError, ModelError
-from lorawb.families.base import ActivationModel, TextCond
+from lorawb.families.base import CACHED_1024, ActivationModel, Preset, TextCond
 from lorawb.families.flow import FlowFamily, FlowModel, FlowSettings
 
 if TYPE_CHECKING:
@@ -144,6 +144,39 @@ class QwenImageFamily(FlowFamily):
     # Per block, per element of (batch x image+text tokens x width): Flux.1's double-block estimate (the same
     # dual-stream layout); estimates until bench/gpu_session.sh measures them.
     activation = ActivationModel(kept=1.0, live=24.0, full=22.0)
+    # The form's presets (Family.presets): sizes the memory plan (lorawb.train.memplan) fits on each card, with
+    # its activation estimate; the GPU bench has not measured these families.
+    presets = (
+        Preset(
+            "Qwen-Image 24 GB",
+            "1024 px, batch 1: NF4 base (20B, bitsandbytes), latent + text caches (Qwen2.5-VL off the GPU but for samples), gradient checkpointing, bf16, 8-bit AdamW",
+            CACHED_1024
+            + (
+                ("model.quantize", "nf4"),
+                ("train.batch_size", 1),
+                ("train.mixed_precision", "bf16"),
+                ("train.gradient_checkpointing", True),
+                ("train.optimizer", "adamw8bit"),
+                ("train.offload_blocks", 0),
+            ),
+            gpu_gb=24,
+        ),
+        Preset(
+            "Qwen-Image 16 GB",
+            "1024 px, batch 1: fp8 base with 50 of its 60 blocks in CPU memory (slow), caches, gradient checkpointing, "
+            "bf16, 8-bit AdamW",
+            CACHED_1024
+            + (
+                ("model.quantize", "fp8"),
+                ("train.batch_size", 1),
+                ("train.mixed_precision", "bf16"),
+                ("train.gradient_checkpointing", True),
+                ("train.optimizer", "adamw8bit"),
+                ("train.offload_blocks", 50),
+            ),
+            gpu_gb=16,
+        ),
+    )
     model_class: type[QwenImageModel]
 
     def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from lorawb.errors import ConfigError, ModelError
-from lorawb.families.base import ActivationModel, TextCond
+from lorawb.families.base import CACHED_1024, ActivationModel, Preset, TextCond
 from lorawb.families.flow import FlowFamily, FlowModel, FlowSettings
 
 if TYPE_CHECKING:
@@ -139,8 +139,9 @@ class SD3Family(FlowFamily):
     label = "SD3.5"
     resolution = 1024
     settings = SD3Settings
-    # Attention of both streams (and MMDiT-X's second attention) and the feed-forwards: OneTrainer's and
-    # ai-toolkit's choice; diffusers' script trains the attention only, sd-scripts adds the modulations.
+    # Attention of both streams and the feed-forwards: OneTrainer's and ai-toolkit's choice; diffusers' script
+    # trains the attention only, sd-scripts adds the modulations. An attention target takes MMDiT-X's second
+    # attention (3.5 Medium's attn2) with it (SD3Model.lora_targets), so one list fits Large and Medium.
     default_targets = (
         "attn.to_q",
         "attn.to_k",
@@ -150,10 +151,6 @@ class SD3Family(FlowFamily):
         "attn.add_k_proj",
         "attn.add_v_proj",
         "attn.to_add_out",
-        "attn2.to_q",
-        "attn2.to_k",
-        "attn2.to_v",
-        "attn2.to_out.0",
         "ff.net.0.proj",
         "ff.net.2",
         "ff_context.net.0.proj",
@@ -169,6 +166,38 @@ class SD3Family(FlowFamily):
     transformer_class = "SD3Transformer2DModel"
     pipeline_class = "StableDiffusion3Pipeline"
     activation = ActivationModel(kept=1.0, live=24.0, full=22.0)  # Flux.1's joint-block estimate; not measured
+    # The form's presets (Family.presets): sizes the memory plan (lorawb.train.memplan) fits on each card, with
+    # its activation estimate; the GPU bench has not measured these families.
+    presets = (
+        Preset(
+            "SD3.5 Large 16 GB",
+            "1024 px, batch 2: fp8 base, latent + text caches (CLIP-L/G and T5 off the GPU), gradient checkpointing, bf16",
+            CACHED_1024
+            + (
+                ("model.quantize", "fp8"),
+                ("train.batch_size", 2),
+                ("train.mixed_precision", "bf16"),
+                ("train.gradient_checkpointing", True),
+                ("train.optimizer", "adamw"),
+                ("train.offload_blocks", 0),
+            ),
+            gpu_gb=16,
+        ),
+        Preset(
+            "SD3.5 Large 12 GB",
+            "1024 px, batch 1: NF4 base (bitsandbytes), caches, gradient checkpointing, bf16, 8-bit AdamW",
+            CACHED_1024
+            + (
+                ("model.quantize", "nf4"),
+                ("train.batch_size", 1),
+                ("train.mixed_precision", "bf16"),
+                ("train.gradient_checkpointing", True),
+                ("train.optimizer", "adamw8bit"),
+                ("train.offload_blocks", 0),
+            ),
+            gpu_gb=12,
+        ),
+    )
     model_class: type[SD3Model]
 
     def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
@@ -287,7 +316,8 @@ class SD3Model(FlowModel):
         return (side // self.vae_scale // 2) ** 2
 
     def text_tokens(self) -> int:
-        return int(self.tokenizers[0].model_max_length) + self.max_length
+        clip = int(self.tokenizers[0].model_max_length) if self.tokenizers else 77  # CLIP's 77 positions
+        return clip + self.max_length
 
     # --- text ------------------------------------------------------------------------------------------------------
     def tokenize(self, captions: list[str]) -> list[torch.Tensor]:
@@ -329,12 +359,16 @@ class SD3Model(FlowModel):
 
     # --- LoRA --------------------------------------------------------------------------------------------------------
     def lora_targets(self, net: NetworkSection) -> tuple[list[str], list[str]]:
-        """The default targets less the text queries of the blocks that are pre-only for the text (the last): the
-        text tokens they would update are dropped, so those queries never reach the prediction."""
+        """The targets, with MMDiT-X's second attention where the first is a target, less the text queries of the
+        blocks that are pre-only for the text (the last): the text tokens they would update are dropped, so those
+        queries never reach the prediction."""
         linear, conv = super().lora_targets(net)
         blocks = self.bare_denoiser.transformer_blocks
         dead = {f"transformer_blocks.{i}.attn.add_q_proj" for i, b in enumerate(blocks) if b.context_pre_only}
-        return [n for n in linear if n not in dead], conv
+        modules = dict(self.bare_denoiser.named_modules())
+        second = [n.replace(".attn.", ".attn2.") for n in linear if ".attn." in n]
+        extra = [n for n in second if n in modules and n not in linear]
+        return [n for n in linear if n not in dead] + extra, conv
 
     def lora_tensors(
         self,
