@@ -589,3 +589,29 @@ def test_the_lora_family_of_a_file(family, model_of, tmp_path):
     assert info(path).family == family
     meta = {"qwenimage": {"ss_base_model_version": "qwen_image"}, "sd3": {"ss_base_model_version": "sd3"}}[family]
     assert families.lora_family([], meta) == family  # musubi-tuner's, sd-scripts'
+
+
+# --- big models (issue 25's levers on these families) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_quantised_offloaded_base_trains_and_the_plan_counts_its_weights(family, model_of, tmp_path):
+    from lorawb.train import memplan as M
+    from lorawb.train import quantize as Q
+    from lorawb.train.trainer import train_step
+    from tests.train.test_bigmodels import config_for
+
+    folder = model_of(family)
+    cfg = config_for(folder, "model.quantize=fp8", f"{family}.max_sequence_length=16")
+    loaded = families.load_base_model(cfg.model, CPU, torch.float32, cfg)
+    counted = sum(t.numel() * t.element_size() for t in Q.tensors_of(loaded.denoiser))
+    assert counted == M.plan(cfg).part("base weights").bytes
+    assert loaded.big.quantized_layers == sum(1 for b in loaded.blocks() for m in b.modules() if Q.is_quantized(m)) > 0
+    sets = [*FAST, "model.quantize='fp8'", "train.gradient_checkpointing=true", "train.offload_blocks=1"]
+    with train_context(project(tmp_path, folder, n=2), [*sets, "train.learning_rate=1e-2"]) as ctx:
+        assert len(ctx.model.big.offload.blocks) == 1
+        before = lora_weights(ctx)
+        train_step(ctx)
+        after = lora_weights(ctx)
+    unchanged = [n for n in before if torch.equal(before[n], after[n])]
+    assert not unchanged, unchanged[:5]
