@@ -18,7 +18,8 @@ Four contenders, each in a fresh process, interleaved round by round (A B C D A 
     python bench/train_speed.py --device cuda --family sdxl --full-size --diffusers-script ~/src/diffusers
     python bench/train_speed.py --family flux --diffusers-script ~/src/diffusers   # the flow transformers
 
-The flow-matching transformer families (``--family flux``, ``chroma``, ``flux2_klein``, ``zimage``) race
+The flow-matching transformer families (``--family flux``, ``chroma``, ``flux2_klein``, ``zimage``,
+``qwenimage``, ``sd3``) race
 other contenders:
 
 - ``diffusers`` / ``diffusers-cached``: the UNMODIFIED DreamBooth LoRA script of the family
@@ -30,8 +31,9 @@ other contenders:
   latents and text embeddings: forward, MSE, backward, AdamW step. Nothing a trainer does can be
   faster; lorawb with its caches is compared with it ("vs bare").
 Chroma has no diffusers example script: its rows compare lorawb with the bare step only. Klein's and
-Z-Image's scripts (``train_dreambooth_lora_flux2_klein.py``, ``train_dreambooth_lora_z_image.py``)
-always precompute every caption's embedding: their lorawb "no caches" run keeps the text cache on.
+Z-Image's and Qwen-Image's scripts (``train_dreambooth_lora_flux2_klein.py``, ``…_z_image.py``,
+``…_qwen_image.py``) always precompute every caption's embedding: their lorawb "no caches" run keeps the
+text cache on. SD3's (``train_dreambooth_lora_sd3.py``) runs CLIP-L/G and T5 every step, as lorawb uncached.
 
 --full-size builds a randomly initialised model with the real SD1.5 or SDXL architecture (UNet,
 VAE, CLIP text encoders; nothing is downloaded), so GPU figures are those of the real networks.
@@ -99,8 +101,17 @@ SCRIPT_FOR = {
     "flux": "train_dreambooth_lora_flux.py",
     "flux2_klein": "train_dreambooth_lora_flux2_klein.py",
     "zimage": "train_dreambooth_lora_z_image.py",
+    "qwenimage": "train_dreambooth_lora_qwen_image.py",
+    "sd3": "train_dreambooth_lora_sd3.py",
 }
-FLOW = ("flux", "chroma", "flux2_klein", "zimage")  # the flow-matching transformer families this bench races
+FLOW = (
+    "flux",
+    "chroma",
+    "flux2_klein",
+    "zimage",
+    "qwenimage",
+    "sd3",
+)  # the flow-matching transformer families this bench races
 SCRIPT_DIRS = ("text_to_image", "dreambooth")
 # The layers diffusers' Flux DreamBooth script puts a LoRA on (its default --lora_layers).
 FLUX_SCRIPT_TARGETS = [
@@ -124,13 +135,18 @@ SCRIPT_TARGETS = {
     "flux": FLUX_SCRIPT_TARGETS,
     "flux2_klein": ["attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.to_qkv_mlp_proj", "attn.to_out"],
     "zimage": ["attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0"],
+    "qwenimage": ["attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0"],  # the script's to_q, to_k, to_v, to_out.0
+    "sd3": FLUX_SCRIPT_TARGETS[:8],  # both streams' attention (the script's list; peft's match leaves attn2 out)
 }
 # Families whose script always precomputes each caption's embedding (DreamBooth scripts with per-image
 # captions): their uncached run is lorawb's with the text cache on and the latent cache off.
-SCRIPT_CACHES_TEXT = ("flux2_klein", "zimage")
+SCRIPT_CACHES_TEXT = ("flux2_klein", "zimage", "qwenimage")
 # The static shift each script's timesteps carry (its scheduler's, applied when use_dynamic_shifting is
-# off): none for Flux and Klein (dynamic), Z-Image's 3.
-SCRIPT_SHIFT = {"zimage": 3.0}
+# off): none for Flux and Klein (dynamic), Z-Image's 3, SD3's 3, and the 3 Qwen-Image's script loads its
+# scheduler with (shift=3.0, its dynamic shifting then unused by the training timesteps).
+SCRIPT_SHIFT = {"zimage": 3.0, "qwenimage": 3.0, "sd3": 3.0}
+# Families whose own section names the text length max_sequence_length (Flux.1's says t5_max_length).
+MAX_SEQUENCE_LENGTH = ("flux2_klein", "zimage", "qwenimage", "sd3")
 T5_TOKENS = 128  # the T5 sequence length every flow contender uses (the script's --max_sequence_length)
 
 # --- the models -----------------------------------------------------------------------------------
@@ -412,7 +428,7 @@ def flow_script_args(args: argparse.Namespace, model: Path, data: Path, out: Pat
         "--lr_scheduler=constant",
         "--lr_warmup_steps=0",
         f"--rank={args.rank}",
-        f"--lora_alpha={args.rank}",
+        *([] if args.family == "sd3" else [f"--lora_alpha={args.rank}"]),  # SD3's script has alpha = rank
         "--seed=0",
         f"--output_dir={out}",
         f"--checkpointing_steps={args.steps + 1000}",
@@ -435,7 +451,7 @@ def flow_script_args(args: argparse.Namespace, model: Path, data: Path, out: Pat
 def flow_lorawb_settings(args: argparse.Namespace) -> list[str]:
     """lorawb's settings for the same work as the script: its LoRA layers, uniform timesteps, no shift."""
     section = args.family
-    length = "max_sequence_length" if args.family in SCRIPT_CACHES_TEXT else "t5_max_length"
+    length = "max_sequence_length" if args.family in MAX_SEQUENCE_LENGTH else "t5_max_length"
     shift = SCRIPT_SHIFT.get(args.family, 1.0)
     out = [f"{section}.weighting_scheme='none'", f"{section}.shift={shift}", f"{section}.{length}={T5_TOKENS}"]
     if args.family in SCRIPT_TARGETS:
@@ -444,6 +460,8 @@ def flow_lorawb_settings(args: argparse.Namespace) -> list[str]:
         out.append("flux.guidance=1.0")
     if args.family == "zimage":
         out.append("zimage.train_refiners=true")
+    if args.family == "sd3":
+        out.append("sd3.train_attn2=false")  # the script's peft match leaves MMDiT-X's attn2 out
     return out
 
 

@@ -54,6 +54,11 @@ class SD3Settings(FlowSettings):
     max_sequence_length: int = Field(
         256, ge=8, le=512, description="T5 tokens per caption (the pipeline's and sd-scripts' 256)"
     )
+    train_attn2: bool = Field(
+        True,
+        description="SD3.5 Medium (MMDiT-X): a LoRA on the second self-attention (attn2) wherever the first attention "
+        "has one (diffusers' script leaves attn2 out)",
+    )
 
 
 # --- SAI's MMDiT layout (kohya sd-scripts, ComfyUI, single files) <-> diffusers' module names ------------------------
@@ -366,7 +371,8 @@ class SD3Model(FlowModel):
         blocks = self.bare_denoiser.transformer_blocks
         dead = {f"transformer_blocks.{i}.attn.add_q_proj" for i, b in enumerate(blocks) if b.context_pre_only}
         modules = dict(self.bare_denoiser.named_modules())
-        second = [n.replace(".attn.", ".attn2.") for n in linear if ".attn." in n]
+        both = getattr(self.settings, "train_attn2", True)
+        second = [n.replace(".attn.", ".attn2.") for n in linear if ".attn." in n and both]
         extra = [n for n in second if n in modules and n not in linear]
         return [n for n in linear if n not in dead] + extra, conv
 
