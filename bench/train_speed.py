@@ -193,7 +193,12 @@ def build_tiny(dest: Path, family: str, size: int) -> Path:
     return build_tiny_model(dest, family=family, image_size=size)
 
 
-def make_images(folder: Path, n: int, size: int, trigger: str) -> None:
+# Qwen-Image's script (diffusers 58eb52c) cannot train on a batch whose captions are all the same length: its
+# encode_prompt then returns no mask, which its embedding cache indexes. Its captions each have their own length.
+VARIED_CAPTIONS = ("qwenimage",)
+
+
+def make_images(folder: Path, n: int, size: int, trigger: str, varied: bool = False) -> None:
     from PIL import Image, ImageDraw
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -206,7 +211,8 @@ def make_images(folder: Path, n: int, size: int, trigger: str) -> None:
             r = rng.randrange(size // 8, size // 3)
             d.ellipse((x - r, y - r, x + r, y + r), fill=tuple(rng.randrange(256) for _ in range(3)))
         im.save(folder / f"img_{i:03d}.png")
-        (folder / f"img_{i:03d}.txt").write_text(f"{trigger}, red scarf, forest, watercolor")
+        extra = ", smiling" * i if varied else ""  # every caption its own length
+        (folder / f"img_{i:03d}.txt").write_text(f"{trigger}, red scarf, forest, watercolor{extra}")
 
 
 # --- the reference: diffusers' LoRA example, one step at a time -----------------------------------
@@ -702,7 +708,9 @@ def main() -> int:
     from lorawb.core.project import init_project
 
     init_project(root, trigger="zkx_mira")
-    make_images(root / "dataset" / "1_zkx_mira", args.images, args.resolution, "zkx_mira")
+    make_images(
+        root / "dataset" / "1_zkx_mira", args.images, args.resolution, "zkx_mira", args.family in VARIED_CAPTIONS
+    )
     text = (root / "lorawb.toml").read_text()
     text = text.replace("resolution = 512", f"resolution = {args.resolution}").replace('path = ""', f'path = "{model}"')
     (root / "lorawb.toml").write_text(text + "\n[dataset]\nbucket_step = 8\n")
