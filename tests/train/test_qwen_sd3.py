@@ -615,3 +615,32 @@ def test_a_quantised_offloaded_base_trains_and_the_plan_counts_its_weights(famil
         after = lora_weights(ctx)
     unchanged = [n for n in before if torch.equal(before[n], after[n])]
     assert not unchanged, unchanged[:5]
+
+
+# --- reg images and output preservation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_reg_images_and_output_preservation_train(family, model_of, tmp_path):
+    """A step with reg images in the batch and the output-preservation loss: zero at the start (a fresh LoRA draws
+    the class prompt as the base does), every LoRA weight trained after it."""
+    from lorawb.train.trainer import diffusion_loss, train_step
+    from tests.train.test_preservation import PRESERVE
+    from tests.train.test_reg import reg_folder
+
+    root = project(tmp_path, model_of(family), n=2)
+    reg_folder(root / "reg", "1_woman", 2)
+    with train_context(root, [*FAST, *PRESERVE, "train.learning_rate=1e-2"]) as ctx:
+        assert any(it.is_reg for it in ctx.batches.items)
+        batch = ctx.batches.next()
+        batch.generator.manual_seed(5)
+        with torch.no_grad():
+            pres = diffusion_loss(ctx, batch).item()
+        batch.generator.manual_seed(5)
+        plain = type(batch)(batch.latents, batch.text, batch.time_ids, batch.generator)
+        with torch.no_grad():
+            assert pres == pytest.approx(diffusion_loss(ctx, plain).item(), rel=1e-5)
+        before = lora_weights(ctx)
+        train_step(ctx)
+        after = lora_weights(ctx)
+    assert not [n for n in before if torch.equal(before[n], after[n])]
