@@ -147,6 +147,9 @@ SCRIPT_CACHES_TEXT = ("flux2_klein", "zimage", "qwenimage")
 SCRIPT_SHIFT = {"zimage": 3.0, "qwenimage": 3.0, "sd3": 3.0}
 # Families whose own section names the text length max_sequence_length (Flux.1's says t5_max_length).
 MAX_SEQUENCE_LENGTH = ("flux2_klein", "zimage", "qwenimage", "sd3")
+# The timestep density both sides draw from: uniform, but SD3's script has no uniform choice (its
+# --weighting_scheme is sigma_sqrt, logit_normal, mode or cosmap): logit-normal (0, 1), its default.
+SCHEME = {"sd3": "logit_normal"}
 T5_TOKENS = 128  # the T5 sequence length every flow contender uses (the script's --max_sequence_length)
 
 # --- the models -----------------------------------------------------------------------------------
@@ -442,7 +445,7 @@ def flow_script_args(args: argparse.Namespace, model: Path, data: Path, out: Pat
         "--dataloader_num_workers=0",
         "--report_to=tensorboard",
         f"--max_sequence_length={T5_TOKENS}",
-        "--weighting_scheme=none",
+        f"--weighting_scheme={SCHEME.get(args.family, 'none')}",
     ]
     if args.family == "flux":
         a.append("--guidance_scale=1.0")
@@ -459,7 +462,8 @@ def flow_lorawb_settings(args: argparse.Namespace) -> list[str]:
     section = args.family
     length = "max_sequence_length" if args.family in MAX_SEQUENCE_LENGTH else "t5_max_length"
     shift = SCRIPT_SHIFT.get(args.family, 1.0)
-    out = [f"{section}.weighting_scheme='none'", f"{section}.shift={shift}", f"{section}.{length}={T5_TOKENS}"]
+    scheme = SCHEME.get(args.family, "none")
+    out = [f"{section}.weighting_scheme='{scheme}'", f"{section}.shift={shift}", f"{section}.{length}={T5_TOKENS}"]
     if args.family in SCRIPT_TARGETS:
         out.append(f"network.target_modules={json.dumps(SCRIPT_TARGETS[args.family])}")
     if args.family == "flux":
