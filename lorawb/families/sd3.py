@@ -163,9 +163,11 @@ class SD3Family(FlowFamily):
     )
     trainable_text_encoders = (False, False, False)  # CLIP-L, CLIP-G, T5 stay frozen (and cached)
     default_cfg = 4.5  # SD3.5 Large's model card (the pipeline's 7.0 is SD3 Medium's)
-    base_model_version = "sd3"  # kohya sd-scripts' ss_base_model_version for SD3 / SD3.5 LoRAs
-    modelspec_architecture = "stable-diffusion-v3-medium"
-    lora_versions = ("sd3", "sd_3", "sd35", "sd3.5")
+    # sd-scripts writes the size: ss_base_model_version "5-large", "5-medium" or "medium" (its MMDiT's model_type)
+    # and modelspec.architecture "stable-diffusion-3-" + that; lorawb's values leave the size out.
+    base_model_version = "sd3"
+    modelspec_architecture = "stable-diffusion-3-5"
+    lora_versions = ("sd3", "sd_3", "sd35", "sd3.5", "5-large", "5-medium")
     lora_architectures = ("stable-diffusion-v3", "stable-diffusion-3", "sd3")
     kohya_network = "networks.lora_sd3"  # sd-scripts' SD3 network
     transformer_class = "SD3Transformer2DModel"

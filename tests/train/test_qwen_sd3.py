@@ -587,8 +587,14 @@ def test_the_lora_family_of_a_file(family, model_of, tmp_path):
     path = write_file(with_lora(model_of(family)), tmp_path / "x.safetensors")
     kohya.save_lora(path, load_file(str(path)), families.get(family).lora_metadata())
     assert info(path).family == family
-    meta = {"qwenimage": {"ss_base_model_version": "qwen_image"}, "sd3": {"ss_base_model_version": "sd3"}}[family]
-    assert families.lora_family([], meta) == family  # musubi-tuner's, sd-scripts'
+    theirs = {  # musubi-tuner's and ai-toolkit's; sd-scripts' (library/sd3_utils.py, sai_model_spec.py)
+        "qwenimage": [{"ss_base_model_version": "qwen_image"}],
+        "sd3": [
+            {"ss_base_model_version": "5-large", "modelspec.architecture": "stable-diffusion-3-5-large/lora"},
+            {"ss_base_model_version": "medium", "modelspec.architecture": "stable-diffusion-3-medium/lora"},
+        ],
+    }[family]
+    assert all(families.lora_family([], meta) == family for meta in theirs)
 
 
 # --- big models (issue 25's levers on these families) --------------------------------------------------------------
