@@ -116,8 +116,7 @@ class QwenImageFamily(FlowFamily):
     label = "Qwen-Image"
     resolution = 1024  # QwenImagePipeline's default size (default_sample_size 128 x the VAE's 8)
     settings = QwenImageSettings
-    # Every linear of the blocks but the modulations: musubi-tuner's (its lora_qwen_image.py excludes "_mod_")
-    # and ai-toolkit's choice.
+    # Every linear of the blocks but the modulations: musubi-tuner's choice (its lora_qwen_image.py excludes "_mod_").
     default_targets = (
         "attn.to_q",
         "attn.to_k",

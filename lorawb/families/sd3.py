@@ -144,8 +144,8 @@ class SD3Family(FlowFamily):
     label = "SD3.5"
     resolution = 1024
     settings = SD3Settings
-    # Attention of both streams and the feed-forwards: OneTrainer's and ai-toolkit's choice; diffusers' script
-    # trains the attention only, sd-scripts adds the modulations. An attention target takes MMDiT-X's second
+    # Attention of both streams and the feed-forwards: between diffusers' script (the attention only) and
+    # sd-scripts (every linear of the joint blocks, the modulations too). An attention target takes MMDiT-X's second
     # attention (3.5 Medium's attn2) with it (SD3Model.lora_targets), so one list fits Large and Medium.
     default_targets = (
         "attn.to_q",
