@@ -162,7 +162,7 @@ class SD3Family(FlowFamily):
         "ff_context.net.2",
     )
     trainable_text_encoders = (False, False, False)  # CLIP-L, CLIP-G, T5 stay frozen (and cached)
-    default_cfg = 4.5  # SD3.5 Large's model card (the pipeline's 7.0 is SD3 Medium's)
+    default_cfg = 4.5  # SD3.5 Medium's model card example (Large's uses 3.5; the pipeline's 7.0 is SD3's)
     # sd-scripts writes the size: ss_base_model_version "5-large", "5-medium" or "medium" (its MMDiT's model_type)
     # and modelspec.architecture "stable-diffusion-3-" + that; lorawb's values leave the size out.
     base_model_version = "sd3"
