@@ -372,7 +372,9 @@ class QwenImageModel(FlowModel):
         _, drop = prompt_template()
         device = module_device(te)
         mask = ids[1].to(device)
-        hidden = te(input_ids=ids[0].to(device), attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+        # The language model without its head: the same hidden states, without logits over 152k tokens per position
+        body = getattr(te, "model", te)
+        hidden = body(input_ids=ids[0].to(device), attention_mask=mask, output_hidden_states=True).hidden_states[-1]
         mask = mask[:, drop:].bool()
         hidden = hidden[:, drop:] * mask.unsqueeze(-1).to(hidden.dtype)  # the padding as zeros, as the pipeline pads
         return TextCond(hidden, None, mask)
