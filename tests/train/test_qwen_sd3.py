@@ -457,11 +457,11 @@ def other_namings(family: str, model, tmp_path: Path) -> dict[str, Path]:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_naming_users_bring_is_read_exactly(family, model_of, tmp_path):
-    model = with_lora(model_of(family), seed=1)
     if family == "sd3":  # the modulations too (sd-scripts trains them; the pre-only block's has its halves swapped)
-        model = with_lora_on(
-            model_of(family), ["norm1.linear", "norm1_context.linear", "attn.to_q", "attn.to_k", "attn.to_v"]
-        )
+        targets = [*families.get("sd3").default_targets, "attn.add_q_proj", "norm1.linear", "norm1_context.linear"]
+        model = with_lora_on(model_of(family), targets)
+    else:
+        model = with_lora(model_of(family), seed=1)
     want = deltas(kohya.extract_lora(model.denoiser))
     namings = other_namings(family, model, tmp_path)
     assert len(namings) == (4 if family == "qwenimage" else 5)
