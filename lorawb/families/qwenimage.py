@@ -456,7 +456,8 @@ class QwenImageModel(FlowModel):
 
     def draw(self, pipe: Any, **kw: Any) -> list[Any]:
         """The guidance is QwenImagePipeline's ``true_cfg_scale`` (its ``guidance_scale`` is for guidance-distilled
-        models); above 1 it guides against the negative prompt, " " when there is none (Qwen's own example)."""
+        models); above 1 it guides against the negative prompt, " " when there is none (its docstring: even " " turns
+        the guidance on)."""
         cfg = float(kw.pop("guidance_scale", self.default_cfg))
         prompts = kw["prompt"]
         n = 1 if isinstance(prompts, str) else len(prompts)
