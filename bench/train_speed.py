@@ -18,7 +18,8 @@ Four contenders, each in a fresh process, interleaved round by round (A B C D A 
     python bench/train_speed.py --device cuda --family sdxl --full-size --diffusers-script ~/src/diffusers
     python bench/train_speed.py --family flux --diffusers-script ~/src/diffusers   # the flow transformers
 
-The flow-matching transformer families (``--family flux``, ``chroma``, ``flux2_klein``, ``zimage``) race
+The flow-matching transformer families (``--family flux``, ``chroma``, ``flux2_klein``, ``zimage``,
+``qwenimage``, ``sd3``) race
 other contenders:
 
 - ``diffusers`` / ``diffusers-cached``: the UNMODIFIED DreamBooth LoRA script of the family
@@ -30,8 +31,9 @@ other contenders:
   latents and text embeddings: forward, MSE, backward, AdamW step. Nothing a trainer does can be
   faster; lorawb with its caches is compared with it ("vs bare").
 Chroma has no diffusers example script: its rows compare lorawb with the bare step only. Klein's and
-Z-Image's scripts (``train_dreambooth_lora_flux2_klein.py``, ``train_dreambooth_lora_z_image.py``)
-always precompute every caption's embedding: their lorawb "no caches" run keeps the text cache on.
+Z-Image's and Qwen-Image's scripts (``train_dreambooth_lora_flux2_klein.py``, ``…_z_image.py``,
+``…_qwen_image.py``) always precompute every caption's embedding: their lorawb "no caches" run keeps the
+text cache on. SD3's (``train_dreambooth_lora_sd3.py``) runs CLIP-L/G and T5 every step, as lorawb uncached.
 
 --full-size builds a randomly initialised model with the real SD1.5 or SDXL architecture (UNet,
 VAE, CLIP text encoders; nothing is downloaded), so GPU figures are those of the real networks.
@@ -99,8 +101,17 @@ SCRIPT_FOR = {
     "flux": "train_dreambooth_lora_flux.py",
     "flux2_klein": "train_dreambooth_lora_flux2_klein.py",
     "zimage": "train_dreambooth_lora_z_image.py",
+    "qwenimage": "train_dreambooth_lora_qwen_image.py",
+    "sd3": "train_dreambooth_lora_sd3.py",
 }
-FLOW = ("flux", "chroma", "flux2_klein", "zimage")  # the flow-matching transformer families this bench races
+FLOW = (
+    "flux",
+    "chroma",
+    "flux2_klein",
+    "zimage",
+    "qwenimage",
+    "sd3",
+)  # the flow-matching transformer families this bench races
 SCRIPT_DIRS = ("text_to_image", "dreambooth")
 # The layers diffusers' Flux DreamBooth script puts a LoRA on (its default --lora_layers).
 FLUX_SCRIPT_TARGETS = [
@@ -124,13 +135,21 @@ SCRIPT_TARGETS = {
     "flux": FLUX_SCRIPT_TARGETS,
     "flux2_klein": ["attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.to_qkv_mlp_proj", "attn.to_out"],
     "zimage": ["attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0"],
+    "qwenimage": ["attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0"],  # the script's to_q, to_k, to_v, to_out.0
+    "sd3": FLUX_SCRIPT_TARGETS[:8],  # both streams' attention (the script's list; peft's match leaves attn2 out)
 }
 # Families whose script always precomputes each caption's embedding (DreamBooth scripts with per-image
 # captions): their uncached run is lorawb's with the text cache on and the latent cache off.
-SCRIPT_CACHES_TEXT = ("flux2_klein", "zimage")
+SCRIPT_CACHES_TEXT = ("flux2_klein", "zimage", "qwenimage")
 # The static shift each script's timesteps carry (its scheduler's, applied when use_dynamic_shifting is
-# off): none for Flux and Klein (dynamic), Z-Image's 3.
-SCRIPT_SHIFT = {"zimage": 3.0}
+# off): none for Flux and Klein (dynamic), Z-Image's 3, SD3's 3, and the 3 Qwen-Image's script loads its
+# scheduler with (shift=3.0, its dynamic shifting then unused by the training timesteps).
+SCRIPT_SHIFT = {"zimage": 3.0, "qwenimage": 3.0, "sd3": 3.0}
+# Families whose own section names the text length max_sequence_length (Flux.1's says t5_max_length).
+MAX_SEQUENCE_LENGTH = ("flux2_klein", "zimage", "qwenimage", "sd3")
+# The timestep density both sides draw from: uniform, but SD3's script has no uniform choice (its
+# --weighting_scheme is sigma_sqrt, logit_normal, mode or cosmap): logit-normal (0, 1), its default.
+SCHEME = {"sd3": "logit_normal"}
 T5_TOKENS = 128  # the T5 sequence length every flow contender uses (the script's --max_sequence_length)
 
 # --- the models -----------------------------------------------------------------------------------
@@ -177,7 +196,12 @@ def build_tiny(dest: Path, family: str, size: int) -> Path:
     return build_tiny_model(dest, family=family, image_size=size)
 
 
-def make_images(folder: Path, n: int, size: int, trigger: str) -> None:
+# Qwen-Image's script (diffusers 58eb52c) cannot train on a batch whose captions are all the same length: its
+# encode_prompt then returns no mask, which its embedding cache indexes. Its captions each have their own length.
+VARIED_CAPTIONS = ("qwenimage",)
+
+
+def make_images(folder: Path, n: int, size: int, trigger: str, varied: bool = False) -> None:
     from PIL import Image, ImageDraw
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -190,7 +214,8 @@ def make_images(folder: Path, n: int, size: int, trigger: str) -> None:
             r = rng.randrange(size // 8, size // 3)
             d.ellipse((x - r, y - r, x + r, y + r), fill=tuple(rng.randrange(256) for _ in range(3)))
         im.save(folder / f"img_{i:03d}.png")
-        (folder / f"img_{i:03d}.txt").write_text(f"{trigger}, red scarf, forest, watercolor")
+        extra = ", smiling" * i if varied else ""  # every caption its own length
+        (folder / f"img_{i:03d}.txt").write_text(f"{trigger}, red scarf, forest, watercolor{extra}")
 
 
 # --- the reference: diffusers' LoRA example, one step at a time -----------------------------------
@@ -412,7 +437,7 @@ def flow_script_args(args: argparse.Namespace, model: Path, data: Path, out: Pat
         "--lr_scheduler=constant",
         "--lr_warmup_steps=0",
         f"--rank={args.rank}",
-        f"--lora_alpha={args.rank}",
+        *([] if args.family == "sd3" else [f"--lora_alpha={args.rank}"]),  # SD3's script has alpha = rank
         "--seed=0",
         f"--output_dir={out}",
         f"--checkpointing_steps={args.steps + 1000}",
@@ -420,7 +445,7 @@ def flow_script_args(args: argparse.Namespace, model: Path, data: Path, out: Pat
         "--dataloader_num_workers=0",
         "--report_to=tensorboard",
         f"--max_sequence_length={T5_TOKENS}",
-        "--weighting_scheme=none",
+        f"--weighting_scheme={SCHEME.get(args.family, 'none')}",
     ]
     if args.family == "flux":
         a.append("--guidance_scale=1.0")
@@ -435,15 +460,18 @@ def flow_script_args(args: argparse.Namespace, model: Path, data: Path, out: Pat
 def flow_lorawb_settings(args: argparse.Namespace) -> list[str]:
     """lorawb's settings for the same work as the script: its LoRA layers, uniform timesteps, no shift."""
     section = args.family
-    length = "max_sequence_length" if args.family in SCRIPT_CACHES_TEXT else "t5_max_length"
+    length = "max_sequence_length" if args.family in MAX_SEQUENCE_LENGTH else "t5_max_length"
     shift = SCRIPT_SHIFT.get(args.family, 1.0)
-    out = [f"{section}.weighting_scheme='none'", f"{section}.shift={shift}", f"{section}.{length}={T5_TOKENS}"]
+    scheme = SCHEME.get(args.family, "none")
+    out = [f"{section}.weighting_scheme='{scheme}'", f"{section}.shift={shift}", f"{section}.{length}={T5_TOKENS}"]
     if args.family in SCRIPT_TARGETS:
         out.append(f"network.target_modules={json.dumps(SCRIPT_TARGETS[args.family])}")
     if args.family == "flux":
         out.append("flux.guidance=1.0")
     if args.family == "zimage":
         out.append("zimage.train_refiners=true")
+    if args.family == "sd3":
+        out.append("sd3.train_attn2=false")  # the script's peft match leaves MMDiT-X's attn2 out
     return out
 
 
@@ -684,7 +712,9 @@ def main() -> int:
     from lorawb.core.project import init_project
 
     init_project(root, trigger="zkx_mira")
-    make_images(root / "dataset" / "1_zkx_mira", args.images, args.resolution, "zkx_mira")
+    make_images(
+        root / "dataset" / "1_zkx_mira", args.images, args.resolution, "zkx_mira", args.family in VARIED_CAPTIONS
+    )
     text = (root / "lorawb.toml").read_text()
     text = text.replace("resolution = 512", f"resolution = {args.resolution}").replace('path = ""', f'path = "{model}"')
     (root / "lorawb.toml").write_text(text + "\n[dataset]\nbucket_step = 8\n")

@@ -106,6 +106,21 @@ def tiny_zimage(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwenimage(tmp_path_factory) -> Path:
+    from lorawb.toyworld.tiny_transformers import build_tiny_transformer
+
+    return build_tiny_transformer(tmp_path_factory.mktemp("models") / "tiny-qwenimage", "qwenimage")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3(tmp_path_factory) -> Path:
+    """A tiny SD3.5 Medium (MMDiT-X: a dual-attention first block, RMS q/k norms) diffusers folder."""
+    from lorawb.toyworld.tiny_transformers import build_tiny_transformer
+
+    return build_tiny_transformer(tmp_path_factory.mktemp("models") / "tiny-sd3", "sd3")
+
+
+@pytest.fixture(scope="session")
 def trained_project(tmp_path_factory, tiny_model) -> Path:
     """A project on the tiny model with one run of 2 steps and a checkpoint at each step."""
     from lorawb.core.project import Project

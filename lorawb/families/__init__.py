@@ -16,7 +16,9 @@ from lorawb.families.base import Family, Helper, Model, Noised, TextCond, helper
 from lorawb.families.chroma import ChromaFamily
 from lorawb.families.flux import FluxFamily
 from lorawb.families.flux2_klein import KleinFamily
+from lorawb.families.qwenimage import QwenImageFamily
 from lorawb.families.sd import SD2Family, SDFamily
+from lorawb.families.sd3 import SD3Family
 from lorawb.families.sdxl import SDXLFamily
 from lorawb.families.zimage import ZImageFamily
 
@@ -30,6 +32,8 @@ REGISTRY: dict[str, Family] = {
     for f in (
         KleinFamily(),
         ZImageFamily(),
+        QwenImageFamily(),
+        SD3Family(),
         ChromaFamily(),
         FluxFamily(),
         SDXLFamily(),

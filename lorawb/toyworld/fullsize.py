@@ -125,7 +125,56 @@ QWEN3_4B: dict[str, Any] = dict(
 )
 # Z-Image (Turbo and Base share it): diffusers' ZImageTransformer2DModel defaults are its config.
 ZIMAGE_TRANSFORMER: dict[str, Any] = dict(axes_lens=[1536, 512, 512])
-FAMILIES = ("sd1", "sdxl", "flux", "chroma", "flux2_klein", "zimage")
+# Qwen-Image: diffusers' QwenImageTransformer2DModel and AutoencoderKLQwenImage defaults are its configs; its
+# text encoder is Qwen2.5-VL-7B-Instruct (Qwen/Qwen-Image text_encoder/config.json).
+QWENIMAGE_TRANSFORMER: dict[str, Any] = {}
+QWEN25_VL_7B: dict[str, Any] = dict(
+    text_config=dict(
+        vocab_size=152064,
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        max_position_embeddings=128000,
+        rope_theta=1000000.0,
+        rope_scaling={"type": "mrope", "rope_type": "default", "mrope_section": [16, 24, 24]},
+        tie_word_embeddings=False,
+    ),
+    vision_config=dict(
+        depth=32,
+        hidden_size=1280,
+        intermediate_size=3420,
+        num_heads=16,
+        out_hidden_size=3584,
+        fullatt_block_indexes=[7, 15, 23, 31],
+    ),
+    tie_word_embeddings=False,
+)
+# SD3.5 Large and Medium (stabilityai/stable-diffusion-3.5-{large,medium} transformer/config.json).
+SD35_LARGE_TRANSFORMER: dict[str, Any] = dict(
+    sample_size=128,
+    patch_size=2,
+    in_channels=16,
+    num_layers=38,
+    attention_head_dim=64,
+    num_attention_heads=38,
+    joint_attention_dim=4096,
+    caption_projection_dim=2432,
+    pooled_projection_dim=2048,
+    out_channels=16,
+    pos_embed_max_size=192,
+    qk_norm="rms_norm",
+)
+SD35_MEDIUM_TRANSFORMER: dict[str, Any] = dict(
+    SD35_LARGE_TRANSFORMER,
+    num_layers=24,
+    num_attention_heads=24,
+    caption_projection_dim=1536,
+    pos_embed_max_size=384,
+    dual_attention_layers=tuple(range(13)),
+)
+FAMILIES = ("sd1", "sdxl", "flux", "chroma", "flux2_klein", "zimage", "qwenimage", "sd3")
 
 
 def components(family: str, vocab: int = 49408) -> dict[str, tuple[str, str, Any]]:
@@ -177,6 +226,24 @@ def components(family: str, vocab: int = 49408) -> dict[str, tuple[str, str, Any
             "vae": vae,
             "text_encoder": qwen3,
         }
+    if family == "qwenimage":
+        return {
+            "transformer": ("diffusers", "QwenImageTransformer2DModel", QWENIMAGE_TRANSFORMER),
+            "vae": ("diffusers", "AutoencoderKLQwenImage", {}),
+            "text_encoder": ("transformers", "Qwen2_5_VLForConditionalGeneration", QWEN25_VL_7B),
+        }
+    if family == "sd3":  # SD3.5 Large
+        return {
+            "transformer": ("diffusers", "SD3Transformer2DModel", SD35_LARGE_TRANSFORMER),
+            "vae": (
+                "diffusers",
+                "AutoencoderKL",
+                dict(FLUX_VAE, sample_size=1024, scaling_factor=1.5305, shift_factor=0.0609),
+            ),
+            "text_encoder": ("transformers", "CLIPTextModelWithProjection", dict(CLIP_L, **clip)),
+            "text_encoder_2": ("transformers", "CLIPTextModelWithProjection", dict(CLIP_BIGG, **clip)),
+            "text_encoder_3": t5,
+        }
     raise ValueError(f"no full-size architecture for {family!r} here: one of {', '.join(FAMILIES)}")
 
 
@@ -223,6 +290,8 @@ def _transformers_config(cls_name: str, config: dict[str, Any]) -> Any:
 
     if cls_name.startswith("Qwen3"):
         return transformers.Qwen3Config(**config)
+    if cls_name.startswith("Qwen2_5_VL"):
+        return transformers.Qwen2_5_VLConfig(**config)
     cls = transformers.T5Config if cls_name.startswith("T5") else transformers.CLIPTextConfig
     return cls(**config)
 

@@ -202,6 +202,8 @@ def full_models(full_flux, tmp_path_factory):
         "flux": full_flux,
         "chroma": write_config_folder(root / "chroma", "chroma"),
         "sdxl": write_config_folder(root / "sdxl", "sdxl"),
+        "qwenimage": write_config_folder(root / "qwenimage", "qwenimage"),
+        "sd3": write_config_folder(root / "sd3", "sd3"),  # SD3.5 Large
     }
 
 
