@@ -9,7 +9,8 @@ Two text chunks, as image viewers and other tools read them:
   comes from: a matrix cell's id, or a run's id, step and checkpoint).
 
 ``params`` is the matrix's ``Params.as_dict()`` shape: base, lora ({path, label, step} or None),
-weight, prompt, negative, seed, cfg, steps, sampler, width, height.
+weight, loras (the LoRAs applied together: [{path, label, step, weight}], optional), prompt,
+negative, seed, cfg, steps, sampler, width, height.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def infotext(params: Mapping[str, Any]) -> str:
     lora = params.get("lora")
     if lora and lora.get("path"):
         prompt += f" <lora:{Path(lora['path']).stem}:{float(params.get('weight', 1.0)):g}>"
+    for each in params.get("loras") or ():  # the matrix's loras axis: several applied together
+        if each.get("path"):
+            prompt += f" <lora:{Path(each['path']).stem}:{float(each.get('weight', 1.0)):g}>"
     lines = [prompt]
     if params.get("negative"):
         lines.append(f"Negative prompt: {params['negative']}")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,7 +154,9 @@ def test_cell_records_name_every_lora_and_weight_and_regenerate_exactly(joint_dr
     assert row["triggers"] == ["zkx_mira", "qvr_tom"] and row["params"]["width"] == 64
     with Image.open(folder.cell_png(row["id"])) as im:
         stored = np.asarray(im.convert("RGB"), dtype=np.int16)
+        infotext = im.text["parameters"]  # A1111's PNG Info lists every LoRA of the set, with its weight
     assert stored.shape == (32, 64, 3)
+    assert f"<lora:{Path(ck[0]).stem}:1>" in infotext and f"<lora:{Path(ck[1]).stem}:0.5>" in infotext
     again = np.asarray(regenerate(folder, row["id"]), dtype=np.int16)
     assert np.array_equal(again, stored)
     # the two sets of LoRAs draw differently on the same prompt and seed
