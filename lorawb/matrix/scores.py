@@ -605,7 +605,7 @@ def summarize(
         vals: dict[str, list[float]] = {m: [] for m in METRICS}
         by_seed: dict[int, dict[str, list[float]]] = {}
         by_prompt: dict[str, list[float]] = {}
-        for cid in ids:
+        for cid in sorted(ids):  # one order of summing, whatever the hash seed
             s = scores.get(cid)
             if not s or s.get("scorer") != scorer:
                 continue

@@ -72,7 +72,7 @@ def scored(tmp_path) -> Project:
             if p.lora is not None:
                 row["leak"] = 0.10
         else:
-            base = 0.40 if p.lora is None else (0.70 if "step100" in step else 0.72)
+            base = 0.40 if p.lora is None else (0.69 if "step100" in step else 0.72)
             ctx_shift = {"forest": 0.04, "spaceship": -0.02, "bar": 0.0, "beach": -0.02}[ctx]
             row.update(
                 identity=base + ctx_shift + (0.03 if seed else -0.03),

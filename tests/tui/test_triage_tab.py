@@ -317,6 +317,11 @@ async def test_keys_are_handled_while_thumbnails_are_still_being_made(tmp_path, 
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         _, grid = parts(app)
+        t0 = time.monotonic()
+        while len(grid.items) < 40 or not grid.scrollable_content_region.height or not grid.has_focus:  # ready for keys
+            await asyncio.sleep(0.01)
+            assert time.monotonic() - t0 < 30, "the grid never filled"
+        await pilot.pause()
         cols = grid.columns
         page = max(1, grid.scrollable_content_region.height // grid.cell_size[1]) * cols
         plan = [
