@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -67,9 +67,14 @@ class CharacterSection(CharacterSheet):
 
 
 class CharactersSection(BaseModel):
-    """``[characters]``: how the characters share a run, and one table per character."""
+    """``[characters]``: how the characters share a run, and one table per character.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    The characters are the table's other keys (pydantic's typed extras), so an error inside one is
+    reported at its own key (``characters.tom.trigger``), as lorawb.toml spells it.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    __pydantic_extra__: dict[str, CharacterSection] = Field(init=False)  # type: ignore[assignment]
 
     balance: Literal["equal", "by_images"] = Field(
         "equal",
@@ -79,23 +84,11 @@ class CharactersSection(BaseModel):
     pair_template: str = Field(
         DEFAULT_PAIR_TEMPLATE, description="the prompt of a pair ({a}, {b}: the triggers; {context}: the context)"
     )
-    members: dict[str, CharacterSection] = Field(default_factory=dict, description="the characters by name")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _split(cls, data: Any) -> Any:
-        """The TOML table holds settings and one sub-table per character: sort them apart."""
-        if not isinstance(data, dict) or "members" in data:
-            return data
-        settings = {k: v for k, v in data.items() if k in ("balance", "pair_template")}
-        members = {k: v for k, v in data.items() if k not in settings}
-        for name, value in members.items():
-            if not isinstance(value, dict):
-                raise ValueError(
-                    f"characters.{name}: expected a table [characters.{name}] (settings here are balance and "
-                    "pair_template)"
-                )
-        return {**settings, "members": members}
+    @property
+    def members(self) -> dict[str, CharacterSection]:
+        """The characters by name, in lorawb.toml's order."""
+        return dict(self.__pydantic_extra__ or {})
 
     @field_validator("pair_template")
     @classmethod

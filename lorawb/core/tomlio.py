@@ -164,10 +164,13 @@ def validate(model: type[BaseModel], data: Any, *, path: Path | None, text: str 
         dotted = _dotted(model, first["loc"])
         if prefix:
             dotted = f"{prefix}.{dotted}" if dotted else prefix
-        line = find_key_line(text, dotted) if text else None
         value = first.get("input")
         detail = _describe_error(first)
         shown = "" if first.get("type") in ("missing", "extra_forbidden") else f" (got {value!r})"
+        if dotted and detail.startswith(dotted + ".") and ": " in detail:  # a table's check naming the key inside
+            dotted, detail = detail.split(": ", 1)
+            shown = ""
+        line = find_key_line(text, dotted) if text else None
         others = [_dotted(model, e["loc"]) for e in errors[1:]]
         if prefix:
             others = [f"{prefix}.{o}" if o else prefix for o in others]

@@ -74,3 +74,12 @@ def test_bad_character_tables_are_named(tmp_path, extra, words):
     with pytest.raises(ConfigError) as info:
         project(tmp_path, extra)
     assert words in str(info.value) and "lorawb.toml" in str(info.value)
+    assert info.value.line is not None  # the line of the key or table
+
+
+def test_a_key_inside_a_character_is_named_as_lorawb_toml_spells_it(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        project(tmp_path, '\n[characters.tom]\ntrigger = "qvr_tom"\ncolour = "red"\n')
+    assert str(info.value).count("characters.tom.colour") == 1 and "members" not in str(info.value)
+    text = (tmp_path / "p" / "lorawb.toml").read_text().splitlines()
+    assert text[info.value.line - 1].startswith("colour")
