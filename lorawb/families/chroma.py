@@ -104,6 +104,8 @@ class ChromaFamily(FluxFamily):
 class ChromaModel(FluxModel):
     """Chroma: T5 tokens with their mask (plus one padding token), no pooled vector, no guidance."""
 
+    pipeline_class = "ChromaPipeline"
+
     @property
     def guidance_embeds(self) -> bool:
         return False
@@ -161,18 +163,6 @@ class ChromaModel(FluxModel):
 
     def enable_gradient_checkpointing(self) -> None:
         checkpoint_blocks([*self.bare_denoiser.transformer_blocks, *self.bare_denoiser.single_transformer_blocks])
-
-    def pipeline(self, scheduler: Any = None, denoiser: Any = None, text_encoders: list[Any] | None = None) -> Any:
-        from diffusers import ChromaPipeline
-
-        tes = text_encoders or self.text_encoders
-        return ChromaPipeline(
-            scheduler=scheduler or self.sampler("euler"),
-            vae=self.vae,
-            text_encoder=tes[0],
-            tokenizer=self.tokenizers[0],
-            transformer=denoiser or self.denoiser,
-        )
 
     def draw(self, pipe: Any, **kw: Any) -> list[Any]:
         """ChromaPipeline with lorawb's own embeddings and boolean masks (see the module's docstring)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -84,6 +84,37 @@ class FlowFamily(Family):
 @dataclass
 class FlowModel(Model):
     """A flow-matching model: the family supplies the denoiser call and the token count of an image."""
+
+    pipeline_class: ClassVar[str] = ""  # the diffusers pipeline that draws the family (FluxPipeline, ...)
+
+    def pipeline_extra(self) -> dict[str, Any]:
+        """The family's own arguments of its pipeline beyond the components (none by default)."""
+        return {}
+
+    def pipeline(self, scheduler: Any = None, denoiser: Any = None, text_encoders: list[Any] | None = None) -> Any:
+        """The family's diffusers pipeline over the loaded components: text_encoder/tokenizer, then
+        text_encoder_2/tokenizer_2 ... in the family's order."""
+        import diffusers
+
+        parts: dict[str, Any] = {}
+        for i, (encoder, tokenizer) in enumerate(
+            zip(text_encoders or self.text_encoders, self.tokenizers, strict=True)
+        ):
+            suffix = f"_{i + 1}" if i else ""
+            parts["text_encoder" + suffix], parts["tokenizer" + suffix] = encoder, tokenizer
+        return getattr(diffusers, self.pipeline_class)(
+            scheduler=scheduler or self.sampler("euler"),
+            vae=self.vae,
+            transformer=denoiser or self.denoiser,
+            **parts,
+            **self.pipeline_extra(),
+        )
+
+    def load_lora(self, pipe: Any, path: Path, adapter_name: str) -> None:
+        """Every naming lorawb reads, handed to diffusers in its peft naming (``transformer.``, alpha folded in)."""
+        from lorawb.families.flux import peft_state_dict
+
+        pipe.load_lora_weights(peft_state_dict(self.read_lora(path)), adapter_name=adapter_name)
 
     def image_seq_len(self, latents: torch.Tensor) -> int:
         """How many tokens the denoiser sees for latents of this size (for the resolution shift)."""

@@ -534,6 +534,8 @@ def load_single_transformer(family: FluxFamily, cls: Any, path: Path, folder: Pa
 class FluxModel(FlowModel):
     """Flux.1: packed latents with image/text position ids, CLIP's pooled vector, T5's tokens."""
 
+    pipeline_class = "FluxPipeline"
+
     @property
     def size_step(self) -> int:
         return self.vae_scale * 2
@@ -674,20 +676,6 @@ class FluxModel(FlowModel):
         pipe.load_lora_weights(state, adapter_name=adapter_name)
 
     # --- drawing ----------------------------------------------------------------------------------------------------
-    def pipeline(self, scheduler: Any = None, denoiser: Any = None, text_encoders: list[Any] | None = None) -> Any:
-        from diffusers import FluxPipeline
-
-        tes = text_encoders or self.text_encoders
-        return FluxPipeline(
-            scheduler=scheduler or self.sampler("euler"),
-            vae=self.vae,
-            text_encoder=tes[0],
-            tokenizer=self.tokenizers[0],
-            text_encoder_2=tes[1],
-            tokenizer_2=self.tokenizers[1],
-            transformer=denoiser or self.denoiser,
-        )
-
     def draw(self, pipe: Any, **kw: Any) -> list[Any]:
         kw.setdefault("max_sequence_length", self.t5_length)
         return list(pipe(**kw).images)

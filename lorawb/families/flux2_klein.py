@@ -232,6 +232,8 @@ class KleinModel(FluxModel):
     """Flux.2 Klein: latents in the VAE's layout (B, 32, h, w) in the loop, patchified and packed for the
     transformer; Qwen3's three layers as tokens; no pooled vector, no guidance embedding."""
 
+    pipeline_class = "Flux2KleinPipeline"
+
     distilled: bool = False  # model_index.json's is_distilled: the pipeline then ignores the guidance scale
 
     @property
@@ -331,28 +333,12 @@ class KleinModel(FluxModel):
     def bfl_layer(self, key: str) -> str | None:
         return klein_layer(key)
 
-    def load_lora(self, pipe: Any, path: Path, adapter_name: str) -> None:
-        """Every naming lorawb reads, handed to diffusers in its peft naming, alpha folded into the up weights."""
-        from lorawb.families.flux import peft_state_dict
-
-        pipe.load_lora_weights(peft_state_dict(self.read_lora(path)), adapter_name=adapter_name)
-
     def read_lora(self, path: Path, text_encoders: list[Any] | tuple = ()) -> LoraFile:
         return super().read_lora(path, ())  # Qwen3 gets no LoRA: every layer is the transformer's
 
     # --- drawing -----------------------------------------------------------------------------------------------------
-    def pipeline(self, scheduler: Any = None, denoiser: Any = None, text_encoders: list[Any] | None = None) -> Any:
-        from diffusers import Flux2KleinPipeline
-
-        tes = text_encoders or self.text_encoders
-        return Flux2KleinPipeline(
-            scheduler=scheduler or self.sampler("euler"),
-            vae=self.vae,
-            text_encoder=tes[0],
-            tokenizer=self.tokenizers[0],
-            transformer=denoiser or self.denoiser,
-            is_distilled=self.distilled,
-        )
+    def pipeline_extra(self) -> dict[str, Any]:
+        return {"is_distilled": self.distilled}
 
     def draw(self, pipe: Any, **kw: Any) -> list[Any]:
         """Flux2KleinPipeline with lorawb's embeddings of the prompts and negative prompts (the pipeline itself

@@ -304,6 +304,8 @@ class QwenImageModel(FlowModel):
     """Qwen-Image: latents in the VAE's layout (B, 16, h, w) in the loop, packed 2x2 for the transformer;
     Qwen2.5-VL's last layer as tokens with their mask; no pooled vector."""
 
+    pipeline_class = "QwenImagePipeline"
+
     @property
     def vae_scale(self) -> int:
         return 2 ** len(self.vae.temperal_downsample)
@@ -435,25 +437,7 @@ class QwenImageModel(FlowModel):
     def read_lora(self, path: Path, text_encoders: list[Any] | tuple = ()) -> LoraFile:
         return read_diffusers_named(path, self.bare_denoiser, len(text_encoders))
 
-    def load_lora(self, pipe: Any, path: Path, adapter_name: str) -> None:
-        """Every naming lorawb reads, handed to diffusers in its peft naming (``transformer.``, alpha folded in)."""
-        from lorawb.families.flux import peft_state_dict
-
-        pipe.load_lora_weights(peft_state_dict(self.read_lora(path)), adapter_name=adapter_name)
-
     # --- drawing -----------------------------------------------------------------------------------------------------
-    def pipeline(self, scheduler: Any = None, denoiser: Any = None, text_encoders: list[Any] | None = None) -> Any:
-        from diffusers import QwenImagePipeline
-
-        tes = text_encoders or self.text_encoders
-        return QwenImagePipeline(
-            scheduler=scheduler or self.sampler("euler"),
-            vae=self.vae,
-            text_encoder=tes[0],
-            tokenizer=self.tokenizers[0],
-            transformer=denoiser or self.denoiser,
-        )
-
     def draw(self, pipe: Any, **kw: Any) -> list[Any]:
         """The guidance is QwenImagePipeline's ``true_cfg_scale`` (its ``guidance_scale`` is for guidance-distilled
         models); above 1 it guides against the negative prompt, " " when there is none (its docstring: even " " turns

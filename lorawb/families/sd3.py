@@ -304,6 +304,8 @@ class SD3Family(FlowFamily):
 class SD3Model(FlowModel):
     """SD3.5: latents as the VAE gives them (the transformer patchifies), CLIP-L/G + T5 tokens, a pooled vector."""
 
+    pipeline_class = "StableDiffusion3Pipeline"
+
     @property
     def size_step(self) -> int:
         return self.vae_scale * int(self.bare_denoiser.config.patch_size)
@@ -420,29 +422,7 @@ class SD3Model(FlowModel):
         unmatched = sorted(set(layers) - {source[k] for k in used})
         return LoraFile(Path(path), denoiser, [{} for _ in text_encoders], unmatched, naming, metadata)
 
-    def load_lora(self, pipe: Any, path: Path, adapter_name: str) -> None:
-        """Every naming lorawb reads, handed to diffusers in its peft naming (``transformer.``, alpha folded in)."""
-        from lorawb.families.flux import peft_state_dict
-
-        pipe.load_lora_weights(peft_state_dict(self.read_lora(path)), adapter_name=adapter_name)
-
     # --- drawing -----------------------------------------------------------------------------------------------------
-    def pipeline(self, scheduler: Any = None, denoiser: Any = None, text_encoders: list[Any] | None = None) -> Any:
-        from diffusers import StableDiffusion3Pipeline
-
-        tes = text_encoders or self.text_encoders
-        return StableDiffusion3Pipeline(
-            scheduler=scheduler or self.sampler("euler"),
-            vae=self.vae,
-            text_encoder=tes[0],
-            tokenizer=self.tokenizers[0],
-            text_encoder_2=tes[1],
-            tokenizer_2=self.tokenizers[1],
-            text_encoder_3=tes[2],
-            tokenizer_3=self.tokenizers[2],
-            transformer=denoiser or self.denoiser,
-        )
-
     def draw(self, pipe: Any, **kw: Any) -> list[Any]:
         kw.setdefault("max_sequence_length", self.max_length)
         return list(pipe(**kw).images)

@@ -217,6 +217,8 @@ class ZImageModel(FlowModel):
     """Z-Image: latents as the VAE gives them (the transformer patchifies), a list of per-caption token
     features, the timestep as 1 − σ, the prediction negated."""
 
+    pipeline_class = "ZImagePipeline"
+
     @property
     def size_step(self) -> int:
         return self.vae_scale * 2
@@ -348,25 +350,7 @@ class ZImageModel(FlowModel):
             return "transformer." + key
         return "comfy." + key if key in comfy else None
 
-    def load_lora(self, pipe: Any, path: Path, adapter_name: str) -> None:
-        """Every naming lorawb reads, handed to diffusers in its peft naming (``transformer.``, alpha folded in)."""
-        from lorawb.families.flux import peft_state_dict
-
-        pipe.load_lora_weights(peft_state_dict(self.read_lora(path)), adapter_name=adapter_name)
-
     # --- drawing -----------------------------------------------------------------------------------------------------
-    def pipeline(self, scheduler: Any = None, denoiser: Any = None, text_encoders: list[Any] | None = None) -> Any:
-        from diffusers import ZImagePipeline
-
-        tes = text_encoders or self.text_encoders
-        return ZImagePipeline(
-            scheduler=scheduler or self.sampler("euler"),
-            vae=self.vae,
-            text_encoder=tes[0],
-            tokenizer=self.tokenizers[0],
-            transformer=denoiser or self.denoiser,
-        )
-
     def draw(self, pipe: Any, **kw: Any) -> list[Any]:
         kw.setdefault("max_sequence_length", self.max_length)
         return list(pipe(**kw).images)
