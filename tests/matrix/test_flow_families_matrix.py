@@ -1,6 +1,6 @@
-"""The matrix and reg images with a Qwen-Image or SD3.5 base: the run's checkpoints as LoRAs (read by
-lorawb's own loader, handed to the family's pipeline), guidance as an axis (Qwen-Image: true CFG, SD3.5: CFG), weight 0
-the base exactly."""
+"""The matrix and reg images with a Flux.2 Klein, Z-Image, Qwen-Image or SD3.5 base: the run's checkpoints as
+LoRAs (read by lorawb's own loader, handed to the family's pipeline), guidance as an axis (true CFG in Klein,
+Z-Image and Qwen-Image; SD3.5's CFG), weight 0 the base exactly. (Flux.1 and Chroma: test_flux_matrix.py.)"""
 
 from __future__ import annotations
 
@@ -34,14 +34,14 @@ seed = [0]
 """
 
 
-@pytest.mark.parametrize("family", ["qwenimage", "sd3"])
+@pytest.mark.parametrize("family", ["flux2_klein", "zimage", "qwenimage", "sd3"])
 def test_a_matrix_and_reg_images(family, request, tmp_path):
     root = make_project(tmp_path / "p", request.getfixturevalue(f"tiny_{family}"), n_images=3)
     text = (root / "lorawb.toml").read_text()
     (root / "lorawb.toml").write_text(text + f"\n[{family}]\nmax_sequence_length = 16\n")
     project = Project.load(root)
     cfg = resolve_config(project, overrides=["train.max_steps=2", "save.every_n_steps=1", "train.learning_rate=5e-2"])
-    run = create_run(project, cfg, "q4")
+    run = create_run(project, cfg, "q3")
     launch(run, detach=False)
     folder = root / "matrices" / "g"
     folder.mkdir(parents=True)
