@@ -104,8 +104,6 @@ class ChromaFamily(FluxFamily):
 class ChromaModel(FluxModel):
     """Chroma: T5 tokens with their mask (plus one padding token), no pooled vector, no guidance."""
 
-    pipeline_class = "ChromaPipeline"
-
     @property
     def guidance_embeds(self) -> bool:
         return False

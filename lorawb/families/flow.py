@@ -59,6 +59,15 @@ class FlowFamily(Family):
 
     kind = "flow"
     samplers: tuple[str, ...] = FLOW_SAMPLERS
+    transformer_class: ClassVar[str] = ""  # diffusers' transformer class of the family (its folder's config names it)
+    pipeline_class: ClassVar[str] = ""  # the diffusers pipeline that draws the family (FluxPipeline, ...)
+
+    def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
+        """A diffusers folder whose transformer, or whose pipeline, is the family's."""
+        from lorawb.train.modelpath import read_json
+
+        cls = read_json(path / "transformer" / "config.json").get("_class_name")
+        return cls == self.transformer_class or index.get("_class_name") == self.pipeline_class
 
     def latent_step(self, path: Path) -> int:
         return (vae_scale_of(path) or 8) * 2  # whole 2x2 patches of latents (every flow transformer here)
@@ -85,8 +94,6 @@ class FlowFamily(Family):
 class FlowModel(Model):
     """A flow-matching model: the family supplies the denoiser call and the token count of an image."""
 
-    pipeline_class: ClassVar[str] = ""  # the diffusers pipeline that draws the family (FluxPipeline, ...)
-
     def pipeline_extra(self) -> dict[str, Any]:
         """The family's own arguments of its pipeline beyond the components (none by default)."""
         return {}
@@ -102,7 +109,7 @@ class FlowModel(Model):
         ):
             suffix = f"_{i + 1}" if i else ""
             parts["text_encoder" + suffix], parts["tokenizer" + suffix] = encoder, tokenizer
-        return getattr(diffusers, self.pipeline_class)(
+        return getattr(diffusers, self.spec.pipeline_class)(  # type: ignore[attr-defined]
             scheduler=scheduler or self.sampler("euler"),
             vae=self.vae,
             transformer=denoiser or self.denoiser,

@@ -534,8 +534,6 @@ def load_single_transformer(family: FluxFamily, cls: Any, path: Path, folder: Pa
 class FluxModel(FlowModel):
     """Flux.1: packed latents with image/text position ids, CLIP's pooled vector, T5's tokens."""
 
-    pipeline_class = "FluxPipeline"
-
     @property
     def size_step(self) -> int:
         return self.vae_scale * 2

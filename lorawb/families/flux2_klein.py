@@ -232,8 +232,6 @@ class KleinModel(FluxModel):
     """Flux.2 Klein: latents in the VAE's layout (B, 32, h, w) in the loop, patchified and packed for the
     transformer; Qwen3's three layers as tokens; no pooled vector, no guidance embedding."""
 
-    pipeline_class = "Flux2KleinPipeline"
-
     distilled: bool = False  # model_index.json's is_distilled: the pipeline then ignores the guidance scale
 
     @property

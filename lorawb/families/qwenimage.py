@@ -178,12 +178,6 @@ class QwenImageFamily(FlowFamily):
     )
     model_class: type[QwenImageModel]
 
-    def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
-        from lorawb.train.modelpath import read_json
-
-        cls = read_json(path / "transformer" / "config.json").get("_class_name")
-        return cls == self.transformer_class or index.get("_class_name") == self.pipeline_class
-
     def detect_keys(self, keys: list[str]) -> bool:
         bare = {k.split("diffusion_model.", 1)[-1] for k in keys}
         return "txt_norm.weight" in bare and "transformer_blocks.0.img_mod.1.weight" in bare
@@ -303,8 +297,6 @@ def prompt_template() -> tuple[str, int]:
 class QwenImageModel(FlowModel):
     """Qwen-Image: latents in the VAE's layout (B, 16, h, w) in the loop, packed 2x2 for the transformer;
     Qwen2.5-VL's last layer as tokens with their mask; no pooled vector."""
-
-    pipeline_class = "QwenImagePipeline"
 
     @property
     def vae_scale(self) -> int:

@@ -207,12 +207,6 @@ class SD3Family(FlowFamily):
     )
     model_class: type[SD3Model]
 
-    def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
-        from lorawb.train.modelpath import read_json
-
-        cls = read_json(path / "transformer" / "config.json").get("_class_name")
-        return cls == self.transformer_class or index.get("_class_name") == self.pipeline_class
-
     def detect_keys(self, keys: list[str]) -> bool:
         bare = {k.split("diffusion_model.", 1)[-1] for k in keys}
         sai = "joint_blocks.0.x_block.attn.qkv.weight" in bare
@@ -303,8 +297,6 @@ class SD3Family(FlowFamily):
 @dataclass
 class SD3Model(FlowModel):
     """SD3.5: latents as the VAE gives them (the transformer patchifies), CLIP-L/G + T5 tokens, a pooled vector."""
-
-    pipeline_class = "StableDiffusion3Pipeline"
 
     @property
     def size_step(self) -> int:

@@ -117,12 +117,6 @@ class ZImageFamily(FlowFamily):
     pipeline_class = "ZImagePipeline"
     model_class: type[ZImageModel]
 
-    def detect_folder(self, path: Path, index: dict[str, Any]) -> bool:
-        from lorawb.train.modelpath import read_json
-
-        cls = read_json(path / "transformer" / "config.json").get("_class_name")
-        return cls == self.transformer_class or index.get("_class_name") == self.pipeline_class
-
     def detect_keys(self, keys: list[str]) -> bool:
         bare = {k.split("diffusion_model.", 1)[-1] for k in keys}
         refiner = (
@@ -216,8 +210,6 @@ class ZImageFamily(FlowFamily):
 class ZImageModel(FlowModel):
     """Z-Image: latents as the VAE gives them (the transformer patchifies), a list of per-caption token
     features, the timestep as 1 − σ, the prediction negated."""
-
-    pipeline_class = "ZImagePipeline"
 
     @property
     def size_step(self) -> int:
