@@ -122,7 +122,26 @@ def resolve_stacks(spec: MatrixSpec, project: Project, family: str) -> list[tupl
                 raise spec.error("axes.loras", f"{value}: {exc.message}", hint=exc.hint) from exc
             stack.append((LoraRef(rel_to_project(project, path), Path(value).stem, info.step), weight))
         out.append(tuple(stack))
-    return out
+    return _distinct_labels(out)
+
+
+def _distinct_labels(stacks: list[tuple[tuple[LoraRef, float], ...]]) -> list[tuple[tuple[LoraRef, float], ...]]:
+    """Files of the same name from different folders (two runs' ``p-000400.safetensors``) are told
+    apart by their folder: ``A/p-000400``; the summary and the tab name each value by its labels."""
+    paths: dict[str, set[str]] = {}
+    for stack in stacks:
+        for ref, _ in stack:
+            paths.setdefault(ref.label, set()).add(ref.path)
+    clash = {label for label, seen in paths.items() if len(seen) > 1}
+    if not clash:
+        return stacks
+
+    def named(ref: LoraRef) -> LoraRef:
+        if ref.label not in clash:
+            return ref
+        return LoraRef(ref.path, f"{Path(ref.path).parent.name}/{ref.label}", ref.step)
+
+    return [tuple((named(r), w) for r, w in stack) for stack in stacks]
 
 
 def resolve_characters(spec: MatrixSpec, project: Project) -> tuple[tuple[str, str], ...]:

@@ -130,6 +130,7 @@ class ToyScorer:
                     row["ceiling"] = self.ceiling
             if cell.characters and self.characters is not None:
                 row.update(self.characters.toy(cell.characters, cell.params.prompt, image))
+                row.pop("ceiling", None)  # identity is now the character's own: the dataset's ceiling is not its
             want = world.parse_prompt(cell.plain_prompt)
             row["prompt_following"] = sum(reading[k] == v for k, v in want.items()) / len(want) if want else None
             if cell.is_control and not cell.params.is_base:
@@ -238,6 +239,7 @@ class EmbedderScorer:
             if e is not None and self.embedder.has_text and cell.plain_prompt:
                 row["prompt_following"] = float(e @ self._text_vec(cell.plain_prompt))
             if cell.characters and self.characters is not None:
+                row.pop("ceiling", None)  # identity is now the character's own: the dataset's ceiling is not its
                 if e is not None and len(self.dataset) and not self.judge.by_faces and self.judge.crop == "none":
                     row.update(
                         self.characters.embedder(
@@ -278,6 +280,9 @@ def make_scorer(
     ``dataset``: the images identity is measured against (default: the project's dataset).
     """
     dataset = list(dataset) if dataset is not None else dataset_images(project)
+    want = settings.scorer
+    if want == "none":
+        return NoScorer('scoring is off ([matrix] scorer = "none")')
     chars = None
     from lorawb.core.characters import characters_of
 
@@ -285,9 +290,6 @@ def make_scorer(
         from lorawb.matrix.bleed import CharacterScores
 
         chars = CharacterScores(characters_of(project.config), project.dataset_dir, dataset)
-    want = settings.scorer
-    if want == "none":
-        return NoScorer('scoring is off ([matrix] scorer = "none")')
     from lorawb.errors import ConfigError
 
     if settings.crop == "face" and not settings.face_embedder:
@@ -388,6 +390,7 @@ class Summary:
     rows: list[SummaryRow] = field(default_factory=list)
     reason: str = ""
     ceiling: float | None = None  # the dataset's leave-one-out identity, same measure and k
+    per_character: bool = False  # identities are each character's own (a character axis): no one ceiling
     sources: dict[str, str] = field(default_factory=dict)  # metric -> what measured it
     calibration: dict[str, float] = field(default_factory=dict)  # metric -> rank correlation with the truth
 
@@ -592,12 +595,16 @@ def summarize(
         groups[key]["cells"].add(pos.cell)
         groups[key]["seed"][pos.cell] = pos.index("seed") if has_seed else 0
     out = Summary(scorer=scorer, measures=tuple(measures), reason=reason)
+    per_character = False
     for s in scores.values():
         if s.get("scorer") == scorer:
             if isinstance(s.get("ceiling"), (int, float)):
                 out.ceiling = float(s["ceiling"])
             if isinstance(s.get("by"), dict):
                 out.sources = dict(s["by"])
+            per_character = per_character or "characters" in s
+    if per_character:  # identities of one character each: a ceiling of the whole dataset would mislead
+        out.ceiling, out.per_character = None, True
     for key in order:
         ids = groups[key]["cells"]
         seed_of = groups[key]["seed"]
@@ -709,6 +716,9 @@ LABELS = {
 }
 
 
+NO_CEILING_PER_CHARACTER = "no dataset ceiling: each identity is one character's against its own images"
+
+
 def scores_header(summary: Summary) -> str:
     """What measured each score, the dataset's ceiling, and what is not measured (the tab's scores view)."""
     by: dict[str, list[str]] = {}
@@ -719,6 +729,8 @@ def scores_header(summary: Summary) -> str:
     text = "; ".join(parts)
     if summary.ceiling is not None:
         text += f" · dataset ceiling {summary.ceiling:.2f} (each training image against the rest)"
+    elif summary.per_character:
+        text += f" · {NO_CEILING_PER_CHARACTER}"
     elif "identity" in summary.measures:
         text += " · dataset ceiling not measured"
     no_face = sum(r.no_face for r in summary.rows)
@@ -743,7 +755,7 @@ def format_table(summary: Summary) -> str:
             f"dataset ceiling (each training image against the rest, {summary.source('identity')}): {summary.ceiling:.2f}"
         )
     else:
-        lines.append("dataset ceiling: not measured")
+        lines.append(NO_CEILING_PER_CHARACTER if summary.per_character else "dataset ceiling: not measured")
     lines.append(head)
 
     def f(x: float | None, p: int = 2) -> str:

@@ -170,11 +170,12 @@ def balance_characters(items: list[Item], groups: list[str]) -> dict[str, int]:
     Within a group an image's share follows its folder's repeats (kohya repeats set by hand still
     weigh it against the group's other images); the shares are rounded by largest remainder so a
     group's count is exactly the target, and no image drops below its own repeats. Images of no
-    character (``none``) keep their repeats.
+    character (``none``) and of three characters or more keep their repeats (balancing is per
+    character and per pair; a lone image of three must not be raised to the largest group).
     """
     members: dict[str, list[int]] = {}
     for i, g in enumerate(groups):
-        if g != "none":
+        if g != "none" and g.count(JOINER) <= 1:
             members.setdefault(g, []).append(i)
     if not members:
         return {}

@@ -235,6 +235,18 @@ def test_the_summary_names_a_set_of_loras_by_its_label() -> None:
     assert [(r.value, r.cells) for r in rows] == [("forest", 3), ("bar", 3)]
 
 
+def test_per_character_identities_are_not_put_against_the_whole_datasets_ceiling() -> None:
+    from lorawb.matrix.scores import format_table, scores_header, summarize
+
+    lay = enumerate_cells(parse_spec(SPEC), resolved())
+    plain = {cid: {"scorer": "r", "identity": 0.5, "ceiling": 0.8} for cid in lay.cells}
+    assert summarize(lay, plain, set(lay.cells), "r", ("identity",)).ceiling == 0.8
+    scored = {cid: {**row, "characters": {"mira": {"identity": 0.5}}} for cid, row in plain.items()}
+    summary = summarize(lay, scored, set(lay.cells), "r", ("identity",))
+    assert summary.ceiling is None and summary.per_character
+    assert "each identity is one character's" in scores_header(summary) and "(%)" not in format_table(summary)
+
+
 def test_promoting_a_joint_cell_writes_both_triggers_in_its_caption(joint_drawn) -> None:
     from lorawb.core.project import Project
     from lorawb.matrix.plan import plan_matrix
@@ -246,3 +258,14 @@ def test_promoting_a_joint_cell_writes_both_triggers_in_its_caption(joint_drawn)
     promote(project, folder, [pair], project.trigger)
     caption = project.inbox_dir / f"{folder.id}-{pair.id}.txt"
     assert caption.read_text(encoding="utf-8").strip() == "zkx_mira, qvr_tom, forest"
+
+
+def test_files_of_one_name_from_two_runs_are_told_apart_by_their_folder() -> None:
+    from lorawb.matrix.cells import stack_label
+    from lorawb.matrix.resolve import _distinct_labels
+
+    a = LoraRef("runs/A/p-000400.safetensors", "p-000400", 400)
+    b = LoraRef("runs/B/p-000400.safetensors", "p-000400", 400)
+    stacks = _distinct_labels([((a, 1.0),), ((b, 1.0),), ((A, 1.0),)])
+    assert [stack_label(s) for s in stacks] == ["A/p-000400", "B/p-000400", "mira"]
+    assert [s[0][0].path for s in stacks] == [a.path, b.path, A.path]  # what a cell records is unchanged

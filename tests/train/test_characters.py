@@ -92,6 +92,14 @@ def test_repeats_set_by_hand_still_weigh_images_within_a_character() -> None:
     assert [it.repeats for it in items] == [1, 1, 1, 3]
 
 
+def test_an_image_of_three_characters_keeps_its_repeats() -> None:
+    """Balancing is per character and per pair: a lone image of three is not raised to the largest group."""
+    items = [D.Item(Path(f"{i}.png"), "f", "", 1, 32, 32) for i in range(6)]
+    groups = ["mira", "mira", "mira", "tom", "ann", "ann+mira+tom"]
+    assert D.balance_characters(items, groups) == {"mira": 3, "tom": 3, "ann": 3}
+    assert [it.repeats for it in items] == [1, 1, 1, 3, 3, 1]
+
+
 def test_every_trigger_a_caption_holds_leads_it_in_the_characters_order() -> None:
     rng = random.Random(0)
     t = ["zkx_mira", "qvr_tom"]
