@@ -99,13 +99,13 @@ def filter_words(chars: Sequence[Character]) -> list[str]:
 
 def check_filter_word(which: str, chars: Sequence[Character]) -> str:
     """``which`` as a filter word (case and spaces forgiven), or ValueError naming the accepted ones."""
+    if len(chars) < 2:
+        raise ValueError("this project has no [characters.<name>] tables (one character): no character filter")
     words = filter_words(chars)
     norm = "+".join(p.strip() for p in which.strip().lower().split("+"))
     for w in words:
         if w.lower() == norm:
             return w
-    if len(chars) < 2:
-        raise ValueError("this project has no [characters.<name>] tables (one character): no character filter")
     raise ValueError(f"unknown character {which!r}: use one of " + ", ".join(words))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from tomlkit.toml_document import TOMLDocument
 
 from lorawb.core import tomlio
+from lorawb.core.characters import CharactersSection
 from lorawb.core.config import EXAMPLE_GROUPS, ProjectConfig, default_toml
 from lorawb.core.layout import _REPEATS, folder_repeats, is_image
 from lorawb.errors import ConfigError, ProjectError
@@ -377,7 +378,10 @@ def _characters(
         return re.sub(r"[^a-z0-9_-]+", "_", text.lower()).strip("_") or "character"
 
     short = {t: slug(re.split(r"[\s_]+", t.strip())[-1]) for t in solo}
-    names = {t: short[t] if list(short.values()).count(short[t]) == 1 else slug(t) for t in solo}
+    taken = set(CharactersSection.model_fields)  # [characters] balance, pair_template: not names
+    names = {
+        t: short[t] if list(short.values()).count(short[t]) == 1 and short[t] not in taken else slug(t) for t in solo
+    }
     return {names[t]: (t, f) for t, f in solo.items()}
 
 

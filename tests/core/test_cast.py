@@ -21,7 +21,7 @@ from lorawb.core.composition import composition
 from lorawb.core.doctor import diagnose, render_text
 from lorawb.core.project import Project, init_project
 from lorawb.core.triage import TriageError
-from lorawb.errors import CaptionError
+from lorawb.errors import CaptionError, LorawbError
 from tests.core.two_characters import build, write_folders
 
 
@@ -101,6 +101,9 @@ def test_a_one_character_project_has_no_cast_and_the_views_are_as_before(tmp_pat
     assert list(comp.groups) == ["context", "style"] and comp.cells == {}
     with pytest.raises(TriageError, match="one character"):
         tri.character_filter("mira", characters_of(p.config))
+    for where in ("joint", "char:one", "char:none"):  # no filter word of several characters passes silently
+        with pytest.raises(LorawbError, match="one character"):
+            co.parse_where(where, characters_of(p.config))
 
 
 def test_composition_has_a_character_group_with_the_pair_as_a_row(two):

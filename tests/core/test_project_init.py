@@ -212,6 +212,16 @@ def test_init_from_several_kohya_folders_proposes_one_character_per_folder(tmp_p
     assert p.config.sample["prompts"][:2] == ["zkx_mira", "qvr_tom"]
 
 
+def test_a_character_is_never_named_like_a_setting_of_characters(tmp_path):
+    from lorawb.core.characters import characters_of
+
+    _kohya_folder(tmp_path / "imgs", "10_zkx_balance")
+    _kohya_folder(tmp_path / "imgs", "10_qvr_tom")
+    assert main(["init", str(tmp_path / "proj"), "--images", str(tmp_path / "imgs")]) == 0
+    chars = characters_of(Project.load(tmp_path / "proj").config)
+    assert sorted((c.name, c.trigger) for c in chars) == [("tom", "qvr_tom"), ("zkx_balance", "zkx_balance")]
+
+
 def test_init_from_one_kohya_folder_stays_a_one_character_project(tmp_path):
     from tests.core.two_characters import MIRA, write_images
 
