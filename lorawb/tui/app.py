@@ -19,6 +19,7 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -310,11 +311,16 @@ class LorawbApp(App):
         if batch.delta:
             self.show_counts()
             for key in ("triage", "captions"):
-                self.query_one(f"#{key}").post_message(DatasetChanged(batch))
+                self._tell(key, DatasetChanged(batch))
         if batch.runs:
-            self.query_one("#train").post_message(RunsChanged(frozenset(batch.runs)))
+            self._tell("train", RunsChanged(frozenset(batch.runs)))
         if batch.matrices:
-            self.query_one("#matrix").post_message(MatricesChanged(frozenset(batch.matrices)))
+            self._tell("matrix", MatricesChanged(frozenset(batch.matrices)))
+
+    def _tell(self, tab: str, message: Message) -> None:
+        """Post to a tab; a batch that arrives while the app shuts down finds the tabs gone, and is dropped."""
+        for widget in self.query(f"#{tab}"):
+            widget.post_message(message)
 
     def _config_changed(self, batch: WatchBatch) -> None:
         change = batch.config

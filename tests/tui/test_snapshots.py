@@ -102,7 +102,7 @@ def _train_view(key):
         from lorawb.tui.widgets.train_runs import RunTable
 
         table = pilot.app.query_one(RunTable)
-        for _ in range(100):
+        for _ in range(600):  # up to 30 s: a loaded CI machine measures late
             run_col = table.columns.get("run")
             if table.row_count and run_col is not None and run_col.content_width > len("run"):
                 break
